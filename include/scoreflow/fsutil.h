@@ -1,0 +1,25 @@
+#pragma once
+/// Files are never left half-written: everything scoreflow writes goes to a temporary name in the
+/// same directory and is renamed over the target once complete.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace scoreflow::io {
+
+/// Writes `bytes` to `path` atomically (temporary file + fsync + rename). Throws Error naming the
+/// path when the directory cannot be written.
+void write_file_atomic(const std::string& path, const void* data, size_t size);
+void write_file_atomic(const std::string& path, const std::string& bytes);
+
+/// Reads a whole file; throws Error("cannot read '<path>': <reason>").
+std::vector<uint8_t> read_file(const std::string& path);
+
+/// Throws Error naming `path` unless its directory exists and is writable (checked before long
+/// jobs start, so that they do not fail at the end).
+void check_writable(const std::string& path);
+
+/// Creates a directory (and parents); throws Error naming it on failure.
+void make_dirs(const std::string& dir);
+
+}  // namespace scoreflow::io
