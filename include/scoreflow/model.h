@@ -1,0 +1,115 @@
+#pragma once
+/// Models: anything that gives the σ-space denoiser D(x, σ) ≈ E[x0 | x0 + σε] (DESIGN.md §2) —
+/// a TorchScript network wrapped with its metadata, or a built-in analytic model.
+#include <torch/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "scoreflow/schedule.h"
+
+namespace scoreflow {
+
+enum class Prediction { Eps, X0, V, Score, Flow };
+enum class Head { None, Eps2, EpsC };
+Prediction parse_prediction(const std::string& name);
+std::string prediction_name(Prediction p);
+Head parse_head(const std::string& name);
+std::string head_name(Head h);
+
+/// The `scoreflow.json` fields (DESIGN.md §3), resolved.
+struct ModelMetadata {
+  Prediction prediction = Prediction::X0;
+  NoiseSchedule schedule = NoiseSchedule::edm();
+  TimeInput time_input = TimeInput::Sigma;
+  std::vector<int64_t> shape;  ///< one sample, e.g. [C, H, W] or [2]
+  double data_min = -1, data_max = 1;
+  int num_classes = 0;
+  Head head = Head::None;
+  std::string features;        ///< TorchScript method returning AMED bottleneck features, or ""
+  std::string json;            ///< the resolved metadata as a JSON document
+  /// True for [C, H, W] with C in {1, 3, 4}: such samples can be written as images.
+  bool image_shaped() const;
+};
+
+/// Merges the archive's scoreflow.json (may be empty), a --meta-file JSON document (may be empty)
+/// and `key=value` overrides (value parsed as JSON, bare words as strings), in that order, and
+/// validates every field. Throws Error naming the field and the bad value, or — when required
+/// fields are missing — listing all of them. `source` names the model in messages.
+ModelMetadata resolve_metadata(const std::string& archive_json, const std::string& file_json,
+                               const std::vector<std::string>& overrides, const std::string& source);
+/// Builds a NoiseSchedule from its JSON text (the "schedule" field).
+NoiseSchedule schedule_from_json(const std::string& json_text);
+
+/// A model in σ-space. Implementations must be safe to call from one thread at a time.
+class Model {
+ public:
+  virtual ~Model() = default;
+  /// The path or builtin spec it was made from.
+  virtual std::string name() const = 0;
+  /// One line for `info` and --json summaries.
+  virtual std::string summary() const = 0;
+  virtual const ModelMetadata& metadata() const = 0;
+  /// D(x, σ). x: [B, ...shape] in σ-space (x = x_t/α); sigma: one value for the whole batch or
+  /// one per sample; labels: [B] int64 class labels or an undefined tensor. Returns [B, ...shape]
+  /// in x's dtype on x's device.
+  virtual torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma,
+                                const torch::Tensor& labels) const = 0;
+  /// SN/NPR-DPM second head at the same point: E[ε²|x] (eps2) or E[(ε−ε̂)²|x] (epsc), [B, ...shape].
+  /// Throws Error when the model has no such head.
+  virtual std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x,
+                                                                    const std::vector<double>& sigma,
+                                                                    const torch::Tensor& labels) const;
+  /// AMED bottleneck features [B, F] (channel-averaged), or throws when the model has none.
+  virtual bool has_features() const { return false; }
+  virtual torch::Tensor features(const torch::Tensor& x, const std::vector<double>& sigma,
+                                 const torch::Tensor& labels) const;
+  virtual torch::Device device() const { return torch::kCPU; }
+  virtual void to(torch::Device device) {}
+};
+
+/// Opens a model: "builtin:NAME[:k=v,...]" or a TorchScript path. `meta_file` and `overrides` as
+/// in resolve_metadata (builtins reject overrides except their own args).
+std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file = "",
+                                  const std::vector<std::string>& overrides = {},
+                                  torch::Device device = torch::kCPU);
+
+/// Names and one-line summaries of the built-in models.
+std::vector<std::pair<std::string, std::string>> builtin_models();
+
+/// Classifier-free guidance and labels for one batch.
+struct Conditioning {
+  torch::Tensor labels;   ///< [B] int64, or undefined for unconditional models
+  double guidance = 1.0;  ///< w: D = D_u + w (D_c − D_u); 1 = conditional only
+};
+
+/// What samplers see: D(x, σ) with guidance applied, counting network evaluations (NFE) and
+/// refusing non-finite network output (naming σ).
+class Denoiser {
+ public:
+  Denoiser(std::shared_ptr<const Model> model, Conditioning cond = {});
+  /// D(x, σ) at one σ for the whole batch. [B, ...shape].
+  torch::Tensor operator()(const torch::Tensor& x, double sigma) const;
+  /// D(x, σ_b) with one σ per sample.
+  torch::Tensor operator()(const torch::Tensor& x, const std::vector<double>& sigma) const;
+  /// Number of denoiser evaluations so far (one per call, guidance or not).
+  int64_t nfe() const { return nfe_; }
+  const Model& model() const { return *model_; }
+  const NoiseSchedule& schedule() const { return model_->metadata().schedule; }
+  const Conditioning& conditioning() const { return cond_; }
+  /// On a GPU, finiteness flags are gathered on the device and checked here (and every
+  /// `check_every` calls) so that the loop never waits for the host; on the CPU every call checks.
+  void check_finite() const;
+
+ private:
+  torch::Tensor evaluate(const torch::Tensor& x, const std::vector<double>& sigma) const;
+  std::shared_ptr<const Model> model_;
+  Conditioning cond_;
+  mutable int64_t nfe_ = 0;
+  mutable std::vector<std::pair<torch::Tensor, double>> pending_;
+  int check_every_ = 32;
+};
+
+}  // namespace scoreflow

@@ -1,0 +1,38 @@
+#pragma once
+/// Running a sampler over a list of seeds in batches: per-seed initial noise (or a given noise
+/// array), labels, guidance, device placement.
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "scoreflow/model.h"
+#include "scoreflow/sampler.h"
+
+namespace scoreflow {
+
+struct SampleJob {
+  std::vector<double> sigmas;    ///< the grid, σ_0 first, ending at 0
+  std::vector<uint64_t> seeds;   ///< one sample per seed
+  int batch = 64;
+  torch::Device device = torch::kCPU;
+  torch::Tensor init_noise;      ///< optional [N, ...shape] standard normal replacing the seeded noise
+  torch::Tensor labels;          ///< optional [N] int64 class labels
+  double guidance = 1.0;
+};
+
+struct SampleResult {
+  torch::Tensor samples;         ///< [N, ...shape] float32 on the CPU, data space (σ = 0)
+  int64_t nfe = 0;               ///< network evaluations per sample
+};
+
+/// (finished samples, total samples) after each batch; (step, steps) inside a batch.
+using BatchCallback = std::function<void(int64_t done, int64_t total)>;
+
+/// Samples `job.seeds` with `sampler`. Sample i starts from σ_0·ε_i, ε_i drawn from the generator
+/// seeded by seeds[i] (or job.init_noise[i]); later noise draws come from the same generator.
+SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> model, const SampleJob& job,
+                         const BatchCallback& on_batch = {}, const StepCallback& on_step = {});
+
+}  // namespace scoreflow

@@ -1,0 +1,87 @@
+#include <ATen/ATen.h>
+
+#include <sstream>
+
+#include "scoreflow/error.h"
+#include "scoreflow/model.h"
+
+namespace scoreflow {
+
+std::pair<torch::Tensor, torch::Tensor> Model::denoise_with_head(const torch::Tensor&, const std::vector<double>&,
+                                                                 const torch::Tensor&) const {
+  fail("model ", name(), " has no second-moment head (metadata 'head' is none; SN-DPM needs eps2, NPR-DPM epsc)");
+}
+
+torch::Tensor Model::features(const torch::Tensor&, const std::vector<double>&, const torch::Tensor&) const {
+  fail("model ", name(), " exposes no bottleneck features (metadata 'features' is absent)");
+}
+
+Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond) : model_(std::move(model)), cond_(std::move(cond)) {
+  const ModelMetadata& m = model_->metadata();
+  if (cond_.guidance != 1.0 && m.num_classes == 0)
+    fail("--guidance ", cond_.guidance, " needs a class-conditional model; ", model_->name(), " has num_classes 0");
+  if (cond_.labels.defined() && m.num_classes > 0) {
+    auto lo = cond_.labels.min().item<int64_t>(), hi = cond_.labels.max().item<int64_t>();
+    if (lo < 0 || hi >= m.num_classes) fail("class label ", (lo < 0 ? lo : hi), " is outside [0, ", m.num_classes - 1, "]");
+  }
+}
+
+torch::Tensor Denoiser::operator()(const torch::Tensor& x, double sigma) const { return evaluate(x, {sigma}); }
+
+torch::Tensor Denoiser::operator()(const torch::Tensor& x, const std::vector<double>& sigma) const {
+  if (sigma.size() != 1 && static_cast<int64_t>(sigma.size()) != x.size(0))
+    fail("denoiser: ", sigma.size(), " sigmas for a batch of ", x.size(0));
+  return evaluate(x, sigma);
+}
+
+torch::Tensor Denoiser::evaluate(const torch::Tensor& x, const std::vector<double>& sigma) const {
+  ++nfe_;
+  const int num_classes = model_->metadata().num_classes;
+  torch::Tensor out;
+  if (num_classes > 0 && cond_.guidance != 1.0) {
+    // Classifier-free guidance: conditional and unconditional (label = num_classes) in one batch.
+    torch::Tensor labels = cond_.labels.defined() ? cond_.labels.to(x.device())
+                                                  : torch::full({x.size(0)}, num_classes, x.options().dtype(torch::kLong));
+    torch::Tensor both = model_->denoise(
+        torch::cat({x, x}), sigma.size() == 1 ? sigma : [&] {
+          std::vector<double> s2(sigma);
+          s2.insert(s2.end(), sigma.begin(), sigma.end());
+          return s2;
+        }(),
+        torch::cat({labels, torch::full_like(labels, num_classes)}));
+    auto parts = both.chunk(2);
+    out = parts[1] + cond_.guidance * (parts[0] - parts[1]);
+  } else {
+    torch::Tensor labels = cond_.labels;
+    if (num_classes > 0 && !labels.defined())
+      labels = torch::full({x.size(0)}, num_classes, x.options().dtype(torch::kLong));  // unconditional
+    out = model_->denoise(x, sigma, labels.defined() ? labels.to(x.device()) : labels);
+  }
+  torch::Tensor finite = torch::isfinite(out).all();
+  if (out.device().is_cpu()) {
+    if (!finite.item<bool>())
+      fail("network output is NaN or Inf at sigma=", sigma.front(), (sigma.size() > 1 ? " (per-sample sigmas)" : ""),
+           " (model ", model_->name(), ")");
+  } else {
+    pending_.emplace_back(finite, sigma.front());
+    if (static_cast<int>(pending_.size()) >= check_every_) check_finite();
+  }
+  return out;
+}
+
+void Denoiser::check_finite() const {
+  if (pending_.empty()) return;
+  std::vector<torch::Tensor> flags;
+  for (auto& p : pending_) flags.push_back(p.first);
+  torch::Tensor all = torch::stack(flags).cpu();
+  auto acc = all.accessor<bool, 1>();
+  for (int64_t i = 0; i < all.size(0); ++i)
+    if (!acc[i]) {
+      double s = pending_[i].second;
+      pending_.clear();
+      fail("network output is NaN or Inf at sigma=", s, " (model ", model_->name(), ")");
+    }
+  pending_.clear();
+}
+
+}  // namespace scoreflow

@@ -1,0 +1,207 @@
+// scoreflow.json: parsing, merging with --meta-file / --meta overrides, validation.
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+#include "scoreflow/error.h"
+#include "scoreflow/model.h"
+
+namespace scoreflow {
+namespace {
+
+using json = nlohmann::json;
+
+std::string type_of(const json& j) { return j.type_name(); }
+
+double number(const json& j, const std::string& field) {
+  if (!j.is_number()) fail("metadata field '", field, "' must be a number, got ", type_of(j), " ", j.dump());
+  return j.get<double>();
+}
+
+std::string string_field(const json& j, const std::string& field) {
+  if (!j.is_string()) fail("metadata field '", field, "' must be a string, got ", type_of(j), " ", j.dump());
+  return j.get<std::string>();
+}
+
+double get_number(const json& obj, const std::string& key, double fallback, const std::string& prefix) {
+  return obj.contains(key) ? number(obj.at(key), prefix + key) : fallback;
+}
+
+NoiseSchedule parse_schedule(const json& j) {
+  if (!j.is_object()) fail("metadata field 'schedule' must be an object, got ", type_of(j), " ", j.dump());
+  if (!j.contains("type")) fail("metadata field 'schedule.type' is missing; valid: vp_discrete, vp_linear, ve, edm, flow");
+  std::string type = string_field(j.at("type"), "schedule.type");
+  std::set<std::string> allowed;
+  NoiseSchedule out = NoiseSchedule::edm();
+  const std::string p = "schedule.";
+  if (type == "vp_discrete") {
+    allowed = {"type", "betas", "beta_start", "beta_end", "num_train_steps", "rescale_zero_terminal_snr"};
+    bool rescale = false;
+    if (j.contains("rescale_zero_terminal_snr")) {
+      if (!j.at("rescale_zero_terminal_snr").is_boolean())
+        fail("metadata field 'schedule.rescale_zero_terminal_snr' must be a boolean, got ", j.at("rescale_zero_terminal_snr").dump());
+      rescale = j.at("rescale_zero_terminal_snr").get<bool>();
+    }
+    json betas = j.value("betas", json("linear"));
+    if (betas.is_array()) {
+      std::vector<double> values;
+      for (size_t i = 0; i < betas.size(); ++i) values.push_back(number(betas[i], p + "betas[" + std::to_string(i) + "]"));
+      out = NoiseSchedule::vp_discrete(values, rescale);
+    } else {
+      std::string name = string_field(betas, p + "betas");
+      if (name != "linear" && name != "scaled_linear" && name != "cosine")
+        fail("metadata field 'schedule.betas' has unknown value '", name, "'; valid: linear, scaled_linear, cosine, or a list");
+      bool scaled = name == "scaled_linear";
+      double n = get_number(j, "num_train_steps", 1000, p);
+      if (n != static_cast<int>(n)) fail("metadata field 'schedule.num_train_steps' must be an integer, got ", n);
+      out = NoiseSchedule::vp_discrete(name, get_number(j, "beta_start", scaled ? 0.00085 : 1e-4, p),
+                                       get_number(j, "beta_end", scaled ? 0.012 : 0.02, p), static_cast<int>(n), rescale);
+    }
+  } else if (type == "vp_linear") {
+    allowed = {"type", "beta_min", "beta_max", "t_eps"};
+    out = NoiseSchedule::vp_linear(get_number(j, "beta_min", 0.1, p), get_number(j, "beta_max", 20, p),
+                                   get_number(j, "t_eps", 1e-3, p));
+  } else if (type == "ve") {
+    allowed = {"type", "sigma_min", "sigma_max"};
+    out = NoiseSchedule::ve(get_number(j, "sigma_min", 0.01, p), get_number(j, "sigma_max", 50, p));
+  } else if (type == "edm") {
+    allowed = {"type", "sigma_min", "sigma_max", "sigma_data"};
+    out = NoiseSchedule::edm(get_number(j, "sigma_min", 0.002, p), get_number(j, "sigma_max", 80, p),
+                             get_number(j, "sigma_data", 0.5, p));
+  } else if (type == "flow") {
+    allowed = {"type", "t_min", "t_max"};
+    out = NoiseSchedule::flow(get_number(j, "t_min", 1e-3, p), get_number(j, "t_max", 1 - 1e-3, p));
+  } else {
+    fail("metadata field 'schedule.type' has unknown value '", type, "'; valid: vp_discrete, vp_linear, ve, edm, flow");
+  }
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!allowed.count(it.key()))
+      fail("metadata field 'schedule.", it.key(), "' is not a ", type, " parameter; valid: ",
+           join(std::vector<std::string>(allowed.begin(), allowed.end())));
+  return out;
+}
+
+json parse_document(const std::string& text, const std::string& what) {
+  try {
+    json j = json::parse(text);
+    if (!j.is_object()) fail(what, " must be a JSON object, got ", type_of(j));
+    return j;
+  } catch (const json::exception& e) {
+    fail(what, " is not valid JSON: ", e.what());
+  }
+}
+
+void apply_override(json& doc, const std::string& item) {
+  size_t eq = item.find('=');
+  if (eq == std::string::npos || eq == 0) fail("malformed --meta '", item, "' (expected key=value)");
+  std::string key = item.substr(0, eq), text = item.substr(eq + 1);
+  json value;
+  try {
+    value = json::parse(text);
+  } catch (const json::exception&) {
+    value = text;  // bare word: a string
+  }
+  json* node = &doc;
+  size_t start = 0;
+  for (size_t dot; (dot = key.find('.', start)) != std::string::npos; start = dot + 1) {
+    json& child = (*node)[key.substr(start, dot - start)];
+    if (!child.is_object()) child = json::object();
+    node = &child;
+  }
+  (*node)[key.substr(start)] = value;
+}
+
+}  // namespace
+
+Prediction parse_prediction(const std::string& name) {
+  if (name == "eps") return Prediction::Eps;
+  if (name == "x0") return Prediction::X0;
+  if (name == "v") return Prediction::V;
+  if (name == "score") return Prediction::Score;
+  if (name == "flow") return Prediction::Flow;
+  fail("unknown prediction '", name, "'; valid: eps, x0, v, score, flow");
+}
+
+std::string prediction_name(Prediction p) {
+  const char* names[] = {"eps", "x0", "v", "score", "flow"};
+  return names[static_cast<int>(p)];
+}
+
+Head parse_head(const std::string& name) {
+  if (name == "none") return Head::None;
+  if (name == "eps2") return Head::Eps2;
+  if (name == "epsc") return Head::EpsC;
+  fail("unknown head '", name, "'; valid: none, eps2, epsc");
+}
+
+std::string head_name(Head h) {
+  const char* names[] = {"none", "eps2", "epsc"};
+  return names[static_cast<int>(h)];
+}
+
+bool ModelMetadata::image_shaped() const {
+  return shape.size() == 3 && (shape[0] == 1 || shape[0] == 3 || shape[0] == 4) && shape[1] >= 1 && shape[2] >= 1;
+}
+
+NoiseSchedule schedule_from_json(const std::string& text) { return parse_schedule(parse_document(text, "schedule")); }
+
+ModelMetadata resolve_metadata(const std::string& archive_json, const std::string& file_json,
+                               const std::vector<std::string>& overrides, const std::string& source) {
+  json doc = json::object();
+  if (!archive_json.empty()) doc = parse_document(archive_json, "scoreflow.json in " + source);
+  if (!file_json.empty()) doc.merge_patch(parse_document(file_json, "--meta-file"));
+  for (const std::string& item : overrides) apply_override(doc, item);
+
+  std::vector<std::string> missing;
+  for (const char* key : {"prediction", "schedule", "time_input", "shape"})
+    if (!doc.contains(key)) missing.push_back(key);
+  if (!missing.empty())
+    fail("model ", source, (archive_json.empty() ? " has no scoreflow.json metadata and" : "'s metadata"),
+         " lacks: ", join(missing), " (give them with --meta key=value or --meta-file FILE.json)");
+
+  const std::set<std::string> known = {"prediction", "schedule", "time_input", "shape", "data_range",
+                                       "num_classes", "head", "features", "name", "description"};
+  for (auto it = doc.begin(); it != doc.end(); ++it)
+    if (!known.count(it.key()))
+      fail("metadata field '", it.key(), "' is unknown; valid: ", join(std::vector<std::string>(known.begin(), known.end())));
+
+  ModelMetadata m;
+  m.prediction = parse_prediction(string_field(doc.at("prediction"), "prediction"));
+  m.schedule = parse_schedule(doc.at("schedule"));
+  m.time_input = parse_time_input(string_field(doc.at("time_input"), "time_input"));
+  const json& shape = doc.at("shape");
+  if (!shape.is_array() || shape.empty() || shape.size() > 4)
+    fail("metadata field 'shape' must be a list of 1 to 4 positive integers, got ", shape.dump());
+  for (const json& d : shape) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > 65536)
+      fail("metadata field 'shape' must be a list of 1 to 4 positive integers, got ", shape.dump());
+    m.shape.push_back(d.get<int64_t>());
+  }
+  if (doc.contains("data_range")) {
+    const json& r = doc.at("data_range");
+    if (!r.is_array() || r.size() != 2) fail("metadata field 'data_range' must be [lo, hi], got ", r.dump());
+    m.data_min = number(r[0], "data_range[0]");
+    m.data_max = number(r[1], "data_range[1]");
+    if (!(m.data_max > m.data_min)) fail("metadata field 'data_range' must have lo < hi, got ", r.dump());
+  }
+  if (doc.contains("num_classes")) {
+    const json& n = doc.at("num_classes");
+    if (!n.is_number_integer() || n.get<int64_t>() < 0)
+      fail("metadata field 'num_classes' must be a non-negative integer, got ", n.dump());
+    m.num_classes = n.get<int>();
+  }
+  if (doc.contains("head")) m.head = parse_head(string_field(doc.at("head"), "head"));
+  if (doc.contains("features") && !doc.at("features").is_null())
+    m.features = string_field(doc.at("features"), "features");
+  if (m.time_input == TimeInput::Index && m.schedule.type() != ScheduleType::VpDiscrete)
+    fail("metadata field 'time_input' is 'index' but the schedule is ", m.schedule.type_name(), " (index needs vp_discrete)");
+  if (m.prediction == Prediction::Flow && m.schedule.type() != ScheduleType::Flow)
+    fail("metadata field 'prediction' is 'flow' but the schedule is ", m.schedule.type_name(), " (flow needs schedule type flow)");
+  if ((m.prediction == Prediction::V) &&
+      !(m.schedule.type() == ScheduleType::VpDiscrete || m.schedule.type() == ScheduleType::VpLinear))
+    fail("metadata field 'prediction' is 'v' but the schedule is ", m.schedule.type_name(), " (v needs a VP schedule)");
+  m.json = doc.dump();
+  return m;
+}
+
+}  // namespace scoreflow

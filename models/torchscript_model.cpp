@@ -1,0 +1,189 @@
+// TorchScript networks + scoreflow.json metadata, wrapped as σ-space denoisers.
+#include <torch/script.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "scoreflow/builtin.h"
+#include "scoreflow/error.h"
+#include "scoreflow/model.h"
+#include "scoreflow/prediction.h"
+
+namespace scoreflow {
+namespace {
+
+std::string first_line(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  return line.size() > 300 ? line.substr(0, 300) + "..." : line;
+}
+
+std::string shape_str(c10::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+class TorchScriptModel : public Model {
+ public:
+  TorchScriptModel(std::string path, torch::jit::Module module, ModelMetadata meta, torch::Device device)
+      : path_(std::move(path)), module_(std::move(module)), meta_(std::move(meta)), device_(device) {
+    module_.eval();
+    const auto& schema = module_.get_method("forward").function().getSchema();
+    num_inputs_ = static_cast<int>(schema.arguments().size()) - 1;  // minus self
+    if (num_inputs_ != 2 && num_inputs_ != 3)
+      fail("model ", path_, ": forward takes ", num_inputs_, " inputs (", schema.arguments().size() > 1 ? schema.arguments()[1].name() : "",
+           "...); expected forward(x, t) or forward(x, t, y)");
+    if (meta_.num_classes > 0 && num_inputs_ != 3)
+      fail("model ", path_, ": metadata says num_classes ", meta_.num_classes, " but forward takes no class labels (x, t)");
+    if (!meta_.features.empty() && !module_.find_method(meta_.features))
+      fail("model ", path_, ": metadata 'features' names method '", meta_.features, "', which the module does not have");
+  }
+
+  std::string name() const override { return path_; }
+  std::string summary() const override {
+    return "TorchScript " + prediction_name(meta_.prediction) + "-prediction network, " + meta_.schedule.describe();
+  }
+  const ModelMetadata& metadata() const override { return meta_; }
+  torch::Device device() const override { return device_; }
+  void to(torch::Device device) override {
+    module_.to(device);
+    device_ = device;
+  }
+
+  torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels) const override {
+    auto [alpha, sig, out] = forward(x, sigma, labels);
+    return denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type());
+  }
+
+  std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x, const std::vector<double>& sigma,
+                                                            const torch::Tensor& labels) const override {
+    if (meta_.head == Head::None) return Model::denoise_with_head(x, sigma, labels);
+    if (meta_.prediction != Prediction::Eps) fail("model ", path_, ": a second-moment head needs eps prediction");
+    auto [alpha, sig, out] = forward(x, sigma, labels);
+    const int64_t c = x.size(1);
+    torch::Tensor d = denoised_from_output(meta_.prediction, x, out.narrow(1, 0, c), alpha, sig).to(x.scalar_type());
+    return {d, out.narrow(1, c, c).to(x.scalar_type())};
+  }
+
+  bool has_features() const override { return !meta_.features.empty(); }
+  torch::Tensor features(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels) const override {
+    if (meta_.features.empty()) return Model::features(x, sigma, labels);
+    auto [xt, t] = inputs(x, sigma);
+    std::vector<torch::jit::IValue> in{xt, t};
+    if (num_inputs_ == 3) in.push_back(labels);
+    torch::Tensor f = call(meta_.features, in, sigma.front()).toTensor();
+    if (f.dim() == 4) f = f.mean(1);  // [B, C, h, w] → channel average [B, h, w]
+    return f.reshape({x.size(0), -1}).to(torch::kFloat32);
+  }
+
+ private:
+  std::pair<torch::Tensor, torch::Tensor> inputs(const torch::Tensor& x, const std::vector<double>& sigma) const {
+    const int64_t b = x.size(0);
+    const NoiseSchedule& sch = meta_.schedule;
+    torch::NoGradGuard no_grad;
+    if (sigma.size() == 1) {
+      double a = sch.alpha_of_sigma(sigma[0]);
+      return {x * a, torch::full({b}, network_time(sch, meta_.time_input, sigma[0]), x.options().dtype(torch::kFloat32))};
+    }
+    std::vector<double> a(b), t(b);
+    for (int64_t i = 0; i < b; ++i) {
+      a[i] = sch.alpha_of_sigma(sigma[i]);
+      t[i] = network_time(sch, meta_.time_input, sigma[i]);
+    }
+    return {x * column(a, x), torch::tensor(t, torch::kFloat64).to(x.device(), torch::kFloat32)};
+  }
+
+  static torch::Tensor column(const std::vector<double>& v, const torch::Tensor& x) {
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[0] = static_cast<int64_t>(v.size());
+    return torch::tensor(v, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape);
+  }
+
+  torch::jit::IValue call(const std::string& method, std::vector<torch::jit::IValue>& in, double sigma) const {
+    try {
+      return const_cast<torch::jit::Module&>(module_).get_method(method)(in);
+    } catch (const c10::Error& e) {
+      fail("model ", path_, ": ", method, "() failed at sigma=", sigma, ": ", first_line(e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      fail("model ", path_, ": ", method, "() failed at sigma=", sigma, ": ", first_line(e.what()));
+    }
+  }
+
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const std::vector<double>& sigma,
+                                                                  const torch::Tensor& labels) const {
+    torch::NoGradGuard no_grad;
+    auto [xt, t] = inputs(x, sigma);
+    std::vector<torch::jit::IValue> in{xt, t};
+    if (num_inputs_ == 3) in.push_back(labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
+    torch::jit::IValue result = call("forward", in, sigma.front());
+    if (!result.isTensor()) fail("model ", path_, ": forward returned ", result.tagKind(), ", expected a Tensor");
+    torch::Tensor out = result.toTensor();
+    std::vector<int64_t> want(x.sizes().begin(), x.sizes().end());
+    if (meta_.head != Head::None) want[1] *= 2;
+    if (out.sizes() != c10::IntArrayRef(want))
+      fail("model ", path_, ": forward returned shape ", shape_str(out.sizes()), ", expected ", shape_str(want),
+           meta_.head != Head::None ? " (head " + head_name(meta_.head) + " doubles the channels)" : "");
+    torch::Tensor alpha, sig;
+    if (sigma.size() == 1) {
+      alpha = torch::scalar_tensor(meta_.schedule.alpha_of_sigma(sigma[0]), torch::kFloat64);
+      sig = torch::scalar_tensor(sigma[0], torch::kFloat64);
+    } else {
+      std::vector<double> a(sigma.size());
+      for (size_t i = 0; i < sigma.size(); ++i) a[i] = meta_.schedule.alpha_of_sigma(sigma[i]);
+      alpha = column(a, x);
+      sig = column(sigma, x);
+    }
+    return {alpha, sig, out.to(x.scalar_type())};
+  }
+
+  std::string path_;
+  torch::jit::Module module_;
+  ModelMetadata meta_;
+  torch::Device device_;
+  int num_inputs_ = 2;
+};
+
+}  // namespace
+
+std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
+                                  const std::vector<std::string>& overrides, torch::Device device) {
+  if (spec.rfind("builtin:", 0) == 0) {
+    if (!meta_file.empty() || !overrides.empty())
+      fail("builtin models take no --meta/--meta-file; give their args inline, e.g. builtin:gaussian:shape=3x8x8,std=0.5");
+    auto model = make_builtin(spec);
+    model->to(device);
+    return model;
+  }
+  {
+    std::ifstream probe(spec, std::ios::binary);
+    if (!probe) fail("cannot read model file '", spec, "': ", std::strerror(errno));
+    char magic[2] = {0, 0};
+    probe.read(magic, 2);
+    if (probe.gcount() < 2 || magic[0] != 'P' || magic[1] != 'K')
+      fail("model file '", spec, "' is not a TorchScript archive (not a zip file)");
+  }
+  std::string file_json;
+  if (!meta_file.empty()) {
+    std::ifstream in(meta_file);
+    if (!in) fail("cannot read --meta-file '", meta_file, "': ", std::strerror(errno));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    file_json = ss.str();
+  }
+  torch::jit::ExtraFilesMap extra{{"scoreflow.json", ""}};
+  torch::jit::Module module;
+  try {
+    module = torch::jit::load(spec, device, extra);
+  } catch (const c10::Error& e) {
+    fail("model file '", spec, "' could not be loaded as TorchScript: ", first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    fail("model file '", spec, "' could not be loaded as TorchScript: ", first_line(e.what()));
+  }
+  if (!module.find_method("forward")) fail("model file '", spec, "' has no forward method");
+  ModelMetadata meta = resolve_metadata(extra["scoreflow.json"], file_json, overrides, "'" + spec + "'");
+  return std::make_shared<TorchScriptModel>(spec, std::move(module), std::move(meta), device);
+}
+
+}  // namespace scoreflow

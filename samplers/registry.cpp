@@ -1,0 +1,39 @@
+#include "scoreflow/registry.h"
+
+#include "scoreflow/error.h"
+
+namespace scoreflow {
+
+// One line per sampler: name, summary. Each samplers/<name>.cpp defines make_<name>().
+#define SCOREFLOW_SAMPLERS(X)                                                                       \
+  X(euler, "Euler on the PF-ODE (k-diffusion sample_euler), 1 NFE/step")                            \
+  X(heun, "EDM Algorithm 2 (Heun 2nd order, optional churn S_churn/S_min/S_max/S_noise), 2N-1 NFE") \
+  X(ddim, "DDIM with eta (eta=0 is Euler in sigma-space; eta>0 ancestral), 1 NFE/step")             \
+  X(ddpm, "DDPM ancestral sampling (variance=beta_tilde|beta), 1 NFE/step")                         \
+  X(euler_maruyama, "Euler-Maruyama on the reverse-time SDE, last step denoises, 1 NFE/step")
+
+#define SCOREFLOW_DECLARE(name, summary) std::unique_ptr<Sampler> make_##name(const KeyValueArgs&);
+SCOREFLOW_SAMPLERS(SCOREFLOW_DECLARE)
+#undef SCOREFLOW_DECLARE
+
+const std::vector<SamplerInfo>& sampler_table() {
+#define SCOREFLOW_ENTRY(name, summary) {#name, summary, &make_##name},
+  static const std::vector<SamplerInfo> table = {SCOREFLOW_SAMPLERS(SCOREFLOW_ENTRY)};
+#undef SCOREFLOW_ENTRY
+  return table;
+}
+
+std::unique_ptr<Sampler> make_sampler(const std::string& name, const std::string& args_text) {
+  for (const SamplerInfo& info : sampler_table()) {
+    if (info.name != name) continue;
+    KeyValueArgs args(args_text, "sampler arg");
+    std::unique_ptr<Sampler> sampler = info.make(args);
+    args.finish("sampler " + name);
+    return sampler;
+  }
+  std::vector<std::string> names;
+  for (const SamplerInfo& info : sampler_table()) names.push_back(info.name);
+  fail("unknown sampler '", name, "'; valid: ", join(names));
+}
+
+}  // namespace scoreflow

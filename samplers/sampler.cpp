@@ -1,0 +1,44 @@
+#include "scoreflow/sampler.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "scoreflow/error.h"
+
+namespace scoreflow {
+
+NoiseSource::NoiseSource(const std::vector<uint64_t>& seeds) {
+  for (uint64_t seed : seeds) gens_.push_back(at::make_generator<at::CPUGeneratorImpl>(seed));
+}
+
+torch::Tensor NoiseSource::randn(c10::IntArrayRef sample_shape) {
+  std::vector<torch::Tensor> rows;
+  rows.reserve(gens_.size());
+  for (at::Generator& g : gens_) rows.push_back(at::randn(sample_shape, g, torch::dtype(torch::kFloat32)));
+  return torch::stack(rows);
+}
+
+torch::Tensor NoiseSource::randn_like(const torch::Tensor& x) {
+  if (x.size(0) != static_cast<int64_t>(gens_.size()))
+    fail("noise source has ", gens_.size(), " generators for a batch of ", x.size(0));
+  return randn(x.sizes().slice(1)).to(x.device(), x.scalar_type());
+}
+
+int Sampler::steps_for_nfe(int64_t budget) const {
+  if (nfe(min_steps()) > budget)
+    fail(name(), " needs at least ", nfe(min_steps()), " NFE (", min_steps(), " steps); --nfe ", budget, " is too small");
+  int steps = min_steps();
+  while (steps < 100000 && nfe(steps + 1) <= budget) ++steps;
+  return steps;
+}
+
+void check_grid(const Sampler& sampler, const std::vector<double>& sigmas) {
+  const int steps = static_cast<int>(sigmas.size()) - 1;
+  if (steps < sampler.min_steps())
+    fail(sampler.name(), " needs at least ", sampler.min_steps(), " steps, got ", steps);
+  for (size_t i = 0; i + 1 < sigmas.size(); ++i)
+    if (!(sigmas[i + 1] < sigmas[i]) || !(sigmas[i + 1] >= 0))
+      fail("sigma grid is not strictly decreasing to >= 0 at position ", i + 1);
+}
+
+}  // namespace scoreflow
