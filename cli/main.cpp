@@ -1,2 +1,45 @@
-#include <cstdio>
-int main() { std::puts("scoreflow"); return 0; }
+// scoreflow: the command line. Subcommands live one per file; this maps errors to exit codes:
+// 0 success, 1 a scoreflow::Error (bad input, failed job), 2 a usage error.
+#include <ATen/Parallel.h>
+
+#include <iostream>
+#include <thread>
+
+#include "cli/common.h"
+#include "scoreflow/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"scoreflow: diffusion-model sampling, Analytic-DPM and evaluation on LibTorch"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "CPU threads for LibTorch (default: all cores)");
+  scoreflow::cli::register_sample(app);
+  scoreflow::cli::register_list(app);
+  scoreflow::cli::register_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    for (CLI::App* sub : app.get_subcommands()) scoreflow::cli::run_action(sub);
+  } catch (const scoreflow::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    std::cerr << "error: " << msg.substr(0, msg.find('\n')) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,84 @@
+#include "cli/common.h"
+
+#include <torch/cuda.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include "scoreflow/error.h"
+
+namespace scoreflow::cli {
+
+void ModelOptions::add(CLI::App& app, bool with_device) {
+  app.add_option("--model", model, "TorchScript model file, or builtin:NAME[:k=v,...]")->required();
+  app.add_option("--meta", meta, "override a metadata field: key=value (value as JSON; e.g. prediction=eps, shape=[1,32,32])");
+  app.add_option("--meta-file", meta_file, "JSON file with metadata fields (merged over the archive's scoreflow.json)");
+  if (with_device) app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+}
+
+std::shared_ptr<Model> ModelOptions::open() const { return open_model(model, meta_file, meta, parse_device(device)); }
+
+torch::Device parse_device(const std::string& text) {
+  if (text == "cpu") return torch::kCPU;
+  if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available()) fail("--device ", text, ": CUDA is not available (this LibTorch build or machine has no GPU)");
+    int index = 0;
+    if (text.size() > 5) {
+      try {
+        index = std::stoi(text.substr(5));
+      } catch (const std::exception&) {
+        fail("--device '", text, "' is malformed; use cpu, cuda or cuda:N");
+      }
+    }
+    if (index < 0 || index >= static_cast<int>(torch::cuda::device_count()))
+      fail("--device ", text, ": only ", torch::cuda::device_count(), " CUDA device(s)");
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  fail("--device '", text, "' is unknown; valid: cpu, cuda, cuda:N");
+}
+
+Progress::Progress(std::string label, int64_t total, std::string unit)
+    : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(isatty(fileno(stderr))),
+      start_(std::chrono::steady_clock::now()), last_(start_) {}
+
+void Progress::update(int64_t done, const std::string& extra) {
+  if (!enabled_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
+  last_ = now;
+  const int width = 30;
+  int filled = total_ > 0 ? static_cast<int>(width * done / total_) : width;
+  double secs = seconds_since(start_);
+  std::fprintf(stderr, "\r%s [%s%s] %lld/%lld%s %.1fs %s\033[K", label_.c_str(), std::string(filled, '=').c_str(),
+               std::string(width - filled, ' ').c_str(), static_cast<long long>(done), static_cast<long long>(total_),
+               unit_.empty() ? "" : (" " + unit_).c_str(), secs, extra.c_str());
+  std::fflush(stderr);
+}
+
+void Progress::finish() {
+  if (enabled_) std::fprintf(stderr, "\n");
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+namespace {
+std::map<CLI::App*, std::function<void()>>& actions() {
+  static std::map<CLI::App*, std::function<void()>> table;
+  return table;
+}
+}  // namespace
+
+void set_action(CLI::App* sub, std::function<void()> action) { actions()[sub] = std::move(action); }
+
+void run_action(CLI::App* sub) {
+  auto it = actions().find(sub);
+  if (it != actions().end()) it->second();
+}
+
+void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }
+
+}  // namespace scoreflow::cli

@@ -1,0 +1,59 @@
+#pragma once
+// Shared CLI pieces: model options, device parsing, progress bar, JSON output.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "scoreflow/model.h"
+
+namespace scoreflow::cli {
+
+/// --model, --meta k=v (repeatable), --meta-file, --device.
+struct ModelOptions {
+  std::string model;
+  std::vector<std::string> meta;
+  std::string meta_file;
+  std::string device = "cpu";
+  void add(CLI::App& app, bool with_device = true);
+  std::shared_ptr<Model> open() const;
+};
+
+/// "cpu", "cuda", "cuda:1"; throws Error when CUDA is not available.
+torch::Device parse_device(const std::string& text);
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, std::string unit = "");
+  void update(int64_t done, const std::string& extra = "");
+  void finish();
+
+ private:
+  std::string label_, unit_;
+  int64_t total_;
+  bool enabled_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+/// Seconds since `start`.
+double seconds_since(std::chrono::steady_clock::time_point start);
+
+/// Prints `doc` on stdout as one JSON document.
+void print_json(const nlohmann::json& doc);
+
+/// Each subcommand registers itself and its action; main() parses, then runs the chosen action
+/// (so that errors from the action are reported apart from usage errors).
+void set_action(CLI::App* sub, std::function<void()> action);
+void run_action(CLI::App* sub);
+
+void register_sample(CLI::App& app);
+void register_list(CLI::App& app);
+void register_info(CLI::App& app);
+
+}  // namespace scoreflow::cli

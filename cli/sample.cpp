@@ -1,0 +1,187 @@
+// scoreflow sample: seeds → PNG grid / per-seed PNGs / .npz, with a --json summary.
+#include <cmath>
+#include <cstdio>
+
+#include "cli/common.h"
+#include "scoreflow/error.h"
+#include "scoreflow/fsutil.h"
+#include "scoreflow/image.h"
+#include "scoreflow/npy.h"
+#include "scoreflow/registry.h"
+#include "scoreflow/run.h"
+#include "scoreflow/sigmas.h"
+
+namespace scoreflow::cli {
+namespace {
+
+struct SampleOptions {
+  ModelOptions model;
+  std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, sigmas, seeds = "0-63";
+  std::string out, out_dir, npz, init_noise, dtype = "fp32", label;
+  int steps = 0, nfe = 0, batch = 64;
+  double guidance = 1.0;
+  bool json = false;
+};
+
+torch::Tensor labels_for(const SampleOptions& o, const ModelMetadata& m, const std::vector<uint64_t>& seeds) {
+  if (o.label.empty()) return {};
+  if (m.num_classes == 0) fail("--class needs a class-conditional model; ", o.model.model, " has num_classes 0");
+  std::vector<int64_t> labels;
+  for (uint64_t seed : seeds) {
+    if (o.label == "random") {
+      labels.push_back(static_cast<int64_t>(seed % static_cast<uint64_t>(m.num_classes)));
+    } else {
+      try {
+        size_t pos = 0;
+        labels.push_back(std::stoll(o.label, &pos));
+        if (pos != o.label.size()) throw std::invalid_argument("trailing");
+      } catch (const std::exception&) {
+        fail("--class '", o.label, "' is not an integer or 'random'");
+      }
+    }
+  }
+  return torch::tensor(labels, torch::kLong);
+}
+
+std::string seed_name(uint64_t seed) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "seed%06llu.png", static_cast<unsigned long long>(seed));
+  return buf;
+}
+
+void run(const SampleOptions& o) {
+  auto start = std::chrono::steady_clock::now();
+  // Everything that can be refused is checked before any sampling work.
+  if (o.dtype != "fp32") {
+    if (o.dtype != "fp16" && o.dtype != "bf16") fail("--dtype '", o.dtype, "' is unknown; valid: fp32, fp16, bf16");
+    fail("--dtype ", o.dtype, " is not supported yet on this build; use fp32");
+  }
+  auto model = o.model.open();
+  const ModelMetadata& meta = model->metadata();
+  auto sampler = make_sampler(o.sampler, o.sampler_args);
+  const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
+  if (o.steps && o.nfe) fail("give --steps or --nfe, not both");
+  if (o.steps < 0 || o.steps > 100000) fail("--steps must be in [1, 100000], got ", o.steps);
+  int steps = o.steps;
+  std::string nfe_note;
+  if (o.nfe) {
+    steps = sampler->steps_for_nfe(o.nfe);
+    nfe_note = sampler->name() + ": --nfe " + std::to_string(o.nfe) + " -> " + std::to_string(steps) + " steps (" +
+               std::to_string(sampler->nfe(steps)) + " network calls)";
+    std::fprintf(stderr, "%s\n", nfe_note.c_str());
+  }
+  std::vector<double> sigmas;
+  if (!o.sigmas.empty()) {
+    sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"));
+    if (steps && steps != static_cast<int>(sigmas.size()) - 1) fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
+  } else {
+    sigmas = make_sigmas(o.schedule, steps ? steps : 20, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+  }
+  if ((!o.out.empty() || !o.out_dir.empty()) && !meta.image_shaped()) {
+    std::ostringstream os;
+    os << c10::IntArrayRef(meta.shape);
+    fail("--out/--out-dir need image-shaped samples [C,H,W] with C in 1,3,4; this model's shape is ", os.str(), " (use --npz)");
+  }
+  if (o.out.empty() && o.out_dir.empty() && o.npz.empty() && !o.json) fail("nothing to write: give --out, --out-dir, --npz or --json");
+  if (!o.out.empty()) io::check_writable(o.out);
+  if (!o.npz.empty()) io::check_writable(o.npz);
+  if (!o.out_dir.empty()) io::make_dirs(o.out_dir);
+
+  SampleJob job;
+  job.sigmas = sigmas;
+  job.seeds = seeds;
+  job.batch = o.batch;
+  job.device = model->device();
+  job.labels = labels_for(o, meta, seeds);
+  job.guidance = o.guidance;
+  if (!o.init_noise.empty()) {
+    auto arrays = io::read_npz(o.init_noise);
+    auto it = arrays.find("noise");
+    if (it == arrays.end()) fail("--init-noise ", o.init_noise, " has no array 'noise'");
+    job.init_noise = io::to_tensor(it->second);
+  }
+
+  Progress progress("sampling", static_cast<int64_t>(seeds.size()), "samples");
+  int64_t done = 0;
+  SampleResult result = run_sampler(
+      *sampler, model, job, [&](int64_t d, int64_t) { done = d; progress.update(d); },
+      [&](int i, int n, double) { progress.update(done, "step " + std::to_string(i + 1) + "/" + std::to_string(n)); });
+  progress.finish();
+  const double sample_seconds = seconds_since(start);
+
+  nlohmann::json outputs = nlohmann::json::object();
+  if (!o.npz.empty()) {
+    std::vector<std::pair<std::string, io::NpyArray>> arrays;
+    arrays.emplace_back("samples", io::from_tensor(result.samples));
+    std::vector<int64_t> seed_values(seeds.begin(), seeds.end());
+    arrays.emplace_back("seeds", io::from_tensor(torch::tensor(seed_values, torch::kLong)));
+    if (meta.image_shaped()) arrays.emplace_back("images", io::from_tensor(io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max)));
+    if (job.labels.defined()) arrays.emplace_back("labels", io::from_tensor(job.labels));
+    io::write_npz(o.npz, arrays);
+    outputs["npz"] = o.npz;
+  }
+  if (meta.image_shaped() && (!o.out.empty() || !o.out_dir.empty())) {
+    torch::Tensor images = io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max);
+    if (!o.out.empty()) {
+      io::write_png(o.out, io::make_grid(images));
+      outputs["grid"] = o.out;
+    }
+    if (!o.out_dir.empty()) {
+      for (size_t i = 0; i < seeds.size(); ++i) io::write_png(o.out_dir + "/" + seed_name(seeds[i]), images[i]);
+      outputs["out_dir"] = o.out_dir;
+    }
+  }
+  if (o.json) {
+    torch::Tensor s = result.samples.to(torch::kFloat64);
+    print_json({{"command", "sample"},
+                {"model", model->name()},
+                {"model_summary", model->summary()},
+                {"sampler", sampler->name()},
+                {"sampler_args", o.sampler_args},
+                {"schedule", o.sigmas.empty() ? o.schedule : "explicit"},
+                {"schedule_args", o.schedule_args},
+                {"steps", static_cast<int>(sigmas.size()) - 1},
+                {"nfe", result.nfe},
+                {"nfe_note", nfe_note},
+                {"sigmas", sigmas},
+                {"seeds", o.seeds},
+                {"num_samples", seeds.size()},
+                {"batch", o.batch},
+                {"device", o.model.device},
+                {"guidance", o.guidance},
+                {"class", o.label},
+                {"sample_mean", s.mean().item<double>()},
+                {"sample_std", s.std().item<double>()},
+                {"wall_seconds", seconds_since(start)},
+                {"sampling_seconds", sample_seconds},
+                {"outputs", outputs}});
+  }
+}
+
+}  // namespace
+
+void register_sample(CLI::App& app) {
+  auto* sub = app.add_subcommand("sample", "generate samples from a model with a chosen sampler");
+  static SampleOptions o;
+  o.model.add(*sub);
+  sub->add_option("--sampler", o.sampler, "sampler name (scoreflow list samplers)")->capture_default_str();
+  sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,... (e.g. eta=0.5)");
+  sub->add_option("--steps", o.steps, "number of steps (default 20)");
+  sub->add_option("--nfe", o.nfe, "network-call budget; the sampler works out its steps");
+  sub->add_option("--schedule", o.schedule, "sigma grid (scoreflow list schedules)")->capture_default_str();
+  sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,... (rho, sigma_min, sigma_max, ...)");
+  sub->add_option("--sigmas", o.sigmas, "explicit descending sigma list, e.g. 80,40,10,1 (0 appended)");
+  sub->add_option("--seeds", o.seeds, "seeds: 0-63 or 1,5,9-12 (one sample each)")->capture_default_str();
+  sub->add_option("--batch", o.batch, "samples per network call")->capture_default_str();
+  sub->add_option("--dtype", o.dtype, "fp32 | fp16 | bf16")->capture_default_str();
+  sub->add_option("--out", o.out, "PNG grid of all samples");
+  sub->add_option("--out-dir", o.out_dir, "directory for one PNG per seed (seedNNNNNN.png)");
+  sub->add_option("--npz", o.npz, ".npz with samples (float32), seeds, images (uint8 NHWC)");
+  sub->add_option("--init-noise", o.init_noise, ".npz with array 'noise' [N, ...shape] replacing the seeded initial noise");
+  sub->add_option("--class", o.label, "class label for every sample, or 'random' (seed mod num_classes)");
+  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (1 = plain conditional)")->capture_default_str();
+  sub->add_flag("--json", o.json, "print a JSON summary on stdout");
+  set_action(sub, [] { run(o); });
+}
+
+}  // namespace scoreflow::cli
