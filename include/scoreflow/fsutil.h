@@ -1,6 +1,7 @@
 #pragma once
 /// Files are never left half-written: everything scoreflow writes goes to a temporary name in the
 /// same directory and is renamed over the target once complete.
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -11,6 +12,24 @@ namespace scoreflow::io {
 /// path when the directory cannot be written.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 void write_file_atomic(const std::string& path, const std::string& bytes);
+
+/// Streaming form of write_file_atomic for outputs too large to build in memory (multi-GB .npz):
+/// write() appends to a temporary sibling, commit() fsyncs and renames it over the target. If the
+/// object dies uncommitted (an exception), the temporary file is removed.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  void write(const void* data, size_t size);
+  void commit();
+
+ private:
+  std::string path_, temp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
 
 /// Reads a whole file; throws Error("cannot read '<path>': <reason>").
 std::vector<uint8_t> read_file(const std::string& path);

@@ -1,0 +1,133 @@
+#include "scoreflow/fsutil.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "scoreflow/error.h"
+
+namespace scoreflow::io {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+/// The directory a new file at `path` would live in ("." for a bare file name).
+std::string parent_dir(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+/// A unique sibling name: pid + a process-wide counter, so concurrent writers (threads or
+/// processes) never share a temporary file.
+std::string temp_name_for(const std::string& path) {
+  static std::atomic<unsigned> counter{0};
+  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(const std::string& path) : path_(path), temp_(temp_name_for(path)) {
+  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd_ < 0) fail("cannot write '", path_, "': ", errno_text(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  // Not committed: an exception is unwinding; leave no partial file behind.
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+  if (fd_ < 0) fail("cannot write '", path_, "': file already committed");
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write '", path_, "': ", errno_text(errno));
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+void AtomicFile::commit() {
+  if (fd_ < 0) fail("cannot write '", path_, "': file already committed");
+  // fsync before rename: otherwise a crash can leave the new name pointing at an empty file.
+  if (::fsync(fd_) != 0) fail("cannot write '", path_, "': fsync: ", errno_text(errno));
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) fail("cannot write '", path_, "': close: ", errno_text(errno));
+  if (::rename(temp_.c_str(), path_.c_str()) != 0)
+    fail("cannot write '", path_, "': rename: ", errno_text(errno));
+  committed_ = true;
+}
+
+void write_file_atomic(const std::string& path, const void* data, size_t size) {
+  AtomicFile file(path);
+  file.write(data, size);
+  file.commit();
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot read '", path, "': ", errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
+    const int err = S_ISDIR(st.st_mode) ? EISDIR : errno;
+    ::close(fd);
+    fail("cannot read '", path, "': ", errno_text(err));
+  }
+  std::vector<uint8_t> bytes;
+  bytes.reserve(static_cast<size_t>(st.st_size));
+  uint8_t chunk[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      fail("cannot read '", path, "': ", errno_text(err));
+    }
+    bytes.insert(bytes.end(), chunk, chunk + n);
+  }
+  ::close(fd);
+  return bytes;
+}
+
+void check_writable(const std::string& path) {
+  std::error_code ec;
+  // An existing directory is itself the place to write into (--out-dir); otherwise the parent.
+  const std::string dir = fs::is_directory(path, ec) ? path : parent_dir(path);
+  if (!fs::exists(dir, ec)) fail("cannot write '", path, "': directory '", dir, "' does not exist");
+  if (!fs::is_directory(dir, ec)) fail("cannot write '", path, "': '", dir, "' is not a directory");
+  // Probe by creating a file: access(W_OK) says yes to root on read-only mounts and to
+  // directories whose ACLs say no.
+  const std::string probe = temp_name_for((fs::path(dir) / ".scoreflow-probe").string());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) fail("cannot write '", path, "': directory '", dir, "': ", errno_text(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+void make_dirs(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail("cannot create directory '", dir, "': ", ec.message());
+  if (!fs::is_directory(dir, ec)) fail("cannot create directory '", dir, "': a file is in the way");
+}
+
+}  // namespace scoreflow::io
