@@ -52,25 +52,36 @@ ModelMetadata builtin_metadata(const std::vector<int64_t>& shape, const NoiseSch
   return m;
 }
 
-/// Smooth coloured patterns: each component mean is a sum of a few random low-frequency waves per
-/// channel, squashed into (−0.9, 0.9) — distinct, image-like, and deterministic given the seed.
+/// Simple coloured shapes — disk, ring, stripes, square, diagonal band, checker — one per
+/// component (cycling), each with its own foreground/background colour and placement drawn from
+/// `seed`: distinct, image-like means, so that a grid of samples is easy to judge by eye.
 torch::Tensor pattern_means(int k, const std::vector<int64_t>& shape, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  int64_t c = shape[0], h = shape[1], w = shape[2];
-  torch::Tensor yy = torch::linspace(0, 1, h, torch::kFloat64).view({h, 1});
-  torch::Tensor xx = torch::linspace(0, 1, w, torch::kFloat64).view({1, w});
+  const int64_t c = shape[0], h = shape[1], w = shape[2];
+  torch::Tensor yy = torch::linspace(-1, 1, h, torch::kFloat64).view({h, 1}).expand({h, w});
+  torch::Tensor xx = torch::linspace(-1, 1, w, torch::kFloat64).view({1, w}).expand({h, w});
   torch::Tensor means = torch::zeros({k, c, h, w}, torch::kFloat64);
-  for (int i = 0; i < k; ++i)
-    for (int64_t ch = 0; ch < c; ++ch) {
-      torch::Tensor img = torch::zeros({h, w}, torch::kFloat64);
-      torch::Tensor p = at::rand({4, 4}, gen, torch::kFloat64);
-      for (int j = 0; j < 4; ++j) {
-        double fy = 1 + std::floor(3 * p[j][0].item<double>()), fx = 1 + std::floor(3 * p[j][1].item<double>());
-        img += torch::sin(2 * kPi * (fy * yy + fx * xx * (j % 2 ? -1 : 1)) + 6.28 * p[j][2].item<double>()) *
-               (0.5 + p[j][3].item<double>());
-      }
-      means[i][ch] = torch::tanh(img) * 0.9;
+  for (int i = 0; i < k; ++i) {
+    torch::Tensor p = at::rand({8}, gen, torch::kFloat64);
+    auto u = [&](int j) { return p[j].item<double>(); };
+    const double cy = 0.5 * (u(0) - 0.5), cx = 0.5 * (u(1) - 0.5), r = 0.35 + 0.3 * u(2);
+    torch::Tensor dist = ((yy - cy).pow(2) + (xx - cx).pow(2)).sqrt();
+    torch::Tensor mask;
+    switch (i % 6) {
+      case 0: mask = (dist < r); break;
+      case 1: mask = (dist < r) & (dist > r - 0.3); break;
+      case 2: mask = torch::sin((yy * (2 + 3 * u(3))) * kPi) > 0; break;
+      case 3: mask = ((yy - cy).abs() < r * 0.8) & ((xx - cx).abs() < r * 0.8); break;
+      case 4: mask = (yy + xx - cy - cx).abs() < r * 0.6; break;
+      default: mask = (torch::sin(yy * 2 * kPi) * torch::sin(xx * 2 * kPi)) > 0; break;
     }
+    torch::Tensor m = mask.to(torch::kFloat64);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const double fg = 1.6 * at::rand({1}, gen, torch::kFloat64).item<double>() - 0.8;
+      const double bg = 0.5 * at::rand({1}, gen, torch::kFloat64).item<double>() - 0.8;
+      means[i][ch] = bg + (fg - bg) * m;
+    }
+  }
   return means.reshape({k, -1});
 }
 
@@ -149,7 +160,7 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
     std::vector<int64_t> shape = to_shape(args.get_list("shape", {3, 32, 32}), full);
     if (shape.size() != 3) fail(full, ": gmm shape must be CxHxW, e.g. shape=3x32x32");
     int k = args.get_int("k", 8);
-    double std = args.get_double("std", 0.1);
+    double std = args.get_double("std", 0.05);
     uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0));
     NoiseSchedule schedule = builtin_schedule(args);
     args.finish(full);
@@ -183,7 +194,7 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
 
 std::vector<std::pair<std::string, std::string>> builtin_models() {
   return {{"gaussian", "N(mean, std^2 I) (or diagonal: std_min..std_max) in any shape; args shape=2, mean, std, schedule"},
-          {"gmm", "mixture of k image patterns (default 3x32x32, k=8, std=0.1), writes PNG grids; args shape, k, std, seed"},
+          {"gmm", "mixture of k image patterns (default 3x32x32, k=8, std=0.05), writes PNG grids; args shape, k, std, seed"},
           {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1)"}};
 }
 

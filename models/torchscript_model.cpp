@@ -14,9 +14,17 @@
 namespace scoreflow {
 namespace {
 
+/// TorchScript errors span many lines (a traceback); keep the line that says what went wrong:
+/// the last "...Error: message" line, or else the first line.
 std::string first_line(const std::string& text) {
-  std::string line = text.substr(0, text.find('\n'));
-  return line.size() > 300 ? line.substr(0, 300) + "..." : line;
+  std::string best, line;
+  std::istringstream in(text);
+  while (std::getline(in, line))
+    if (line.find("Error: ") != std::string::npos || line.find("Exception: ") != std::string::npos) best = line;
+  if (best.empty()) best = text.substr(0, text.find('\n'));
+  size_t start = best.find_first_not_of(" \t");
+  best = start == std::string::npos ? best : best.substr(start);
+  return best.size() > 300 ? best.substr(0, 300) + "..." : best;
 }
 
 std::string shape_str(c10::IntArrayRef s) {
