@@ -18,7 +18,7 @@ struct SampleOptions {
   ModelOptions model;
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, sigmas, seeds = "0-63";
   std::string out, out_dir, npz, init_noise, dtype = "fp32", label;
-  int steps = 0, nfe = 0, batch = 64;
+  int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
   bool json = false;
 };
@@ -60,11 +60,11 @@ void run(const SampleOptions& o) {
   const ModelMetadata& meta = model->metadata();
   auto sampler = make_sampler(o.sampler, o.sampler_args);
   const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
-  if (o.steps && o.nfe) fail("give --steps or --nfe, not both");
-  if (o.steps < 0 || o.steps > 100000) fail("--steps must be in [1, 100000], got ", o.steps);
-  int steps = o.steps;
+  if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
+  if (o.steps != -1 && (o.steps < 1 || o.steps > 100000)) fail("--steps must be in [1, 100000], got ", o.steps);
+  int steps = o.steps == -1 ? 0 : o.steps;
   std::string nfe_note;
-  if (o.nfe) {
+  if (o.nfe != -1) {
     steps = sampler->steps_for_nfe(o.nfe);
     nfe_note = sampler->name() + ": --nfe " + std::to_string(o.nfe) + " -> " + std::to_string(steps) + " steps (" +
                std::to_string(sampler->nfe(steps)) + " network calls)";
