@@ -34,6 +34,8 @@ const SamplerCase kSamplerCases[] = {
     {"euler_maruyama", "", 0, false},
 };
 
+void PrintTo(const SamplerCase& c, std::ostream* os) { *os << c.name << "(" << c.args << ")"; }
+
 std::string case_name(const ::testing::TestParamInfo<SamplerCase>& info) {
   std::string n = std::string(info.param.name) + (info.param.args[0] ? std::string("_") + info.param.args : "");
   for (char& c : n)
