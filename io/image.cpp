@@ -114,8 +114,20 @@ torch::Tensor read_image(const std::string& path, int channels) {
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, stored = 0;
   // Header first: refuse absurd dimensions before the decoder allocates w*h*c bytes.
-  if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &stored))
+  if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &stored)) {
+    // stb refuses PNGs over 2^30 bytes itself, but its message is lost when it goes on to try the
+    // other formats ("unknown image type"); read the IHDR size so that the error says why.
+    static const uint8_t kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (bytes.size() >= 24 && std::memcmp(bytes.data(), kPng, 8) == 0 && std::memcmp(&bytes[12], "IHDR", 4) == 0) {
+      auto be32 = [&](size_t o) { return uint32_t(bytes[o]) << 24 | bytes[o + 1] << 16 | bytes[o + 2] << 8 | bytes[o + 3]; };
+      w = static_cast<int>(std::min<uint32_t>(be32(16), INT_MAX));
+      h = static_cast<int>(std::min<uint32_t>(be32(20), INT_MAX));
+      if (w > kMaxSide || h > kMaxSide || int64_t(w) * h > kMaxPixels)
+        fail("cannot decode image '", path, "': dimensions ", w, "x", h, " are absurd (limit ", kMaxSide,
+             " per side, 2^28 pixels); corrupt header?");
+    }
     fail("cannot decode image '", path, "': ", stbi_failure_reason(), " (not a PNG/JPEG/BMP, or corrupt)");
+  }
   if (w < 1 || h < 1 || w > kMaxSide || h > kMaxSide || int64_t(w) * h > kMaxPixels)
     fail("cannot decode image '", path, "': dimensions ", w, "x", h, " are absurd (limit ", kMaxSide,
          " per side, 2^28 pixels); corrupt header?");
