@@ -195,7 +195,8 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
 std::vector<std::pair<std::string, std::string>> builtin_models() {
   return {{"gaussian", "N(mean, std^2 I) (or diagonal: std_min..std_max) in any shape; args shape=2, mean, std, schedule"},
           {"gmm", "mixture of k image patterns (default 3x32x32, k=8, std=0.05), writes PNG grids; args shape, k, std, seed"},
-          {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1)"}};
+          {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1)"},
+          {"empirical", "exact denoiser of a dataset's smoothed empirical distribution (memorises it); args data=PATH, limit"}};
 }
 
 }  // namespace scoreflow

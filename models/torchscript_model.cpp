@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "scoreflow/builtin.h"
+#include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
 #include "scoreflow/prediction.h"
@@ -160,7 +161,9 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
   if (spec.rfind("builtin:", 0) == 0) {
     if (!meta_file.empty() || !overrides.empty())
       fail("builtin models take no --meta/--meta-file; give their args inline, e.g. builtin:gaussian:shape=3x8x8,std=0.5");
-    auto model = make_builtin(spec);
+    std::shared_ptr<Model> model;
+    if (spec.rfind("builtin:empirical", 0) == 0) model = make_empirical(spec);
+    else model = make_builtin(spec);
     model->to(device);
     return model;
   }
