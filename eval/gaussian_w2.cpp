@@ -1,7 +1,6 @@
 /// Gaussian 2-Wasserstein (Bures) distance, Fréchet distance (FID) and the PSD square root, in
 /// float64 with Eigen's symmetric eigendecomposition (DESIGN.md §7).
 #include <Eigen/Eigenvalues>
-
 #include <algorithm>
 #include <cmath>
 

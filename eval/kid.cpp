@@ -44,9 +44,11 @@ std::pair<torch::Tensor, torch::Tensor> checked_pair(const torch::Tensor& x,
 // Uniform integer in [0, n) from a 64-bit engine by rejection (std::uniform_int_distribution is
 // implementation-defined, so this keeps draws identical across standard libraries).
 uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
+  const uint64_t limit =
+      std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
   uint64_t r;
-  do r = rng(); while (r >= limit);
+  do r = rng();
+  while (r >= limit);
   return r % n;
 }
 

@@ -6,8 +6,7 @@ namespace scoreflow::metrics::detail {
 
 torch::Tensor as_double(const torch::Tensor& t, int64_t dims, const std::string& what) {
   if (!t.defined()) fail(what, " is an undefined tensor");
-  if (t.dim() != dims)
-    fail(what, " must have ", dims, " dimension(s), got shape ", t.sizes());
+  if (t.dim() != dims) fail(what, " must have ", dims, " dimension(s), got shape ", t.sizes());
   if (!at::isFloatingType(t.scalar_type()))
     fail(what, " must be a floating-point tensor, got dtype ", t.scalar_type());
   return t.detach().to(torch::kCPU, torch::kFloat64).contiguous();

@@ -3,7 +3,6 @@
 #include <torch/types.h>
 
 #include <Eigen/Dense>
-
 #include <string>
 
 namespace scoreflow::metrics::detail {

@@ -55,8 +55,7 @@ torch::Tensor MomentAccumulator::mean() const {
 }
 
 torch::Tensor MomentAccumulator::covariance() const {
-  if (count_ < 2)
-    fail("covariance needs at least 2 samples (unbiased, N − 1), got ", count_);
+  if (count_ < 2) fail("covariance needs at least 2 samples (unbiased, N − 1), got ", count_);
   const double n = static_cast<double>(count_);
   auto cov = (outer_ - torch::outer(sum_, sum_) / n) / (n - 1.0);
   // Exactly symmetric (addmm rounding can differ by an ulp across the diagonal).

@@ -56,7 +56,8 @@ double w2_squared_1d(const torch::Tensor& x, const torch::Tensor& y) {
 
 double sliced_w2_squared(const torch::Tensor& x, const torch::Tensor& y,
                          const SlicedW2Options& options) {
-  if (options.projections < 1) fail("sliced W2 projections must be >= 1, got ", options.projections);
+  if (options.projections < 1)
+    fail("sliced W2 projections must be >= 1, got ", options.projections);
   const auto xd = detail::rows_as_double(x, "x");
   const auto yd = detail::rows_as_double(y, "y");
   if (xd.size(1) != yd.size(1))
