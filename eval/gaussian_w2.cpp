@@ -3,6 +3,7 @@
 #include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "eval/metric_inputs.h"
 #include "scoreflow/error.h"
@@ -13,8 +14,10 @@ namespace {
 
 // Relative tolerances: asymmetry and negative eigenvalues below these (times the largest
 // magnitude) are rounding from float32 storage or accumulation; beyond them the input is wrong.
+// A singular covariance (fewer samples than dimensions) stored as float32, as pytorch-fid/ADM
+// .npz statistics often are, has eigenvalues down to ~−1e-7·λ_max, hence the loose 1e-5.
 constexpr double kSymmetryTolerance = 1e-6;
-constexpr double kNegativeEigenTolerance = 1e-8;
+constexpr double kNegativeEigenTolerance = 1e-5;
 
 // Checks `sigma` is a finite symmetric [D, D] matrix and returns it symmetrised, float64.
 Eigen::MatrixXd symmetric_matrix(const torch::Tensor& sigma, const std::string& what) {
@@ -29,19 +32,25 @@ Eigen::MatrixXd symmetric_matrix(const torch::Tensor& sigma, const std::string& 
   return 0.5 * (m + m.transpose());
 }
 
-// Eigenvalues of symmetric `m`, with rounding-level negatives clamped to 0; throws if `m` is
-// not positive semidefinite beyond the tolerance.
+// Eigendecomposition of symmetric `m` (eigenvectors only when `options` asks) with rounding-level
+// eigenvalues (tiny or slightly negative) set to 0 in `clamped`; throws if `m` is not PSD beyond
+// the tolerance.
 Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> psd_eigen(const Eigen::MatrixXd& m,
                                                          const std::string& what,
-                                                         Eigen::VectorXd& clamped) {
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(m);
+                                                         Eigen::VectorXd& clamped,
+                                                         int options = Eigen::ComputeEigenvectors) {
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(m, options);
   if (eig.info() != Eigen::Success) fail("eigendecomposition of ", what, " did not converge");
   const auto& lambda = eig.eigenvalues();  // ascending
   const double scale = m.rows() ? lambda.cwiseAbs().maxCoeff() : 0.0;
   if (m.rows() && lambda(0) < -kNegativeEigenTolerance * scale)
     fail(what, " is not positive semidefinite: smallest eigenvalue ", lambda(0),
          " (largest magnitude ", scale, ")");
-  clamped = lambda.cwiseMax(0.0);
+  // Below the numerical-rank threshold (n·ε·λ_max, as numpy.linalg.matrix_rank) an eigenvalue is
+  // rounding noise; set it to exactly 0, since its square root (~1e-8·√λ_max) would not be small.
+  const double rank_floor =
+      static_cast<double>(m.rows()) * std::numeric_limits<double>::epsilon() * scale;
+  clamped = lambda.unaryExpr([rank_floor](double l) { return l <= rank_floor ? 0.0 : l; });
   return eig;
 }
 
@@ -79,13 +88,19 @@ double gaussian_w2_squared(const torch::Tensor& mu1, const torch::Tensor& sigma1
     fail("dimension mismatch: first Gaussian has dimension ", m1.size(), ", second has ",
          m2.size());
 
-  // tr (S1^½ S2 S1^½)^½ = Σ √λ_i of the symmetric PSD middle matrix; its eigenvalues equal those
-  // of S1·S2, so this is the tr sqrtm(S1 S2) of the FID formula without a non-symmetric sqrtm.
-  const Eigen::MatrixXd root1 = sqrtm_psd(s1, "sigma1");
-  Eigen::MatrixXd middle = root1 * s2 * root1;
+  // tr (S1^½ S2 S1^½)^½ = Σ √μ_i over the eigenvalues μ of the symmetric PSD middle matrix; they
+  // equal those of S1·S2, so this is the tr sqrtm(S1 S2) of the FID formula without a
+  // non-symmetric sqrtm. With S1 = V Λ Vᵀ the middle matrix is orthogonally similar to
+  // Λ^½ (Vᵀ S2 V) Λ^½: two products and an eigenvalues-only solve instead of forming S1^½.
+  Eigen::VectorXd lambda1;
+  const auto eig1 = psd_eigen(s1, "sigma1", lambda1);
+  const Eigen::MatrixXd& v = eig1.eigenvectors();
+  const Eigen::VectorXd root_lambda1 = lambda1.cwiseSqrt();
+  Eigen::MatrixXd middle =
+      root_lambda1.asDiagonal() * (v.transpose() * s2 * v) * root_lambda1.asDiagonal();
   middle = 0.5 * (middle + middle.transpose());
   Eigen::VectorXd lambda;
-  psd_eigen(middle, "sigma1^½ sigma2 sigma1^½", lambda);
+  psd_eigen(middle, "sigma1^½ sigma2 sigma1^½", lambda, Eigen::EigenvaluesOnly);
   const double tr_covmean = lambda.cwiseSqrt().sum();
 
   const double w2 = (m1 - m2).squaredNorm() + s1.trace() + s2.trace() - 2.0 * tr_covmean;

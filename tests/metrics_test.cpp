@@ -130,6 +130,16 @@ TEST(GaussianW2, FrechetDistanceOfTranslatedFeaturesIsShiftSquared) {
   EXPECT_NEAR(sm::frechet_distance(a, b), 5.25, 1e-9);
 }
 
+TEST(GaussianW2, SingularFloat32CovarianceIsAccepted) {
+  // 100 samples in 256-D: rank 99; float32 storage makes tiny negative eigenvalues, not an error.
+  sm::MomentAccumulator acc;
+  acc.add(randn({100, 256}, 23));
+  const auto sigma32 = acc.covariance().to(torch::kFloat32);
+  const auto mu32 = acc.mean().to(torch::kFloat32);
+  const double fd = sm::frechet_distance(mu32, sigma32, mu32, sigma32);
+  EXPECT_NEAR(fd, 0.0, 1e-3 * sigma32.trace().item<double>());
+}
+
 TEST(GaussianW2, SqrtmPsdSquaresBack) {
   const auto a = randn({7, 5}, 8);
   const auto s = a.mm(a.t());  // rank 5 of 7

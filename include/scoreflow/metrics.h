@@ -44,8 +44,9 @@ class MomentAccumulator {
 };
 
 /// Principal square root of a symmetric PSD matrix [D, D] via a float64 symmetric
-/// eigendecomposition; eigenvalues slightly below zero (rounding) are clamped to 0, clearly
-/// negative ones throw. Returns [D, D] float64 CPU.
+/// eigendecomposition; rounding-level eigenvalues (below D·ε·λ_max, or negative within the
+/// float32-storage tolerance 1e-5·λ_max) become 0, clearly negative ones throw. Returns [D, D]
+/// float64 CPU.
 torch::Tensor sqrtm_psd(const torch::Tensor& sigma);
 
 /// Squared 2-Wasserstein distance between N(mu1, sigma1) and N(mu2, sigma2) (Bures):
