@@ -1,0 +1,65 @@
+/// MomentAccumulator: streaming float64 mean/covariance with shifted sums (Chan, Golub & LeVeque
+/// 1983, "shifted data" algorithm), exact re-centring on merge.
+#include "eval/metric_inputs.h"
+#include "scoreflow/error.h"
+#include "scoreflow/metrics.h"
+
+namespace scoreflow::metrics {
+
+void MomentAccumulator::add(const torch::Tensor& features) {
+  const auto x = detail::rows_as_double(features, "features");
+  if (dim_ >= 0 && x.size(1) != dim_)
+    fail("features have dimension ", x.size(1), " but the accumulator holds dimension ", dim_);
+  if (x.size(0) == 0) return;
+  detail::check_finite_rows(x, "features", count_);
+
+  if (dim_ < 0) {
+    // The shift: this first batch's mean, so later sums stay small relative to the spread.
+    dim_ = x.size(1);
+    shift_ = x.mean(0);
+    sum_ = torch::zeros({dim_}, torch::kFloat64);
+    outer_ = torch::zeros({dim_, dim_}, torch::kFloat64);
+  }
+  const auto centered = x - shift_;
+  sum_ += centered.sum(0);
+  outer_.addmm_(centered.t(), centered);
+  count_ += x.size(0);
+}
+
+void MomentAccumulator::merge(const MomentAccumulator& other) {
+  if (other.count_ == 0) return;
+  if (count_ == 0) {
+    count_ = other.count_;
+    dim_ = other.dim_;
+    shift_ = other.shift_.clone();
+    sum_ = other.sum_.clone();
+    outer_ = other.outer_.clone();
+    return;
+  }
+  if (other.dim_ != dim_)
+    fail("cannot merge moment accumulators of dimensions ", dim_, " and ", other.dim_);
+
+  // Re-centre the other shard on our shift: with y = x − c_other and δ = c_other − c,
+  // Σ(y + δ) = S + nδ and Σ(y + δ)(y + δ)ᵀ = O + Sδᵀ + δSᵀ + nδδᵀ.
+  const auto delta = other.shift_ - shift_;
+  const double n = static_cast<double>(other.count_);
+  const auto s_delta = torch::outer(other.sum_, delta);
+  outer_ += other.outer_ + s_delta + s_delta.t() + n * torch::outer(delta, delta);
+  sum_ += other.sum_ + n * delta;
+  count_ += other.count_;
+}
+
+torch::Tensor MomentAccumulator::mean() const {
+  if (count_ < 1) fail("mean needs at least 1 sample, got 0");
+  return shift_ + sum_ / static_cast<double>(count_);
+}
+
+torch::Tensor MomentAccumulator::covariance() const {
+  if (count_ < 2) fail("covariance needs at least 2 samples (unbiased, N − 1), got ", count_);
+  const double n = static_cast<double>(count_);
+  auto cov = (outer_ - torch::outer(sum_, sum_) / n) / (n - 1.0);
+  // Exactly symmetric (addmm rounding can differ by an ulp across the diagonal).
+  return 0.5 * (cov + cov.t());
+}
+
+}  // namespace scoreflow::metrics
