@@ -55,5 +55,6 @@ void run_action(CLI::App* sub);
 void register_sample(CLI::App& app);
 void register_list(CLI::App& app);
 void register_info(CLI::App& app);
+void register_analytic(CLI::App& app);
 
 }  // namespace scoreflow::cli

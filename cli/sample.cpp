@@ -5,6 +5,7 @@
 #include "cli/common.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
+#include "scoreflow/gamma_estimation.h"
 #include "scoreflow/image.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/registry.h"
@@ -17,7 +18,7 @@ namespace {
 struct SampleOptions {
   ModelOptions model;
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, sigmas, seeds = "0-63";
-  std::string out, out_dir, npz, init_noise, dtype = "fp32", label;
+  std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma;
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
   bool json = false;
@@ -58,7 +59,12 @@ void run(const SampleOptions& o) {
   }
   auto model = o.model.open();
   const ModelMetadata& meta = model->metadata();
-  auto sampler = make_sampler(o.sampler, o.sampler_args);
+  // --gamma feeds both the optimal trajectory and the Analytic-DPM samplers' gamma= arg.
+  std::string sampler_args = o.sampler_args;
+  if (!o.gamma.empty() && (o.sampler == "analytic_ddpm" || o.sampler == "analytic_ddim") &&
+      sampler_args.find("gamma=") == std::string::npos)
+    sampler_args += (sampler_args.empty() ? "gamma=" : ",gamma=") + o.gamma;
+  auto sampler = make_sampler(o.sampler, sampler_args);
   const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
   if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
   if (o.steps != -1 && (o.steps < 1 || o.steps > 100000)) fail("--steps must be in [1, 100000], got ", o.steps);
@@ -71,7 +77,14 @@ void run(const SampleOptions& o) {
     std::fprintf(stderr, "%s\n", nfe_note.c_str());
   }
   std::vector<double> sigmas;
-  if (!o.sigmas.empty()) {
+  if (!o.trajectory.empty()) {
+    if (!o.sigmas.empty()) fail("give --trajectory or --sigmas, not both");
+    const analytic::DiscreteChain chain = chain_of(*model);
+    std::unique_ptr<analytic::GammaTable> gamma;
+    if (!o.gamma.empty())
+      gamma = std::make_unique<analytic::GammaTable>(analytic::GammaTable::load(o.gamma, chain, gamma_meta_for(*model)));
+    sigmas = trajectory_sigmas(chain, make_trajectory(o.trajectory, chain, steps ? steps : 10, gamma.get()));
+  } else if (!o.sigmas.empty()) {
     sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"));
     if (steps && steps != static_cast<int>(sigmas.size()) - 1) fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
   } else {
@@ -137,7 +150,8 @@ void run(const SampleOptions& o) {
                 {"model", model->name()},
                 {"model_summary", model->summary()},
                 {"sampler", sampler->name()},
-                {"sampler_args", o.sampler_args},
+                {"sampler_args", sampler_args},
+                {"trajectory", o.trajectory},
                 {"schedule", o.sigmas.empty() ? o.schedule : "explicit"},
                 {"schedule_args", o.schedule_args},
                 {"steps", static_cast<int>(sigmas.size()) - 1},
@@ -170,6 +184,8 @@ void register_sample(CLI::App& app) {
   sub->add_option("--nfe", o.nfe, "network-call budget; the sampler works out its steps");
   sub->add_option("--schedule", o.schedule, "sigma grid (scoreflow list schedules)")->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,... (rho, sigma_min, sigma_max, ...)");
+  sub->add_option("--trajectory", o.trajectory, "discrete timesteps even|quadratic|optimal (vp_discrete models; --steps = K)");
+  sub->add_option("--gamma", o.gamma, "Gamma file (estimate-gamma) for --trajectory optimal and the analytic samplers");
   sub->add_option("--sigmas", o.sigmas, "explicit descending sigma list, e.g. 80,40,10,1 (0 appended)");
   sub->add_option("--seeds", o.seeds, "seeds: 0-63 or 1,5,9-12 (one sample each)")->capture_default_str();
   sub->add_option("--batch", o.batch, "samples per network call")->capture_default_str();

@@ -69,6 +69,15 @@ torch::Tensor Denoiser::evaluate(const torch::Tensor& x, const std::vector<doubl
   return out;
 }
 
+std::pair<torch::Tensor, torch::Tensor> Denoiser::with_head(const torch::Tensor& x, double sigma) const {
+  if (cond_.guidance != 1.0) fail("the second-moment head cannot be combined with classifier-free guidance");
+  ++nfe_;
+  auto out = model_->denoise_with_head(x, {sigma}, cond_.labels);
+  if (out.first.device().is_cpu() && !(torch::isfinite(out.first).all().item<bool>() && torch::isfinite(out.second).all().item<bool>()))
+    fail("network output is NaN or Inf at sigma=", sigma, " (model ", model_->name(), ")");
+  return out;
+}
+
 void Denoiser::check_finite() const {
   if (pending_.empty()) return;
   std::vector<torch::Tensor> flags;

@@ -10,7 +10,11 @@ namespace scoreflow {
   X(heun, "EDM Algorithm 2 (Heun 2nd order, optional churn S_churn/S_min/S_max/S_noise), 2N-1 NFE") \
   X(ddim, "DDIM with eta (eta=0 is Euler in sigma-space; eta>0 ancestral), 1 NFE/step")             \
   X(ddpm, "DDPM ancestral sampling (variance=beta_tilde|beta), 1 NFE/step")                         \
-  X(euler_maruyama, "Euler-Maruyama on the reverse-time SDE, last step denoises, 1 NFE/step")
+  X(euler_maruyama, "Euler-Maruyama on the reverse-time SDE, last step denoises, 1 NFE/step")      \
+  X(analytic_ddpm, "Analytic-DDPM (Bao et al. 2022): optimal variance from gamma=FILE, 1 NFE/step") \
+  X(analytic_ddim, "Analytic-DDIM: eta (default 0), optimal variance from gamma=FILE, 1 NFE/step")  \
+  X(sn_dpm, "SN-DPM (Bao et al. 2022b): per-element variance from an eps2 head, 1 NFE/step")       \
+  X(npr_dpm, "NPR-DPM: per-element variance from an epsc residual head, 1 NFE/step")
 
 #define SCOREFLOW_DECLARE(name, summary) std::unique_ptr<Sampler> make_##name(const KeyValueArgs&);
 SCOREFLOW_SAMPLERS(SCOREFLOW_DECLARE)

@@ -94,6 +94,8 @@ class Denoiser {
   torch::Tensor operator()(const torch::Tensor& x, double sigma) const;
   /// D(x, σ_b) with one σ per sample.
   torch::Tensor operator()(const torch::Tensor& x, const std::vector<double>& sigma) const;
+  /// D and the SN/NPR-DPM second head at one σ (counts as one evaluation; no guidance).
+  std::pair<torch::Tensor, torch::Tensor> with_head(const torch::Tensor& x, double sigma) const;
   /// Number of denoiser evaluations so far (one per call, guidance or not).
   int64_t nfe() const { return nfe_; }
   const Model& model() const { return *model_; }

@@ -1,0 +1,216 @@
+// scoreflow estimate-gamma | trajectory | nll — Analytic-DPM (Bao et al. 2022) on a dataset.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "cli/common.h"
+#include "scoreflow/error.h"
+#include "scoreflow/fsutil.h"
+#include "scoreflow/gamma_estimation.h"
+#include "scoreflow/nll.h"
+
+namespace scoreflow::cli {
+namespace {
+
+struct DataOptions {
+  std::string data;
+  bool resize = false, skip_bad = false;
+  void add(CLI::App& app) {
+    app.add_option("--data", data, "dataset: image folder, idx/idx.gz, .npy or .npz")->required();
+    app.add_flag("--resize", resize, "resize + centre-crop images to the model's shape instead of refusing a mismatch");
+    app.add_flag("--skip-bad", skip_bad, "skip unreadable files (counted) instead of failing");
+  }
+  std::unique_ptr<io::Dataset> open(const ModelMetadata& m) const {
+    io::DatasetOptions o;
+    o.shape = m.shape;
+    o.lo = m.data_min;
+    o.hi = m.data_max;
+    o.resize = resize;
+    o.skip_bad = skip_bad;
+    return io::open_dataset(data, o);
+  }
+};
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+std::unique_ptr<analytic::GammaTable> load_gamma(const std::string& path, const Model& model) {
+  if (path.empty()) return nullptr;
+  return std::make_unique<analytic::GammaTable>(analytic::GammaTable::load(path, chain_of(model), gamma_meta_for(model)));
+}
+
+void register_estimate_gamma(CLI::App& app) {
+  auto* sub = app.add_subcommand("estimate-gamma", "estimate Analytic-DPM's Gamma_t = E||eps_hat||^2/d over a dataset");
+  static ModelOptions model_opts;
+  static DataOptions data_opts;
+  static std::string out, timesteps = "all";
+  static int64_t num_images = 1000;
+  static int batch = 100;
+  static uint64_t seed = 0;
+  static bool overwrite = false, as_json = false;
+  model_opts.add(*sub);
+  data_opts.add(*sub);
+  sub->add_option("--out", out, "Gamma file (JSON); an existing file from an interrupted run is resumed")->required();
+  sub->add_option("--timesteps", timesteps, "all, or K (K evenly spaced timesteps; the rest interpolated)")->capture_default_str();
+  sub->add_option("--num-images", num_images, "images (the first ones of --data)")->capture_default_str();
+  sub->add_option("--batch", batch, "images per network call")->capture_default_str();
+  sub->add_option("--seed", seed, "noise seed")->capture_default_str();
+  sub->add_flag("--overwrite", overwrite, "start afresh even if --out exists with other settings");
+  sub->add_flag("--json", as_json, "print a JSON summary on stdout");
+  set_action(sub, [] {
+    auto start = std::chrono::steady_clock::now();
+    auto model = model_opts.open();
+    const analytic::DiscreteChain chain = chain_of(*model);
+    auto data = data_opts.open(model->metadata());
+    io::check_writable(out);
+    GammaEstimation job;
+    job.num_images = num_images;
+    job.batch = batch;
+    job.seed = seed;
+    const int64_t n = chain.num_steps();
+    if (timesteps == "all") {
+      for (int64_t t = 1; t <= n; ++t) job.timesteps.push_back(t);
+    } else {
+      int64_t k = 0;
+      try {
+        k = std::stoll(timesteps);
+      } catch (const std::exception&) {
+        fail("--timesteps '", timesteps, "' is not 'all' or a number");
+      }
+      if (k < 2 || k > n) fail("--timesteps must be in [2, ", n, "], got ", k);
+      job.timesteps = analytic::even_timesteps(n, k);
+    }
+    analytic::GammaMeta meta = gamma_meta_for(*model);
+    meta.dataset = data->describe();
+    meta.settings = {{"num_images", std::to_string(num_images)}, {"batch", std::to_string(batch)},
+                     {"seed", std::to_string(seed)}, {"timesteps", timesteps}};
+    analytic::GammaTable table(meta, n);
+    if (exists(out) && !overwrite) {
+      // Resume: the same settings continue; anything else is refused, naming the setting.
+      analytic::GammaTable done = analytic::GammaTable::load(out, chain, gamma_meta_for(*model));
+      for (const auto& [key, value] : meta.settings) {
+        auto it = done.meta().settings.find(key);
+        if (it == done.meta().settings.end() || it->second != value)
+          fail("--out ", out, " was made with ", key, "=", it == done.meta().settings.end() ? "(unset)" : it->second,
+               ", this run has ", key, "=", value, "; use --overwrite to start afresh");
+      }
+      table = done;
+      std::fprintf(stderr, "resuming %s: %zu of %zu timesteps done\n", out.c_str(), table.entries().size(), job.timesteps.size());
+    }
+    Progress progress("estimate-gamma", static_cast<int64_t>(job.timesteps.size()), "timesteps");
+    int64_t finished = static_cast<int64_t>(table.entries().size());
+    auto last_save = std::chrono::steady_clock::now();
+    estimate_gamma(*model, *data, job, table, [&](const analytic::GammaTable& t, int64_t, double rate) {
+      ++finished;
+      progress.update(finished, std::to_string(static_cast<int64_t>(rate)) + " images/s");
+      // Save finished timesteps regularly so that a killed run loses at most a few seconds.
+      if (seconds_since(last_save) > 2.0 || finished == static_cast<int64_t>(job.timesteps.size())) {
+        t.save(out);
+        last_save = std::chrono::steady_clock::now();
+      }
+    });
+    progress.finish();
+    table.save(out);
+    if (table.num_clipped() > 0)
+      std::fprintf(stderr, "warning: %lld timesteps had Gamma outside [0, 1] and were clipped\n",
+                   static_cast<long long>(table.num_clipped()));
+    if (as_json) {
+      nlohmann::json doc = {{"command", "estimate-gamma"}, {"model", model->name()}, {"dataset", data->describe()},
+                            {"out", out}, {"timesteps", job.timesteps.size()}, {"num_images", num_images},
+                            {"clipped", table.num_clipped()}, {"wall_seconds", seconds_since(start)}};
+      print_json(doc);
+    }
+  });
+}
+
+void register_trajectory(CLI::App& app) {
+  auto* sub = app.add_subcommand("trajectory", "print an even/quadratic/optimal K-step trajectory and its cost");
+  static ModelOptions model_opts;
+  static std::string gamma_path, kind = "optimal";
+  static int64_t steps = 10;
+  static bool as_json = false;
+  model_opts.add(*sub, false);
+  sub->add_option("--gamma", gamma_path, "Gamma file from estimate-gamma");
+  sub->add_option("--steps", steps, "K, the number of timesteps")->capture_default_str();
+  sub->add_option("--trajectory", kind, "even | quadratic | optimal")->capture_default_str();
+  sub->add_flag("--json", as_json, "print one JSON document");
+  set_action(sub, [] {
+    auto model = model_opts.open();
+    const analytic::DiscreteChain chain = chain_of(*model);
+    auto gamma = load_gamma(gamma_path, *model);
+    std::vector<int64_t> traj = make_trajectory(kind, chain, steps, gamma.get());
+    nlohmann::json doc = {{"trajectory", kind}, {"steps", steps}, {"timesteps", traj}};
+    if (gamma) {
+      auto cost = analytic::trajectory_cost(chain, gamma->dense());
+      doc["cost"] = analytic::path_cost(cost, traj);
+      doc["even_cost"] = analytic::path_cost(cost, analytic::even_timesteps(chain.num_steps(), steps));
+    }
+    if (as_json) return print_json(doc);
+    for (size_t i = 0; i < traj.size(); ++i) std::printf("%s%lld", i ? " " : "", static_cast<long long>(traj[i]));
+    std::printf("\n");
+    if (gamma) std::printf("cost %.6f (even: %.6f)\n", doc["cost"].get<double>(), doc["even_cost"].get<double>());
+  });
+}
+
+void register_nll(CLI::App& app) {
+  auto* sub = app.add_subcommand("nll", "negative log-likelihood (bits/dim) of a discrete VP model along a trajectory");
+  static ModelOptions model_opts;
+  static DataOptions data_opts;
+  static std::string gamma_path, kind = "even", variance = "analytic";
+  static int64_t steps = 10, num_images = 1000;
+  static int batch = 100;
+  static uint64_t seed = 0;
+  static bool as_json = false, no_clip = false;
+  model_opts.add(*sub);
+  data_opts.add(*sub);
+  sub->add_option("--gamma", gamma_path, "Gamma file (needed for --variance analytic and --trajectory optimal)");
+  sub->add_option("--steps", steps, "K, the number of timesteps")->capture_default_str();
+  sub->add_option("--trajectory", kind, "even | quadratic | optimal")->capture_default_str();
+  sub->add_option("--variance", variance, "analytic | ddpm-beta | ddpm-tilde")->capture_default_str();
+  sub->add_option("--num-images", num_images, "images (the first ones of --data)")->capture_default_str();
+  sub->add_option("--batch", batch, "images per network call")->capture_default_str();
+  sub->add_option("--seed", seed, "noise seed")->capture_default_str();
+  sub->add_flag("--no-clip-x0", no_clip, "do not clamp x0_hat to the data range");
+  sub->add_flag("--json", as_json, "print one JSON document with the per-term breakdown");
+  set_action(sub, [] {
+    auto start = std::chrono::steady_clock::now();
+    auto model = model_opts.open();
+    const analytic::DiscreteChain chain = chain_of(*model);
+    auto gamma = load_gamma(gamma_path, *model);
+    auto data = data_opts.open(model->metadata());
+    NllJob job;
+    job.trajectory = make_trajectory(kind, chain, steps, gamma.get());
+    job.variance = analytic::parse_reverse_variance(variance);
+    job.num_images = num_images;
+    job.batch = batch;
+    job.seed = seed;
+    job.clip_x0 = !no_clip;
+    Progress progress("nll", num_images, "images");
+    NllResult r = compute_nll(*model, *data, gamma.get(), job, [&](int64_t d, int64_t) { progress.update(d); });
+    progress.finish();
+    if (as_json) {
+      print_json({{"command", "nll"}, {"model", model->name()}, {"dataset", data->describe()}, {"trajectory", kind},
+                  {"timesteps", job.trajectory}, {"variance", variance}, {"bits_per_dim", r.bits_per_dim},
+                  {"std_err", r.std_err}, {"prior", r.prior}, {"steps_kl", r.steps}, {"decoder", r.decoder},
+                  {"per_step", r.per_step}, {"step_variances", r.variances}, {"num_images", r.count},
+                  {"wall_seconds", seconds_since(start)}});
+      return;
+    }
+    std::printf("%.4f +- %.4f bits/dim (prior %.4f, steps %.4f, decoder %.4f; K=%lld %s, %s variance, %lld images)\n",
+                r.bits_per_dim, r.std_err, r.prior, r.steps, r.decoder, static_cast<long long>(steps), kind.c_str(),
+                variance.c_str(), static_cast<long long>(r.count));
+  });
+}
+
+}  // namespace
+
+void register_analytic(CLI::App& app) {
+  register_estimate_gamma(app);
+  register_trajectory(app);
+  register_nll(app);
+}
+
+}  // namespace scoreflow::cli

@@ -1,0 +1,41 @@
+#pragma once
+/// Γ_t = E_{x0, ε}‖ε̂(x_t, t)‖²/d over a dataset (Bao et al. 2022, Eq. 8, ε convention), one noise
+/// draw per image per timestep, resumable timestep by timestep.
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "scoreflow/analytic_dpm.h"
+#include "scoreflow/data.h"
+#include "scoreflow/model.h"
+
+namespace scoreflow {
+
+/// The chain of a vp_discrete model; throws naming the schedule otherwise.
+analytic::DiscreteChain chain_of(const Model& model);
+/// The chain timestep (1..N) of a σ on the model's discrete grid; 0 for σ = 0. Throws when σ is
+/// not one of the model's discrete noise levels.
+int64_t chain_timestep(const Model& model, double sigma);
+/// What a Γ file for `model` must record (model name and schedule).
+analytic::GammaMeta gamma_meta_for(const Model& model);
+
+/// A K-point trajectory by name: "even", "quadratic" (from the chain alone) or "optimal" (the DP
+/// over Γ; needs `gamma`). Returns 1 = τ_1 < … < τ_K = N.
+std::vector<int64_t> make_trajectory(const std::string& name, const analytic::DiscreteChain& chain, int64_t K,
+                                     const analytic::GammaTable* gamma);
+/// The σ grid a sampler runs for a trajectory: σ(τ_K) > … > σ(τ_1), then 0.
+std::vector<double> trajectory_sigmas(const analytic::DiscreteChain& chain, const std::vector<int64_t>& trajectory);
+
+struct GammaEstimation {
+  std::vector<int64_t> timesteps;  ///< chain timesteps 1..N to estimate
+  int64_t num_images = 1000;       ///< first images of the dataset
+  int batch = 100;
+  uint64_t seed = 0;               ///< noise for (t, batch b) comes from a generator seeded by (seed, t, b)
+};
+
+/// Estimates Γ for every timestep in `job.timesteps` that `table` does not hold yet, calling
+/// `on_timestep(table, t, images_per_second)` after each finished timestep (for saving and progress).
+void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job, analytic::GammaTable& table,
+                    const std::function<void(const analytic::GammaTable&, int64_t, double)>& on_timestep = {});
+
+}  // namespace scoreflow

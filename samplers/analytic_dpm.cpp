@@ -1,0 +1,121 @@
+// Analytic-DDPM / Analytic-DDIM (Bao et al., ICLR 2022) and SN-/NPR-DPM (Bao et al., ICML 2022):
+// the λ²-family step on the model's discrete chain with the optimal reverse variance.
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "scoreflow/analytic_dpm.h"
+#include "scoreflow/error.h"
+#include "scoreflow/gamma_estimation.h"
+#include "scoreflow/registry.h"
+
+namespace scoreflow {
+namespace {
+
+enum class VarianceSource { Gamma, SecondMoment, Residual };
+
+/// p(x_s|x_t) = N(coef_xt·x_t + γ·x̂0, σ²) in VP coordinates (x_t = α_t·x), with σ² from Γ
+/// (Analytic-DPM, Thm 1), or per element from a second-moment head (SN-DPM) or a residual head
+/// (NPR-DPM). Heuristics of the paper, each switchable: clamp x̂0 to the data range, clip the
+/// variance to Thm 2's bounds, cap the noise of the step that produces x_{τ1} at
+/// (y·(2/255)·sqrt(π/2))², output the mean at the last step.
+class AnalyticDpm : public Sampler {
+ public:
+  AnalyticDpm(std::string name, const KeyValueArgs& args, double default_eta, bool eta_fixed, VarianceSource source)
+      : name_(std::move(name)), source_(source) {
+    eta_ = eta_fixed ? default_eta : args.get_double("eta", default_eta);
+    if (!(eta_ >= 0 && eta_ <= 1)) fail(name_, ": eta must be in [0, 1], got ", eta_);
+    clip_x0_ = args.get_bool("clip_x0", true);
+    clip_variance_ = args.get_bool("clip_variance", true);
+    mean_last_ = args.get_bool("mean_last", true);
+    y_ = args.get_double("sigma2_clip", 2.0);
+    if (y_ < 0) fail(name_, ": sigma2_clip must be >= 0 (0 = off), got ", y_);
+    if (source_ == VarianceSource::Gamma) {
+      gamma_path_ = args.get_string("gamma", "");
+      if (gamma_path_.empty()) fail(name_, " needs gamma=FILE.json (from scoreflow estimate-gamma)");
+      std::ifstream in(gamma_path_);
+      if (!in) fail(name_, ": cannot read gamma file '", gamma_path_, "'");
+      std::stringstream ss;
+      ss << in.rdbuf();
+      gamma_text_ = ss.str();
+    }
+  }
+  std::string name() const override { return name_; }
+  int order() const override { return 1; }
+  bool stochastic() const override { return true; }
+  int64_t nfe(int steps) const override { return steps; }
+
+  torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas, NoiseSource& noise,
+                       const StepCallback& callback) const override {
+    check_grid(*this, sigmas);
+    const Model& model = denoise.model();
+    const analytic::DiscreteChain chain = chain_of(model);
+    const analytic::DataRange range{model.metadata().data_min, model.metadata().data_max};
+    std::unique_ptr<analytic::GammaTable> gamma;
+    if (source_ == VarianceSource::Gamma)
+      gamma = std::make_unique<analytic::GammaTable>(
+          analytic::GammaTable::from_json(gamma_text_, chain, gamma_meta_for(model), "'" + gamma_path_ + "'"));
+    if (source_ != VarianceSource::Gamma) {
+      const Head want = source_ == VarianceSource::SecondMoment ? Head::Eps2 : Head::EpsC;
+      if (model.metadata().head != want)
+        fail(name_, " needs a model with metadata head '", head_name(want), "'; ", model.name(), " has '",
+             head_name(model.metadata().head), "'");
+    }
+    std::vector<int64_t> ts;
+    for (double s : sigmas) ts.push_back(chain_timestep(model, s));
+    const int n = static_cast<int>(sigmas.size()) - 1;
+    for (int i = 0; i < n; ++i) {
+      const int64_t t = ts[i], s = ts[i + 1];
+      torch::Tensor denoised, head;
+      if (source_ == VarianceSource::Gamma) denoised = denoise(x, sigmas[i]);
+      else std::tie(denoised, head) = denoise.with_head(x, sigmas[i]);
+      const torch::Tensor x0 = clip_x0_ ? denoised.clamp(range.lo, range.hi) : denoised;
+      const torch::Tensor x_t = std::sqrt(chain.alpha_bar(t)) * x;
+      const analytic::StepCoefficients c = analytic::step_coefficients(chain, s, t, s == 0 ? 0.0 : eta_);
+      // Mean of p(x_s|x_t); at s = 0 it is x̂0 itself (ᾱ_0 = 1, β̄_0 = 0).
+      torch::Tensor x_s = c.coef_xt * x_t + c.gamma * x0;
+      if (!(s == 0 && mean_last_)) {
+        torch::Tensor var;
+        if (source_ == VarianceSource::Gamma) {
+          var = torch::scalar_tensor(analytic::analytic_variance(chain, s, t, gamma->eps(t), s == 0 ? 0.0 : eta_, range, clip_variance_),
+                                     torch::kFloat64);
+        } else {
+          const torch::Tensor eps_hat = (x - denoised) / sigmas[i];
+          var = source_ == VarianceSource::SecondMoment
+                    ? analytic::sn_dpm_variance(chain, s, t, head, eps_hat, s == 0 ? 0.0 : eta_, range)
+                    : analytic::npr_dpm_variance(chain, s, t, head, s == 0 ? 0.0 : eta_, range);
+        }
+        // The step that produces x_{τ1} (the last noisy state) gets its noise capped.
+        if (y_ > 0 && i + 2 == n && ts[n] == 0) var = var.clamp_max(analytic::sigma2_clip_threshold(y_));
+        x_s = x_s + var.sqrt().to(x.scalar_type()) * noise.randn_like(x);
+      }
+      x = s == 0 ? x_s : x_s / std::sqrt(chain.alpha_bar(s));
+      if (callback) callback(i, n, sigmas[i + 1]);
+    }
+    return x;
+  }
+
+ private:
+  std::string name_;
+  VarianceSource source_;
+  double eta_ = 1, y_ = 2;
+  bool clip_x0_ = true, clip_variance_ = true, mean_last_ = true;
+  std::string gamma_path_, gamma_text_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sampler> make_analytic_ddpm(const KeyValueArgs& args) {
+  return std::make_unique<AnalyticDpm>("analytic_ddpm", args, 1.0, true, VarianceSource::Gamma);
+}
+std::unique_ptr<Sampler> make_analytic_ddim(const KeyValueArgs& args) {
+  return std::make_unique<AnalyticDpm>("analytic_ddim", args, 0.0, false, VarianceSource::Gamma);
+}
+std::unique_ptr<Sampler> make_sn_dpm(const KeyValueArgs& args) {
+  return std::make_unique<AnalyticDpm>("sn_dpm", args, 1.0, false, VarianceSource::SecondMoment);
+}
+std::unique_ptr<Sampler> make_npr_dpm(const KeyValueArgs& args) {
+  return std::make_unique<AnalyticDpm>("npr_dpm", args, 1.0, false, VarianceSource::Residual);
+}
+
+}  // namespace scoreflow

@@ -1,0 +1,76 @@
+// estimate-gamma (resume, refusal of mixed settings), trajectory, nll, and sample with
+// --trajectory/--gamma, through the scoreflow command.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "scoreflow/npy.h"
+#include "tests/support/cli_runner.h"
+
+using namespace scoreflow::clitest;
+
+namespace {
+
+const std::string kModel = "builtin:gaussian:shape=1x4x4,mean=0.2,std=0.3,schedule=vp_discrete";
+
+std::string dataset() {
+  std::string path = tmp("analytic_cli_data.npy");
+  torch::manual_seed(3);
+  torch::Tensor x = (0.2 + 0.3 * torch::randn({300, 1, 4, 4})).clamp(-1, 1);
+  scoreflow::io::write_npy(path, scoreflow::io::from_tensor(torch::round((x + 1) * 127.5) / 127.5 - 1));
+  return path;
+}
+
+}  // namespace
+
+TEST(AnalyticCli, EstimateGammaResumesAndRefusesMixedSettings) {
+  const std::string data = dataset(), out = tmp("cli_gamma.json");
+  std::filesystem::remove(out);
+  const std::string base = "estimate-gamma --model " + kModel + " --data " + data + " --timesteps 20 --batch 100 --out " + out;
+  Result first = run(base + " --num-images 300 --json");
+  ASSERT_EQ(first.code, 0) << first.err;
+  auto doc = nlohmann::json::parse(first.out);
+  EXPECT_EQ(doc["timesteps"], 20);
+  // The same command again finds every timestep done and redoes none.
+  Result again = run(base + " --num-images 300");
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.err.find("resuming"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("20 of 20 timesteps done"), std::string::npos) << again.err;
+  expect_refused(base + " --num-images 200", "num_images=300, this run has num_images=200");
+  EXPECT_EQ(run(base + " --num-images 200 --overwrite").code, 0);
+
+  Result traj = run("trajectory --model " + kModel + " --gamma " + out + " --steps 5 --json");
+  ASSERT_EQ(traj.code, 0) << traj.err;
+  auto t = nlohmann::json::parse(traj.out);
+  EXPECT_EQ(t["timesteps"].size(), 5u);
+  EXPECT_EQ(t["timesteps"][0], 1);
+  EXPECT_EQ(t["timesteps"][4], 1000);
+  EXPECT_LE(t["cost"].get<double>(), t["even_cost"].get<double>() + 1e-12);
+
+  Result nll = run("nll --model " + kModel + " --data " + data + " --gamma " + out + " --steps 10 --num-images 100 --json");
+  ASSERT_EQ(nll.code, 0) << nll.err;
+  auto n = nlohmann::json::parse(nll.out);
+  EXPECT_GT(n["bits_per_dim"].get<double>(), 0.0);
+  EXPECT_EQ(n["per_step"].size(), 9u);
+
+  Result s = run("sample --model " + kModel + " --sampler analytic_ddim --gamma " + out +
+                 " --trajectory optimal --steps 6 --seeds 0-7 --json");
+  ASSERT_EQ(s.code, 0) << s.err;
+  EXPECT_EQ(nlohmann::json::parse(s.out)["nfe"], 6);
+}
+
+TEST(AnalyticCli, BadInputGetsOneErrorLine) {
+  const std::string data = dataset(), gamma = tmp("cli_gamma_other.json");
+  ASSERT_EQ(run("estimate-gamma --model builtin:gaussian:shape=1x4x4,schedule=vp_discrete --data " + data +
+                " --timesteps 5 --num-images 50 --out " + gamma).code, 0);
+  expect_refused("nll --model " + kModel + " --data " + data + " --gamma " + gamma + " --steps 5", "model");
+  expect_refused("nll --model " + kModel + " --data " + data + " --steps 5000 --variance ddpm-beta", "larger than the model's 1000");
+  expect_refused("nll --model " + kModel + " --data " + data + " --steps 5 --variance analytic", "needs --gamma");
+  expect_refused("nll --model " + kModel + " --data " + data + " --steps 5 --variance bogus", "bogus");
+  expect_refused("estimate-gamma --model builtin:gaussian:shape=1x4x4 --data " + data + " --out " + tmp("g.json"),
+                 "needs a discrete VP model", tmp("g.json"));
+  expect_refused("estimate-gamma --model " + kModel + " --data /nonexistent.npy --out " + tmp("g.json"), "/nonexistent.npy",
+                 tmp("g.json"));
+  expect_refused("sample --model " + kModel + " --sampler analytic_ddpm --steps 5 --seeds 0-1 --json", "needs gamma=FILE");
+  expect_refused("sample --model " + kModel + " --sampler analytic_ddpm --gamma " + gamma + " --trajectory even --steps 5 --seeds 0-1 --json",
+                 "model");
+}
