@@ -49,7 +49,7 @@ class TensorDataset : public Dataset {
 std::unique_ptr<Dataset> open_image_folder(const std::string& dir, const DatasetOptions& options);
 /// MNIST-style idx (optionally gzip-compressed) image file.
 std::unique_ptr<Dataset> open_idx(const std::string& path, const DatasetOptions& options);
-/// .npy / .npz arrays; see the layout rule in data_arrays.cpp.
+/// .npy / .npz arrays; see the layout rule on open_dataset (data.h).
 std::unique_ptr<Dataset> open_npy(const std::string& path, const DatasetOptions& options);
 std::unique_ptr<Dataset> open_npz(const std::string& path, const DatasetOptions& options);
 

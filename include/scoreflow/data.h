@@ -34,6 +34,17 @@ class Dataset {
 
 /// Opens `path` by its kind (directory, *.idx / *-ubyte / *.gz, *.npy, *.npz). Throws Error naming
 /// the file and the problem (mixed shapes, truncated idx, wrong dtype, shape mismatch).
+///  - Image folder: *.png/*.jpg/*.jpeg/*.bmp below `path`, recursively, sorted by path, dot files
+///    ignored; decoded once at open. H x W must agree (error names the first file that differs)
+///    unless `resize`.
+///  - idx / idx.gz: unsigned-byte [N, H, W] (MNIST, Fashion-MNIST), C = 1; the header must
+///    describe the file's length exactly.
+///  - .npy / .npz: uint8 is scaled from [0, 255] and is NHWC when the last axis is 1/3/4 (ADM/EDM
+///    archives), else NCHW when axis 1 is; float16/32/64 is taken as already in [lo, hi] and is
+///    NCHW when axis 1 is 1/3/4 (scoreflow's `samples`), else NHWC when the last axis is;
+///    [N, H, W] is one channel; other dtypes are refused.
+/// Channels follow options.shape[0]: 1->3 replicates, 3->1 is luminance 0.299R + 0.587G + 0.114B,
+/// 4->3 drops alpha; describe() says which conversion and resizing happened.
 std::unique_ptr<Dataset> open_dataset(const std::string& path, const DatasetOptions& options);
 
 }  // namespace scoreflow::io
