@@ -108,8 +108,8 @@ double path_cost(const StepCostMatrix& cost, const std::vector<int64_t>& path) {
 std::vector<int64_t> optimal_trajectory(const DiscreteChain& chain, const GammaTable& gamma,
                                         int64_t K) {
   if (gamma.num_steps() != chain.num_steps())
-    fail("optimal trajectory: Gamma table has N = ", gamma.num_steps(), " but the chain has N = ",
-         chain.num_steps());
+    fail("optimal trajectory: Gamma table has N = ", gamma.num_steps(),
+         " but the chain has N = ", chain.num_steps());
   return least_cost_path(trajectory_cost(chain, gamma.dense()), K);
 }
 

@@ -95,8 +95,9 @@ TEST(AnalyticTrajectory, DpAvoidsForbiddenStepsAndRefusesWhenNoPathIsLeft) {
   const sa::DiscreteChain chain = linear_chain(N);
   std::vector<double> gamma(N + 1, 0.5);
   gamma[N] = 1e6;
-  EXPECT_NE(error_of([&] { sa::least_cost_path(sa::trajectory_cost(chain, gamma), 4); })
-                .find("forbidden"),
+  EXPECT_NE(error_of([&] {
+              sa::least_cost_path(sa::trajectory_cost(chain, gamma), 4);
+            }).find("forbidden"),
             std::string::npos);
   // Γ slightly above 1 only forbids long jumps into t; the DP routes around them.
   gamma[N] = 1.02;
@@ -117,7 +118,7 @@ TEST(AnalyticTrajectory, EvenIsOptimalWhenCostIsConvexInTheGap) {
   for (int64_t t = 1; t <= N; ++t) gamma[t] = 0.6 * chain.beta_bar(t);
   const sa::StepCostMatrix cost = sa::trajectory_cost(chain, gamma);
   EXPECT_NEAR(cost(3, 50), cost(503, 550), 1e-12);  // depends on t − s only
-  for (int64_t K : {4, 10, 28, 112}) {  // 999 = 3³·37: K − 1 ∈ {3, 9, 27, 111}
+  for (int64_t K : {4, 10, 28, 112}) {              // 999 = 3³·37: K − 1 ∈ {3, 9, 27, 111}
     EXPECT_EQ(sa::least_cost_path(cost, K), sa::even_timesteps(N, K)) << "K=" << K;
   }
   // K − 1 not dividing N − 1: the optimum is any arrangement of the same ⌊⌋/⌈⌉ gaps.
@@ -170,18 +171,21 @@ TEST(AnalyticGamma, AccumulatorMatchesDirectMoments) {
   EXPECT_NEAR(batched.std_err(), se, 1e-14);
   EXPECT_EQ(batched.count(), 37);
   const torch::Tensor eps = torch::ones({3, 2, 2}) * torch::tensor({1.0, 2.0, 3.0}).view({3, 1, 1});
-  EXPECT_TRUE(torch::allclose(sa::per_sample_sq_norm(eps), torch::tensor({1.0, 4.0, 9.0}, torch::kFloat64)));
+  EXPECT_TRUE(torch::allclose(sa::per_sample_sq_norm(eps),
+                              torch::tensor({1.0, 4.0, 9.0}, torch::kFloat64)));
 }
 
 TEST(AnalyticGamma, JsonRoundTripAndClipping) {
   const int64_t N = 50;
   const sa::DiscreteChain chain = linear_chain(N);
-  sa::GammaMeta meta{"demo.pt sha256:abc", "linear(1e-4,0.02,50)", "fashion-mnist:train",
+  sa::GammaMeta meta{"demo.pt sha256:abc",
+                     "linear(1e-4,0.02,50)",
+                     "fashion-mnist:train",
                      {{"num_images", "100"}, {"seed", "7"}}};
   sa::GammaTable table(meta, N);
   table.set(1, 1.0 + 1e-3, 2e-3, 100);  // noisy estimate above 1
   table.set(10, 0.75, 1e-3, 100);
-  table.set(20, -0.01, 1e-3, 100);      // below 0
+  table.set(20, -0.01, 1e-3, 100);  // below 0
   table.set(50, 0.2, 1e-3, 100);
   EXPECT_EQ(table.num_clipped(), 2);
   EXPECT_EQ(table.clipped_timesteps(), (std::vector<int64_t>{1, 20}));
@@ -218,13 +222,15 @@ TEST(AnalyticGamma, RefusesAnotherModelOrSchedule) {
   sa::GammaTable table({"model-A", "linear(1e-4,0.02,20)", "d", {}}, N);
   table.set(5, 0.5, 0.01, 10);
   const std::string text = table.to_json();
-  const std::string schedule_error = error_of(
-      [&] { sa::GammaTable::from_json(text, chain, {"model-A", "cosine(20)", "", {}}, "g.json"); });
+  const std::string schedule_error = error_of([&] {
+    sa::GammaTable::from_json(text, chain, {"model-A", "cosine(20)", "", {}}, "g.json");
+  });
   EXPECT_NE(schedule_error.find("field 'schedule'"), std::string::npos) << schedule_error;
   EXPECT_NE(schedule_error.find("cosine(20)"), std::string::npos);
   EXPECT_NE(schedule_error.find("g.json"), std::string::npos);
-  const std::string model_error =
-      error_of([&] { sa::GammaTable::from_json(text, chain, {"model-B", "", "", {}}); });
+  const std::string model_error = error_of([&] {
+    sa::GammaTable::from_json(text, chain, {"model-B", "", "", {}});
+  });
   EXPECT_NE(model_error.find("field 'model'"), std::string::npos) << model_error;
   const std::string steps_error =
       error_of([&] { sa::GammaTable::from_json(text, linear_chain(30), {}); });
