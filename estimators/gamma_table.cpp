@@ -1,4 +1,4 @@
-/// Γ_t = E‖ε̂(x_t, t)‖²/d per timestep (Bao et al., ICLR 2022, Eq. 8 in the ε convention of the
+/// Γ_t = E‖ε̂(x_t, t)‖²/d per timestep (Bao et al., ICLR 2022, Thm 1; in the ε convention of the
 /// official code) with its standard error, and the Γ file format.
 #include <algorithm>
 #include <cmath>

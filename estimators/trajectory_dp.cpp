@@ -1,4 +1,4 @@
-/// The optimal trajectory of Analytic-DPM (Bao et al., ICLR 2022, §4, Eq. 13): the K-point path
+/// The optimal trajectory of Analytic-DPM (Bao et al., ICLR 2022, §4): the K-point path
 /// 1 = τ_1 < … < τ_K = N minimising Σ J(τ_k, τ_{k+1}), by dynamic programming.
 #include <cmath>
 #include <limits>

@@ -55,7 +55,7 @@ std::vector<int64_t> explicit_timesteps(const std::vector<int64_t>& steps, int64
 /// "even" | "quadratic" by name; throws listing the choices ("optimal" needs Γ: see below).
 std::vector<int64_t> timesteps_by_name(const std::string& name, int64_t N, int64_t K);
 
-// ---- The λ² family and its optimal variance (Bao et al. 2022, Eq. 4, Thm 1, Thm 2) ----
+// ---- The λ² family and its optimal variance (Bao et al. 2022, §3: Thm 1, Thm 2) ----
 
 /// One step s < t of the family q_λ(x_s|x_t, x0), λ² = η²·β̃_{s|t} (η = 1 DDPM, η = 0 DDIM).
 /// Mean of p(x_s|x_t) = coef_xt·x_t + gamma·x̂0 = c_x·x_t + c_eps·ε̂.
@@ -187,7 +187,7 @@ class GammaTable {
   std::vector<GammaEntry> entries_;  // index t; count == 0 means absent
 };
 
-// ---- Optimal trajectory (Bao et al. 2022, §4 / Eq. 13) ----
+// ---- Optimal trajectory (Bao et al. 2022, §4) ----
 
 /// Step costs for 0 ≤ s < t ≤ N, stored t-major (row t holds all s) so the DP's inner loop over
 /// s reads contiguous memory. Unset or forbidden steps are +inf.
