@@ -1,5 +1,5 @@
 /// The NLL (negative ELBO) of a K-step DDPM chain in pieces: prior KL, per-step Gaussian KLs and
-/// the discretised-Gaussian decoder (Ho et al., 2020, Eq. 5 and §3.3; Bao et al., ICLR 2022, §6.1).
+/// the discretised-Gaussian decoder (Ho et al., 2020, Eq. 5 and §3.3; Bao et al., ICLR 2022).
 #include <cmath>
 
 #include "scoreflow/analytic_dpm.h"
