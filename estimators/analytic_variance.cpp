@@ -20,7 +20,8 @@ void check_eta(double eta) {
 }
 
 void check_range(const DataRange& range) {
-  if (!(range.hi > range.lo)) fail("data range needs lo < hi, got [", range.lo, ", ", range.hi, "]");
+  if (!(range.hi > range.lo))
+    fail("data range needs lo < hi, got [", range.lo, ", ", range.hi, "]");
 }
 
 }  // namespace

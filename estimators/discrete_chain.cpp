@@ -137,8 +137,7 @@ std::vector<int64_t> quadratic_timesteps(int64_t N, int64_t K) {
 std::vector<int64_t> explicit_timesteps(const std::vector<int64_t>& steps, int64_t N) {
   if (steps.empty()) fail("explicit timesteps: the list is empty");
   if (steps.front() != 1) fail("explicit timesteps must start at 1, got ", steps.front());
-  if (steps.back() != N)
-    fail("explicit timesteps must end at N = ", N, ", got ", steps.back());
+  if (steps.back() != N) fail("explicit timesteps must end at N = ", N, ", got ", steps.back());
   for (size_t k = 1; k < steps.size(); ++k)
     if (steps[k] <= steps[k - 1])
       fail("explicit timesteps must increase strictly: ", steps[k - 1], " then ", steps[k],
@@ -149,7 +148,8 @@ std::vector<int64_t> explicit_timesteps(const std::vector<int64_t>& steps, int64
 std::vector<int64_t> timesteps_by_name(const std::string& name, int64_t N, int64_t K) {
   if (name == "even") return even_timesteps(N, K);
   if (name == "quadratic") return quadratic_timesteps(N, K);
-  fail("unknown trajectory '", name, "' (valid here: even, quadratic; optimal needs a Gamma table)");
+  fail("unknown trajectory '", name,
+       "' (valid here: even, quadratic; optimal needs a Gamma table)");
 }
 
 }  // namespace scoreflow::analytic

@@ -1,4 +1,4 @@
-/// Γ_t = E‖ε̂(x_t, t)‖²/d per timestep (Bao et al., ICLR 2022, Eq. 8 in the ε convention of the
+/// Γ_t = E‖ε̂(x_t, t)‖²/d per timestep (Bao et al., ICLR 2022, Thm 1; in the ε convention of the
 /// official code) with its standard error, and the Γ file format.
 #include <algorithm>
 #include <cmath>
@@ -80,9 +80,7 @@ void GammaTable::set(int64_t t, const GammaAccumulator& acc) {
   set(t, acc.mean(), acc.std_err(), acc.count());
 }
 
-bool GammaTable::has(int64_t t) const {
-  return t >= 1 && t <= num_steps_ && entries_[t].count > 0;
-}
+bool GammaTable::has(int64_t t) const { return t >= 1 && t <= num_steps_ && entries_[t].count > 0; }
 
 const GammaEntry& GammaTable::entry(int64_t t) const {
   if (!has(t)) fail("GammaTable: no estimate at t = ", t);
@@ -120,9 +118,7 @@ std::vector<double> GammaTable::dense() const {
   return out;
 }
 
-int64_t GammaTable::num_clipped() const {
-  return static_cast<int64_t>(clipped_timesteps().size());
-}
+int64_t GammaTable::num_clipped() const { return static_cast<int64_t>(clipped_timesteps().size()); }
 
 std::vector<int64_t> GammaTable::clipped_timesteps() const {
   std::vector<int64_t> out;
@@ -135,7 +131,8 @@ std::string GammaTable::to_json() const {
   nlohmann::json j;
   j["format"] = kFormat;
   j["convention"] = kConvention;
-  j["convention_note"] = "gamma[t] = E||eps_hat(x_t, t)||^2 / d; paper's score norm = gamma / beta_bar_t";
+  j["convention_note"] =
+      "gamma[t] = E||eps_hat(x_t, t)||^2 / d; paper's score norm = gamma / beta_bar_t";
   j["model"] = meta_.model;
   j["schedule"] = meta_.schedule;
   j["dataset"] = meta_.dataset;
@@ -159,8 +156,8 @@ namespace {
 void check_field(const std::string& source, const char* field, const std::string& in_file,
                  const std::string& expected) {
   if (!expected.empty() && in_file != expected)
-    fail("Gamma file ", source, " was estimated for another ", field, ": field '", field,
-         "' is '", in_file, "' in the file but '", expected, "' here");
+    fail("Gamma file ", source, " was estimated for another ", field, ": field '", field, "' is '",
+         in_file, "' in the file but '", expected, "' here");
 }
 
 }  // namespace

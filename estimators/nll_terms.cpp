@@ -1,5 +1,5 @@
 /// The NLL (negative ELBO) of a K-step DDPM chain in pieces: prior KL, per-step Gaussian KLs and
-/// the discretised-Gaussian decoder (Ho et al., 2020, Eq. 5 and §3.3; Bao et al., ICLR 2022, §6.1).
+/// the discretised-Gaussian decoder (Ho et al., 2020, Eq. 5 and §3.3; Bao et al., ICLR 2022).
 #include <cmath>
 
 #include "scoreflow/analytic_dpm.h"
@@ -16,9 +16,12 @@ ReverseVariance parse_reverse_variance(const std::string& name) {
 
 std::string to_string(ReverseVariance v) {
   switch (v) {
-    case ReverseVariance::analytic: return "analytic";
-    case ReverseVariance::ddpm_beta: return "ddpm-beta";
-    case ReverseVariance::ddpm_tilde: return "ddpm-tilde";
+    case ReverseVariance::analytic:
+      return "analytic";
+    case ReverseVariance::ddpm_beta:
+      return "ddpm-beta";
+    case ReverseVariance::ddpm_tilde:
+      return "ddpm-tilde";
   }
   fail("unknown ReverseVariance value ", static_cast<int>(v));
 }
@@ -28,9 +31,12 @@ double ddpm_step_variance(const DiscreteChain& chain, int64_t s, int64_t t, Reve
   if (!(1 <= s && s < t && t <= chain.num_steps()))
     fail("DDPM step needs 1 <= s < t <= N = ", chain.num_steps(), ", got s = ", s, ", t = ", t);
   switch (v) {
-    case ReverseVariance::analytic: return analytic_variance(chain, s, t, gamma_eps, 1.0, range);
-    case ReverseVariance::ddpm_beta: return chain.beta(t, s);
-    case ReverseVariance::ddpm_tilde: return chain.beta_tilde(s, t);
+    case ReverseVariance::analytic:
+      return analytic_variance(chain, s, t, gamma_eps, 1.0, range);
+    case ReverseVariance::ddpm_beta:
+      return chain.beta(t, s);
+    case ReverseVariance::ddpm_tilde:
+      return chain.beta_tilde(s, t);
   }
   fail("unknown ReverseVariance value ", static_cast<int>(v));
 }
@@ -60,8 +66,8 @@ double gaussian_kl(double m1, double v1, double m2, double v2) {
   return 0.5 * ((u - std::log1p(u)) + (m1 - m2) * (m1 - m2) / v2);
 }
 
-torch::Tensor gaussian_kl(const torch::Tensor& m1, const torch::Tensor& v1,
-                          const torch::Tensor& m2, const torch::Tensor& v2) {
+torch::Tensor gaussian_kl(const torch::Tensor& m1, const torch::Tensor& v1, const torch::Tensor& m2,
+                          const torch::Tensor& v2) {
   const auto f64 = [](const torch::Tensor& x) { return x.to(torch::kFloat64); };
   const torch::Tensor u = f64(v1) / f64(v2) - 1.0;
   const torch::Tensor dm = f64(m1) - f64(m2);
@@ -124,18 +130,16 @@ torch::Tensor discretized_gaussian_log_likelihood(const torch::Tensor& x0,
   const torch::Tensor centred = x - mean.to(torch::kFloat64);
   const torch::Tensor inv_std = torch::rsqrt(var.to(torch::kFloat64));
   const double half_bin = 1.0 / 255.0;
-  const torch::Tensor upper = (centred + half_bin) * inv_std;  // u
-  const torch::Tensor lower = (centred - half_bin) * inv_std;  // l
-  const torch::Tensor log_cdf_upper = at::special_log_ndtr(upper);   // log Φ(u)
-  const torch::Tensor log_sf_lower = at::special_log_ndtr(-lower);   // log Φ(−l) = log(1 − Φ(l))
+  const torch::Tensor upper = (centred + half_bin) * inv_std;       // u
+  const torch::Tensor lower = (centred - half_bin) * inv_std;       // l
+  const torch::Tensor log_cdf_upper = at::special_log_ndtr(upper);  // log Φ(u)
+  const torch::Tensor log_sf_lower = at::special_log_ndtr(-lower);  // log Φ(−l) = log(1 − Φ(l))
   // Interior bins, log(Φ(u) − Φ(l)) without cancellation:
   //  both below 0: log Φ(u) + log1mexp(log Φ(l) − log Φ(u));
   //  both above 0: the mirror image with Φ(−l), Φ(−u);
   //  straddling 0: erf(u/√2) > 0 > erf(l/√2), so their difference adds magnitudes.
-  const torch::Tensor below =
-      log_cdf_upper + log1mexp(at::special_log_ndtr(lower) - log_cdf_upper);
-  const torch::Tensor above =
-      log_sf_lower + log1mexp(at::special_log_ndtr(-upper) - log_sf_lower);
+  const torch::Tensor below = log_cdf_upper + log1mexp(at::special_log_ndtr(lower) - log_cdf_upper);
+  const torch::Tensor above = log_sf_lower + log1mexp(at::special_log_ndtr(-upper) - log_sf_lower);
   const torch::Tensor straddle =
       torch::log(0.5 * (torch::erf(upper * M_SQRT1_2) - torch::erf(lower * M_SQRT1_2)));
   torch::Tensor interior =
@@ -145,7 +149,8 @@ torch::Tensor discretized_gaussian_log_likelihood(const torch::Tensor& x0,
 }
 
 torch::Tensor bits_per_dim(const torch::Tensor& nats) {
-  if (nats.dim() < 2) fail("bits_per_dim: expected [B, ...] with per-element terms, got ", nats.sizes());
+  if (nats.dim() < 2)
+    fail("bits_per_dim: expected [B, ...] with per-element terms, got ", nats.sizes());
   const double d = static_cast<double>(nats[0].numel());
   return nats.to(torch::kFloat64).flatten(1).sum(1) / (d * M_LN2);
 }

@@ -104,9 +104,13 @@ TEST(AnalyticTimesteps, EvenAndQuadraticContainEndsAndIncrease) {
   EXPECT_NE(error_of([] { sa::timesteps_by_name("cubic", 10, 4); }).find("even, quadratic"),
             std::string::npos);
   EXPECT_NE(error_of([] { sa::even_timesteps(10, 11); }).find("exceeds"), std::string::npos);
-  EXPECT_NE(error_of([] { sa::explicit_timesteps({1, 5, 5, 10}, 10); }).find("strictly"),
+  EXPECT_NE(error_of([] {
+              sa::explicit_timesteps({1, 5, 5, 10}, 10);
+            }).find("strictly"),
             std::string::npos);
-  EXPECT_NE(error_of([] { sa::explicit_timesteps({2, 10}, 10); }).find("start at 1"),
+  EXPECT_NE(error_of([] {
+              sa::explicit_timesteps({2, 10}, 10);
+            }).find("start at 1"),
             std::string::npos);
 }
 
@@ -127,8 +131,8 @@ TEST(AnalyticFamily, MeanCoefficientsAgreeInBothForms) {
   // DDPM: the posterior mean coefficients of Ho et al. (2020), Eq. 7.
   const auto ddpm = sa::step_coefficients(chain, 300, 310, 1.0);
   EXPECT_NEAR(ddpm.gamma, a_of(chain, 300) * chain.beta(310, 300) / chain.beta_bar(310), 1e-14);
-  EXPECT_NEAR(ddpm.coef_xt, std::sqrt(chain.alpha(310, 300)) * chain.beta_bar(300) / chain.beta_bar(310),
-              1e-14);
+  EXPECT_NEAR(ddpm.coef_xt,
+              std::sqrt(chain.alpha(310, 300)) * chain.beta_bar(300) / chain.beta_bar(310), 1e-14);
   // DDIM (η = 0) is Euler in σ-space: x_s/√ᾱ_s = x_t/√ᾱ_t + (σ_s − σ_t)·ε̂ (DESIGN.md §2).
   const auto ddim = sa::step_coefficients(chain, 300, 700, 0.0);
   EXPECT_NEAR(ddim.c_x / a_of(chain, 300), 1.0 / a_of(chain, 700), 1e-13);
@@ -239,7 +243,8 @@ TEST(AnalyticGaussian, SnAndNprDpmAreExactPerElement) {
   std::vector<double> eps_var;
   for (int64_t i = 0; i < data.dim(); ++i) eps_var.push_back(data.eps_posterior_var(i, a, b));
   const torch::Tensor g = torch::tensor(eps_var, torch::kFloat64).expand_as(x_t);
-  const torch::Tensor sn = sa::sn_dpm_variance(chain, s, t, eps_hat * eps_hat + g, eps_hat, 1.0, wide);
+  const torch::Tensor sn =
+      sa::sn_dpm_variance(chain, s, t, eps_hat * eps_hat + g, eps_hat, 1.0, wide);
   const torch::Tensor npr = sa::npr_dpm_variance(chain, s, t, g, 1.0, wide);
   for (int64_t i = 0; i < data.dim(); ++i) {
     const double var_s = data.marginal_var(i, a_of(chain, s), b_of(chain, s));
@@ -306,8 +311,9 @@ TEST(AnalyticNll, KlTermsMatchTheirDefinitions) {
   EXPECT_NEAR(sa::bits_per_dim(torch::full({2, 3, 4}, M_LN2, torch::kFloat64))[1].item<double>(),
               1.0, 1e-15);
   EXPECT_EQ(sa::parse_reverse_variance("ddpm-tilde"), sa::ReverseVariance::ddpm_tilde);
-  EXPECT_NE(error_of([] { sa::parse_reverse_variance("large"); }).find("analytic, ddpm-beta, ddpm-tilde"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { sa::parse_reverse_variance("large"); }).find("analytic, ddpm-beta, ddpm-tilde"),
+      std::string::npos);
   EXPECT_NEAR(sa::decoder_variance(chain), chain.beta_tilde(1, 2), 0.0);
 }
 
@@ -330,24 +336,26 @@ TEST(AnalyticNll, DiscretizedGaussianMatchesCdfDifference) {
       for (double std : {0.01, 0.2, 1.5}) {
         const long double u = (x - mean + 1.0 / 255.0) / std, l = (x - mean - 1.0 / 255.0) / std;
         const long double direct = l > 0 ? phi_c(l) - phi_c(u) : phi_c(-u) - phi_c(-l);
-        const double got = sa::discretized_gaussian_log_likelihood(
-                               torch::tensor({x}, torch::kFloat64), torch::tensor({mean}, torch::kFloat64),
-                               torch::tensor({std * std}, torch::kFloat64))[0]
-                               .item<double>();
+        const double got =
+            sa::discretized_gaussian_log_likelihood(torch::tensor({x}, torch::kFloat64),
+                                                    torch::tensor({mean}, torch::kFloat64),
+                                                    torch::tensor({std * std}, torch::kFloat64))[0]
+                .item<double>();
         // Past z ≈ 150 even long double underflows: use the asymptotic series of log Φc(z)
         // (the upper bin edge's mass is e^{−z·Δz} smaller and drops out).
         const long double z = l > 0 ? l : -u;
         const double expected =
             direct > 0 ? static_cast<double>(std::log(direct))
-                       : static_cast<double>(-z * z / 2 - std::log(z * std::sqrt(2 * M_PIl)) +
-                                             std::log1p(-1 / (z * z) + 3 / std::pow(z, 4) -
-                                                        15 / std::pow(z, 6)));
+                       : static_cast<double>(
+                             -z * z / 2 - std::log(z * std::sqrt(2 * M_PIl)) +
+                             std::log1p(-1 / (z * z) + 3 / std::pow(z, 4) - 15 / std::pow(z, 6)));
         EXPECT_NEAR(got, expected, 1e-9 * std::abs(got) + 1e-12) << x << " " << mean << " " << std;
       }
   // Edge bins reach to infinity.
-  const double edge = sa::discretized_gaussian_log_likelihood(
-                          torch::tensor({1.0}, torch::kFloat64), torch::tensor({1.0}, torch::kFloat64),
-                          torch::tensor({0.25}, torch::kFloat64))[0]
-                          .item<double>();
+  const double edge =
+      sa::discretized_gaussian_log_likelihood(torch::tensor({1.0}, torch::kFloat64),
+                                              torch::tensor({1.0}, torch::kFloat64),
+                                              torch::tensor({0.25}, torch::kFloat64))[0]
+          .item<double>();
   EXPECT_NEAR(edge, std::log(0.5 * std::erfc(-(1.0 / 255.0) / 0.5 / std::sqrt(2.0))), 1e-14);
 }

@@ -27,12 +27,12 @@ class DiscreteChain {
   static DiscreteChain from_betas(const std::vector<double>& betas);
 
   int64_t num_steps() const { return static_cast<int64_t>(log_alpha_bar_.size()) - 1; }
-  double alpha_bar(int64_t t) const;          ///< ᾱ_t, t ∈ [0, N]
-  double beta_bar(int64_t t) const;           ///< β̄_t = 1 − ᾱ_t
-  double alpha(int64_t t, int64_t s) const;   ///< α_{t|s} = ᾱ_t / ᾱ_s, 0 ≤ s ≤ t ≤ N
-  double beta(int64_t t, int64_t s) const;    ///< β_{t|s} = 1 − α_{t|s}
+  double alpha_bar(int64_t t) const;              ///< ᾱ_t, t ∈ [0, N]
+  double beta_bar(int64_t t) const;               ///< β̄_t = 1 − ᾱ_t
+  double alpha(int64_t t, int64_t s) const;       ///< α_{t|s} = ᾱ_t / ᾱ_s, 0 ≤ s ≤ t ≤ N
+  double beta(int64_t t, int64_t s) const;        ///< β_{t|s} = 1 − α_{t|s}
   double beta_tilde(int64_t s, int64_t t) const;  ///< β̃_{s|t} = β_{t|s}·β̄_s/β̄_t, 0 ≤ s < t
-  double sigma(int64_t t) const;              ///< σ-space level sqrt(β̄_t/ᾱ_t) (0 at t = 0)
+  double sigma(int64_t t) const;  ///< σ-space level sqrt(β̄_t/ᾱ_t) (0 at t = 0)
   /// The network's own step index for timestep t ≥ 1 (t − 1).
   int64_t model_index(int64_t t) const;
 
@@ -55,7 +55,7 @@ std::vector<int64_t> explicit_timesteps(const std::vector<int64_t>& steps, int64
 /// "even" | "quadratic" by name; throws listing the choices ("optimal" needs Γ: see below).
 std::vector<int64_t> timesteps_by_name(const std::string& name, int64_t N, int64_t K);
 
-// ---- The λ² family and its optimal variance (Bao et al. 2022, Eq. 4, Thm 1, Thm 2) ----
+// ---- The λ² family and its optimal variance (Bao et al. 2022, §3: Thm 1, Thm 2) ----
 
 /// One step s < t of the family q_λ(x_s|x_t, x0), λ² = η²·β̃_{s|t} (η = 1 DDPM, η = 0 DDIM).
 /// Mean of p(x_s|x_t) = coef_xt·x_t + gamma·x̂0 = c_x·x_t + c_eps·ε̂.
@@ -166,7 +166,7 @@ class GammaTable {
   /// Γ for t = 0..N (index 0 holds 0: x_0 carries no noise), interpolated as in `eps`.
   std::vector<double> dense() const;
 
-  int64_t num_clipped() const;                 ///< timesteps whose raw mean left [0, 1]
+  int64_t num_clipped() const;  ///< timesteps whose raw mean left [0, 1]
   std::vector<int64_t> clipped_timesteps() const;
   int64_t num_steps() const { return num_steps_; }
   const GammaMeta& meta() const { return meta_; }
@@ -187,7 +187,7 @@ class GammaTable {
   std::vector<GammaEntry> entries_;  // index t; count == 0 means absent
 };
 
-// ---- Optimal trajectory (Bao et al. 2022, §4 / Eq. 13) ----
+// ---- Optimal trajectory (Bao et al. 2022, §4) ----
 
 /// Step costs for 0 ≤ s < t ≤ N, stored t-major (row t holds all s) so the DP's inner loop over
 /// s reads contiguous memory. Unset or forbidden steps are +inf.
@@ -239,8 +239,8 @@ double decoder_variance(const DiscreteChain& chain);
 /// KL(N(m1, v1) ‖ N(m2, v2)) in nats, scalar.
 double gaussian_kl(double m1, double v1, double m2, double v2);
 /// Element-wise KL of diagonal Gaussians, broadcasting; computed in float64.
-torch::Tensor gaussian_kl(const torch::Tensor& m1, const torch::Tensor& v1,
-                          const torch::Tensor& m2, const torch::Tensor& v2);
+torch::Tensor gaussian_kl(const torch::Tensor& m1, const torch::Tensor& v1, const torch::Tensor& m2,
+                          const torch::Tensor& v2);
 /// Element-wise KL(q(x_N|x0) ‖ N(0, I)) for data x0 (any shape).
 torch::Tensor prior_kl(const DiscreteChain& chain, const torch::Tensor& x0);
 /// Element-wise KL(q(x_s|x_t, x0) ‖ p(x_s|x_t)) where p has the DDPM posterior mean at x̂0 and

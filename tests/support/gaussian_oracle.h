@@ -37,12 +37,8 @@ struct DiagonalGaussian {
   double eps_posterior_var(int64_t i, double a, double b) const {
     return a * a * var[i] / marginal_var(i, a, b);
   }
-  torch::Tensor mu_tensor() const {
-    return torch::tensor(mu, torch::dtype(torch::kFloat64));
-  }
-  torch::Tensor var_tensor() const {
-    return torch::tensor(var, torch::dtype(torch::kFloat64));
-  }
+  torch::Tensor mu_tensor() const { return torch::tensor(mu, torch::dtype(torch::kFloat64)); }
+  torch::Tensor var_tensor() const { return torch::tensor(var, torch::dtype(torch::kFloat64)); }
   /// ε*(x_t) = b(x_t − aμ)/S, x_t: [B, d] float64.
   torch::Tensor eps(const torch::Tensor& x_t, double a, double b) const {
     const torch::Tensor s = a * a * var_tensor() + b * b;
