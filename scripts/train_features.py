@@ -5,9 +5,10 @@ Input: [B, 1, 32, 32] in [-1, 1] (28x28 padded with -1, as the demo diffusion mo
 Features: global average of the last conv block after ReLU, D = 128 (the role Inception's pool3 plays
 in FID). Only conv, batch norm (eval), ReLU, max pool, mean and linear: loads in LibTorch 1.13.
 
-    train (GPU or CPU):  python3 scripts/train_features.py train --device cuda --epochs 20 --out DIR
+    train (GPU or CPU):  python3 scripts/train_features.py train --device cuda --epochs 15 --out DIR
     export (torch 1.13): python3 scripts/train_features.py export --weights DIR/fashion_features.npz \\
-                             --out models/fashion_features.pt --stats models/fashion_train_stats.npz
+                             --out models/fashion_features.pt --stats models/fashion_train_stats.npz \\
+                             --ref models/fashion_features_ref.npz
 """
 import argparse
 import json
@@ -149,6 +150,10 @@ def export(args):
         sys.exit(f"error: reloaded features differ from the eager network by {err}")
     print(f"exported {args.out}: {json.dumps(meta)}  (max |diff| {err:.2e})")
 
+    if args.ref:
+        xr = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+        np.savez(args.ref, x=xr.numpy(), out=reloaded(xr).numpy())
+        print(f"wrote {args.ref}: x [4, 1, 32, 32], out [4, {DIM}]")
     if args.stats:
         x, _ = load_split("train", args.data, "cpu")
         feats = torch.cat([reloaded(x[i:i + 1000]) for i in range(0, x.shape[0], 1000)]).double().numpy()
@@ -164,7 +169,7 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--epochs", type=int, default=15)
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--lr", type=float, default=0.1)
     t.add_argument("--seed", type=int, default=0)
@@ -175,6 +180,7 @@ def main():
     e.add_argument("--weights", required=True)
     e.add_argument("--out", required=True, help="TorchScript file to write")
     e.add_argument("--stats", help="also write mu/sigma of the 60k training features to this .npz")
+    e.add_argument("--ref", help="also write a fixed input batch and its features (.npz) for the C++ test")
     e.add_argument("--data", help="Fashion-MNIST folder (default: Debian's)")
     args = p.parse_args()
     train(args) if args.cmd == "train" else export(args)
