@@ -4,13 +4,16 @@
 
 namespace scoreflow {
 
-// One line per sampler: name, summary. Each samplers/<name>.cpp defines make_<name>().
+// One line per sampler: name, summary. Each samplers/<name>.cpp defines make_<name>() (amed.cpp defines
+// both AMED factories: the plugin is the same loop with a base solver).
 #define SCOREFLOW_SAMPLERS(X)                                                                       \
   X(euler, "Euler on the PF-ODE (k-diffusion sample_euler), 1 NFE/step")                            \
   X(heun, "EDM Algorithm 2 (Heun 2nd order, optional churn S_churn/S_min/S_max/S_noise), 2N-1 NFE") \
   X(ddim, "DDIM with eta (eta=0 is Euler in sigma-space; eta>0 ancestral), 1 NFE/step")             \
   X(ddpm, "DDPM ancestral sampling (variance=beta_tilde|beta), 1 NFE/step")                         \
-  X(euler_maruyama, "Euler-Maruyama on the reverse-time SDE, last step denoises, 1 NFE/step")
+  X(euler_maruyama, "Euler-Maruyama on the reverse-time SDE, last step denoises, 1 NFE/step")                  \
+  X(amed, "AMED-Solver (predictor=amed.pt | table=t.json | r,c,a; afs), 2 NFE per interval, 2(N-1)-afs")        \
+  X(amed_plugin, "AMED-Plugin on base=euler|ipndm|dpmpp_2m (predictor=|table=|r,c,a; afs), 2(N-1)-afs NFE")
 
 #define SCOREFLOW_DECLARE(name, summary) std::unique_ptr<Sampler> make_##name(const KeyValueArgs&);
 SCOREFLOW_SAMPLERS(SCOREFLOW_DECLARE)
