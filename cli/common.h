@@ -55,5 +55,7 @@ void run_action(CLI::App* sub);
 void register_sample(CLI::App& app);
 void register_list(CLI::App& app);
 void register_info(CLI::App& app);
+/// train-amed and amed-table.
+void register_train_amed(CLI::App& app);
 
 }  // namespace scoreflow::cli
