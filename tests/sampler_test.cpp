@@ -32,6 +32,11 @@ const SamplerCase kSamplerCases[] = {
     {"ddpm", "", 0, false},
     {"ddpm", "variance=beta", 0, false},
     {"euler_maruyama", "", 0, false},
+    {"amed", "r=0.5", 2, true},
+    {"amed", "r=0.3,c=1,a=1", 1, true},
+    {"amed_plugin", "base=euler,r=0.5", 1, true},
+    {"amed_plugin", "base=ipndm,r=0.5", 2, true},
+    {"amed_plugin", "base=dpmpp_2m,r=0.5", 2, true},
 };
 
 std::string case_name(const ::testing::TestParamInfo<SamplerCase>& info) {
