@@ -25,18 +25,21 @@ struct TrainOptions {
 
 /// The teacher grid: the same named grid with (M+1)(N−1)+1 points when its points include the
 /// student's (karras, polynomial, logsnr, time_uniform), else M log-uniform points per interval.
-std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double>& sigmas, const NoiseSchedule& schedule) {
+std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double>& sigmas,
+                                 const NoiseSchedule& schedule) {
   const int intervals = static_cast<int>(sigmas.size()) - 2;
   try {
     std::vector<double> fine =
         make_sigmas(o.schedule, intervals * (o.M + 1) + 1, schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
     fine.pop_back();  // the trailing 0
     bool aligned = true;
-    for (int n = 0; n <= intervals; ++n) aligned = aligned && std::abs(fine[n * (o.M + 1)] - sigmas[n]) <= 1e-9 * sigmas[n];
+    for (int n = 0; n <= intervals; ++n)
+      aligned = aligned && std::abs(fine[n * (o.M + 1)] - sigmas[n]) <= 1e-9 * sigmas[n];
     if (aligned) return fine;
   } catch (const Error&) {
   }
-  std::fprintf(stderr, "train-amed: grid %s does not nest; teacher points inserted log-uniformly\n", o.schedule.c_str());
+  std::fprintf(stderr, "train-amed: grid %s does not nest; teacher points inserted log-uniformly\n",
+               o.schedule.c_str());
   return refine_sigmas_log(sigmas, o.M);
 }
 
@@ -45,7 +48,8 @@ void train(TrainOptions o) {
   check_amed_pair(o.student, o.teacher);
   if (o.M == -1) o.M = o.teacher == "heun" ? 1 : 2;
   if (o.scale_time < 0) o.scale_time = o.student == "amed" ? 0.0 : 0.2;
-  if (o.steps < 2 || o.steps > 1000) fail("--steps must be in [2, 1000] (AMED needs one interval between positive sigmas), got ", o.steps);
+  if (o.steps < 2 || o.steps > 1000)
+    fail("--steps must be in [2, 1000] (AMED needs one interval between positive sigmas), got ", o.steps);
   io::check_writable(o.out);
   if (!o.table.empty()) io::check_writable(o.table);
   if (!o.log.empty()) io::check_writable(o.log);
@@ -75,13 +79,15 @@ void train(TrainOptions o) {
   std::string csv = "batch,step,sigma,sigma_next,loss\n";
   std::vector<double> batch_loss(batches, 0.0);
   Progress progress("train-amed", batches * intervals, "steps");
-  std::fprintf(stderr, "train-amed: %s student %s, teacher %s (M=%d), %d steps (NFE %d%s), %lld trajectories, batch %d\n",
-               model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps,
-               2 * intervals - (o.afs ? 1 : 0), o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories), o.batch);
+  std::fprintf(
+      stderr, "train-amed: %s student %s, teacher %s (M=%d), %d steps (NFE %d%s), %lld trajectories, batch %d\n",
+      model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps, 2 * intervals - (o.afs ? 1 : 0),
+      o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories), o.batch);
   AmedPredictor predictor = train_amed(model, t, [&](int64_t bi, int n, double loss) {
     batch_loss[bi] += loss;
     char line[160];
-    std::snprintf(line, sizeof line, "%lld,%d,%.17g,%.17g,%.9g\n", static_cast<long long>(bi), n, t.sigmas[n], t.sigmas[n + 1], loss);
+    std::snprintf(line, sizeof line, "%lld,%d,%.17g,%.17g,%.9g\n", static_cast<long long>(bi), n, t.sigmas[n],
+                  t.sigmas[n + 1], loss);
     csv += line;
     progress.update(bi * intervals + n + 1, "loss " + std::to_string(loss));
     if (n == intervals - 1 && (bi % every == 0 || bi == batches - 1))
@@ -96,12 +102,27 @@ void train(TrainOptions o) {
                batch_loss.back(), seconds_since(start));
   if (o.json) {
     const AmedRecord& r = predictor.record();
-    print_json({{"command", "train-amed"}, {"model", model->name()}, {"student", r.student}, {"teacher", r.teacher},
-                {"steps", r.steps}, {"nfe", 2 * intervals - (r.afs ? 1 : 0)}, {"M", r.M}, {"afs", r.afs},
-                {"features", r.features}, {"sigmas", r.sigmas}, {"num_trajectories", o.num_trajectories},
-                {"batch", o.batch}, {"lr", o.lr}, {"scale_dir", r.scale_dir}, {"scale_time", r.scale_time},
-                {"first_loss", batch_loss.front()}, {"last_loss", batch_loss.back()}, {"out", o.out},
-                {"table", o.table}, {"log", o.log}, {"wall_seconds", seconds_since(start)}});
+    print_json({{"command", "train-amed"},
+                {"model", model->name()},
+                {"student", r.student},
+                {"teacher", r.teacher},
+                {"steps", r.steps},
+                {"nfe", 2 * intervals - (r.afs ? 1 : 0)},
+                {"M", r.M},
+                {"afs", r.afs},
+                {"features", r.features},
+                {"sigmas", r.sigmas},
+                {"num_trajectories", o.num_trajectories},
+                {"batch", o.batch},
+                {"lr", o.lr},
+                {"scale_dir", r.scale_dir},
+                {"scale_time", r.scale_time},
+                {"first_loss", batch_loss.front()},
+                {"last_loss", batch_loss.back()},
+                {"out", o.out},
+                {"table", o.table},
+                {"log", o.log},
+                {"wall_seconds", seconds_since(start)}});
   }
 }
 
@@ -111,17 +132,23 @@ void register_train_amed(CLI::App& app) {
   auto* sub = app.add_subcommand("train-amed", "train an AMED predictor (Zhou et al. 2024) for a model and sigma grid");
   static TrainOptions o;
   o.model.add(*sub);
-  sub->add_option("--student", o.student, "amed (AMED-Solver) or a plugin base: euler, ipndm, dpmpp_2m")->capture_default_str();
-  sub->add_option("--teacher", o.teacher, "heun (for amed, euler), ipndm (for ipndm), dpmpp_2m (for dpmpp_2m)")->capture_default_str();
-  sub->add_option("--steps", o.steps, "grid steps as in `sample --steps` (NFE 2(steps-1), minus 1 with --afs)")->capture_default_str();
+  sub->add_option("--student", o.student, "amed (AMED-Solver) or a plugin base: euler, ipndm, dpmpp_2m")
+      ->capture_default_str();
+  sub->add_option("--teacher", o.teacher, "heun (for amed, euler), ipndm (for ipndm), dpmpp_2m (for dpmpp_2m)")
+      ->capture_default_str();
+  sub->add_option("--steps", o.steps, "grid steps as in `sample --steps` (NFE 2(steps-1), minus 1 with --afs)")
+      ->capture_default_str();
   sub->add_flag("--afs", o.afs, "analytical first step (saves one NFE)");
   sub->add_option("--M", o.M, "teacher points inserted per interval (default 1 for heun, 2 otherwise)");
-  sub->add_option("--num-trajectories", o.num_trajectories, "teacher trajectories (fresh noise)")->capture_default_str();
+  sub->add_option("--num-trajectories", o.num_trajectories, "teacher trajectories (fresh noise)")
+      ->capture_default_str();
   sub->add_option("--batch", o.batch, "trajectories per batch")->capture_default_str();
   sub->add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
   sub->add_option("--scale-dir", o.scale_dir, "c in [1 - scale_dir, 1 + scale_dir]")->capture_default_str();
-  sub->add_option("--scale-time", o.scale_time, "a in [1 - scale_time, 1 + scale_time] (default 0 for amed, 0.2 for plugins)");
-  sub->add_option("--seed", o.seed, "seed for the predictor's initialisation and the training noise")->capture_default_str();
+  sub->add_option("--scale-time", o.scale_time,
+                  "a in [1 - scale_time, 1 + scale_time] (default 0 for amed, 0.2 for plugins)");
+  sub->add_option("--seed", o.seed, "seed for the predictor's initialisation and the training noise")
+      ->capture_default_str();
   sub->add_option("--schedule", o.schedule, "sigma grid (scoreflow list schedules)")->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--out", o.out, "predictor file to write (amed.pt)")->required();

@@ -1,12 +1,12 @@
 #include "models/amed_predictor.h"
 
-#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "scoreflow/amed.h"
@@ -74,12 +74,23 @@ constexpr const char* kArchiveKey = "scoreflow_amed";
 constexpr const char* kFormat = "scoreflow-amed";
 
 nlohmann::json record_json(const AmedRecord& r) {
-  return {{"format", kFormat},  {"version", 1},           {"student", r.student},
-          {"teacher", r.teacher}, {"steps", r.steps},     {"M", r.M},
-          {"afs", r.afs},         {"scale_dir", r.scale_dir}, {"scale_time", r.scale_time},
-          {"feature_dim", r.feature_dim}, {"features", r.features}, {"sigmas", r.sigmas},
-          {"schedule", r.schedule}, {"model", r.model},   {"model_hash", r.model_hash},
-          {"schedule_name", r.schedule_name}, {"trajectories", r.trajectories}};
+  return {{"format", kFormat},
+          {"version", 1},
+          {"student", r.student},
+          {"teacher", r.teacher},
+          {"steps", r.steps},
+          {"M", r.M},
+          {"afs", r.afs},
+          {"scale_dir", r.scale_dir},
+          {"scale_time", r.scale_time},
+          {"feature_dim", r.feature_dim},
+          {"features", r.features},
+          {"sigmas", r.sigmas},
+          {"schedule", r.schedule},
+          {"model", r.model},
+          {"model_hash", r.model_hash},
+          {"schedule_name", r.schedule_name},
+          {"trajectories", r.trajectories}};
 }
 
 AmedRecord record_from_json(const nlohmann::json& j, const std::string& source) {
@@ -192,13 +203,15 @@ AmedCoefficients AmedPredictor::predict(const torch::Tensor& features, double si
   torch::Tensor all = torch::stack({r, c, a}).to(torch::kCPU, torch::kFloat64).contiguous();
   const int64_t b = all.size(1);
   const double* p = all.data_ptr<double>();
-  return {std::vector<double>(p, p + b), std::vector<double>(p + b, p + 2 * b), std::vector<double>(p + 2 * b, p + 3 * b)};
+  return {std::vector<double>(p, p + b), std::vector<double>(p + b, p + 2 * b),
+          std::vector<double>(p + 2 * b, p + 3 * b)};
 }
 
 std::vector<AmedTableRow> AmedPredictor::table() const {
   if (record_.features)
-    fail("this AMED predictor reads the model's bottleneck features; only a table-mode predictor (trained on a model "
-         "without 'features') has a per-step table");
+    fail(
+        "this AMED predictor reads the model's bottleneck features; only a table-mode predictor (trained on a model "
+        "without 'features') has a per-step table");
   const auto& s = record_.sigmas;
   const size_t positive = s.back() == 0 ? s.size() - 1 : s.size();
   torch::Tensor zeros = torch::zeros({1, record_.feature_dim});
@@ -227,11 +240,12 @@ void check_amed_record(const AmedRecord& r, const Model& model, const std::vecto
     fail(source, " was trained for schedule ", r.schedule, ", the model has ", schedule, ": field 'schedule' differs");
   if (r.sigmas.size() != sigmas.size())
     fail(source, " was trained for ", r.sigmas.size() - 1, " steps on sigmas ", grid_text(r.sigmas), "; this grid has ",
-         sigmas.size() - 1, " steps ", grid_text(sigmas), ": field 'sigmas' differs (use the training --steps/--schedule)");
+         sigmas.size() - 1, " steps ", grid_text(sigmas),
+         ": field 'sigmas' differs (use the training --steps/--schedule)");
   for (size_t i = 0; i < sigmas.size(); ++i)
     if (std::abs(r.sigmas[i] - sigmas[i]) > 1e-9 * std::max(std::abs(r.sigmas[i]), 1e-300))
-      fail(source, " was trained on sigmas ", grid_text(r.sigmas), "; this grid has ", grid_text(sigmas),
-           " (position ", i, " differs): field 'sigmas' differs (use the training --steps/--schedule)");
+      fail(source, " was trained on sigmas ", grid_text(r.sigmas), "; this grid has ", grid_text(sigmas), " (position ",
+           i, " differs): field 'sigmas' differs (use the training --steps/--schedule)");
 }
 
 std::string model_content_hash(const Model& model) {
@@ -244,8 +258,8 @@ std::string model_content_hash(const Model& model) {
   if (stat(name.c_str(), &st) != 0) fail("cannot hash model file '", name, "' (not found)");
   static std::mutex mutex;
   static std::map<std::string, std::pair<std::string, std::string>> cache;  // path -> (size:mtime, hash)
-  const std::string stamp = std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
-                            std::to_string(st.st_mtim.tv_nsec);
+  const std::string stamp =
+      std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(name);
   if (it != cache.end() && it->second.first == stamp) return it->second.second;
@@ -266,7 +280,8 @@ void save_amed_table(const std::string& path, const AmedRecord& record, const st
   j["format"] = std::string(kFormat);
   j["table"] = nlohmann::json::array();
   for (const AmedTableRow& t : rows)
-    j["table"].push_back({{"sigma", t.sigma}, {"sigma_next", t.sigma_next}, {"r", t.r}, {"s", t.s}, {"c", t.c}, {"a", t.a}});
+    j["table"].push_back(
+        {{"sigma", t.sigma}, {"sigma_next", t.sigma_next}, {"r", t.r}, {"s", t.s}, {"c", t.c}, {"a", t.a}});
   io::write_file_atomic(path, j.dump(2) + "\n");
 }
 
@@ -287,7 +302,8 @@ std::pair<AmedRecord, std::vector<AmedTableRow>> load_amed_table(const std::stri
   } catch (const nlohmann::json::exception& e) {
     fail("AMED table '", path, "': malformed 'table': ", e.what());
   }
-  const size_t positive = record.sigmas.empty() ? 0 : (record.sigmas.back() == 0 ? record.sigmas.size() - 1 : record.sigmas.size());
+  const size_t positive =
+      record.sigmas.empty() ? 0 : (record.sigmas.back() == 0 ? record.sigmas.size() - 1 : record.sigmas.size());
   if (positive < 2 || rows.size() != positive - 1)
     fail("AMED table '", path, "' has ", rows.size(), " rows for a grid of ", record.sigmas.size(), " points");
   for (size_t i = 0; i < rows.size(); ++i) {

@@ -1,8 +1,9 @@
+#include "scoreflow/amed.h"
+
 #include <cmath>
 #include <optional>
 
 #include "samplers/amed_steps.h"
-#include "scoreflow/amed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -43,9 +44,12 @@ class Amed : public Sampler {
     }
     // The student a predictor was trained for fixes the base; base= may only repeat it.
     const std::string trained = record ? record->student : "";
+    if (plugin && trained == "amed")
+      fail(source_, " was trained for student 'amed' (AMED-Solver): field 'student' differs (use sampler amed)");
     if (plugin) {
       base_ = amed::parse_base(args.get_string("base", trained.empty() ? "euler" : trained), "amed_plugin base");
-      if (base_ == Base::Amed) fail("amed_plugin base must be euler, ipndm or dpmpp_2m; use sampler amed for AMED-Solver");
+      if (base_ == Base::Amed)
+        fail("amed_plugin base must be euler, ipndm or dpmpp_2m; use sampler amed for AMED-Solver");
     } else {
       base_ = Base::Amed;
     }
@@ -97,7 +101,8 @@ class Amed : public Sampler {
       const bool analytic = afs_ && i == 0;
       torch::Tensor d = amed::first_derivative(denoise, x, sigma, analytic);
       AmedCoefficients k = rows.empty() ? feature_coefficients(denoise, x, sigma, sigma_next, analytic) : rows[i];
-      amed::Interval step = amed::interval(base_, denoise, x, d, sigma, sigma_next, k.r, k.a, history, i == intervals - 1);
+      amed::Interval step =
+          amed::interval(base_, denoise, x, d, sigma, sigma_next, k.r, k.a, history, i == intervals - 1);
       amed::push_history(base_, history, x, d, sigma, step);
       x = step.A + amed::column(k.c, x) * step.B;
       if (callback) callback(i, n, sigma_next);

@@ -11,10 +11,14 @@ namespace {
 torch::Tensor adams_bashforth(const torch::Tensor& d, const std::vector<torch::Tensor>& h, int order) {
   const size_t n = h.size();
   switch (order) {
-    case 1: return d;
-    case 2: return (3 * d - h[n - 1]) / 2;
-    case 3: return (23 * d - 16 * h[n - 1] + 5 * h[n - 2]) / 12;
-    default: return (55 * d - 59 * h[n - 1] + 37 * h[n - 2] - 9 * h[n - 3]) / 24;
+    case 1:
+      return d;
+    case 2:
+      return (3 * d - h[n - 1]) / 2;
+    case 3:
+      return (23 * d - 16 * h[n - 1] + 5 * h[n - 2]) / 12;
+    default:
+      return (55 * d - 59 * h[n - 1] + 37 * h[n - 2] - 9 * h[n - 3]) / 24;
   }
 }
 
@@ -67,15 +71,20 @@ Base parse_base(const std::string& name, const std::string& what) {
 
 std::string base_name(Base base) {
   switch (base) {
-    case Base::Amed: return "amed";
-    case Base::Euler: return "euler";
-    case Base::Ipndm: return "ipndm";
-    default: return "dpmpp_2m";
+    case Base::Amed:
+      return "amed";
+    case Base::Euler:
+      return "euler";
+    case Base::Ipndm:
+      return "ipndm";
+    default:
+      return "dpmpp_2m";
   }
 }
 
 torch::Tensor column(const std::vector<double>& values, const torch::Tensor& x) {
-  if (values.size() == 1) return torch::scalar_tensor(values[0], torch::TensorOptions().dtype(torch::kFloat64)).to(x.options());
+  if (values.size() == 1)
+    return torch::scalar_tensor(values[0], torch::TensorOptions().dtype(torch::kFloat64)).to(x.options());
   std::vector<int64_t> shape(x.dim(), 1);
   shape[0] = static_cast<int64_t>(values.size());
   return torch::tensor(values, torch::kFloat64).to(x.options()).reshape(shape);
@@ -88,8 +97,8 @@ torch::Tensor first_derivative(const Denoiser& denoise, const torch::Tensor& x, 
 }
 
 Interval interval(Base base, const Denoiser& denoise, const torch::Tensor& x, const torch::Tensor& d, double sigma,
-                  double sigma_next, const std::vector<double>& r, const std::vector<double>& a,
-                  const History& history, bool last) {
+                  double sigma_next, const std::vector<double>& r, const std::vector<double>& a, const History& history,
+                  bool last) {
   Interval out;
   // Intermediate point s = σ'^r σ^{1−r} (geometric, i.e. a fraction r of the step in λ).
   out.s.resize(r.size());
@@ -179,8 +188,8 @@ std::vector<torch::Tensor> teacher_states(const std::string& teacher, const Deno
     } else if (teacher == "dpmpp_2m") {
       torch::Tensor x0 = denoise(x, sigma);
       const bool first_order = i == 0 || i == n - 1;  // warm-up and lower_order_final
-      auto [scaled, increment] = dpmpp_2m(x, {sigma}, {sigma_next}, x0, first_order ? torch::Tensor() : x0_prev,
-                                          {fine[std::max(i - 1, 0)]});
+      auto [scaled, increment] =
+          dpmpp_2m(x, {sigma}, {sigma_next}, x0, first_order ? torch::Tensor() : x0_prev, {fine[std::max(i - 1, 0)]});
       x = scaled + increment;
       x0_prev = x0;
     } else {

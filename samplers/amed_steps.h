@@ -22,17 +22,17 @@ inline bool is_multistep(Base base) { return base == Base::Ipndm || base == Base
 
 /// History carried from step to step (local to one trajectory).
 struct History {
-  std::vector<torch::Tensor> d;     ///< iPNDM: previous derivatives, newest last (≤ 3 kept)
-  torch::Tensor x0_prev;            ///< DPM-Solver++: previous data prediction D
-  std::vector<double> sigma_prev;   ///< … and the σ it was taken at ([B] or [1])
+  std::vector<torch::Tensor> d;    ///< iPNDM: previous derivatives, newest last (≤ 3 kept)
+  torch::Tensor x0_prev;           ///< DPM-Solver++: previous data prediction D
+  std::vector<double> sigma_prev;  ///< … and the σ it was taken at ([B] or [1])
 };
 
 /// One interval's result: x' = A + c·B (c enters linearly, so training can use c with gradients),
 /// plus what the next step's history needs.
 struct Interval {
   torch::Tensor A, B;
-  torch::Tensor d_mid, x0_mid;      ///< at (x_mid, s)
-  std::vector<double> s;            ///< intermediate σ per sample ([B] or [1])
+  torch::Tensor d_mid, x0_mid;  ///< at (x_mid, s)
+  std::vector<double> s;        ///< intermediate σ per sample ([B] or [1])
 };
 
 /// d at (x, σ): analytic (AFS, D ≈ 0: d = x/sqrt(1 + σ²)) or (x − D(x, σ))/σ.
@@ -42,8 +42,8 @@ torch::Tensor first_derivative(const Denoiser& denoise, const torch::Tensor& x, 
 /// D(x_mid, a·s). `last`: the last interval of the solve (DPM-Solver++ lowers its order there).
 /// Does not change `history`.
 Interval interval(Base base, const Denoiser& denoise, const torch::Tensor& x, const torch::Tensor& d, double sigma,
-                  double sigma_next, const std::vector<double>& r, const std::vector<double>& a,
-                  const History& history, bool last);
+                  double sigma_next, const std::vector<double>& r, const std::vector<double>& a, const History& history,
+                  bool last);
 
 /// Records the interval's two derivative/data evaluations (at σ and at s) in the history.
 void push_history(Base base, History& history, const torch::Tensor& x, const torch::Tensor& d, double sigma,

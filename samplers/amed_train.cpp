@@ -40,10 +40,10 @@ namespace {
 /// gradients: x' = A(r, a) + c·B(r, a). The frozen network is not differentiated (TorchScript models
 /// run under NoGradGuard); ∂A/∂r, ∂B/∂r (and ∂/∂a when a is learned) come from a forward difference
 /// of the whole interval, one extra model call each, and enter as (r − sg(r))·∂A/∂r.
-torch::Tensor differentiable_step(amed::Base base, const Denoiser& denoise, const torch::Tensor& x, const torch::Tensor& d,
-                                  double sigma, double sigma_next, const torch::Tensor& r, const torch::Tensor& c,
-                                  const torch::Tensor& a, bool learn_a, const amed::History& history, bool last,
-                                  amed::Interval& step) {
+torch::Tensor differentiable_step(amed::Base base, const Denoiser& denoise, const torch::Tensor& x,
+                                  const torch::Tensor& d, double sigma, double sigma_next, const torch::Tensor& r,
+                                  const torch::Tensor& c, const torch::Tensor& a, bool learn_a,
+                                  const amed::History& history, bool last, amed::Interval& step) {
   auto host = [](const torch::Tensor& t) {
     torch::Tensor h = t.detach().to(torch::kCPU, torch::kFloat64).contiguous();
     return std::vector<double>(h.data_ptr<double>(), h.data_ptr<double>() + h.numel());
@@ -80,7 +80,8 @@ torch::Tensor differentiable_step(amed::Base base, const Denoiser& denoise, cons
 
 }  // namespace
 
-AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOptions& o, const AmedLossCallback& on_step) {
+AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOptions& o,
+                         const AmedLossCallback& on_step) {
   check_amed_pair(o.student, o.teacher);
   const amed::Base base = amed::parse_base(o.student, "--student");
   if (o.M < 1) fail("--M must be >= 1, got ", o.M);
@@ -152,7 +153,7 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
         torch::NoGradGuard no_grad;
         d = amed::first_derivative(denoise, x, sigma, analytic);
         f = record.features && !analytic ? model->features(x, {sigma}, {})
-                                          : torch::zeros({b, record.feature_dim}, torch::TensorOptions().device(device));
+                                         : torch::zeros({b, record.feature_dim}, torch::TensorOptions().device(device));
       }
       auto [r, c, a] = predictor.forward(f, sigma, sigma_next);
       amed::Interval step;

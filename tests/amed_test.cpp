@@ -1,6 +1,8 @@
 // AMED (Zhou et al., CVPR 2024): the fixed-coefficient solver against an independent DPM-Solver-2,
 // NFE counts, training on the 2-D ring against self-contained iPNDM / DPM-Solver-2 baselines, the
 // predictor file and its table form, and every refusal.
+#include "scoreflow/amed.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 #include <functional>
 #include <map>
 
-#include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
@@ -65,10 +66,17 @@ torch::Tensor ipndm(const Model& model, torch::Tensor x, const std::vector<doubl
     torch::Tensor d = afs && i == 0 ? x / std::sqrt(1 + s * s) : (x - model.denoise(x, {s}, {})) / s;
     torch::Tensor step;
     switch (std::min<size_t>(h.size(), 3)) {
-      case 0: step = d; break;
-      case 1: step = (3 * d - h[h.size() - 1]) / 2; break;
-      case 2: step = (23 * d - 16 * h[h.size() - 1] + 5 * h[h.size() - 2]) / 12; break;
-      default: step = (55 * d - 59 * h[h.size() - 1] + 37 * h[h.size() - 2] - 9 * h[h.size() - 3]) / 24;
+      case 0:
+        step = d;
+        break;
+      case 1:
+        step = (3 * d - h[h.size() - 1]) / 2;
+        break;
+      case 2:
+        step = (23 * d - 16 * h[h.size() - 1] + 5 * h[h.size() - 2]) / 12;
+        break;
+      default:
+        step = (55 * d - 59 * h[h.size() - 1] + 37 * h[h.size() - 2] - 9 * h[h.size() - 3]) / 24;
     }
     x = x + (t - s) * step;
     h.push_back(d);
@@ -115,7 +123,8 @@ TEST(Amed, CountsTwoNfePerIntervalLessAfs) {
         s->sample(d, torch::randn({1, 2}) * sigmas[0], sigmas, noise);
         EXPECT_EQ(d.nfe(), s->nfe(steps)) << name << extra << " " << steps;
         // 2 per interval between positive sigmas, −1 with AFS, +1 to denoise to zero.
-        EXPECT_EQ(s->nfe(steps), 2 * (steps - 1) - (extra.empty() ? 0 : 1) + (extra.find("denoise") != std::string::npos));
+        EXPECT_EQ(s->nfe(steps),
+                  2 * (steps - 1) - (extra.empty() ? 0 : 1) + (extra.find("denoise") != std::string::npos));
       }
   // DESIGN.md's 3/5/7/9 with AFS.
   auto s = make_sampler("amed", "r=0.5,afs=true");
@@ -207,10 +216,11 @@ TEST(Amed, TrainingOnTheRingAtNfe5BeatsIpndmAndDpmSolver2) {
   torch::Tensor ipndm5 = ipndm(*model, eps * grid7[0], grid7, true);  // 6 intervals, AFS: 5 NFE
   const double e_amed = rms(amed, ref), e_plugin = rms(amed_ipndm, ref), e_dpm2 = rms(dpm2, ref),
                e_ipndm = rms(ipndm5, ref);
-  std::printf("ring8, NFE 5, RMS error vs Heun-500: AMED-Solver %.4f, AMED-Plugin(iPNDM) %.4f, DPM-Solver-2 %.4f, "
-              "iPNDM %.4f; loss %.4f -> %.4f (solver), %.4f -> %.4f (plugin)\n",
-              e_amed, e_plugin, e_dpm2, e_ipndm, solver.losses.front(), late_loss(solver), plugin.losses.front(),
-              late_loss(plugin));
+  std::printf(
+      "ring8, NFE 5, RMS error vs Heun-500: AMED-Solver %.4f, AMED-Plugin(iPNDM) %.4f, DPM-Solver-2 %.4f, "
+      "iPNDM %.4f; loss %.4f -> %.4f (solver), %.4f -> %.4f (plugin)\n",
+      e_amed, e_plugin, e_dpm2, e_ipndm, solver.losses.front(), late_loss(solver), plugin.losses.front(),
+      late_loss(plugin));
   // The learned plugin beats both baselines; the learned solver beats the fixed-coefficient
   // DPM-Solver-2 it generalises (on this 2-D ring it does not reach iPNDM's 6-point grid).
   EXPECT_LT(e_plugin, e_ipndm);
@@ -329,19 +339,23 @@ CliResult cli(const std::string& args) {
 
 TEST(AmedCli, TrainThenSampleWithPredictorAndTable) {
   const std::string pt = tmp("cli_amed.pt"), table = tmp("cli_amed.json"), log = tmp("cli_loss.csv");
-  CliResult t = cli("train-amed --model builtin:ring8 --student amed --teacher heun --steps 4 --afs --num-trajectories 256 "
-                    "--batch 128 --out " + pt + " --table " + table + " --log " + log + " --json");
+  CliResult t =
+      cli("train-amed --model builtin:ring8 --student amed --teacher heun --steps 4 --afs --num-trajectories 256 "
+          "--batch 128 --out " +
+          pt + " --table " + table + " --log " + log + " --json");
   ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.out.find("\"nfe\": 5"), std::string::npos) << t.out;
   EXPECT_TRUE(std::filesystem::exists(log));
-  CliResult s = cli("sample --model builtin:ring8 --sampler amed --sampler-args predictor=" + pt +
-                    " --nfe 5 --seeds 0-7 --json");
+  CliResult s =
+      cli("sample --model builtin:ring8 --sampler amed --sampler-args predictor=" + pt + " --nfe 5 --seeds 0-7 --json");
   ASSERT_EQ(s.code, 0) << s.err;
   EXPECT_NE(s.out.find("\"nfe\": 5"), std::string::npos) << s.out;
-  CliResult u = cli("sample --model builtin:ring8 --sampler amed --sampler-args table=" + table + " --steps 4 --seeds 0-7 --json");
+  CliResult u = cli("sample --model builtin:ring8 --sampler amed --sampler-args table=" + table +
+                    " --steps 4 --seeds 0-7 --json");
   ASSERT_EQ(u.code, 0) << u.err;
   // A predictor for another grid: one error line naming the field.
-  CliResult v = cli("sample --model builtin:ring8 --sampler amed --sampler-args predictor=" + pt + " --steps 6 --seeds 0 --json");
+  CliResult v =
+      cli("sample --model builtin:ring8 --sampler amed --sampler-args predictor=" + pt + " --steps 6 --seeds 0 --json");
   EXPECT_EQ(v.code, 1);
   EXPECT_EQ(v.err.rfind("error: ", 0), 0u) << v.err;
   EXPECT_NE(v.err.find("'sigmas' differs"), std::string::npos) << v.err;

@@ -17,21 +17,21 @@ namespace scoreflow {
 
 /// What a predictor was trained for. Saved with it; sampling refuses a grid or model that differs.
 struct AmedRecord {
-  std::string student = "amed";   ///< amed | euler | ipndm | dpmpp_2m (the last three: AMED-Plugin bases)
-  std::string teacher = "heun";   ///< heun | ipndm | dpmpp_2m
-  int steps = 0;                  ///< grid intervals, as `--steps` (the last one is σ_min → 0)
-  int M = 1;                      ///< teacher points inserted per interval
-  bool afs = false;               ///< analytical first step
-  double scale_dir = 0.01;        ///< c ∈ [1 − scale_dir, 1 + scale_dir]
-  double scale_time = 0.0;        ///< a ∈ [1 − scale_time, 1 + scale_time]
-  int feature_dim = 64;           ///< bottleneck features F
-  bool features = false;          ///< trained on the model's features (false: table mode, zeros)
-  std::vector<double> sigmas;     ///< the student grid, σ_0 … σ_min, 0
-  std::string schedule;           ///< NoiseSchedule::describe() of the model
-  std::string model;              ///< Model::name() (informational)
-  std::string model_hash;         ///< content hash of the model (model_content_hash)
-  std::string schedule_name;      ///< grid name and args used in training (informational)
-  int64_t trajectories = 0;       ///< training trajectories seen
+  std::string student = "amed";  ///< amed | euler | ipndm | dpmpp_2m (the last three: AMED-Plugin bases)
+  std::string teacher = "heun";  ///< heun | ipndm | dpmpp_2m
+  int steps = 0;                 ///< grid intervals, as `--steps` (the last one is σ_min → 0)
+  int M = 1;                     ///< teacher points inserted per interval
+  bool afs = false;              ///< analytical first step
+  double scale_dir = 0.01;       ///< c ∈ [1 − scale_dir, 1 + scale_dir]
+  double scale_time = 0.0;       ///< a ∈ [1 − scale_time, 1 + scale_time]
+  int feature_dim = 64;          ///< bottleneck features F
+  bool features = false;         ///< trained on the model's features (false: table mode, zeros)
+  std::vector<double> sigmas;    ///< the student grid, σ_0 … σ_min, 0
+  std::string schedule;          ///< NoiseSchedule::describe() of the model
+  std::string model;             ///< Model::name() (informational)
+  std::string model_hash;        ///< content hash of the model (model_content_hash)
+  std::string schedule_name;     ///< grid name and args used in training (informational)
+  int64_t trajectories = 0;      ///< training trajectories seen
 };
 
 /// Per-step coefficients: one row per sample (feature mode) or one row for the batch (table mode).
@@ -103,7 +103,7 @@ struct AmedTrainOptions {
   double lr = 5e-3;
   double scale_dir = 0.01, scale_time = 0.0;
   uint64_t seed = 0;
-  std::string schedule_name;           ///< recorded only
+  std::string schedule_name;  ///< recorded only
 };
 
 /// One optimiser step: (trajectory batch index, student step n, loss = mean_b ‖x_stu − x_tea‖²).
