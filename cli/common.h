@@ -56,5 +56,7 @@ void register_sample(CLI::App& app);
 void register_list(CLI::App& app);
 void register_info(CLI::App& app);
 void register_analytic(CLI::App& app);
+/// train-amed and amed-table.
+void register_train_amed(CLI::App& app);
 
 }  // namespace scoreflow::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   scoreflow::cli::register_list(app);
   scoreflow::cli::register_info(app);
   scoreflow::cli::register_analytic(app);
+  scoreflow::cli::register_train_amed(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

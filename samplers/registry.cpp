@@ -4,7 +4,8 @@
 
 namespace scoreflow {
 
-// One line per sampler: name, summary. Each samplers/<name>.cpp defines make_<name>().
+// One line per sampler: name, summary. Each samplers/<name>.cpp defines make_<name>() (amed.cpp defines
+// both AMED factories: the plugin is the same loop with a base solver).
 #define SCOREFLOW_SAMPLERS(X)                                                                       \
   X(euler, "Euler on the PF-ODE (k-diffusion sample_euler), 1 NFE/step")                            \
   X(heun, "EDM Algorithm 2 (Heun 2nd order, optional churn S_churn/S_min/S_max/S_noise), 2N-1 NFE") \
@@ -14,7 +15,9 @@ namespace scoreflow {
   X(analytic_ddpm, "Analytic-DDPM (Bao et al. 2022): optimal variance from gamma=FILE, 1 NFE/step") \
   X(analytic_ddim, "Analytic-DDIM: eta (default 0), optimal variance from gamma=FILE, 1 NFE/step")  \
   X(sn_dpm, "SN-DPM (Bao et al. 2022b): per-element variance from an eps2 head, 1 NFE/step")       \
-  X(npr_dpm, "NPR-DPM: per-element variance from an epsc residual head, 1 NFE/step")
+  X(npr_dpm, "NPR-DPM: per-element variance from an epsc residual head, 1 NFE/step") \
+  X(amed, "AMED-Solver (predictor=amed.pt | table=t.json | r,c,a; afs), 2 NFE per interval, 2(N-1)-afs")        \
+  X(amed_plugin, "AMED-Plugin on base=euler|ipndm|dpmpp_2m (predictor=|table=|r,c,a; afs), 2(N-1)-afs NFE")
 
 #define SCOREFLOW_DECLARE(name, summary) std::unique_ptr<Sampler> make_##name(const KeyValueArgs&);
 SCOREFLOW_SAMPLERS(SCOREFLOW_DECLARE)

@@ -38,6 +38,11 @@ const SamplerCase kSamplerCases[] = {
     {"analytic_ddim", nullptr, 0, false},
     {"sn_dpm", nullptr, 0, false},
     {"npr_dpm", nullptr, 0, false},
+    {"amed", "r=0.5", 2, true},
+    {"amed", "r=0.3,c=1,a=1", 1, true},
+    {"amed_plugin", "base=euler,r=0.5", 1, true},
+    {"amed_plugin", "base=ipndm,r=0.5", 2, true},
+    {"amed_plugin", "base=dpmpp_2m,r=0.5", 2, true},
 };
 
 void PrintTo(const SamplerCase& c, std::ostream* os) { *os << c.name << "(" << (c.args ? c.args : "") << ")"; }

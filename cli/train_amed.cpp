@@ -1,0 +1,171 @@
+// scoreflow train-amed: trains the AMED predictor for one model, grid and student; amed-table:
+// writes a table-mode predictor's per-step (r, s, c, a) as JSON.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "cli/common.h"
+#include "scoreflow/amed.h"
+#include "scoreflow/error.h"
+#include "scoreflow/fsutil.h"
+#include "scoreflow/sigmas.h"
+
+namespace scoreflow::cli {
+namespace {
+
+struct TrainOptions {
+  ModelOptions model;
+  std::string student = "amed", teacher = "heun", out, table, log, schedule = "karras", schedule_args;
+  int steps = 4, M = -1, batch = 128;  // M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
+  int64_t num_trajectories = 10000;
+  double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
+  uint64_t seed = 0;
+  bool afs = false, json = false;
+};
+
+/// The teacher grid: the same named grid with (M+1)(N−1)+1 points when its points include the
+/// student's (karras, polynomial, logsnr, time_uniform), else M log-uniform points per interval.
+std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double>& sigmas,
+                                 const NoiseSchedule& schedule) {
+  const int intervals = static_cast<int>(sigmas.size()) - 2;
+  try {
+    std::vector<double> fine =
+        make_sigmas(o.schedule, intervals * (o.M + 1) + 1, schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+    fine.pop_back();  // the trailing 0
+    bool aligned = true;
+    for (int n = 0; n <= intervals; ++n)
+      aligned = aligned && std::abs(fine[n * (o.M + 1)] - sigmas[n]) <= 1e-9 * sigmas[n];
+    if (aligned) return fine;
+  } catch (const Error&) {
+  }
+  std::fprintf(stderr, "train-amed: grid %s does not nest; teacher points inserted log-uniformly\n",
+               o.schedule.c_str());
+  return refine_sigmas_log(sigmas, o.M);
+}
+
+void train(TrainOptions o) {
+  auto start = std::chrono::steady_clock::now();
+  check_amed_pair(o.student, o.teacher);
+  if (o.M == -1) o.M = o.teacher == "heun" ? 1 : 2;
+  if (o.scale_time < 0) o.scale_time = o.student == "amed" ? 0.0 : 0.2;
+  if (o.steps < 2 || o.steps > 1000)
+    fail("--steps must be in [2, 1000] (AMED needs one interval between positive sigmas), got ", o.steps);
+  io::check_writable(o.out);
+  if (!o.table.empty()) io::check_writable(o.table);
+  if (!o.log.empty()) io::check_writable(o.log);
+  auto model = o.model.open();
+  const NoiseSchedule& schedule = model->metadata().schedule;
+
+  AmedTrainOptions t;
+  t.student = o.student;
+  t.teacher = o.teacher;
+  t.sigmas = make_sigmas(o.schedule, o.steps, schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+  t.M = o.M;
+  t.teacher_sigmas = teacher_grid(o, t.sigmas, schedule);
+  t.afs = o.afs;
+  t.num_trajectories = o.num_trajectories;
+  t.batch = o.batch;
+  t.lr = o.lr;
+  t.scale_dir = o.scale_dir;
+  t.scale_time = o.scale_time;
+  t.seed = o.seed;
+  t.schedule_name = o.schedule + (o.schedule_args.empty() ? "" : ":" + o.schedule_args);
+  if (!o.table.empty() && model->has_features())
+    fail("--table: model ", model->name(), " exposes bottleneck features, so the predictor is not a per-step table");
+
+  const int intervals = o.steps - 1;
+  const int64_t batches = (o.num_trajectories + o.batch - 1) / o.batch;
+  const int64_t every = std::max<int64_t>(1, batches / 10);
+  std::string csv = "batch,step,sigma,sigma_next,loss\n";
+  std::vector<double> batch_loss(batches, 0.0);
+  Progress progress("train-amed", batches * intervals, "steps");
+  std::fprintf(
+      stderr, "train-amed: %s student %s, teacher %s (M=%d), %d steps (NFE %d%s), %lld trajectories, batch %d\n",
+      model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps, 2 * intervals - (o.afs ? 1 : 0),
+      o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories), o.batch);
+  AmedPredictor predictor = train_amed(model, t, [&](int64_t bi, int n, double loss) {
+    batch_loss[bi] += loss;
+    char line[160];
+    std::snprintf(line, sizeof line, "%lld,%d,%.17g,%.17g,%.9g\n", static_cast<long long>(bi), n, t.sigmas[n],
+                  t.sigmas[n + 1], loss);
+    csv += line;
+    progress.update(bi * intervals + n + 1, "loss " + std::to_string(loss));
+    if (n == intervals - 1 && (bi % every == 0 || bi == batches - 1))
+      std::fprintf(stderr, "%strain-amed: batch %lld/%lld  loss (sum over %d steps) %.6g\n", "",
+                   static_cast<long long>(bi + 1), static_cast<long long>(batches), intervals, batch_loss[bi]);
+  });
+  progress.finish();
+  predictor.save(o.out);
+  if (!o.log.empty()) io::write_file_atomic(o.log, csv);
+  if (!o.table.empty()) save_amed_table(o.table, predictor.record(), predictor.table());
+  std::fprintf(stderr, "train-amed: wrote %s (loss %.6g -> %.6g) in %.1fs\n", o.out.c_str(), batch_loss.front(),
+               batch_loss.back(), seconds_since(start));
+  if (o.json) {
+    const AmedRecord& r = predictor.record();
+    print_json({{"command", "train-amed"},
+                {"model", model->name()},
+                {"student", r.student},
+                {"teacher", r.teacher},
+                {"steps", r.steps},
+                {"nfe", 2 * intervals - (r.afs ? 1 : 0)},
+                {"M", r.M},
+                {"afs", r.afs},
+                {"features", r.features},
+                {"sigmas", r.sigmas},
+                {"num_trajectories", o.num_trajectories},
+                {"batch", o.batch},
+                {"lr", o.lr},
+                {"scale_dir", r.scale_dir},
+                {"scale_time", r.scale_time},
+                {"first_loss", batch_loss.front()},
+                {"last_loss", batch_loss.back()},
+                {"out", o.out},
+                {"table", o.table},
+                {"log", o.log},
+                {"wall_seconds", seconds_since(start)}});
+  }
+}
+
+}  // namespace
+
+void register_train_amed(CLI::App& app) {
+  auto* sub = app.add_subcommand("train-amed", "train an AMED predictor (Zhou et al. 2024) for a model and sigma grid");
+  static TrainOptions o;
+  o.model.add(*sub);
+  sub->add_option("--student", o.student, "amed (AMED-Solver) or a plugin base: euler, ipndm, dpmpp_2m")
+      ->capture_default_str();
+  sub->add_option("--teacher", o.teacher, "heun (for amed, euler), ipndm (for ipndm), dpmpp_2m (for dpmpp_2m)")
+      ->capture_default_str();
+  sub->add_option("--steps", o.steps, "grid steps as in `sample --steps` (NFE 2(steps-1), minus 1 with --afs)")
+      ->capture_default_str();
+  sub->add_flag("--afs", o.afs, "analytical first step (saves one NFE)");
+  sub->add_option("--M", o.M, "teacher points inserted per interval (default 1 for heun, 2 otherwise)");
+  sub->add_option("--num-trajectories", o.num_trajectories, "teacher trajectories (fresh noise)")
+      ->capture_default_str();
+  sub->add_option("--batch", o.batch, "trajectories per batch")->capture_default_str();
+  sub->add_option("--lr", o.lr, "Adam learning rate")->capture_default_str();
+  sub->add_option("--scale-dir", o.scale_dir, "c in [1 - scale_dir, 1 + scale_dir]")->capture_default_str();
+  sub->add_option("--scale-time", o.scale_time,
+                  "a in [1 - scale_time, 1 + scale_time] (default 0 for amed, 0.2 for plugins)");
+  sub->add_option("--seed", o.seed, "seed for the predictor's initialisation and the training noise")
+      ->capture_default_str();
+  sub->add_option("--schedule", o.schedule, "sigma grid (scoreflow list schedules)")->capture_default_str();
+  sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
+  sub->add_option("--out", o.out, "predictor file to write (amed.pt)")->required();
+  sub->add_option("--table", o.table, "also write the per-step table as JSON (models without features)");
+  sub->add_option("--log", o.log, "CSV of the loss per optimiser step");
+  sub->add_flag("--json", o.json, "print a JSON summary on stdout");
+  set_action(sub, [] { train(o); });
+
+  auto* tab = app.add_subcommand("amed-table", "write a table-mode AMED predictor's per-step (r, s, c, a) as JSON");
+  static std::string predictor, out;
+  tab->add_option("--predictor", predictor, "predictor file from train-amed")->required();
+  tab->add_option("--out", out, "JSON table to write")->required();
+  set_action(tab, [] {
+    io::check_writable(out);
+    AmedPredictor p = AmedPredictor::load(predictor);
+    save_amed_table(out, p.record(), p.table());
+  });
+}
+
+}  // namespace scoreflow::cli

@@ -1,0 +1,122 @@
+#pragma once
+/// AMED (Zhou, Chen, Wang, Chen, "Fast ODE-based Sampling for Diffusion Models in Around 5 Steps",
+/// CVPR 2024): a tiny predictor g_φ gives, per step σ → σ', the intermediate point
+/// s = σ'^r σ^{1−r}, a direction scale c and a time scale a (DESIGN.md §5). This header is the
+/// public face: the predictor file, its per-step table form, and training. The torch::nn network
+/// itself lives in models/amed_predictor.h so that only files that train it see <torch/torch.h>.
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "scoreflow/model.h"
+
+namespace scoreflow {
+
+/// What a predictor was trained for. Saved with it; sampling refuses a grid or model that differs.
+struct AmedRecord {
+  std::string student = "amed";  ///< amed | euler | ipndm | dpmpp_2m (the last three: AMED-Plugin bases)
+  std::string teacher = "heun";  ///< heun | ipndm | dpmpp_2m
+  int steps = 0;                 ///< grid intervals, as `--steps` (the last one is σ_min → 0)
+  int M = 1;                     ///< teacher points inserted per interval
+  bool afs = false;              ///< analytical first step
+  double scale_dir = 0.01;       ///< c ∈ [1 − scale_dir, 1 + scale_dir]
+  double scale_time = 0.0;       ///< a ∈ [1 − scale_time, 1 + scale_time]
+  int feature_dim = 64;          ///< bottleneck features F
+  bool features = false;         ///< trained on the model's features (false: table mode, zeros)
+  std::vector<double> sigmas;    ///< the student grid, σ_0 … σ_min, 0
+  std::string schedule;          ///< NoiseSchedule::describe() of the model
+  std::string model;             ///< Model::name() (informational)
+  std::string model_hash;        ///< content hash of the model (model_content_hash)
+  std::string schedule_name;     ///< grid name and args used in training (informational)
+  int64_t trajectories = 0;      ///< training trajectories seen
+};
+
+/// Per-step coefficients: one row per sample (feature mode) or one row for the batch (table mode).
+struct AmedCoefficients {
+  std::vector<double> r, c, a;  ///< each [B] or [1]
+};
+
+/// One row of the table form: the step σ → σ' with its (r, s, c, a).
+struct AmedTableRow {
+  double sigma, sigma_next, r, s, c, a;
+};
+
+/// The AMED predictor g_φ with its record. Copies share the network.
+class AmedPredictor {
+ public:
+  /// A freshly initialised network (weights from torch's global generator) for `record`.
+  explicit AmedPredictor(AmedRecord record);
+  /// Reads a file written by save(); throws Error naming the file when it is not one.
+  static AmedPredictor load(const std::string& path);
+  /// One file: the network's parameters and the record (JSON) in a torch serialize archive; atomic.
+  void save(const std::string& path) const;
+
+  const AmedRecord& record() const { return record_; }
+  AmedRecord& record() { return record_; }
+  /// The network (models/amed_predictor.h: AmedNet); opaque here.
+  std::shared_ptr<void> net() const { return net_; }
+  void to(torch::Device device);
+
+  /// (r, c, a) for the step σ → σ' as [B] float32 tensors that carry gradients when the network's
+  /// parameters do. features: [B, F] (zeros in table mode), any device/dtype.
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& features, double sigma,
+                                                                  double sigma_next) const;
+  /// Host coefficients for sampling (no gradients).
+  AmedCoefficients predict(const torch::Tensor& features, double sigma, double sigma_next) const;
+  /// Table mode: the per-step (r, s, c, a) on the record's grid (throws for a feature-mode predictor).
+  std::vector<AmedTableRow> table() const;
+
+  /// Throws Error naming the first field that differs: "model_hash", "schedule", "sigmas", ...
+  void check_compatible(const Model& model, const std::vector<double>& sigmas) const;
+
+ private:
+  AmedRecord record_;
+  std::shared_ptr<void> net_;
+};
+
+/// The table form (JSON): the record's fields plus "table": [{sigma, sigma_next, r, s, c, a}, ...].
+void save_amed_table(const std::string& path, const AmedRecord& record, const std::vector<AmedTableRow>& rows);
+std::pair<AmedRecord, std::vector<AmedTableRow>> load_amed_table(const std::string& path);
+/// The same compatibility check for a table's record.
+void check_amed_record(const AmedRecord& record, const Model& model, const std::vector<double>& sigmas,
+                       const std::string& source);
+
+/// FNV-1a (64-bit, hex) of the model file's bytes, or of the builtin spec and metadata for builtins.
+/// Cached per path, size and modification time.
+std::string model_content_hash(const Model& model);
+
+/// Teacher/student pairs the method defines: amed ← heun, euler ← heun, ipndm ← ipndm,
+/// dpmpp_2m ← dpmpp_2m. Throws Error listing them otherwise.
+void check_amed_pair(const std::string& student, const std::string& teacher);
+
+struct AmedTrainOptions {
+  std::string student = "amed", teacher = "heun";
+  std::vector<double> sigmas;          ///< student grid (ends in 0: the last interval is not trained)
+  std::vector<double> teacher_sigmas;  ///< refined grid over σ_0..σ_min; empty: M log-uniform points per interval
+  int M = 1;
+  bool afs = true;
+  int64_t num_trajectories = 10000;
+  int batch = 128;
+  double lr = 5e-3;
+  double scale_dir = 0.01, scale_time = 0.0;
+  uint64_t seed = 0;
+  std::string schedule_name;  ///< recorded only
+};
+
+/// One optimiser step: (trajectory batch index, student step n, loss = mean_b ‖x_stu − x_tea‖²).
+using AmedLossCallback = std::function<void(int64_t batch_index, int step, double loss)>;
+
+/// Trains g_φ (Adam) on teacher trajectories from fresh noise, one student step at a time with the
+/// per-step loss ‖x_stu(n+1) − x_tea(n+1)‖²; single-step students (amed, euler) start each step
+/// from the teacher's state, multistep ones (ipndm, dpmpp_2m) from their own, with their history.
+/// Tensors live on model->device().
+AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOptions& options,
+                         const AmedLossCallback& on_step = {});
+
+/// M points inserted per interval between positive grid points, log-uniform; the trailing 0 dropped.
+std::vector<double> refine_sigmas_log(const std::vector<double>& sigmas, int M);
+
+}  // namespace scoreflow

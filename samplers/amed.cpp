@@ -1,0 +1,143 @@
+#include "scoreflow/amed.h"
+
+#include <cmath>
+#include <optional>
+
+#include "samplers/amed_steps.h"
+#include "scoreflow/error.h"
+#include "scoreflow/registry.h"
+
+namespace scoreflow {
+namespace {
+
+using amed::Base;
+
+/// AMED-Solver and AMED-Plugin (Zhou et al., CVPR 2024, Alg. 1 and Sec. 4.3). Per interval
+/// σ → σ' between positive grid points: (r, c, a) from the predictor, its table, or fixed values;
+/// s = σ'^r σ^{1−r}; one model call at (x_mid, a·s); 2 NFE per interval, AFS saving the first.
+/// The last interval σ_min → 0 of a grid ending at 0 is not integrated (the intermediate point is
+/// undefined at σ' = 0): x at σ_min is the sample, as in the authors' code, unless
+/// denoise_to_zero=true spends one NFE on x = D(x, σ_min).
+class Amed : public Sampler {
+ public:
+  Amed(const KeyValueArgs& args, bool plugin) : plugin_(plugin) {
+    const std::string who = plugin ? "amed_plugin" : "amed";
+    const std::string predictor = args.get_string("predictor", ""), table = args.get_string("table", "");
+    const bool fixed = args.has("r") || args.has("c") || args.has("a");
+    if (int(!predictor.empty()) + int(!table.empty()) + int(fixed) != 1)
+      fail(who, " needs exactly one of predictor=FILE (from scoreflow train-amed), table=FILE.json, or fixed r=,c=,a=");
+    std::optional<AmedRecord> record;
+    if (!predictor.empty()) {
+      predictor_ = std::make_shared<AmedPredictor>(AmedPredictor::load(predictor));
+      record = predictor_->record();
+      source_ = "AMED predictor '" + predictor + "'";
+    } else if (!table.empty()) {
+      auto loaded = load_amed_table(table);
+      record = table_record_ = loaded.first;
+      table_ = loaded.second;
+      source_ = "AMED table '" + table + "'";
+    } else {
+      fixed_ = {{args.get_double("r", 0.5)}, {args.get_double("c", 1.0)}, {args.get_double("a", 1.0)}};
+      if (!(fixed_.r[0] >= 0 && fixed_.r[0] <= 1)) fail(who, ": r must be in [0, 1], got ", fixed_.r[0]);
+      if (!(fixed_.c[0] > 0)) fail(who, ": c must be > 0, got ", fixed_.c[0]);
+      if (!(fixed_.a[0] > 0)) fail(who, ": a must be > 0, got ", fixed_.a[0]);
+    }
+    // The student a predictor was trained for fixes the base; base= may only repeat it.
+    const std::string trained = record ? record->student : "";
+    if (plugin && trained == "amed")
+      fail(source_, " was trained for student 'amed' (AMED-Solver): field 'student' differs (use sampler amed)");
+    if (plugin) {
+      base_ = amed::parse_base(args.get_string("base", trained.empty() ? "euler" : trained), "amed_plugin base");
+      if (base_ == Base::Amed)
+        fail("amed_plugin base must be euler, ipndm or dpmpp_2m; use sampler amed for AMED-Solver");
+    } else {
+      base_ = Base::Amed;
+    }
+    if (record && record->student != amed::base_name(base_))
+      fail(source_, " was trained for student '", record->student, "', not '", amed::base_name(base_),
+           "': field 'student' differs", plugin ? "" : " (use sampler amed_plugin)");
+    afs_ = args.get_bool("afs", record ? record->afs : false);
+    if (record && afs_ != record->afs)
+      fail(source_, " was trained with afs=", record->afs ? "true" : "false", ": field 'afs' differs");
+    denoise_to_zero_ = args.get_bool("denoise_to_zero", false);
+  }
+
+  std::string name() const override { return plugin_ ? "amed_plugin" : "amed"; }
+  /// Base solvers keep their order on any refined grid; AMED-Solver's x + (σ' − σ)·d_mid is second
+  /// order only at the λ-midpoint (r = 1/2, DPM-Solver-2). Learned c, a make it a per-grid method.
+  int order() const override {
+    if (base_ == Base::Euler) return 1;
+    if (base_ == Base::Amed) return predictor_ || !table_.empty() || fixed_.r[0] != 0.5 ? 1 : 2;
+    return 2;
+  }
+  int min_steps() const override { return 2; }
+  /// steps intervals ending at 0: steps − 1 AMED intervals of 2 NFE each, minus AFS, plus the optional D(x, σ_min).
+  int64_t nfe(int steps) const override { return 2 * int64_t(steps - 1) - (afs_ ? 1 : 0) + (denoise_to_zero_ ? 1 : 0); }
+
+  torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas, NoiseSource&,
+                       const StepCallback& callback) const override {
+    check_grid(*this, sigmas);
+    const Model& model = denoise.model();
+    const int n = static_cast<int>(sigmas.size()) - 1;
+    const int intervals = sigmas.back() == 0 ? n - 1 : n;
+    // Coefficients per interval: fixed, from the table, or from the predictor (table mode: once;
+    // feature mode: per step from the bottleneck at (x, σ)).
+    std::vector<AmedCoefficients> rows;
+    if (predictor_) {
+      predictor_->check_compatible(model, sigmas);
+      if (predictor_->record().features && !model.has_features())
+        fail(source_, " reads bottleneck features, but model ", model.name(), " exposes none (metadata 'features')");
+      if (!predictor_->record().features)
+        for (const AmedTableRow& t : predictor_->table()) rows.push_back({{t.r}, {t.c}, {t.a}});
+    } else if (!table_.empty()) {
+      check_amed_record(table_record_, model, sigmas, source_);
+      for (const AmedTableRow& t : table_) rows.push_back({{t.r}, {t.c}, {t.a}});
+    } else {
+      rows.assign(intervals, fixed_);
+    }
+    amed::History history;
+    for (int i = 0; i < intervals; ++i) {
+      const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
+      const bool analytic = afs_ && i == 0;
+      torch::Tensor d = amed::first_derivative(denoise, x, sigma, analytic);
+      AmedCoefficients k = rows.empty() ? feature_coefficients(denoise, x, sigma, sigma_next, analytic) : rows[i];
+      amed::Interval step =
+          amed::interval(base_, denoise, x, d, sigma, sigma_next, k.r, k.a, history, i == intervals - 1);
+      amed::push_history(base_, history, x, d, sigma, step);
+      x = step.A + amed::column(k.c, x) * step.B;
+      if (callback) callback(i, n, sigma_next);
+    }
+    if (intervals < n) {
+      // σ_min → 0.
+      if (denoise_to_zero_) x = denoise(x, sigmas[intervals]);
+      if (callback) callback(n - 1, n, 0.0);
+    }
+    return x;
+  }
+
+ private:
+  AmedCoefficients feature_coefficients(const Denoiser& denoise, const torch::Tensor& x, double sigma,
+                                        double sigma_next, bool analytic) const {
+    const int64_t dim = predictor_->record().feature_dim;
+    // As the authors: no network call at the AFS step, so zero features there.
+    torch::Tensor f = analytic ? torch::zeros({x.size(0), dim}, x.options().dtype(torch::kFloat32))
+                               : denoise.model().features(x, {sigma}, denoise.conditioning().labels);
+    return predictor_->predict(f, sigma, sigma_next);
+  }
+
+  bool plugin_;
+  Base base_ = Base::Amed;
+  bool afs_ = false, denoise_to_zero_ = false;
+  std::shared_ptr<AmedPredictor> predictor_;
+  std::vector<AmedTableRow> table_;
+  AmedRecord table_record_;
+  AmedCoefficients fixed_;
+  std::string source_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sampler> make_amed(const KeyValueArgs& args) { return std::make_unique<Amed>(args, false); }
+std::unique_ptr<Sampler> make_amed_plugin(const KeyValueArgs& args) { return std::make_unique<Amed>(args, true); }
+
+}  // namespace scoreflow
