@@ -9,7 +9,7 @@
 
 namespace scoreflow::detail {
 
-/// The denoiser as a sampler calls it. With AFS (Zhou et al. 2024, AMED §3.3) the first call is
+/// The denoiser as a sampler calls it. With AFS (Zhou et al. 2024, AMED-Solver) the first call is
 /// not made: D ≈ 0 for large σ gives d_0 = x/sqrt(1 + σ_0²), i.e. D = x − σ·d_0, saving one NFE.
 class ModelCalls {
  public:
