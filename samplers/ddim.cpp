@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "samplers/common.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -11,24 +12,25 @@ namespace {
 /// (deterministic part) and σ_up (fresh noise), σ_up² = η² σ'²(σ² − σ'²)/σ².
 class Ddim : public Sampler {
  public:
-  explicit Ddim(const KeyValueArgs& args) : eta_(args.get_double("eta", 0.0)) {
+  explicit Ddim(const KeyValueArgs& args) : eta_(args.get_double("eta", 0.0)), afs_(detail::read_afs(args)) {
     if (!(eta_ >= 0 && eta_ <= 1)) fail("ddim: eta must be in [0, 1], got ", eta_);
   }
   std::string name() const override { return "ddim"; }
   int order() const override { return 1; }
   bool stochastic() const override { return eta_ > 0; }
-  int64_t nfe(int steps) const override { return steps; }
+  int64_t nfe(int steps) const override { return steps - afs_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas, NoiseSource& noise,
                        const StepCallback& callback) const override {
     check_grid(*this, sigmas);
     const int n = static_cast<int>(sigmas.size()) - 1;
+    detail::ModelCalls model(denoise, afs_);
     for (int i = 0; i < n; ++i) {
       const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
-      const double sigma_up =
-          std::min(sigma_next, eta_ * std::sqrt(sigma_next * sigma_next * (sigma * sigma - sigma_next * sigma_next)) / sigma);
+      const double sigma_up = std::min(
+          sigma_next, eta_ * std::sqrt(sigma_next * sigma_next * (sigma * sigma - sigma_next * sigma_next)) / sigma);
       const double sigma_down = std::sqrt(sigma_next * sigma_next - sigma_up * sigma_up);
-      torch::Tensor d = to_d(x, sigma, denoise(x, sigma));
+      torch::Tensor d = to_d(x, sigma, model(x, sigma));
       // Deterministic move to σ_down, then fresh noise up to σ_next.
       x = x + (sigma_down - sigma) * d;
       if (sigma_up > 0) x = x + sigma_up * noise.randn_like(x);
@@ -39,6 +41,7 @@ class Ddim : public Sampler {
 
  private:
   double eta_;
+  bool afs_;
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "samplers/common.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -11,26 +12,28 @@ namespace {
 /// β_{t|s}/ᾱ_s = (1 + σ'²)(σ² − σ'²)/(1 + σ²) in σ-space).
 class Ddpm : public Sampler {
  public:
-  explicit Ddpm(const KeyValueArgs& args) : variance_(args.get_string("variance", "beta_tilde")) {
+  explicit Ddpm(const KeyValueArgs& args)
+      : variance_(args.get_string("variance", "beta_tilde")), afs_(detail::read_afs(args)) {
     if (variance_ != "beta_tilde" && variance_ != "beta")
       fail("ddpm: unknown variance '", variance_, "'; valid: beta_tilde, beta");
   }
   std::string name() const override { return "ddpm"; }
   int order() const override { return 1; }
   bool stochastic() const override { return true; }
-  int64_t nfe(int steps) const override { return steps; }
+  int64_t nfe(int steps) const override { return steps - afs_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas, NoiseSource& noise,
                        const StepCallback& callback) const override {
     check_grid(*this, sigmas);
     const int n = static_cast<int>(sigmas.size()) - 1;
+    detail::ModelCalls model(denoise, afs_);
     for (int i = 0; i < n; ++i) {
       const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
       const double s2 = sigma * sigma, sn2 = sigma_next * sigma_next;
       const double tilde2 = sn2 * (s2 - sn2) / s2;  // posterior variance β̃ in σ-space
       const double sigma_down = std::sqrt(sn2 - tilde2);
       const double var = variance_ == "beta" ? (1 + sn2) * (s2 - sn2) / (1 + s2) : tilde2;
-      torch::Tensor d = to_d(x, sigma, denoise(x, sigma));
+      torch::Tensor d = to_d(x, sigma, model(x, sigma));
       // Posterior mean, then the step's noise (none into σ = 0).
       x = x + (sigma_down - sigma) * d;
       if (sigma_next > 0) x = x + std::sqrt(var) * noise.randn_like(x);
@@ -41,6 +44,7 @@ class Ddpm : public Sampler {
 
  private:
   std::string variance_;
+  bool afs_;
 };
 
 }  // namespace

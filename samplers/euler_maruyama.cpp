@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "samplers/common.h"
 #include "scoreflow/registry.h"
 
 namespace scoreflow {
@@ -10,18 +11,20 @@ namespace {
 /// returns the denoised mean.
 class EulerMaruyama : public Sampler {
  public:
+  explicit EulerMaruyama(const KeyValueArgs& args) : afs_(detail::read_afs(args)) {}
   std::string name() const override { return "euler_maruyama"; }
   int order() const override { return 1; }
   bool stochastic() const override { return true; }
-  int64_t nfe(int steps) const override { return steps; }
+  int64_t nfe(int steps) const override { return steps - afs_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas, NoiseSource& noise,
                        const StepCallback& callback) const override {
     check_grid(*this, sigmas);
     const int n = static_cast<int>(sigmas.size()) - 1;
+    detail::ModelCalls model(denoise, afs_);
     for (int i = 0; i < n; ++i) {
       const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
-      torch::Tensor denoised = denoise(x, sigma);
+      torch::Tensor denoised = model(x, sigma);
       if (sigma_next == 0) {
         x = denoised;  // final step: the posterior mean
       } else {
@@ -32,10 +35,13 @@ class EulerMaruyama : public Sampler {
     }
     return x;
   }
+
+ private:
+  bool afs_;
 };
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_euler_maruyama(const KeyValueArgs&) { return std::make_unique<EulerMaruyama>(); }
+std::unique_ptr<Sampler> make_euler_maruyama(const KeyValueArgs& args) { return std::make_unique<EulerMaruyama>(args); }
 
 }  // namespace scoreflow

@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "samplers/common.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -10,42 +11,53 @@ namespace {
 class Heun : public Sampler {
  public:
   explicit Heun(const KeyValueArgs& args)
-      : s_churn_(args.get_double("s_churn", 0.0)), s_tmin_(args.get_double("s_tmin", 0.0)),
-        s_tmax_(args.get_double("s_tmax", INFINITY)), s_noise_(args.get_double("s_noise", 1.0)) {
+      : s_churn_(args.get_double("s_churn", 0.0)),
+        s_tmin_(args.get_double("s_tmin", 0.0)),
+        s_tmax_(args.get_double("s_tmax", INFINITY)),
+        s_noise_(args.get_double("s_noise", 1.0)),
+        afs_(detail::read_afs(args)),
+        denoise_to_zero_(detail::read_denoise_to_zero(args)) {
     if (s_churn_ < 0) fail("heun: s_churn must be >= 0, got ", s_churn_);
     if (s_noise_ < 0) fail("heun: s_noise must be >= 0, got ", s_noise_);
   }
   std::string name() const override { return "heun"; }
   int order() const override { return 2; }
   bool stochastic() const override { return s_churn_ > 0; }
-  int64_t nfe(int steps) const override { return 2 * int64_t(steps) - 1; }
+  int64_t nfe(int steps) const override { return 2 * int64_t(steps) - 1 - afs_; }
 
-  torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas, NoiseSource& noise,
+  torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& grid, NoiseSource& noise,
                        const StepCallback& callback) const override {
-    check_grid(*this, sigmas);
-    const int n = static_cast<int>(sigmas.size()) - 1;
-    for (int i = 0; i < n; ++i) {
+    check_grid(*this, grid);
+    const std::vector<double> sigmas = detail::solve_grid(grid, denoise_to_zero_);
+    const int n = static_cast<int>(grid.size()) - 1, m = static_cast<int>(sigmas.size()) - 1;
+    detail::ModelCalls model(denoise, afs_);
+    for (int i = 0; i < m; ++i) {
       const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
       // Increase noise temporarily (churn).
       const double gamma = (s_tmin_ <= sigma && sigma <= s_tmax_) ? std::min(s_churn_ / n, std::sqrt(2.0) - 1) : 0.0;
       const double sigma_hat = sigma * (1 + gamma);
       if (gamma > 0) x = x + std::sqrt(sigma_hat * sigma_hat - sigma * sigma) * s_noise_ * noise.randn_like(x);
       // Euler step.
-      torch::Tensor d = to_d(x, sigma_hat, denoise(x, sigma_hat));
+      torch::Tensor d = to_d(x, sigma_hat, model(x, sigma_hat));
       torch::Tensor x_next = x + (sigma_next - sigma_hat) * d;
       // Apply 2nd order correction (not at σ_next = 0, where D is the answer).
       if (sigma_next != 0) {
-        torch::Tensor d_next = to_d(x_next, sigma_next, denoise(x_next, sigma_next));
+        torch::Tensor d_next = to_d(x_next, sigma_next, model(x_next, sigma_next));
         x_next = x + (sigma_next - sigma_hat) * 0.5 * (d + d_next);
       }
       x = x_next;
       if (callback) callback(i, n, sigma_next);
+    }
+    if (denoise_to_zero_) {
+      x = model(x, sigmas.back());
+      if (callback) callback(n - 1, n, 0.0);
     }
     return x;
   }
 
  private:
   double s_churn_, s_tmin_, s_tmax_, s_noise_;
+  bool afs_, denoise_to_zero_;
 };
 
 }  // namespace

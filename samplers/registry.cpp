@@ -6,18 +6,25 @@ namespace scoreflow {
 
 // One line per sampler: name, summary. Each samplers/<name>.cpp defines make_<name>() (amed.cpp defines
 // both AMED factories: the plugin is the same loop with a base solver).
-#define SCOREFLOW_SAMPLERS(X)                                                                       \
-  X(euler, "Euler on the PF-ODE (k-diffusion sample_euler), 1 NFE/step")                            \
-  X(heun, "EDM Algorithm 2 (Heun 2nd order, optional churn S_churn/S_min/S_max/S_noise), 2N-1 NFE") \
-  X(ddim, "DDIM with eta (eta=0 is Euler in sigma-space; eta>0 ancestral), 1 NFE/step")             \
-  X(ddpm, "DDPM ancestral sampling (variance=beta_tilde|beta), 1 NFE/step")                         \
-  X(euler_maruyama, "Euler-Maruyama on the reverse-time SDE, last step denoises, 1 NFE/step")      \
-  X(analytic_ddpm, "Analytic-DDPM (Bao et al. 2022): optimal variance from gamma=FILE, 1 NFE/step") \
-  X(analytic_ddim, "Analytic-DDIM: eta (default 0), optimal variance from gamma=FILE, 1 NFE/step")  \
-  X(sn_dpm, "SN-DPM (Bao et al. 2022b): per-element variance from an eps2 head, 1 NFE/step")       \
-  X(npr_dpm, "NPR-DPM: per-element variance from an epsc residual head, 1 NFE/step") \
-  X(amed, "AMED-Solver (predictor=amed.pt | table=t.json | r,c,a; afs), 2 NFE per interval, 2(N-1)-afs")        \
-  X(amed_plugin, "AMED-Plugin on base=euler|ipndm|dpmpp_2m (predictor=|table=|r,c,a; afs), 2(N-1)-afs NFE")
+#define SCOREFLOW_SAMPLERS(X)                                                                               \
+  X(euler, "Euler on the PF-ODE (k-diffusion sample_euler), 1 NFE/step")                                    \
+  X(heun, "EDM Algorithm 2 (Heun 2nd order, optional churn S_churn/S_min/S_max/S_noise), 2N-1 NFE")         \
+  X(ddim, "DDIM with eta (eta=0 is Euler in sigma-space; eta>0 ancestral), 1 NFE/step")                     \
+  X(ddpm, "DDPM ancestral sampling (variance=beta_tilde|beta), 1 NFE/step")                                 \
+  X(euler_maruyama, "Euler-Maruyama on the reverse-time SDE, last step denoises, 1 NFE/step")               \
+  X(dpm_solver_2, "DPM-Solver-2 (midpoint in lambda=-log sigma, r=0.5), 2N-1 NFE")                          \
+  X(dpmpp_2m, "DPM-Solver++(2M) multistep, data prediction, lower_order_final, N NFE")                      \
+  X(dpmpp_3m, "DPM-Solver++(3M) multistep, data prediction, lower_order_final, N NFE")                      \
+  X(dpmpp_2m_sde, "SDE-DPM-Solver++(2M) with eta, solver_type=midpoint|heun, N NFE")                        \
+  X(unipc, "UniPC predictor-corrector (variant=bh1|bh2, order=1..3), corrector free, N NFE")                \
+  X(ipndm, "iPNDM: fixed Adams-Bashforth on d, max_order=1..4 with warm-up, N NFE")                         \
+  X(ipndm_v, "iPNDM-v: variable-step Adams-Bashforth on d, max_order=1..4, N NFE")                          \
+  X(amed, "AMED-Solver (predictor=amed.pt | table=t.json | r,c,a; afs), 2 NFE per interval, 2(N-1)-afs")    \
+  X(amed_plugin, "AMED-Plugin on base=euler|ipndm|dpmpp_2m (predictor=|table=|r,c,a; afs), 2(N-1)-afs NFE") \
+  X(analytic_ddpm, "Analytic-DDPM (Bao et al. 2022): optimal variance from gamma=FILE, 1 NFE/step")         \
+  X(analytic_ddim, "Analytic-DDIM: eta (default 0), optimal variance from gamma=FILE, 1 NFE/step")          \
+  X(sn_dpm, "SN-DPM (Bao et al. 2022b): per-element variance from an eps2 head, 1 NFE/step")                \
+  X(npr_dpm, "NPR-DPM: per-element variance from an epsc residual head, 1 NFE/step")
 
 #define SCOREFLOW_DECLARE(name, summary) std::unique_ptr<Sampler> make_##name(const KeyValueArgs&);
 SCOREFLOW_SAMPLERS(SCOREFLOW_DECLARE)

@@ -1,0 +1,48 @@
+#pragma once
+/// Options shared by the samplers, kept in one place: `afs` (analytical first step) and
+/// `denoise_to_zero` (DESIGN.md §5). Private to samplers/.
+#include <cmath>
+#include <vector>
+
+#include "scoreflow/args.h"
+#include "scoreflow/model.h"
+
+namespace scoreflow::detail {
+
+/// The denoiser as a sampler calls it. With AFS (Zhou et al. 2024, AMED-Solver) the first call is
+/// not made: D ≈ 0 for large σ gives d_0 = x/sqrt(1 + σ_0²), i.e. D = x − σ·d_0, saving one NFE.
+class ModelCalls {
+ public:
+  ModelCalls(const Denoiser& denoise, bool afs) : denoise_(denoise), afs_(afs) {}
+  /// D(x, σ), [B, ...shape] σ-space.
+  torch::Tensor operator()(const torch::Tensor& x, double sigma) {
+    const bool analytic = afs_ && first_;
+    first_ = false;
+    if (analytic) return x - sigma * x / std::sqrt(1 + sigma * sigma);
+    return denoise_(x, sigma);
+  }
+
+ private:
+  const Denoiser& denoise_;
+  bool afs_;
+  bool first_ = true;
+};
+
+/// Reads `afs` (default false).
+inline bool read_afs(const KeyValueArgs& args) { return args.get_bool("afs", false); }
+
+/// Reads `denoise_to_zero` (default false).
+inline bool read_denoise_to_zero(const KeyValueArgs& args) { return args.get_bool("denoise_to_zero", false); }
+
+/// The σ points a sampler integrates between. Without denoise_to_zero: the grid itself. With it:
+/// the grid without a trailing 0; the sampler then finishes with x ← D(x, σ_last). On a grid ending
+/// in 0 (every CLI grid) this turns the last interval into one denoiser call — the step into σ = 0 of
+/// Euler, Heun and the DPM-Solver family already is that call, so only samplers whose step into 0
+/// extrapolates (iPNDM) change, and no NFE count changes. On a grid ending at σ_N > 0 it adds the call
+/// at σ_N: the same computation as that grid with 0 appended.
+inline std::vector<double> solve_grid(const std::vector<double>& sigmas, bool denoise_to_zero) {
+  if (denoise_to_zero && sigmas.size() > 1 && sigmas.back() == 0) return {sigmas.begin(), sigmas.end() - 1};
+  return sigmas;
+}
+
+}  // namespace scoreflow::detail
