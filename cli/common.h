@@ -55,5 +55,7 @@ void run_action(CLI::App* sub);
 void register_sample(CLI::App& app);
 void register_list(CLI::App& app);
 void register_info(CLI::App& app);
+void register_eval(CLI::App& app);     // eval score-matching | wbound | fid (cli/eval*.cpp)
+void register_compare(CLI::App& app);
 
 }  // namespace scoreflow::cli

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   scoreflow::cli::register_sample(app);
   scoreflow::cli::register_list(app);
   scoreflow::cli::register_info(app);
+  scoreflow::cli::register_eval(app);
+  scoreflow::cli::register_compare(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
