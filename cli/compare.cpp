@@ -55,7 +55,8 @@ class Metric {
       }
     } else if (o.metric == "fd") {
       features_ = std::make_unique<eval::FeatureExtractor>(o.features);
-      if (!o.ref.empty() == !o.ref_data.empty()) fail("--metric fd needs exactly one of --ref stats.npz or --ref-data DATASET");
+      if (!o.ref.empty() == !o.ref_data.empty())
+        fail("--metric fd needs exactly one of --ref stats.npz or --ref-data DATASET");
       if (!o.ref.empty()) {
         std::tie(mu_, cov_) = eval::load_feature_stats(o.ref);
       } else {
@@ -64,7 +65,8 @@ class Metric {
         shape.insert(shape.end(), meta.shape.begin(), meta.shape.end());
         metrics::MomentAccumulator acc;
         acc.add((*features_)(rows.reshape(shape).to(torch::kFloat32), meta.data_min, meta.data_max));
-        if (acc.count() < 2) fail("--ref-data ", o.ref_data, " has ", acc.count(), " items; a covariance needs at least 2");
+        if (acc.count() < 2)
+          fail("--ref-data ", o.ref_data, " has ", acc.count(), " items; a covariance needs at least 2");
         mu_ = acc.mean();
         cov_ = acc.covariance();
       }
@@ -72,7 +74,8 @@ class Metric {
     } else if (o.metric == "ode-error") {
       auto sampler = make_sampler(o.reference_sampler);
       SampleJob ref = job;
-      ref.sigmas = make_sigmas(o.schedule, o.reference_steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+      ref.sigmas =
+          make_sigmas(o.schedule, o.reference_steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
       reference_ = run_sampler(*sampler, model_, ref).samples.to(torch::kFloat64).flatten(1);
       label_ = "RMS distance to " + o.reference_sampler + " with " + std::to_string(o.reference_steps) + " steps";
     } else {
@@ -92,7 +95,8 @@ class Metric {
     const ModelMetadata& meta = model_->metadata();
     metrics::MomentAccumulator acc;
     acc.add((*features_)(samples, meta.data_min, meta.data_max));
-    if (acc.dim() != mu_.size(0)) fail("--ref statistics have dimension ", mu_.size(0), " but the features have ", acc.dim());
+    if (acc.dim() != mu_.size(0))
+      fail("--ref statistics have dimension ", mu_.size(0), " but the features have ", acc.dim());
     return metrics::frechet_distance(acc.mean(), acc.covariance(), mu_, cov_);
   }
 
@@ -122,7 +126,8 @@ void run(const Options& o) {
     budgets.push_back(static_cast<int>(v));
   }
   if (o.out_dir.empty()) fail("give --out-dir for the table, CSV, plot and grids");
-  if (o.metric != "ode-error" && o.metric != "w2" && o.metric != "fd") fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
+  if (o.metric != "ode-error" && o.metric != "w2" && o.metric != "fd")
+    fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
   io::make_dirs(o.out_dir);
   const std::string csv_path = o.csv.empty() ? o.out_dir + "/results.csv" : o.csv;
   const std::string plot_path = o.plot.empty() ? o.out_dir + "/plot.svg" : o.plot;
@@ -156,7 +161,8 @@ void run(const Options& o) {
         if (meta.image_shaped()) {
           const int64_t shown = std::min<int64_t>(64, r.samples.size(0));
           const std::string grid = o.out_dir + "/grid_" + cell.sampler + "_nfe" + std::to_string(budget) + ".png";
-          io::write_png(grid, io::make_grid(io::to_uint8_nhwc(r.samples.narrow(0, 0, shown), meta.data_min, meta.data_max)));
+          io::write_png(grid,
+                        io::make_grid(io::to_uint8_nhwc(r.samples.narrow(0, 0, shown), meta.data_min, meta.data_max)));
           grids.push_back(grid);
         }
       } catch (const Error& e) {
@@ -169,8 +175,9 @@ void run(const Options& o) {
   progress.finish();
 
   const std::string table = eval::sweep_markdown(cells, o.metric);
-  write_text(o.out_dir + "/table.md", "# " + metric.label() + "\n\nmodel: " + model->name() + ", " + std::to_string(job.seeds.size()) +
-                                          " samples from the same seeds in every cell, grid " + o.schedule + "\n\n" + table);
+  write_text(o.out_dir + "/table.md",
+             "# " + metric.label() + "\n\nmodel: " + model->name() + ", " + std::to_string(job.seeds.size()) +
+                 " samples from the same seeds in every cell, grid " + o.schedule + "\n\n" + table);
   write_text(csv_path, eval::sweep_csv(cells, o.metric));
   eval::PlotOptions plot;
   plot.title = o.metric + " vs NFE: " + model->name();
@@ -183,28 +190,33 @@ void run(const Options& o) {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& c : cells) {
       nlohmann::json j = {{"sampler", c.sampler}, {"nfe_budget", c.nfe_budget}};
-      if (c.ok()) j.update({{"steps", c.steps}, {"nfe_used", c.nfe_used}, {"metric", c.metric}, {"seconds", c.seconds}});
-      else j["error"] = c.error;
+      if (c.ok())
+        j.update({{"steps", c.steps}, {"nfe_used", c.nfe_used}, {"metric", c.metric}, {"seconds", c.seconds}});
+      else
+        j["error"] = c.error;
       list.push_back(j);
     }
-    return print_json({{"command", "compare"},
-                       {"model", model->name()},
-                       {"metric", o.metric},
-                       {"metric_label", metric.label()},
-                       {"num_samples", job.seeds.size()},
-                       {"schedule", o.schedule},
-                       {"cells", list},
-                       {"outputs", {{"table", o.out_dir + "/table.md"}, {"csv", csv_path}, {"plot", plot_path}, {"grids", grids}}},
-                       {"wall_seconds", seconds_since(start)}});
+    return print_json(
+        {{"command", "compare"},
+         {"model", model->name()},
+         {"metric", o.metric},
+         {"metric_label", metric.label()},
+         {"num_samples", job.seeds.size()},
+         {"schedule", o.schedule},
+         {"cells", list},
+         {"outputs", {{"table", o.out_dir + "/table.md"}, {"csv", csv_path}, {"plot", plot_path}, {"grids", grids}}},
+         {"wall_seconds", seconds_since(start)}});
   }
-  std::printf("%s\n\n%s\ntable %s/table.md, CSV %s, plot %s%s\n", metric.label().c_str(), table.c_str(), o.out_dir.c_str(),
-              csv_path.c_str(), plot_path.c_str(), grids.empty() ? "" : (", grids in " + o.out_dir).c_str());
+  std::printf("%s\n\n%s\ntable %s/table.md, CSV %s, plot %s%s\n", metric.label().c_str(), table.c_str(),
+              o.out_dir.c_str(), csv_path.c_str(), plot_path.c_str(),
+              grids.empty() ? "" : (", grids in " + o.out_dir).c_str());
 }
 
 }  // namespace
 
 void register_compare(CLI::App& app) {
-  auto* sub = app.add_subcommand("compare", "sweep samplers x NFE budgets from the same seeds: table, CSV, SVG plot, grids");
+  auto* sub =
+      app.add_subcommand("compare", "sweep samplers x NFE budgets from the same seeds: table, CSV, SVG plot, grids");
   static Options o;
   o.model.add(*sub);
   sub->add_option("--samplers", o.samplers, "comma-separated sampler names")->capture_default_str();
@@ -215,8 +227,10 @@ void register_compare(CLI::App& app) {
   sub->add_option("--features", o.features, "feature network for fd, or none (raw samples)")->capture_default_str();
   sub->add_option("--ref", o.ref, "reference statistics .npz (mu, sigma) for fd");
   sub->add_option("--ref-data", o.ref_data, "reference data for fd, or for w2 (sliced) on non-Gaussian models");
-  sub->add_option("--reference-steps", o.reference_steps, "steps of the converged reference for ode-error")->capture_default_str();
-  sub->add_option("--reference-sampler", o.reference_sampler, "sampler of the ode-error reference")->capture_default_str();
+  sub->add_option("--reference-steps", o.reference_steps, "steps of the converged reference for ode-error")
+      ->capture_default_str();
+  sub->add_option("--reference-sampler", o.reference_sampler, "sampler of the ode-error reference")
+      ->capture_default_str();
   sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--out-dir", o.out_dir, "directory for table.md, results.csv, plot.svg and grids")->required();

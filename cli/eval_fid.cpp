@@ -36,8 +36,10 @@ torch::Tensor load_samples(const std::string& path, double lo, double hi, int64_
   torch::Tensor t;
   if (ends_with(path, ".npz") || ends_with(path, ".npy")) {
     std::map<std::string, io::NpyArray> arrays;
-    if (ends_with(path, ".npy")) arrays["arr_0"] = io::read_npy(path);
-    else arrays = io::read_npz(path);
+    if (ends_with(path, ".npy"))
+      arrays["arr_0"] = io::read_npy(path);
+    else
+      arrays = io::read_npz(path);
     auto is_float = [](const io::NpyArray& a) { return a.dtype == "<f4" || a.dtype == "<f8" || a.dtype == "<f2"; };
     for (const char* key : {"samples", "arr_0", "data"}) {
       auto it = arrays.find(key);
@@ -69,7 +71,8 @@ struct Side {
   torch::Tensor rows;  // kept for KID / sliced W2
 };
 
-Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch, bool keep) {
+Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch,
+               bool keep) {
   Side side;
   std::vector<torch::Tensor> kept;
   for (int64_t begin = 0; begin < x.size(0); begin += batch) {
@@ -98,7 +101,8 @@ void run(const Options& o) {
   if (o.kid && o.ref_data.empty()) fail("--kid needs the reference features: use --ref-data, not --ref statistics");
   if (!o.save_stats.empty()) io::check_writable(o.save_stats);
   std::vector<double> range = parse_double_list(o.data_range, "--data-range");
-  if (range.size() != 2 || !(range[1] > range[0])) fail("--data-range must be lo,hi with hi > lo, got '", o.data_range, "'");
+  if (range.size() != 2 || !(range[1] > range[0]))
+    fail("--data-range must be lo,hi with hi > lo, got '", o.data_range, "'");
   double lo = range[0], hi = range[1];
 
   eval::FeatureExtractor fx(o.features);
@@ -138,7 +142,11 @@ void run(const Options& o) {
     SampleResult result = run_sampler(*sampler, model, job);
     x = result.samples;
     s_lo = meta.data_min, s_hi = meta.data_max;
-    sampling = {{"model", model->name()}, {"sampler", sampler->name()}, {"steps", steps}, {"nfe", result.nfe}, {"seeds", o.seeds}};
+    sampling = {{"model", model->name()},
+                {"sampler", sampler->name()},
+                {"steps", steps},
+                {"nfe", result.nfe},
+                {"seeds", o.seeds}};
   } else if (!o.samples.empty()) {
     x = load_samples(o.samples, lo, hi, 0);
   }
@@ -155,15 +163,18 @@ void run(const Options& o) {
   auto rank_note = [&](int64_t n, const std::string& what) {
     if (n <= dim)
       notes.push_back(what + ": " + std::to_string(n) + " rows in " + std::to_string(dim) +
-                      " dimensions give a singular covariance; use more than " + std::to_string(dim) + " for a stable distance");
+                      " dimensions give a singular covariance; use more than " + std::to_string(dim) +
+                      " for a stable distance");
   };
   if (ref_count) rank_note(ref_count, "reference");
   if (gen.moments.count()) rank_note(gen.moments.count(), "samples");
 
   nlohmann::json outputs = nlohmann::json::object();
   if (!o.save_stats.empty()) {
-    if (gen.moments.count()) eval::save_feature_stats(o.save_stats, gen.moments.mean(), gen.moments.covariance());
-    else eval::save_feature_stats(o.save_stats, ref_mu, ref_sigma);
+    if (gen.moments.count())
+      eval::save_feature_stats(o.save_stats, gen.moments.mean(), gen.moments.covariance());
+    else
+      eval::save_feature_stats(o.save_stats, ref_mu, ref_sigma);
     outputs["stats"] = o.save_stats;
   }
   nlohmann::json doc = {{"command", "eval fid"},
@@ -204,9 +215,11 @@ void run(const Options& o) {
 }  // namespace
 
 void register_eval_fid(CLI::App& eval) {
-  auto* sub = eval.add_subcommand("fid", "Frechet distance (and KID, sliced W2) of samples vs reference data or statistics");
+  auto* sub =
+      eval.add_subcommand("fid", "Frechet distance (and KID, sliced W2) of samples vs reference data or statistics");
   static Options o;
-  sub->add_option("--features", o.features, "TorchScript feature network forward(x) -> [B, D], or 'none' (raw samples)")->required();
+  sub->add_option("--features", o.features, "TorchScript feature network forward(x) -> [B, D], or 'none' (raw samples)")
+      ->required();
   sub->add_option("--ref", o.ref, "reference statistics .npz with mu [D] and sigma [D, D] (pytorch-fid/ADM layout)");
   sub->add_option("--ref-data", o.ref_data, "reference dataset (.npy/.npz, image folder, idx)");
   sub->add_option("--samples", o.samples, "samples: .npz (samples float or images uint8 NHWC), .npy, image folder");
@@ -222,10 +235,12 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--data-range", o.data_range, "value range lo,hi of --samples/--ref-data (uint8 is scaled into it)")
       ->capture_default_str();
   sub->add_option("--limit", o.limit, "use the first N reference items (0: all)");
-  sub->add_option("--save-stats", o.save_stats, "write mu/sigma of the samples (or of --ref-data when no samples) to .npz");
+  sub->add_option("--save-stats", o.save_stats,
+                  "write mu/sigma of the samples (or of --ref-data when no samples) to .npz");
   sub->add_flag("--kid", o.kid, "also Kernel Inception Distance (needs --ref-data)");
   sub->add_option("--kid-subsets", o.kid_subsets, "KID subsets")->capture_default_str();
-  sub->add_option("--kid-subset-size", o.kid_subset_size, "KID subset size (capped at the set sizes)")->capture_default_str();
+  sub->add_option("--kid-subset-size", o.kid_subset_size, "KID subset size (capped at the set sizes)")
+      ->capture_default_str();
   sub->add_option("--projections", o.projections, "sliced-W2 directions (with --features none)")->capture_default_str();
   sub->add_option("--batch", o.batch, "batch size")->capture_default_str();
   sub->add_flag("--json", o.json, "print one JSON document");

@@ -54,13 +54,16 @@ void run(const Options& o) {
       {"command", "eval wbound"},
       {"model", model->name()},
       {"target", target.describe()},
-      {"lipschitz", {{"estimate", "sample-based: power iteration (" + std::to_string(o.iterations) +
-                                      " its) on autograd JVP/VJP of the sigma-space score at " + std::to_string(o.points) +
-                                      " data-noised points per sigma; max/mean over points (a lower estimate of the sup)"}}},
+      {"lipschitz",
+       {{"estimate", "sample-based: power iteration (" + std::to_string(o.iterations) +
+                         " its) on autograd JVP/VJP of the sigma-space score at " + std::to_string(o.points) +
+                         " data-noised points per sigma; max/mean over points (a lower estimate of the sup)"}}},
       {"rows", rows},
       {"kwon",
-       {{"form", "W2 <= int_0^sigma_max 2 I(s) sqrt(err_eps(s)) ds + I(sigma_max) W2(p_T, q_T), I(s) = exp int_0^s 2r L_s(r) dr "
-                 "(VE in sigma-space: L_f = 0, g^2 = 2 sigma); trapezoid in log sigma"},
+       {{"form",
+         "W2 <= int_0^sigma_max 2 I(s) sqrt(err_eps(s)) ds + I(sigma_max) W2(p_T, q_T), I(s) = exp int_0^s 2r L_s(r) "
+         "dr "
+         "(VE in sigma-space: L_f = 0, g^2 = 2 sigma); trapezoid in log sigma"},
         {"score_error", err_name},
         {"integral", r.kwon_integral},
         {"prior_w2", r.prior_w2},
@@ -83,14 +86,16 @@ void run(const Options& o) {
   std::printf("%10s %14s %14s %14s %14s %14s %12s\n", "sigma", "L_s max", "L_s mean", "|J|_2 max", "|J|_2 mean",
               o.dsm ? "DSM_eps" : "SM_eps", "I(sigma)");
   for (const auto& row : r.rows)
-    std::printf("%10.4g %14.6g %14.6g %14.6g %14.6g %14.6g %12.5g\n", row.sigma, row.lipschitz_max, row.lipschitz_mean, row.spectral_max,
-                row.spectral_mean, row.score_error, std::exp(row.log_i));
-  std::printf("\nL_s: one-sided Lipschitz of the sigma-space score, sample-based (max/mean over %lld noised data points).\n",
-              static_cast<long long>(o.points));
-  std::printf("Kwon et al. Theorem 1 (%s): W2 <= %.6g  (integral %.6g + I(sigma_max) %.3g x W2(p_T,q_T) %.6g [%s])\n", err_name.c_str(),
-              r.kwon_bound, r.kwon_integral, std::exp(r.rows.back().log_i), r.prior_w2, r.prior_w2_kind.c_str());
-  std::printf("PF-ODE coupling:  sqrt(E|x0 - y0|^2) = %.6g +- %.2g  (%s, %d steps, %lld samples)\n", r.su_coupling, r.su_coupling_se,
-              o.sampler.c_str(), o.ode_steps, static_cast<long long>(o.ode_samples));
+    std::printf("%10.4g %14.6g %14.6g %14.6g %14.6g %14.6g %12.5g\n", row.sigma, row.lipschitz_max, row.lipschitz_mean,
+                row.spectral_max, row.spectral_mean, row.score_error, std::exp(row.log_i));
+  std::printf(
+      "\nL_s: one-sided Lipschitz of the sigma-space score, sample-based (max/mean over %lld noised data points).\n",
+      static_cast<long long>(o.points));
+  std::printf("Kwon et al. Theorem 1 (%s): W2 <= %.6g  (integral %.6g + I(sigma_max) %.3g x W2(p_T,q_T) %.6g [%s])\n",
+              err_name.c_str(), r.kwon_bound, r.kwon_integral, std::exp(r.rows.back().log_i), r.prior_w2,
+              r.prior_w2_kind.c_str());
+  std::printf("PF-ODE coupling:  sqrt(E|x0 - y0|^2) = %.6g +- %.2g  (%s, %d steps, %lld samples)\n", r.su_coupling,
+              r.su_coupling_se, o.sampler.c_str(), o.ode_steps, static_cast<long long>(o.ode_samples));
   if (r.has_true_w2) std::printf("true W2 (Bures, Gaussian model vs Gaussian target) = %.6g\n", r.true_w2);
   if (r.has_gelbrich) std::printf("Gelbrich lower bound (Bures W2 to the data's Gaussian fit) = %.6g\n", r.gelbrich_w2);
 }
@@ -98,13 +103,16 @@ void run(const Options& o) {
 }  // namespace
 
 void register_eval_wbound(CLI::App& eval) {
-  auto* sub = eval.add_subcommand("wbound", "Lipschitz estimates of the score and Wasserstein bounds (Kwon et al.; PF-ODE coupling)");
+  auto* sub = eval.add_subcommand(
+      "wbound", "Lipschitz estimates of the score and Wasserstein bounds (Kwon et al.; PF-ODE coupling)");
   static Options o;
   o.model.add(*sub);
-  sub->add_option("--data", o.data, "dataset (its smoothed empirical distribution) or builtin:gaussian|gmm|ring8[:...]")->required();
+  sub->add_option("--data", o.data, "dataset (its smoothed empirical distribution) or builtin:gaussian|gmm|ring8[:...]")
+      ->required();
   sub->add_option("--timesteps", o.timesteps, "noise levels over the model's range")->capture_default_str();
   sub->add_option("--sigmas", o.sigmas, "explicit noise levels instead, e.g. 0.01,0.1,1,10,80");
-  sub->add_option("--points", o.points, "data-noised points per level for the Lipschitz estimate")->capture_default_str();
+  sub->add_option("--points", o.points, "data-noised points per level for the Lipschitz estimate")
+      ->capture_default_str();
   sub->add_option("--iterations", o.iterations, "power iterations per pass")->capture_default_str();
   sub->add_option("--num-images", o.num_images, "draws per level for SM/DSM")->capture_default_str();
   sub->add_flag("--dsm", o.dsm, "use DSM instead of the exact SM in the bound (looser)");

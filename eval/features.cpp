@@ -1,11 +1,11 @@
 // Feature networks (TorchScript) with input adaptation, and mu/sigma statistics files.
 #include "scoreflow/features.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/nn/functional/upsampling.h>
 #include <torch/script.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "scoreflow/error.h"
@@ -58,7 +58,8 @@ FeatureExtractor::FeatureExtractor(const std::string& path) : path_(path) {
     }
     if (meta.contains("input_shape")) {
       const auto& s = meta["input_shape"];
-      if (!s.is_array() || s.size() != 3) fail("feature network '", path, "': input_shape must be [C, H, W], got ", s.dump());
+      if (!s.is_array() || s.size() != 3)
+        fail("feature network '", path, "': input_shape must be [C, H, W], got ", s.dump());
       for (const auto& v : s) {
         if (!v.is_number_integer() || v.get<int64_t>() < 1)
           fail("feature network '", path, "': input_shape must be positive integers, got ", s.dump());
@@ -67,7 +68,8 @@ FeatureExtractor::FeatureExtractor(const std::string& path) : path_(path) {
     }
     if (meta.contains("data_range")) {
       const auto& r = meta["data_range"];
-      if (!r.is_array() || r.size() != 2 || !r[0].is_number() || !r[1].is_number() || !(r[1].get<double>() > r[0].get<double>()))
+      if (!r.is_array() || r.size() != 2 || !r[0].is_number() || !r[1].is_number() ||
+          !(r[1].get<double>() > r[0].get<double>()))
         fail("feature network '", path, "': data_range must be [lo, hi] with hi > lo, got ", r.dump());
       net_lo_ = r[0].get<double>();
       net_hi_ = r[1].get<double>();
@@ -101,13 +103,14 @@ torch::Tensor FeatureExtractor::operator()(const torch::Tensor& x_in, double lo,
           x = (0.299 * x.select(1, 0) + 0.587 * x.select(1, 1) + 0.114 * x.select(1, 2)).unsqueeze(1);
           note("3 -> 1 channel (ITU-R BT.601 luminance)");
         } else {
-          fail("feature network '", path_, "' takes ", want_c, "-channel input ", shape_text(input_shape_), "; the samples have ", c,
-               " channels (only 1 <-> 3 is converted)");
+          fail("feature network '", path_, "' takes ", want_c, "-channel input ", shape_text(input_shape_),
+               "; the samples have ", c, " channels (only 1 <-> 3 is converted)");
         }
       }
       if (x.size(2) != input_shape_[1] || x.size(3) != input_shape_[2]) {
-        note("resized " + std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) + " -> " + std::to_string(input_shape_[1]) +
-             "x" + std::to_string(input_shape_[2]) + " (bilinear, torch interpolate, align_corners=false)");
+        note("resized " + std::to_string(x.size(2)) + "x" + std::to_string(x.size(3)) + " -> " +
+             std::to_string(input_shape_[1]) + "x" + std::to_string(input_shape_[2]) +
+             " (bilinear, torch interpolate, align_corners=false)");
         namespace F = torch::nn::functional;
         x = F::interpolate(x, F::InterpolateFuncOptions()
                                   .size(std::vector<int64_t>{input_shape_[1], input_shape_[2]})
@@ -125,7 +128,8 @@ torch::Tensor FeatureExtractor::operator()(const torch::Tensor& x_in, double lo,
     try {
       out = impl_->module.forward({x});
     } catch (const c10::Error& e) {
-      fail("feature network '", path_, "' rejected input of shape ", shape_text(x.sizes()), ": ", first_line(e.what_without_backtrace()),
+      fail("feature network '", path_, "' rejected input of shape ", shape_text(x.sizes()), ": ",
+           first_line(e.what_without_backtrace()),
            input_shape_.empty() ? " (its scoreflow.json gives no input_shape to adapt to)" : "");
     } catch (const std::exception& e) {
       fail("feature network '", path_, "' rejected input of shape ", shape_text(x.sizes()), ": ", first_line(e.what()));
@@ -154,13 +158,15 @@ std::pair<torch::Tensor, torch::Tensor> load_feature_stats(const std::string& pa
   std::vector<std::string> keys;
   for (auto& [k, v] : arrays) keys.push_back(k);
   for (const char* key : {"mu", "sigma"})
-    if (!arrays.count(key)) fail("statistics '", path, "' have no array '", key, "' (keys: ", join(keys), "); expected 'mu' [D] and 'sigma' [D, D]");
+    if (!arrays.count(key))
+      fail("statistics '", path, "' have no array '", key, "' (keys: ", join(keys),
+           "); expected 'mu' [D] and 'sigma' [D, D]");
   torch::Tensor mu = io::to_tensor(arrays.at("mu")).to(torch::kFloat64);
   torch::Tensor sigma = io::to_tensor(arrays.at("sigma")).to(torch::kFloat64);
   if (mu.dim() != 1) fail("statistics '", path, "': 'mu' has shape ", shape_text(mu.sizes()), ", expected [D]");
   if (sigma.dim() != 2 || sigma.size(0) != mu.size(0) || sigma.size(1) != mu.size(0))
-    fail("statistics '", path, "': 'sigma' has shape ", shape_text(sigma.sizes()), " but 'mu' has D = ", mu.size(0), "; expected [",
-         mu.size(0), ", ", mu.size(0), "]");
+    fail("statistics '", path, "': 'sigma' has shape ", shape_text(sigma.sizes()), " but 'mu' has D = ", mu.size(0),
+         "; expected [", mu.size(0), ", ", mu.size(0), "]");
   if (!torch::isfinite(mu).all().item<bool>() || !torch::isfinite(sigma).all().item<bool>())
     fail("statistics '", path, "' hold NaN or Inf values");
   return {mu, sigma};

@@ -28,7 +28,8 @@ torch::Tensor per_row(const torch::Tensor& s, const torch::Tensor& like) {
 
 /// Power iteration for the dominant eigenpair of a symmetric operator, per row: returns the
 /// Rayleigh quotient vᵀAv of the final unit v.
-torch::Tensor power_iteration(const std::function<torch::Tensor(const torch::Tensor&)>& apply, torch::Tensor v, int iterations) {
+torch::Tensor power_iteration(const std::function<torch::Tensor(const torch::Tensor&)>& apply, torch::Tensor v,
+                              int iterations) {
   v = normalise(v);
   for (int i = 0; i < iterations; ++i) v = normalise(apply(v));
   return rowdot(v, apply(v)).to(torch::kFloat64);
@@ -53,7 +54,8 @@ JacobianExtremes score_jacobian_extremes(const Model& model, const torch::Tensor
   };
   auto jv = [&](const torch::Tensor& v) {
     if (!g.requires_grad()) return torch::zeros_like(v);  // D does not depend on x at all
-    auto out = torch::autograd::grad({g}, {u}, {v}, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true)[0];
+    auto out =
+        torch::autograd::grad({g}, {u}, {v}, /*retain_graph=*/true, /*create_graph=*/false, /*allow_unused=*/true)[0];
     return out.defined() ? out.detach() : torch::zeros_like(v);
   };
   const double inv_s2 = 1.0 / (sigma * sigma);
@@ -70,8 +72,8 @@ JacobianExtremes score_jacobian_extremes(const Model& model, const torch::Tensor
   JacobianExtremes out;
   torch::Tensor lambda = power_iteration(sym, start(), iterations);  // largest |λ|, with sign
   torch::Tensor rho = lambda.abs();
-  torch::Tensor shifted = power_iteration([&](const torch::Tensor& v) { return sym(v) + per_row(rho, v).to(v.device()) * v; },
-                                          start(), iterations);
+  torch::Tensor shifted = power_iteration(
+      [&](const torch::Tensor& v) { return sym(v) + per_row(rho, v).to(v.device()) * v; }, start(), iterations);
   out.one_sided = torch::where(lambda > 0, lambda, shifted.cpu() - rho.cpu()).cpu();
   out.spectral = power_iteration(normal, start(), iterations).clamp_min(0).sqrt().cpu();
   return out;

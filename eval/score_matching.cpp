@@ -1,11 +1,12 @@
 // DSM vs exact SM and the identity DSM − SM = d·(1 − Γ*) (Vincent 2011; DESIGN.md §7).
+#include "scoreflow/score_matching.h"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 
 #include "scoreflow/error.h"
-#include "scoreflow/score_matching.h"
 
 namespace scoreflow::eval {
 namespace {
@@ -22,7 +23,8 @@ std::pair<double, double> mean_se(const torch::Tensor& v) {
 
 std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarget& target,
                                              const ScoreMatchingOptions& options) {
-  if (options.num_images < 2) fail("--num-images must be >= 2 (standard errors need two draws), got ", options.num_images);
+  if (options.num_images < 2)
+    fail("--num-images must be >= 2 (standard errors need two draws), got ", options.num_images);
   if (options.batch < 1) fail("--batch must be >= 1, got ", options.batch);
   if (options.sigmas.empty()) fail("score matching needs at least one noise level");
   const ModelMetadata& meta = model.metadata();
@@ -37,7 +39,7 @@ std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarg
     if (!(sigma > 0)) fail("noise levels must be > 0, got ", sigma);
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1000003ull * k);
     // All draws for this σ up front, so that the batch size changes nothing.
-    torch::Tensor x0 = target.sample(n, gen);                            // [n, d]
+    torch::Tensor x0 = target.sample(n, gen);  // [n, d]
     torch::Tensor eps = at::randn({n, d}, gen, torch::kFloat64);
     torch::Tensor a = torch::empty({n}, torch::kFloat64), b = torch::empty_like(a), g = torch::empty_like(a);
     for (int64_t begin = 0; begin < n; begin += options.batch) {
@@ -47,7 +49,8 @@ std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarg
       torch::Tensor x32 = (x0.narrow(0, begin, m) + sigma * eps.narrow(0, begin, m)).to(torch::kFloat32);
       torch::Tensor x = x32.to(torch::kFloat64);
       torch::Tensor e = (x - x0.narrow(0, begin, m)) / sigma;
-      torch::Tensor denoised = denoise(x32.reshape(shape).to(model.device()), sigma).to(torch::kCPU, torch::kFloat64).reshape({m, d});
+      torch::Tensor denoised =
+          denoise(x32.reshape(shape).to(model.device()), sigma).to(torch::kCPU, torch::kFloat64).reshape({m, d});
       torch::Tensor eps_theta = (x - denoised) / sigma;
       torch::Tensor eps_star = (x - target.denoise(x, sigma)) / sigma;
       a.narrow(0, begin, m).copy_((eps_theta - e).pow(2).sum(1));

@@ -40,11 +40,16 @@ std::string csv_field(const std::string& s) {
 std::string xml_escape(const std::string& s) {
   std::string out;
   for (char ch : s) {
-    if (ch == '<') out += "&lt;";
-    else if (ch == '>') out += "&gt;";
-    else if (ch == '&') out += "&amp;";
-    else if (ch == '"') out += "&quot;";
-    else out += ch;
+    if (ch == '<')
+      out += "&lt;";
+    else if (ch == '>')
+      out += "&gt;";
+    else if (ch == '&')
+      out += "&amp;";
+    else if (ch == '"')
+      out += "&quot;";
+    else
+      out += ch;
   }
   return out;
 }
@@ -59,7 +64,8 @@ std::vector<double> linear_ticks(double lo, double hi) {
       break;
     }
   std::vector<double> ticks;
-  for (double t = std::ceil(lo / step) * step; t <= hi + 1e-9 * span; t += step) ticks.push_back(std::abs(t) < 1e-12 * span ? 0 : t);
+  for (double t = std::ceil(lo / step) * step; t <= hi + 1e-9 * span; t += step)
+    ticks.push_back(std::abs(t) < 1e-12 * span ? 0 : t);
   return ticks;
 }
 
@@ -75,7 +81,8 @@ std::vector<double> log_ticks(double lo, double hi) {
   return ticks;
 }
 
-const char* kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+const char* kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
 }  // namespace
 
@@ -91,7 +98,8 @@ std::string sweep_markdown(const std::vector<SweepCell>& cells, const std::strin
   for (const auto& s : samplers) {
     os << "| " << s << " |";
     for (int b : budgets) {
-      auto it = std::find_if(cells.begin(), cells.end(), [&](const SweepCell& c) { return c.sampler == s && c.nfe_budget == b; });
+      auto it = std::find_if(cells.begin(), cells.end(),
+                             [&](const SweepCell& c) { return c.sampler == s && c.nfe_budget == b; });
       if (it == cells.end()) {
         os << " |";
       } else if (!it->ok()) {
@@ -114,8 +122,10 @@ std::string sweep_csv(const std::vector<SweepCell>& cells, const std::string& me
   os << "sampler,nfe_budget,steps,nfe_used," << csv_field(metric) << ",seconds,error\n";
   for (const auto& c : cells) {
     os << csv_field(c.sampler) << "," << c.nfe_budget << ",";
-    if (c.ok()) os << c.steps << "," << c.nfe_used << "," << num(c.metric, 10) << "," << num(c.seconds, 4) << ",\n";
-    else os << ",,,," << csv_field(c.error) << "\n";
+    if (c.ok())
+      os << c.steps << "," << c.nfe_used << "," << num(c.metric, 10) << "," << num(c.seconds, 4) << ",\n";
+    else
+      os << ",,,," << csv_field(c.error) << "\n";
   }
   return os.str();
 }
@@ -152,30 +162,32 @@ std::string sweep_svg(const std::vector<SweepCell>& cells, const PlotOptions& o)
   auto py = [&](double v) { return top + ph - (v - y0) / (y1 - y0) * ph; };
 
   std::ostringstream os;
-  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << o.width << "\" height=\"" << o.height << "\" viewBox=\"0 0 "
-     << o.width << " " << o.height << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << o.width << "\" height=\"" << o.height
+     << "\" viewBox=\"0 0 " << o.width << " " << o.height << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
   os << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  os << "<text x=\"" << left + pw / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" << xml_escape(o.title) << "</text>\n";
+  os << "<text x=\"" << left + pw / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" << xml_escape(o.title)
+     << "</text>\n";
   // Grid and ticks.
   auto xticks = o.log_x ? log_ticks(x0, x1) : linear_ticks(x0, x1);
   auto yticks = o.log_y ? log_ticks(y0, y1) : linear_ticks(y0, y1);
   for (double t : xticks) {
     os << "<line x1=\"" << px(t) << "\" y1=\"" << top << "\" x2=\"" << px(t) << "\" y2=\"" << top + ph
        << "\" stroke=\"#e0e0e0\"/>\n";
-    os << "<text x=\"" << px(t) << "\" y=\"" << top + ph + 18 << "\" text-anchor=\"middle\">" << num(o.log_x ? std::pow(10, t) : t, 4)
-       << "</text>\n";
+    os << "<text x=\"" << px(t) << "\" y=\"" << top + ph + 18 << "\" text-anchor=\"middle\">"
+       << num(o.log_x ? std::pow(10, t) : t, 4) << "</text>\n";
   }
   for (double t : yticks) {
-    os << "<line x1=\"" << left << "\" y1=\"" << py(t) << "\" x2=\"" << left + pw << "\" y2=\"" << py(t) << "\" stroke=\"#e0e0e0\"/>\n";
-    os << "<text x=\"" << left - 6 << "\" y=\"" << py(t) + 4 << "\" text-anchor=\"end\">" << num(o.log_y ? std::pow(10, t) : t, 4)
-       << "</text>\n";
+    os << "<line x1=\"" << left << "\" y1=\"" << py(t) << "\" x2=\"" << left + pw << "\" y2=\"" << py(t)
+       << "\" stroke=\"#e0e0e0\"/>\n";
+    os << "<text x=\"" << left - 6 << "\" y=\"" << py(t) + 4 << "\" text-anchor=\"end\">"
+       << num(o.log_y ? std::pow(10, t) : t, 4) << "</text>\n";
   }
   os << "<rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\"" << ph
      << "\" fill=\"none\" stroke=\"black\"/>\n";
-  os << "<text x=\"" << left + pw / 2 << "\" y=\"" << o.height - 12 << "\" text-anchor=\"middle\">" << xml_escape(o.x_label)
-     << (o.log_x ? " (log scale)" : "") << "</text>\n";
-  os << "<text transform=\"translate(18," << top + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">" << xml_escape(o.y_label)
-     << (o.log_y ? " (log scale)" : "") << "</text>\n";
+  os << "<text x=\"" << left + pw / 2 << "\" y=\"" << o.height - 12 << "\" text-anchor=\"middle\">"
+     << xml_escape(o.x_label) << (o.log_x ? " (log scale)" : "") << "</text>\n";
+  os << "<text transform=\"translate(18," << top + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
+     << xml_escape(o.y_label) << (o.log_y ? " (log scale)" : "") << "</text>\n";
   // One series per sampler.
   const auto samplers = samplers_in_order(cells);
   for (size_t s = 0; s < samplers.size(); ++s) {
@@ -190,11 +202,12 @@ std::string sweep_svg(const std::vector<SweepCell>& cells, const PlotOptions& o)
       os << "\"/>\n";
     }
     for (auto* p : series)
-      os << "<circle cx=\"" << px(fx(static_cast<double>(p->nfe_used))) << "\" cy=\"" << py(fy(p->metric)) << "\" r=\"3.5\" fill=\""
-         << colour << "\"><title>" << xml_escape(p->sampler) << " NFE " << p->nfe_used << ": " << num(p->metric) << "</title></circle>\n";
+      os << "<circle cx=\"" << px(fx(static_cast<double>(p->nfe_used))) << "\" cy=\"" << py(fy(p->metric))
+         << "\" r=\"3.5\" fill=\"" << colour << "\"><title>" << xml_escape(p->sampler) << " NFE " << p->nfe_used << ": "
+         << num(p->metric) << "</title></circle>\n";
     const double ly = top + 10 + 18 * static_cast<double>(s);
-    os << "<line x1=\"" << left + pw + 12 << "\" y1=\"" << ly << "\" x2=\"" << left + pw + 36 << "\" y2=\"" << ly << "\" stroke=\""
-       << colour << "\" stroke-width=\"2\"/>\n";
+    os << "<line x1=\"" << left + pw + 12 << "\" y1=\"" << ly << "\" x2=\"" << left + pw + 36 << "\" y2=\"" << ly
+       << "\" stroke=\"" << colour << "\" stroke-width=\"2\"/>\n";
     os << "<text x=\"" << left + pw + 42 << "\" y=\"" << ly + 4 << "\">" << xml_escape(samplers[s]) << "</text>\n";
   }
   os << "</svg>\n";

@@ -61,18 +61,19 @@ torch::Tensor load_data_rows(const std::string& path, const ModelMetadata& like,
   if (ends_with(path, ".npy") || ends_with(path, ".npz")) {
     torch::Tensor t = read_float_points(path);
     if (t.defined()) {
-      if (t.dim() < 2 || t.size(0) < 1) fail("data '", path, "': expected [N, ...shape] points, got shape ", shape_text(t.sizes()));
+      if (t.dim() < 2 || t.size(0) < 1)
+        fail("data '", path, "': expected [N, ...shape] points, got shape ", shape_text(t.sizes()));
       const int64_t per = t.numel() / t.size(0);
       if (per != d)
-        fail("data '", path, "' holds items of shape ", shape_text(t.sizes().slice(1)), " (", per, " values) but the model's samples are ",
-             shape_text(like.shape), " (", d, " values)");
+        fail("data '", path, "' holds items of shape ", shape_text(t.sizes().slice(1)), " (", per,
+             " values) but the model's samples are ", shape_text(like.shape), " (", d, " values)");
       rows = t.reshape({t.size(0), d}).to(torch::kFloat64);
     }
   }
   if (!rows.defined()) {
     if (like.shape.size() != 3)
-      fail("data '", path, "': an image dataset needs an image-shaped model [C, H, W]; this model's shape is ", shape_text(like.shape),
-           " (give a float .npy of points [N, ", d, "])");
+      fail("data '", path, "': an image dataset needs an image-shaped model [C, H, W]; this model's shape is ",
+           shape_text(like.shape), " (give a float .npy of points [N, ", d, "])");
     io::DatasetOptions opts;
     opts.shape = like.shape;
     opts.lo = like.data_min;
@@ -120,8 +121,8 @@ ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int
 torch::Tensor ExactTarget::sample(int64_t n, at::Generator& gen) const {
   if (data_rows_.defined()) {
     const int64_t size = data_rows_.size(0);
-    torch::Tensor idx = n <= size ? at::randperm(size, gen, torch::kLong).narrow(0, 0, n)
-                                  : at::randint(size, {n}, gen, torch::kLong);
+    torch::Tensor idx =
+        n <= size ? at::randperm(size, gen, torch::kLong).narrow(0, 0, n) : at::randint(size, {n}, gen, torch::kLong);
     return data_rows_.index_select(0, idx);
   }
   torch::Tensor k = at::multinomial(weights_, n, true, gen);
@@ -164,7 +165,8 @@ std::vector<double> evaluation_sigmas(const NoiseSchedule& schedule, int k) {
     const int n = schedule.num_train_steps();
     if (k > n) fail("--timesteps ", k, " exceeds the model's ", n, " discrete timesteps");
     for (int i = 0; i < k; ++i) {
-      const int index = k == 1 ? n - 1 : static_cast<int>(std::lround((n - 1) * (1.0 - static_cast<double>(i) / (k - 1))));
+      const int index =
+          k == 1 ? n - 1 : static_cast<int>(std::lround((n - 1) * (1.0 - static_cast<double>(i) / (k - 1))));
       sigmas.push_back(schedule.discrete_sigmas()[index]);
     }
     return sigmas;

@@ -1,4 +1,6 @@
 // Kwon et al. (2022) Theorem 1 with measured L_s and SM, and the PF-ODE coupling bound.
+#include "scoreflow/wbound.h"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -11,7 +13,6 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/sigmas.h"
-#include "scoreflow/wbound.h"
 
 namespace scoreflow::eval {
 namespace {
@@ -51,7 +52,8 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 7919ull * (k + 1));
     torch::Tensor x0 = target.sample(o.lipschitz_points, gen);
     torch::Tensor x = (x0 + sigma * at::randn({o.lipschitz_points, d}, gen, torch::kFloat64)).reshape(shape);
-    JacobianExtremes j = score_jacobian_extremes(*model, x.to(model->device(), o.dtype), sigma, o.iterations, o.seed + k);
+    JacobianExtremes j =
+        score_jacobian_extremes(*model, x.to(model->device(), o.dtype), sigma, o.iterations, o.seed + k);
     WBoundRow row;
     row.sigma = sigma;
     row.lipschitz_max = j.one_sided.max().item<double>();
@@ -75,9 +77,9 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
   torch::Tensor mu, cov;
   if (target.gaussian(&mu, &cov)) {
     torch::Tensor eye = torch::eye(d, torch::kFloat64);
-    report.prior_w2 = std::sqrt(std::max(0.0, metrics::gaussian_w2_squared(mu, cov + sigma_max * sigma_max * eye,
-                                                                          torch::zeros({d}, torch::kFloat64),
-                                                                          sigma_max * sigma_max * eye)));
+    report.prior_w2 = std::sqrt(
+        std::max(0.0, metrics::gaussian_w2_squared(mu, cov + sigma_max * sigma_max * eye,
+                                                   torch::zeros({d}, torch::kFloat64), sigma_max * sigma_max * eye)));
     report.prior_w2_kind = "exact (Gaussian target)";
   } else {
     // Coupling (x0 + σε, σε): W2² ≤ E‖x0‖² = ‖μ‖² + tr Σ.
@@ -104,13 +106,15 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
                               .sum(1);
     const double mean = dist2.mean().item<double>();
     report.su_coupling = std::sqrt(mean);
-    const double se = o.ode_samples > 1 ? dist2.std().item<double>() / std::sqrt(static_cast<double>(o.ode_samples)) : 0.0;
+    const double se =
+        o.ode_samples > 1 ? dist2.std().item<double>() / std::sqrt(static_cast<double>(o.ode_samples)) : 0.0;
     report.su_coupling_se = mean > 0 ? se / (2 * report.su_coupling) : 0.0;
     report.su_nfe = xs.nfe;
   }
 
   // Gaussian network: its distribution is known exactly, so W2 to the target can be shown too.
-  if (auto gauss = std::dynamic_pointer_cast<const GaussianMixtureModel>(model); gauss && gauss->weights().numel() == 1) {
+  if (auto gauss = std::dynamic_pointer_cast<const GaussianMixtureModel>(model);
+      gauss && gauss->weights().numel() == 1) {
     torch::Tensor model_mu = gauss->means()[0], model_cov = torch::diag(gauss->variances()[0]);
     if (target.gaussian(&mu, &cov)) {
       report.has_true_w2 = true;

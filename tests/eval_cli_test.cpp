@@ -1,13 +1,13 @@
 // `scoreflow eval ...` and `scoreflow compare` end to end: reports, numpy interop of statistics,
 // sweep outputs, and one `error:` line for each kind of bad input.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/script.h>
 
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "scoreflow/npy.h"
@@ -71,8 +71,10 @@ std::string feature_net(const std::string& name, bool with_meta, bool nan = fals
   m.define(nan ? "def forward(self, x):\n    return torch.matmul(x.flatten(1), self.w) * float('nan')\n"
                : "def forward(self, x):\n    return torch.matmul(x.flatten(1), self.w)\n");
   std::string path = tmp(name);
-  if (with_meta) m.save(path, {{"scoreflow.json", R"({"input_shape": [1, 4, 4], "data_range": [-1, 1]})"}});
-  else m.save(path);
+  if (with_meta)
+    m.save(path, {{"scoreflow.json", R"({"input_shape": [1, 4, 4], "data_range": [-1, 1]})"}});
+  else
+    m.save(path);
   return path;
 }
 
@@ -88,19 +90,22 @@ TEST(EvalCli, ScoreMatchingReportsTheIdentityPerLevel) {
   auto doc = nlohmann::json::parse(r.out);
   ASSERT_EQ(doc["rows"].size(), 4u);
   for (const auto& row : doc["rows"]) {
-    EXPECT_LT(std::abs(row["identity_residual"].get<double>()), 4 * row["identity_residual_se"].get<double>() + 1e-9) << row.dump();
+    EXPECT_LT(std::abs(row["identity_residual"].get<double>()), 4 * row["identity_residual_se"].get<double>() + 1e-9)
+        << row.dump();
     EXPECT_NEAR(row["dsm_per_dim"].get<double>() * 2, row["dsm"].get<double>(), 1e-9);
   }
   EXPECT_TRUE(fs::exists(out));
-  Result text = run("eval score-matching --model builtin:gaussian:shape=2 --data " + data + " --sigmas 0.5,2 --num-images 20");
+  Result text =
+      run("eval score-matching --model builtin:gaussian:shape=2 --data " + data + " --sigmas 0.5,2 --num-images 20");
   ASSERT_EQ(text.code, 0) << text.err;
   EXPECT_NE(text.out.find("d(1-Gamma*)"), std::string::npos);
   expect_refused("eval score-matching --model builtin:gaussian:shape=3 --data " + data, "values");
 }
 
 TEST(EvalCli, WboundShowsTheTrueW2ForGaussians) {
-  Result r = run("eval wbound --model builtin:gaussian:shape=2,mean=0.4,std=1.5 --data builtin:gaussian:shape=2 --timesteps 30 "
-                 "--num-images 500 --points 2 --iterations 5 --ode-samples 200 --json");
+  Result r = run(
+      "eval wbound --model builtin:gaussian:shape=2,mean=0.4,std=1.5 --data builtin:gaussian:shape=2 --timesteps 30 "
+      "--num-images 500 --points 2 --iterations 5 --ode-samples 200 --json");
   ASSERT_EQ(r.code, 0) << r.err;
   auto doc = nlohmann::json::parse(r.out);
   const double w2 = std::sqrt(2 * 0.16 + 2 * 0.25);
@@ -136,8 +141,8 @@ TEST(EvalCli, FidOfIdenticalDataIsZeroAndStatsRoundTripWithNumpy) {
 
   // Statistics written by numpy are read back: a shifted mean gives FD = |Δμ|².
   std::string shifted = tmp("fd_shifted.npz");
-  std::string make = "/usr/bin/python3 -c \"import numpy as n; x=n.load('" + data +
-                     "').astype(n.float64); n.savez('" + shifted + "', mu=x.mean(0)+n.array([0.5,0,0]), sigma=n.cov(x, rowvar=False))\"";
+  std::string make = "/usr/bin/python3 -c \"import numpy as n; x=n.load('" + data + "').astype(n.float64); n.savez('" +
+                     shifted + "', mu=x.mean(0)+n.array([0.5,0,0]), sigma=n.cov(x, rowvar=False))\"";
   ASSERT_EQ(std::system(make.c_str()), 0);
   Result shift = run("eval fid --features none --ref " + shifted + " --samples " + data + " --json");
   ASSERT_EQ(shift.code, 0) << shift.err;
@@ -160,7 +165,8 @@ TEST(EvalCli, FidThroughAFeatureNetworkWithChannelAndSizeAdaptation) {
   EXPECT_NE(notes.find("luminance"), std::string::npos) << notes;
   EXPECT_NE(notes.find("resized 8x8 -> 4x4"), std::string::npos) << notes;
   // From a model: gmm 1x4x4 samples through the same network.
-  Result m = run("eval fid --features " + net + " --ref-data " + images + " --model builtin:gmm:shape=1x4x4,k=2 --steps 4 --seeds 0-9 --json");
+  Result m = run("eval fid --features " + net + " --ref-data " + images +
+                 " --model builtin:gmm:shape=1x4x4,k=2 --steps 4 --seeds 0-9 --json");
   ASSERT_EQ(m.code, 0) << m.err;
   EXPECT_GT(nlohmann::json::parse(m.out)["fd"].get<double>(), 0.0);
 }
@@ -180,14 +186,15 @@ TEST(EvalCli, FidRefusesBadInputWithOneErrorLine) {
                             {"sigma", io::from_tensor(torch::eye(3, torch::kFloat64))}});
   std::string saved = tmp("fd_never.npz");
   // A network without input_shape fed 3-channel images its 16-input projection cannot take.
-  expect_refused("eval fid --features " + feature_net("feat_plain.pt", false) + " --ref-data " + images + " --samples " + images +
-                     " --save-stats " + saved,
+  expect_refused("eval fid --features " + feature_net("feat_plain.pt", false) + " --ref-data " + images +
+                     " --samples " + images + " --save-stats " + saved,
                  "rejected input of shape [6, 3, 4, 4]", saved);
   expect_refused("eval fid --features none --ref " + mu_only + " --samples " + points, "no array 'sigma'");
   expect_refused("eval fid --features none --ref " + wrong_dim + " --samples " + points, "dimension 3");
   expect_refused("eval fid --features none --ref-data " + points + " --samples " + one, "at least 2 samples");
   expect_refused("eval fid --features none --ref-data " + points + " --samples " + nan_points, "NaN");
-  expect_refused("eval fid --features " + feature_net("feat_nan.pt", true, true) + " --ref-data " + images + " --samples " + images,
+  expect_refused("eval fid --features " + feature_net("feat_nan.pt", true, true) + " --ref-data " + images +
+                     " --samples " + images,
                  "NaN");
   expect_refused("eval fid --features none --ref " + wrong_dim + " --samples " + points + " --kid", "--kid needs");
 }
@@ -195,8 +202,10 @@ TEST(EvalCli, FidRefusesBadInputWithOneErrorLine) {
 TEST(CompareCli, GaussianSweepWritesTableCsvPlotAndW2FallsWithNfe) {
   std::string dir = tmp("compare_gauss");
   fs::remove_all(dir);
-  Result r = run("compare --model builtin:gaussian:shape=2,mean=0.5,std=0.5 --samplers heun,euler --nfe 0,3,5,9,17 --num 200 "
-                 "--metric w2 --out-dir " + dir + " --log-x --json");
+  Result r =
+      run("compare --model builtin:gaussian:shape=2,mean=0.5,std=0.5 --samplers heun,euler --nfe 0,3,5,9,17 --num 200 "
+          "--metric w2 --out-dir " +
+          dir + " --log-x --json");
   ASSERT_EQ(r.code, 0) << r.err;
   auto doc = nlohmann::json::parse(r.out);
   ASSERT_EQ(doc["cells"].size(), 10u);
@@ -229,13 +238,16 @@ TEST(CompareCli, GaussianSweepWritesTableCsvPlotAndW2FallsWithNfe) {
 TEST(CompareCli, ImageModelWritesAGridPerCellAndOdeError) {
   std::string dir = tmp("compare_gmm");
   fs::remove_all(dir);
-  Result r = run("compare --model builtin:gmm:shape=1x4x4,k=3 --samplers euler,heun --nfe 3,7 --num 8 --metric ode-error "
-                 "--reference-steps 100 --out-dir " + dir);
+  Result r =
+      run("compare --model builtin:gmm:shape=1x4x4,k=3 --samplers euler,heun --nfe 3,7 --num 8 --metric ode-error "
+          "--reference-steps 100 --out-dir " +
+          dir);
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* s : {"euler", "heun"})
     for (int n : {3, 7}) EXPECT_TRUE(fs::exists(dir + "/grid_" + s + "_nfe" + std::to_string(n) + ".png")) << s << n;
   EXPECT_NE(r.out.find("| euler |"), std::string::npos) << r.out;
-  expect_refused("compare --model builtin:gaussian --samplers heun,nosuch --nfe 3 --out-dir " + dir, "unknown sampler 'nosuch'");
+  expect_refused("compare --model builtin:gaussian --samplers heun,nosuch --nfe 3 --out-dir " + dir,
+                 "unknown sampler 'nosuch'");
   expect_refused("compare --model builtin:gaussian --metric bogus --out-dir " + dir, "--metric 'bogus'");
   expect_refused("compare --model builtin:ring8 --metric w2 --out-dir " + dir, "needs --ref-data");
 }

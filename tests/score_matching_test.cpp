@@ -1,5 +1,7 @@
 // Score matching against exact oracles: the DSM − SM = d(1 − Γ*) identity for wrong networks
 // (analytic and TorchScript), SM = 0 for the exact network, batch-size independence.
+#include "scoreflow/score_matching.h"
+
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
@@ -7,7 +9,6 @@
 
 #include "scoreflow/error.h"
 #include "scoreflow/npy.h"
-#include "scoreflow/score_matching.h"
 
 using namespace scoreflow;
 
@@ -41,7 +42,8 @@ def forward(self, x, t):
 
 void expect_identity(const std::vector<eval::ScoreMatchingRow>& rows) {
   for (const auto& r : rows) {
-    EXPECT_LT(std::abs(r.residual), 4 * r.residual_se + 1e-9) << "sigma " << r.sigma << " residual " << r.residual << " se " << r.residual_se;
+    EXPECT_LT(std::abs(r.residual), 4 * r.residual_se + 1e-9)
+        << "sigma " << r.sigma << " residual " << r.residual << " se " << r.residual_se;
     EXPECT_NEAR(r.gap - r.gap_expected, r.residual, 1e-9 * (1 + std::abs(r.gap)));
     EXPECT_GE(r.sm, 0.0);
     EXPECT_GE(r.gamma_star, 0.0);

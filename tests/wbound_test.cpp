@@ -1,11 +1,11 @@
 // Lipschitz estimates on linear networks with known spectra, and the Wasserstein bounds on the
 // Gaussian oracle (bound ≥ true W2; the PF-ODE coupling ≈ true W2 for Gaussians).
+#include "scoreflow/wbound.h"
+
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
 #include <cmath>
-
-#include "scoreflow/wbound.h"
 
 using namespace scoreflow;
 
@@ -20,8 +20,9 @@ def forward(self, x, t):
     return torch.matmul(x, self.bt)
 )");
   std::string path = ::testing::TempDir() + "/" + name;
-  m.save(path, {{"scoreflow.json", R"({"prediction": "x0", "schedule": {"type": "edm"}, "time_input": "sigma", "shape": [)" +
-                                       std::to_string(b.size(0)) + R"(]})"}});
+  m.save(path,
+         {{"scoreflow.json", R"({"prediction": "x0", "schedule": {"type": "edm"}, "time_input": "sigma", "shape": [)" +
+                                 std::to_string(b.size(0)) + R"(]})"}});
   return path;
 }
 

@@ -47,7 +47,7 @@ class ExactTarget {
 
  private:
   std::shared_ptr<Model> model_;
-  torch::Tensor data_rows_;                 // [N, d] float64 (empirical)
+  torch::Tensor data_rows_;                    // [N, d] float64 (empirical)
   torch::Tensor means_, variances_, weights_;  // analytic mixture
   int64_t dim_ = 0;
   std::string describe_;
@@ -75,11 +75,11 @@ struct ScoreMatchingOptions {
 /// standard errors of those means (sample std / √n).
 struct ScoreMatchingRow {
   double sigma = 0;
-  double dsm = 0, dsm_se = 0;         ///< E‖ε_θ − ε‖²
-  double sm = 0, sm_se = 0;           ///< E‖ε_θ − ε*‖² (exact score matching, ε units)
-  double gamma_star = 0;              ///< Γ*_t = E‖ε*‖²/d
-  double gap = 0;                     ///< DSM − SM (measured)
-  double gap_expected = 0;            ///< d·(1 − Γ*_t)
+  double dsm = 0, dsm_se = 0;            ///< E‖ε_θ − ε‖²
+  double sm = 0, sm_se = 0;              ///< E‖ε_θ − ε*‖² (exact score matching, ε units)
+  double gamma_star = 0;                 ///< Γ*_t = E‖ε*‖²/d
+  double gap = 0;                        ///< DSM − SM (measured)
+  double gap_expected = 0;               ///< d·(1 − Γ*_t)
   double residual = 0, residual_se = 0;  ///< mean and s.e. of the per-sample (DSM − SM) − (d − ‖ε*‖²)
   int64_t d = 0, n = 0;
 };

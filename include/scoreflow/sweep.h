@@ -9,11 +9,11 @@ namespace scoreflow::eval {
 struct SweepCell {
   std::string sampler;
   int nfe_budget = 0;
-  int steps = 0;          ///< steps the sampler chose for the budget (Sampler::steps_for_nfe)
-  long nfe_used = 0;      ///< network calls actually made per sample
+  int steps = 0;      ///< steps the sampler chose for the budget (Sampler::steps_for_nfe)
+  long nfe_used = 0;  ///< network calls actually made per sample
   double metric = 0;
-  double seconds = 0;     ///< wall time of sampling + metric
-  std::string error;      ///< non-empty when the cell could not run (e.g. NFE below the minimum)
+  double seconds = 0;  ///< wall time of sampling + metric
+  std::string error;   ///< non-empty when the cell could not run (e.g. NFE below the minimum)
   bool ok() const { return error.empty(); }
 };
 

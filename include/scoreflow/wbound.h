@@ -29,15 +29,15 @@ JacobianExtremes score_jacobian_extremes(const Model& model, const torch::Tensor
                                          uint64_t seed = 0);
 
 struct WBoundOptions {
-  std::vector<double> sigmas;        ///< noise levels (evaluation_sigmas), any order
-  int64_t lipschitz_points = 32;     ///< data-noised points per σ for the Lipschitz estimate
-  int iterations = 30;               ///< power iterations per pass
-  int64_t num_images = 256;          ///< draws per σ for SM / DSM
+  std::vector<double> sigmas;     ///< noise levels (evaluation_sigmas), any order
+  int64_t lipschitz_points = 32;  ///< data-noised points per σ for the Lipschitz estimate
+  int iterations = 30;            ///< power iterations per pass
+  int64_t num_images = 256;       ///< draws per σ for SM / DSM
   int64_t batch = 64;
-  bool use_dsm = false;              ///< use DSM instead of the exact SM (a looser bound)
-  int ode_steps = 40;                ///< Karras-grid steps for the coupling ODEs
+  bool use_dsm = false;  ///< use DSM instead of the exact SM (a looser bound)
+  int ode_steps = 40;    ///< Karras-grid steps for the coupling ODEs
   std::string ode_sampler = "heun";
-  int64_t ode_samples = 256;         ///< seeds 0..ode_samples−1
+  int64_t ode_samples = 256;  ///< seeds 0..ode_samples−1
   uint64_t seed = 0;
   torch::ScalarType dtype = torch::kFloat32;  ///< dtype fed to the model for Jacobians
 };
@@ -60,9 +60,9 @@ struct WBoundReport {
   double su_coupling_se = 0;    ///< standard error of E‖x_0 − y_0‖² propagated to its square root
   int64_t su_nfe = 0;
   bool has_true_w2 = false;
-  double true_w2 = 0;           ///< exact W2 when both the model and the target are Gaussian
+  double true_w2 = 0;  ///< exact W2 when both the model and the target are Gaussian
   bool has_gelbrich = false;
-  double gelbrich_w2 = 0;       ///< Bures W2 between Gaussian model and the data's Gaussian fit
+  double gelbrich_w2 = 0;  ///< Bures W2 between Gaussian model and the data's Gaussian fit
 };
 
 /// Runs everything for `model` against `target`. Kwon's bound (VE form in σ-space: dx = √(dσ²/dσ) dw,
@@ -73,6 +73,7 @@ struct WBoundReport {
 /// integrals use the trapezoid rule in log σ over the given levels, with L_s and SM_ε held at their
 /// smallest-σ values on [0, σ_min]. L_s is a sample-based estimate (a max over finitely many
 /// points), so the bound is an estimate, not a certificate.
-WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTarget& target, const WBoundOptions& options);
+WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTarget& target,
+                               const WBoundOptions& options);
 
 }  // namespace scoreflow::eval
