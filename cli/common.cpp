@@ -77,6 +77,7 @@ void set_action(CLI::App* sub, std::function<void()> action) { actions()[sub] = 
 void run_action(CLI::App* sub) {
   auto it = actions().find(sub);
   if (it != actions().end()) it->second();
+  for (CLI::App* nested : sub->get_subcommands()) run_action(nested);  // e.g. eval fid
 }
 
 void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }

@@ -58,5 +58,7 @@ void register_info(CLI::App& app);
 void register_analytic(CLI::App& app);
 /// train-amed and amed-table.
 void register_train_amed(CLI::App& app);
+void register_eval(CLI::App& app);     // eval score-matching | wbound | fid (cli/eval*.cpp)
+void register_compare(CLI::App& app);
 
 }  // namespace scoreflow::cli

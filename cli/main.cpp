@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   scoreflow::cli::register_info(app);
   scoreflow::cli::register_analytic(app);
   scoreflow::cli::register_train_amed(app);
+  scoreflow::cli::register_eval(app);
+  scoreflow::cli::register_compare(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

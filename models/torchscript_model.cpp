@@ -91,7 +91,7 @@ class TorchScriptModel : public Model {
   std::pair<torch::Tensor, torch::Tensor> inputs(const torch::Tensor& x, const std::vector<double>& sigma) const {
     const int64_t b = x.size(0);
     const NoiseSchedule& sch = meta_.schedule;
-    torch::NoGradGuard no_grad;
+    torch::AutoGradMode grad_mode(keep_grad(x));
     if (sigma.size() == 1) {
       double a = sch.alpha_of_sigma(sigma[0]);
       return {x * a, torch::full({b}, network_time(sch, meta_.time_input, sigma[0]), x.options().dtype(torch::kFloat32))};
@@ -103,6 +103,10 @@ class TorchScriptModel : public Model {
     }
     return {x * column(a, x), torch::tensor(t, torch::kFloat64).to(x.device(), torch::kFloat32)};
   }
+
+  /// Inference runs without autograd, except when the caller asks for gradients with respect to
+  /// the input (x.requires_grad() with grad mode on: eval/ Jacobian-vector products).
+  static bool keep_grad(const torch::Tensor& x) { return x.requires_grad() && torch::GradMode::is_enabled(); }
 
   static torch::Tensor column(const std::vector<double>& v, const torch::Tensor& x) {
     std::vector<int64_t> shape(x.dim(), 1);
@@ -122,7 +126,7 @@ class TorchScriptModel : public Model {
 
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const std::vector<double>& sigma,
                                                                   const torch::Tensor& labels) const {
-    torch::NoGradGuard no_grad;
+    torch::AutoGradMode grad_mode(keep_grad(x));
     auto [xt, t] = inputs(x, sigma);
     std::vector<torch::jit::IValue> in{xt, t};
     if (num_inputs_ == 3) in.push_back(labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));

@@ -1,0 +1,246 @@
+// scoreflow compare: a sampler × NFE sweep from the same seeds — markdown table, CSV, SVG plot and
+// one image grid per cell.
+#include <cmath>
+#include <cstdio>
+
+#include "cli/common.h"
+#include "scoreflow/builtin.h"
+#include "scoreflow/error.h"
+#include "scoreflow/features.h"
+#include "scoreflow/fsutil.h"
+#include "scoreflow/image.h"
+#include "scoreflow/metrics.h"
+#include "scoreflow/registry.h"
+#include "scoreflow/run.h"
+#include "scoreflow/score_matching.h"
+#include "scoreflow/sigmas.h"
+#include "scoreflow/sweep.h"
+
+namespace scoreflow::cli {
+namespace {
+
+struct Options {
+  ModelOptions model;
+  std::string samplers = "euler,heun", nfe = "3,5,7,9", seeds, metric = "w2", features = "none", ref, ref_data;
+  std::string schedule = "karras", schedule_args, out_dir, csv, plot, reference_sampler = "heun";
+  int num = 64, reference_steps = 500, batch = 64;
+  bool json = false, log_x = false, log_y = false;
+};
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  std::stringstream ss(text);
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+/// The metric of one cell's samples [N, ...shape] (float32, data range).
+class Metric {
+ public:
+  Metric(const Options& o, std::shared_ptr<const Model> model, const SampleJob& job) : o_(o), model_(std::move(model)) {
+    const ModelMetadata& meta = model_->metadata();
+    if (o.metric == "w2") {
+      auto gauss = std::dynamic_pointer_cast<const GaussianMixtureModel>(model_);
+      if (gauss && gauss->weights().numel() == 1) {
+        mu_ = gauss->means()[0];
+        cov_ = torch::diag(gauss->variances()[0]);
+        label_ = "W2 (Bures, sample moments vs the model's Gaussian)";
+      } else {
+        if (o.ref_data.empty())
+          fail("--metric w2 on a model other than builtin:gaussian needs --ref-data (sliced W2 against the data)");
+        ref_rows_ = eval::load_data_rows(o.ref_data, meta);
+        label_ = "sliced W2 vs " + o.ref_data;
+      }
+    } else if (o.metric == "fd") {
+      features_ = std::make_unique<eval::FeatureExtractor>(o.features);
+      if (!o.ref.empty() == !o.ref_data.empty())
+        fail("--metric fd needs exactly one of --ref stats.npz or --ref-data DATASET");
+      if (!o.ref.empty()) {
+        std::tie(mu_, cov_) = eval::load_feature_stats(o.ref);
+      } else {
+        torch::Tensor rows = eval::load_data_rows(o.ref_data, meta);
+        std::vector<int64_t> shape{rows.size(0)};
+        shape.insert(shape.end(), meta.shape.begin(), meta.shape.end());
+        metrics::MomentAccumulator acc;
+        acc.add((*features_)(rows.reshape(shape).to(torch::kFloat32), meta.data_min, meta.data_max));
+        if (acc.count() < 2)
+          fail("--ref-data ", o.ref_data, " has ", acc.count(), " items; a covariance needs at least 2");
+        mu_ = acc.mean();
+        cov_ = acc.covariance();
+      }
+      label_ = std::string("FD (") + (o.features == "none" ? "raw samples" : o.features) + ")";
+    } else if (o.metric == "ode-error") {
+      auto sampler = make_sampler(o.reference_sampler);
+      SampleJob ref = job;
+      ref.sigmas =
+          make_sigmas(o.schedule, o.reference_steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+      reference_ = run_sampler(*sampler, model_, ref).samples.to(torch::kFloat64).flatten(1);
+      label_ = "RMS distance to " + o.reference_sampler + " with " + std::to_string(o.reference_steps) + " steps";
+    } else {
+      fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
+    }
+  }
+
+  double operator()(const torch::Tensor& samples) const {
+    torch::Tensor x = samples.to(torch::kFloat64).flatten(1);
+    if (o_.metric == "ode-error") return std::sqrt((x - reference_).pow(2).sum(1).mean().item<double>());
+    if (o_.metric == "w2") {
+      if (ref_rows_.defined()) return std::sqrt(metrics::sliced_w2_squared(x, ref_rows_));
+      metrics::MomentAccumulator acc;
+      acc.add(x);
+      return std::sqrt(std::max(0.0, metrics::gaussian_w2_squared(acc.mean(), acc.covariance(), mu_, cov_)));
+    }
+    const ModelMetadata& meta = model_->metadata();
+    metrics::MomentAccumulator acc;
+    acc.add((*features_)(samples, meta.data_min, meta.data_max));
+    if (acc.dim() != mu_.size(0))
+      fail("--ref statistics have dimension ", mu_.size(0), " but the features have ", acc.dim());
+    return metrics::frechet_distance(acc.mean(), acc.covariance(), mu_, cov_);
+  }
+
+  const std::string& label() const { return label_; }
+
+ private:
+  const Options& o_;
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<eval::FeatureExtractor> features_;
+  torch::Tensor mu_, cov_, ref_rows_, reference_;
+  std::string label_;
+};
+
+void write_text(const std::string& path, const std::string& text) { io::write_file_atomic(path, text); }
+
+void run(const Options& o) {
+  auto start = std::chrono::steady_clock::now();
+  auto model = o.model.open();
+  const ModelMetadata& meta = model->metadata();
+  const std::vector<std::string> names = split(o.samplers);
+  if (names.empty()) fail("--samplers is empty; give e.g. euler,heun");
+  std::vector<std::unique_ptr<Sampler>> samplers;
+  for (const auto& n : names) samplers.push_back(make_sampler(n));  // unknown names fail before any work
+  std::vector<int> budgets;
+  for (double v : parse_double_list(o.nfe, "--nfe")) {
+    if (v < 0 || v != std::floor(v)) fail("--nfe values must be non-negative integers, got ", v);
+    budgets.push_back(static_cast<int>(v));
+  }
+  if (o.out_dir.empty()) fail("give --out-dir for the table, CSV, plot and grids");
+  if (o.metric != "ode-error" && o.metric != "w2" && o.metric != "fd")
+    fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
+  io::make_dirs(o.out_dir);
+  const std::string csv_path = o.csv.empty() ? o.out_dir + "/results.csv" : o.csv;
+  const std::string plot_path = o.plot.empty() ? o.out_dir + "/plot.svg" : o.plot;
+  io::check_writable(csv_path);
+  io::check_writable(plot_path);
+
+  SampleJob job;
+  job.seeds = o.seeds.empty() ? parse_seeds("0-" + std::to_string(o.num - 1)) : parse_seeds(o.seeds);
+  if (job.seeds.size() < 2) fail("--num/--seeds must give at least 2 samples, got ", job.seeds.size());
+  job.batch = o.batch;
+  job.device = model->device();
+  Metric metric(o, model, job);
+
+  std::vector<eval::SweepCell> cells;
+  nlohmann::json grids = nlohmann::json::array();
+  Progress progress("compare", static_cast<int64_t>(samplers.size() * budgets.size()), "cells");
+  for (const auto& sampler : samplers) {
+    for (int budget : budgets) {
+      eval::SweepCell cell;
+      cell.sampler = sampler->name();
+      cell.nfe_budget = budget;
+      auto t0 = std::chrono::steady_clock::now();
+      try {
+        cell.steps = sampler->steps_for_nfe(budget);
+        SampleJob cj = job;
+        cj.sigmas = make_sigmas(o.schedule, cell.steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+        SampleResult r = run_sampler(*sampler, model, cj);
+        cell.nfe_used = r.nfe;
+        cell.metric = metric(r.samples);
+        cell.seconds = seconds_since(t0);
+        if (meta.image_shaped()) {
+          const int64_t shown = std::min<int64_t>(64, r.samples.size(0));
+          const std::string grid = o.out_dir + "/grid_" + cell.sampler + "_nfe" + std::to_string(budget) + ".png";
+          io::write_png(grid,
+                        io::make_grid(io::to_uint8_nhwc(r.samples.narrow(0, 0, shown), meta.data_min, meta.data_max)));
+          grids.push_back(grid);
+        }
+      } catch (const Error& e) {
+        cell.error = e.what();  // e.g. a budget below the sampler's minimum: reported in the cell
+      }
+      cells.push_back(cell);
+      progress.update(static_cast<int64_t>(cells.size()));
+    }
+  }
+  progress.finish();
+
+  const std::string table = eval::sweep_markdown(cells, o.metric);
+  write_text(o.out_dir + "/table.md",
+             "# " + metric.label() + "\n\nmodel: " + model->name() + ", " + std::to_string(job.seeds.size()) +
+                 " samples from the same seeds in every cell, grid " + o.schedule + "\n\n" + table);
+  write_text(csv_path, eval::sweep_csv(cells, o.metric));
+  eval::PlotOptions plot;
+  plot.title = o.metric + " vs NFE: " + model->name();
+  plot.y_label = metric.label();
+  plot.log_x = o.log_x;
+  plot.log_y = o.log_y;
+  write_text(plot_path, eval::sweep_svg(cells, plot));
+
+  if (o.json) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& c : cells) {
+      nlohmann::json j = {{"sampler", c.sampler}, {"nfe_budget", c.nfe_budget}};
+      if (c.ok())
+        j.update({{"steps", c.steps}, {"nfe_used", c.nfe_used}, {"metric", c.metric}, {"seconds", c.seconds}});
+      else
+        j["error"] = c.error;
+      list.push_back(j);
+    }
+    return print_json(
+        {{"command", "compare"},
+         {"model", model->name()},
+         {"metric", o.metric},
+         {"metric_label", metric.label()},
+         {"num_samples", job.seeds.size()},
+         {"schedule", o.schedule},
+         {"cells", list},
+         {"outputs", {{"table", o.out_dir + "/table.md"}, {"csv", csv_path}, {"plot", plot_path}, {"grids", grids}}},
+         {"wall_seconds", seconds_since(start)}});
+  }
+  std::printf("%s\n\n%s\ntable %s/table.md, CSV %s, plot %s%s\n", metric.label().c_str(), table.c_str(),
+              o.out_dir.c_str(), csv_path.c_str(), plot_path.c_str(),
+              grids.empty() ? "" : (", grids in " + o.out_dir).c_str());
+}
+
+}  // namespace
+
+void register_compare(CLI::App& app) {
+  auto* sub =
+      app.add_subcommand("compare", "sweep samplers x NFE budgets from the same seeds: table, CSV, SVG plot, grids");
+  static Options o;
+  o.model.add(*sub);
+  sub->add_option("--samplers", o.samplers, "comma-separated sampler names")->capture_default_str();
+  sub->add_option("--nfe", o.nfe, "comma-separated NFE budgets")->capture_default_str();
+  sub->add_option("--num", o.num, "samples per cell (seeds 0..num-1)")->capture_default_str();
+  sub->add_option("--seeds", o.seeds, "explicit seeds instead of --num, e.g. 0-63");
+  sub->add_option("--metric", o.metric, "fd | w2 | ode-error")->capture_default_str();
+  sub->add_option("--features", o.features, "feature network for fd, or none (raw samples)")->capture_default_str();
+  sub->add_option("--ref", o.ref, "reference statistics .npz (mu, sigma) for fd");
+  sub->add_option("--ref-data", o.ref_data, "reference data for fd, or for w2 (sliced) on non-Gaussian models");
+  sub->add_option("--reference-steps", o.reference_steps, "steps of the converged reference for ode-error")
+      ->capture_default_str();
+  sub->add_option("--reference-sampler", o.reference_sampler, "sampler of the ode-error reference")
+      ->capture_default_str();
+  sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
+  sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
+  sub->add_option("--out-dir", o.out_dir, "directory for table.md, results.csv, plot.svg and grids")->required();
+  sub->add_option("--csv", o.csv, "CSV path (default OUT_DIR/results.csv)");
+  sub->add_option("--plot", o.plot, "SVG path (default OUT_DIR/plot.svg)");
+  sub->add_flag("--log-x", o.log_x, "log-scale NFE axis");
+  sub->add_flag("--log-y", o.log_y, "log-scale metric axis");
+  sub->add_option("--batch", o.batch, "batch size")->capture_default_str();
+  sub->add_flag("--json", o.json, "print one JSON document");
+  set_action(sub, [] { run(o); });
+}
+
+}  // namespace scoreflow::cli

@@ -1,0 +1,250 @@
+// scoreflow eval fid: Fréchet distance (and KID, sliced W2) between samples and reference data or
+// statistics, through any TorchScript feature network or none.
+#include <cstdio>
+
+#include "cli/eval.h"
+#include "scoreflow/data.h"
+#include "scoreflow/error.h"
+#include "scoreflow/features.h"
+#include "scoreflow/fsutil.h"
+#include "scoreflow/image.h"
+#include "scoreflow/metrics.h"
+#include "scoreflow/npy.h"
+#include "scoreflow/registry.h"
+#include "scoreflow/run.h"
+#include "scoreflow/sigmas.h"
+
+namespace scoreflow::cli {
+namespace {
+
+struct Options {
+  ModelOptions model;
+  std::string features, ref, ref_data, samples, save_stats, data_range = "-1,1";
+  std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255";
+  int steps = -1, nfe = -1;
+  int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
+  bool kid = false, json = false;
+};
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+/// Rows of samples in [lo, hi]: float arrays as they are (points or NCHW images), uint8 `images`
+/// (NHWC, our --npz and ADM/EDM archives) scaled; anything else through io::open_dataset.
+torch::Tensor load_samples(const std::string& path, double lo, double hi, int64_t limit) {
+  torch::Tensor t;
+  if (ends_with(path, ".npz") || ends_with(path, ".npy")) {
+    std::map<std::string, io::NpyArray> arrays;
+    if (ends_with(path, ".npy"))
+      arrays["arr_0"] = io::read_npy(path);
+    else
+      arrays = io::read_npz(path);
+    auto is_float = [](const io::NpyArray& a) { return a.dtype == "<f4" || a.dtype == "<f8" || a.dtype == "<f2"; };
+    for (const char* key : {"samples", "arr_0", "data"}) {
+      auto it = arrays.find(key);
+      if (it != arrays.end() && is_float(it->second) && it->second.shape.size() != 4) {
+        t = io::to_tensor(it->second).to(torch::kFloat32);  // points [N, d] (images go below)
+        break;
+      }
+    }
+    if (!t.defined()) {
+      auto it = arrays.find("samples");
+      if (it != arrays.end() && is_float(it->second)) t = io::to_tensor(it->second).to(torch::kFloat32);
+    }
+  }
+  if (!t.defined()) {
+    io::DatasetOptions opts;
+    opts.lo = lo;
+    opts.hi = hi;
+    auto dataset = io::open_dataset(path, opts);
+    int64_t n = limit > 0 ? std::min(limit, dataset->size()) : dataset->size();
+    t = dataset->batch(0, n);
+  }
+  if (t.dim() < 2) fail("'", path, "': expected samples [N, ...], got shape ", t.sizes());
+  if (limit > 0 && t.size(0) > limit) t = t.narrow(0, 0, limit);
+  return t;
+}
+
+struct Side {
+  metrics::MomentAccumulator moments;
+  torch::Tensor rows;  // kept for KID / sliced W2
+};
+
+Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch,
+               bool keep) {
+  Side side;
+  std::vector<torch::Tensor> kept;
+  for (int64_t begin = 0; begin < x.size(0); begin += batch) {
+    const int64_t m = std::min(batch, x.size(0) - begin);
+    torch::Tensor f = fx(x.narrow(0, begin, m), lo, hi, begin);
+    side.moments.add(f);
+    if (keep) kept.push_back(f);
+  }
+  if (keep && !kept.empty()) side.rows = torch::cat(kept);
+  return side;
+}
+
+void need_covariance(int64_t count, const std::string& what) {
+  if (count < 2)
+    fail("Frechet distance needs at least 2 ", what, " to estimate a covariance (it divides by N - 1); got ", count);
+}
+
+void run(const Options& o) {
+  auto start = std::chrono::steady_clock::now();
+  if (!o.ref.empty() && !o.ref_data.empty()) fail("give --ref (statistics .npz) or --ref-data (a dataset), not both");
+  const bool have_model = !o.model.model.empty();
+  if (have_model && !o.samples.empty()) fail("give --samples or --model, not both");
+  if (o.ref.empty() && o.ref_data.empty()) fail("give the reference: --ref stats.npz or --ref-data DATASET");
+  if (!have_model && o.samples.empty() && o.save_stats.empty())
+    fail("nothing to compare: give --samples or --model (or --save-stats to only compute reference statistics)");
+  if (o.kid && o.ref_data.empty()) fail("--kid needs the reference features: use --ref-data, not --ref statistics");
+  if (!o.save_stats.empty()) io::check_writable(o.save_stats);
+  std::vector<double> range = parse_double_list(o.data_range, "--data-range");
+  if (range.size() != 2 || !(range[1] > range[0]))
+    fail("--data-range must be lo,hi with hi > lo, got '", o.data_range, "'");
+  double lo = range[0], hi = range[1];
+
+  eval::FeatureExtractor fx(o.features);
+  const bool sliced = fx.identity();
+  const bool keep = o.kid || sliced;
+
+  // Reference side.
+  torch::Tensor ref_mu, ref_sigma;
+  Side ref;
+  int64_t ref_count = 0;
+  if (!o.ref.empty()) {
+    std::tie(ref_mu, ref_sigma) = eval::load_feature_stats(o.ref);
+  } else {
+    ref = featurise(fx, load_samples(o.ref_data, lo, hi, o.limit), lo, hi, o.batch, keep);
+    ref_count = ref.moments.count();
+    need_covariance(ref_count, "reference items");
+    ref_mu = ref.moments.mean();
+    ref_sigma = ref.moments.covariance();
+  }
+
+  // Sample side.
+  Side gen;
+  nlohmann::json sampling;
+  double s_lo = lo, s_hi = hi;
+  torch::Tensor x;
+  if (have_model) {
+    auto model = o.model.open();
+    const ModelMetadata& meta = model->metadata();
+    auto sampler = make_sampler(o.sampler, o.sampler_args);
+    if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
+    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe) : (o.steps != -1 ? o.steps : 20);
+    SampleJob job;
+    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+    job.seeds = parse_seeds(o.seeds);
+    job.batch = static_cast<int>(o.batch);
+    job.device = model->device();
+    SampleResult result = run_sampler(*sampler, model, job);
+    x = result.samples;
+    s_lo = meta.data_min, s_hi = meta.data_max;
+    sampling = {{"model", model->name()},
+                {"sampler", sampler->name()},
+                {"steps", steps},
+                {"nfe", result.nfe},
+                {"seeds", o.seeds}};
+  } else if (!o.samples.empty()) {
+    x = load_samples(o.samples, lo, hi, 0);
+  }
+  if (x.defined()) {
+    gen = featurise(fx, x, s_lo, s_hi, o.batch, keep);
+    need_covariance(gen.moments.count(), "samples");
+  }
+  const int64_t dim = gen.moments.count() ? gen.moments.dim() : ref_mu.size(0);
+  if (ref_mu.size(0) != dim)
+    fail("reference statistics ", o.ref.empty() ? o.ref_data : o.ref, " have dimension ", ref_mu.size(0), " but the ",
+         fx.identity() ? "samples" : "features of " + fx.path(), " have dimension ", dim);
+
+  std::vector<std::string> notes = fx.notes();
+  auto rank_note = [&](int64_t n, const std::string& what) {
+    if (n <= dim)
+      notes.push_back(what + ": " + std::to_string(n) + " rows in " + std::to_string(dim) +
+                      " dimensions give a singular covariance; use more than " + std::to_string(dim) +
+                      " for a stable distance");
+  };
+  if (ref_count) rank_note(ref_count, "reference");
+  if (gen.moments.count()) rank_note(gen.moments.count(), "samples");
+
+  nlohmann::json outputs = nlohmann::json::object();
+  if (!o.save_stats.empty()) {
+    if (gen.moments.count())
+      eval::save_feature_stats(o.save_stats, gen.moments.mean(), gen.moments.covariance());
+    else
+      eval::save_feature_stats(o.save_stats, ref_mu, ref_sigma);
+    outputs["stats"] = o.save_stats;
+  }
+  nlohmann::json doc = {{"command", "eval fid"},
+                        {"features", o.features},
+                        {"feature_dim", dim},
+                        {"reference", o.ref.empty() ? o.ref_data : o.ref},
+                        {"reference_count", ref_count},
+                        {"sample_count", gen.moments.count()},
+                        {"notes", notes},
+                        {"outputs", outputs}};
+  if (!sampling.empty()) doc["sampling"] = sampling;
+  if (gen.moments.count()) {
+    const double fd = metrics::frechet_distance(gen.moments.mean(), gen.moments.covariance(), ref_mu, ref_sigma);
+    doc["fd"] = fd;
+    if (o.kid) {
+      metrics::KidOptions k;
+      k.subsets = o.kid_subsets;
+      k.subset_size = std::min({o.kid_subset_size, gen.rows.size(0), ref.rows.size(0)});
+      auto kid = metrics::kernel_inception_distance(gen.rows, ref.rows, k);
+      doc["kid"] = {{"mean", kid.mean}, {"std", kid.std}, {"subsets", k.subsets}, {"subset_size", k.subset_size}};
+    }
+    if (sliced && ref.rows.defined()) {
+      metrics::SlicedW2Options s;
+      s.projections = o.projections;
+      doc["sliced_w2_squared"] = metrics::sliced_w2_squared(gen.rows, ref.rows, s);
+    }
+  }
+  doc["wall_seconds"] = seconds_since(start);
+  if (o.json) return print_json(doc);
+  for (const auto& n : notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+  if (doc.contains("fd")) std::printf("%s %.6f\n", fx.identity() ? "FD (raw samples)" : "FD", doc["fd"].get<double>());
+  if (doc.contains("kid"))
+    std::printf("KID %.6g +- %.2g\n", doc["kid"]["mean"].get<double>(), doc["kid"]["std"].get<double>());
+  if (doc.contains("sliced_w2_squared")) std::printf("sliced W2^2 %.6g\n", doc["sliced_w2_squared"].get<double>());
+  if (!o.save_stats.empty()) std::printf("statistics written to %s\n", o.save_stats.c_str());
+}
+
+}  // namespace
+
+void register_eval_fid(CLI::App& eval) {
+  auto* sub =
+      eval.add_subcommand("fid", "Frechet distance (and KID, sliced W2) of samples vs reference data or statistics");
+  static Options o;
+  sub->add_option("--features", o.features, "TorchScript feature network forward(x) -> [B, D], or 'none' (raw samples)")
+      ->required();
+  sub->add_option("--ref", o.ref, "reference statistics .npz with mu [D] and sigma [D, D] (pytorch-fid/ADM layout)");
+  sub->add_option("--ref-data", o.ref_data, "reference dataset (.npy/.npz, image folder, idx)");
+  sub->add_option("--samples", o.samples, "samples: .npz (samples float or images uint8 NHWC), .npy, image folder");
+  sub->add_option("--model", o.model.model, "generate the samples from this model instead");
+  sub->add_option("--meta", o.model.meta, "override a model metadata field: key=value");
+  sub->add_option("--sampler", o.sampler, "sampler for --model")->capture_default_str();
+  sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
+  sub->add_option("--steps", o.steps, "sampler steps (default 20)");
+  sub->add_option("--nfe", o.nfe, "network-call budget instead of --steps");
+  sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
+  sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
+  sub->add_option("--seeds", o.seeds, "seeds for --model")->capture_default_str();
+  sub->add_option("--data-range", o.data_range, "value range lo,hi of --samples/--ref-data (uint8 is scaled into it)")
+      ->capture_default_str();
+  sub->add_option("--limit", o.limit, "use the first N reference items (0: all)");
+  sub->add_option("--save-stats", o.save_stats,
+                  "write mu/sigma of the samples (or of --ref-data when no samples) to .npz");
+  sub->add_flag("--kid", o.kid, "also Kernel Inception Distance (needs --ref-data)");
+  sub->add_option("--kid-subsets", o.kid_subsets, "KID subsets")->capture_default_str();
+  sub->add_option("--kid-subset-size", o.kid_subset_size, "KID subset size (capped at the set sizes)")
+      ->capture_default_str();
+  sub->add_option("--projections", o.projections, "sliced-W2 directions (with --features none)")->capture_default_str();
+  sub->add_option("--batch", o.batch, "batch size")->capture_default_str();
+  sub->add_flag("--json", o.json, "print one JSON document");
+  set_action(sub, [] { run(o); });
+}
+
+}  // namespace scoreflow::cli

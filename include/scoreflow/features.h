@@ -1,0 +1,55 @@
+#pragma once
+/// Feature networks for Fréchet distance / KID, and pytorch-fid/ADM-style statistics files.
+/// Any TorchScript module with forward(x [B, C, H, W]) -> [B, D] works; its optional extra file
+/// `scoreflow.json` may give {"input_shape": [C, H, W], "data_range": [lo, hi]}.
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace scoreflow::eval {
+
+class FeatureExtractor {
+ public:
+  /// `path`: a TorchScript feature network, or "none" (features = the flattened samples, for
+  /// low-dimensional data).
+  explicit FeatureExtractor(const std::string& path);
+  ~FeatureExtractor();
+  FeatureExtractor(const FeatureExtractor&) = delete;
+  FeatureExtractor& operator=(const FeatureExtractor&) = delete;
+
+  /// x: [B, ...shape] float with values in [lo, hi]. Returns [B, D] float64 CPU. Images are
+  /// adapted to the network's input_shape: 1 → 3 channels by replication, 3 → 1 by ITU-R BT.601
+  /// luminance, bilinear resize (torch interpolate, align_corners=false, no antialias) when H×W
+  /// differ, and [lo, hi] mapped linearly onto the network's data_range. Throws Error naming the
+  /// network and the input shape it rejected, a non-[B, D] output, or NaN/Inf features (naming the
+  /// row, offset by `first_row`).
+  torch::Tensor operator()(const torch::Tensor& x, double lo, double hi, int64_t first_row = 0) const;
+
+  bool identity() const { return path_ == "none"; }
+  const std::string& path() const { return path_; }
+  /// The adaptations applied so far ("resized 8x8 -> 16x16 (bilinear)", ...), each once.
+  const std::vector<std::string>& notes() const { return notes_; }
+  /// The declared input_shape ([] when the network has no metadata).
+  const std::vector<int64_t>& input_shape() const { return input_shape_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string path_;
+  std::vector<int64_t> input_shape_;
+  double net_lo_ = -1, net_hi_ = 1;
+  bool has_range_ = false;
+  mutable std::vector<std::string> notes_;
+};
+
+/// Writes `mu` [D] and `sigma` [D, D] as float64 arrays in an uncompressed .npz (the layout
+/// pytorch-fid's --save-stats and ADM's reference batches use), atomically.
+void save_feature_stats(const std::string& path, const torch::Tensor& mu, const torch::Tensor& sigma);
+/// Reads `mu` and `sigma` from a .npz; throws Error for missing keys, non-[D]/[D, D] shapes,
+/// mismatched D, or non-finite values.
+std::pair<torch::Tensor, torch::Tensor> load_feature_stats(const std::string& path);
+
+}  // namespace scoreflow::eval

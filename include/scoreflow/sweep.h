@@ -1,0 +1,35 @@
+#pragma once
+/// Sampler × NFE sweeps (`scoreflow compare`): one cell per (sampler, NFE budget), written as a
+/// markdown table, CSV, and a hand-written SVG plot of metric vs NFE.
+#include <string>
+#include <vector>
+
+namespace scoreflow::eval {
+
+struct SweepCell {
+  std::string sampler;
+  int nfe_budget = 0;
+  int steps = 0;      ///< steps the sampler chose for the budget (Sampler::steps_for_nfe)
+  long nfe_used = 0;  ///< network calls actually made per sample
+  double metric = 0;
+  double seconds = 0;  ///< wall time of sampling + metric
+  std::string error;   ///< non-empty when the cell could not run (e.g. NFE below the minimum)
+  bool ok() const { return error.empty(); }
+};
+
+/// Markdown table: one row per sampler, one column per NFE budget; a cell shows the metric and
+/// "(NFE n)" when fewer calls than the budget were used, or the error.
+std::string sweep_markdown(const std::vector<SweepCell>& cells, const std::string& metric);
+/// CSV with header sampler,nfe_budget,steps,nfe_used,metric,seconds,error — one row per cell.
+std::string sweep_csv(const std::vector<SweepCell>& cells, const std::string& metric);
+
+struct PlotOptions {
+  std::string title, x_label = "NFE", y_label;
+  bool log_x = false, log_y = false;
+  int width = 640, height = 420;
+};
+/// SVG line plot of metric vs NFE used, one polyline + markers per sampler, with axes, ticks and a
+/// legend. Failed cells and (with log_y) non-positive values are left out.
+std::string sweep_svg(const std::vector<SweepCell>& cells, const PlotOptions& options);
+
+}  // namespace scoreflow::eval
