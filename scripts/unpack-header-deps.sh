@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .deps/debs
-(cd .deps/debs && apt-get download libeigen3-dev libstb-dev libstb0 libcli11-dev nlohmann-json3-dev libgtest-dev googletest)
+(cd .deps/debs && apt-get download libeigen3-dev libstb-dev libstb0 libcli11-dev nlohmann-json3-dev libgtest-dev googletest zlib1g-dev)
 for deb in .deps/debs/*.deb; do dpkg -x "$deb" .deps; done
 echo "unpacked into $PWD/.deps/usr" >&2

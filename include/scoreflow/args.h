@@ -2,6 +2,7 @@
 /// "k=v,k2=v2" option lists (--sampler-args, --schedule-args, builtin:NAME:k=v). The consumer asks
 /// for each key it understands; finish() then refuses any key nobody asked for, listing the valid
 /// ones — so a typo never silently does nothing.
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
