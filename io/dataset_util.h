@@ -2,6 +2,7 @@
 /// Shared machinery of the dataset readers (not public API): every source ends up as one stored
 /// tensor [N, C0, H0, W0] (uint8 in [0, 255], or float32 already in the data range) that
 /// TensorDataset serves in the wanted [C, H, W] and range, converting lazily per batch.
+#include <cstdint>
 #include <string>
 #include <vector>
 

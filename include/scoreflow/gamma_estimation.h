@@ -1,6 +1,7 @@
 #pragma once
 /// Γ_t = E_{x0, ε}‖ε̂(x_t, t)‖²/d over a dataset (Bao et al. 2022, Eq. 8, ε convention), one noise
 /// draw per image per timestep, resumable timestep by timestep.
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>

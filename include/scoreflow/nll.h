@@ -2,6 +2,7 @@
 /// Negative log-likelihood bound of a discrete VP model along a K-step trajectory (Bao et al.
 /// 2022, §4): prior KL + Σ step KLs + discretized-Gaussian decoder, in bits/dim, averaged over a
 /// dataset with one noise draw per image per step.
+#include <cstdint>
 #include <functional>
 #include <vector>
 
