@@ -99,6 +99,13 @@ void run(const SampleOptions& o) {
     auto it = arrays.find("noise");
     if (it == arrays.end()) fail("--init-noise ", o.init_noise, " has no array 'noise'");
     job.init_noise = io::to_tensor(it->second);
+    std::vector<int64_t> want{static_cast<int64_t>(seeds.size())};
+    want.insert(want.end(), meta.shape.begin(), meta.shape.end());
+    if (job.init_noise.sizes() != c10::IntArrayRef(want))
+      fail("--init-noise ", o.init_noise, ": array 'noise' has shape ", job.init_noise.sizes(), ", expected ",
+           c10::IntArrayRef(want), " (one row per seed)");
+    if (!torch::isfinite(job.init_noise.to(torch::kFloat64)).all().item<bool>())
+      fail("--init-noise ", o.init_noise, ": array 'noise' has NaN or Inf values");
   }
 
   Progress progress("sampling", static_cast<int64_t>(seeds.size()), "samples");
