@@ -91,6 +91,11 @@ TEST_F(IoImage, BrokenFilesFailNamingTheFile) {
   const auto png = testing_io::read_bytes(path("ok.png"));
   testing_io::write_bytes(path("cut.png"), {png.begin(), png.begin() + png.size() / 2});
   expect_error([&] { read_image(path("cut.png")); }, {path("cut.png")});
+  // A chunk claiming 2^31 - 1 bytes in a tiny file: refused before stb allocates for it.
+  std::vector<uint8_t> liar = png_header(59, 3);
+  for (int v : {0x7f, 0xff, 0xff, 0xff, 0x49, 0x44, 0x41, 0x54, 0, 0, 0, 0}) liar.push_back(static_cast<uint8_t>(v));  // len, "IDAT", crc
+  testing_io::write_bytes(path("liar.png"), liar);
+  expect_error([&] { read_image(path("liar.png")); }, {path("liar.png"), "truncated PNG (chunk 'IDAT' claims 2147483647"});
 
   std::vector<uint8_t> bmp = bmp_header(8, 8);
   bmp.resize(54 + 8 * 8 * 3 / 2);  // half the pixel rows
