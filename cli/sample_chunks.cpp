@@ -22,7 +22,8 @@ std::map<int64_t, std::pair<int64_t, torch::Tensor>> finished_chunks(const io::C
   int64_t covered_to = 0;
   for (const std::string& name : store.chunks()) {
     long long begin = -1, end = -1;
-    if (std::sscanf(name.c_str(), "samples-%lld-%lld", &begin, &end) != 2 || begin < covered_to || end <= begin || end > n)
+    if (std::sscanf(name.c_str(), "samples-%lld-%lld", &begin, &end) != 2 || begin < covered_to || end <= begin ||
+        end > n)
       continue;
     auto array = store.load(name);
     if (!array) continue;
@@ -48,7 +49,8 @@ ChunkedResult run_chunked(const Sampler& sampler, std::shared_ptr<const Model> m
     std::vector<int64_t> want{n};
     want.insert(want.end(), shape.begin(), shape.end());
     if (job.init_noise.sizes() != c10::IntArrayRef(want))
-      fail("--init-noise has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want), " (one row per seed)");
+      fail("--init-noise has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want),
+           " (one row per seed)");
   }
   std::map<int64_t, std::pair<int64_t, torch::Tensor>> done;
   if (store) done = finished_chunks(*store, n, shape);

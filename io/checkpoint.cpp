@@ -92,9 +92,11 @@ ChunkStore::ChunkStore(std::string dir, Settings settings, bool overwrite, const
     const std::vector<uint8_t> bytes = read_file(manifest);
     const auto doc = nlohmann::json::parse(bytes.begin(), bytes.end());
     if (doc.at("format") != kFormat) fail("format ", doc.at("format").dump());
-    for (const auto& item : doc.at("settings")) old.emplace_back(item.at(0).get<std::string>(), item.at(1).get<std::string>());
+    for (const auto& item : doc.at("settings"))
+      old.emplace_back(item.at(0).get<std::string>(), item.at(1).get<std::string>());
   } catch (const std::exception& e) {
-    fail("'", manifest, "' is unreadable (", e.what(), "); pass --overwrite to discard the unfinished run in '", dir_, "'");
+    fail("'", manifest, "' is unreadable (", e.what(), "); pass --overwrite to discard the unfinished run in '", dir_,
+         "'");
   }
   auto differ = [&](const std::string& name, const std::string& was, const std::string& now) {
     fail("'", dir_, "' holds an unfinished run of ", option, " with different settings: ", name, " was '", shorten(was),
@@ -120,7 +122,8 @@ std::vector<std::string> ChunkStore::chunks() const {
   if (!manifest_written_) return out;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
-    if (e.path().extension() == ".npy" && name.find(".tmp.") == std::string::npos) out.push_back(e.path().stem().string());
+    if (e.path().extension() == ".npy" && name.find(".tmp.") == std::string::npos)
+      out.push_back(e.path().stem().string());
   }
   std::sort(out.begin(), out.end());
   return out;

@@ -152,13 +152,15 @@ class Hostile : public ::testing::Test {
     std::string line = r.err.substr(0, r.err.find('\n'));
     for (size_t at; (at = line.find(kBad + "/")) != std::string::npos;) line.replace(at, kBad.size() + 1, "");
     for (size_t at = 0; (at = line.find('|', at)) != std::string::npos; at += 2) line.replace(at, 1, "\\|");
-    if (report()) report() << "| `" << name << "` | " << command << " | " << r.code << " | " << line << " |" << std::endl;
+    if (report())
+      report() << "| `" << name << "` | " << command << " | " << r.code << " | " << line << " |" << std::endl;
     fs::remove_all(out_dir);
   }
 };
 
-const std::vector<std::string> kSampleTail = {"--sampler", "euler", "--steps", "3", "--seeds", "0-1",
-                                              "--npz", "OUT/s.npz", "--out-dir", "OUT/png", "--out", "OUT/grid.png"};
+const std::vector<std::string> kSampleTail = {"--sampler", "euler",   "--steps", "3",
+                                              "--seeds",   "0-1",     "--npz",   "OUT/s.npz",
+                                              "--out-dir", "OUT/png", "--out",   "OUT/grid.png"};
 
 }  // namespace
 

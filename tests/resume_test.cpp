@@ -2,12 +2,12 @@
 // SIGKILL after its first chunk resumes on the same command, redoes no finished chunk, and ends
 // with files byte-identical to an uninterrupted run.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "scoreflow/checkpoint.h"
@@ -78,11 +78,14 @@ TEST(ChunkStore, KeepsChunksAndRefusesOtherSettingsUnlessOverwrite) {
 TEST(Resume, SampleKilledAfterFirstChunkResumesToIdenticalFiles) {
   const std::string ref = fresh_dir("ref"), run = fresh_dir("run");
   // 24 chunks of 2 samples, each a few hundred network calls: long enough to kill mid-way.
-  const std::vector<std::string> common = {"sample", "--model", std::string(SCOREFLOW_FIXTURE_DIR) + "/tiny_eps.pt",
-                                           "--sampler", "heun", "--steps", "150", "--seeds", "100-147", "--batch", "2"};
+  const std::vector<std::string> common = {"sample",    "--model", std::string(SCOREFLOW_FIXTURE_DIR) + "/tiny_eps.pt",
+                                           "--sampler", "heun",    "--steps",
+                                           "150",       "--seeds", "100-147",
+                                           "--batch",   "2"};
   auto with = [&](const std::string& dir, std::vector<std::string> extra) {
     std::vector<std::string> args = common;
-    for (const char* flag : {"--npz", "--out-dir"}) args.push_back(flag), args.push_back(dir + (flag[2] == 'n' ? "/s.npz" : "/png"));
+    for (const char* flag : {"--npz", "--out-dir"})
+      args.push_back(flag), args.push_back(dir + (flag[2] == 'n' ? "/s.npz" : "/png"));
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   };

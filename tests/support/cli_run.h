@@ -1,12 +1,11 @@
 #pragma once
 /// Runs the scoreflow executable as a child process (posix_spawn, no shell), capturing stdout and
 /// stderr and telling an exit code from a crash signal; or starts it in the background to kill it.
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <fstream>
 #include <sstream>
@@ -18,8 +17,8 @@ extern char** environ;
 namespace scoreflow::testing_cli {
 
 struct Outcome {
-  int code = -1;    ///< exit status, or -1 when killed by a signal
-  int signal = 0;   ///< the signal that ended it, or 0
+  int code = -1;   ///< exit status, or -1 when killed by a signal
+  int signal = 0;  ///< the signal that ended it, or 0
   std::string out, err;
 };
 
