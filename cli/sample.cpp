@@ -1,8 +1,12 @@
 // scoreflow sample: seeds → PNG grid / per-seed PNGs / .npz, with a --json summary.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 
 #include "cli/common.h"
+#include "cli/sample_chunks.h"
+#include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
 #include "scoreflow/gamma_estimation.h"
@@ -21,7 +25,7 @@ struct SampleOptions {
   std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma;
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
-  bool json = false;
+  bool json = false, overwrite = false;
 };
 
 torch::Tensor labels_for(const SampleOptions& o, const ModelMetadata& m, const std::vector<uint64_t>& seeds) {
@@ -48,6 +52,32 @@ std::string seed_name(uint64_t seed) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "seed%06llu.png", static_cast<unsigned long long>(seed));
   return buf;
+}
+
+/// Everything that decides the samples (not --batch: samples do not depend on it), for the chunk
+/// manifest that lets a killed run resume and refuses to mix in a run with other settings.
+io::Settings resume_settings(const SampleOptions& o, const Model& model, const Sampler& sampler,
+                             const std::vector<double>& sigmas, const std::vector<uint64_t>& seeds) {
+  const bool builtin = o.model.model.rfind("builtin:", 0) == 0;
+  std::string grid, seed_list;
+  char buf[32];
+  for (double s : sigmas) std::snprintf(buf, sizeof buf, "%.17g,", s), grid += buf;
+  for (uint64_t s : seeds) seed_list += std::to_string(s) + ",";
+  std::string meta = model.metadata().json;
+  return {{"model", builtin ? o.model.model : io::hash_file(o.model.model)},
+          {"model metadata", io::hash_text(meta)},
+          {"sampler", sampler.name()},
+          {"sampler args", o.sampler_args},
+          {"sigmas", grid},
+          {"seeds", std::to_string(seeds.size()) + " seeds, " + io::hash_text(seed_list)},
+          {"init noise", o.init_noise.empty() ? "seeded" : io::hash_file(o.init_noise)},
+          {"class", o.label},
+          {"guidance", std::to_string(o.guidance)},
+          // Per sample, results do not depend on the batch in exact arithmetic, but CPU conv
+          // kernels round differently for another batch size: resume only with the same one.
+          {"batch", std::to_string(o.batch)},
+          {"device", torch::Device(o.model.device).is_cuda() ? "cuda" : "cpu"},
+          {"dtype", o.dtype}};
 }
 
 void run(const SampleOptions& o) {
@@ -112,14 +142,40 @@ void run(const SampleOptions& o) {
     auto it = arrays.find("noise");
     if (it == arrays.end()) fail("--init-noise ", o.init_noise, " has no array 'noise'");
     job.init_noise = io::to_tensor(it->second);
+    std::vector<int64_t> want{static_cast<int64_t>(seeds.size())};
+    want.insert(want.end(), meta.shape.begin(), meta.shape.end());
+    if (job.init_noise.sizes() != c10::IntArrayRef(want))
+      fail("--init-noise ", o.init_noise, ": array 'noise' has shape ", job.init_noise.sizes(), ", expected ",
+           c10::IntArrayRef(want), " (one row per seed)");
+    if (!torch::isfinite(job.init_noise.to(torch::kFloat64)).all().item<bool>())
+      fail("--init-noise ", o.init_noise, ": array 'noise' has NaN or Inf values");
   }
 
+  // With --npz/--out-dir, finished chunks are kept (next to the .npz, or inside the directory) so
+  // that re-running this command after a kill resumes; the folder goes once the outputs are written.
+  std::optional<io::ChunkStore> store;
+  if (!o.npz.empty() || !o.out_dir.empty())
+    store.emplace(o.npz.empty() ? o.out_dir + "/.scoreflow-parts" : o.npz + ".parts",
+                  resume_settings(o, *model, *sampler, sigmas, seeds), o.overwrite, o.npz.empty() ? "--out-dir" : "--npz");
+  if (store) {  // temporaries of outputs a killed run was writing
+    if (!o.out_dir.empty()) io::remove_stale_temporaries(o.out_dir, "seed");
+    if (!o.npz.empty()) {
+      const std::filesystem::path npz(o.npz);
+      io::remove_stale_temporaries(npz.has_parent_path() ? npz.parent_path().string() : ".", npz.filename().string());
+    }
+  }
+  auto write_pngs = [&](int64_t begin, const torch::Tensor& samples) {
+    if (o.out_dir.empty()) return;
+    torch::Tensor images = io::to_uint8_nhwc(samples, meta.data_min, meta.data_max);
+    for (int64_t i = 0; i < images.size(0); ++i) io::write_png(o.out_dir + "/" + seed_name(seeds[begin + i]), images[i]);
+  };
   Progress progress("sampling", static_cast<int64_t>(seeds.size()), "samples");
   int64_t done = 0;
-  SampleResult result = run_sampler(
-      *sampler, model, job, [&](int64_t d, int64_t) { done = d; progress.update(d); },
+  ChunkedResult chunked = run_chunked(
+      *sampler, model, job, store ? &*store : nullptr, write_pngs, [&](int64_t d, int64_t) { done = d; progress.update(d); },
       [&](int i, int n, double) { progress.update(done, "step " + std::to_string(i + 1) + "/" + std::to_string(n)); });
   progress.finish();
+  const SampleResult& result = chunked.result;
   const double sample_seconds = seconds_since(start);
 
   nlohmann::json outputs = nlohmann::json::object();
@@ -133,17 +189,12 @@ void run(const SampleOptions& o) {
     io::write_npz(o.npz, arrays);
     outputs["npz"] = o.npz;
   }
-  if (meta.image_shaped() && (!o.out.empty() || !o.out_dir.empty())) {
-    torch::Tensor images = io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max);
-    if (!o.out.empty()) {
-      io::write_png(o.out, io::make_grid(images));
-      outputs["grid"] = o.out;
-    }
-    if (!o.out_dir.empty()) {
-      for (size_t i = 0; i < seeds.size(); ++i) io::write_png(o.out_dir + "/" + seed_name(seeds[i]), images[i]);
-      outputs["out_dir"] = o.out_dir;
-    }
+  if (!o.out.empty()) {
+    io::write_png(o.out, io::make_grid(io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max)));
+    outputs["grid"] = o.out;
   }
+  if (!o.out_dir.empty()) outputs["out_dir"] = o.out_dir;  // written chunk by chunk
+  if (store) store->remove();
   if (o.json) {
     torch::Tensor s = result.samples.to(torch::kFloat64);
     print_json({{"command", "sample"},
@@ -168,6 +219,7 @@ void run(const SampleOptions& o) {
                 {"sample_std", s.std().item<double>()},
                 {"wall_seconds", seconds_since(start)},
                 {"sampling_seconds", sample_seconds},
+                {"resumed_samples", chunked.resumed},
                 {"outputs", outputs}});
   }
 }
@@ -197,6 +249,7 @@ void register_sample(CLI::App& app) {
   sub->add_option("--class", o.label, "class label for every sample, or 'random' (seed mod num_classes)");
   sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (1 = plain conditional)")->capture_default_str();
   sub->add_flag("--json", o.json, "print a JSON summary on stdout");
+  sub->add_flag("--overwrite", o.overwrite, "discard the finished chunks of an earlier, unfinished run instead of resuming it");
   set_action(sub, [] { run(o); });
 }
 

@@ -47,6 +47,24 @@ void check_jpeg_complete(const std::vector<uint8_t>& b, const std::string& path)
   fail("cannot decode image '", path, "': truncated JPEG (no end-of-image marker)");
 }
 
+/// stb grows its IDAT buffer to whatever a chunk's length field claims before reading the chunk,
+/// so a 73-byte file could make it allocate 2 GiB (found by fuzz_image); every chunk must fit in
+/// the file, and the file must reach IEND.
+void check_png_chunks(const std::vector<uint8_t>& b, const std::string& path) {
+  static const uint8_t kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (b.size() < 8 || std::memcmp(b.data(), kPng, 8) != 0) return;
+  for (size_t pos = 8; pos + 8 <= b.size();) {
+    const uint64_t len = uint64_t(b[pos]) << 24 | b[pos + 1] << 16 | b[pos + 2] << 8 | b[pos + 3];
+    const std::string type(reinterpret_cast<const char*>(&b[pos + 4]), 4);
+    if (len + 12 > b.size() - pos)
+      fail("cannot decode image '", path, "': truncated PNG (chunk '", type, "' claims ", len, " bytes, ",
+           b.size() - pos - 8, " left)");
+    if (type == "IEND") return;
+    pos += len + 12;
+  }
+  fail("cannot decode image '", path, "': truncated PNG (no IEND chunk)");
+}
+
 }  // namespace
 
 torch::Tensor to_uint8_nhwc(const torch::Tensor& x, double lo, double hi) {
@@ -133,6 +151,7 @@ torch::Tensor read_image(const std::string& path, int channels) {
          " per side, 2^28 pixels); corrupt header?");
   check_bmp_complete(bytes, path);
   check_jpeg_complete(bytes, path);
+  check_png_chunks(bytes, path);
   int w2 = 0, h2 = 0, c2 = 0;
   stbi_uc* pixels = stbi_load_from_memory(bytes.data(), len, &w2, &h2, &c2, channels);
   if (!pixels) fail("cannot decode image '", path, "': ", stbi_failure_reason());

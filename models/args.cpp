@@ -68,7 +68,8 @@ int KeyValueArgs::get_int(const std::string& key, int fallback) const {
   const std::string* v = find(key);
   if (!v) return fallback;
   double d = to_double(*v, what_ + " " + key);
-  if (d != static_cast<double>(static_cast<int64_t>(d)) || d > 2e9 || d < -2e9)
+  // Range first: casting a double outside int64 (e.g. limit=1e30) is undefined behaviour (found by fuzz_args).
+  if (!(d >= -2e9 && d <= 2e9) || d != static_cast<double>(static_cast<int64_t>(d)))
     fail(what_, " ", key, ": '", *v, "' is not an integer");
   return static_cast<int>(d);
 }
@@ -132,6 +133,8 @@ std::vector<uint64_t> parse_seeds(const std::string& text) {
     uint64_t lo = parse_u(trim(item.substr(0, dash))), hi = parse_u(trim(item.substr(dash + 1)));
     if (hi < lo) fail("malformed --seeds '", text, "': range ", item, " is descending");
     if (hi - lo >= 10000000) fail("malformed --seeds '", text, "': range ", item, " is too large");
+    // Checked before expanding: thirty "0-9999999" items would otherwise take 2.4 GB first.
+    if (seeds.size() + (hi - lo + 1) > 10000000) fail("--seeds '", text, "' names more than 10 million samples");
     for (uint64_t s = lo; s <= hi; ++s) seeds.push_back(s);
   }
   if (seeds.size() > 10000000) fail("--seeds '", text, "' names more than 10 million samples");

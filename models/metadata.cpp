@@ -177,6 +177,12 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
       fail("metadata field 'shape' must be a list of 1 to 4 positive integers, got ", shape.dump());
     m.shape.push_back(d.get<int64_t>());
   }
+  // Every dimension may be sane and the product still absurd ([4, 65536, 65536] is 64 GiB per
+  // sample); refuse it here rather than fail inside an allocation that names no file.
+  int64_t values = 1;
+  for (int64_t d : m.shape)
+    if ((values *= d) > (int64_t(1) << 26))  // d <= 2^16: no overflow before this check
+      fail("metadata field 'shape' ", shape.dump(), " has more than 2^26 values per sample; corrupt metadata?");
   if (doc.contains("data_range")) {
     const json& r = doc.at("data_range");
     if (!r.is_array() || r.size() != 2) fail("metadata field 'data_range' must be [lo, hi], got ", r.dump());

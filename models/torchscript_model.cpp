@@ -197,7 +197,14 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
     fail("model file '", spec, "' could not be loaded as TorchScript: ", first_line(e.what()));
   }
   if (!module.find_method("forward")) fail("model file '", spec, "' has no forward method");
-  ModelMetadata meta = resolve_metadata(extra["scoreflow.json"], file_json, overrides, "'" + spec + "'");
+  ModelMetadata meta;
+  try {
+    meta = resolve_metadata(extra["scoreflow.json"], file_json, overrides, "'" + spec + "'");
+  } catch (const Error& e) {
+    // Field errors ("metadata field 'shape' ...") do not know the file; say which model it was.
+    if (std::string(e.what()).find(spec) != std::string::npos) throw;
+    fail("model '", spec, "': ", e.what());
+  }
   return std::make_shared<TorchScriptModel>(spec, std::move(module), std::move(meta), device);
 }
 

@@ -35,6 +35,11 @@ SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> mo
     Denoiser denoiser(model, cond);
     x = sampler.sample(denoiser, x, job.sigmas, noise, on_step);
     denoiser.check_finite();
+    // The state can go bad with finite network outputs (a step that overflows); one flag per batch
+    // keeps the loop free of host syncs.
+    if (!torch::isfinite(x).all().item<bool>())
+      fail("sampler ", sampler.name(), " produced NaN or Inf samples for seeds ", seeds.front(), "..", seeds.back(),
+           " although every network output was finite (grid from sigma=", job.sigmas.front(), " to ", job.sigmas.back(), ")");
     result.nfe = denoiser.nfe();
     out.push_back(x.to(torch::kCPU, torch::kFloat32));
     if (on_batch) on_batch(begin + count, n);

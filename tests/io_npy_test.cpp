@@ -19,7 +19,7 @@ std::vector<std::pair<std::string, torch::Tensor>> sample_tensors() {
       {"u1", torch::randint(0, 256, {2, 4, 4, 3}).to(torch::kByte)},
       {"i1", torch::randint(-128, 128, {7}).to(torch::kChar)},
       {"i4", torch::randint(-100000, 100000, {3, 3}).to(torch::kInt)},
-      {"i8", torch::tensor({-(int64_t(1) << 40), int64_t(3), int64_t(1) << 62})},
+      {"i8", torch::tensor({-(int64_t(1) << 40), int64_t(3), int64_t(1) << 62})},  // not -1 << 40: UB before C++20
       {"b1", torch::tensor({true, false, true, true})},
       {"scalar", torch::tensor(2.5)},
       {"empty", torch::zeros({0, 3})},

@@ -1,0 +1,93 @@
+#include "cli/sample_chunks.h"
+
+#include <cstdio>
+#include <map>
+
+#include "scoreflow/error.h"
+
+namespace scoreflow::cli {
+namespace {
+
+/// Zero-padded so that names sort in seed order.
+std::string chunk_name(int64_t begin, int64_t end) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "samples-%09lld-%09lld", static_cast<long long>(begin), static_cast<long long>(end));
+  return buf;
+}
+
+/// Finished chunks of an earlier run that fit this job: [begin, end) -> samples.
+std::map<int64_t, std::pair<int64_t, torch::Tensor>> finished_chunks(const io::ChunkStore& store, int64_t n,
+                                                                     const std::vector<int64_t>& shape) {
+  std::map<int64_t, std::pair<int64_t, torch::Tensor>> out;
+  int64_t covered_to = 0;
+  for (const std::string& name : store.chunks()) {
+    long long begin = -1, end = -1;
+    if (std::sscanf(name.c_str(), "samples-%lld-%lld", &begin, &end) != 2 || begin < covered_to || end <= begin ||
+        end > n)
+      continue;
+    auto array = store.load(name);
+    if (!array) continue;
+    std::vector<int64_t> want{end - begin};
+    want.insert(want.end(), shape.begin(), shape.end());
+    if (array->dtype != "<f4" || array->shape != want) continue;
+    out.emplace(begin, std::make_pair(static_cast<int64_t>(end), io::to_tensor(*array)));
+    covered_to = end;
+  }
+  return out;
+}
+
+}  // namespace
+
+ChunkedResult run_chunked(const Sampler& sampler, std::shared_ptr<const Model> model, const SampleJob& job,
+                          io::ChunkStore* store, const ChunkCallback& on_chunk, const BatchCallback& on_batch,
+                          const StepCallback& on_step) {
+  const int64_t n = static_cast<int64_t>(job.seeds.size());
+  if (n == 0) fail("no seeds to sample");
+  if (job.batch < 1) fail("--batch must be >= 1, got ", job.batch);
+  const auto& shape = model->metadata().shape;
+  if (job.init_noise.defined()) {
+    std::vector<int64_t> want{n};
+    want.insert(want.end(), shape.begin(), shape.end());
+    if (job.init_noise.sizes() != c10::IntArrayRef(want))
+      fail("--init-noise has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want),
+           " (one row per seed)");
+  }
+  std::map<int64_t, std::pair<int64_t, torch::Tensor>> done;
+  if (store) done = finished_chunks(*store, n, shape);
+  ChunkedResult out;
+  out.result.nfe = -1;
+  std::vector<torch::Tensor> parts;
+  for (int64_t begin = 0; begin < n;) {
+    auto it = done.find(begin);
+    if (it != done.end()) {
+      // Finished by an earlier (killed) run.
+      const auto& [end, samples] = it->second;
+      parts.push_back(samples);
+      out.resumed += end - begin;
+      if (on_chunk) on_chunk(begin, samples);
+      begin = end;
+    } else {
+      // Up to one batch, stopping where a finished chunk starts.
+      int64_t end = std::min(begin + job.batch, n);
+      auto next = done.upper_bound(begin);
+      if (next != done.end()) end = std::min(end, next->first);
+      SampleJob part = job;
+      part.seeds.assign(job.seeds.begin() + begin, job.seeds.begin() + end);
+      part.batch = static_cast<int>(end - begin);
+      if (job.init_noise.defined()) part.init_noise = job.init_noise.narrow(0, begin, end - begin);
+      if (job.labels.defined()) part.labels = job.labels.narrow(0, begin, end - begin);
+      SampleResult r = run_sampler(sampler, model, part, {}, on_step);
+      out.result.nfe = r.nfe;
+      if (store) store->save(chunk_name(begin, end), io::from_tensor(r.samples));
+      parts.push_back(r.samples);
+      if (on_chunk) on_chunk(begin, r.samples);
+      begin = end;
+    }
+    if (on_batch) on_batch(begin, n);
+  }
+  if (out.result.nfe < 0) out.result.nfe = sampler.nfe(static_cast<int>(job.sigmas.size()) - 1);
+  out.result.samples = torch::cat(parts);
+  return out;
+}
+
+}  // namespace scoreflow::cli

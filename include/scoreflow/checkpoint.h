@@ -1,0 +1,56 @@
+#pragma once
+/// Resumable jobs: a long job keeps each finished chunk of its work in a folder next to its output,
+/// with a manifest of the settings that produced them. Re-running the same command after a kill
+/// loads the finished chunks instead of redoing them; a run with different settings is refused,
+/// naming the setting that differs, rather than mixing two runs in one output.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "scoreflow/npy.h"
+
+namespace scoreflow::io {
+
+/// 64-bit FNV-1a of `size` bytes, continuing from `h` (so that pieces can be chained).
+uint64_t fnv1a64(const void* data, size_t size, uint64_t h = 0xcbf29ce484222325ull);
+/// FNV-1a of a file's contents, streamed; "fnv1a64:<16 hex digits>". Throws Error naming the file.
+std::string hash_file(const std::string& path);
+/// "fnv1a64:<16 hex digits>" of a string.
+std::string hash_text(const std::string& text);
+
+/// Removes files in `dir` whose names start with `prefix` and end in the ".tmp.<pid>.<n>" of
+/// io::write_file_atomic, left by a writer that was killed (only when <pid> no longer runs).
+void remove_stale_temporaries(const std::string& dir, const std::string& prefix);
+
+/// What determines a job's results, as ordered (name, value) pairs; names are what the refusal
+/// message shows (e.g. "sampler", "model file hash", "sigmas").
+using Settings = std::vector<std::pair<std::string, std::string>>;
+
+/// A folder of finished chunks (`<name>.npy`) plus `manifest.json` holding the settings.
+class ChunkStore {
+ public:
+  /// Opens `dir` for a job with `settings`; nothing is created until the first save(). An
+  /// existing manifest with different settings throws Error naming the first differing setting
+  /// (`option` is the flag whose output the folder belongs to, for the message) unless
+  /// `overwrite`, which clears the folder. Temporary files left by a killed writer are removed.
+  ChunkStore(std::string dir, Settings settings, bool overwrite, const std::string& option);
+
+  /// Names of the finished chunks, sorted.
+  std::vector<std::string> chunks() const;
+  /// A finished chunk, or nothing when it is missing or unreadable (then it is simply redone).
+  std::optional<NpyArray> load(const std::string& name) const;
+  /// Stores a finished chunk atomically (creating the folder and manifest on first use).
+  void save(const std::string& name, const NpyArray& array);
+  /// Deletes the folder: the job's final outputs are written and nothing is left to resume.
+  void remove();
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  Settings settings_;
+  bool manifest_written_ = false;
+};
+
+}  // namespace scoreflow::io

@@ -1,0 +1,158 @@
+#include "scoreflow/checkpoint.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "scoreflow/error.h"
+#include "scoreflow/fsutil.h"
+
+namespace scoreflow::io {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "scoreflow-chunks/1";
+constexpr const char* kManifest = "manifest.json";
+
+std::string hex(uint64_t h) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+/// Values can be long (a grid of 1000 sigmas); the message shows a readable prefix.
+std::string shorten(const std::string& v) { return v.size() > 80 ? v.substr(0, 77) + "..." : v; }
+
+}  // namespace
+
+uint64_t fnv1a64(const void* data, size_t size, uint64_t h) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < size; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+std::string hash_text(const std::string& text) { return hex(fnv1a64(text.data(), text.size())); }
+
+std::string hash_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("cannot read '", path, "': ", std::strerror(errno));
+  uint64_t h = 0xcbf29ce484222325ull;
+  uint8_t buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      fail("cannot read '", path, "': ", std::strerror(err));
+    }
+    h = fnv1a64(buf, static_cast<size_t>(n), h);
+  }
+  ::close(fd);
+  return hex(h);
+}
+
+void remove_stale_temporaries(const std::string& dir, const std::string& prefix) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    if (name.rfind(prefix, 0) != 0 || at == std::string::npos) continue;
+    long long pid = 0, n = 0;
+    char tail = 0;
+    if (std::sscanf(name.c_str() + at, ".tmp.%lld.%lld%c", &pid, &n, &tail) != 2 || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // its writer still runs
+    fs::remove(e.path(), ec);
+  }
+}
+
+ChunkStore::ChunkStore(std::string dir, Settings settings, bool overwrite, const std::string& option)
+    : dir_(std::move(dir)), settings_(std::move(settings)) {
+  std::error_code ec;
+  if (!fs::exists(dir_, ec)) return;
+  if (!fs::is_directory(dir_, ec)) fail("cannot keep the chunks of ", option, " in '", dir_, "': a file is in the way");
+  const std::string manifest = dir_ + "/" + kManifest;
+  if (overwrite || !fs::exists(manifest, ec)) {
+    // --overwrite, or a writer killed before its first chunk landed: nothing worth keeping.
+    fs::remove_all(dir_, ec);
+    if (ec) fail("cannot clear '", dir_, "': ", ec.message());
+    return;
+  }
+  Settings old;
+  try {
+    const std::vector<uint8_t> bytes = read_file(manifest);
+    const auto doc = nlohmann::json::parse(bytes.begin(), bytes.end());
+    if (doc.at("format") != kFormat) fail("format ", doc.at("format").dump());
+    for (const auto& item : doc.at("settings"))
+      old.emplace_back(item.at(0).get<std::string>(), item.at(1).get<std::string>());
+  } catch (const std::exception& e) {
+    fail("'", manifest, "' is unreadable (", e.what(), "); pass --overwrite to discard the unfinished run in '", dir_,
+         "'");
+  }
+  auto differ = [&](const std::string& name, const std::string& was, const std::string& now) {
+    fail("'", dir_, "' holds an unfinished run of ", option, " with different settings: ", name, " was '", shorten(was),
+         "', now '", shorten(now), "'; re-run with the same settings to resume, or pass --overwrite to start over");
+  };
+  for (const auto& [name, value] : settings_) {
+    auto it = std::find_if(old.begin(), old.end(), [&](const auto& p) { return p.first == name; });
+    if (it == old.end()) differ(name, "(not set)", value);
+    if (it->second != value) differ(name, it->second, value);
+  }
+  for (const auto& [name, value] : old)
+    if (std::none_of(settings_.begin(), settings_.end(), [&](const auto& p) { return p.first == name; }))
+      differ(name, value, "(not set)");
+  manifest_written_ = true;
+  // Temporary siblings of chunks whose writer was killed mid-write.
+  for (const auto& e : fs::directory_iterator(dir_, ec))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);
+}
+
+std::vector<std::string> ChunkStore::chunks() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!manifest_written_) return out;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.path().extension() == ".npy" && name.find(".tmp.") == std::string::npos)
+      out.push_back(e.path().stem().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<NpyArray> ChunkStore::load(const std::string& name) const {
+  if (!manifest_written_) return std::nullopt;
+  try {
+    return read_npy(dir_ + "/" + name + ".npy");
+  } catch (const Error&) {
+    return std::nullopt;  // written atomically, so only tampering gets here; redo the chunk
+  }
+}
+
+void ChunkStore::save(const std::string& name, const NpyArray& array) {
+  if (!manifest_written_) {
+    make_dirs(dir_);
+    nlohmann::json doc = {{"format", kFormat}, {"settings", nlohmann::json::array()}};
+    for (const auto& [k, v] : settings_) doc["settings"].push_back({k, v});
+    write_file_atomic(dir_ + "/" + kManifest, doc.dump(1) + "\n");
+    manifest_written_ = true;
+  }
+  write_npy(dir_ + "/" + name + ".npy", array);
+}
+
+void ChunkStore::remove() {
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+  manifest_written_ = false;
+}
+
+}  // namespace scoreflow::io
