@@ -310,30 +310,11 @@ TEST(Amed, PluginStudentsTrainAndSample) {
 }
 
 #ifdef SCOREFLOW_CLI_PATH
+#include "tests/support/cli_runner.h"
 namespace {
 
-struct CliResult {
-  int code;
-  std::string out, err;
-};
-
-CliResult cli(const std::string& args) {
-  static int counter = 0;
-  const std::string err_file = tmp("cli_err_" + std::to_string(counter++) + ".txt");
-  const std::string cmd = std::string(SCOREFLOW_CLI_PATH) + " --threads 1 " + args + " 2>" + err_file;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  std::string err;
-  if (FILE* f = std::fopen(err_file.c_str(), "r")) {
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) err.append(buf, n);
-    std::fclose(f);
-  }
-  return {WEXITSTATUS(status), out, err};
-}
+using CliResult = scoreflow::clitest::Result;
+CliResult cli(const std::string& args) { return scoreflow::clitest::run(args); }
 
 }  // namespace
 

@@ -11,50 +11,13 @@
 #include <sstream>
 
 #include "scoreflow/npy.h"
+#include "tests/support/cli_runner.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
+using namespace scoreflow::clitest;
 
 namespace {
-
-const std::string kCli = SCOREFLOW_CLI_PATH;
-
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result run(const std::string& args) {
-  static int counter = 0;
-  std::string err_file = ::testing::TempDir() + "/eval_cli_err_" + std::to_string(counter++) + ".txt";
-  std::string cmd = kCli + " --threads 1 " + args + " 2>" + err_file;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  int status = pclose(pipe);
-  std::ifstream in(err_file);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return {WEXITSTATUS(status), out, ss.str()};
-}
-
-std::string tmp(const std::string& name) {
-  std::string dir = ::testing::TempDir() + "/scoreflow_eval_cli";
-  fs::create_directories(dir);
-  return dir + "/" + name;
-}
-
-void expect_refused(const std::string& args, const std::string& needle, const std::string& output = "") {
-  if (!output.empty()) fs::remove(output);
-  Result r = run(args);
-  EXPECT_NE(r.code, 0) << args;
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << args << "\nstderr: " << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "exactly one line: " << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\nstderr: " << r.err;
-  if (!output.empty()) EXPECT_FALSE(fs::exists(output)) << output << " left behind";
-}
 
 std::string write_points(const std::string& name, const torch::Tensor& pts) {
   std::string path = tmp(name);
