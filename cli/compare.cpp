@@ -1,5 +1,7 @@
 // scoreflow compare: a sampler × NFE sweep from the same seeds — markdown table, CSV, SVG plot and
 // one image grid per cell.
+#include <algorithm>
+#include <map>
 #include <cmath>
 #include <cstdio>
 
@@ -23,6 +25,7 @@ struct Options {
   ModelOptions model;
   std::string samplers = "euler,heun", nfe = "3,5,7,9", seeds, metric = "w2", features = "none", ref, ref_data;
   std::string schedule = "karras", schedule_args, out_dir, csv, plot, reference_sampler = "heun";
+  std::vector<std::string> sampler_args;  // "NAME:k=v,..." per sampler
   int num = 64, reference_steps = 500, batch = 64;
   bool json = false, log_x = false, log_y = false;
 };
@@ -118,8 +121,18 @@ void run(const Options& o) {
   const ModelMetadata& meta = model->metadata();
   const std::vector<std::string> names = split(o.samplers);
   if (names.empty()) fail("--samplers is empty; give e.g. euler,heun");
+  std::map<std::string, std::string> args_of;
+  for (const std::string& item : o.sampler_args) {
+    const size_t colon = item.find(':');
+    if (colon == std::string::npos || colon == 0)
+      fail("--sampler-args '", item, "' must be NAME:k=v,... (e.g. amed:predictor=amed.pt)");
+    const std::string name = item.substr(0, colon);
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      fail("--sampler-args names '", name, "', which is not in --samplers (", o.samplers, ")");
+    args_of[name] = item.substr(colon + 1);
+  }
   std::vector<std::unique_ptr<Sampler>> samplers;
-  for (const auto& n : names) samplers.push_back(make_sampler(n));  // unknown names fail before any work
+  for (const auto& n : names) samplers.push_back(make_sampler(n, args_of[n]));  // bad names/args fail before any work
   std::vector<int> budgets;
   for (double v : parse_double_list(o.nfe, "--nfe")) {
     if (v < 0 || v != std::floor(v)) fail("--nfe values must be non-negative integers, got ", v);
@@ -220,6 +233,8 @@ void register_compare(CLI::App& app) {
   static Options o;
   o.model.add(*sub);
   sub->add_option("--samplers", o.samplers, "comma-separated sampler names")->capture_default_str();
+  sub->add_option("--sampler-args", o.sampler_args,
+                  "options of one sampler, NAME:k=v,... (repeatable; e.g. amed:predictor=amed.pt, ddim:eta=0.5)");
   sub->add_option("--nfe", o.nfe, "comma-separated NFE budgets")->capture_default_str();
   sub->add_option("--num", o.num, "samples per cell (seeds 0..num-1)")->capture_default_str();
   sub->add_option("--seeds", o.seeds, "explicit seeds instead of --num, e.g. 0-63");

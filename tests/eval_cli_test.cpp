@@ -198,6 +198,27 @@ TEST(CompareCli, GaussianSweepWritesTableCsvPlotAndW2FallsWithNfe) {
   EXPECT_TRUE(fs::exists(dir + "/table.md"));
 }
 
+TEST(CompareCli, PerSamplerArgsReachTheirSampler) {
+  // AMED needs its coefficients and DDIM takes eta: --sampler-args NAME:k=v gives each its own.
+  std::string dir = tmp("compare_args");
+  fs::remove_all(dir);
+  Result r = run("compare --model builtin:gaussian:shape=2,mean=0.5,std=0.5 --samplers amed,ddim --nfe 5 --num 100 "
+                 "--metric w2 --sampler-args amed:r=0.5,afs=true --sampler-args ddim:eta=1 --out-dir " + dir + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(doc["cells"].size(), 2u);
+  for (const auto& c : doc["cells"]) {
+    EXPECT_FALSE(c.contains("error") && !c["error"].is_null() && c["error"] != "") << c.dump();
+    EXPECT_EQ(c["nfe_used"], 5) << c.dump();  // amed with afs: 2(N−1) − 1 = 5 for N = 4
+  }
+  expect_refused("compare --model builtin:gaussian --samplers euler --nfe 5 --sampler-args ddim:eta=1 --out-dir " + dir,
+                 "not in --samplers");
+  expect_refused("compare --model builtin:gaussian --samplers ddim --nfe 5 --sampler-args ddim:etaa=1 --out-dir " + dir,
+                 "unknown sampler arg 'etaa'");
+  expect_refused("compare --model builtin:gaussian --samplers ddim --nfe 5 --sampler-args eta=1 --out-dir " + dir,
+                 "must be NAME:k=v");
+}
+
 TEST(CompareCli, ImageModelWritesAGridPerCellAndOdeError) {
   std::string dir = tmp("compare_gmm");
   fs::remove_all(dir);
