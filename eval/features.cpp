@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "scoreflow/error.h"
+#include "scoreflow/model.h"
 #include "scoreflow/npy.h"
 
 namespace scoreflow::eval {
@@ -20,16 +21,7 @@ std::string shape_text(c10::IntArrayRef s) {
   return os.str();
 }
 
-std::string first_line(const std::string& text) {
-  std::string best, line;
-  std::istringstream in(text);
-  while (std::getline(in, line))
-    if (line.find("Error: ") != std::string::npos || line.find("Exception: ") != std::string::npos) best = line;
-  if (best.empty()) best = text.substr(0, text.find('\n'));
-  size_t start = best.find_first_not_of(" \t");
-  best = start == std::string::npos ? best : best.substr(start);
-  return best.size() > 300 ? best.substr(0, 300) + "..." : best;
-}
+std::string first_line(const std::string& text) { return summarize_torch_error(text); }
 
 }  // namespace
 

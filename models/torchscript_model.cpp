@@ -15,18 +15,7 @@
 namespace scoreflow {
 namespace {
 
-/// TorchScript errors span many lines (a traceback); keep the line that says what went wrong:
-/// the last "...Error: message" line, or else the first line.
-std::string first_line(const std::string& text) {
-  std::string best, line;
-  std::istringstream in(text);
-  while (std::getline(in, line))
-    if (line.find("Error: ") != std::string::npos || line.find("Exception: ") != std::string::npos) best = line;
-  if (best.empty()) best = text.substr(0, text.find('\n'));
-  size_t start = best.find_first_not_of(" \t");
-  best = start == std::string::npos ? best : best.substr(start);
-  return best.size() > 300 ? best.substr(0, 300) + "..." : best;
-}
+std::string first_line(const std::string& text) { return summarize_torch_error(text); }
 
 std::string shape_str(c10::IntArrayRef s) {
   std::ostringstream os;
@@ -159,6 +148,17 @@ class TorchScriptModel : public Model {
 };
 
 }  // namespace
+
+std::string summarize_torch_error(const std::string& text) {
+  std::string best, line;
+  std::istringstream in(text);
+  while (std::getline(in, line))
+    if (line.find("Error: ") != std::string::npos || line.find("Exception: ") != std::string::npos) best = line;
+  if (best.empty()) best = text.substr(0, text.find('\n'));
+  size_t start = best.find_first_not_of(" \t");
+  best = start == std::string::npos ? best : best.substr(start);
+  return best.size() > 300 ? best.substr(0, 300) + "..." : best;
+}
 
 std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
                                   const std::vector<std::string>& overrides, torch::Device device) {

@@ -76,6 +76,10 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
                                   const std::vector<std::string>& overrides = {},
                                   torch::Device device = torch::kCPU);
 
+/// The line of a (multi-line, traceback-carrying) TorchScript error that says what went wrong: the
+/// last "...Error: message" line, else the first line; trimmed to 300 characters.
+std::string summarize_torch_error(const std::string& text);
+
 /// Names and one-line summaries of the built-in models.
 std::vector<std::pair<std::string, std::string>> builtin_models();
 
