@@ -25,7 +25,7 @@ struct SampleOptions {
   std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma;
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
-  bool json = false, overwrite = false;
+  bool json = false, overwrite = false, cuda_graph = false;
 };
 
 torch::Tensor labels_for(const SampleOptions& o, const ModelMetadata& m, const std::vector<uint64_t>& seeds) {
@@ -83,11 +83,10 @@ io::Settings resume_settings(const SampleOptions& o, const Model& model, const S
 void run(const SampleOptions& o) {
   auto start = std::chrono::steady_clock::now();
   // Everything that can be refused is checked before any sampling work.
-  if (o.dtype != "fp32") {
-    if (o.dtype != "fp16" && o.dtype != "bf16") fail("--dtype '", o.dtype, "' is unknown; valid: fp32, fp16, bf16");
-    fail("--dtype ", o.dtype, " is not supported yet on this build; use fp32");
-  }
+  const torch::ScalarType dtype = parse_inference_dtype(o.dtype);
   auto model = o.model.open();
+  model->configure({dtype, o.cuda_graph});
+  if (!model->inference_note().empty()) std::fprintf(stderr, "note: %s\n", model->inference_note().c_str());
   const ModelMetadata& meta = model->metadata();
   // --gamma feeds both the optimal trajectory and the Analytic-DPM samplers' gamma= arg.
   std::string sampler_args = o.sampler_args;
@@ -213,6 +212,8 @@ void run(const SampleOptions& o) {
                 {"num_samples", seeds.size()},
                 {"batch", o.batch},
                 {"device", o.model.device},
+                {"dtype", o.dtype},
+                {"cuda_graph", o.cuda_graph && model->inference_note().empty()},
                 {"guidance", o.guidance},
                 {"class", o.label},
                 {"sample_mean", s.mean().item<double>()},
@@ -241,7 +242,8 @@ void register_sample(CLI::App& app) {
   sub->add_option("--sigmas", o.sigmas, "explicit descending sigma list, e.g. 80,40,10,1 (0 appended)");
   sub->add_option("--seeds", o.seeds, "seeds: 0-63 or 1,5,9-12 (one sample each)")->capture_default_str();
   sub->add_option("--batch", o.batch, "samples per network call")->capture_default_str();
-  sub->add_option("--dtype", o.dtype, "fp32 | fp16 | bf16")->capture_default_str();
+  sub->add_option("--dtype", o.dtype, "network precision fp32 | fp16 | bf16 (CUDA autocast; state stays float32)")->capture_default_str();
+  sub->add_flag("--cuda-graph", o.cuda_graph, "replay the network call from a CUDA graph (CUDA only; falls back to eager calls elsewhere)");
   sub->add_option("--out", o.out, "PNG grid of all samples");
   sub->add_option("--out-dir", o.out_dir, "directory for one PNG per seed (seedNNNNNN.png)");
   sub->add_option("--npz", o.npz, ".npz with samples (float32), seeds, images (uint8 NHWC)");

@@ -1,6 +1,7 @@
 #include "cli/sample_chunks.h"
 
 #include <cstdio>
+#include <future>
 #include <map>
 
 #include "scoreflow/error.h"
@@ -54,6 +55,14 @@ ChunkedResult run_chunked(const Sampler& sampler, std::shared_ptr<const Model> m
   }
   std::map<int64_t, std::pair<int64_t, torch::Tensor>> done;
   if (store) done = finished_chunks(*store, n, shape);
+  // Writing a finished chunk (its resume copy, the caller's PNGs) runs on a worker thread while
+  // the next chunk samples, so the device never waits for the disk. One write is in flight at a
+  // time and they keep seed order; a write's error surfaces at the next chunk or at the end.
+  std::future<void> writing;
+  auto write_behind = [&](std::function<void()> task) {
+    if (writing.valid()) writing.get();
+    writing = std::async(std::launch::async, std::move(task));
+  };
   ChunkedResult out;
   out.result.nfe = -1;
   std::vector<torch::Tensor> parts;
@@ -64,7 +73,7 @@ ChunkedResult run_chunked(const Sampler& sampler, std::shared_ptr<const Model> m
       const auto& [end, samples] = it->second;
       parts.push_back(samples);
       out.resumed += end - begin;
-      if (on_chunk) on_chunk(begin, samples);
+      if (on_chunk) write_behind([&on_chunk, begin, samples = samples] { on_chunk(begin, samples); });
       begin = end;
     } else {
       // Up to one batch, stopping where a finished chunk starts.
@@ -78,13 +87,16 @@ ChunkedResult run_chunked(const Sampler& sampler, std::shared_ptr<const Model> m
       if (job.labels.defined()) part.labels = job.labels.narrow(0, begin, end - begin);
       SampleResult r = run_sampler(sampler, model, part, {}, on_step);
       out.result.nfe = r.nfe;
-      if (store) store->save(chunk_name(begin, end), io::from_tensor(r.samples));
       parts.push_back(r.samples);
-      if (on_chunk) on_chunk(begin, r.samples);
+      write_behind([store, &on_chunk, begin, end, samples = r.samples] {
+        if (store) store->save(chunk_name(begin, end), io::from_tensor(samples));
+        if (on_chunk) on_chunk(begin, samples);
+      });
       begin = end;
     }
     if (on_batch) on_batch(begin, n);
   }
+  if (writing.valid()) writing.get();
   if (out.result.nfe < 0) out.result.nfe = sampler.nfe(static_cast<int>(job.sigmas.size()) - 1);
   out.result.samples = torch::cat(parts);
   return out;

@@ -16,6 +16,38 @@ torch::Tensor Model::features(const torch::Tensor&, const std::vector<double>&, 
   fail("model ", name(), " exposes no bottleneck features (metadata 'features' is absent)");
 }
 
+torch::ScalarType parse_inference_dtype(const std::string& name) {
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "fp16") return torch::kHalf;
+  if (name == "bf16") return torch::kBFloat16;
+  fail("--dtype '", name, "' is unknown; valid: fp32, fp16, bf16");
+}
+
+std::string inference_dtype_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return "fp32";
+    case torch::kHalf: return "fp16";
+    case torch::kBFloat16: return "bf16";
+    default: return c10::toString(dtype);
+  }
+}
+
+void Model::configure(const InferenceOptions& options) {
+  if (options.dtype != torch::kFloat32)
+    fail("--dtype ", inference_dtype_name(options.dtype), " is for TorchScript networks on CUDA; ", name(),
+         " computes in float32/float64 (use fp32)");
+  inference_ = options;
+}
+
+std::string Model::inference_note() const {
+  return inference_.cuda_graph ? "CUDA graphs are for TorchScript networks on CUDA; " + name() + " runs eagerly" : "";
+}
+
+void Model::network_only(const torch::Tensor& x, double sigma, int iterations, bool) const {
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < iterations; ++i) denoise(x, {sigma}, {});
+}
+
 Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond) : model_(std::move(model)), cond_(std::move(cond)) {
   const ModelMetadata& m = model_->metadata();
   if (cond_.guidance != 1.0 && m.num_classes == 0)

@@ -6,6 +6,8 @@ torch::Tensor denoised_from_output(Prediction prediction, const torch::Tensor& x
                                    const torch::Tensor& alpha, const torch::Tensor& sigma) {
   switch (prediction) {
     case Prediction::Eps:  // x_t = α(x0 + σε) ⇒ D = x − σ ε̂
+      // One fused kernel when σ is one number (the common case; launches matter at small batch).
+      if (sigma.dim() == 0 && sigma.is_cpu()) return at::sub(x, f, sigma.item<double>());
       return x - sigma * f;
     case Prediction::X0:
       return f;

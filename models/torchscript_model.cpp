@@ -1,11 +1,15 @@
 // TorchScript networks + scoreflow.json metadata, wrapped as σ-space denoisers.
+#include <ATen/autocast_mode.h>
 #include <torch/script.h>
+#include <torch/version.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "models/cuda_graph.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
@@ -16,6 +20,46 @@ namespace scoreflow {
 namespace {
 
 std::string first_line(const std::string& text) { return summarize_torch_error(text); }
+
+/// CUDA autocast to `dtype` for the lifetime of the guard (no-op for float32); restores the
+/// thread's previous autocast state. The weight-cast cache is off under graph capture, where
+/// cached casts would be allocated in (and freed with) the graph's private pool.
+class AutocastGuard {
+ public:
+  AutocastGuard(torch::ScalarType dtype, bool cache) : active_(dtype != torch::kFloat32) {
+    if (!active_) return;
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
+    prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+    prev_enabled_ = at::autocast::is_enabled();
+    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+    prev_cache_ = at::autocast::is_autocast_cache_enabled();
+    at::autocast::set_autocast_cache_enabled(cache);
+  }
+  ~AutocastGuard() {
+    if (!active_) return;
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4 || TORCH_VERSION_MAJOR >= 3
+    at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+#else
+    at::autocast::set_enabled(prev_enabled_);
+    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+#endif
+    at::autocast::set_autocast_cache_enabled(prev_cache_);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_, prev_enabled_ = false, prev_cache_ = true;
+  torch::ScalarType prev_dtype_ = torch::kHalf;
+};
 
 std::string shape_str(c10::IntArrayRef s) {
   std::ostringstream os;
@@ -52,7 +96,7 @@ class TorchScriptModel : public Model {
 
   torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels) const override {
     auto [alpha, sig, out] = forward(x, sigma, labels);
-    return denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type());
+    return own(denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type()), out);
   }
 
   std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x, const std::vector<double>& sigma,
@@ -62,7 +106,41 @@ class TorchScriptModel : public Model {
     auto [alpha, sig, out] = forward(x, sigma, labels);
     const int64_t c = x.size(1);
     torch::Tensor d = denoised_from_output(meta_.prediction, x, out.narrow(1, 0, c), alpha, sig).to(x.scalar_type());
-    return {d, out.narrow(1, c, c).to(x.scalar_type())};
+    return {own(d, out), own(out.narrow(1, c, c).to(x.scalar_type()), out)};
+  }
+
+  void configure(const InferenceOptions& options) override {
+    if (options.dtype != torch::kFloat32 && !device_.is_cuda())
+      fail("--dtype ", inference_dtype_name(options.dtype), " needs --device cuda: reduced precision runs the network under CUDA autocast, "
+           "which the CPU does not have here; use fp32 on the CPU");
+    inference_ = options;
+    graph_.reset();
+    graph_failed_.clear();
+    if (options.cuda_graph && device_.is_cuda() && GraphRunner::available()) graph_ = std::make_unique<GraphRunner>();
+  }
+  std::string inference_note() const override {
+    if (!inference_.cuda_graph) return "";
+    if (!graph_failed_.empty()) return graph_failed_;
+    if (!device_.is_cuda()) return "CUDA graphs need --device cuda; running the network eagerly";
+    if (!GraphRunner::available()) return "this scoreflow build has no CUDA support; running the network eagerly";
+    return "";
+  }
+  void network_only(const torch::Tensor& x, double sigma, int iterations, bool graph) const override {
+    torch::NoGradGuard no_grad;
+    auto [xt, t] = inputs(x, {sigma});
+    std::vector<torch::jit::IValue> in{xt, t};
+    if (num_inputs_ == 3) in.push_back(torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
+    if (graph && graph_) {
+      std::vector<torch::Tensor> tensors;
+      for (auto& v : in) tensors.push_back(v.toTensor());
+      graph_forward(x, sigma, {});  // captures on first use
+      if (graph_) {
+        for (int i = 0; i < iterations; ++i) graph_->replay(tensors);
+        return;
+      }
+    }
+    AutocastGuard autocast(inference_.dtype, true);
+    for (int i = 0; i < iterations; ++i) call("forward", in, sigma);
   }
 
   bool has_features() const override { return !meta_.features.empty(); }
@@ -93,6 +171,57 @@ class TorchScriptModel : public Model {
     return {x * column(a, x), torch::tensor(t, torch::kFloat64).to(x.device(), torch::kFloat32)};
   }
 
+  /// A result that still aliases a CUDA graph's static output would be overwritten by the next
+  /// replay: give the caller its own copy then.
+  torch::Tensor own(const torch::Tensor& result, const torch::Tensor& out) const {
+    if (graph_ && result.is_cuda() && result.storage().is_alias_of(out.storage())) return result.clone();
+    return result;
+  }
+
+  /// Runs the captured network for this batch shape at one σ: x·α is written straight into the
+  /// graph's static input and the time vector filled in place, so a call costs the replay plus
+  /// two small kernels. Returns an undefined tensor when graphs are off or capture failed (a
+  /// network that synchronises, or data-dependent control flow), which turns graphs off with a note.
+  torch::Tensor graph_forward(const torch::Tensor& x, double sigma, const torch::Tensor& labels) const {
+    if (!graph_ || torch::GradMode::is_enabled() || !x.is_cuda()) return {};
+    const NoiseSchedule& sch = meta_.schedule;
+    const double a = sch.alpha_of_sigma(sigma), t = network_time(sch, meta_.time_input, sigma);
+    std::vector<torch::Tensor> like{x, torch::empty({x.size(0)}, x.options().dtype(torch::kFloat32))};
+    torch::Tensor y;
+    if (num_inputs_ == 3) {
+      y = labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong));
+      like.push_back(y);
+    }
+    try {
+      return graph_->run_filled(
+          like,
+          [&](std::vector<torch::Tensor>& in) {
+            if (a == 1.0) in[0].copy_(x);
+            else at::mul_out(in[0], x, torch::scalar_tensor(a, torch::kFloat64));
+            in[1].fill_(t);
+            if (y.defined()) in[2].copy_(y, /*non_blocking=*/true);
+          },
+          [&](const std::vector<torch::Tensor>& in) {
+            std::vector<torch::jit::IValue> args(in.begin(), in.end());
+            AutocastGuard autocast(inference_.dtype, false);
+            torch::jit::IValue r = call("forward", args, sigma);
+            if (!r.isTensor()) fail("model ", path_, ": forward returned ", r.tagKind(), ", expected a Tensor");
+            return r.toTensor();
+          });
+    } catch (const std::exception& e) {
+      graph_failed_ = std::string("CUDA graph capture failed, running the network eagerly: ") + first_line(e.what());
+      std::fprintf(stderr, "warning: %s\n", graph_failed_.c_str());
+      graph_.reset();
+      return {};
+    }
+  }
+
+  /// The eager forward call, under autocast when a reduced dtype is configured.
+  torch::jit::IValue run_network(std::vector<torch::jit::IValue>& in, double sigma) const {
+    AutocastGuard autocast(inference_.dtype, true);
+    return call("forward", in, sigma);
+  }
+
   /// Inference runs without autograd, except when the caller asks for gradients with respect to
   /// the input (x.requires_grad() with grad mode on: eval/ Jacobian-vector products).
   static bool keep_grad(const torch::Tensor& x) { return x.requires_grad() && torch::GradMode::is_enabled(); }
@@ -116,12 +245,15 @@ class TorchScriptModel : public Model {
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const std::vector<double>& sigma,
                                                                   const torch::Tensor& labels) const {
     torch::AutoGradMode grad_mode(keep_grad(x));
-    auto [xt, t] = inputs(x, sigma);
-    std::vector<torch::jit::IValue> in{xt, t};
-    if (num_inputs_ == 3) in.push_back(labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
-    torch::jit::IValue result = call("forward", in, sigma.front());
-    if (!result.isTensor()) fail("model ", path_, ": forward returned ", result.tagKind(), ", expected a Tensor");
-    torch::Tensor out = result.toTensor();
+    torch::Tensor out = sigma.size() == 1 ? graph_forward(x, sigma[0], labels) : torch::Tensor();
+    if (!out.defined()) {
+      auto [xt, t] = inputs(x, sigma);
+      std::vector<torch::jit::IValue> in{xt, t};
+      if (num_inputs_ == 3) in.push_back(labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
+      torch::jit::IValue result = run_network(in, sigma.front());
+      if (!result.isTensor()) fail("model ", path_, ": forward returned ", result.tagKind(), ", expected a Tensor");
+      out = result.toTensor();
+    }
     std::vector<int64_t> want(x.sizes().begin(), x.sizes().end());
     if (meta_.head != Head::None) want[1] *= 2;
     if (out.sizes() != c10::IntArrayRef(want))
@@ -145,6 +277,8 @@ class TorchScriptModel : public Model {
   ModelMetadata meta_;
   torch::Device device_;
   int num_inputs_ = 2;
+  mutable std::unique_ptr<GraphRunner> graph_;
+  mutable std::string graph_failed_;
 };
 
 }  // namespace

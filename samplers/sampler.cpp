@@ -21,7 +21,12 @@ torch::Tensor NoiseSource::randn(c10::IntArrayRef sample_shape) {
 torch::Tensor NoiseSource::randn_like(const torch::Tensor& x) {
   if (x.size(0) != static_cast<int64_t>(gens_.size()))
     fail("noise source has ", gens_.size(), " generators for a batch of ", x.size(0));
-  return randn(x.sizes().slice(1)).to(x.device(), x.scalar_type());
+  if (x.device().is_cpu()) return randn(x.sizes().slice(1)).to(x.scalar_type());
+  // For a GPU state, draw into pinned host memory and copy without blocking: the host goes on
+  // queueing the step while the copy runs (the caching host allocator keeps the buffer alive
+  // until the copy has finished), so stochastic samplers add no per-step synchronisation.
+  torch::Tensor host = randn(x.sizes().slice(1)).pin_memory();
+  return host.to(x.device(), x.scalar_type(), /*non_blocking=*/true);
 }
 
 int Sampler::steps_for_nfe(int64_t budget) const {

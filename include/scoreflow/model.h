@@ -43,6 +43,19 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
 /// Builds a NoiseSchedule from its JSON text (the "schedule" field).
 NoiseSchedule schedule_from_json(const std::string& json_text);
 
+/// How a network is run (TorchScript networks on CUDA; other models accept only the defaults).
+struct InferenceOptions {
+  /// Float = full precision; Half/BFloat16 run the network under CUDA autocast. Inputs, outputs,
+  /// the sampler state and the schedule arithmetic stay float32/double either way.
+  torch::ScalarType dtype = torch::kFloat32;
+  /// Replay the fixed-shape network call from a CUDA graph (captured on first use per batch shape).
+  bool cuda_graph = false;
+};
+
+/// "fp32" | "fp16" | "bf16" → dtype; throws naming the valid choices.
+torch::ScalarType parse_inference_dtype(const std::string& name);
+std::string inference_dtype_name(torch::ScalarType dtype);
+
 /// A model in σ-space. Implementations must be safe to call from one thread at a time.
 class Model {
  public:
@@ -68,6 +81,21 @@ class Model {
                                  const torch::Tensor& labels) const;
   virtual torch::Device device() const { return torch::kCPU; }
   virtual void to(torch::Device device) {}
+  /// Sets how the network runs. Throws Error when the model or device cannot honour `dtype`
+  /// (reduced precision needs a TorchScript network on CUDA). A CUDA graph that cannot be used
+  /// (CPU, a CPU-only build, a builtin model) is not an error: the call runs eagerly and
+  /// inference_note() says why.
+  virtual void configure(const InferenceOptions& options);
+  const InferenceOptions& inference() const { return inference_; }
+  /// Why a requested CUDA graph is not used (empty when it is, or was not asked for).
+  virtual std::string inference_note() const;
+  /// Benchmarks: the bare network call on `x` at σ (the network input, after any scaling), run
+  /// `iterations` times as the denoiser would run it (eager, or replayed from the CUDA graph when
+  /// one is configured and `graph` is true). Returns nothing; time it around a device sync.
+  virtual void network_only(const torch::Tensor& x, double sigma, int iterations, bool graph) const;
+
+ protected:
+  InferenceOptions inference_;
 };
 
 /// Opens a model: "builtin:NAME[:k=v,...]" or a TorchScript path. `meta_file` and `overrides` as
