@@ -172,7 +172,10 @@ def load_unet(args):
     if cls_name != "UNet2DModel":
         sx.die(f"--unet '{args.unet}' is a {cls_name}; only UNet2DModel (forward(sample, timestep[, class_labels])) "
                "fits scoreflow's forward(x, t[, y])")
-    return diffusers.UNet2DModel.from_pretrained(args.unet).float().eval()
+    unet = diffusers.UNet2DModel.from_pretrained(args.unet).float().eval()
+    if hasattr(unet, "set_default_attn_processor"):  # plain bmm/softmax attention, not PyTorch 2's fused op
+        unet.set_default_attn_processor()
+    return unet
 
 
 def main():
@@ -218,6 +221,7 @@ def main():
             sx.die("the UNet config has no sample_size/in_channels; give --shape C,H,W")
         hw = [size, size] if isinstance(size, int) else list(size)
         shape = [int(c)] + [int(v) for v in hw]
+    sx.check_spatial(args.out, shape, size, "sample_size")
     arch_classes = config_value(ucfg, "num_class_embeds") or 0
     if args.null_class and not arch_classes:
         sx.die("--null-class needs a UNet with num_class_embeds")

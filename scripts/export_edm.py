@@ -215,6 +215,7 @@ def main():
         sx.die("the network has no img_resolution/img_channels attributes; give --shape C,H,W")
     else:
         shape = [int(chans), int(res), int(res)]
+    sx.check_spatial(args.out, shape, res, "img_resolution")
     label_dim = int(getattr(net, "label_dim", 0) or 0)
     num_classes = label_dim if args.num_classes is None else args.num_classes
     if num_classes < 0:

@@ -171,6 +171,7 @@ def main():
     c = int(getattr(model, "in_channels", 3))
     size = int(cfg["image_size"])
     shape = sx.parse_ints(args.shape, "--shape", 3) if args.shape else [c, size, size]
+    sx.check_spatial(args.out, shape, size, "image_size")
     num_classes = int(cfg["num_classes"]) if cfg["class_cond"] else 0
     arch_classes = getattr(model, "num_classes", None) or 0
     if num_classes != arch_classes:

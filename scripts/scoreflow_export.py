@@ -217,6 +217,12 @@ def preflight(raw, meta: dict, want_channels: int, channels_field: str):
                                   f"output does not depend on the class label")
 
 
+# Ops a PyTorch 2.x trace may record that Debian's LibTorch 1.13 cannot load.
+OPS_NEWER_THAN_1_13 = {"aten::scaled_dot_product_attention", "aten::_scaled_dot_product_attention",
+                       "aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_efficient_attention",
+                       "aten::_native_multi_head_attention", "aten::rms_norm"}
+
+
 def trace_and_save(wrapper, meta: dict, path: str, extra_methods=None):
     """Traces wrapper.forward (and `extra_methods`, names of methods with the same inputs) on CPU
     fp32 and writes it with scoreflow.json via a temporary file."""
@@ -230,6 +236,11 @@ def trace_and_save(wrapper, meta: dict, path: str, extra_methods=None):
     wrapper.eval()
     with torch.no_grad():
         traced = torch.jit.trace_module(wrapper, methods, check_trace=False)
+    newer = sorted({n.kind() for name in methods for n in getattr(traced, name).inlined_graph.nodes()}
+                   & OPS_NEWER_THAN_1_13)
+    if newer:
+        raise CheckFailed(f"ops: the traced network uses {', '.join(newer)}, which LibTorch 1.13 does not have "
+                          "(switch the network to its plain attention implementation)")
     tmp = path + ".tmp"
     torch.jit.save(traced, tmp, _extra_files={"scoreflow.json": json.dumps(meta)})
     os.replace(tmp, path)
@@ -286,6 +297,8 @@ def export(path: str, wrapper, meta: dict, reference, sigmas, want_channels: int
         fail_export(path, str(e))
     try:
         trace_and_save(wrapper, meta, path, extra_methods)
+    except CheckFailed as e:
+        fail_export(path, str(e))
     except Exception as e:  # noqa: BLE001
         fail_export(path, f"tracing failed: {str(e).strip().splitlines()[0][:300]}")
     try:
@@ -362,3 +375,13 @@ class NullableEmbedding(torch.nn.Module):
     def forward(self, y):
         keep = (y < self.num_classes).to(self.embedding.weight.dtype)[:, None]
         return self.embedding(y.clamp(max=self.num_classes - 1)) * keep
+
+
+def check_spatial(path: str, shape, size, what: str):
+    """Convolutional networks run at any resolution, so a wrong --shape H, W would pass the forward
+    check; compare it with the resolution the network was built for (`size`: int, [H, W] or None)."""
+    if size is None:
+        return
+    hw = [int(size), int(size)] if isinstance(size, (int, float)) else [int(v) for v in size]
+    if list(shape[1:]) != hw:
+        fail_export(path, f"shape: metadata shape {list(shape)} but the network's {what} is {hw[0] if hw[0] == hw[1] else hw}")
