@@ -145,6 +145,9 @@ def read_scheduler_config(path: str) -> dict:
         sx.die(f"--scheduler-config '{path}' is not valid JSON: {e}")
     if not isinstance(cfg, dict):
         sx.die(f"--scheduler-config '{path}' must hold a JSON object")
+    if cfg.get("_class_name") in ("ScoreSdeVeScheduler", "ScoreSdeVpScheduler", "KarrasVeScheduler"):
+        sx.die(f"--scheduler-config '{path}' is a {cfg['_class_name']}; this script reads DDPM-type "
+               "(beta schedule) configs. Export score-SDE networks with --meta overrides instead")
     pred = cfg.get("prediction_type", "epsilon")
     if pred not in PREDICTIONS:
         sx.die(f"scheduler config: unknown prediction_type '{pred}'; valid: {', '.join(PREDICTIONS)}")
@@ -173,6 +176,9 @@ def load_unet(args):
         sx.die(f"--unet '{args.unet}' is a {cls_name}; only UNet2DModel (forward(sample, timestep[, class_labels])) "
                "fits scoreflow's forward(x, t[, y])")
     unet = diffusers.UNet2DModel.from_pretrained(args.unet).float().eval()
+    if unet.config.get("time_embedding_type") == "fourier":
+        sx.die(f"--unet '{args.unet}' has a Fourier time embedding (a score-SDE network taking sigma, "
+               "not a timestep index); this script exports DDPM-type UNet2DModels")
     if hasattr(unet, "set_default_attn_processor"):  # plain bmm/softmax attention, not PyTorch 2's fused op
         unet.set_default_attn_processor()
     return unet
