@@ -170,6 +170,8 @@ def load_unet(args):
     except ImportError:
         sx.die("loading --unet needs the diffusers package (pip install diffusers); "
                "--random-init exports the built-in stand-in without it")
+    if not os.path.exists(os.path.join(args.unet, "config.json")):
+        sx.die(f"--unet '{args.unet}' has no config.json (give the pipeline's unet/ folder)")
     with open(os.path.join(args.unet, "config.json")) as f:
         cls_name = json.load(f).get("_class_name", "UNet2DModel")
     if cls_name != "UNet2DModel":
