@@ -33,6 +33,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scoreflow_export as sx  # noqa: E402
 
 
+class AttentionOp(torch.autograd.Function):
+    """Attention weights softmax_k(q^T k) as a custom autograd Function, the way the EDM repository
+    writes its attention (tracing has to see through it)."""
+
+    @staticmethod
+    def forward(ctx, q, k):
+        w = torch.einsum("ncq,nck->nqk", q, k).softmax(dim=2)
+        ctx.save_for_backward(q, k, w)
+        return w
+
+    @staticmethod
+    def backward(ctx, dw):
+        q, k, w = ctx.saved_tensors
+        db = w * (dw - (dw * w).sum(dim=2, keepdim=True))
+        return torch.einsum("nck,nqk->ncq", k, db), torch.einsum("ncq,nqk->nck", q, db)
+
+
 class StandInUNet(torch.nn.Module):
     """A tiny inner network F with the EDM repo's SongUNet/DhariwalUNet call signature:
     forward(x, noise_labels [B], class_labels [B, label_dim] or None) -> [B, out_channels, H, W]."""
@@ -44,12 +61,18 @@ class StandInUNet(torch.nn.Module):
                                              torch.nn.Linear(2 * ch, 2 * ch))
         self.map_label = torch.nn.Linear(label_dim, 2 * ch, bias=False) if label_dim else None
         self.core = sx.TinyUNetCore(in_channels, out_channels, ch, 2 * ch)
+        self.qkv = torch.nn.Conv2d(out_channels, 3 * out_channels, 1)
+        self.scale = 1 / math.sqrt(out_channels)
 
     def forward(self, x, noise_labels, class_labels=None, augment_labels=None):
         emb = self.map_noise(sx.sinusoidal(noise_labels, self.ch, flip_sin_to_cos=False, max_period=1.0e4))
         if self.map_label is not None:
             emb = emb + self.map_label(class_labels)
-        return self.core(x, emb)
+        h = self.core(x, emb)
+        # single-head self-attention over pixels, residual (EDM's UNetBlock attention, tiny)
+        q, k, v = self.qkv(h).flatten(2).chunk(3, dim=1)
+        w = AttentionOp.apply(q, k * self.scale)
+        return h + torch.einsum("nqk,nck->ncq", w, v).reshape(h.shape)
 
 
 class _Precond(torch.nn.Module):

@@ -140,6 +140,8 @@ def load_model(args, flags):
     cfg = parse_model_flags(defaults, flags)
     if cfg.get("use_fp16"):
         cfg["use_fp16"] = False  # exported in fp32; scoreflow casts with --dtype
+    if cfg.get("use_checkpoint"):
+        cfg["use_checkpoint"] = False  # gradient checkpointing is a training-time Function
     model, _ = su.create_model_and_diffusion(**cfg)
     sx.load_weights(model, sx.load_state_dict(args.checkpoint), args.checkpoint)
     cfg.setdefault("num_classes", getattr(su, "NUM_CLASSES", 1000))

@@ -8,6 +8,7 @@ compares scoreflow's D(x, sigma) -- computed here the way models/torchscript_mod
 from the metadata -- with the exporter's reference D computed from the original module in its own
 conventions. Any failure deletes the file and exits with one `error:` line.
 """
+import contextlib
 import json
 import math
 import os
@@ -217,6 +218,40 @@ def preflight(raw, meta: dict, want_channels: int, channels_field: str):
                                   f"output does not depend on the class label")
 
 
+class _TraceCtx:
+    """Stands in for an autograd ctx when a Function's forward is called directly."""
+
+    def save_for_backward(self, *tensors):
+        pass
+
+    def mark_non_differentiable(self, *tensors):
+        pass
+
+
+@contextlib.contextmanager
+def inline_autograd_functions(module: torch.nn.Module):
+    """torch.jit.trace cannot save calls of Python autograd Functions (EDM's AttentionOp, ADM's
+    gradient checkpointing); while tracing, make Function.apply call the Function's forward."""
+    classes = set()
+    for m in module.modules():
+        mod = sys.modules.get(type(m).__module__)
+        for value in vars(mod).values() if mod else ():
+            if (isinstance(value, type) and issubclass(value, torch.autograd.Function)
+                    and not value.__module__.startswith("torch")):
+                classes.add(value)
+    saved = {cls: cls.__dict__.get("apply") for cls in classes}
+    for cls in classes:
+        cls.apply = staticmethod(lambda *a, _cls=cls: _cls.forward(_TraceCtx(), *a))
+    try:
+        yield
+    finally:
+        for cls, old in saved.items():
+            if old is None:
+                del cls.apply
+            else:
+                cls.apply = old
+
+
 # Ops a PyTorch 2.x trace may record that Debian's LibTorch 1.13 cannot load.
 OPS_NEWER_THAN_1_13 = {"aten::scaled_dot_product_attention", "aten::_scaled_dot_product_attention",
                        "aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_efficient_attention",
@@ -234,7 +269,7 @@ def trace_and_save(wrapper, meta: dict, path: str, extra_methods=None):
     for name in extra_methods or []:
         methods[name] = inputs
     wrapper.eval()
-    with torch.no_grad():
+    with torch.no_grad(), inline_autograd_functions(wrapper):
         traced = torch.jit.trace_module(wrapper, methods, check_trace=False)
     newer = sorted({n.kind() for name in methods for n in getattr(traced, name).inlined_graph.nodes()}
                    & OPS_NEWER_THAN_1_13)
