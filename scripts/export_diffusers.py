@@ -265,8 +265,10 @@ def main():
             import diffusers
             sched = diffusers.DDPMScheduler.from_config(cfg)
             theirs = sched.alphas_cumprod.double().numpy()
-            if np.abs(theirs[:-1] - ab[:-1]).max() > 1e-5:
-                sx.die("the schedule read from the scheduler config differs from diffusers' DDPMScheduler")
+            diff = np.abs(theirs[:-1] - ab[:-1]).max()
+            if diff > 1e-5:
+                sx.die(f"the schedule read from the scheduler config differs from diffusers' DDPMScheduler "
+                       f"(max |alphas_cumprod difference| {diff:.3g})")
         except (ImportError, ValueError):
             pass
     n = len(ab)

@@ -9,6 +9,7 @@ from the metadata -- with the exporter's reference D computed from the original 
 conventions. Any failure deletes the file and exits with one `error:` line.
 """
 import contextlib
+import importlib
 import json
 import math
 import os
@@ -27,9 +28,10 @@ def die(msg: str):
 
 
 def fail_export(path: str, msg: str):
-    for p in (path, path + ".tmp"):
-        if p and os.path.exists(p):
-            os.remove(p)
+    """Exits with the self-check error; the archive is written to PATH.tmp and only renamed to PATH
+    once it passed, so removing the temporary file is all the cleaning up there is."""
+    if os.path.exists(path + ".tmp"):
+        os.remove(path + ".tmp")
     die(f"export self-check failed: {msg}")
 
 
@@ -65,7 +67,6 @@ def import_class(spec: str):
     if ":" not in spec:
         die(f"--module '{spec}' must be package.module:Class")
     mod_name, cls_name = spec.split(":", 1)
-    import importlib
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
@@ -76,7 +77,8 @@ def import_class(spec: str):
 
 
 def load_state_dict(path: str):
-    """A state dict from .pt/.pth/.bin (torch.save) or .npz/.safetensors-free numpy archives."""
+    """A state dict from a torch.save file (.pt/.pth/.bin; 'ema'/'state_dict'/'model' wrappers
+    are unpacked) or an .npz of arrays."""
     require_file(path, "--state-dict")
     if path.endswith(".npz"):
         with np.load(path) as z:
@@ -260,7 +262,7 @@ OPS_NEWER_THAN_1_13 = {"aten::scaled_dot_product_attention", "aten::_scaled_dot_
 
 def trace_and_save(wrapper, meta: dict, path: str, extra_methods=None):
     """Traces wrapper.forward (and `extra_methods`, names of methods with the same inputs) on CPU
-    fp32 and writes it with scoreflow.json via a temporary file."""
+    fp32 and writes it with scoreflow.json to `path`."""
     shape = meta["shape"]
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(2))
     _, t = network_inputs(meta, 1.0)
@@ -276,9 +278,7 @@ def trace_and_save(wrapper, meta: dict, path: str, extra_methods=None):
     if newer:
         raise CheckFailed(f"ops: the traced network uses {', '.join(newer)}, which LibTorch 1.13 does not have "
                           "(switch the network to its plain attention implementation)")
-    tmp = path + ".tmp"
-    torch.jit.save(traced, tmp, _extra_files={"scoreflow.json": json.dumps(meta)})
-    os.replace(tmp, path)
+    torch.jit.save(traced, path, _extra_files={"scoreflow.json": json.dumps(meta)})
 
 
 def verify(path: str, meta: dict, reference, sigmas, batch: int = 3, tol: float = 1e-4):
@@ -330,16 +330,18 @@ def export(path: str, wrapper, meta: dict, reference, sigmas, want_channels: int
         preflight(wrapper.raw, meta, want_channels, channels_field)
     except CheckFailed as e:
         fail_export(path, str(e))
+    tmp = path + ".tmp"
     try:
-        trace_and_save(wrapper, meta, path, extra_methods)
+        trace_and_save(wrapper, meta, tmp, extra_methods)
     except CheckFailed as e:
         fail_export(path, str(e))
     except Exception as e:  # noqa: BLE001
         fail_export(path, f"tracing failed: {str(e).strip().splitlines()[0][:300]}")
     try:
-        x, s, y, d = verify(path, meta, reference, sigmas)
+        x, s, y, d = verify(tmp, meta, reference, sigmas)
     except CheckFailed as e:
         fail_export(path, str(e))
+    os.replace(tmp, path)
     if ref_path:
         write_ref(ref_path, x, s, y, d)
     size = os.path.getsize(path)

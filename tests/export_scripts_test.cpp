@@ -24,11 +24,11 @@ namespace {
 const std::string kScripts = std::string(SCOREFLOW_SOURCE_DIR) + "/scripts/";
 
 /// Runs /usr/bin/python3 scripts/SCRIPT ARGS; exit code, stdout, stderr.
-clitest::Result python(const std::string& script, const std::string& args) {
+clitest::Result python(const std::string& script, const std::string& args, const std::string& env = "") {
   static int counter = 0;
   const std::string base = tmp("export_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
   const std::string cmd =
-      "/usr/bin/python3 " + kScripts + script + " " + args + " >" + base + ".out 2>" + base + ".err";
+      env + " /usr/bin/python3 " + kScripts + script + " " + args + " >" + base + ".out 2>" + base + ".err";
   int status = std::system(cmd.c_str());
   auto slurp = [](const std::string& path) {
     std::ifstream in(path);
@@ -40,9 +40,10 @@ clitest::Result python(const std::string& script, const std::string& args) {
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 /// Exports with --ref and returns the model path; fails the test when the script fails.
-std::string export_ok(const std::string& script, const std::string& name, const std::string& args) {
+std::string export_ok(const std::string& script, const std::string& name, const std::string& args,
+                      const std::string& env = "") {
   const std::string out = tmp(name + ".pt");
-  clitest::Result r = python(script, args + " --out " + out + " --ref " + tmp(name + "_ref.npz"));
+  clitest::Result r = python(script, args + " --out " + out + " --ref " + tmp(name + "_ref.npz"), env);
   EXPECT_EQ(r.code, 0) << script << " " << args << "\nstderr: " << r.err;
   EXPECT_NE(r.out.find("self-check passed"), std::string::npos) << r.out;
   return out;
@@ -131,6 +132,49 @@ TEST(ExportScripts, DiffusersVPredictionCosineZeroSnrClassesLearnedVariance) {
   EXPECT_EQ(info["num_classes"], 3);
   EXPECT_NE(info["schedule"].get<std::string>().find("cosine"), std::string::npos);
   EXPECT_NE(info["schedule"].get<std::string>().find("zero_terminal_snr"), std::string::npos);
+}
+
+TEST(ExportScripts, DiffusersPipelineFolderThroughFromPretrained) {
+  // A pipeline folder (unet/config.json, scheduler/scheduler_config.json) read through a stand-in
+  // `diffusers` package: UNet2DModel.from_pretrained builds the script's stand-in from config.json,
+  // DDPMScheduler.from_config gives diffusers' float32 alphas_cumprod for the script's cross-check.
+  const std::string pipe = tmp("pipeline"), fake = tmp("fake_diffusers");
+  fs::create_directories(pipe + "/unet");
+  fs::create_directories(pipe + "/scheduler");
+  fs::create_directories(fake + "/diffusers");
+  write_file(pipe + "/unet/config.json", R"({"_class_name": "UNet2DModel", "sample_size": 8, "in_channels": 1,
+    "out_channels": 1, "num_class_embeds": 5})");
+  write_file(pipe + "/scheduler/scheduler_config.json",
+             R"({"_class_name": "DDPMScheduler", "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000, "prediction_type": "sample"})");
+  write_file(fake + "/diffusers/__init__.py", "import json, sys, types, torch\nsys.path.insert(0, '" + kScripts + R"(')
+from export_diffusers import StandInUNet2DModel
+
+
+class UNet2DModel:
+    @staticmethod
+    def from_pretrained(folder):
+        c = json.load(open(folder + '/config.json'))
+        torch.manual_seed(0)
+        return StandInUNet2DModel(c['sample_size'], c['in_channels'], c['out_channels'], c['num_class_embeds'])
+
+
+class DDPMScheduler:
+    @staticmethod
+    def from_config(c):
+        n = c['num_train_timesteps']
+        betas = torch.linspace(c['beta_start'] ** 0.5, c['beta_end'] ** 0.5, n, dtype=torch.float32) ** 2
+        return types.SimpleNamespace(alphas_cumprod=torch.cumprod(1 - betas, 0))
+)");
+  export_ok("export_diffusers.py", "diffusers_pipe", "--unet " + pipe + "/unet --null-class", "PYTHONPATH=" + fake);
+  expect_denoiser_matches_reference("diffusers_pipe");
+  auto model = open_model(tmp("diffusers_pipe.pt"));
+  EXPECT_EQ(model->metadata().prediction, Prediction::X0);
+  EXPECT_EQ(model->metadata().num_classes, 4);  // the fifth embedding is the null class
+  EXPECT_NE(model->metadata().schedule.describe().find("scaled_linear, 0.00085..0.012, N=1000"), std::string::npos)
+      << model->metadata().schedule.describe();
+  // The same folder without the package: refused, naming what is missing.
+  expect_export_refused("export_diffusers.py", "--unet " + pipe + "/unet", "needs the diffusers package");
 }
 
 TEST(ExportScripts, DiffusersRefusesMissingInputsAndDisagreeingMetadata) {
@@ -245,6 +289,12 @@ TEST(ExportScripts, GuidedRefusesMissingInputsAndDisagreeingMetadata) {
   expect_export_refused("export_guided.py", "--random-init --image_size 8 --stand-in-learned-sigma true",
                         "self-check failed: learn_sigma False: the network outputs 6 channels");
   expect_export_refused("export_guided.py", "--random-init --image_size 8 --shape 1,8,8", "self-check failed: shape");
+  // A failed export leaves an existing file alone (the archive is checked under a temporary name).
+  const std::string existing = tmp("existing.pt");
+  write_file(existing, "an earlier export\n");
+  EXPECT_NE(python("export_guided.py", "--random-init --image_size 8 --shape 1,8,8 --out " + existing).code, 0);
+  std::ifstream in(existing);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "an earlier export\n");
   expect_export_refused("export_guided.py", "--random-init --image_size 8 --shape 3,16,16",
                         "self-check failed: shape: metadata shape [3, 16, 16] but the network's image_size is 8");
 }
