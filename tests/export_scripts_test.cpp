@@ -211,6 +211,11 @@ TEST(ExportScripts, EdmVpVePreconditioningsMatchTheOriginalNetwork) {
   EXPECT_NE(info["schedule"].get<std::string>().find("edm(sigma_min=0.002, sigma_max=80, sigma_data=0.5)"),
             std::string::npos)
       << info["schedule"];
+  // Classifier-free guidance asks for label num_classes: EDM's all-zero class vector.
+  clitest::Result cfg =
+      clitest::run("sample --model " + tmp("edm_edm.pt") +
+                   " --sampler euler --steps 3 --seeds 0-1 --class 0 --guidance 2 --npz " + tmp("edm_cfg.npz"));
+  EXPECT_EQ(cfg.code, 0) << cfg.err;
   // VPPrecond's range: sigma(epsilon_t = 1e-5) .. sigma(1) of the VP SDE with beta_d 19.9, beta_min 0.1.
   auto vp = open_model(tmp("edm_vp.pt"));
   EXPECT_NEAR(vp->metadata().schedule.sigma_max(), std::sqrt(std::expm1(0.5 * 19.9 + 0.1)), 1e-9);
