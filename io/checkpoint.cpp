@@ -63,15 +63,15 @@ std::string hash_file(const std::string& path) {
 
 void remove_stale_temporaries(const std::string& dir, const std::string& prefix) {
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
+  for (const std::string& name : list_dir(dir)) {
+    const fs::path entry = fs::path(dir) / name;
     const size_t at = name.rfind(".tmp.");
     if (name.rfind(prefix, 0) != 0 || at == std::string::npos) continue;
     long long pid = 0, n = 0;
     char tail = 0;
     if (std::sscanf(name.c_str() + at, ".tmp.%lld.%lld%c", &pid, &n, &tail) != 2 || pid <= 0) continue;
     if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // its writer still runs
-    fs::remove(e.path(), ec);
+    fs::remove(entry, ec);
   }
 }
 
@@ -112,18 +112,17 @@ ChunkStore::ChunkStore(std::string dir, Settings settings, bool overwrite, const
       differ(name, value, "(not set)");
   manifest_written_ = true;
   // Temporary siblings of chunks whose writer was killed mid-write.
-  for (const auto& e : fs::directory_iterator(dir_, ec))
-    if (e.path().filename().string().find(".tmp.") != std::string::npos) fs::remove(e.path(), ec);
+  for (const std::string& name : list_dir(dir_))
+    if (name.find(".tmp.") != std::string::npos) fs::remove(fs::path(dir_) / name, ec);
 }
 
 std::vector<std::string> ChunkStore::chunks() const {
   std::vector<std::string> out;
   std::error_code ec;
   if (!manifest_written_) return out;
-  for (const auto& e : fs::directory_iterator(dir_, ec)) {
-    const std::string name = e.path().filename().string();
-    if (e.path().extension() == ".npy" && name.find(".tmp.") == std::string::npos)
-      out.push_back(e.path().stem().string());
+  for (const std::string& name : list_dir(dir_)) {
+    const fs::path p(name);
+    if (p.extension() == ".npy" && name.find(".tmp.") == std::string::npos) out.push_back(p.stem().string());
   }
   std::sort(out.begin(), out.end());
   return out;

@@ -1,10 +1,13 @@
 /// Image-folder datasets: every PNG/JPEG/BMP under a directory, recursively, in sorted path order
 /// (so item i is the same image on every machine), decoded once at open.
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "io/dataset_util.h"
 #include "scoreflow/error.h"
+#include "scoreflow/fsutil.h"
 #include "scoreflow/image.h"
 
 namespace scoreflow::io::detail {
@@ -23,13 +26,14 @@ bool is_image_name(const fs::path& p) {
 
 std::vector<std::string> list_images(const std::string& dir) {
   std::vector<std::string> files;
-  std::error_code ec;
-  fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
-  if (ec) fail("cannot list image folder '", dir, "': ", ec.message());
-  for (; it != end; it.increment(ec)) {
-    if (ec) fail("cannot list image folder '", dir, "': ", ec.message());
-    if (it->is_regular_file(ec) && is_image_name(it->path())) files.push_back(it->path().string());
+  std::vector<std::string> all;
+  try {
+    all = walk_files(dir);
+  } catch (const Error&) {
+    fail("cannot list image folder '", dir, "': ", std::strerror(errno));
   }
+  for (const std::string& f : all)
+    if (is_image_name(fs::path(f))) files.push_back(f);
   std::sort(files.begin(), files.end());
   return files;
 }

@@ -1,5 +1,6 @@
 #include "scoreflow/fsutil.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -128,6 +129,47 @@ void make_dirs(const std::string& dir) {
   fs::create_directories(dir, ec);
   if (ec) fail("cannot create directory '", dir, "': ", ec.message());
   if (!fs::is_directory(dir, ec)) fail("cannot create directory '", dir, "': a file is in the way");
+}
+
+std::vector<std::string> list_dir(const std::string& dir, bool* ok) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (ok) *ok = d != nullptr;
+  if (!d) return names;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(d);
+  return names;
+}
+
+bool is_dir(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::vector<std::string> walk_files(const std::string& dir) {
+  bool ok = false;
+  std::vector<std::string> top = list_dir(dir, &ok);
+  if (!ok) fail("cannot list folder '", dir, "': ", std::strerror(errno));
+  std::vector<std::string> files, pending;
+  for (const std::string& name : top) pending.push_back(dir + "/" + name);
+  while (!pending.empty()) {
+    const std::string path = pending.back();
+    pending.pop_back();
+    // Symlinks to files count; symlinks to folders are not followed (no cycles).
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    const bool link = S_ISLNK(st.st_mode);
+    if (link && ::stat(path.c_str(), &st) != 0) continue;
+    if (S_ISREG(st.st_mode)) {
+      files.push_back(path);
+    } else if (S_ISDIR(st.st_mode) && !link) {
+      for (const std::string& name : list_dir(path)) pending.push_back(path + "/" + name);  // unreadable: skipped
+    }
+  }
+  return files;
 }
 
 }  // namespace scoreflow::io

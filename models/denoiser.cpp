@@ -1,5 +1,6 @@
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "scoreflow/error.h"
@@ -63,6 +64,10 @@ torch::Tensor Denoiser::operator()(const torch::Tensor& x, double sigma) const {
 torch::Tensor Denoiser::operator()(const torch::Tensor& x, const std::vector<double>& sigma) const {
   if (sigma.size() != 1 && static_cast<int64_t>(sigma.size()) != x.size(0))
     fail("denoiser: ", sigma.size(), " sigmas for a batch of ", x.size(0));
+  // One σ shared by the batch (e.g. AMED with fixed or table coefficients) takes the one-σ path:
+  // no per-sample host-to-device copy, and the CUDA graph applies.
+  if (sigma.size() > 1 && std::all_of(sigma.begin(), sigma.end(), [&](double s) { return s == sigma.front(); }))
+    return evaluate(x, {sigma.front()});
   return evaluate(x, sigma);
 }
 

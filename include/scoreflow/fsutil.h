@@ -41,4 +41,15 @@ void check_writable(const std::string& path);
 /// Creates a directory (and parents); throws Error naming it on failure.
 void make_dirs(const std::string& dir);
 
+/// Entry names in `dir` (without "." and ".."), unsorted; empty with *ok = false when it cannot
+/// be read. POSIX readdir, not std::filesystem::directory_iterator: PyTorch's CUDA wheels export
+/// an older libstdc++'s directory iterator, whose internals differ from the inline code GCC 13
+/// compiles against, and linking against them crashed every directory listing on the GPU machine.
+std::vector<std::string> list_dir(const std::string& dir, bool* ok = nullptr);
+/// Regular files under `dir`, recursively (symlinks followed, unreadable subfolders skipped), as
+/// paths "dir/sub/name"; throws Error naming `dir` when it cannot be read.
+std::vector<std::string> walk_files(const std::string& dir);
+/// True when `path` is a directory (after symlinks).
+bool is_dir(const std::string& path);
+
 }  // namespace scoreflow::io
