@@ -5,6 +5,7 @@
 #include "samplers/common.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
+#include "scoreflow/sigmas.h"
 
 namespace scoreflow {
 namespace {
@@ -31,41 +32,22 @@ std::pair<std::vector<double>, std::vector<double>> gauss_legendre(int n) {
   return {x, w};
 }
 
-/// The variable tAB fits ε in. tab: the time t of a VP-linear schedule, log(1 + σ²) = β_min·t +
-/// β_d·t²/2 (Song et al.'s VPSDE, the one the DEIS paper integrates in), with β fitted so that
-/// σ(10⁻³) = σ_min and σ(1) = σ_max of the model's schedule: a vp_linear model's own t, and for
-/// EDM's (0.002, 80) the map the AMED authors use to run DEIS on EDM models. rhoab: ρ = σ itself.
+/// The variable tAB fits ε in: the VP-linear time of the model's σ range (VpTime: a vp_linear
+/// model's own t — Song et al.'s VPSDE, the one the DEIS paper integrates in — and for EDM's
+/// (0.002, 80) the map the AMED authors use to run DEIS on EDM models), or ρ = σ itself (rhoab).
 struct TimeVariable {
   bool rho = false;
-  double beta_min = 0, beta_d = 0;
-
-  static TimeVariable fit(const NoiseSchedule& schedule) {
-    constexpr double t_eps = 1e-3;
-    const double s0 = schedule.sigma_min(), s1 = schedule.sigma_max();
-    const double l_eps = std::log1p(s0 * s0), l_one = std::log1p(s1 * s1);
-    TimeVariable v;
-    v.beta_d = 2 * (l_eps / t_eps - l_one) / (t_eps - 1);
-    v.beta_min = l_one - v.beta_d / 2;
-    if (!(v.beta_d > 0))
-      fail("deis: cannot map the schedule's sigma range [", s0, ", ", s1,
-           "] to a VP-linear time (beta_d <= 0); use variant=rhoab");
-    return v;
-  }
-  /// t(σ), the positive root of β_d t²/2 + β_min t − log(1 + σ²) = 0 without cancellation.
-  double operator()(double sigma) const {
-    if (rho) return sigma;
-    const double l = std::log1p(sigma * sigma), root = std::sqrt(beta_min * beta_min + 2 * beta_d * l);
-    return beta_min > 0 ? 2 * l / (root + beta_min) : (root - beta_min) / beta_d;
-  }
+  VpTime vp;
+  double operator()(double sigma) const { return rho ? sigma : vp.t(sigma); }
 };
 
 /// DEIS tAB (Zhang & Chen, ICLR 2023, "Fast Sampling of Diffusion Models with Exponential
 /// Integrator"). In σ-space x = x_t/α the PF-ODE is dx/dσ = ε with ε = (x − D)/σ = d: the
 /// exponential integrator's linear part is exact and x(σ') = x(σ) + ∫_σ^σ' ε dσ. tAB extrapolates ε
 /// by the Lagrange polynomial in t through the last q points (q = min(order, steps taken + 1):
-/// warm-up) and integrates it exactly: x' = x + Σ_j C_j·d_{i−j}, C_j = ∫_σ^σ' ℓ_j(t(ς)) dς — the
-/// paper's ∫ ℓ_j(τ)·dσ/dτ dτ over t after the change of variable, by 16-point Gauss–Legendre in σ
-/// (t(σ) is analytic on the interval). Σ_j ℓ_j = 1, so C_0 is set to (σ' − σ) − Σ_{j≥1} C_j: order 1
+/// warm-up) and integrates it over the step: x' = x + Σ_j C_j·d_{i−j}, C_j = ∫_σ^σ' ℓ_j(t(ς)) dς —
+/// the paper's ∫ ℓ_j(τ)·dσ/dτ dτ over t after the change of variable, by 16-point Gauss–Legendre in
+/// σ (t(σ) is analytic on the interval: accurate to rounding). Σ_j ℓ_j = 1, so C_0 is set to (σ' − σ) − Σ_{j≥1} C_j: order 1
 /// is Euler to the last bit. The step into σ = 0 is Euler, x ← D(x, σ) (the AMED authors' DEIS;
 /// d ∝ σ is not polynomial in t near 0). One NFE per step: N for N steps.
 class Deis : public Sampler {
@@ -91,7 +73,7 @@ class Deis : public Sampler {
     if (variant_ == "rhoab")
       time.rho = true;
     else
-      time = TimeVariable::fit(denoise.schedule());
+      time.vp = VpTime::fit(denoise.schedule().sigma_min(), denoise.schedule().sigma_max());
     detail::ModelCalls model(denoise, afs_);
     std::deque<torch::Tensor> ds;  // ε = d at σ_i, σ_{i−1}, … (newest first)
     std::deque<double> ts;         // t of each
