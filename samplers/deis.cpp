@@ -47,9 +47,9 @@ struct TimeVariable {
 /// by the Lagrange polynomial in t through the last q points (q = min(order, steps taken + 1):
 /// warm-up) and integrates it over the step: x' = x + Σ_j C_j·d_{i−j}, C_j = ∫_σ^σ' ℓ_j(t(ς)) dς —
 /// the paper's ∫ ℓ_j(τ)·dσ/dτ dτ over t after the change of variable, by 16-point Gauss–Legendre in
-/// σ (t(σ) is analytic on the interval: accurate to rounding). Σ_j ℓ_j = 1, so C_0 is set to (σ' − σ) − Σ_{j≥1} C_j: order 1
-/// is Euler to the last bit. The step into σ = 0 is Euler, x ← D(x, σ) (the AMED authors' DEIS;
-/// d ∝ σ is not polynomial in t near 0). One NFE per step: N for N steps.
+/// σ (t(σ) is analytic on the interval: accurate to rounding). Σ_j ℓ_j = 1, so C_0 is set to
+/// (σ' − σ) − Σ_{j≥1} C_j: order 1 is Euler to the last bit. The step into σ = 0 is Euler,
+/// x ← D(x, σ) (the AMED authors' DEIS; d ∝ σ is not polynomial in t near 0). One NFE per step.
 class Deis : public Sampler {
  public:
   explicit Deis(const KeyValueArgs& args)
@@ -73,7 +73,11 @@ class Deis : public Sampler {
     if (variant_ == "rhoab")
       time.rho = true;
     else
-      time.vp = VpTime::fit(denoise.schedule().sigma_min(), denoise.schedule().sigma_max());
+      try {
+        time.vp = VpTime::fit(denoise.schedule().sigma_min(), denoise.schedule().sigma_max());
+      } catch (const Error& e) {
+        fail("deis: ", e.what(), " of the model; use variant=rhoab");
+      }
     detail::ModelCalls model(denoise, afs_);
     std::deque<torch::Tensor> ds;  // ε = d at σ_i, σ_{i−1}, … (newest first)
     std::deque<double> ts;         // t of each
