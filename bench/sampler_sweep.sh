@@ -8,7 +8,7 @@ set -euo pipefail
 BIN=${1:-./build/scoreflow}
 PY=/usr/bin/python3
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # small tensors: threads only contend
-AFS_SAMPLERS=" euler dpm_solver_2 dpmpp_2m unipc ipndm "  # also swept with afs=true
+AFS_SAMPLERS=" euler dpm_solver_2 dpmpp_2m unipc ipndm deis "  # also swept with afs=true
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 NFES="3 5 7 9 15"
@@ -18,7 +18,7 @@ MODELS=(
   "builtin:ring8|0-499|ring8 2-D"
   "builtin:gaussian:shape=2,mean=0.3,std=0.5|0-1999|gaussian 2-D"
 )
-SAMPLERS=$("$BIN" list samplers | awk '{print $1}')
+SAMPLERS=${SAMPLERS:-$("$BIN" list samplers | awk '{print $1}')}  # SAMPLERS="a b": sweep only those
 for entry in "${MODELS[@]}"; do
   IFS='|' read -r model seeds label <<<"$entry"
   dir="$WORK/$(echo "$label" | tr ' ' '_')"

@@ -15,7 +15,7 @@ namespace {
 
 struct TrainOptions {
   ModelOptions model;
-  std::string student = "amed", teacher = "heun", out, table, log, schedule = "karras", schedule_args;
+  std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
   int steps = 4, M = -1, batch = 128;  // M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
   int64_t num_trajectories = 10000;
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
@@ -24,7 +24,7 @@ struct TrainOptions {
 };
 
 /// The teacher grid: the same named grid with (M+1)(N−1)+1 points when its points include the
-/// student's (karras, polynomial, logsnr, time_uniform), else M log-uniform points per interval.
+/// student's (karras, polynomial, logsnr, time_uniform, vp_time_uniform), else M log-uniform points per interval.
 std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double>& sigmas,
                                  const NoiseSchedule& schedule) {
   const int intervals = static_cast<int>(sigmas.size()) - 2;
@@ -48,6 +48,8 @@ void train(TrainOptions o) {
   check_amed_pair(o.student, o.teacher);
   if (o.M == -1) o.M = o.teacher == "heun" ? 1 : 2;
   if (o.scale_time < 0) o.scale_time = o.student == "amed" ? 0.0 : 0.2;
+  // The authors' grids: AMED-Solver on time-uniform steps in (VP) time, the plugins on Karras ρ = 7.
+  if (o.schedule.empty()) o.schedule = o.student == "amed" ? "vp_time_uniform" : "karras";
   if (o.steps < 2 || o.steps > 1000)
     fail("--steps must be in [2, 1000] (AMED needs one interval between positive sigmas), got ", o.steps);
   io::check_writable(o.out);
@@ -149,7 +151,9 @@ void register_train_amed(CLI::App& app) {
                   "a in [1 - scale_time, 1 + scale_time] (default 0 for amed, 0.2 for plugins)");
   sub->add_option("--seed", o.seed, "seed for the predictor's initialisation and the training noise")
       ->capture_default_str();
-  sub->add_option("--schedule", o.schedule, "sigma grid (scoreflow list schedules)")->capture_default_str();
+  sub->add_option("--schedule", o.schedule,
+                  "sigma grid (scoreflow list schedules; default vp_time_uniform for amed, karras for plugins; "
+                  "sample with the same)");
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--out", o.out, "predictor file to write (amed.pt)")->required();
   sub->add_option("--table", o.table, "also write the per-step table as JSON (models without features)");

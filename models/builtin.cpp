@@ -85,6 +85,13 @@ torch::Tensor pattern_means(int k, const std::vector<int64_t>& shape, uint64_t s
   return means.reshape({k, -1});
 }
 
+/// k points drawn uniformly from [−0.8, 0.8]^d by `seed`: a low-dimensional mixture (e.g. 2-D) whose
+/// components, at the default std 0.05, are mostly well separated.
+torch::Tensor point_means(int k, int64_t d, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return 1.6 * at::rand({k, d}, gen, torch::kFloat64) - 0.8;
+}
+
 }  // namespace
 
 GaussianMixtureModel::GaussianMixtureModel(std::string name, std::string summary, torch::Tensor means,
@@ -158,16 +165,20 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
                                                    builtin_metadata(shape, schedule, lo, hi));
   } else if (name == "gmm") {
     std::vector<int64_t> shape = to_shape(args.get_list("shape", {3, 32, 32}), full);
-    if (shape.size() != 3) fail(full, ": gmm shape must be CxHxW, e.g. shape=3x32x32");
+    if (shape.size() != 3 && shape.size() != 1)
+      fail(full, ": gmm shape must be CxHxW (image patterns, e.g. shape=3x32x32) or D (points, e.g. shape=2)");
     int k = args.get_int("k", 8);
     double std = args.get_double("std", 0.05);
     uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0));
     NoiseSchedule schedule = builtin_schedule(args);
     args.finish(full);
     if (k < 1 || k > 1024 || !(std > 0)) fail(full, ": need 1 <= k <= 1024 and std > 0");
-    torch::Tensor means = pattern_means(k, shape, seed);
+    torch::Tensor means = shape.size() == 3 ? pattern_means(k, shape, seed) : point_means(k, shape[0], seed);
     model = std::make_shared<GaussianMixtureModel>(
-        full, std::to_string(k) + "-component Gaussian mixture of image patterns, exact denoiser", means,
+        full,
+        std::to_string(k) + "-component Gaussian mixture of " + (shape.size() == 3 ? "image patterns" : "points") +
+            ", exact denoiser",
+        means,
         torch::full_like(means, std * std), torch::full({k}, 1.0 / k, torch::kFloat64),
         builtin_metadata(shape, schedule, -1, 1));
   } else if (name == "ring8") {
@@ -194,7 +205,8 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
 
 std::vector<std::pair<std::string, std::string>> builtin_models() {
   return {{"gaussian", "N(mean, std^2 I) (or diagonal: std_min..std_max) in any shape; args shape=2, mean, std, schedule"},
-          {"gmm", "mixture of k image patterns (default 3x32x32, k=8, std=0.05), writes PNG grids; args shape, k, std, seed"},
+          {"gmm", "mixture of k image patterns (default 3x32x32, k=8, std=0.05), writes PNG grids; shape=D (e.g. 2): "
+                  "k points in [-0.8, 0.8]^D; args shape, k, std, seed"},
           {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1)"},
           {"empirical", "exact denoiser of a dataset's smoothed empirical distribution (memorises it); args data=PATH, limit"}};
 }

@@ -19,6 +19,7 @@ namespace scoreflow {
   X(unipc, "UniPC predictor-corrector (variant=bh1|bh2, order=1..3), corrector free, N NFE")                \
   X(ipndm, "iPNDM: fixed Adams-Bashforth on d, max_order=1..4 with warm-up, N NFE")                         \
   X(ipndm_v, "iPNDM-v: variable-step Adams-Bashforth on d, max_order=1..4, N NFE")                          \
+  X(deis, "DEIS tAB: eps extrapolated in VP time t (variant=tab|rhoab), order=1..3, warm-up, N NFE")        \
   X(amed, "AMED-Solver (predictor=amed.pt | table=t.json | r,c,a; afs), 2 NFE per interval, 2(N-1)-afs")    \
   X(amed_plugin, "AMED-Plugin on base=euler|ipndm|dpmpp_2m (predictor=|table=|r,c,a; afs), 2(N-1)-afs NFE") \
   X(analytic_ddpm, "Analytic-DDPM (Bao et al. 2022): optimal variance from gamma=FILE, 1 NFE/step")         \

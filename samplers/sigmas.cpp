@@ -27,6 +27,32 @@ std::vector<double> time_uniform_sigmas(int n, const NoiseSchedule& schedule, do
   return s;
 }
 
+VpTime VpTime::fit(double sigma_min, double sigma_max, double t_eps) {
+  const double l_eps = std::log1p(sigma_min * sigma_min), l_one = std::log1p(sigma_max * sigma_max);
+  VpTime v;
+  v.beta_d = 2 * (l_eps / t_eps - l_one) / (t_eps - 1);
+  v.beta_min = l_one - v.beta_d / 2;
+  if (!(sigma_min > 0 && sigma_max > sigma_min) || !(v.beta_d > 0))
+    fail("no VP-linear time through the sigma range [", sigma_min, ", ", sigma_max, "] (beta_d = ", v.beta_d, ")");
+  return v;
+}
+
+double VpTime::t(double sigma) const {
+  const double l = std::log1p(sigma * sigma), root = std::sqrt(beta_min * beta_min + 2 * beta_d * l);
+  return beta_min > 0 ? 2 * l / (root + beta_min) : (root - beta_min) / beta_d;
+}
+
+double VpTime::sigma(double t) const { return std::sqrt(std::expm1(beta_min * t + 0.5 * beta_d * t * t)); }
+
+std::vector<double> vp_time_uniform_sigmas(int n, double sigma_min, double sigma_max, double rho) {
+  constexpr double t_eps = 1e-3;
+  const VpTime vp = VpTime::fit(sigma_min, sigma_max, t_eps);
+  std::vector<double> s(n);
+  const double b = std::pow(t_eps, 1 / rho);
+  for (int i = 0; i < n; ++i) s[i] = vp.sigma(std::pow(1 + (n == 1 ? 0.0 : double(i) / (n - 1)) * (b - 1), rho));
+  return s;
+}
+
 std::vector<int> discrete_timesteps(const std::string& spacing, int n, int num_train_steps) {
   const int nt = num_train_steps;
   if (n > nt) fail(n, " steps is more than the model's ", nt, " training timesteps");
@@ -50,6 +76,9 @@ const std::vector<GridInfo>& grid_names() {
       {"polynomial", "same as karras with rho=1 by default (sigma-uniform); args rho, sigma_min, sigma_max"},
       {"logsnr", "uniform in log sigma (DPM-Solver logSNR); args sigma_min, sigma_max"},
       {"time_uniform", "uniform in the schedule's own time after power rho (rho=2: time-quadratic); args rho, t_min, t_max"},
+      {"vp_time_uniform",
+       "uniform in the VP-linear time fitted to the sigma range after power rho (the AMED/DEIS authors' "
+       "time_uniform for EDM models); args rho=1, sigma_min, sigma_max"},
       {"leading", "diffusers 'leading' discrete timesteps (vp_discrete models)"},
       {"trailing", "diffusers 'trailing' discrete timesteps (vp_discrete models)"},
       {"linspace", "diffusers 'linspace' discrete timesteps (vp_discrete models)"},
@@ -79,6 +108,11 @@ std::vector<double> make_sigmas(const std::string& name, int steps, const NoiseS
     double t0 = args.get_double("t_min", schedule.t_min()), t1 = args.get_double("t_max", schedule.t_max());
     if (!(t1 > t0)) fail("grid time_uniform: need t_min < t_max, got ", t0, ", ", t1);
     s = time_uniform_sigmas(steps, schedule, t0, t1, rho);
+  } else if (name == "vp_time_uniform") {
+    double rho = args.get_double("rho", 1.0), lo = smin(), hi = smax();
+    if (!(rho > 0)) fail("grid vp_time_uniform: rho must be > 0, got ", rho);
+    if (!(lo > 0 && hi > lo)) fail("grid vp_time_uniform: need 0 < sigma_min < sigma_max, got ", lo, ", ", hi);
+    s = vp_time_uniform_sigmas(steps, lo, hi, rho);
   } else if (name == "leading" || name == "trailing" || name == "linspace" || name == "quadratic") {
     if (schedule.type() != ScheduleType::VpDiscrete)
       fail("grid ", name, " needs a vp_discrete model schedule; this model has ", schedule.type_name());

@@ -1,5 +1,5 @@
 // AMED (Zhou et al., CVPR 2024): the fixed-coefficient solver against an independent DPM-Solver-2,
-// NFE counts, training on the 2-D ring against self-contained iPNDM / DPM-Solver-2 baselines, the
+// NFE counts, training on the 2-D mixture against self-contained iPNDM / DPM-Solver-2 baselines, the
 // predictor file and its table form, and every refusal.
 #include "scoreflow/amed.h"
 
@@ -150,20 +150,27 @@ struct Trained {
   std::vector<double> losses;  // per batch, summed over the steps
 };
 
-/// Predictors for the ring at NFE 5 (4 steps, AFS) with the paper's budget of 10k trajectories,
-/// trained once per configuration for the tests below. AMED-Solver: Heun teacher, M = 3 (the ring's
-/// last interval 0.47 -> 0.002 needs a finer teacher than M = 1), a learned in [0.8, 1.2];
-/// AMED-Plugin on iPNDM: the authors' recommended iPNDM teacher, M = 2, a in [0.8, 1.2].
-const Trained& trained_ring(const std::string& student = "amed") {
+// The setting: builtin:gmm in 2-D (8 random points, std 0.05) at NFE 5 (4 grid points, AFS)
+// with the paper's budget of 10k trajectories, each student on the authors' grid for it.
+const char* const kGmm = "builtin:gmm:shape=2";
+std::string grid_for(const std::string& student) { return student == "amed" ? "vp_time_uniform" : "karras"; }
+
+/// Trained once per student for the tests below. AMED-Solver: time-uniform steps in VP time (the
+/// authors' setting for it; train-amed's default), Heun teacher with M = 3 on the nested grid, a in
+/// [0.8, 1.2]. AMED-Plugin on iPNDM: Karras ρ = 7, the authors' iPNDM teacher with M = 2.
+const Trained& trained(const std::string& student = "amed") {
   static std::map<std::string, Trained> cache;
   auto it = cache.find(student);
   if (it != cache.end()) return it->second;
-  auto model = make_builtin("builtin:ring8");
+  auto model = make_builtin(kGmm);
+  const NoiseSchedule& schedule = model->metadata().schedule;
   AmedTrainOptions o;
   o.student = student;
   o.teacher = student == "amed" ? "heun" : student;
-  o.sigmas = make_sigmas("karras", 4, model->metadata().schedule, KeyValueArgs(""));
   o.M = student == "amed" ? 3 : 2;
+  o.sigmas = make_sigmas(grid_for(student), 4, schedule, KeyValueArgs(""));
+  o.teacher_sigmas = make_sigmas(grid_for(student), 3 * (o.M + 1) + 1, schedule, KeyValueArgs(""));
+  o.teacher_sigmas.pop_back();  // the trailing 0
   o.afs = true;
   o.num_trajectories = 10000;
   o.batch = 128;
@@ -172,7 +179,7 @@ const Trained& trained_ring(const std::string& student = "amed") {
   Trained out;
   out.losses.assign((o.num_trajectories + o.batch - 1) / o.batch, 0.0);
   AmedPredictor p = train_amed(model, o, [&](int64_t b, int, double loss) { out.losses[b] += loss; });
-  out.path = tmp("ring_" + student + ".pt");
+  out.path = tmp("gmm2_" + student + ".pt");
   p.save(out.path);
   return cache[student] = out;
 }
@@ -183,11 +190,11 @@ double late_loss(const Trained& t) {
   return last;
 }
 
-torch::Tensor run(const std::string& sampler, const std::string& args, const std::string& model_spec, int steps,
-                  int n = 256) {
+torch::Tensor run(const std::string& sampler, const std::string& args, const std::string& model_spec,
+                  const std::string& grid, int steps, int n = 256) {
   auto model = make_builtin(model_spec);
   SampleJob job;
-  job.sigmas = make_sigmas("karras", steps, model->metadata().schedule, KeyValueArgs(""));
+  job.sigmas = make_sigmas(grid, steps, model->metadata().schedule, KeyValueArgs(""));
   for (int i = 0; i < n; ++i) job.seeds.push_back(1000 + i);
   job.batch = n;
   return run_sampler(*make_sampler(sampler, args), model, job).samples;
@@ -195,41 +202,46 @@ torch::Tensor run(const std::string& sampler, const std::string& args, const std
 
 }  // namespace
 
-TEST(Amed, TrainingOnTheRingAtNfe5BeatsIpndmAndDpmSolver2) {
-  const Trained& solver = trained_ring("amed");
-  const Trained& plugin = trained_ring("ipndm");
+TEST(Amed, TrainingOnTheGmm2dAtNfe5BeatsIpndmAndDpmSolver2) {
+  const Trained& solver = trained("amed");
+  const Trained& plugin = trained("ipndm");
   // The one-step loss goes down (first batch against the mean of the last eight).
   EXPECT_LT(late_loss(solver), 0.5 * solver.losses.front());
   EXPECT_LT(late_loss(plugin), 0.5 * plugin.losses.front());
 
   // Same noise for everyone: 500-step Heun reference, then each solver at 5 NFE.
-  auto model = make_builtin("builtin:ring8");
+  auto model = make_builtin(kGmm);
   const int n = 512;
   std::vector<uint64_t> seeds;
   for (int i = 0; i < n; ++i) seeds.push_back(1000 + i);
-  torch::Tensor ref = run("heun", "", "builtin:ring8", 500, n);
-  torch::Tensor amed = run("amed", "predictor=" + solver.path, "builtin:ring8", 4, n);
-  torch::Tensor amed_ipndm = run("amed_plugin", "predictor=" + plugin.path, "builtin:ring8", 4, n);
-  torch::Tensor dpm2 = run("amed", "r=0.5,afs=true", "builtin:ring8", 4, n);  // = DPM-Solver-2 (test above)
-  auto grid7 = positive(make_sigmas("karras", 7, model->metadata().schedule, KeyValueArgs("")));
+  torch::Tensor ref = run("heun", "", kGmm, "karras", 500, n);
   torch::Tensor eps = NoiseSource(seeds).randn({2});
-  torch::Tensor ipndm5 = ipndm(*model, eps * grid7[0], grid7, true);  // 6 intervals, AFS: 5 NFE
-  const double e_amed = rms(amed, ref), e_plugin = rms(amed_ipndm, ref), e_dpm2 = rms(dpm2, ref),
-               e_ipndm = rms(ipndm5, ref);
+  const double e_amed = rms(run("amed", "predictor=" + solver.path, kGmm, grid_for("amed"), 4, n), ref);
+  const double e_plugin = rms(run("amed_plugin", "predictor=" + plugin.path, kGmm, grid_for("ipndm"), 4, n), ref);
+  // The baselines on both grids, the better one counting: DPM-Solver-2 (= amed r=0.5, test above;
+  // 3 intervals, AFS) and iPNDM with AFS on 7 points (6 intervals).
+  double e_dpm2 = 1e9, e_ipndm = 1e9;
+  for (const std::string grid : {"karras", "vp_time_uniform"}) {
+    e_dpm2 = std::min(e_dpm2, rms(run("amed", "r=0.5,afs=true", kGmm, grid, 4, n), ref));
+    auto grid7 = positive(make_sigmas(grid, 7, model->metadata().schedule, KeyValueArgs("")));
+    e_ipndm = std::min(e_ipndm, rms(ipndm(*model, eps * grid7[0], grid7, true), ref));
+  }
   std::printf(
-      "ring8, NFE 5, RMS error vs Heun-500: AMED-Solver %.4f, AMED-Plugin(iPNDM) %.4f, DPM-Solver-2 %.4f, "
+      "gmm 2-D, NFE 5, RMS error vs Heun-500: AMED-Solver %.4f, AMED-Plugin(iPNDM) %.4f, DPM-Solver-2 %.4f, "
       "iPNDM %.4f; loss %.4f -> %.4f (solver), %.4f -> %.4f (plugin)\n",
       e_amed, e_plugin, e_dpm2, e_ipndm, solver.losses.front(), late_loss(solver), plugin.losses.front(),
       late_loss(plugin));
-  // The learned plugin beats both baselines; the learned solver beats the fixed-coefficient
-  // DPM-Solver-2 it generalises (on this 2-D ring it does not reach iPNDM's 6-point grid).
+  // The learned plugin beats both baselines. The learned solver beats the fixed-coefficient
+  // DPM-Solver-2 it generalises, by far, but not iPNDM on 7 timestamps (measured 0.144 against 0.090;
+  // it does beat `sample --sampler ipndm --nfe 5`, 0.17-0.20, whose last step extrapolates into 0):
+  // the criterion holds for the plugin only (docs/samplers.md, "AMED at NFE 5").
   EXPECT_LT(e_plugin, e_ipndm);
   EXPECT_LT(e_plugin, e_dpm2);
   EXPECT_LT(e_amed, 0.5 * e_dpm2);
 }
 
 TEST(Amed, PredictorFileRoundTripAndRefusals) {
-  const Trained& t = trained_ring();
+  const Trained& t = trained();
   AmedPredictor p = AmedPredictor::load(t.path);
   const AmedRecord& r = p.record();
   EXPECT_EQ(r.student, "amed");
@@ -238,7 +250,7 @@ TEST(Amed, PredictorFileRoundTripAndRefusals) {
   EXPECT_EQ(r.M, 3);
   EXPECT_TRUE(r.afs);
   EXPECT_FALSE(r.features);
-  EXPECT_EQ(r.model, "builtin:ring8");
+  EXPECT_EQ(r.model, kGmm);
   EXPECT_EQ(r.sigmas.size(), 5u);
   // Saved and reloaded: the same network.
   std::string copy = tmp("copy.pt");
@@ -256,11 +268,13 @@ TEST(Amed, PredictorFileRoundTripAndRefusals) {
     EXPECT_LE(rows_p[i].a, 1.2);
   }
   // Another model, another grid, another student: refused, naming the field.
-  expect_error([&] { run("amed", "predictor=" + t.path, "builtin:gaussian:shape=2", 4, 2); }, "model_hash");
-  expect_error([&] { run("amed", "predictor=" + t.path, "builtin:ring8", 5, 2); }, "'sigmas' differs");
+  expect_error([&] { run("amed", "predictor=" + t.path, "builtin:gaussian:shape=2", "vp_time_uniform", 4, 2); },
+               "model_hash");
+  expect_error([&] { run("amed", "predictor=" + t.path, kGmm, "vp_time_uniform", 5, 2); }, "'sigmas' differs");
+  expect_error([&] { run("amed", "predictor=" + t.path, kGmm, "karras", 4, 2); }, "'sigmas' differs");
   expect_error([&] { make_sampler("amed_plugin", "predictor=" + t.path); }, "field 'student' differs");
   expect_error([&] { make_sampler("amed", "predictor=" + t.path + ",afs=false"); }, "field 'afs' differs");
-  expect_error([&] { run("amed", "predictor=" + t.path + ",r=0.5", "builtin:ring8", 4, 2); }, "exactly one");
+  expect_error([&] { run("amed", "predictor=" + t.path + ",r=0.5", kGmm, "vp_time_uniform", 4, 2); }, "exactly one");
   std::string junk = tmp("junk.pt");
   {
     FILE* f = std::fopen(junk.c_str(), "wb");
@@ -271,19 +285,19 @@ TEST(Amed, PredictorFileRoundTripAndRefusals) {
 }
 
 TEST(Amed, TableModeJsonRoundTripGivesIdenticalSamples) {
-  const Trained& t = trained_ring();
+  const Trained& t = trained();
   AmedPredictor p = AmedPredictor::load(t.path);
-  std::string table = tmp("ring_table.json");
+  std::string table = tmp("gmm2_table.json");
   save_amed_table(table, p.record(), p.table());
   auto [record, rows] = load_amed_table(table);
   EXPECT_EQ(record.model_hash, p.record().model_hash);
   ASSERT_EQ(rows.size(), 3u);
   for (const AmedTableRow& row : rows)
     EXPECT_NEAR(row.s, std::pow(row.sigma_next, row.r) * std::pow(row.sigma, 1 - row.r), 1e-12 * row.sigma);
-  torch::Tensor a = run("amed", "predictor=" + t.path, "builtin:ring8", 4, 64);
-  torch::Tensor b = run("amed", "table=" + table, "builtin:ring8", 4, 64);
+  torch::Tensor a = run("amed", "predictor=" + t.path, kGmm, "vp_time_uniform", 4, 64);
+  torch::Tensor b = run("amed", "table=" + table, kGmm, "vp_time_uniform", 4, 64);
   EXPECT_TRUE(torch::equal(a, b));
-  expect_error([&] { run("amed", "table=" + table, "builtin:ring8", 6, 2); }, "'sigmas' differs");
+  expect_error([&] { run("amed", "table=" + table, kGmm, "vp_time_uniform", 6, 2); }, "'sigmas' differs");
 }
 
 TEST(Amed, PluginStudentsTrainAndSample) {
@@ -303,7 +317,7 @@ TEST(Amed, PluginStudentsTrainAndSample) {
     EXPECT_TRUE(std::isfinite(losses[1])) << base;
     std::string path = tmp("plugin_" + base + ".pt");
     p.save(path);
-    torch::Tensor x = run("amed_plugin", "predictor=" + path, "builtin:ring8", 4, 16);
+    torch::Tensor x = run("amed_plugin", "predictor=" + path, "builtin:ring8", "karras", 4, 16);
     EXPECT_TRUE(torch::isfinite(x).all().item<bool>()) << base;
     EXPECT_LT(x.abs().max().item<double>(), 10.0) << base;
   }
@@ -327,12 +341,12 @@ TEST(AmedCli, TrainThenSampleWithPredictorAndTable) {
   ASSERT_EQ(t.code, 0) << t.err;
   EXPECT_NE(t.out.find("\"nfe\": 5"), std::string::npos) << t.out;
   EXPECT_TRUE(std::filesystem::exists(log));
-  CliResult s =
-      cli("sample --model builtin:ring8 --sampler amed --sampler-args predictor=" + pt + " --nfe 5 --seeds 0-7 --json");
+  CliResult s = cli("sample --model builtin:ring8 --sampler amed --sampler-args predictor=" + pt +
+                    " --schedule vp_time_uniform --nfe 5 --seeds 0-7 --json");
   ASSERT_EQ(s.code, 0) << s.err;
   EXPECT_NE(s.out.find("\"nfe\": 5"), std::string::npos) << s.out;
   CliResult u = cli("sample --model builtin:ring8 --sampler amed --sampler-args table=" + table +
-                    " --steps 4 --seeds 0-7 --json");
+                    " --schedule vp_time_uniform --steps 4 --seeds 0-7 --json");
   ASSERT_EQ(u.code, 0) << u.err;
   // A predictor for another grid: one error line naming the field.
   CliResult v =
@@ -340,6 +354,8 @@ TEST(AmedCli, TrainThenSampleWithPredictorAndTable) {
   EXPECT_EQ(v.code, 1);
   EXPECT_EQ(v.err.rfind("error: ", 0), 0u) << v.err;
   EXPECT_NE(v.err.find("'sigmas' differs"), std::string::npos) << v.err;
+  // train-amed's default grid for AMED-Solver is the authors' (vp_time_uniform); the refusal names it.
+  EXPECT_NE(v.err.find("--schedule vp_time_uniform"), std::string::npos) << v.err;
 }
 
 TEST(AmedCli, RefusesUndefinedTeacherStudentPairs) {

@@ -82,6 +82,11 @@ const SamplerCase kSamplerCases[] = {
     {"ipndm_v", "", 4, true, Target::Ode, 32},
     {"ipndm_v", "max_order=3", 3, true, Target::Ode, 32},
     {"ipndm_v", "afs=true", 0, true},
+    {"deis", "", 3, true, Target::DenoisedAtLast, 32},
+    {"deis", "order=2", 2, true, Target::DenoisedAtLast},
+    {"deis", "order=1", 1, true, Target::DenoisedAtLast},
+    {"deis", "variant=rhoab", 3, true, Target::DenoisedAtLast, 32},
+    {"deis", "afs=true", 0, true},
 };
 
 void PrintTo(const SamplerCase& c, std::ostream* os) { *os << c.name << "(" << (c.args ? c.args : "") << ")"; }

@@ -132,6 +132,30 @@ TEST(Sigmas, MakeSigmasAppendsZeroAndHonoursArgs) {
   EXPECT_NEAR(t[3], NoiseSchedule::vp_linear().sigma(1e-3), 1e-12);
 }
 
+TEST(Sigmas, VpTimeUniformIsTimeUniformOfTheFittedVpSchedule) {
+  // On a vp_linear model (0.1, 20, t_eps = 1e-3) the fitted VP time is the model's own: the grid is
+  // its time_uniform grid, and t(σ) inverts the schedule's σ(t).
+  NoiseSchedule vp = NoiseSchedule::vp_linear();
+  VpTime fit = VpTime::fit(vp.sigma_min(), vp.sigma_max());
+  EXPECT_NEAR(fit.beta_min, 0.1, 1e-9);
+  EXPECT_NEAR(fit.beta_d, 19.9, 1e-9);
+  auto a = make_sigmas("vp_time_uniform", 6, vp, KeyValueArgs("rho=2")),
+       b = make_sigmas("time_uniform", 6, vp, KeyValueArgs("rho=2"));
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-9 * b[i]) << i;
+  for (double t : {1e-3, 0.02, 0.5, 1.0}) EXPECT_NEAR(fit.t(vp.sigma(t)), t, 1e-12);
+  EXPECT_EQ(fit.t(0.0), 0.0);
+  // EDM's range gives the AMED authors' constants (β_min < 0: σ = 0 at t = −2β_min/β_d > 0), and
+  // the grid runs from σ_max to σ_min, uniform in that t.
+  VpTime edm = VpTime::fit(0.002, 80);
+  EXPECT_LT(edm.beta_min, 0);
+  EXPECT_NEAR(edm.t(0.0), -2 * edm.beta_min / edm.beta_d, 1e-15);
+  auto s = make_sigmas("vp_time_uniform", 4, NoiseSchedule::edm(), KeyValueArgs(""));
+  EXPECT_NEAR(s[0], 80, 1e-10);
+  EXPECT_NEAR(s[3], 0.002, 1e-12);
+  EXPECT_NEAR(edm.t(s[1]) - edm.t(s[2]), edm.t(s[2]) - edm.t(s[3]), 1e-12);
+  EXPECT_THROW(VpTime::fit(1, 1.5), Error);
+}
+
 TEST(Sigmas, DiscreteSpacingsMatchDiffusers) {
   // Values worked out by hand from the diffusers/DDIM definitions for N = 1000, 10 steps.
   EXPECT_EQ(discrete_timesteps("leading", 10, 1000), (std::vector<int>{900, 800, 700, 600, 500, 400, 300, 200, 100, 0}));

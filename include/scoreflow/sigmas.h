@@ -15,6 +15,19 @@ std::vector<double> karras_sigmas(int n, double sigma_min, double sigma_max, dou
 std::vector<double> logsnr_sigmas(int n, double sigma_min, double sigma_max);
 /// Uniform in the schedule's time after the power ρ (1: time-uniform, 2: time-quadratic), n points.
 std::vector<double> time_uniform_sigmas(int n, const NoiseSchedule& schedule, double t_min, double t_max, double rho = 1.0);
+/// The time of the VP-linear schedule through a σ range: log(1 + σ²) = β_min·t + β_d·t²/2 with
+/// σ(t_eps) = σ_min and σ(1) = σ_max — Song et al.'s VPSDE time for a vp_linear model (0.1, 20), and
+/// the VP time the DEIS and AMED authors give EDM models (their time_uniform grid, DEIS's tAB).
+struct VpTime {
+  double beta_min = 0, beta_d = 0;
+  /// Throws Error when the range has no such schedule (β_d ≤ 0).
+  static VpTime fit(double sigma_min, double sigma_max, double t_eps = 1e-3);
+  /// t(σ) for any σ ≥ 0 (the positive root, without cancellation).
+  double t(double sigma) const;
+  double sigma(double t) const;
+};
+/// Uniform in VpTime::fit(σ_min, σ_max) after the power ρ, from t = 1 to t_eps = 10⁻³, n points.
+std::vector<double> vp_time_uniform_sigmas(int n, double sigma_min, double sigma_max, double rho = 1.0);
 /// Discrete timestep indices (diffusers / DDIM spacings) over a vp_discrete chain: "leading",
 /// "trailing", "linspace", "quadratic"; n indices, descending.
 std::vector<int> discrete_timesteps(const std::string& spacing, int n, int num_train_steps);
