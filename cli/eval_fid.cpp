@@ -107,8 +107,9 @@ void run_shard(const Options& o, const Shard& shard, double lo, double hi, std::
   const bool have_model = !o.model.model.empty();
   const bool samples_side = have_model || !o.samples.empty();
   if (o.save_stats.empty())
-    fail("a sharded eval fid writes partial feature statistics: give --save-stats FILE.npz (shard files are named "
-         "FILE.shard-i-of-n.npz; scoreflow merge combines them)");
+    fail("a sharded eval fid (", shard.label(), " from ", shard.source,
+         "; --shard 0/1 turns it off) writes partial feature statistics: give --save-stats FILE.npz (shard files "
+         "are named FILE.shard-i-of-n.npz; scoreflow merge combines them)");
   if (o.kid) fail("--kid needs every feature row in one process; it cannot be sharded");
   if (samples_side && !o.ref_data.empty())
     fail("a sharded eval fid splits the samples; give the reference as --ref STATS.npz (sharded: eval fid --ref-data "
