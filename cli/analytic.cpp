@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "cli/common.h"
+#include "cli/gamma_shard.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
 #include "scoreflow/gamma_estimation.h"
@@ -51,8 +52,14 @@ void register_estimate_gamma(CLI::App& app) {
   static int batch = 100;
   static uint64_t seed = 0;
   static bool overwrite = false, as_json = false;
+  static std::string shard_flag, devices_flag;
   model_opts.add(*sub);
+  static CLI::Option* device_option = sub->get_option("--device");
   data_opts.add(*sub);
+  sub->add_option("--shard", shard_flag,
+                  "i/n: only shard i of n (whole batches of the images) into OUT's .shard-i-of-n.npz for scoreflow "
+                  "merge (default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
+  sub->add_option("--devices", devices_flag, "several devices in one process, e.g. cuda:0,cuda:1 (one model copy each)");
   sub->add_option("--out", out, "Gamma file (JSON); an existing file from an interrupted run is resumed")->required();
   sub->add_option("--timesteps", timesteps, "all, or K (K evenly spaced timesteps; the rest interpolated)")->capture_default_str();
   sub->add_option("--num-images", num_images, "images (the first ones of --data)")->capture_default_str();
@@ -62,7 +69,11 @@ void register_estimate_gamma(CLI::App& app) {
   sub->add_flag("--json", as_json, "print a JSON summary on stdout");
   set_action(sub, [] {
     auto start = std::chrono::steady_clock::now();
-    auto model = model_opts.open();
+    const Shard shard = resolve_shard(shard_flag);
+    const std::vector<std::string> devices = parse_devices(devices_flag);
+    if (!devices.empty() && device_option->count() > 0) fail("give --device or --devices, not both");
+    const std::vector<std::shared_ptr<const Model>> models = open_on_devices(model_opts, devices);
+    const std::shared_ptr<const Model> model = models[0];
     const analytic::DiscreteChain chain = chain_of(*model);
     auto data = data_opts.open(model->metadata());
     io::check_writable(out);
@@ -87,6 +98,13 @@ void register_estimate_gamma(CLI::App& app) {
     meta.dataset = data->describe();
     meta.settings = {{"num_images", std::to_string(num_images)}, {"batch", std::to_string(batch)},
                      {"seed", std::to_string(seed)}, {"timesteps", timesteps}};
+    if (shard.sharded()) {  // partial statistics for scoreflow merge
+      nlohmann::json doc = run_gamma_shard(models, model_opts.model, *data, job, meta, shard, shard_path(out, shard, ".npz"));
+      doc.update({{"command", "estimate-gamma"}, {"model", model->name()}, {"dataset", data->describe()},
+                  {"timesteps", job.timesteps.size()}, {"num_images", num_images}, {"wall_seconds", seconds_since(start)}});
+      if (as_json) print_json(doc);
+      return;
+    }
     analytic::GammaTable table(meta, n);
     if (exists(out) && !overwrite) {
       // Resume: the same settings continue; anything else is refused, naming the setting.
@@ -103,7 +121,14 @@ void register_estimate_gamma(CLI::App& app) {
     Progress progress("estimate-gamma", static_cast<int64_t>(job.timesteps.size()), "timesteps");
     int64_t finished = static_cast<int64_t>(table.entries().size());
     auto last_save = std::chrono::steady_clock::now();
-    estimate_gamma(*model, *data, job, table, [&](const analytic::GammaTable& t, int64_t, double rate) {
+    if (models.size() > 1) {
+      // Batches split over the devices; replayed in batch order, as one device would add them.
+      std::vector<int64_t> todo;
+      for (int64_t t : job.timesteps)
+        if (!table.has(t)) todo.push_back(t);
+      job.timesteps = todo;
+      replay_gamma(estimate_gamma_batches(models, *data, job, [&] {}), table);
+    } else estimate_gamma(*model, *data, job, table, [&](const analytic::GammaTable& t, int64_t, double rate) {
       ++finished;
       progress.update(finished, std::to_string(static_cast<int64_t>(rate)) + " images/s");
       // Save finished timesteps regularly so that a killed run loses at most a few seconds.

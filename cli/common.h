@@ -61,5 +61,6 @@ void register_train_amed(CLI::App& app);
 void register_eval(CLI::App& app);     // eval score-matching | wbound | fid (cli/eval*.cpp)
 void register_compare(CLI::App& app);
 void register_bench(CLI::App& app);    // cli/bench.cpp
+void register_merge(CLI::App& app);  // cli/merge.cpp
 
 }  // namespace scoreflow::cli

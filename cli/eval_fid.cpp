@@ -2,7 +2,11 @@
 // statistics, through any TorchScript feature network or none.
 #include <cstdio>
 
+#include <filesystem>
+
 #include "cli/eval.h"
+#include "cli/shard.h"
+#include "scoreflow/checkpoint.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
@@ -21,6 +25,7 @@ struct Options {
   ModelOptions model;
   std::string features, ref, ref_data, samples, save_stats, data_range = "-1,1";
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255";
+  std::string shard;  // cli/shard.h
   int steps = -1, nfe = -1;
   int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
   bool kid = false, json = false;
@@ -72,12 +77,12 @@ struct Side {
 };
 
 Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch,
-               bool keep) {
+               bool keep, int64_t first_row = 0) {
   Side side;
   std::vector<torch::Tensor> kept;
   for (int64_t begin = 0; begin < x.size(0); begin += batch) {
     const int64_t m = std::min(batch, x.size(0) - begin);
-    torch::Tensor f = fx(x.narrow(0, begin, m), lo, hi, begin);
+    torch::Tensor f = fx(x.narrow(0, begin, m), lo, hi, first_row + begin);
     side.moments.add(f);
     if (keep) kept.push_back(f);
   }
@@ -88,6 +93,87 @@ Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double 
 void need_covariance(int64_t count, const std::string& what) {
   if (count < 2)
     fail("Frechet distance needs at least 2 ", what, " to estimate a covariance (it divides by N - 1); got ", count);
+}
+
+/// A file's hash, or for a folder (an image dataset) its path: what names a source in a shard record.
+std::string source_identity(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec) ? io::hash_file(path) : path;
+}
+
+/// --shard: feature sums of this shard's rows (whole batches) of the samples (from --model or
+/// --samples), or of --ref-data when there are no samples, written for scoreflow merge.
+void run_shard(const Options& o, const Shard& shard, double lo, double hi, std::chrono::steady_clock::time_point start) {
+  const bool have_model = !o.model.model.empty();
+  const bool samples_side = have_model || !o.samples.empty();
+  if (o.save_stats.empty())
+    fail("a sharded eval fid (", shard.label(), " from ", shard.source,
+         "; --shard 0/1 turns it off) writes partial feature statistics: give --save-stats FILE.npz (shard files "
+         "are named FILE.shard-i-of-n.npz; scoreflow merge combines them)");
+  if (o.kid) fail("--kid needs every feature row in one process; it cannot be sharded");
+  if (samples_side && !o.ref_data.empty())
+    fail("a sharded eval fid splits the samples; give the reference as --ref STATS.npz (sharded: eval fid --ref-data "
+         "DATA --save-stats STATS.npz --shard i/n, then scoreflow merge)");
+  const std::string path = shard_path(o.save_stats, shard);
+  io::check_writable(path);
+  eval::FeatureExtractor fx(o.features);
+  io::Settings settings = {{"features", o.features == "none" ? "none" : io::hash_file(o.features)},
+                           {"side", samples_side ? "samples" : "reference"},
+                           {"data range", o.data_range},
+                           {"batch", std::to_string(o.batch)}};
+  torch::Tensor x;
+  int64_t total = 0, begin = 0, end = 0;
+  double x_lo = lo, x_hi = hi;
+  if (have_model) {
+    auto model = o.model.open();
+    const ModelMetadata& meta = model->metadata();
+    auto sampler = make_sampler(o.sampler, o.sampler_args);
+    if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
+    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe) : (o.steps != -1 ? o.steps : 20);
+    const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
+    total = static_cast<int64_t>(seeds.size());
+    std::tie(begin, end) = shard_range(total, o.batch, shard);
+    SampleJob job;
+    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+    job.seeds.assign(seeds.begin() + begin, seeds.begin() + end);
+    job.batch = static_cast<int>(o.batch);
+    job.device = model->device();
+    if (!job.seeds.empty()) x = run_sampler(*sampler, model, job).samples;
+    x_lo = meta.data_min, x_hi = meta.data_max;
+    settings.insert(settings.end(), {{"model", model_identity(o.model.model)},
+                                     {"model metadata", io::hash_text(meta.json)},
+                                     {"sampler", sampler->name()},
+                                     {"sampler args", o.sampler_args},
+                                     {"schedule", o.schedule},
+                                     {"schedule args", o.schedule_args},
+                                     {"steps", std::to_string(steps)},
+                                     {"seeds", o.seeds}});
+  } else {
+    const std::string& source = samples_side ? o.samples : o.ref_data;
+    x = load_samples(source, lo, hi, samples_side ? 0 : o.limit);
+    total = x.size(0);
+    std::tie(begin, end) = shard_range(total, o.batch, shard);
+    x = x.narrow(0, begin, end - begin);
+    settings.insert(settings.end(), {{"data", source_identity(source)}, {"limit", std::to_string(o.limit)}});
+  }
+  std::fprintf(stderr, "%s (from %s): rows %lld..%lld of %lld\n", shard.label().c_str(), shard.source.c_str(),
+               static_cast<long long>(begin), static_cast<long long>(end) - 1, static_cast<long long>(total));
+  metrics::MomentAccumulator moments;
+  if (x.defined() && x.size(0) > 0) moments = featurise(fx, x, x_lo, x_hi, o.batch, false, begin).moments;
+  nlohmann::json record = shard_record("fid", shard, settings, begin, end, total);
+  if (!o.ref.empty()) record["ref"] = {{"path", o.ref}, {"hash", io::hash_file(o.ref)}};
+  const bool any = moments.count() > 0;
+  auto or_empty = [&](const torch::Tensor& t) { return any ? t : torch::zeros({0}, torch::kFloat64); };
+  io::write_npz(path, {{"count", io::from_tensor(torch::tensor({moments.count()}, torch::kLong))},
+                       {"shift", io::from_tensor(or_empty(moments.shift()))},
+                       {"sum", io::from_tensor(or_empty(moments.sum()))},
+                       {"outer", io::from_tensor(or_empty(moments.outer()))},
+                       {kShardKey, record_array(record)}});
+  nlohmann::json doc = {{"command", "eval fid"}, {"shard", shard.to_json()}, {"rows", {begin, end}},
+                        {"count", moments.count()}, {"notes", fx.notes()}, {"outputs", {{"partial_stats", path}}},
+                        {"wall_seconds", seconds_since(start)}};
+  if (o.json) return print_json(doc);
+  std::printf("partial statistics of %lld rows written to %s\n", static_cast<long long>(moments.count()), path.c_str());
 }
 
 void run(const Options& o) {
@@ -104,6 +190,8 @@ void run(const Options& o) {
   if (range.size() != 2 || !(range[1] > range[0]))
     fail("--data-range must be lo,hi with hi > lo, got '", o.data_range, "'");
   double lo = range[0], hi = range[1];
+  const Shard shard = resolve_shard(o.shard);
+  if (shard.sharded()) return run_shard(o, shard, lo, hi, start);
 
   eval::FeatureExtractor fx(o.features);
   const bool sliced = fx.identity();
@@ -244,6 +332,9 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--projections", o.projections, "sliced-W2 directions (with --features none)")->capture_default_str();
   sub->add_option("--batch", o.batch, "batch size")->capture_default_str();
   sub->add_flag("--json", o.json, "print one JSON document");
+  sub->add_option("--shard", o.shard,
+                  "i/n: feature sums of shard i of n (whole batches of the samples, or of --ref-data) into "
+                  "--save-stats' .shard-i-of-n.npz for scoreflow merge (default: RANK/WORLD_SIZE, ... when set)");
   set_action(sub, [] { run(o); });
 }
 

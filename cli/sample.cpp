@@ -6,6 +6,8 @@
 
 #include "cli/common.h"
 #include "cli/sample_chunks.h"
+#include "cli/sample_devices.h"
+#include "cli/shard.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
@@ -23,6 +25,8 @@ struct SampleOptions {
   ModelOptions model;
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, sigmas, seeds = "0-63";
   std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma;
+  std::string shard, devices;  // cli/shard.h
+  CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
   bool json = false, overwrite = false, cuda_graph = false;
@@ -76,7 +80,7 @@ io::Settings resume_settings(const SampleOptions& o, const Model& model, const S
           // Per sample, results do not depend on the batch in exact arithmetic, but CPU conv
           // kernels round differently for another batch size: resume only with the same one.
           {"batch", std::to_string(o.batch)},
-          {"device", torch::Device(o.model.device).is_cuda() ? "cuda" : "cpu"},
+          {"device", model.device().is_cuda() ? "cuda" : "cpu"},
           {"dtype", o.dtype}};
 }
 
@@ -84,7 +88,11 @@ void run(const SampleOptions& o) {
   auto start = std::chrono::steady_clock::now();
   // Everything that can be refused is checked before any sampling work.
   const torch::ScalarType dtype = parse_inference_dtype(o.dtype);
-  auto model = o.model.open();
+  const std::vector<std::string> devices = parse_devices(o.devices);
+  if (!devices.empty() && o.device_option && o.device_option->count() > 0) fail("give --device or --devices, not both");
+  ModelOptions model_options = o.model;
+  if (!devices.empty()) model_options.device = devices[0];
+  auto model = model_options.open();
   model->configure({dtype, o.cuda_graph});
   if (!model->inference_note().empty()) std::fprintf(stderr, "note: %s\n", model->inference_note().c_str());
   const ModelMetadata& meta = model->metadata();
@@ -94,7 +102,21 @@ void run(const SampleOptions& o) {
       sampler_args.find("gamma=") == std::string::npos)
     sampler_args += (sampler_args.empty() ? "gamma=" : ",gamma=") + o.gamma;
   auto sampler = make_sampler(o.sampler, sampler_args);
-  const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
+  const std::vector<uint64_t> all_seeds = parse_seeds(o.seeds);
+  // This process's share (--shard i/n or the launcher's variables): whole batches of the seeds.
+  const Shard shard = resolve_shard(o.shard);
+  if (o.batch < 1) fail("--batch must be >= 1, got ", o.batch);
+  const auto shard_seeds = shard_range(static_cast<int64_t>(all_seeds.size()), o.batch, shard);
+  const int64_t shard_begin = shard_seeds.first, shard_end = shard_seeds.second;
+  const std::vector<uint64_t> seeds(all_seeds.begin() + shard_begin, all_seeds.begin() + shard_end);
+  const std::string out_grid = shard.sharded() && !o.out.empty() ? shard_path(o.out, shard) : o.out;
+  const std::string out_npz = shard.sharded() && !o.npz.empty() ? shard_path(o.npz, shard) : o.npz;
+  if (shard.sharded())
+    std::fprintf(stderr, "%s (from %s): seeds %lld..%lld of %zu\n", shard.label().c_str(), shard.source.c_str(),
+                 static_cast<long long>(shard_begin), static_cast<long long>(shard_end) - 1, all_seeds.size());
+  if (shard.sharded() && seeds.empty())
+    std::fprintf(stderr, "note: %s has no seeds (%zu seeds make fewer batches of %d than shards); lower --batch to spread them\n",
+                 shard.label().c_str(), all_seeds.size(), o.batch);
   if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
   if (o.steps != -1 && (o.steps < 1 || o.steps > 100000)) fail("--steps must be in [1, 100000], got ", o.steps);
   int steps = o.steps == -1 ? 0 : o.steps;
@@ -125,8 +147,8 @@ void run(const SampleOptions& o) {
     fail("--out/--out-dir need image-shaped samples [C,H,W] with C in 1,3,4; this model's shape is ", os.str(), " (use --npz)");
   }
   if (o.out.empty() && o.out_dir.empty() && o.npz.empty() && !o.json) fail("nothing to write: give --out, --out-dir, --npz or --json");
-  if (!o.out.empty()) io::check_writable(o.out);
-  if (!o.npz.empty()) io::check_writable(o.npz);
+  if (!out_grid.empty()) io::check_writable(out_grid);
+  if (!out_npz.empty()) io::check_writable(out_npz);
   if (!o.out_dir.empty()) io::make_dirs(o.out_dir);
 
   SampleJob job;
@@ -141,25 +163,30 @@ void run(const SampleOptions& o) {
     auto it = arrays.find("noise");
     if (it == arrays.end()) fail("--init-noise ", o.init_noise, " has no array 'noise'");
     job.init_noise = io::to_tensor(it->second);
-    std::vector<int64_t> want{static_cast<int64_t>(seeds.size())};
+    std::vector<int64_t> want{static_cast<int64_t>(all_seeds.size())};
     want.insert(want.end(), meta.shape.begin(), meta.shape.end());
     if (job.init_noise.sizes() != c10::IntArrayRef(want))
       fail("--init-noise ", o.init_noise, ": array 'noise' has shape ", job.init_noise.sizes(), ", expected ",
            c10::IntArrayRef(want), " (one row per seed)");
     if (!torch::isfinite(job.init_noise.to(torch::kFloat64)).all().item<bool>())
       fail("--init-noise ", o.init_noise, ": array 'noise' has NaN or Inf values");
+    job.init_noise = job.init_noise.narrow(0, shard_begin, shard_end - shard_begin);
   }
 
   // With --npz/--out-dir, finished chunks are kept (next to the .npz, or inside the directory) so
   // that re-running this command after a kill resumes; the folder goes once the outputs are written.
+  // A shard keeps its own (the per-seed PNGs of all shards can share one --out-dir).
+  const io::Settings settings = resume_settings(o, *model, *sampler, sigmas, all_seeds);
+  const std::string parts_dir = out_npz.empty() ? o.out_dir + "/.scoreflow-parts" + (shard.sharded() ? "." + shard.label() : "")
+                                                : out_npz + ".parts";
+  const std::string parts_option = out_npz.empty() ? "--out-dir" : "--npz";
+  const bool keep_parts = !out_npz.empty() || !o.out_dir.empty();
   std::optional<io::ChunkStore> store;
-  if (!o.npz.empty() || !o.out_dir.empty())
-    store.emplace(o.npz.empty() ? o.out_dir + "/.scoreflow-parts" : o.npz + ".parts",
-                  resume_settings(o, *model, *sampler, sigmas, seeds), o.overwrite, o.npz.empty() ? "--out-dir" : "--npz");
-  if (store) {  // temporaries of outputs a killed run was writing
+  if (keep_parts && devices.size() <= 1 && !seeds.empty()) store.emplace(parts_dir, settings, o.overwrite, parts_option);
+  if (keep_parts) {  // temporaries of outputs a killed run was writing
     if (!o.out_dir.empty()) io::remove_stale_temporaries(o.out_dir, "seed");
-    if (!o.npz.empty()) {
-      const std::filesystem::path npz(o.npz);
+    if (!out_npz.empty()) {
+      const std::filesystem::path npz(out_npz);
       io::remove_stale_temporaries(npz.has_parent_path() ? npz.parent_path().string() : ".", npz.filename().string());
     }
   }
@@ -170,32 +197,58 @@ void run(const SampleOptions& o) {
   };
   Progress progress("sampling", static_cast<int64_t>(seeds.size()), "samples");
   int64_t done = 0;
-  ChunkedResult chunked = run_chunked(
-      *sampler, model, job, store ? &*store : nullptr, write_pngs, [&](int64_t d, int64_t) { done = d; progress.update(d); },
-      [&](int i, int n, double) { progress.update(done, "step " + std::to_string(i + 1) + "/" + std::to_string(n)); });
+  ChunkedResult chunked;
+  if (seeds.empty()) {  // an empty shard: fewer batches than shards
+    std::vector<int64_t> empty{0};
+    empty.insert(empty.end(), meta.shape.begin(), meta.shape.end());
+    chunked.result.samples = torch::empty(empty, torch::kFloat32);
+    chunked.result.nfe = sampler->nfe(static_cast<int>(sigmas.size()) - 1);
+  } else if (devices.size() > 1) {
+    // One model copy per device, each on its own thread with a contiguous run of whole batches.
+    std::vector<std::shared_ptr<const Model>> models{model};
+    for (size_t k = 1; k < devices.size(); ++k) {
+      ModelOptions copy = o.model;
+      copy.device = devices[k];
+      auto extra = copy.open();
+      extra->configure({dtype, o.cuda_graph});
+      models.push_back(extra);
+    }
+    DeviceStores stores;
+    if (keep_parts) stores = {parts_dir, settings, o.overwrite, parts_option};
+    chunked = run_on_devices(*sampler, models, job, stores, write_pngs, [&](int64_t d, int64_t) { progress.update(d); });
+  } else {
+    chunked = run_chunked(
+        *sampler, model, job, store ? &*store : nullptr, write_pngs, [&](int64_t d, int64_t) { done = d; progress.update(d); },
+        [&](int i, int n, double) { progress.update(done, "step " + std::to_string(i + 1) + "/" + std::to_string(n)); });
+  }
   progress.finish();
   const SampleResult& result = chunked.result;
   const double sample_seconds = seconds_since(start);
 
   nlohmann::json outputs = nlohmann::json::object();
-  if (!o.npz.empty()) {
+  if (!out_npz.empty()) {
     std::vector<std::pair<std::string, io::NpyArray>> arrays;
     arrays.emplace_back("samples", io::from_tensor(result.samples));
     std::vector<int64_t> seed_values(seeds.begin(), seeds.end());
     arrays.emplace_back("seeds", io::from_tensor(torch::tensor(seed_values, torch::kLong)));
     if (meta.image_shaped()) arrays.emplace_back("images", io::from_tensor(io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max)));
     if (job.labels.defined()) arrays.emplace_back("labels", io::from_tensor(job.labels));
-    io::write_npz(o.npz, arrays);
-    outputs["npz"] = o.npz;
+    // A shard's file says which run and which seeds it holds, for `scoreflow merge`.
+    if (shard.sharded())
+      arrays.emplace_back(kShardKey, record_array(shard_record("samples", shard, settings, shard_begin, shard_end,
+                                                               static_cast<int64_t>(all_seeds.size()))));
+    io::write_npz(out_npz, arrays);
+    outputs["npz"] = out_npz;
   }
-  if (!o.out.empty()) {
-    io::write_png(o.out, io::make_grid(io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max)));
-    outputs["grid"] = o.out;
+  if (!out_grid.empty() && !seeds.empty()) {
+    io::write_png(out_grid, io::make_grid(io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max)));
+    outputs["grid"] = out_grid;
   }
   if (!o.out_dir.empty()) outputs["out_dir"] = o.out_dir;  // written chunk by chunk
   if (store) store->remove();
   if (o.json) {
     torch::Tensor s = result.samples.to(torch::kFloat64);
+    const bool any = s.numel() > 0;
     print_json({{"command", "sample"},
                 {"model", model->name()},
                 {"model_summary", model->summary()},
@@ -210,14 +263,16 @@ void run(const SampleOptions& o) {
                 {"sigmas", sigmas},
                 {"seeds", o.seeds},
                 {"num_samples", seeds.size()},
+                {"shard", shard.to_json()},
+                {"seed_range", {shard_begin, shard_end}},
                 {"batch", o.batch},
-                {"device", o.model.device},
+                {"device", devices.empty() ? o.model.device : join(devices, ",")},
                 {"dtype", o.dtype},
                 {"cuda_graph", o.cuda_graph && model->inference_note().empty()},
                 {"guidance", o.guidance},
                 {"class", o.label},
-                {"sample_mean", s.mean().item<double>()},
-                {"sample_std", s.std().item<double>()},
+                {"sample_mean", any ? s.mean().item<double>() : 0.0},
+                {"sample_std", any ? s.std().item<double>() : 0.0},
                 {"wall_seconds", seconds_since(start)},
                 {"sampling_seconds", sample_seconds},
                 {"resumed_samples", chunked.resumed},
@@ -231,6 +286,7 @@ void register_sample(CLI::App& app) {
   auto* sub = app.add_subcommand("sample", "generate samples from a model with a chosen sampler");
   static SampleOptions o;
   o.model.add(*sub);
+  o.device_option = sub->get_option("--device");
   sub->add_option("--sampler", o.sampler, "sampler name (scoreflow list samplers)")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,... (e.g. eta=0.5)");
   sub->add_option("--steps", o.steps, "number of steps (default 20)");
@@ -252,6 +308,10 @@ void register_sample(CLI::App& app) {
   sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (1 = plain conditional)")->capture_default_str();
   sub->add_flag("--json", o.json, "print a JSON summary on stdout");
   sub->add_flag("--overwrite", o.overwrite, "discard the finished chunks of an earlier, unfinished run instead of resuming it");
+  sub->add_option("--shard", o.shard,
+                  "i/n: sample only shard i of n (whole batches of the seeds; files get .shard-i-of-n; "
+                  "default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
+  sub->add_option("--devices", o.devices, "several devices in one process, e.g. cuda:0,cuda:1 (one model copy and thread each)");
   set_action(sub, [] { run(o); });
 }
 

@@ -72,16 +72,22 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
     const auto start = std::chrono::steady_clock::now();
     const double sigma = chain.sigma(t);
     analytic::GammaAccumulator acc;
-    for (int64_t begin = 0, b = 0; begin < job.num_images; begin += job.batch, ++b) {
+    const int64_t num_batches = (job.num_images + job.batch - 1) / job.batch;
+    const int64_t end_batch = job.end_batch < 0 ? num_batches : std::min(job.end_batch, num_batches);
+    for (int64_t b = std::max<int64_t>(job.first_batch, 0); b < end_batch; ++b) {
+      const int64_t begin = b * job.batch;
       const int64_t count = std::min<int64_t>(job.batch, job.num_images - begin);
       torch::Tensor x0 = data.batch(begin, count).to(model.device());
       auto gen = at::make_generator<at::CPUGeneratorImpl>(job.seed * 1000003ULL + static_cast<uint64_t>(t) * 7919ULL + b);
       torch::Tensor eps = at::randn(x0.sizes(), gen, torch::dtype(torch::kFloat32)).to(x0.device());
       torch::Tensor x = x0 + sigma * eps;  // σ-space x = x_t/α
       torch::Tensor eps_hat = (x - denoise(x, sigma)) / sigma;
-      acc.add(analytic::per_sample_sq_norm(eps_hat));
+      const auto stats = analytic::GammaBatchStats::of(analytic::per_sample_sq_norm(eps_hat));
+      acc.add(stats);
+      if (job.on_batch) job.on_batch(t, b, stats);
     }
     denoise.check_finite();
+    if (acc.count() == 0) continue;  // an empty shard
     table.set(t, acc);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (on_timestep) on_timestep(table, t, job.num_images / std::max(secs, 1e-9));

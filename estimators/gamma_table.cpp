@@ -24,24 +24,34 @@ void GammaAccumulator::add(double value) {
   m2_ += delta * (value - mean_);  // Welford
 }
 
-void GammaAccumulator::add(const torch::Tensor& values) {
+GammaBatchStats GammaBatchStats::of(const torch::Tensor& values) {
   const torch::Tensor v = values.detach().to(torch::kCPU, torch::kFloat64).contiguous().flatten();
-  const int64_t n = v.numel();
-  if (n == 0) return;
+  GammaBatchStats out;
+  out.count = v.numel();
+  if (out.count == 0) return out;
   const double* p = v.data_ptr<double>();
-  // Chan et al. merge of the batch's (count, mean, M2) into ours.
-  double batch_mean = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < out.count; ++i) {
     if (!std::isfinite(p[i])) fail("Gamma accumulator: non-finite sample ", p[i], " at ", i);
-    batch_mean += p[i];
+    out.sum += p[i];
   }
-  batch_mean /= static_cast<double>(n);
-  double batch_m2 = 0.0;
-  for (int64_t i = 0; i < n; ++i) batch_m2 += (p[i] - batch_mean) * (p[i] - batch_mean);
+  const double mean = out.sum / static_cast<double>(out.count);
+  for (int64_t i = 0; i < out.count; ++i) out.m2 += (p[i] - mean) * (p[i] - mean);
+  return out;
+}
+
+void GammaAccumulator::add(const torch::Tensor& values) { add(GammaBatchStats::of(values)); }
+
+void GammaAccumulator::add(const GammaBatchStats& batch) {
+  const int64_t n = batch.count;
+  if (n == 0) return;
+  if (n < 0 || !std::isfinite(batch.sum) || !(batch.m2 >= 0.0))
+    fail("Gamma accumulator: bad batch statistics (count ", n, ", sum ", batch.sum, ", m2 ", batch.m2, ")");
+  // Chan et al. merge of the batch's (count, mean, M2) into ours.
+  const double batch_mean = batch.sum / static_cast<double>(n);
   const double total = static_cast<double>(count_ + n);
   const double delta = batch_mean - mean_;
   mean_ += delta * static_cast<double>(n) / total;
-  m2_ += batch_m2 + delta * delta * static_cast<double>(count_) * static_cast<double>(n) / total;
+  m2_ += batch.m2 + delta * delta * static_cast<double>(count_) * static_cast<double>(n) / total;
   count_ += n;
 }
 

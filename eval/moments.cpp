@@ -49,6 +49,23 @@ void MomentAccumulator::merge(const MomentAccumulator& other) {
   count_ += other.count_;
 }
 
+MomentAccumulator MomentAccumulator::from_sums(int64_t count, const torch::Tensor& shift, const torch::Tensor& sum,
+                                                const torch::Tensor& outer) {
+  MomentAccumulator acc;
+  if (count < 0) fail("moment sums: count must be >= 0, got ", count);
+  if (count == 0) return acc;
+  const int64_t d = shift.dim() == 1 ? shift.size(0) : -1;
+  if (d < 1 || sum.sizes() != shift.sizes() || outer.dim() != 2 || outer.size(0) != d || outer.size(1) != d)
+    fail("moment sums have shapes shift ", shift.sizes(), ", sum ", sum.sizes(), ", outer ", outer.sizes(),
+         "; expected [D], [D], [D, D]");
+  acc.count_ = count;
+  acc.dim_ = d;
+  acc.shift_ = shift.to(torch::kCPU, torch::kFloat64).clone();
+  acc.sum_ = sum.to(torch::kCPU, torch::kFloat64).clone();
+  acc.outer_ = outer.to(torch::kCPU, torch::kFloat64).clone();
+  return acc;
+}
+
 torch::Tensor MomentAccumulator::mean() const {
   if (count_ < 1) fail("mean needs at least 1 sample, got 0");
   return shift_ + sum_ / static_cast<double>(count_);

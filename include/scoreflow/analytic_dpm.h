@@ -115,12 +115,25 @@ struct GammaMeta {
   std::map<std::string, std::string> settings;  ///< num_images, batch, seed, ...
 };
 
+/// One batch's per-image values in the form GammaAccumulator merges: count, Σv and Σ(v − Σv/count)².
+/// Shard files keep these per batch, so that replaying them in batch order reproduces an unsharded
+/// estimate bit for bit.
+struct GammaBatchStats {
+  int64_t count = 0;
+  double sum = 0.0;
+  double m2 = 0.0;
+  /// From per-sample values [B] (any device, any floating dtype); throws on NaN/Inf.
+  static GammaBatchStats of(const torch::Tensor& values);
+};
+
 /// Running mean and standard error of per-image ‖ε̂‖²/d at one timestep (Chan et al. merge).
 class GammaAccumulator {
  public:
   void add(double value);
   /// Per-sample values, e.g. `per_sample_sq_norm(eps_hat)`; any device, any floating dtype.
   void add(const torch::Tensor& values);
+  /// One batch's statistics (add(values) is add(GammaBatchStats::of(values))); count 0 is a no-op.
+  void add(const GammaBatchStats& batch);
   int64_t count() const { return count_; }
   double mean() const { return mean_; }
   double std_err() const;  ///< sqrt(sample variance / count); 0 when count < 2

@@ -32,9 +32,17 @@ struct GammaEstimation {
   int64_t num_images = 1000;       ///< first images of the dataset
   int batch = 100;
   uint64_t seed = 0;               ///< noise for (t, batch b) comes from a generator seeded by (seed, t, b)
+  /// A shard's share: batches [first_batch, end_batch) of the num_images/batch batches (end_batch
+  /// −1: to the last). Batch b always holds images [b·batch, (b+1)·batch) and noise seeded by b,
+  /// so shards see exactly what an unsharded run sees.
+  int64_t first_batch = 0;
+  int64_t end_batch = -1;
+  /// Called with each finished batch's statistics (timestep t, batch b), for shard files.
+  std::function<void(int64_t t, int64_t b, const analytic::GammaBatchStats&)> on_batch;
 };
 
-/// Estimates Γ for every timestep in `job.timesteps` that `table` does not hold yet, calling
+/// Estimates Γ for every timestep in `job.timesteps` that `table` does not hold yet (a timestep
+/// whose batch range is empty is left unset), calling
 /// `on_timestep(table, t, images_per_second)` after each finished timestep (for saving and progress).
 void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job, analytic::GammaTable& table,
                     const std::function<void(const analytic::GammaTable&, int64_t, double)>& on_timestep = {});
