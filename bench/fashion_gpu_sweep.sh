@@ -30,7 +30,8 @@
 # Sizing (from --estimate at 17000 image-forwards/s): the defaults take about 8 min; NFE 50 for every
 # sampler at 10k samples adds about 7 min and the ablation 2.5 min, so run those as a second call, e.g.
 #   bash bench/fashion_gpu_sweep.sh ... --stages discrete,ablation --nfe 50 --gamma FIRST_OUT/gamma.json
-# Every stage rewrites fd_table.md / fd_all.csv when it finishes, so a run cut short keeps its results.
+# Every stage rewrites fd_table.md / fd_all.csv when it finishes, so a run cut short keeps its results;
+# a failing command is logged ("FAILED: ..." in sweep.log) and the run goes on with the next one.
 set -euo pipefail
 BIN=build/scoreflow DEVICE=cuda DATA_DIR=.gpujob MODEL=models/fashion_ddpm.pt
 FEATURES=models/fashion_features.pt REF=models/fashion_train_stats.npz OUTDIR=${OUT:-sweep_out}
@@ -164,7 +165,8 @@ if [[ -z "$GAMMA" ]]; then
     [[ -e "$TRAIN" ]] || { echo "error: $TRAIN not found; run scripts/prepare_gpujob.sh (or give --gamma FILE)" >&2; exit 2; }
     G=(--model "$MODEL" --device "$DEVICE" --data "$TRAIN" --num-images "$GAMMA_IMAGES" --timesteps "$GAMMA_STEPS" --batch "$BATCH")
     stamp "gamma: forward-only timing"
-    "$BIN" estimate-gamma "${G[@]}" --forward-only --json >"$OUTDIR/gamma_forward.json" 2>>"$LOG"
+    "$BIN" estimate-gamma "${G[@]}" --forward-only --json >"$OUTDIR/gamma_forward.json" 2>>"$LOG" ||
+      { stamp "FAILED: estimate-gamma --forward-only"; rm -f "$OUTDIR/gamma_forward.json"; }
     stamp "gamma: estimate ($GAMMA_IMAGES images x $GAMMA_STEPS timesteps)"
     "$BIN" estimate-gamma "${G[@]}" --out "$GAMMA" --overwrite --json >"$OUTDIR/gamma_estimate.json" 2>>"$LOG"
   fi
@@ -175,7 +177,8 @@ if has_stage discrete; then
   stamp "compare discrete samplers"
   "$BIN" compare "${FD[@]}" --schedule linspace --samplers "$DISCRETE_SAMPLERS" --nfe "$NFE" --log-x \
     --sampler-args "analytic_ddim:gamma=$GAMMA" --sampler-args "analytic_ddpm:gamma=$GAMMA" \
-    --out-dir "$OUTDIR/cmp_discrete" --json >"$OUTDIR/cmp_discrete.json" 2>>"$LOG"
+    --out-dir "$OUTDIR/cmp_discrete" --json >"$OUTDIR/cmp_discrete.json" 2>>"$LOG" ||
+    { stamp "FAILED: compare discrete samplers (see $LOG)"; rm -f "$OUTDIR/cmp_discrete.json"; }
   collect
 fi
 # --- AMED: one predictor per student and NFE (AFS on, Karras grid, feature mode) and its FD cell ---
@@ -189,10 +192,11 @@ if has_stage amed; then
       stamp "train-amed $student nfe $nfe"
       "$BIN" train-amed --model "$MODEL" --device "$DEVICE" --student "$student" --teacher "$teacher" --steps "$steps" \
         --afs --num-trajectories "$AMED_TRAJ" --batch "$AMED_BATCH" --out "$pred" --log "$OUTDIR/amed_${student}_nfe$nfe.csv" \
-        --json >"$OUTDIR/amed_${student}_nfe$nfe.json" 2>>"$LOG"
+        --json >"$OUTDIR/amed_${student}_nfe$nfe.json" 2>>"$LOG" || { stamp "FAILED: train-amed $student nfe $nfe (see $LOG)"; continue; }
       stamp "compare $sampler($student) nfe $nfe"
       "$BIN" compare "${FD[@]}" --samplers "$sampler" --sampler-args "$sampler:predictor=$pred" --nfe "$nfe" \
-        --out-dir "$OUTDIR/cmp_amed_${student}_nfe$nfe" --json >"$OUTDIR/cmp_amed_${student}_nfe$nfe.json" 2>>"$LOG"
+        --out-dir "$OUTDIR/cmp_amed_${student}_nfe$nfe" --json >"$OUTDIR/cmp_amed_${student}_nfe$nfe.json" 2>>"$LOG" ||
+        { stamp "FAILED: compare $sampler nfe $nfe"; rm -f "$OUTDIR/cmp_amed_${student}_nfe$nfe.json"; }
       collect
     done
   done
@@ -207,7 +211,8 @@ if has_stage ode; then
     [[ -n "$list" ]] || continue
     stamp "compare ode samplers ($list)"
     "$BIN" compare "${FD[@]}" --samplers "$list" --nfe "$NFE" --log-x \
-      --out-dir "$OUTDIR/cmp_ode$part" --json >"$OUTDIR/cmp_ode$part.json" 2>>"$LOG"
+      --out-dir "$OUTDIR/cmp_ode$part" --json >"$OUTDIR/cmp_ode$part.json" 2>>"$LOG" ||
+      { stamp "FAILED: compare $list (see $LOG)"; rm -f "$OUTDIR/cmp_ode$part.json"; }
     collect
   done
 fi
@@ -218,7 +223,8 @@ if has_stage ablation; then
     stamp "compare analytic_ddim ablation $tag ($args)"
     "$BIN" compare "${FD[@]}" --schedule linspace --samplers analytic_ddim --nfe "$ABL_NFE" \
       --sampler-args "analytic_ddim:gamma=$GAMMA${args:+,$args}" \
-      --out-dir "$OUTDIR/cmp_ablation_$tag" --json >"$OUTDIR/cmp_ablation_$tag.json" 2>>"$LOG"
+      --out-dir "$OUTDIR/cmp_ablation_$tag" --json >"$OUTDIR/cmp_ablation_$tag.json" 2>>"$LOG" ||
+      { stamp "FAILED: ablation $tag (see $LOG)"; rm -f "$OUTDIR/cmp_ablation_$tag.json"; }
     collect
   done
 fi
