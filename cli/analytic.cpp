@@ -51,7 +51,7 @@ void register_estimate_gamma(CLI::App& app) {
   static int64_t num_images = 1000;
   static int batch = 100;
   static uint64_t seed = 0;
-  static bool overwrite = false, as_json = false;
+  static bool overwrite = false, as_json = false, forward_only = false;
   static std::string shard_flag, devices_flag;
   model_opts.add(*sub);
   static CLI::Option* device_option = sub->get_option("--device");
@@ -60,15 +60,19 @@ void register_estimate_gamma(CLI::App& app) {
                   "i/n: only shard i of n (whole batches of the images) into OUT's .shard-i-of-n.npz for scoreflow "
                   "merge (default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
   sub->add_option("--devices", devices_flag, "several devices in one process, e.g. cuda:0,cuda:1 (one model copy each)");
-  sub->add_option("--out", out, "Gamma file (JSON); an existing file from an interrupted run is resumed")->required();
+  sub->add_option("--out", out, "Gamma file (JSON); an existing file from an interrupted run is resumed");
   sub->add_option("--timesteps", timesteps, "all, or K (K evenly spaced timesteps; the rest interpolated)")->capture_default_str();
   sub->add_option("--num-images", num_images, "images (the first ones of --data)")->capture_default_str();
   sub->add_option("--batch", batch, "images per network call")->capture_default_str();
   sub->add_option("--seed", seed, "noise seed")->capture_default_str();
   sub->add_flag("--overwrite", overwrite, "start afresh even if --out exists with other settings");
   sub->add_flag("--json", as_json, "print a JSON summary on stdout");
+  sub->add_flag("--forward-only", forward_only,
+                "benchmark: time only the network calls this run would make (no data, noise or read-back); "
+                "prints images/s, writes nothing");
   set_action(sub, [] {
     auto start = std::chrono::steady_clock::now();
+    if (out.empty() && !forward_only) fail("--out is required (the Gamma file to write)");
     const Shard shard = resolve_shard(shard_flag);
     const std::vector<std::string> devices = parse_devices(devices_flag);
     if (!devices.empty() && device_option->count() > 0) fail("give --device or --devices, not both");
@@ -76,7 +80,7 @@ void register_estimate_gamma(CLI::App& app) {
     const std::shared_ptr<const Model> model = models[0];
     const analytic::DiscreteChain chain = chain_of(*model);
     auto data = data_opts.open(model->metadata());
-    io::check_writable(out);
+    if (!forward_only) io::check_writable(out);
     GammaEstimation job;
     job.num_images = num_images;
     job.batch = batch;
@@ -93,6 +97,16 @@ void register_estimate_gamma(CLI::App& app) {
       }
       if (k < 2 || k > n) fail("--timesteps must be in [2, ", n, "], got ", k);
       job.timesteps = analytic::even_timesteps(n, k);
+    }
+    if (forward_only) {
+      const double rate = forward_throughput(*model, *data, job);
+      std::fprintf(stderr, "estimate-gamma --forward-only: %.1f images/s (%zu timesteps x %lld images, batch %d)\n",
+                   rate, job.timesteps.size(), static_cast<long long>(num_images), batch);
+      if (as_json)
+        print_json({{"command", "estimate-gamma"}, {"mode", "forward-only"}, {"model", model->name()},
+                    {"device", model->device().str()}, {"timesteps", job.timesteps.size()},
+                    {"num_images", num_images}, {"batch", batch}, {"images_per_second", rate}});
+      return;
     }
     analytic::GammaMeta meta = gamma_meta_for(*model);
     meta.dataset = data->describe();
@@ -119,8 +133,8 @@ void register_estimate_gamma(CLI::App& app) {
       std::fprintf(stderr, "resuming %s: %zu of %zu timesteps done\n", out.c_str(), table.entries().size(), job.timesteps.size());
     }
     Progress progress("estimate-gamma", static_cast<int64_t>(job.timesteps.size()), "timesteps");
-    int64_t finished = static_cast<int64_t>(table.entries().size());
-    auto last_save = std::chrono::steady_clock::now();
+    int64_t finished = static_cast<int64_t>(table.entries().size()), this_run = 0;
+    auto last_save = std::chrono::steady_clock::now(), first_done = last_save;
     if (models.size() > 1) {
       // Batches split over the devices; replayed in batch order, as one device would add them.
       std::vector<int64_t> todo;
@@ -130,6 +144,7 @@ void register_estimate_gamma(CLI::App& app) {
       replay_gamma(estimate_gamma_batches(models, *data, job, [&] {}), table);
     } else estimate_gamma(*model, *data, job, table, [&](const analytic::GammaTable& t, int64_t, double rate) {
       ++finished;
+      if (++this_run == 1) first_done = std::chrono::steady_clock::now();
       progress.update(finished, std::to_string(static_cast<int64_t>(rate)) + " images/s");
       // Save finished timesteps regularly so that a killed run loses at most a few seconds.
       if (seconds_since(last_save) > 2.0 || finished == static_cast<int64_t>(job.timesteps.size())) {
@@ -138,6 +153,10 @@ void register_estimate_gamma(CLI::App& app) {
       }
     });
     progress.finish();
+    // Steady-state rate: the first timestep (network warm-up) left out, as in --forward-only.
+    const double steady = this_run > 1 ? static_cast<double>(num_images) * static_cast<double>(this_run - 1) /
+                                             std::max(seconds_since(first_done), 1e-9)
+                                       : 0.0;
     table.save(out);
     if (table.num_clipped() > 0)
       std::fprintf(stderr, "warning: %lld timesteps had Gamma outside [0, 1] and were clipped\n",
@@ -145,7 +164,8 @@ void register_estimate_gamma(CLI::App& app) {
     if (as_json) {
       nlohmann::json doc = {{"command", "estimate-gamma"}, {"model", model->name()}, {"dataset", data->describe()},
                             {"out", out}, {"timesteps", job.timesteps.size()}, {"num_images", num_images},
-                            {"clipped", table.num_clipped()}, {"wall_seconds", seconds_since(start)}};
+                            {"clipped", table.num_clipped()}, {"device", model->device().str()},
+                            {"batch", batch}, {"images_per_second", steady}, {"wall_seconds", seconds_since(start)}};
       print_json(doc);
     }
   });

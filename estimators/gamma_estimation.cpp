@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <future>
 
 #include "scoreflow/error.h"
 
@@ -56,42 +57,154 @@ std::vector<double> trajectory_sigmas(const analytic::DiscreteChain& chain, cons
   return sigmas;
 }
 
-void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job, analytic::GammaTable& table,
+namespace {
+
+/// One network call of the estimation: images [begin, begin + count) at timestep t, batch b of t.
+struct GammaWork {
+  int64_t t, b, begin, count;
+};
+
+/// The host side of one call, x0 and its noise (float32 [count, ...shape]), pinned when the model
+/// is on a GPU so that the copy can run asynchronously.
+struct GammaBatch {
+  torch::Tensor x0, eps;
+};
+
+GammaBatch prepare_batch(const io::Dataset& data, const GammaEstimation& job, const GammaWork& w, bool pin) {
+  GammaBatch out;
+  out.x0 = data.batch(w.begin, w.count);
+  auto gen =
+      at::make_generator<at::CPUGeneratorImpl>(job.seed * 1000003ULL + static_cast<uint64_t>(w.t) * 7919ULL + w.b);
+  out.eps = at::randn(out.x0.sizes(), gen, torch::dtype(torch::kFloat32));
+  if (pin) {
+    out.x0 = out.x0.pin_memory();
+    out.eps = out.eps.pin_memory();
+  }
+  return out;
+}
+
+}  // namespace
+
+void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job,
+                    analytic::GammaTable& table,
                     const std::function<void(const analytic::GammaTable&, int64_t, double)>& on_timestep) {
   const analytic::DiscreteChain chain = chain_of(model);
   if (job.num_images < 1) fail("--num-images must be >= 1, got ", job.num_images);
-  if (job.num_images > data.size()) fail("--num-images ", job.num_images, " is more than the dataset's ", data.size(), " items");
+  if (job.num_images > data.size())
+    fail("--num-images ", job.num_images, " is more than the dataset's ", data.size(), " items");
   if (job.batch < 1) fail("--batch must be >= 1, got ", job.batch);
   if (data.shape() != model.metadata().shape)
-    fail("dataset items have shape ", c10::IntArrayRef(data.shape()), " but the model takes ", c10::IntArrayRef(model.metadata().shape));
-  torch::NoGradGuard no_grad;
-  Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}));
+    fail("dataset items have shape ", c10::IntArrayRef(data.shape()), " but the model takes ",
+         c10::IntArrayRef(model.metadata().shape));
+  std::vector<GammaWork> work;
   for (int64_t t : job.timesteps) {
     if (t < 1 || t > chain.num_steps()) fail("timestep ", t, " is outside [1, ", chain.num_steps(), "]");
     if (table.has(t)) continue;  // finished in an earlier (interrupted) run
-    const auto start = std::chrono::steady_clock::now();
-    const double sigma = chain.sigma(t);
-    analytic::GammaAccumulator acc;
+    // This shard's batches (all of them unless job.first_batch/end_batch say otherwise).
     const int64_t num_batches = (job.num_images + job.batch - 1) / job.batch;
     const int64_t end_batch = job.end_batch < 0 ? num_batches : std::min(job.end_batch, num_batches);
     for (int64_t b = std::max<int64_t>(job.first_batch, 0); b < end_batch; ++b) {
       const int64_t begin = b * job.batch;
-      const int64_t count = std::min<int64_t>(job.batch, job.num_images - begin);
-      torch::Tensor x0 = data.batch(begin, count).to(model.device());
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(job.seed * 1000003ULL + static_cast<uint64_t>(t) * 7919ULL + b);
-      torch::Tensor eps = at::randn(x0.sizes(), gen, torch::dtype(torch::kFloat32)).to(x0.device());
-      torch::Tensor x = x0 + sigma * eps;  // σ-space x = x_t/α
-      torch::Tensor eps_hat = (x - denoise(x, sigma)) / sigma;
-      const auto stats = analytic::GammaBatchStats::of(analytic::per_sample_sq_norm(eps_hat));
-      acc.add(stats);
-      if (job.on_batch) job.on_batch(t, b, stats);
+      work.push_back({t, b, begin, std::min<int64_t>(job.batch, job.num_images - begin)});
     }
-    denoise.check_finite();
-    if (acc.count() == 0) continue;  // an empty shard
-    table.set(t, acc);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (on_timestep) on_timestep(table, t, job.num_images / std::max(secs, 1e-9));
   }
+  if (work.empty()) return;
+  torch::NoGradGuard no_grad;
+  Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}));
+  const torch::Device device = model.device();
+  const bool gpu = !device.is_cpu();
+
+  // Pipeline (GPU): a helper thread prepares batch i+1 (dataset read, seeded CPU noise, pinned
+  // copy) while the network runs on batch i; per-sample norms stay on the device, and timestep t
+  // is read back only after timestep t+1's calls are queued, so the device never waits for the
+  // host. The noise is still drawn on the CPU from the (seed, t, b) generators, so the estimates
+  // do not depend on the device or on the pipelining.
+  struct Pending {
+    int64_t t = 0;
+    std::vector<torch::Tensor> norms;  // [count] float64 per batch, on the device
+    std::vector<int64_t> batches;      // their batch indices
+  } pending, current;
+  auto last_finish = std::chrono::steady_clock::now();
+  auto finish = [&](Pending& p) {
+    if (p.norms.empty()) return;
+    // One read-back per timestep (the only host sync), then batch by batch on the CPU in batch
+    // order: the same arithmetic whatever the device, and what shard files replay exactly.
+    const torch::Tensor all = torch::cat(p.norms).to(torch::kCPU);
+    analytic::GammaAccumulator acc;
+    int64_t offset = 0;
+    for (size_t k = 0; k < p.norms.size(); ++k) {
+      const int64_t n = p.norms[k].size(0);
+      const analytic::GammaBatchStats stats = analytic::GammaBatchStats::of(all.narrow(0, offset, n));
+      offset += n;
+      acc.add(stats);
+      if (job.on_batch) job.on_batch(p.t, p.batches[k], stats);
+    }
+    p.norms.clear();
+    p.batches.clear();
+    if (acc.count() == 0) return;
+    table.set(p.t, acc);
+    const auto now = std::chrono::steady_clock::now();
+    const double secs = std::chrono::duration<double>(now - last_finish).count();
+    last_finish = now;
+    if (on_timestep) on_timestep(table, p.t, static_cast<double>(acc.count()) / std::max(secs, 1e-9));
+  };
+  std::future<GammaBatch> next =
+      std::async(std::launch::async, prepare_batch, std::cref(data), std::cref(job), work[0], gpu);
+  for (size_t i = 0; i < work.size(); ++i) {
+    const GammaWork& w = work[i];
+    GammaBatch host = next.get();
+    if (i + 1 < work.size())
+      next = std::async(std::launch::async, prepare_batch, std::cref(data), std::cref(job), work[i + 1], gpu);
+    if (w.t != current.t) {  // `pending` was read back during this timestep's first call
+      pending = std::move(current);
+      current = Pending{w.t, {}};
+    }
+    const double sigma = chain.sigma(w.t);
+    torch::Tensor x0 = host.x0.to(device, /*non_blocking=*/gpu);
+    torch::Tensor eps = host.eps.to(device, /*non_blocking=*/gpu);
+    torch::Tensor x = x0 + sigma * eps;  // σ-space x = x_t/α
+    torch::Tensor eps_hat = (x - denoise(x, sigma)) / sigma;
+    current.norms.push_back(analytic::per_sample_sq_norm(eps_hat));
+    current.batches.push_back(w.b);
+    // Read the previous timestep back once this one's first call is queued.
+    if (w.b == work.front().b) finish(pending);
+  }
+  finish(pending);
+  finish(current);
+  denoise.check_finite();
+}
+
+double forward_throughput(const Model& model, const io::Dataset& data, const GammaEstimation& job) {
+  const analytic::DiscreteChain chain = chain_of(model);
+  if (job.timesteps.size() < 2) fail("--forward-only needs at least 2 timesteps (the first one warms up)");
+  if (job.num_images < 1 || job.num_images > data.size())
+    fail("--num-images must be in [1, ", data.size(), "], got ", job.num_images);
+  if (job.batch < 1) fail("--batch must be >= 1, got ", job.batch);
+  torch::NoGradGuard no_grad;
+  Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}));
+  const int64_t width = std::min<int64_t>(job.batch, job.num_images);
+  torch::Tensor x0 = data.batch(0, width).to(model.device());
+  torch::Tensor eps = torch::randn_like(x0);
+  std::vector<torch::Tensor> sums;
+  auto run_timestep = [&](int64_t t) {
+    const double sigma = chain.sigma(t);
+    torch::Tensor x = x0 + sigma * eps;
+    for (int64_t begin = 0; begin < job.num_images; begin += job.batch) {
+      const int64_t count = std::min<int64_t>(job.batch, job.num_images - begin);
+      sums.push_back(denoise(x.narrow(0, 0, count), sigma).sum());
+    }
+  };
+  auto sync = [&] {
+    torch::stack(sums).sum().item<double>();  // waits for every queued call
+    sums.clear();
+  };
+  run_timestep(job.timesteps[0]);
+  sync();
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 1; i < job.timesteps.size(); ++i) run_timestep(job.timesteps[i]);
+  sync();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(job.num_images) * static_cast<double>(job.timesteps.size() - 1) / std::max(secs, 1e-9);
 }
 
 }  // namespace scoreflow

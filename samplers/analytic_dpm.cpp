@@ -18,7 +18,7 @@ enum class VarianceSource { Gamma, SecondMoment, Residual };
 /// (Analytic-DPM, Thm 1), or per element from a second-moment head (SN-DPM) or a residual head
 /// (NPR-DPM). Heuristics of the paper, each switchable: clamp x̂0 to the data range, clip the
 /// variance to Thm 2's bounds, cap the noise of the step that produces x_{τ1} at
-/// (y·(2/255)·sqrt(π/2))², output the mean at the last step.
+/// (y·(2/255)·sqrt(π/2))², output the mean at the last step; `noise=false` keeps only the means.
 class AnalyticDpm : public Sampler {
  public:
   AnalyticDpm(std::string name, const KeyValueArgs& args, double default_eta, bool eta_fixed, VarianceSource source)
@@ -28,6 +28,7 @@ class AnalyticDpm : public Sampler {
     clip_x0_ = args.get_bool("clip_x0", true);
     clip_variance_ = args.get_bool("clip_variance", true);
     mean_last_ = args.get_bool("mean_last", true);
+    noise_ = args.get_bool("noise", true);  // false: means only (η = 0 and no clamp is then DDIM)
     y_ = args.get_double("sigma2_clip", 2.0);
     if (y_ < 0) fail(name_, ": sigma2_clip must be >= 0 (0 = off), got ", y_);
     if (source_ == VarianceSource::Gamma) {
@@ -74,7 +75,7 @@ class AnalyticDpm : public Sampler {
       const analytic::StepCoefficients c = analytic::step_coefficients(chain, s, t, s == 0 ? 0.0 : eta_);
       // Mean of p(x_s|x_t); at s = 0 it is x̂0 itself (ᾱ_0 = 1, β̄_0 = 0).
       torch::Tensor x_s = c.coef_xt * x_t + c.gamma * x0;
-      if (!(s == 0 && mean_last_)) {
+      if (noise_ && !(s == 0 && mean_last_)) {
         torch::Tensor var;
         if (source_ == VarianceSource::Gamma) {
           var = torch::scalar_tensor(analytic::analytic_variance(chain, s, t, gamma->eps(t), s == 0 ? 0.0 : eta_, range, clip_variance_),
@@ -99,7 +100,7 @@ class AnalyticDpm : public Sampler {
   std::string name_;
   VarianceSource source_;
   double eta_ = 1, y_ = 2;
-  bool clip_x0_ = true, clip_variance_ = true, mean_last_ = true;
+  bool clip_x0_ = true, clip_variance_ = true, mean_last_ = true, noise_ = true;
   std::string gamma_path_, gamma_text_;
 };
 

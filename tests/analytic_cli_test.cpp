@@ -74,3 +74,24 @@ TEST(AnalyticCli, BadInputGetsOneErrorLine) {
   expect_refused("sample --model " + kModel + " --sampler analytic_ddpm --gamma " + gamma + " --trajectory even --steps 5 --seeds 0-1 --json",
                  "model");
 }
+
+TEST(AnalyticCli, ForwardOnlyTimesTheSameCallsAndWritesNothing) {
+  const std::string data = dataset(), out = tmp("cli_gamma_fwd.json");
+  std::filesystem::remove(out);
+  const std::string base =
+      "estimate-gamma --model " + kModel + " --data " + data + " --timesteps 5 --num-images 250 --batch 100";
+  Result fwd = run(base + " --forward-only --json");
+  ASSERT_EQ(fwd.code, 0) << fwd.err;
+  auto f = nlohmann::json::parse(fwd.out);
+  EXPECT_EQ(f["mode"], "forward-only");
+  EXPECT_GT(f["images_per_second"].get<double>(), 0.0);
+  EXPECT_FALSE(std::filesystem::exists(out));
+  // The estimation itself reports its steady-state rate (first timestep left out) the same way.
+  Result est = run(base + " --out " + out + " --json");
+  ASSERT_EQ(est.code, 0) << est.err;
+  EXPECT_GT(nlohmann::json::parse(est.out)["images_per_second"].get<double>(), 0.0);
+  expect_refused(base, "--out is required");
+  expect_refused(
+      "estimate-gamma --model " + kModel + " --data " + data + " --timesteps 2 --num-images 999 --forward-only",
+      "--num-images must be in [1, 300]");
+}

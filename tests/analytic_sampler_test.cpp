@@ -212,3 +212,18 @@ TEST(AnalyticSamplers, CountOneNfePerStepAndDoNotDependOnBatchSize) {
     EXPECT_TRUE(torch::equal(all, sf::run_sampler(*sampler, model, job).samples)) << name;
   }
 }
+
+TEST(AnalyticSamplers, AnalyticDdimWithoutNoiseOrClampIsDdim) {
+  // Analytic-DDIM at η = 0 is DDIM's mean plus γ²·E Cov[x0|x_t] of noise (Bao et al. 2022, Thm 1 with
+  // λ = 0); with that noise and the x̂0 clamp switched off it must be DDIM (σ-space Euler) exactly.
+  auto model = sf::open_model(kModel);
+  std::string gamma_path = ::testing::TempDir() + "/gamma_exact_ddim.json";
+  exact_gamma(*model).save(gamma_path);
+  an::DiscreteChain chain = sf::chain_of(*model);
+  auto sigmas = sf::trajectory_sigmas(chain, sf::make_trajectory("even", chain, 10, nullptr));
+  torch::Tensor ddim = draw("ddim", "", model, sigmas, 64);
+  torch::Tensor means = draw("analytic_ddim", "gamma=" + gamma_path + ",noise=false,clip_x0=false", model, sigmas, 64);
+  EXPECT_LT((ddim - means).abs().max().item<double>(), 1e-4);
+  torch::Tensor noisy = draw("analytic_ddim", "gamma=" + gamma_path + ",clip_x0=false", model, sigmas, 64);
+  EXPECT_GT((ddim - noisy).abs().max().item<double>(), 1e-2);  // the default adds noise
+}

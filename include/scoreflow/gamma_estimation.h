@@ -47,4 +47,9 @@ struct GammaEstimation {
 void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job, analytic::GammaTable& table,
                     const std::function<void(const analytic::GammaTable&, int64_t, double)>& on_timestep = {});
 
+/// Images/s of the network calls alone that `estimate_gamma` makes for `job` (same batch sizes and
+/// σ's on one resident batch; no dataset reads, noise draws or read-backs), timed over every
+/// timestep but the first, which warms the network up. The yardstick for the estimation pipeline.
+double forward_throughput(const Model& model, const io::Dataset& data, const GammaEstimation& job);
+
 }  // namespace scoreflow
