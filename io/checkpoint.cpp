@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -132,7 +133,9 @@ std::vector<std::string> ChunkStore::chunks() const {
 std::optional<NpyArray> ChunkStore::load(const std::string& name) const {
   if (!manifest_written_) return std::nullopt;
   try {
-    return read_npy(dir_ + "/" + name + ".npy");
+    NpyArray array = read_npy(dir_ + "/" + name + ".npy");
+    ++loaded_;
+    return array;
   } catch (const Error&) {
     return std::nullopt;  // written atomically, so only tampering gets here; redo the chunk
   }
@@ -147,6 +150,23 @@ void ChunkStore::save(const std::string& name, const NpyArray& array) {
     manifest_written_ = true;
   }
   write_npy(dir_ + "/" + name + ".npy", array);
+  // Test hook (tests/resume_eval_test.cpp): SCOREFLOW_TEST_KILL_AFTER_CHUNKS=k makes the process
+  // SIGKILL itself right after its k-th chunk is stored — a kill -9 at a known point.
+  static int saved = 0;
+  if (const char* k = std::getenv("SCOREFLOW_TEST_KILL_AFTER_CHUNKS"); k && ++saved >= std::atoi(k)) ::raise(SIGKILL);
+}
+
+Memo ChunkStore::memo() {
+  return [this](const std::string& name, const std::function<torch::Tensor()>& compute) {
+    if (auto done = load(name)) return to_tensor(*done);
+    torch::Tensor result = compute().to(torch::kCPU).contiguous();
+    save(name, from_tensor(result));
+    return result;
+  };
+}
+
+torch::Tensor memoize(const Memo& memo, const std::string& name, const std::function<torch::Tensor()>& compute) {
+  return memo ? memo(name, compute) : compute();
 }
 
 void ChunkStore::remove() {
