@@ -1,11 +1,13 @@
 // scoreflow compare: a sampler × NFE sweep from the same seeds — markdown table, CSV, SVG plot and
 // one image grid per cell.
 #include <algorithm>
-#include <map>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <map>
 
 #include "cli/common.h"
+#include "cli/sample_chunks.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
@@ -27,7 +29,7 @@ struct Options {
   std::string schedule = "karras", schedule_args, out_dir, csv, plot, reference_sampler = "heun";
   std::vector<std::string> sampler_args;  // "NAME:k=v,..." per sampler
   int num = 64, reference_steps = 500, batch = 64;
-  bool json = false, log_x = false, log_y = false;
+  bool json = false, log_x = false, log_y = false, overwrite = false;
 };
 
 std::vector<std::string> split(const std::string& text) {
@@ -42,7 +44,8 @@ std::vector<std::string> split(const std::string& text) {
 /// The metric of one cell's samples [N, ...shape] (float32, data range).
 class Metric {
  public:
-  Metric(const Options& o, std::shared_ptr<const Model> model, const SampleJob& job) : o_(o), model_(std::move(model)) {
+  Metric(const Options& o, std::shared_ptr<const Model> model, const SampleJob& job, const io::Memo& memo)
+      : o_(o), model_(std::move(model)) {
     const ModelMetadata& meta = model_->metadata();
     if (o.metric == "w2") {
       auto gauss = std::dynamic_pointer_cast<const GaussianMixtureModel>(model_);
@@ -79,7 +82,9 @@ class Metric {
       SampleJob ref = job;
       ref.sigmas =
           make_sigmas(o.schedule, o.reference_steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
-      reference_ = run_sampler(*sampler, model_, ref).samples.to(torch::kFloat64).flatten(1);
+      reference_ = io::memoize(memo, "reference", [&] { return run_sampler(*sampler, model_, ref).samples; })
+                       .to(torch::kFloat64)
+                       .flatten(1);
       label_ = "RMS distance to " + o.reference_sampler + " with " + std::to_string(o.reference_steps) + " steps";
     } else {
       fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
@@ -152,7 +157,27 @@ void run(const Options& o) {
   if (job.seeds.size() < 2) fail("--num/--seeds must give at least 2 samples, got ", job.seeds.size());
   job.batch = o.batch;
   job.device = model->device();
-  Metric metric(o, model, job);
+  // Finished cells (and the ode-error reference) are kept in OUT_DIR/.scoreflow-parts, so that
+  // re-running the command after a kill redoes none of them.
+  io::Settings settings = model_settings(o.model, *model);
+  std::string all_args, seed_list;
+  for (uint64_t seed : job.seeds) seed_list += std::to_string(seed) + ",";
+  for (const auto& [name, args] : args_of) all_args += name + ":" + args + ";";
+  settings.insert(settings.end(), {{"samplers", o.samplers},
+                                   {"sampler args", all_args},
+                                   {"nfe", o.nfe},
+                                   {"seeds", std::to_string(job.seeds.size()) + " seeds, " + io::hash_text(seed_list)},
+                                   {"batch", std::to_string(o.batch)},
+                                   {"schedule", o.schedule},
+                                   {"schedule args", o.schedule_args},
+                                   {"metric", o.metric},
+                                   {"features", input_fingerprint(o.features == "none" ? "" : o.features)},
+                                   {"ref", input_fingerprint(o.ref)},
+                                   {"ref data", input_fingerprint(o.ref_data)},
+                                   {"reference", o.reference_sampler + " " + std::to_string(o.reference_steps)}});
+  io::ChunkStore store(o.out_dir + "/.scoreflow-parts", std::move(settings), o.overwrite, "--out-dir");
+  io::remove_stale_temporaries(o.out_dir, "");  // of grids a killed run was writing
+  Metric metric(o, model, job, store.memo());
 
   std::vector<eval::SweepCell> cells;
   nlohmann::json grids = nlohmann::json::array();
@@ -162,22 +187,37 @@ void run(const Options& o) {
       eval::SweepCell cell;
       cell.sampler = sampler->name();
       cell.nfe_budget = budget;
-      auto t0 = std::chrono::steady_clock::now();
+      const std::string grid = o.out_dir + "/grid_" + cell.sampler + "_nfe" + std::to_string(budget) + ".png";
+      char name[64];
+      std::snprintf(name, sizeof name, "cell-%03zu-nfe%d", cells.size(), budget);
       try {
-        cell.steps = sampler->steps_for_nfe(budget);
-        SampleJob cj = job;
-        cj.sigmas = make_sigmas(o.schedule, cell.steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
-        SampleResult r = run_sampler(*sampler, model, cj);
-        cell.nfe_used = r.nfe;
-        cell.metric = metric(r.samples);
-        cell.seconds = seconds_since(t0);
-        if (meta.image_shaped()) {
-          const int64_t shown = std::min<int64_t>(64, r.samples.size(0));
-          const std::string grid = o.out_dir + "/grid_" + cell.sampler + "_nfe" + std::to_string(budget) + ".png";
-          io::write_png(grid,
-                        io::make_grid(io::to_uint8_nhwc(r.samples.narrow(0, 0, shown), meta.data_min, meta.data_max)));
-          grids.push_back(grid);
+        // steps, NFE used, metric, seconds: loaded when an earlier run finished this cell (and its grid).
+        torch::Tensor done;
+        std::error_code ec;
+        if (!meta.image_shaped() || std::filesystem::exists(grid, ec))
+          if (auto kept = store.load(name)) done = io::to_tensor(*kept);
+        if (!done.defined()) {
+          auto t0 = std::chrono::steady_clock::now();
+          const int steps = sampler->steps_for_nfe(budget);
+          SampleJob cj = job;
+          cj.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+          SampleResult r = run_sampler(*sampler, model, cj);
+          const double value = metric(r.samples);
+          if (meta.image_shaped()) {
+            const int64_t shown = std::min<int64_t>(64, r.samples.size(0));
+            io::write_png(
+                grid, io::make_grid(io::to_uint8_nhwc(r.samples.narrow(0, 0, shown), meta.data_min, meta.data_max)));
+          }
+          done = torch::tensor({static_cast<double>(steps), static_cast<double>(r.nfe), value, seconds_since(t0)},
+                               torch::kFloat64);
+          store.save(name, io::from_tensor(done));
         }
+        auto v = done.accessor<double, 1>();
+        cell.steps = static_cast<int>(v[0]);
+        cell.nfe_used = static_cast<long>(v[1]);
+        cell.metric = v[2];
+        cell.seconds = v[3];
+        if (meta.image_shaped()) grids.push_back(grid);
       } catch (const Error& e) {
         cell.error = e.what();  // e.g. a budget below the sampler's minimum: reported in the cell
       }
@@ -198,6 +238,8 @@ void run(const Options& o) {
   plot.log_x = o.log_x;
   plot.log_y = o.log_y;
   write_text(plot_path, eval::sweep_svg(cells, plot));
+  note_resumed(&store);
+  store.remove();
 
   if (o.json) {
     nlohmann::json list = nlohmann::json::array();
@@ -255,6 +297,8 @@ void register_compare(CLI::App& app) {
   sub->add_flag("--log-y", o.log_y, "log-scale metric axis");
   sub->add_option("--batch", o.batch, "batch size")->capture_default_str();
   sub->add_flag("--json", o.json, "print one JSON document");
+  sub->add_flag("--overwrite", o.overwrite,
+                "discard the finished cells of an earlier, unfinished run instead of resuming it");
   set_action(sub, [] { run(o); });
 }
 

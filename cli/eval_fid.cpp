@@ -7,6 +7,7 @@
 #include "cli/eval.h"
 #include "cli/shard.h"
 #include "scoreflow/checkpoint.h"
+#include "cli/sample_chunks.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
@@ -23,12 +24,12 @@ namespace {
 
 struct Options {
   ModelOptions model;
-  std::string features, ref, ref_data, samples, save_stats, data_range = "-1,1";
+  std::string features, ref, ref_data, samples, save_stats, out, data_range = "-1,1";
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255";
   std::string shard;  // cli/shard.h
   int steps = -1, nfe = -1;
   int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
-  bool kid = false, json = false;
+  bool kid = false, json = false, overwrite = false;
 };
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -186,6 +187,7 @@ void run(const Options& o) {
     fail("nothing to compare: give --samples or --model (or --save-stats to only compute reference statistics)");
   if (o.kid && o.ref_data.empty()) fail("--kid needs the reference features: use --ref-data, not --ref statistics");
   if (!o.save_stats.empty()) io::check_writable(o.save_stats);
+  if (!o.out.empty()) io::check_writable(o.out);
   std::vector<double> range = parse_double_list(o.data_range, "--data-range");
   if (range.size() != 2 || !(range[1] > range[0]))
     fail("--data-range must be lo,hi with hi > lo, got '", o.data_range, "'");
@@ -214,6 +216,7 @@ void run(const Options& o) {
   // Sample side.
   Side gen;
   nlohmann::json sampling;
+  std::optional<io::ChunkStore> store;
   double s_lo = lo, s_hi = hi;
   torch::Tensor x;
   if (have_model) {
@@ -227,7 +230,18 @@ void run(const Options& o) {
     job.seeds = parse_seeds(o.seeds);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
-    SampleResult result = run_sampler(*sampler, model, job);
+    // With --out, finished batches of samples are kept in OUT.parts so that a killed run resumes.
+    io::Settings settings = model_settings(o.model, *model);
+    std::string seed_list;
+    for (uint64_t seed : job.seeds) seed_list += std::to_string(seed) + ",";
+    settings.insert(settings.end(),
+                    {{"sampler", sampler->name()},
+                     {"sampler args", o.sampler_args},
+                     {"sigmas", exact_list(job.sigmas)},
+                     {"seeds", std::to_string(job.seeds.size()) + " seeds, " + io::hash_text(seed_list)},
+                     {"batch", std::to_string(o.batch)}});
+    store = chunks_for(o.out, std::move(settings), o.overwrite, "--out");
+    SampleResult result = run_chunked(*sampler, model, job, store ? &*store : nullptr, {}, {}, {}).result;
     x = result.samples;
     s_lo = meta.data_min, s_hi = meta.data_max;
     sampling = {{"model", model->name()},
@@ -291,6 +305,9 @@ void run(const Options& o) {
     }
   }
   doc["wall_seconds"] = seconds_since(start);
+  if (!o.out.empty()) io::write_file_atomic(o.out, doc.dump(2) + "\n");
+  note_resumed(store ? &*store : nullptr);
+  if (store) store->remove();
   if (o.json) return print_json(doc);
   for (const auto& n : notes) std::fprintf(stderr, "note: %s\n", n.c_str());
   if (doc.contains("fd")) std::printf("%s %.6f\n", fx.identity() ? "FD (raw samples)" : "FD", doc["fd"].get<double>());
@@ -335,6 +352,9 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--shard", o.shard,
                   "i/n: feature sums of shard i of n (whole batches of the samples, or of --ref-data) into "
                   "--save-stats' .shard-i-of-n.npz for scoreflow merge (default: RANK/WORLD_SIZE, ... when set)");
+  sub->add_option("--out", o.out,
+                  "write the JSON report to this file (with --model, a killed run resumes from OUT.parts)");
+  sub->add_flag("--overwrite", o.overwrite, "discard the finished samples of an earlier, unfinished run");
   set_action(sub, [] { run(o); });
 }
 

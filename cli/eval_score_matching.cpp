@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/eval.h"
+#include "cli/sample_chunks.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
 #include "scoreflow/score_matching.h"
@@ -16,7 +17,7 @@ struct Options {
   int timesteps = 10;
   int64_t num_images = 256, batch = 64, limit = 0;
   uint64_t seed = 0;
-  bool json = false;
+  bool json = false, overwrite = false;
 };
 
 void run(const Options& o) {
@@ -30,7 +31,16 @@ void run(const Options& o) {
   sm.num_images = o.num_images;
   sm.batch = o.batch;
   sm.seed = o.seed;
-  const auto rows = eval::score_matching(*model, target, sm);
+  // With --out, each finished level is kept in OUT.parts so that a killed run resumes.
+  io::Settings settings = model_settings(o.model, *model);
+  settings.insert(settings.end(), {{"data", input_fingerprint(o.data)},
+                                   {"limit", std::to_string(o.limit)},
+                                   {"sigmas", exact_list(sm.sigmas)},
+                                   {"num images", std::to_string(o.num_images)},
+                                   {"batch", std::to_string(o.batch)},
+                                   {"seed", std::to_string(o.seed)}});
+  auto store = chunks_for(o.out, std::move(settings), o.overwrite, "--out");
+  const auto rows = eval::score_matching(*model, target, sm, store ? store->memo() : io::Memo{});
   const auto times = eval::network_times(meta.schedule, sm.sigmas);
 
   nlohmann::json doc = {{"command", "eval score-matching"},
@@ -67,6 +77,8 @@ void run(const Options& o) {
   doc["rows"] = list;
   doc["wall_seconds"] = seconds_since(start);
   if (!o.out.empty()) io::write_file_atomic(o.out, doc.dump(2) + "\n");
+  note_resumed(store ? &*store : nullptr);
+  if (store) store->remove();
   if (o.json) return print_json(doc);
   std::printf(
       "model   %s\ntarget  %s\n%lld draws per level (x0 ~ target, one eps each), eps units summed over d = %lld\n\n",
@@ -103,7 +115,8 @@ void register_eval_score_matching(CLI::App& eval) {
   sub->add_option("--limit", o.limit, "use the first N dataset items (0: all)");
   sub->add_option("--batch", o.batch, "network batch size")->capture_default_str();
   sub->add_option("--seed", o.seed, "seed of the draws")->capture_default_str();
-  sub->add_option("--out", o.out, "write the JSON report to this file");
+  sub->add_option("--out", o.out, "write the JSON report to this file (a killed run resumes from OUT.parts)");
+  sub->add_flag("--overwrite", o.overwrite, "discard the finished levels of an earlier, unfinished run");
   sub->add_flag("--json", o.json, "print the JSON report on stdout");
   set_action(sub, [] { run(o); });
 }

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "cli/eval.h"
+#include "cli/sample_chunks.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
 #include "scoreflow/wbound.h"
@@ -16,7 +17,7 @@ struct Options {
   int timesteps = 12, iterations = 30, ode_steps = 40;
   int64_t num_images = 256, points = 32, ode_samples = 256, batch = 64, limit = 0;
   uint64_t seed = 0;
-  bool dsm = false, json = false;
+  bool dsm = false, json = false, overwrite = false;
 };
 
 void run(const Options& o) {
@@ -38,7 +39,21 @@ void run(const Options& o) {
   w.seed = o.seed;
   // Builtins compute in float64 anyway; TorchScript networks take float32.
   w.dtype = model->name().rfind("builtin:", 0) == 0 ? torch::kFloat64 : torch::kFloat32;
-  const eval::WBoundReport r = eval::wasserstein_bound(model, target, w);
+  // With --out, each finished level and the coupling are kept in OUT.parts so that a killed run resumes.
+  io::Settings settings = model_settings(o.model, *model);
+  settings.insert(settings.end(), {{"data", input_fingerprint(o.data)},
+                                   {"limit", std::to_string(o.limit)},
+                                   {"sigmas", exact_list(w.sigmas)},
+                                   {"points", std::to_string(o.points)},
+                                   {"iterations", std::to_string(o.iterations)},
+                                   {"num images", std::to_string(o.num_images)},
+                                   {"ode sampler", o.sampler},
+                                   {"ode steps", std::to_string(o.ode_steps)},
+                                   {"ode samples", std::to_string(o.ode_samples)},
+                                   {"batch", std::to_string(o.batch)},
+                                   {"seed", std::to_string(o.seed)}});
+  auto store = chunks_for(o.out, std::move(settings), o.overwrite, "--out");
+  const eval::WBoundReport r = eval::wasserstein_bound(model, target, w, store ? store->memo() : io::Memo{});
 
   const std::string err_name = o.dsm ? "DSM (looser: DSM >= SM)" : "exact SM";
   nlohmann::json rows = nlohmann::json::array();
@@ -81,6 +96,8 @@ void run(const Options& o) {
   if (r.has_true_w2) doc["true_w2"] = r.true_w2;
   if (r.has_gelbrich) doc["gelbrich_w2_lower_bound"] = r.gelbrich_w2;
   if (!o.out.empty()) io::write_file_atomic(o.out, doc.dump(2) + "\n");
+  note_resumed(store ? &*store : nullptr);
+  if (store) store->remove();
   if (o.json) return print_json(doc);
   std::printf("model   %s\ntarget  %s\n\n", model->name().c_str(), target.describe().c_str());
   std::printf("%10s %14s %14s %14s %14s %14s %12s\n", "sigma", "L_s max", "L_s mean", "|J|_2 max", "|J|_2 mean",
@@ -122,7 +139,8 @@ void register_eval_wbound(CLI::App& eval) {
   sub->add_option("--limit", o.limit, "use the first N dataset items (0: all)");
   sub->add_option("--batch", o.batch, "batch size")->capture_default_str();
   sub->add_option("--seed", o.seed, "seed of the draws")->capture_default_str();
-  sub->add_option("--out", o.out, "write the JSON report to this file");
+  sub->add_option("--out", o.out, "write the JSON report to this file (a killed run resumes from OUT.parts)");
+  sub->add_flag("--overwrite", o.overwrite, "discard the finished levels of an earlier, unfinished run");
   sub->add_flag("--json", o.json, "print the JSON report on stdout");
   set_action(sub, [] { run(o); });
 }

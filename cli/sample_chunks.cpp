@@ -1,12 +1,58 @@
 #include "cli/sample_chunks.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <future>
+#include <filesystem>
 #include <map>
 
 #include "scoreflow/error.h"
 
 namespace scoreflow::cli {
+
+std::string input_fingerprint(const std::string& path) {
+  if (path.empty()) return "(none)";
+  if (path.rfind("builtin:", 0) == 0) return path;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    // Image folders: names and sizes (hashing every image would cost as much as reading them).
+    std::vector<std::string> entries;
+    for (const auto& e : fs::recursive_directory_iterator(path, ec))
+      if (e.is_regular_file(ec))
+        entries.push_back(fs::relative(e.path(), path, ec).string() + ":" + std::to_string(e.file_size(ec)));
+    std::sort(entries.begin(), entries.end());
+    std::string listing;
+    for (const auto& e : entries) listing += e + "\n";
+    return "folder " + io::hash_text(listing);
+  }
+  return io::hash_file(path);
+}
+
+io::Settings model_settings(const ModelOptions& options, const Model& model) {
+  return {{"model", input_fingerprint(options.model)},
+          {"model metadata", io::hash_text(model.metadata().json)},
+          {"device", model.device().is_cuda() ? "cuda" : "cpu"}};
+}
+
+std::string exact_list(const std::vector<double>& values) {
+  std::string out;
+  char buf[32];
+  for (double v : values) std::snprintf(buf, sizeof buf, "%.17g,", v), out += buf;
+  return out;
+}
+
+void note_resumed(const io::ChunkStore* store) {
+  if (store && store->loaded() > 0)
+    std::fprintf(stderr, "note: resumed the unfinished run in '%s': %lld finished chunks reused\n",
+                 store->dir().c_str(), static_cast<long long>(store->loaded()));
+}
+
+std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings settings, bool overwrite,
+                                         const std::string& option) {
+  if (output.empty()) return std::nullopt;
+  return std::optional<io::ChunkStore>(std::in_place, output + ".parts", std::move(settings), overwrite, option);
+}
 namespace {
 
 /// Zero-padded so that names sort in seed order.

@@ -1,13 +1,34 @@
 #pragma once
-// sample's resumable core: seeds are sampled in chunks of --batch; with a ChunkStore each finished
-// chunk is kept on disk, and a re-run after a kill loads those instead of sampling them again.
+// Resumable commands. sample's core: seeds are sampled in chunks of --batch; with a ChunkStore each
+// finished chunk is kept on disk, and a re-run after a kill loads those instead of sampling them
+// again. eval and compare keep their finished pieces through the same ChunkStore (io::Memo).
 #include <functional>
 #include <memory>
+#include <optional>
 
+#include "cli/common.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/run.h"
 
 namespace scoreflow::cli {
+
+/// What identifies an input in a manifest: a `builtin:` spec as written, "(none)" for an empty
+/// path, a hash of the names and sizes of a folder's files, or a hash of a file's bytes.
+std::string input_fingerprint(const std::string& path);
+
+/// The settings every resumable command shares: model file hash, resolved metadata, device kind.
+io::Settings model_settings(const ModelOptions& options, const Model& model);
+
+/// "%.17g" values joined by commas (grids and noise levels, exact).
+std::string exact_list(const std::vector<double>& values);
+
+/// The chunk folder `output.parts` for a command whose final output is `output`, or nothing when
+/// no output file is given (then nothing is kept). `option` names the flag, for messages.
+std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings settings, bool overwrite,
+                                         const std::string& option);
+
+/// "note: resumed ...: N finished chunks reused" on stderr when the store loaded any.
+void note_resumed(const io::ChunkStore* store);
 
 struct ChunkedResult {
   SampleResult result;

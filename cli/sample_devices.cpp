@@ -1,5 +1,7 @@
 #include "cli/sample_devices.h"
 
+#include "scoreflow/fsutil.h"
+
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -58,8 +60,7 @@ ChunkedResult run_on_devices(const Sampler& sampler, const std::vector<std::shar
   }
   out.result.samples = torch::cat(samples);
   if (!stores.dir.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(stores.dir, ec);
+    io::remove_tree(stores.dir);
   }
   return out;
 }

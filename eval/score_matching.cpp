@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "scoreflow/error.h"
 
@@ -22,7 +23,7 @@ std::pair<double, double> mean_se(const torch::Tensor& v) {
 }  // namespace
 
 std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarget& target,
-                                             const ScoreMatchingOptions& options) {
+                                             const ScoreMatchingOptions& options, const io::Memo& memo) {
   if (options.num_images < 2)
     fail("--num-images must be >= 2 (standard errors need two draws), got ", options.num_images);
   if (options.batch < 1) fail("--batch must be >= 1, got ", options.batch);
@@ -37,26 +38,33 @@ std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarg
   for (size_t k = 0; k < options.sigmas.size(); ++k) {
     const double sigma = options.sigmas[k];
     if (!(sigma > 0)) fail("noise levels must be > 0, got ", sigma);
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1000003ull * k);
-    // All draws for this σ up front, so that the batch size changes nothing.
-    torch::Tensor x0 = target.sample(n, gen);  // [n, d]
-    torch::Tensor eps = at::randn({n, d}, gen, torch::kFloat64);
-    torch::Tensor a = torch::empty({n}, torch::kFloat64), b = torch::empty_like(a), g = torch::empty_like(a);
-    for (int64_t begin = 0; begin < n; begin += options.batch) {
-      const int64_t m = std::min(options.batch, n - begin);
-      shape[0] = m;
-      // The network sees float32; ε is re-derived from the x it actually saw.
-      torch::Tensor x32 = (x0.narrow(0, begin, m) + sigma * eps.narrow(0, begin, m)).to(torch::kFloat32);
-      torch::Tensor x = x32.to(torch::kFloat64);
-      torch::Tensor e = (x - x0.narrow(0, begin, m)) / sigma;
-      torch::Tensor denoised =
-          denoise(x32.reshape(shape).to(model.device()), sigma).to(torch::kCPU, torch::kFloat64).reshape({m, d});
-      torch::Tensor eps_theta = (x - denoised) / sigma;
-      torch::Tensor eps_star = (x - target.denoise(x, sigma)) / sigma;
-      a.narrow(0, begin, m).copy_((eps_theta - e).pow(2).sum(1));
-      b.narrow(0, begin, m).copy_((eps_theta - eps_star).pow(2).sum(1));
-      g.narrow(0, begin, m).copy_(eps_star.pow(2).sum(1));
-    }
+    // The network part of level k, kept by a resumable caller: per-sample ‖ε_θ − ε‖², ‖ε_θ − ε*‖², ‖ε*‖².
+    char name[32];
+    std::snprintf(name, sizeof name, "sm-level-%03zu", k);
+    const torch::Tensor per_sample = io::memoize(memo, name, [&] {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1000003ull * k);
+      // All draws for this σ up front, so that the batch size changes nothing.
+      torch::Tensor x0 = target.sample(n, gen);  // [n, d]
+      torch::Tensor eps = at::randn({n, d}, gen, torch::kFloat64);
+      torch::Tensor a = torch::empty({n}, torch::kFloat64), b = torch::empty_like(a), g = torch::empty_like(a);
+      for (int64_t begin = 0; begin < n; begin += options.batch) {
+        const int64_t m = std::min(options.batch, n - begin);
+        shape[0] = m;
+        // The network sees float32; ε is re-derived from the x it actually saw.
+        torch::Tensor x32 = (x0.narrow(0, begin, m) + sigma * eps.narrow(0, begin, m)).to(torch::kFloat32);
+        torch::Tensor x = x32.to(torch::kFloat64);
+        torch::Tensor e = (x - x0.narrow(0, begin, m)) / sigma;
+        torch::Tensor denoised =
+            denoise(x32.reshape(shape).to(model.device()), sigma).to(torch::kCPU, torch::kFloat64).reshape({m, d});
+        torch::Tensor eps_theta = (x - denoised) / sigma;
+        torch::Tensor eps_star = (x - target.denoise(x, sigma)) / sigma;
+        a.narrow(0, begin, m).copy_((eps_theta - e).pow(2).sum(1));
+        b.narrow(0, begin, m).copy_((eps_theta - eps_star).pow(2).sum(1));
+        g.narrow(0, begin, m).copy_(eps_star.pow(2).sum(1));
+      }
+      return torch::stack({a, b, g});
+    });
+    const torch::Tensor a = per_sample[0], b = per_sample[1], g = per_sample[2];
     ScoreMatchingRow row;
     row.sigma = sigma;
     row.d = d;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
@@ -27,7 +28,8 @@ double trapezoid_log(const std::vector<double>& sigma, const std::vector<double>
 
 }  // namespace
 
-WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTarget& target, const WBoundOptions& o) {
+WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTarget& target, const WBoundOptions& o,
+                               const io::Memo& memo) {
   if (o.sigmas.empty()) fail("the Wasserstein bound needs at least one noise level");
   if (o.lipschitz_points < 1) fail("--points must be >= 1, got ", o.lipschitz_points);
   const ModelMetadata& meta = model->metadata();
@@ -45,21 +47,26 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
   sm_options.num_images = o.num_images;
   sm_options.batch = o.batch;
   sm_options.seed = o.seed;
-  std::vector<ScoreMatchingRow> sm = score_matching(*model, target, sm_options);
+  std::vector<ScoreMatchingRow> sm = score_matching(*model, target, sm_options, memo);
 
   for (size_t k = 0; k < sigmas.size(); ++k) {
     const double sigma = sigmas[k];
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 7919ull * (k + 1));
-    torch::Tensor x0 = target.sample(o.lipschitz_points, gen);
-    torch::Tensor x = (x0 + sigma * at::randn({o.lipschitz_points, d}, gen, torch::kFloat64)).reshape(shape);
-    JacobianExtremes j =
-        score_jacobian_extremes(*model, x.to(model->device(), o.dtype), sigma, o.iterations, o.seed + k);
+    char name[32];
+    std::snprintf(name, sizeof name, "lipschitz-level-%03zu", k);
+    const torch::Tensor extremes = io::memoize(memo, name, [&] {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 7919ull * (k + 1));
+      torch::Tensor x0 = target.sample(o.lipschitz_points, gen);
+      torch::Tensor x = (x0 + sigma * at::randn({o.lipschitz_points, d}, gen, torch::kFloat64)).reshape(shape);
+      JacobianExtremes j =
+          score_jacobian_extremes(*model, x.to(model->device(), o.dtype), sigma, o.iterations, o.seed + k);
+      return torch::stack({j.one_sided, j.spectral}).to(torch::kCPU, torch::kFloat64);
+    });
     WBoundRow row;
     row.sigma = sigma;
-    row.lipschitz_max = j.one_sided.max().item<double>();
-    row.lipschitz_mean = j.one_sided.mean().item<double>();
-    row.spectral_max = j.spectral.max().item<double>();
-    row.spectral_mean = j.spectral.mean().item<double>();
+    row.lipschitz_max = extremes[0].max().item<double>();
+    row.lipschitz_mean = extremes[0].mean().item<double>();
+    row.spectral_max = extremes[1].max().item<double>();
+    row.spectral_mean = extremes[1].mean().item<double>();
     row.score_error = std::max(0.0, o.use_dsm ? sm[k].dsm : sm[k].sm);
     report.rows.push_back(row);
   }
@@ -91,25 +98,30 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
 
   // Su's coupling: model PF-ODE and exact PF-ODE from the same noise.
   if (o.ode_samples > 0) {
-    auto sampler = make_sampler(o.ode_sampler);
-    SampleJob job;
-    job.sigmas = make_sigmas("karras", o.ode_steps, meta.schedule, KeyValueArgs(""));
-    for (int64_t i = 0; i < o.ode_samples; ++i) job.seeds.push_back(static_cast<uint64_t>(i));
-    job.batch = static_cast<int>(o.batch);
-    job.device = model->device();
-    SampleResult xs = run_sampler(*sampler, model, job);
-    job.device = torch::kCPU;
-    SampleResult ys = run_sampler(*sampler, target.model(), job);
-    torch::Tensor dist2 = (xs.samples.to(torch::kFloat64).reshape({o.ode_samples, -1}) -
-                           ys.samples.to(torch::kFloat64).reshape({o.ode_samples, -1}))
-                              .pow(2)
-                              .sum(1);
+    // Squared distances per coupled sample, then the model's NFE (kept together by a resumable caller).
+    const torch::Tensor kept = io::memoize(memo, "coupling", [&] {
+      auto sampler = make_sampler(o.ode_sampler);
+      SampleJob job;
+      job.sigmas = make_sigmas("karras", o.ode_steps, meta.schedule, KeyValueArgs(""));
+      for (int64_t i = 0; i < o.ode_samples; ++i) job.seeds.push_back(static_cast<uint64_t>(i));
+      job.batch = static_cast<int>(o.batch);
+      job.device = model->device();
+      SampleResult xs = run_sampler(*sampler, model, job);
+      job.device = torch::kCPU;
+      SampleResult ys = run_sampler(*sampler, target.model(), job);
+      torch::Tensor dist2 = (xs.samples.to(torch::kFloat64).reshape({o.ode_samples, -1}) -
+                             ys.samples.to(torch::kFloat64).reshape({o.ode_samples, -1}))
+                                .pow(2)
+                                .sum(1);
+      return torch::cat({dist2, torch::tensor({static_cast<double>(xs.nfe)}, torch::kFloat64)});
+    });
+    const torch::Tensor dist2 = kept.narrow(0, 0, o.ode_samples);
     const double mean = dist2.mean().item<double>();
     report.su_coupling = std::sqrt(mean);
     const double se =
         o.ode_samples > 1 ? dist2.std().item<double>() / std::sqrt(static_cast<double>(o.ode_samples)) : 0.0;
     report.su_coupling_se = mean > 0 ? se / (2 * report.su_coupling) : 0.0;
-    report.su_nfe = xs.nfe;
+    report.su_nfe = static_cast<int64_t>(kept[o.ode_samples].item<double>());
   }
 
   // Gaussian network: its distribution is known exactly, so W2 to the target can be shown too.

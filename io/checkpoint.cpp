@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -83,8 +84,7 @@ ChunkStore::ChunkStore(std::string dir, Settings settings, bool overwrite, const
   const std::string manifest = dir_ + "/" + kManifest;
   if (overwrite || !fs::exists(manifest, ec)) {
     // --overwrite, or a writer killed before its first chunk landed: nothing worth keeping.
-    fs::remove_all(dir_, ec);
-    if (ec) fail("cannot clear '", dir_, "': ", ec.message());
+    if (std::string err = remove_tree(dir_); !err.empty()) fail("cannot clear '", dir_, "': ", err);
     return;
   }
   Settings old;
@@ -131,7 +131,9 @@ std::vector<std::string> ChunkStore::chunks() const {
 std::optional<NpyArray> ChunkStore::load(const std::string& name) const {
   if (!manifest_written_) return std::nullopt;
   try {
-    return read_npy(dir_ + "/" + name + ".npy");
+    NpyArray array = read_npy(dir_ + "/" + name + ".npy");
+    ++loaded_;
+    return array;
   } catch (const Error&) {
     return std::nullopt;  // written atomically, so only tampering gets here; redo the chunk
   }
@@ -146,11 +148,27 @@ void ChunkStore::save(const std::string& name, const NpyArray& array) {
     manifest_written_ = true;
   }
   write_npy(dir_ + "/" + name + ".npy", array);
+  // Test hook (tests/resume_eval_test.cpp): SCOREFLOW_TEST_KILL_AFTER_CHUNKS=k makes the process
+  // SIGKILL itself right after its k-th chunk is stored — a kill -9 at a known point.
+  static int saved = 0;
+  if (const char* k = std::getenv("SCOREFLOW_TEST_KILL_AFTER_CHUNKS"); k && ++saved >= std::atoi(k)) ::raise(SIGKILL);
+}
+
+Memo ChunkStore::memo() {
+  return [this](const std::string& name, const std::function<torch::Tensor()>& compute) {
+    if (auto done = load(name)) return to_tensor(*done);
+    torch::Tensor result = compute().to(torch::kCPU).contiguous();
+    save(name, from_tensor(result));
+    return result;
+  };
+}
+
+torch::Tensor memoize(const Memo& memo, const std::string& name, const std::function<torch::Tensor()>& compute) {
+  return memo ? memo(name, compute) : compute();
 }
 
 void ChunkStore::remove() {
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
+  remove_tree(dir_);
   manifest_written_ = false;
 }
 

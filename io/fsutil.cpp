@@ -172,4 +172,19 @@ std::vector<std::string> walk_files(const std::string& dir) {
   return files;
 }
 
+std::string remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT ? "" : path + ": " + std::strerror(errno);
+  if (S_ISDIR(st.st_mode)) {
+    for (const std::string& name : list_dir(path)) {
+      std::string err = remove_tree(path + "/" + name);
+      if (!err.empty()) return err;
+    }
+    if (::rmdir(path.c_str()) != 0 && errno != ENOENT) return path + ": " + std::strerror(errno);
+  } else if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return path + ": " + std::strerror(errno);
+  }
+  return "";
+}
+
 }  // namespace scoreflow::io

@@ -49,13 +49,15 @@ void Model::network_only(const torch::Tensor& x, double sigma, int iterations, b
   for (int i = 0; i < iterations; ++i) denoise(x, {sigma}, {});
 }
 
-Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond) : model_(std::move(model)), cond_(std::move(cond)) {
+Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond)
+    : model_(std::move(model)), cond_(std::move(cond)) {
   const ModelMetadata& m = model_->metadata();
   if (cond_.guidance != 1.0 && m.num_classes == 0)
     fail("--guidance ", cond_.guidance, " needs a class-conditional model; ", model_->name(), " has num_classes 0");
   if (cond_.labels.defined() && m.num_classes > 0) {
     auto lo = cond_.labels.min().item<int64_t>(), hi = cond_.labels.max().item<int64_t>();
-    if (lo < 0 || hi >= m.num_classes) fail("class label ", (lo < 0 ? lo : hi), " is outside [0, ", m.num_classes - 1, "]");
+    if (lo < 0 || hi >= m.num_classes)
+      fail("class label ", (lo < 0 ? lo : hi), " is outside [0, ", m.num_classes - 1, "]");
   }
 }
 
@@ -73,12 +75,18 @@ torch::Tensor Denoiser::operator()(const torch::Tensor& x, const std::vector<dou
 
 torch::Tensor Denoiser::evaluate(const torch::Tensor& x, const std::vector<double>& sigma) const {
   ++nfe_;
+  // The input is the sampler's state (or a stage of a step): a state that overflowed would make
+  // the output non-finite too, and the network would be blamed for it.
+  const bool deferred = defer_on_cpu_ || !x.device().is_cpu();
+  torch::Tensor input_ok = torch::isfinite(x).all();
+  if (!deferred && !input_ok.item<bool>()) fail_state({sigma.front(), step_, call_in_step_});
   const int num_classes = model_->metadata().num_classes;
   torch::Tensor out;
   if (num_classes > 0 && cond_.guidance != 1.0) {
     // Classifier-free guidance: conditional and unconditional (label = num_classes) in one batch.
-    torch::Tensor labels = cond_.labels.defined() ? cond_.labels.to(x.device())
-                                                  : torch::full({x.size(0)}, num_classes, x.options().dtype(torch::kLong));
+    torch::Tensor labels = cond_.labels.defined()
+                               ? cond_.labels.to(x.device())
+                               : torch::full({x.size(0)}, num_classes, x.options().dtype(torch::kLong));
     torch::Tensor both = model_->denoise(
         torch::cat({x, x}), sigma.size() == 1 ? sigma : [&] {
           std::vector<double> s2(sigma);
@@ -94,23 +102,64 @@ torch::Tensor Denoiser::evaluate(const torch::Tensor& x, const std::vector<doubl
       labels = torch::full({x.size(0)}, num_classes, x.options().dtype(torch::kLong));  // unconditional
     out = model_->denoise(x, sigma, labels.defined() ? labels.to(x.device()) : labels);
   }
-  torch::Tensor finite = torch::isfinite(out).all();
-  if (out.device().is_cpu()) {
-    if (!finite.item<bool>())
-      fail("network output is NaN or Inf at sigma=", sigma.front(), (sigma.size() > 1 ? " (per-sample sigmas)" : ""),
-           " (model ", model_->name(), ")");
-  } else {
-    pending_.emplace_back(finite, sigma.front());
+  const CallSite site{sigma.front(), step_, call_in_step_++};
+  torch::Tensor output_ok = torch::isfinite(out).all();
+  if (deferred) {
+    pending_.emplace_back(torch::stack({input_ok, output_ok}), site);
     if (static_cast<int>(pending_.size()) >= check_every_) check_finite();
+  } else if (!output_ok.item<bool>()) {
+    fail_output(site, sigma.size() > 1);
   }
   return out;
+}
+
+void Denoiser::fail_state(const CallSite& site) const {
+  std::ostringstream where;
+  if (site.step < 0)
+    where << "the denoiser's input is NaN or Inf at sigma=" << site.sigma;
+  else if (site.step == 0 && site.call == 0)
+    where << "sampler " << sampler_ << ": the initial state is NaN or Inf (sigma_0=" << site.sigma << ")";
+  else if (site.call == 0)
+    where << "sampler " << sampler_ << ": the state became NaN or Inf in step " << site.step << " of " << steps_
+          << " (it is non-finite entering step " << site.step + 1 << " at sigma=" << site.sigma << ")";
+  else
+    where << "sampler " << sampler_ << ": the state became NaN or Inf inside step " << site.step + 1 << " of " << steps_
+          << " (before its network call at sigma=" << site.sigma << ")";
+  fail(where.str(), "; every network output until then was finite (model ", model_->name(), ")");
+}
+
+void Denoiser::fail_output(const CallSite& site, bool per_sample) const {
+  std::ostringstream step;
+  if (site.step >= 0) step << ", step " << site.step + 1 << " of " << steps_ << " of sampler " << sampler_;
+  fail("network output is NaN or Inf at sigma=", site.sigma, (per_sample ? " (per-sample sigmas)" : ""), " (model ",
+       model_->name(), step.str(), ")");
+}
+
+void Denoiser::defer_checks(int every) {
+  if (every < 1) fail("defer_checks: every must be >= 1, got ", every);
+  defer_on_cpu_ = true;
+  check_every_ = every;
+}
+
+void Denoiser::begin_steps(std::string sampler, int steps) {
+  sampler_ = std::move(sampler);
+  steps_ = steps;
+  step_ = 0;
+  call_in_step_ = 0;
+}
+
+void Denoiser::step_done(int step) const {
+  if (step_ < 0) return;
+  step_ = step + 1;
+  call_in_step_ = 0;
 }
 
 std::pair<torch::Tensor, torch::Tensor> Denoiser::with_head(const torch::Tensor& x, double sigma) const {
   if (cond_.guidance != 1.0) fail("the second-moment head cannot be combined with classifier-free guidance");
   ++nfe_;
   auto out = model_->denoise_with_head(x, {sigma}, cond_.labels);
-  if (out.first.device().is_cpu() && !(torch::isfinite(out.first).all().item<bool>() && torch::isfinite(out.second).all().item<bool>()))
+  if (out.first.device().is_cpu() &&
+      !(torch::isfinite(out.first).all().item<bool>() && torch::isfinite(out.second).all().item<bool>()))
     fail("network output is NaN or Inf at sigma=", sigma, " (model ", model_->name(), ")");
   return out;
 }
@@ -119,13 +168,14 @@ void Denoiser::check_finite() const {
   if (pending_.empty()) return;
   std::vector<torch::Tensor> flags;
   for (auto& p : pending_) flags.push_back(p.first);
-  torch::Tensor all = torch::stack(flags).cpu();
-  auto acc = all.accessor<bool, 1>();
+  torch::Tensor all = torch::stack(flags).cpu();  // [calls, 2]: input finite, output finite
+  auto acc = all.accessor<bool, 2>();
   for (int64_t i = 0; i < all.size(0); ++i)
-    if (!acc[i]) {
-      double s = pending_[i].second;
+    if (!acc[i][0] || !acc[i][1]) {
+      const CallSite site = pending_[i].second;
       pending_.clear();
-      fail("network output is NaN or Inf at sigma=", s, " (model ", model_->name(), ")");
+      if (!acc[i][0]) fail_state(site);
+      fail_output(site, false);
     }
   pending_.clear();
 }

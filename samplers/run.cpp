@@ -17,7 +17,8 @@ SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> mo
     std::vector<int64_t> want{n};
     want.insert(want.end(), shape.begin(), shape.end());
     if (job.init_noise.sizes() != c10::IntArrayRef(want))
-      fail("--init-noise has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want), " (one row per seed)");
+      fail("--init-noise has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want),
+           " (one row per seed)");
   }
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> out;
@@ -33,13 +34,21 @@ SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> mo
     if (job.labels.defined()) cond.labels = job.labels.narrow(0, begin, count).to(job.device);
     cond.guidance = job.guidance;
     Denoiser denoiser(model, cond);
-    x = sampler.sample(denoiser, x, job.sigmas, noise, on_step);
+    // The state is checked (by the denoiser) as it enters every network call, so a blow-up is
+    // reported with its step and sigma; the state after the last step is checked here.
+    const int steps = static_cast<int>(job.sigmas.size()) - 1;
+    denoiser.begin_steps(sampler.name(), steps);
+    const StepCallback track = [&](int i, int n, double sigma_next) {
+      denoiser.step_done(i);
+      if (on_step) on_step(i, n, sigma_next);
+    };
+    x = sampler.sample(denoiser, x, job.sigmas, noise, track);
     denoiser.check_finite();
-    // The state can go bad with finite network outputs (a step that overflows); one flag per batch
-    // keeps the loop free of host syncs.
+    // One flag per batch keeps the loop free of host syncs.
     if (!torch::isfinite(x).all().item<bool>())
-      fail("sampler ", sampler.name(), " produced NaN or Inf samples for seeds ", seeds.front(), "..", seeds.back(),
-           " although every network output was finite (grid from sigma=", job.sigmas.front(), " to ", job.sigmas.back(), ")");
+      fail("sampler ", sampler.name(), ": the state became NaN or Inf in its last step (", steps, " of ", steps,
+           ", sigma ", job.sigmas[steps - 1], " -> ", job.sigmas.back(), ") for seeds ", seeds.front(), "..",
+           seeds.back(), "; every network output was finite");
     result.nfe = denoiser.nfe();
     out.push_back(x.to(torch::kCPU, torch::kFloat32));
     if (on_batch) on_batch(begin + count, n);

@@ -4,6 +4,7 @@
 /// loads the finished chunks instead of redoing them; a run with different settings is refused,
 /// naming the setting that differs, rather than mixing two runs in one output.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -28,6 +29,15 @@ void remove_stale_temporaries(const std::string& dir, const std::string& prefix)
 /// message shows (e.g. "sampler", "model file hash", "sigmas").
 using Settings = std::vector<std::pair<std::string, std::string>>;
 
+/// A long computation's finished pieces, by name: `memo(name, compute)` returns what an earlier
+/// (killed) run stored under `name`, or else compute() — stored before it is returned. Pieces are
+/// CPU tensors (float64 keeps doubles exact). Library code takes a Memo so that the CLI can make
+/// it resumable without the library knowing where the pieces live.
+using Memo = std::function<torch::Tensor(const std::string& name, const std::function<torch::Tensor()>& compute)>;
+
+/// compute() through `memo`, or directly when `memo` is empty.
+torch::Tensor memoize(const Memo& memo, const std::string& name, const std::function<torch::Tensor()>& compute);
+
 /// A folder of finished chunks (`<name>.npy`) plus `manifest.json` holding the settings.
 class ChunkStore {
  public:
@@ -43,14 +53,20 @@ class ChunkStore {
   std::optional<NpyArray> load(const std::string& name) const;
   /// Stores a finished chunk atomically (creating the folder and manifest on first use).
   void save(const std::string& name, const NpyArray& array);
+  /// A Memo over this store (the store must outlive it): a finished chunk is loaded, a missing one
+  /// computed and saved.
+  Memo memo();
   /// Deletes the folder: the job's final outputs are written and nothing is left to resume.
   void remove();
   const std::string& dir() const { return dir_; }
+  /// Chunks load() has returned so far (work an earlier run had finished).
+  int64_t loaded() const { return loaded_; }
 
  private:
   std::string dir_;
   Settings settings_;
   bool manifest_written_ = false;
+  mutable int64_t loaded_ = 0;
 };
 
 }  // namespace scoreflow::io

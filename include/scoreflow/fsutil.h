@@ -51,5 +51,10 @@ std::vector<std::string> list_dir(const std::string& dir, bool* ok = nullptr);
 std::vector<std::string> walk_files(const std::string& dir);
 /// True when `path` is a directory (after symlinks).
 bool is_dir(const std::string& path);
+/// Deletes `path` and, for a folder, everything under it (symlinks are removed, not followed).
+/// Returns "" on success (or when nothing was there), else what failed. POSIX calls rather than
+/// std::filesystem::remove_all, which on the GPU machine bound to libtorch.so's exported copy and
+/// crashed (jumped to a null address).
+std::string remove_tree(const std::string& path);
 
 }  // namespace scoreflow::io

@@ -133,17 +133,37 @@ class Denoiser {
   const Model& model() const { return *model_; }
   const NoiseSchedule& schedule() const { return model_->metadata().schedule; }
   const Conditioning& conditioning() const { return cond_; }
-  /// On a GPU, finiteness flags are gathered on the device and checked here (and every
-  /// `check_every` calls) so that the loop never waits for the host; on the CPU every call checks.
+  /// Every call checks its input (the sampler's state, or a stage of it) and its output for NaN/Inf,
+  /// so that a state that blew up is not blamed on the network. On a GPU the flags are gathered on
+  /// the device and checked here (and every `check_every` calls), so that the loop never waits for
+  /// the host; on the CPU every call checks at once.
   void check_finite() const;
+  /// Defers the checks on the CPU too, checking every `every` calls (the GPU behaviour; for tests).
+  void defer_checks(int every);
+  /// Names the sampler and counts its steps in error messages: run_sampler calls begin_steps()
+  /// before sampling and step_done(i) from the step callback after step i (0-based) of `steps`.
+  void begin_steps(std::string sampler, int steps);
+  void step_done(int step) const;
 
  private:
+  /// Where a call happened: the step it belongs to (0-based, −1 untracked), its index inside the step.
+  struct CallSite {
+    double sigma;
+    int step, call;
+  };
   torch::Tensor evaluate(const torch::Tensor& x, const std::vector<double>& sigma) const;
+  [[noreturn]] void fail_state(const CallSite& site) const;
+  [[noreturn]] void fail_output(const CallSite& site, bool per_sample) const;
   std::shared_ptr<const Model> model_;
   Conditioning cond_;
   mutable int64_t nfe_ = 0;
-  mutable std::vector<std::pair<torch::Tensor, double>> pending_;
+  /// Deferred flags [input finite, output finite] and where each call happened.
+  mutable std::vector<std::pair<torch::Tensor, CallSite>> pending_;
   int check_every_ = 32;
+  bool defer_on_cpu_ = false;
+  std::string sampler_;
+  int steps_ = 0;
+  mutable int step_ = -1, call_in_step_ = 0;
 };
 
 }  // namespace scoreflow

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "scoreflow/checkpoint.h"
 #include "scoreflow/model.h"
 
 namespace scoreflow::eval {
@@ -85,8 +86,9 @@ struct ScoreMatchingRow {
 };
 
 /// DSM, exact SM and the identity check of `model` against `target`, per σ (float64 accumulation;
-/// the network sees float32 inputs on its device).
+/// the network sees float32 inputs on its device). Each level's network work goes through `memo`
+/// (as "sm-level-KKK"), so that a resumable caller redoes no finished level.
 std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarget& target,
-                                             const ScoreMatchingOptions& options);
+                                             const ScoreMatchingOptions& options, const io::Memo& memo = {});
 
 }  // namespace scoreflow::eval

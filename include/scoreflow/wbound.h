@@ -72,8 +72,9 @@ struct WBoundReport {
 /// and since the score error in score units is SM_ε/σ², the integrand is 2 I(σ) √SM_ε(σ). Both
 /// integrals use the trapezoid rule in log σ over the given levels, with L_s and SM_ε held at their
 /// smallest-σ values on [0, σ_min]. L_s is a sample-based estimate (a max over finitely many
-/// points), so the bound is an estimate, not a certificate.
+/// points), so the bound is an estimate, not a certificate. The network work per level and the
+/// coupling go through `memo` (score_matching's names, "lipschitz-level-KKK", "coupling").
 WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTarget& target,
-                               const WBoundOptions& options);
+                               const WBoundOptions& options, const io::Memo& memo = {});
 
 }  // namespace scoreflow::eval

@@ -30,7 +30,9 @@ inline std::string slurp(const std::string& path) {
 }
 
 /// Starts `SCOREFLOW_CLI_PATH --threads 1 args...` with stdout/stderr going to files; returns its pid.
-inline pid_t spawn_cli(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file) {
+/// `env` ("NAME=value") is added to this process's environment.
+inline pid_t spawn_cli(const std::vector<std::string>& args, const std::string& out_file, const std::string& err_file,
+                       std::vector<std::string> env = {}) {
   std::vector<std::string> argv_s{SCOREFLOW_CLI_PATH, "--threads", "1"};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -41,7 +43,11 @@ inline pid_t spawn_cli(const std::vector<std::string>& args, const std::string& 
   posix_spawn_file_actions_addopen(&fa, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = -1;
-  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid = -1;
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data()) != 0) pid = -1;
   posix_spawn_file_actions_destroy(&fa);
   return pid;
 }
@@ -60,9 +66,10 @@ inline Outcome wait_cli(pid_t pid, const std::string& out_file, const std::strin
 }
 
 /// Runs to completion; `scratch` is a path prefix for the captured streams.
-inline Outcome run_cli(const std::vector<std::string>& args, const std::string& scratch) {
+inline Outcome run_cli(const std::vector<std::string>& args, const std::string& scratch,
+                       std::vector<std::string> env = {}) {
   const std::string o = scratch + ".stdout", e = scratch + ".stderr";
-  return wait_cli(spawn_cli(args, o, e), o, e);
+  return wait_cli(spawn_cli(args, o, e, std::move(env)), o, e);
 }
 
 }  // namespace scoreflow::testing_cli
