@@ -1,5 +1,6 @@
 #include "samplers/amed_steps.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "scoreflow/error.h"
@@ -83,11 +84,15 @@ std::string base_name(Base base) {
 }
 
 torch::Tensor column(const std::vector<double>& values, const torch::Tensor& x) {
-  if (values.size() == 1)
-    return torch::scalar_tensor(values[0], torch::TensorOptions().dtype(torch::kFloat64)).to(x.options());
+  // One value for the batch (fixed or table coefficients): a 0-dim CPU scalar, which arithmetic
+  // with a GPU tensor takes as a kernel argument — a device copy would make the host wait.
+  if (values.size() == 1 || std::all_of(values.begin(), values.end(), [&](double v) { return v == values[0]; }))
+    return torch::scalar_tensor(values[0], torch::TensorOptions().dtype(torch::kFloat64)).to(x.scalar_type());
   std::vector<int64_t> shape(x.dim(), 1);
   shape[0] = static_cast<int64_t>(values.size());
-  return torch::tensor(values, torch::kFloat64).to(x.options()).reshape(shape);
+  torch::Tensor host = torch::tensor(values, torch::kFloat64).to(x.scalar_type());
+  if (x.is_cuda()) return host.pin_memory().to(x.device(), /*non_blocking=*/true).reshape(shape);
+  return host.reshape(shape);
 }
 
 torch::Tensor first_derivative(const Denoiser& denoise, const torch::Tensor& x, double sigma, bool analytic) {
