@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/common.h"
+#include "cli/list_arg.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/sigmas.h"
@@ -44,15 +45,6 @@ double median_seconds(const torch::Device& device, int repeat, Fn fn) {
   return times[times.size() / 2];
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  std::stringstream ss(text);
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 struct Case {
   std::unique_ptr<Sampler> sampler;
   std::string args;
@@ -67,7 +59,7 @@ void run(const BenchOptions& o) {
   const torch::ScalarType dtype = parse_inference_dtype(o.dtype);
   // Everything is checked before the first (slow) measurement.
   std::vector<int> batches;
-  for (const std::string& b : split_list(o.batches)) {
+  for (const std::string& b : split_commas(o.batches)) {
     int v = 0;
     try {
       size_t pos = 0;
@@ -82,7 +74,7 @@ void run(const BenchOptions& o) {
   auto model = o.model.open();
   model->configure({dtype, false});
   std::vector<Case> cases;
-  for (const std::string& name : split_list(o.sampler)) {
+  for (const std::string& name : split_commas(o.sampler)) {
     for (int b : batches) {
       Case c{make_sampler(name, o.sampler_args), o.sampler_args, b};
       c.sampler->steps_for_nfe(o.nfe);  // refuses an NFE too small for the method

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "cli/common.h"
+#include "cli/list_arg.h"
 #include "cli/sample_chunks.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
@@ -31,15 +32,6 @@ struct Options {
   int num = 64, reference_steps = 500, batch = 64;
   bool json = false, log_x = false, log_y = false, overwrite = false;
 };
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  std::stringstream ss(text);
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 /// The metric of one cell's samples [N, ...shape] (float32, data range).
 class Metric {
@@ -124,7 +116,7 @@ void run(const Options& o) {
   auto start = std::chrono::steady_clock::now();
   auto model = o.model.open();
   const ModelMetadata& meta = model->metadata();
-  const std::vector<std::string> names = split(o.samplers);
+  const std::vector<std::string> names = split_commas(o.samplers);
   if (names.empty()) fail("--samplers is empty; give e.g. euler,heun");
   std::map<std::string, std::string> args_of;
   for (const std::string& item : o.sampler_args) {
