@@ -24,6 +24,8 @@
 #   --ablation-nfe LIST     NFE of the Analytic-DDIM switch ablation [10,25]
 #   --stages LIST           any of gamma,discrete,amed,ode,ablation, run in that order [gamma,discrete,amed,ode]
 #   --ode-samplers, --discrete-samplers LIST   override the sampler lists below
+#   --tar FILE              also pack --out into FILE (tar.gz) after every stage: a GPU machine that
+#                           returns only a few files from a call then still returns every result
 #   --fwd-rate R            image-forwards/s assumed by --estimate [17000: H100 fp32, batch 1000,
 #                           from docs/results.md's runs]
 #
@@ -36,7 +38,7 @@ set -euo pipefail
 BIN=build/scoreflow DEVICE=cuda DATA_DIR=.gpujob MODEL=models/fashion_ddpm.pt
 FEATURES=models/fashion_features.pt REF=models/fashion_train_stats.npz OUTDIR=${OUT:-sweep_out}
 NUM=10000 BATCH=2000 NFE=3,5,7,9,15 AMED_NFE=3,5,7,9 AMED_STUDENTS=amed,ipndm AMED_TRAJ=5000 AMED_BATCH=500
-GAMMA="" GAMMA_IMAGES=1000 GAMMA_STEPS=100 ABL_NFE=10,25 STAGES=gamma,discrete,amed,ode
+TAR="" GAMMA="" GAMMA_IMAGES=1000 GAMMA_STEPS=100 ABL_NFE=10,25 STAGES=gamma,discrete,amed,ode
 FWD_RATE=17000 ESTIMATE=0
 ODE_SAMPLERS=euler,heun,euler_maruyama,dpm_solver_2,dpmpp_2m,dpmpp_3m,dpmpp_2m_sde,unipc,ipndm,ipndm_v
 DISCRETE_SAMPLERS=ddim,ddpm,analytic_ddim,analytic_ddpm,sn_dpm  # on the discrete even grid (linspace)
@@ -48,7 +50,7 @@ while [[ $# -gt 0 ]]; do
     --nfe) NFE=$2 ;; --amed-nfe) AMED_NFE=$2 ;; --amed-students) AMED_STUDENTS=$2 ;;
     --amed-trajectories) AMED_TRAJ=$2 ;; --amed-batch) AMED_BATCH=$2 ;; --gamma) GAMMA=$2 ;;
     --gamma-images) GAMMA_IMAGES=$2 ;; --gamma-timesteps) GAMMA_STEPS=$2 ;; --ablation-nfe) ABL_NFE=$2 ;;
-    --stages) STAGES=$2 ;; --fwd-rate) FWD_RATE=$2 ;;
+    --stages) STAGES=$2 ;; --fwd-rate) FWD_RATE=$2 ;; --tar) TAR=$2 ;;
     --ode-samplers) ODE_SAMPLERS=$2 ;; --discrete-samplers) DISCRETE_SAMPLERS=$2 ;;
     *) echo "error: unknown option '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -157,6 +159,11 @@ print("\n".join(md))
 PYEOF
 }
 
+pack() {  # --tar: the whole output folder as one archive, replaced atomically
+  [[ -z "$TAR" ]] && return 0
+  tar czf "$TAR.tmp" -C "$OUTDIR" . && mv "$TAR.tmp" "$TAR"
+}
+
 # --- Γ (and the estimation pipeline's throughput against pure forwards at the same settings) ---
 if [[ -z "$GAMMA" ]]; then
   GAMMA="$OUTDIR/gamma.json"
@@ -179,7 +186,7 @@ if has_stage discrete; then
     --sampler-args "analytic_ddim:gamma=$GAMMA" --sampler-args "analytic_ddpm:gamma=$GAMMA" \
     --out-dir "$OUTDIR/cmp_discrete" --json >"$OUTDIR/cmp_discrete.json" 2>>"$LOG" ||
     { stamp "FAILED: compare discrete samplers (see $LOG)"; rm -f "$OUTDIR/cmp_discrete.json"; }
-  collect
+  collect; pack
 fi
 # --- AMED: one predictor per student and NFE (AFS on, Karras grid, feature mode) and its FD cell ---
 AMED_ROWS=()
@@ -197,7 +204,7 @@ if has_stage amed; then
       "$BIN" compare "${FD[@]}" --samplers "$sampler" --sampler-args "$sampler:predictor=$pred" --nfe "$nfe" \
         --out-dir "$OUTDIR/cmp_amed_${student}_nfe$nfe" --json >"$OUTDIR/cmp_amed_${student}_nfe$nfe.json" 2>>"$LOG" ||
         { stamp "FAILED: compare $sampler nfe $nfe"; rm -f "$OUTDIR/cmp_amed_${student}_nfe$nfe.json"; }
-      collect
+      collect; pack
     done
   done
 fi
@@ -213,7 +220,7 @@ if has_stage ode; then
     "$BIN" compare "${FD[@]}" --samplers "$list" --nfe "$NFE" --log-x \
       --out-dir "$OUTDIR/cmp_ode$part" --json >"$OUTDIR/cmp_ode$part.json" 2>>"$LOG" ||
       { stamp "FAILED: compare $list (see $LOG)"; rm -f "$OUTDIR/cmp_ode$part.json"; }
-    collect
+    collect; pack
   done
 fi
 # --- why Analytic-DDIM trails DDIM here: each of the paper's switches turned off in turn ---
@@ -225,9 +232,9 @@ if has_stage ablation; then
       --sampler-args "analytic_ddim:gamma=$GAMMA${args:+,$args}" \
       --out-dir "$OUTDIR/cmp_ablation_$tag" --json >"$OUTDIR/cmp_ablation_$tag.json" 2>>"$LOG" ||
       { stamp "FAILED: ablation $tag (see $LOG)"; rm -f "$OUTDIR/cmp_ablation_$tag.json"; }
-    collect
+    collect; pack
   done
 fi
 
-collect
+collect; pack
 stamp "done: $OUTDIR/fd_table.md, $OUTDIR/fd_all.csv"
