@@ -108,7 +108,7 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
     denoiser.check_finite();
     return x;
   };
-  const double calls = static_cast<double>(o.repeat > 0 ? nfe : 1);
+  const double calls = static_cast<double>(nfe);
 
   // 1. The network alone, eagerly; 2. the full sampler, eagerly.
   configure(false);

@@ -45,13 +45,7 @@ torch::Tensor GraphRunner::replay(const std::vector<torch::Tensor>& inputs) {
 #endif
 }
 
-torch::Tensor GraphRunner::run(const std::vector<torch::Tensor>& inputs, const Fn& fn) {
-  return run_filled(inputs, [&](std::vector<torch::Tensor>& statics) {
-    for (size_t i = 0; i < inputs.size(); ++i) statics[i].copy_(inputs[i], /*non_blocking=*/true);
-  }, fn);
-}
-
-torch::Tensor GraphRunner::run_filled(const std::vector<torch::Tensor>& inputs, const Fill& fill, const Fn& fn) {
+torch::Tensor GraphRunner::run(const std::vector<torch::Tensor>& inputs, const Fill& fill, const Fn& fn) {
 #ifdef SCOREFLOW_WITH_CUDA
   const std::string k = key(inputs);
   auto it = graphs_.find(k);

@@ -23,15 +23,13 @@ class GraphRunner {
   GraphRunner(const GraphRunner&) = delete;
   GraphRunner& operator=(const GraphRunner&) = delete;
 
-  /// fn(inputs) through a graph captured for these input shapes/dtypes (the first call with a
-  /// new shape warms up and captures; later calls copy and replay). Inputs must be CUDA tensors
-  /// on one device. The returned tensor is the static output: valid until the next run(), so
-  /// callers that keep it must clone it. Throws when capture fails (e.g. fn synchronises).
-  torch::Tensor run(const std::vector<torch::Tensor>& inputs, const Fn& fn);
-  /// As run(), but `fill` writes the static inputs in place (e.g. a scaled x straight into its
-  /// buffer, a filled time vector), saving the copies; `like` gives their shapes and dtypes.
+  /// fn(static inputs) through a graph captured for the shapes/dtypes of `like` (CUDA tensors on
+  /// one device): the first call with a new shape allocates the static inputs, lets `fill` write
+  /// them (e.g. a scaled x straight into its buffer, a filled time vector), warms up and captures;
+  /// later calls fill and replay. The returned tensor is the static output: valid until the next
+  /// run(), so callers that keep it must clone it. Throws when capture fails (e.g. fn synchronises).
   using Fill = std::function<void(std::vector<torch::Tensor>& static_inputs)>;
-  torch::Tensor run_filled(const std::vector<torch::Tensor>& like, const Fill& fill, const Fn& fn);
+  torch::Tensor run(const std::vector<torch::Tensor>& like, const Fill& fill, const Fn& fn);
   /// Replays the graph captured for `inputs`' shapes without copying inputs (benchmarks: the
   /// network alone from a graph). Throws if none was captured.
   torch::Tensor replay(const std::vector<torch::Tensor>& inputs);

@@ -193,7 +193,7 @@ class TorchScriptModel : public Model {
       like.push_back(y);
     }
     try {
-      return graph_->run_filled(
+      return graph_->run(
           like,
           [&](std::vector<torch::Tensor>& in) {
             if (a == 1.0) in[0].copy_(x);

@@ -71,7 +71,8 @@ TEST(Perf, GraphRunnerIsAStubWithoutCuda) {
   if (scoreflow::GraphRunner::available()) GTEST_SKIP() << "built with CUDA";
   scoreflow::GraphRunner runner;
   try {
-    runner.run({torch::zeros({2})}, [](const std::vector<torch::Tensor>& in) { return in[0] * 2; });
+    runner.run({torch::zeros({2})}, [](std::vector<torch::Tensor>& in) { in[0].fill_(1); },
+               [](const std::vector<torch::Tensor>& in) { return in[0] * 2; });
     FAIL() << "expected an error";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("no CUDA support"), std::string::npos) << e.what();

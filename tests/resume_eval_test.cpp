@@ -13,16 +13,10 @@
 namespace fs = std::filesystem;
 using scoreflow::testing_cli::Outcome;
 using scoreflow::testing_cli::run_cli;
+using scoreflow::testing_cli::fresh_dir;
 using scoreflow::testing_cli::slurp;
 
 namespace {
-
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/scoreflow_resume_eval_" + name + "_" + std::to_string(::getpid());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 size_t chunk_count(const std::string& parts) {
   size_t n = 0;
@@ -70,7 +64,7 @@ void kill_after(const std::vector<std::string>& args, int k, const std::string& 
 }  // namespace
 
 TEST(ResumeEval, CompareKilledAfterTwoCellsResumesToTheSameTablePlotAndGrids) {
-  const std::string ref = fresh_dir("cmp_ref"), run = fresh_dir("cmp_run");
+  const std::string ref = fresh_dir("resume_eval_cmp_ref"), run = fresh_dir("resume_eval_cmp_run");
   auto args = [](const std::string& dir, const std::string& nfe) {
     return std::vector<std::string>{"compare",    "--model",    "builtin:gaussian:shape=1x6x6,mean=0.3,std=0.7",
                                     "--samplers", "euler,heun", "--nfe",
@@ -116,7 +110,7 @@ TEST(ResumeEval, CompareKilledAfterTwoCellsResumesToTheSameTablePlotAndGrids) {
 }
 
 TEST(ResumeEval, ScoreMatchingAndWboundResumeLevelByLevel) {
-  const std::string dir = fresh_dir("sm");
+  const std::string dir = fresh_dir("resume_eval_sm");
   const std::string model = "builtin:gaussian:shape=4,mean=0.5,std=0.8";
   const std::string data = "builtin:gaussian:shape=4,mean=0.4,std=0.9";
   auto sm = [&](const std::string& out, const std::string& seed) {
@@ -150,7 +144,7 @@ TEST(ResumeEval, ScoreMatchingAndWboundResumeLevelByLevel) {
 }
 
 TEST(ResumeEval, FidWithModelResumesItsSampleChunks) {
-  const std::string dir = fresh_dir("fid");
+  const std::string dir = fresh_dir("resume_eval_fid");
   // The reference: samples of another Gaussian, as an .npz.
   const std::string ref_npz = dir + "/ref.npz";
   ASSERT_EQ(run_cli({"sample", "--model", "builtin:gaussian:shape=1x4x4", "--sampler", "heun", "--steps", "8",

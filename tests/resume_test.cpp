@@ -17,16 +17,10 @@
 namespace fs = std::filesystem;
 using scoreflow::testing_cli::Outcome;
 using scoreflow::testing_cli::run_cli;
+using scoreflow::testing_cli::fresh_dir;
 using scoreflow::testing_cli::slurp;
 
 namespace {
-
-std::string fresh_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/scoreflow_resume_" + name + "_" + std::to_string(::getpid());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 scoreflow::io::NpyArray small_array(float value) {
   scoreflow::io::NpyArray a{"<f4", {2}, std::vector<uint8_t>(8)};
@@ -47,7 +41,7 @@ std::vector<std::string> chunk_files(const std::string& parts) {
 }  // namespace
 
 TEST(ChunkStore, KeepsChunksAndRefusesOtherSettingsUnlessOverwrite) {
-  const std::string dir = fresh_dir("store") + "/out.npz.parts";
+  const std::string dir = fresh_dir("resume_store") + "/out.npz.parts";
   const scoreflow::io::Settings a = {{"sampler", "heun"}, {"seeds", "0-7"}};
   {
     scoreflow::io::ChunkStore store(dir, a, false, "--npz");
@@ -76,7 +70,7 @@ TEST(ChunkStore, KeepsChunksAndRefusesOtherSettingsUnlessOverwrite) {
 }
 
 TEST(Resume, SampleKilledAfterFirstChunkResumesToIdenticalFiles) {
-  const std::string ref = fresh_dir("ref"), run = fresh_dir("run");
+  const std::string ref = fresh_dir("resume_ref"), run = fresh_dir("resume_run");
   // 24 chunks of 2 samples, each a few hundred network calls: long enough to kill mid-way.
   const std::vector<std::string> common = {"sample",    "--model", std::string(SCOREFLOW_FIXTURE_DIR) + "/tiny_eps.pt",
                                            "--sampler", "heun",    "--steps",

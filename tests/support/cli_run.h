@@ -7,6 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -21,6 +24,14 @@ struct Outcome {
   int signal = 0;  ///< the signal that ended it, or 0
   std::string out, err;
 };
+
+/// An empty folder under the test temp dir, unique to this process: TempDir/scoreflow_<name>_<pid>.
+inline std::string fresh_dir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/scoreflow_" + name + "_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
 
 inline std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
