@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "scoreflow/error.h"
@@ -78,8 +79,7 @@ torch::Tensor Denoiser::evaluate(const torch::Tensor& x, const std::vector<doubl
   // The input is the sampler's state (or a stage of a step): a state that overflowed would make
   // the output non-finite too, and the network would be blamed for it.
   const bool deferred = defer_on_cpu_ || !x.device().is_cpu();
-  torch::Tensor input_ok = torch::isfinite(x).all();
-  if (!deferred && !input_ok.item<bool>()) fail_state({sigma.front(), step_, call_in_step_});
+  if (!deferred && !torch::isfinite(x).all().item<bool>()) fail_state({sigma.front(), step_, call_in_step_});
   const int num_classes = model_->metadata().num_classes;
   torch::Tensor out;
   if (num_classes > 0 && cond_.guidance != 1.0) {
@@ -103,14 +103,29 @@ torch::Tensor Denoiser::evaluate(const torch::Tensor& x, const std::vector<doubl
     out = model_->denoise(x, sigma, labels.defined() ? labels.to(x.device()) : labels);
   }
   const CallSite site{sigma.front(), step_, call_in_step_++};
-  torch::Tensor output_ok = torch::isfinite(out).all();
-  if (deferred) {
-    pending_.emplace_back(torch::stack({input_ok, output_ok}), site);
-    if (static_cast<int>(pending_.size()) >= check_every_) check_finite();
-  } else if (!output_ok.item<bool>()) {
+  if (deferred)
+    record_extremes(x, out, site);
+  else if (!torch::isfinite(out).all().item<bool>())
     fail_output(site, sigma.size() > 1);
-  }
   return out;
+}
+
+void Denoiser::record_extremes(const torch::Tensor& x, const torch::Tensor& out, const CallSite& site) const {
+  // Two reductions per call into a preallocated device buffer (rather than isfinite + all per
+  // tensor and a stack): min and max propagate NaN, and ±Inf shows as an extreme.
+  if (extremes_.defined() && (extremes_.device() != x.device() || extremes_.scalar_type() != x.scalar_type())) {
+    check_finite();
+    extremes_ = torch::Tensor();
+  }
+  if (!extremes_.defined()) extremes_ = torch::empty({check_every_, 4}, x.options());
+  torch::Tensor row = extremes_[static_cast<int64_t>(pending_.size())];
+  torch::Tensor lo_x = row[0], hi_x = row[1], lo_d = row[2], hi_d = row[3];
+  if (x.numel() > 0) at::aminmax_out(lo_x, hi_x, x);
+  else row.narrow(0, 0, 2).zero_();
+  if (out.numel() > 0) at::aminmax_out(lo_d, hi_d, out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type()));
+  else row.narrow(0, 2, 2).zero_();
+  pending_.push_back(site);
+  if (static_cast<int>(pending_.size()) >= check_every_) check_finite();
 }
 
 void Denoiser::fail_state(const CallSite& site) const {
@@ -137,6 +152,8 @@ void Denoiser::fail_output(const CallSite& site, bool per_sample) const {
 
 void Denoiser::defer_checks(int every) {
   if (every < 1) fail("defer_checks: every must be >= 1, got ", every);
+  check_finite();
+  extremes_ = torch::Tensor();
   defer_on_cpu_ = true;
   check_every_ = every;
 }
@@ -166,17 +183,20 @@ std::pair<torch::Tensor, torch::Tensor> Denoiser::with_head(const torch::Tensor&
 
 void Denoiser::check_finite() const {
   if (pending_.empty()) return;
-  std::vector<torch::Tensor> flags;
-  for (auto& p : pending_) flags.push_back(p.first);
-  torch::Tensor all = torch::stack(flags).cpu();  // [calls, 2]: input finite, output finite
-  auto acc = all.accessor<bool, 2>();
-  for (int64_t i = 0; i < all.size(0); ++i)
-    if (!acc[i][0] || !acc[i][1]) {
-      const CallSite site = pending_[i].second;
+  // One device-to-host copy for all pending calls.
+  const torch::Tensor all =
+      extremes_.narrow(0, 0, static_cast<int64_t>(pending_.size())).to(torch::kCPU, torch::kFloat64);
+  auto acc = all.accessor<double, 2>();
+  for (int64_t i = 0; i < all.size(0); ++i) {
+    const bool input_ok = std::isfinite(acc[i][0]) && std::isfinite(acc[i][1]);
+    const bool output_ok = std::isfinite(acc[i][2]) && std::isfinite(acc[i][3]);
+    if (!input_ok || !output_ok) {
+      const CallSite site = pending_[i];
       pending_.clear();
-      if (!acc[i][0]) fail_state(site);
+      if (!input_ok) fail_state(site);
       fail_output(site, false);
     }
+  }
   pending_.clear();
 }
 

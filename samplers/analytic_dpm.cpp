@@ -1,9 +1,11 @@
 // Analytic-DDPM / Analytic-DDIM (Bao et al., ICLR 2022) and SN-/NPR-DPM (Bao et al., ICML 2022):
 // the λ²-family step on the model's discrete chain with the optimal reverse variance.
 #include <cmath>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
+#include "samplers/lincomb.h"
 #include "scoreflow/analytic_dpm.h"
 #include "scoreflow/error.h"
 #include "scoreflow/gamma_estimation.h"
@@ -71,26 +73,29 @@ class AnalyticDpm : public Sampler {
       if (source_ == VarianceSource::Gamma) denoised = denoise(x, sigmas[i]);
       else std::tie(denoised, head) = denoise.with_head(x, sigmas[i]);
       const torch::Tensor x0 = clip_x0_ ? denoised.clamp(range.lo, range.hi) : denoised;
-      const torch::Tensor x_t = std::sqrt(chain.alpha_bar(t)) * x;
       const analytic::StepCoefficients c = analytic::step_coefficients(chain, s, t, s == 0 ? 0.0 : eta_);
-      // Mean of p(x_s|x_t); at s = 0 it is x̂0 itself (ᾱ_0 = 1, β̄_0 = 0).
-      torch::Tensor x_s = c.coef_xt * x_t + c.gamma * x0;
+      // Mean of p(x_s|x_t) = coef_xt·x_t + γ·x̂0 with x_t = sqrt(ᾱ_t)·x (at s = 0 it is x̂0 itself:
+      // ᾱ_0 = 1, β̄_0 = 0), plus the noise, all rescaled back to σ-space by 1/sqrt(ᾱ_s): one
+      // combination with host coefficients (detail::lincomb).
+      const double scale = s == 0 ? 1.0 : 1.0 / std::sqrt(chain.alpha_bar(s));
+      std::vector<detail::Term> terms{{scale * c.coef_xt * std::sqrt(chain.alpha_bar(t)), x}, {scale * c.gamma, x0}};
       if (noise_ && !(s == 0 && mean_last_)) {
-        torch::Tensor var;
+        // The step that produces x_{τ1} (the last noisy state) gets its noise capped.
+        const bool capped = y_ > 0 && i + 2 == n && ts[n] == 0;
         if (source_ == VarianceSource::Gamma) {
-          var = torch::scalar_tensor(analytic::analytic_variance(chain, s, t, gamma->eps(t), s == 0 ? 0.0 : eta_, range, clip_variance_),
-                                     torch::kFloat64);
+          double var = analytic::analytic_variance(chain, s, t, gamma->eps(t), s == 0 ? 0.0 : eta_, range, clip_variance_);
+          if (capped) var = std::min(var, analytic::sigma2_clip_threshold(y_));
+          terms.push_back({scale * std::sqrt(var), noise.randn_like(x)});
         } else {
           const torch::Tensor eps_hat = (x - denoised) / sigmas[i];
-          var = source_ == VarianceSource::SecondMoment
-                    ? analytic::sn_dpm_variance(chain, s, t, head, eps_hat, s == 0 ? 0.0 : eta_, range)
-                    : analytic::npr_dpm_variance(chain, s, t, head, s == 0 ? 0.0 : eta_, range);
+          torch::Tensor var = source_ == VarianceSource::SecondMoment
+                                  ? analytic::sn_dpm_variance(chain, s, t, head, eps_hat, s == 0 ? 0.0 : eta_, range)
+                                  : analytic::npr_dpm_variance(chain, s, t, head, s == 0 ? 0.0 : eta_, range);
+          if (capped) var = var.clamp_max(analytic::sigma2_clip_threshold(y_));
+          terms.push_back({scale, var.sqrt().to(x.scalar_type()) * noise.randn_like(x)});
         }
-        // The step that produces x_{τ1} (the last noisy state) gets its noise capped.
-        if (y_ > 0 && i + 2 == n && ts[n] == 0) var = var.clamp_max(analytic::sigma2_clip_threshold(y_));
-        x_s = x_s + var.sqrt().to(x.scalar_type()) * noise.randn_like(x);
       }
-      x = s == 0 ? x_s : x_s / std::sqrt(chain.alpha_bar(s));
+      x = detail::lincomb(terms);
       if (callback) callback(i, n, sigmas[i + 1]);
     }
     return x;

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "samplers/common.h"
+#include "samplers/lincomb.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -42,17 +43,19 @@ class DpmppSde : public Sampler {
         x = x0;  // λ' = ∞: the data prediction
       } else {
         const double h = std::log(sigma / sigma_next), eta_h = eta_ * h, big_h = h + eta_h;
-        // First-order exponential-integrator step with the noise split off.
-        torch::Tensor x_next = (sigma_next / sigma) * std::exp(-eta_h) * x - std::expm1(-big_h) * x0;
+        // First-order exponential-integrator step with the noise split off, plus the second-order
+        // correction (c/r)·(D − D_prev) from the previous data prediction and the noise: one
+        // combination with host coefficients (detail::lincomb).
+        std::vector<detail::Term> terms{{(sigma_next / sigma) * std::exp(-eta_h), x}, {-std::expm1(-big_h), x0}};
         if (x0_prev.defined()) {
-          // Second-order correction from the previous data prediction.
           const double r = h_prev / h;
           const double c =
               solver_type_ == "midpoint" ? -0.5 * std::expm1(-big_h) : (big_h + std::expm1(-big_h)) / big_h;
-          x_next = x_next + (c / r) * (x0 - x0_prev);
+          terms[1].c += c / r;
+          terms.push_back({-c / r, x0_prev});
         }
-        if (eta_ > 0) x_next = x_next + sigma_next * std::sqrt(-std::expm1(-2 * eta_h)) * noise.randn_like(x);
-        x = x_next;
+        if (eta_ > 0) terms.push_back({sigma_next * std::sqrt(-std::expm1(-2 * eta_h)), noise.randn_like(x)});
+        x = detail::lincomb(terms);
         h_prev = h;
       }
       x0_prev = x0;

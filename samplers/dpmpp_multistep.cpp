@@ -2,6 +2,7 @@
 #include <deque>
 
 #include "samplers/common.h"
+#include "samplers/lincomb.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -50,23 +51,34 @@ class DpmppMultistep : public Sampler {
         if (lower_order_final_ && total < 10) order = std::min(order, total - i);
         const double h = std::log(sigma / sigma_next);
         const double phi_1 = std::expm1(-h);  // e^{−h} − 1, accurate for small h
-        torch::Tensor x_next = (sigma_next / sigma) * x - phi_1 * x0s[0];
+        // x' = (σ'/σ)·x − φ₁·D̂ with D̂ a combination of the stored D's; its coefficients are worked
+        // out here in double and applied in one pass per tensor (detail::lincomb).
+        double c0 = -phi_1, c1 = 0, c2 = 0;
         if (order == 2) {
           // 2M: D̂ = D_i + (D_i − D_{i−1})/(2r).
           const double r = (lambdas[0] - lambdas[1]) / h;
-          x_next = x_next - phi_1 / (2 * r) * (x0s[0] - x0s[1]);
+          c0 -= phi_1 / (2 * r);
+          c1 = phi_1 / (2 * r);
         } else if (order == 3) {
-          // 3M: D1 ≈ h·dD/dλ, D2 ≈ h²·d²D/dλ² from divided differences on the last three points.
+          // 3M: D1 ≈ h·dD/dλ, D2 ≈ h²·d²D/dλ² from divided differences on the last three points:
+          //   d1_0 = (D_i − D_{i−1})/r0, d1_1 = (D_{i−1} − D_{i−2})/r1,
+          //   D1 = d1_0 + r0/(r0 + r1)·(d1_0 − d1_1), D2 = 2/(r0 + r1)·(d1_0 − d1_1),
+          // and x' += φ₂·D1 − φ₃·D2. The second divided difference times 2h² is h²·D''. (The official
+          // code and k-diffusion use half of it, which leaves an O(h³) local error: second order on
+          // the Gaussian test.)
           const double r0 = (lambdas[0] - lambdas[1]) / h, r1 = (lambdas[1] - lambdas[2]) / h;
-          torch::Tensor d1_0 = (x0s[0] - x0s[1]) / r0, d1_1 = (x0s[1] - x0s[2]) / r1;
-          torch::Tensor d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1);
-          // The second divided difference times 2h² is h²·D''. (The official code and k-diffusion
-          // use half of it, which leaves an O(h³) local error: second order on the Gaussian test.)
-          torch::Tensor d2 = (2 / (r0 + r1)) * (d1_0 - d1_1);
+          const double q = r0 / (r0 + r1), w = 2 / (r0 + r1);
           const double phi_2 = phi_1 / h + 1, phi_3 = phi_2 / h - 0.5;
-          x_next = x_next + phi_2 * d1 - phi_3 * d2;
+          const double u = phi_2 * (1 + q) - phi_3 * w;  // coefficient of d1_0
+          const double v = -phi_2 * q + phi_3 * w;       // coefficient of d1_1
+          c0 += u / r0;
+          c1 = -u / r0 + v / r1;
+          c2 = -v / r1;
         }
-        x = x_next;
+        std::vector<detail::Term> terms{{sigma_next / sigma, x}, {c0, x0s[0]}};
+        if (order >= 2) terms.push_back({c1, x0s[1]});
+        if (order >= 3) terms.push_back({c2, x0s[2]});
+        x = detail::lincomb(terms);
       }
       if (callback) callback(i, n, sigma_next);
     }

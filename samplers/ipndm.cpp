@@ -3,6 +3,7 @@
 #include <deque>
 
 #include "samplers/common.h"
+#include "samplers/lincomb.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -66,9 +67,9 @@ class Ipndm : public Sampler {
       if (static_cast<int>(ds.size()) > max_order_) ds.pop_back(), nodes.pop_back();
       // Adams–Bashforth step with as many past slopes as there are (warm-up).
       const std::vector<double> w = variable_ ? variable_ab_weights(nodes, sigma_next) : kFixed[ds.size() - 1];
-      torch::Tensor slope = w[0] * ds[0];
-      for (size_t j = 1; j < ds.size(); ++j) slope = slope + w[j] * ds[j];
-      x = x + (sigma_next - sigma) * slope;
+      std::vector<detail::Term> terms{{1.0, x}};
+      for (size_t j = 0; j < ds.size(); ++j) terms.push_back({(sigma_next - sigma) * w[j], ds[j]});
+      x = detail::lincomb(terms);
       if (callback) callback(i, n, sigma_next);
     }
     if (denoise_to_zero_) {

@@ -2,6 +2,7 @@
 #include <deque>
 
 #include "samplers/common.h"
+#include "samplers/lincomb.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -77,13 +78,11 @@ class UniPc : public Sampler {
       if (lower_order_final_ && total < 10) p = std::min(p, total - i);
       const double h = std::log(sigma / sigma_next), hh = -h;
       const double b_h = variant_ == "bh1" ? hh : std::expm1(hh);
-      // r_k, divided differences D_k and the right-hand sides j!·hh·φ_{j+1}(hh)/B(h), j = 1..p.
+      // r_k and the right-hand sides j!·hh·φ_{j+1}(hh)/B(h), j = 1..p. The divided differences
+      // D_k = (D_{i−k} − D_i)/r_k enter only through the coefficients below: every update is one
+      // combination of x and the stored D's with host coefficients (detail::lincomb).
       std::vector<double> r;
-      std::vector<torch::Tensor> d1;
-      for (int k = 1; k < p; ++k) {
-        r.push_back((lambdas[k] - lambdas[0]) / h);
-        d1.push_back((x0s[k] - x0s[0]) / r.back());
-      }
+      for (int k = 1; k < p; ++k) r.push_back((lambdas[k] - lambdas[0]) / h);
       std::vector<double> rhs;
       double g = std::expm1(hh) / hh - 1, factorial = 1;  // g = hh·φ_2(hh)
       for (int j = 1; j <= p; ++j) {
@@ -91,27 +90,34 @@ class UniPc : public Sampler {
         factorial *= j + 1;
         g = g / hh - 1 / factorial;
       }
-      torch::Tensor x_lin = (sigma_next / sigma) * x - std::expm1(hh) * x0s[0];
+      // x_lin = (σ'/σ)·x − expm1(hh)·D_i, then − B(h)·Σ_k w_k·D_k, as terms.
+      auto combination = [&](const std::vector<double>& w) {
+        std::vector<detail::Term> terms{{sigma_next / sigma, x}, {-std::expm1(hh), x0s[0]}};
+        for (size_t k = 0; k < w.size(); ++k) {
+          terms[1].c += b_h * w[k] / r[k];
+          terms.push_back({-b_h * w[k] / r[k], x0s[k + 1]});
+        }
+        return terms;
+      };
       // Predictor (UniP-p).
-      torch::Tensor x_pred = x_lin;
-      if (p >= 2) {
-        std::vector<double> a{0.5};
-        if (p > 2) a = solve(vandermonde(r, p - 1), {rhs.begin(), rhs.end() - 1});
-        for (int k = 0; k < p - 1; ++k) x_pred = x_pred - b_h * a[k] * d1[k];
-      }
+      std::vector<double> a;
+      if (p >= 2) a = p > 2 ? solve(vandermonde(r, p - 1), {rhs.begin(), rhs.end() - 1}) : std::vector<double>{0.5};
+      torch::Tensor x_pred = detail::lincomb(combination(a));
       const bool last = i == m - 1;
       if (last) {
         x = x_pred;
       } else {
-        // Corrector (UniC-p) with the model output the next step needs anyway.
+        // Corrector (UniC-p) with the model output the next step needs anyway:
+        // x = x_lin − B(h)·(Σ_k c_k·D_k + c_p·(D_next − D_i)).
         torch::Tensor x0_next = model(x_pred, sigma_next);
         std::vector<double> rc = r;
         rc.push_back(1.0);
         std::vector<double> c{0.5};
         if (p > 1) c = solve(vandermonde(rc, p), rhs);
-        torch::Tensor corr = c[p - 1] * (x0_next - x0s[0]);
-        for (int k = 0; k < p - 1; ++k) corr = corr + c[k] * d1[k];
-        x = x_lin - b_h * corr;
+        std::vector<detail::Term> terms = combination({c.begin(), c.end() - 1});
+        terms[1].c += b_h * c[p - 1];
+        terms.push_back({-b_h * c[p - 1], x0_next});
+        x = detail::lincomb(terms);
         x0s.push_front(x0_next);
         lambdas.push_front(-std::log(sigma_next));
         if (static_cast<int>(x0s.size()) > max_order_) x0s.pop_back(), lambdas.pop_back();

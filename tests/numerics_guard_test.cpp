@@ -127,6 +127,30 @@ TEST(NumericsGuard, DeferredChecksWaitForTheirCadenceAndNameTheFirstBadCall) {
             std::string::npos);
 }
 
+TEST(NumericsGuard, DeferredChecksSeeInfinitiesAndNaNInEitherTensor) {
+  // The deferred flags are the min and max of input and output per call: +Inf, -Inf and NaN must
+  // each show, in the state (input) and in the network output.
+  auto model = scoreflow::open_model("builtin:gaussian:shape=1x4x4");
+  const float values[] = {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN()};
+  torch::Tensor x = torch::randn({3, 1, 4, 4});
+  for (float v : values) {
+    Denoiser denoise(model);
+    denoise.defer_checks(8);
+    torch::Tensor bad = x.clone();
+    bad[2][0][1][1] = v;
+    denoise(x, 4.0);
+    denoise(bad, 3.0);
+    const std::string err = error_of([&] { denoise.check_finite(); });
+    EXPECT_NE(err.find("the denoiser's input is NaN or Inf at sigma=3"), std::string::npos) << v << ": " << err;
+  }
+  // A finite state with huge values is not flagged (the flags are extremes, not sums).
+  Denoiser big(model);
+  big.defer_checks(8);
+  big(x * 1e30f, 2.0);
+  EXPECT_EQ(error_of([&] { big.check_finite(); }), "(no error)");
+}
+
 TEST(NumericsGuard, NetworkNaNBelowASigmaIsReportedAtTheFirstGridStepBelowIt) {
   // tests/data/bad corpus: eps = NaN for discrete timesteps below 500 (scripts/make_bad_inputs.py).
   auto model = scoreflow::open_model(std::string(SCOREFLOW_FIXTURE_DIR) + "/bad/models/forward_nan_below.pt");

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "samplers/lincomb.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
@@ -232,4 +233,33 @@ TEST(Sampler, DdimEtaZeroIsEuler) {
   torch::Tensor a = make_sampler("ddim")->sample(Denoiser(model), x0, sigmas, n1);
   torch::Tensor b = make_sampler("euler")->sample(Denoiser(model), x0, sigmas, n2);
   EXPECT_TRUE(torch::allclose(a, b, 0, 0));
+}
+
+// The samplers' update formulas go through detail::lincomb (one kernel per term): it must equal the
+// combination computed term by term in double, skip zero coefficients, and leave its inputs alone.
+TEST(Lincomb, EqualsTheTermByTermSumAndLeavesInputsAlone) {
+  torch::manual_seed(3);
+  std::vector<torch::Tensor> t;
+  for (int i = 0; i < 4; ++i) t.push_back(torch::randn({3, 2, 5}));
+  std::vector<torch::Tensor> copies;
+  for (const auto& v : t) copies.push_back(v.clone());
+  const std::vector<std::vector<double>> cases = {
+      {0.75, -1.5, 2.25, 1e-3}, {1.0, -0.5, 0.0, 3.0}, {0.0, 0.0, 1.0, -2.0}, {1.0, 0.0, 0.0, 0.0}, {-4.0, 0, 0, 0}};
+  for (const auto& c : cases) {
+    torch::Tensor want = torch::zeros({3, 2, 5}, torch::kFloat64);
+    std::vector<scoreflow::detail::Term> terms;
+    for (int i = 0; i < 4; ++i) {
+      want += c[i] * t[i].to(torch::kFloat64);
+      terms.push_back({c[i], t[i]});
+    }
+    torch::Tensor got = scoreflow::detail::lincomb(terms);
+    EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+    EXPECT_LT((got.to(torch::kFloat64) - want).abs().max().item<double>(), 1e-5) << c[0] << "," << c[1];
+    if (c == cases[3]) EXPECT_NE(got.data_ptr(), t[0].data_ptr()) << "a lone unit term must still be a new tensor";
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(torch::equal(t[i], copies[i])) << "input " << i << " was modified";
+  // All coefficients zero: zeros of the right shape.
+  torch::Tensor zero = scoreflow::detail::lincomb({{0.0, t[0]}, {0.0, t[1]}});
+  EXPECT_EQ(zero.sizes(), t[0].sizes());
+  EXPECT_EQ(zero.abs().max().item<double>(), 0.0);
 }

@@ -157,8 +157,12 @@ class Denoiser {
   std::shared_ptr<const Model> model_;
   Conditioning cond_;
   mutable int64_t nfe_ = 0;
-  /// Deferred flags [input finite, output finite] and where each call happened.
-  mutable std::vector<std::pair<torch::Tensor, CallSite>> pending_;
+  void record_extremes(const torch::Tensor& x, const torch::Tensor& out, const CallSite& site) const;
+  /// Deferred checks: row k of extremes_ holds [min x, max x, min D, max D] of the k-th pending call
+  /// (written on the device by two reductions per call; NaN and ±Inf show in them), pending_ where
+  /// each call happened.
+  mutable torch::Tensor extremes_;
+  mutable std::vector<CallSite> pending_;
   int check_every_ = 32;
   bool defer_on_cpu_ = false;
   std::string sampler_;
