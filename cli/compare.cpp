@@ -52,7 +52,7 @@ class Metric {
         label_ = "sliced W2 vs " + o.ref_data;
       }
     } else if (o.metric == "fd") {
-      features_ = std::make_unique<eval::FeatureExtractor>(o.features);
+      features_ = std::make_unique<eval::FeatureExtractor>(o.features, model_->device());
       if (!o.ref.empty() == !o.ref_data.empty())
         fail("--metric fd needs exactly one of --ref stats.npz or --ref-data DATASET");
       if (!o.ref.empty()) {

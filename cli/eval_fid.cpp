@@ -75,18 +75,25 @@ torch::Tensor load_samples(const std::string& path, double lo, double hi, int64_
 struct Side {
   metrics::MomentAccumulator moments;
   torch::Tensor rows;  // kept for KID / sliced W2
+  // Feature extraction after the first batch (which also warms the network up): rows and seconds.
+  int64_t steady_rows = 0;
+  double steady_seconds = 0;
 };
 
 Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch,
                bool keep, int64_t first_row = 0) {
   Side side;
   std::vector<torch::Tensor> kept;
+  std::chrono::steady_clock::time_point first_done;
   for (int64_t begin = 0; begin < x.size(0); begin += batch) {
     const int64_t m = std::min(batch, x.size(0) - begin);
     torch::Tensor f = fx(x.narrow(0, begin, m), lo, hi, first_row + begin);
-    side.moments.add(f);
+    side.moments.add(f);  // checks the rows for NaN/Inf: the host has waited for this batch
     if (keep) kept.push_back(f);
+    if (begin == 0) first_done = std::chrono::steady_clock::now();
+    else side.steady_rows += m;
   }
+  if (side.steady_rows > 0) side.steady_seconds = seconds_since(first_done);
   if (keep && !kept.empty()) side.rows = torch::cat(kept);
   return side;
 }
@@ -117,7 +124,7 @@ void run_shard(const Options& o, const Shard& shard, double lo, double hi, std::
          "DATA --save-stats STATS.npz --shard i/n, then scoreflow merge)");
   const std::string path = shard_path(o.save_stats, shard);
   io::check_writable(path);
-  eval::FeatureExtractor fx(o.features);
+  eval::FeatureExtractor fx(o.features, parse_device(o.model.device));
   io::Settings settings = {{"features", o.features == "none" ? "none" : io::hash_file(o.features)},
                            {"side", samples_side ? "samples" : "reference"},
                            {"data range", o.data_range},
@@ -195,7 +202,7 @@ void run(const Options& o) {
   const Shard shard = resolve_shard(o.shard);
   if (shard.sharded()) return run_shard(o, shard, lo, hi, start);
 
-  eval::FeatureExtractor fx(o.features);
+  eval::FeatureExtractor fx(o.features, parse_device(o.model.device));
   const bool sliced = fx.identity();
   const bool keep = o.kid || sliced;
 
@@ -253,6 +260,8 @@ void run(const Options& o) {
     x = load_samples(o.samples, lo, hi, 0);
   }
   if (x.defined()) {
+    // Host rows for a GPU feature network: pinned once, so each batch's copy does not block.
+    if (fx.device().is_cuda() && x.device().is_cpu()) x = x.contiguous().pin_memory();
     gen = featurise(fx, x, s_lo, s_hi, o.batch, keep);
     need_covariance(gen.moments.count(), "samples");
   }
@@ -288,6 +297,12 @@ void run(const Options& o) {
                         {"notes", notes},
                         {"outputs", outputs}};
   if (!sampling.empty()) doc["sampling"] = sampling;
+  // Feature extraction of the samples after the first batch (moving them to the device, adapting,
+  // the network, the moment sums): bench/feature_throughput.sh sets it against the network's own rate.
+  if (gen.steady_rows > 0 && gen.steady_seconds > 0) {
+    doc["feature_device"] = fx.device().str();
+    doc["feature_images_per_second"] = gen.steady_rows / gen.steady_seconds;
+  }
   if (gen.moments.count()) {
     const double fd = metrics::frechet_distance(gen.moments.mean(), gen.moments.covariance(), ref_mu, ref_sigma);
     doc["fd"] = fd;
@@ -330,6 +345,8 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--samples", o.samples, "samples: .npz (samples float or images uint8 NHWC), .npy, image folder");
   sub->add_option("--model", o.model.model, "generate the samples from this model instead");
   sub->add_option("--meta", o.model.meta, "override a model metadata field: key=value");
+  sub->add_option("--device", o.model.device, "device for --model and the feature network: cpu, cuda, cuda:N")
+      ->capture_default_str();
   sub->add_option("--sampler", o.sampler, "sampler for --model")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
   sub->add_option("--steps", o.steps, "sampler steps (default 20)");

@@ -7,7 +7,14 @@
 namespace scoreflow::metrics {
 
 void MomentAccumulator::add(const torch::Tensor& features) {
-  const auto x = detail::rows_as_double(features, "features");
+  // The sums stay on the device of the first batch (a GPU's features are not copied back per
+  // batch); mean(), covariance() and the accessors return CPU tensors.
+  if (!features.defined()) fail("features is an undefined tensor");
+  if (features.dim() != 2) fail("features must be feature rows [N, D], got shape ", features.sizes());
+  if (!at::isFloatingType(features.scalar_type()))
+    fail("features must be a floating-point tensor, got dtype ", features.scalar_type());
+  const torch::Device device = dim_ >= 0 ? shift_.device() : features.device();
+  const auto x = features.detach().to(device, torch::kFloat64).contiguous();
   if (dim_ >= 0 && x.size(1) != dim_)
     fail("features have dimension ", x.size(1), " but the accumulator holds dimension ", dim_);
   if (x.size(0) == 0) return;
@@ -17,8 +24,8 @@ void MomentAccumulator::add(const torch::Tensor& features) {
     // The shift: this first batch's mean, so later sums stay small relative to the spread.
     dim_ = x.size(1);
     shift_ = x.mean(0);
-    sum_ = torch::zeros({dim_}, torch::kFloat64);
-    outer_ = torch::zeros({dim_, dim_}, torch::kFloat64);
+    sum_ = torch::zeros({dim_}, x.options());
+    outer_ = torch::zeros({dim_, dim_}, x.options());
   }
   const auto centered = x - shift_;
   sum_ += centered.sum(0);
@@ -41,11 +48,13 @@ void MomentAccumulator::merge(const MomentAccumulator& other) {
 
   // Re-centre the other shard on our shift: with y = x − c_other and δ = c_other − c,
   // Σ(y + δ) = S + nδ and Σ(y + δ)(y + δ)ᵀ = O + Sδᵀ + δSᵀ + nδδᵀ.
-  const auto delta = other.shift_ - shift_;
+  const torch::Device device = shift_.device();
+  const auto other_sum = other.sum_.to(device), other_outer = other.outer_.to(device);
+  const auto delta = other.shift_.to(device) - shift_;
   const double n = static_cast<double>(other.count_);
-  const auto s_delta = torch::outer(other.sum_, delta);
-  outer_ += other.outer_ + s_delta + s_delta.t() + n * torch::outer(delta, delta);
-  sum_ += other.sum_ + n * delta;
+  const auto s_delta = torch::outer(other_sum, delta);
+  outer_ += other_outer + s_delta + s_delta.t() + n * torch::outer(delta, delta);
+  sum_ += other_sum + n * delta;
   count_ += other.count_;
 }
 
@@ -68,13 +77,13 @@ MomentAccumulator MomentAccumulator::from_sums(int64_t count, const torch::Tenso
 
 torch::Tensor MomentAccumulator::mean() const {
   if (count_ < 1) fail("mean needs at least 1 sample, got 0");
-  return shift_ + sum_ / static_cast<double>(count_);
+  return (shift_ + sum_ / static_cast<double>(count_)).to(torch::kCPU);
 }
 
 torch::Tensor MomentAccumulator::covariance() const {
   if (count_ < 2) fail("covariance needs at least 2 samples (unbiased, N − 1), got ", count_);
   const double n = static_cast<double>(count_);
-  auto cov = (outer_ - torch::outer(sum_, sum_) / n) / (n - 1.0);
+  auto cov = ((outer_ - torch::outer(sum_, sum_) / n) / (n - 1.0)).to(torch::kCPU);
   // Exactly symmetric (addmm rounding can differ by an ulp across the diagonal).
   return 0.5 * (cov + cov.t());
 }

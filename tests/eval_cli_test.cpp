@@ -1,6 +1,7 @@
 // `scoreflow eval ...` and `scoreflow compare` end to end: reports, numpy interop of statistics,
 // sweep outputs, and one `error:` line for each kind of bad input.
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <array>
@@ -132,6 +133,15 @@ TEST(EvalCli, FidThroughAFeatureNetworkWithChannelAndSizeAdaptation) {
                  " --model builtin:gmm:shape=1x4x4,k=2 --steps 4 --seeds 0-9 --json");
   ASSERT_EQ(m.code, 0) << m.err;
   EXPECT_GT(nlohmann::json::parse(m.out)["fd"].get<double>(), 0.0);
+  // The feature pass's rate after the first batch (bench/feature_throughput.sh reads it), with
+  // explicit --device cpu giving the same distance as the default.
+  Result batched = run("eval fid --features " + net + " --ref-data " + images + " --samples " + images +
+                       " --batch 8 --device cpu --json");
+  ASSERT_EQ(batched.code, 0) << batched.err;
+  auto b = nlohmann::json::parse(batched.out);
+  EXPECT_EQ(b["feature_device"], "cpu");
+  EXPECT_GT(b["feature_images_per_second"].get<double>(), 0.0);
+  EXPECT_NEAR(b["fd"].get<double>(), doc["fd"].get<double>(), 1e-9);
 }
 
 TEST(EvalCli, FidRefusesBadInputWithOneErrorLine) {
@@ -160,6 +170,9 @@ TEST(EvalCli, FidRefusesBadInputWithOneErrorLine) {
                      " --samples " + images,
                  "NaN");
   expect_refused("eval fid --features none --ref " + wrong_dim + " --samples " + points + " --kid", "--kid needs");
+  if (!torch::cuda::is_available())
+    expect_refused("eval fid --features none --ref-data " + points + " --samples " + points + " --device cuda",
+                   "CUDA is not available");
 }
 
 TEST(CompareCli, GaussianSweepWritesTableCsvPlotAndW2FallsWithNfe) {

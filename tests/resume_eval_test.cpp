@@ -30,6 +30,7 @@ size_t chunk_count(const std::string& parts) {
 nlohmann::json without_times(const std::string& path) {
   nlohmann::json doc = nlohmann::json::parse(slurp(path));
   doc.erase("wall_seconds");
+  doc.erase("feature_images_per_second");  // a rate, like the wall time
   return doc;
 }
 

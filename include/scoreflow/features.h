@@ -2,6 +2,7 @@
 /// Feature networks for Fréchet distance / KID, and pytorch-fid/ADM-style statistics files.
 /// Any TorchScript module with forward(x [B, C, H, W]) -> [B, D] works; its optional extra file
 /// `scoreflow.json` may give {"input_shape": [C, H, W], "data_range": [lo, hi]}.
+#include <c10/core/Device.h>
 #include <torch/types.h>
 
 #include <memory>
@@ -14,13 +15,15 @@ namespace scoreflow::eval {
 class FeatureExtractor {
  public:
   /// `path`: a TorchScript feature network, or "none" (features = the flattened samples, for
-  /// low-dimensional data).
-  explicit FeatureExtractor(const std::string& path);
+  /// low-dimensional data). The network runs on `device` (inputs are moved there; a GPU keeps
+  /// feature extraction at the network's own rate, docs/performance.md).
+  explicit FeatureExtractor(const std::string& path, torch::Device device = torch::kCPU);
   ~FeatureExtractor();
   FeatureExtractor(const FeatureExtractor&) = delete;
   FeatureExtractor& operator=(const FeatureExtractor&) = delete;
 
-  /// x: [B, ...shape] float with values in [lo, hi]. Returns [B, D] float64 CPU. Images are
+  /// x: [B, ...shape] float with values in [lo, hi]. Returns [B, D] float64 on the extractor's
+  /// device (the flattened samples on the CPU for "none"). Images are
   /// adapted to the network's input_shape: 1 → 3 channels by replication, 3 → 1 by ITU-R BT.601
   /// luminance, bilinear resize (torch interpolate, align_corners=false, no antialias) when H×W
   /// differ, and [lo, hi] mapped linearly onto the network's data_range. Throws Error naming the
@@ -34,11 +37,13 @@ class FeatureExtractor {
   const std::vector<std::string>& notes() const { return notes_; }
   /// The declared input_shape ([] when the network has no metadata).
   const std::vector<int64_t>& input_shape() const { return input_shape_; }
+  torch::Device device() const { return device_; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string path_;
+  torch::Device device_;
   std::vector<int64_t> input_shape_;
   double net_lo_ = -1, net_hi_ = 1;
   bool has_range_ = false;

@@ -35,16 +35,17 @@ class MomentAccumulator {
   /// needs count ≥ 2.
   torch::Tensor covariance() const;
 
-  /// The stored sums, for shard files: shift c [D], Σ(x − c) [D], Σ(x − c)(x − c)ᵀ [D, D]
-  /// (undefined while empty).
-  const torch::Tensor& shift() const { return shift_; }
-  const torch::Tensor& sum() const { return sum_; }
-  const torch::Tensor& outer() const { return outer_; }
+  /// The stored sums, for shard files: shift c [D], Σ(x − c) [D], Σ(x − c)(x − c)ᵀ [D, D], on
+  /// the CPU (undefined while empty).
+  torch::Tensor shift() const { return on_cpu(shift_); }
+  torch::Tensor sum() const { return on_cpu(sum_); }
+  torch::Tensor outer() const { return on_cpu(outer_); }
   /// Rebuilds an accumulator from stored sums (count 0: an empty one); throws on bad shapes.
   static MomentAccumulator from_sums(int64_t count, const torch::Tensor& shift, const torch::Tensor& sum,
                                      const torch::Tensor& outer);
 
  private:
+  static torch::Tensor on_cpu(const torch::Tensor& t) { return t.defined() ? t.to(torch::kCPU) : t; }
   int64_t count_ = 0;
   int64_t dim_ = -1;
   torch::Tensor shift_;  // [D]
