@@ -17,7 +17,13 @@
 #   --batch B               batch for sampling and Γ [2000]
 #   --nfe LIST              NFE budgets for the non-AMED samplers [3,5,7,9,15]
 #   --amed-nfe LIST         odd NFE budgets to train AMED for (AFS on) [3,5,7,9]
-#   --amed-students LIST    amed (AMED-Solver, Heun teacher) and/or ipndm (AMED-Plugin on iPNDM) [amed,ipndm]
+#   --amed-students LIST    amed (AMED-Solver, Heun teacher), ipndm / dpmpp_2m (AMED-Plugin, teacher = the
+#                           base solver) and/or euler (AMED-Plugin on Euler, Heun teacher) [amed,ipndm]
+#   --amed-solver-grid G    grid of AMED-Solver, its training and its FD cells [vp_time_uniform: the authors'
+#                           time-uniform grid; train-amed's default for the Solver]
+#   --amed-plugin-grid G    grid of the AMED-Plugin cells [karras: the authors' polynomial ρ = 7 grid]
+#   --amed-baselines LIST   plain samplers compared on the Solver's grid at --amed-nfe, so that AMED-Solver
+#                           has same-grid neighbours [dpm_solver_2,ipndm,ipndm_v,dpmpp_2m,unipc]
 #   --amed-trajectories N, --amed-batch B   [5000, 500] (the paper's budget is 10000)
 #   --gamma FILE            reuse a Γ file instead of estimating one
 #   --gamma-images N, --gamma-timesteps K   Γ estimate on the first N training images [1000, 100]
@@ -38,6 +44,7 @@ set -euo pipefail
 BIN=build/scoreflow DEVICE=cuda DATA_DIR=.gpujob MODEL=models/fashion_ddpm.pt
 FEATURES=models/fashion_features.pt REF=models/fashion_train_stats.npz OUTDIR=${OUT:-sweep_out}
 NUM=10000 BATCH=2000 NFE=3,5,7,9,15 AMED_NFE=3,5,7,9 AMED_STUDENTS=amed,ipndm AMED_TRAJ=5000 AMED_BATCH=500
+AMED_SOLVER_GRID=vp_time_uniform AMED_PLUGIN_GRID=karras AMED_BASELINES=dpm_solver_2,ipndm,ipndm_v,dpmpp_2m,unipc
 TAR="" GAMMA="" GAMMA_IMAGES=1000 GAMMA_STEPS=100 ABL_NFE=10,25 STAGES=gamma,discrete,amed,ode
 FWD_RATE=17000 ESTIMATE=0
 ODE_SAMPLERS=euler,heun,euler_maruyama,dpm_solver_2,dpmpp_2m,dpmpp_3m,dpmpp_2m_sde,unipc,ipndm,ipndm_v
@@ -48,6 +55,8 @@ while [[ $# -gt 0 ]]; do
     --bin) BIN=$2 ;; --device) DEVICE=$2 ;; --data-dir) DATA_DIR=$2 ;; --model) MODEL=$2 ;;
     --features) FEATURES=$2 ;; --ref) REF=$2 ;; --out) OUTDIR=$2 ;; --num) NUM=$2 ;; --batch) BATCH=$2 ;;
     --nfe) NFE=$2 ;; --amed-nfe) AMED_NFE=$2 ;; --amed-students) AMED_STUDENTS=$2 ;;
+    --amed-solver-grid) AMED_SOLVER_GRID=$2 ;; --amed-plugin-grid) AMED_PLUGIN_GRID=$2 ;;
+    --amed-baselines) AMED_BASELINES=$2 ;;
     --amed-trajectories) AMED_TRAJ=$2 ;; --amed-batch) AMED_BATCH=$2 ;; --gamma) GAMMA=$2 ;;
     --gamma-images) GAMMA_IMAGES=$2 ;; --gamma-timesteps) GAMMA_STEPS=$2 ;; --ablation-nfe) ABL_NFE=$2 ;;
     --stages) STAGES=$2 ;; --fwd-rate) FWD_RATE=$2 ;; --tar) TAR=$2 ;;
@@ -111,7 +120,7 @@ collect() {
 import glob, json, os, sys
 out = sys.argv[1]
 rows = []  # (group, label, nfe_budget, steps, nfe_used, fd, seconds, error)
-order = {"ode": 0, "amed": 1, "discrete": 2, "ablation": 3}
+order = {"ode": 0, "amed": 1, "amedbase": 1, "discrete": 2, "ablation": 3}
 paths = glob.glob(os.path.join(out, "cmp_*.json"))
 for path in sorted(paths, key=lambda p: (order.get(os.path.basename(p)[4:].split("_")[0].rstrip("12.json"), 9), p)):
     tag = os.path.basename(path)[4:-5]
@@ -124,7 +133,7 @@ for path in sorted(paths, key=lambda p: (order.get(os.path.basename(p)[4:].split
             label = "amed" if student == "amed" else "amed_plugin(" + student + ")"
         elif group == "ablation":
             label = "analytic_ddim[" + tag[len("ablation_"):] + "]"
-        grid = "karras" if group in ("ode", "amed") else "linspace"
+        grid = doc.get("schedule") or ("karras" if group in ("ode", "amed") else "linspace")
         rows.append((group, label, grid, c["nfe_budget"], c.get("steps", ""), c.get("nfe_used", ""),
                      c.get("metric", ""), c.get("seconds", ""), c.get("error", "")))
 with open(os.path.join(out, "fd_all.csv"), "w") as f:
@@ -188,25 +197,38 @@ if has_stage discrete; then
     { stamp "FAILED: compare discrete samplers (see $LOG)"; rm -f "$OUTDIR/cmp_discrete.json"; }
   collect; pack
 fi
-# --- AMED: one predictor per student and NFE (AFS on, Karras grid, feature mode) and its FD cell ---
-AMED_ROWS=()
+# --- AMED: one predictor per student and NFE (AFS on, feature mode) and its FD cell, on the grid the
+# authors pair it with (Solver: time-uniform; Plugin: polynomial ρ = 7), then plain samplers on the
+# Solver's grid so that every AMED cell has same-grid neighbours. ---
 if has_stage amed; then
   for nfe in ${AMED_NFE//,/ }; do
     steps=$(((nfe + 1) / 2 + 1))  # NFE = 2(steps-1) - 1 with AFS
     for student in ${AMED_STUDENTS//,/ }; do
-      if [[ $student == amed ]]; then teacher=heun sampler=amed; else teacher=$student sampler=amed_plugin; fi
+      case $student in
+        amed) teacher=heun sampler=amed grid=$AMED_SOLVER_GRID ;;
+        euler) teacher=heun sampler=amed_plugin grid=$AMED_PLUGIN_GRID ;;
+        *) teacher=$student sampler=amed_plugin grid=$AMED_PLUGIN_GRID ;;
+      esac
       pred="$OUTDIR/amed_${student}_nfe$nfe.pt"
-      stamp "train-amed $student nfe $nfe"
+      stamp "train-amed $student nfe $nfe ($grid)"
       "$BIN" train-amed --model "$MODEL" --device "$DEVICE" --student "$student" --teacher "$teacher" --steps "$steps" \
-        --afs --num-trajectories "$AMED_TRAJ" --batch "$AMED_BATCH" --out "$pred" --log "$OUTDIR/amed_${student}_nfe$nfe.csv" \
-        --json >"$OUTDIR/amed_${student}_nfe$nfe.json" 2>>"$LOG" || { stamp "FAILED: train-amed $student nfe $nfe (see $LOG)"; continue; }
+        --schedule "$grid" --afs --num-trajectories "$AMED_TRAJ" --batch "$AMED_BATCH" --out "$pred" \
+        --log "$OUTDIR/amed_${student}_nfe$nfe.csv" --json >"$OUTDIR/amed_${student}_nfe$nfe.json" 2>>"$LOG" ||
+        { stamp "FAILED: train-amed $student nfe $nfe (see $LOG)"; continue; }
       stamp "compare $sampler($student) nfe $nfe"
-      "$BIN" compare "${FD[@]}" --samplers "$sampler" --sampler-args "$sampler:predictor=$pred" --nfe "$nfe" \
-        --out-dir "$OUTDIR/cmp_amed_${student}_nfe$nfe" --json >"$OUTDIR/cmp_amed_${student}_nfe$nfe.json" 2>>"$LOG" ||
-        { stamp "FAILED: compare $sampler nfe $nfe"; rm -f "$OUTDIR/cmp_amed_${student}_nfe$nfe.json"; }
+      "$BIN" compare "${FD[@]}" --schedule "$grid" --samplers "$sampler" --sampler-args "$sampler:predictor=$pred" \
+        --nfe "$nfe" --out-dir "$OUTDIR/cmp_amed_${student}_nfe$nfe" --json >"$OUTDIR/cmp_amed_${student}_nfe$nfe.json" \
+        2>>"$LOG" || { stamp "FAILED: compare $sampler nfe $nfe (see $LOG)"; rm -f "$OUTDIR/cmp_amed_${student}_nfe$nfe.json"; }
       collect; pack
     done
   done
+  if [[ -n $AMED_BASELINES && ,$AMED_STUDENTS, == *,amed,* ]]; then
+    stamp "compare $AMED_BASELINES on $AMED_SOLVER_GRID"
+    "$BIN" compare "${FD[@]}" --schedule "$AMED_SOLVER_GRID" --samplers "$AMED_BASELINES" --nfe "$AMED_NFE" \
+      --out-dir "$OUTDIR/cmp_amedbase" --json >"$OUTDIR/cmp_amedbase.json" 2>>"$LOG" ||
+      { stamp "FAILED: compare $AMED_BASELINES on $AMED_SOLVER_GRID (see $LOG)"; rm -f "$OUTDIR/cmp_amedbase.json"; }
+    collect; pack
+  fi
 fi
 
 # --- FD vs NFE: the ODE/SDE samplers on the Karras grid ---

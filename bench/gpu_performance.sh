@@ -3,6 +3,7 @@
 # network from a CUDA graph, full sampler) for every sampler at batch 64, the small-batch C++ vs
 # Python comparison (bench/python_loop.py, same network file and grid), and fp16/bf16.
 #   BUILD=/tmp/bc bash bench/gpu_performance.sh OUTDIR [MODEL] [GAMMA.json]
+# PARTS=overhead runs only the first part (every sampler at batch 64), for a short GPU call.
 # Writes OUTDIR/*.jsonl and OUTDIR/performance.md (bench/summarize_performance.py).
 set -euo pipefail
 OUTDIR=${1:?usage: gpu_performance.sh OUTDIR [MODEL] [GAMMA]}
@@ -16,7 +17,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUTDIR/gpu.
 
 # 1. Overhead of every sampler at batch 64 (10 NFE), eager and from a CUDA graph.
 "$SF" bench --model "$MODEL" --device "$DEV" --batch 64 --nfe 10 --cuda-graph --json \
-  --sampler euler,heun,ddim,ddpm,euler_maruyama,dpm_solver_2,dpmpp_2m,dpmpp_3m,dpmpp_2m_sde,unipc,ipndm,ipndm_v \
+  --sampler euler,heun,ddim,ddpm,euler_maruyama,dpm_solver_2,dpmpp_2m,dpmpp_3m,dpmpp_2m_sde,unipc,ipndm,ipndm_v,deis \
   > "$OUTDIR/cpp_b64.jsonl"
 "$SF" bench --model "$MODEL" --device "$DEV" --batch 64 --nfe 10 --cuda-graph --json --sampler amed \
   --sampler-args r=0.5,c=1,a=1 >> "$OUTDIR/cpp_b64.jsonl"
@@ -30,6 +31,7 @@ if [[ -n "$GAMMA" ]]; then
       --schedule trailing --sampler-args gamma="$GAMMA" >> "$OUTDIR/cpp_b64.jsonl"
   done
 fi
+if [[ ${PARTS:-all} == all ]]; then
 # 2. Small batches: C++ (eager and graph) and the Python eager loop on the same network and grid.
 "$SF" bench --model "$MODEL" --device "$DEV" --batch 1,2,4,8,64 --nfe 10 --cuda-graph --json \
   --sampler euler,heun,dpmpp_2m > "$OUTDIR/cpp_small.jsonl"
@@ -42,5 +44,6 @@ for dt in fp16 bf16; do
 done
 "$SF" bench --model "$MODEL" --device "$DEV" --batch 8,64,512 --nfe 10 --cuda-graph --json --sampler dpmpp_2m \
   >> "$OUTDIR/cpp_dtype.jsonl"
+fi
 "$PY" bench/summarize_performance.py "$OUTDIR" > "$OUTDIR/performance.md"
 cat "$OUTDIR/performance.md"
