@@ -41,8 +41,10 @@ std::vector<int64_t> to_shape(const std::vector<double>& v, const std::string& w
   return shape;
 }
 
-ModelMetadata builtin_metadata(const std::vector<int64_t>& shape, const NoiseSchedule& schedule, double lo, double hi) {
+ModelMetadata builtin_metadata(const std::vector<int64_t>& shape, const NoiseSchedule& schedule, double lo, double hi,
+                               bool features = false) {
   ModelMetadata m;
+  if (features) m.features = "responsibilities";
   m.prediction = Prediction::X0;
   m.schedule = schedule;
   m.time_input = TimeInput::Sigma;
@@ -125,6 +127,13 @@ torch::Tensor GaussianMixtureModel::denoise(const torch::Tensor& x, const std::v
   return d.reshape(x.sizes()).to(x.device(), x.scalar_type());
 }
 
+torch::Tensor GaussianMixtureModel::features(const torch::Tensor& x, const std::vector<double>& sigma,
+                                              const torch::Tensor&) const {
+  if (!has_features()) Model::features(x, sigma, {});  // throws: no features
+  torch::Tensor r = torch::softmax(posterior(x, sigma).first, 1);
+  return r.to(x.device(), torch::kFloat32);
+}
+
 torch::Tensor GaussianMixtureModel::score(const torch::Tensor& x, const std::vector<double>& sigma) const {
   // Tweedie: ∇ log p_σ(x) = (E[x0|x] − x)/σ².
   torch::Tensor xd = x.to(torch::kCPU, torch::kFloat64);
@@ -170,6 +179,7 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
     int k = args.get_int("k", 8);
     double std = args.get_double("std", 0.05);
     uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0));
+    const bool features = args.get_bool("features", false);
     NoiseSchedule schedule = builtin_schedule(args);
     args.finish(full);
     if (k < 1 || k > 1024 || !(std > 0)) fail(full, ": need 1 <= k <= 1024 and std > 0");
@@ -180,9 +190,10 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
             ", exact denoiser",
         means,
         torch::full_like(means, std * std), torch::full({k}, 1.0 / k, torch::kFloat64),
-        builtin_metadata(shape, schedule, -1, 1));
+        builtin_metadata(shape, schedule, -1, 1, features));
   } else if (name == "ring8") {
     double radius = args.get_double("radius", 2.0), std = args.get_double("std", 0.1);
+    const bool features = args.get_bool("features", false);
     NoiseSchedule schedule = builtin_schedule(args);
     args.finish(full);
     if (!(std > 0)) fail(full, ": std must be > 0");
@@ -194,7 +205,7 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
     model = std::make_shared<GaussianMixtureModel>(full, "the classic 8-Gaussians ring in 2-D, exact denoiser", means,
                                                    torch::full({8, 2}, std * std, torch::kFloat64),
                                                    torch::full({8}, 0.125, torch::kFloat64),
-                                                   builtin_metadata({2}, schedule, -radius - 1, radius + 1));
+                                                   builtin_metadata({2}, schedule, -radius - 1, radius + 1, features));
   } else {
     std::vector<std::string> names;
     for (auto& [n, s] : builtin_models()) names.push_back(n);
@@ -206,8 +217,8 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
 std::vector<std::pair<std::string, std::string>> builtin_models() {
   return {{"gaussian", "N(mean, std^2 I) (or diagonal: std_min..std_max) in any shape; args shape=2, mean, std, schedule"},
           {"gmm", "mixture of k image patterns (default 3x32x32, k=8, std=0.05), writes PNG grids; shape=D (e.g. 2): "
-                  "k points in [-0.8, 0.8]^D; args shape, k, std, seed"},
-          {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1)"},
+                  "k points in [-0.8, 0.8]^D; args shape, k, std, seed, features (true: posterior responsibilities as AMED features)"},
+          {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1); args radius, std, features"},
           {"empirical", "exact denoiser of a dataset's smoothed empirical distribution (memorises it); args data=PATH, limit"}};
 }
 

@@ -323,6 +323,50 @@ TEST(Amed, PluginStudentsTrainAndSample) {
   }
 }
 
+// Feature mode on CPU: the mixtures' posterior responsibilities (builtin arg features=true) stand in
+// for a network's bottleneck, so the predictor's per-sample path is trained and sampled here too.
+TEST(Amed, FeatureModeOnTheMixtureResponsibilities) {
+  const std::string spec = "builtin:gmm:shape=2,features=true";
+  auto model = make_builtin(spec);
+  ASSERT_TRUE(model->has_features());
+  EXPECT_FALSE(make_builtin("builtin:gmm:shape=2")->has_features());
+  // Responsibilities: rows sum to 1; next to a component's mean at small σ that component holds it.
+  torch::Tensor at_means = model->means().to(torch::kFloat32);
+  torch::Tensor r = model->features(at_means, {0.01}, {});
+  ASSERT_EQ(r.sizes(), (std::vector<int64_t>{8, 8}));
+  EXPECT_LT((r.sum(1) - 1).abs().max().item<double>(), 1e-6);
+  EXPECT_TRUE(torch::equal(r.argmax(1), torch::arange(8)));
+  EXPECT_GT(r.diagonal().min().item<double>(), 0.99);
+  // At σ ≫ the spread of the means every component is equally likely.
+  EXPECT_LT((model->features(at_means, {100.0}, {}) - 0.125).abs().max().item<double>(), 1e-3);
+
+  AmedTrainOptions o;
+  o.student = "amed";
+  o.teacher = "heun";
+  o.sigmas = make_sigmas("vp_time_uniform", 4, model->metadata().schedule, KeyValueArgs(""));
+  o.M = 1;
+  o.afs = true;
+  o.num_trajectories = 512;
+  o.batch = 128;
+  AmedPredictor p = train_amed(model, o);
+  EXPECT_TRUE(p.record().features);
+  EXPECT_EQ(p.record().feature_dim, 8);
+  const std::string path = tmp("gmm2_features.pt");
+  p.save(path);
+  torch::Tensor x = run("amed", "predictor=" + path, spec, "vp_time_uniform", 4, 64);
+  EXPECT_TRUE(torch::isfinite(x).all().item<bool>());
+  // Coefficients differ per sample in feature mode: the batch-of-one samples equal the batch's rows.
+  torch::Tensor one = run("amed", "predictor=" + path, spec, "vp_time_uniform", 4, 1);
+  EXPECT_LT((one[0] - x[0]).abs().max().item<double>(), 1e-5);
+  // The same predictor on the model without features is refused.
+  try {
+    run("amed", "predictor=" + path, "builtin:gmm:shape=2", "vp_time_uniform", 4, 4);
+    ADD_FAILURE() << "a feature-mode predictor ran on a model without features";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("differs"), std::string::npos) << e.what();
+  }
+}
+
 #ifdef SCOREFLOW_CLI_PATH
 #include "tests/support/cli_runner.h"
 namespace {

@@ -25,6 +25,12 @@ class GaussianMixtureModel : public Model {
   torch::Tensor score(const torch::Tensor& x, const std::vector<double>& sigma) const;
   /// Exact log p_σ(x) per sample, [B] float64.
   torch::Tensor log_prob(const torch::Tensor& x, const std::vector<double>& sigma) const;
+  /// With `features=true` (gmm, ring8): the posterior responsibilities p(component k | x_σ) [B, K]
+  /// (float32), the analytic stand-in for a network's bottleneck — which mode a sample is heading
+  /// to — so that AMED's predictor can run in feature mode on these models.
+  bool has_features() const override { return !meta_.features.empty(); }
+  torch::Tensor features(const torch::Tensor& x, const std::vector<double>& sigma,
+                         const torch::Tensor& labels) const override;
   const torch::Tensor& means() const { return means_; }
   const torch::Tensor& variances() const { return vars_; }
   const torch::Tensor& weights() const { return weights_; }
