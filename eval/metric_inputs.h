@@ -7,12 +7,13 @@
 
 namespace scoreflow::metrics::detail {
 
-/// Checks `t` is a floating [N, D] tensor and returns it detached as contiguous float64 CPU.
+/// Checks `t` is a floating [N, D] tensor and returns it detached as contiguous float64 on `device`.
 /// `what` names the argument in messages ("x", "features").
-torch::Tensor rows_as_double(const torch::Tensor& t, const std::string& what);
+torch::Tensor rows_as_double(const torch::Tensor& t, const std::string& what, torch::Device device = torch::kCPU);
 
-/// Checks `t` is floating with exactly `dims` dimensions, returns float64 CPU contiguous.
-torch::Tensor as_double(const torch::Tensor& t, int64_t dims, const std::string& what);
+/// Checks `t` is floating with exactly `dims` dimensions, returns float64 contiguous on `device`.
+torch::Tensor as_double(const torch::Tensor& t, int64_t dims, const std::string& what,
+                        torch::Device device = torch::kCPU);
 
 /// Throws naming the first row of `rows` [N, D] holding NaN/Inf (`first_row` offsets the index).
 void check_finite_rows(const torch::Tensor& rows, const std::string& what, int64_t first_row = 0);

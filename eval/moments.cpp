@@ -9,12 +9,8 @@ namespace scoreflow::metrics {
 void MomentAccumulator::add(const torch::Tensor& features) {
   // The sums stay on the device of the first batch (a GPU's features are not copied back per
   // batch); mean(), covariance() and the accessors return CPU tensors.
-  if (!features.defined()) fail("features is an undefined tensor");
-  if (features.dim() != 2) fail("features must be feature rows [N, D], got shape ", features.sizes());
-  if (!at::isFloatingType(features.scalar_type()))
-    fail("features must be a floating-point tensor, got dtype ", features.scalar_type());
-  const torch::Device device = dim_ >= 0 ? shift_.device() : features.device();
-  const auto x = features.detach().to(device, torch::kFloat64).contiguous();
+  const auto x = detail::rows_as_double(features, "features",
+                                        dim_ >= 0 ? shift_.device() : features.defined() ? features.device() : torch::kCPU);
   if (dim_ >= 0 && x.size(1) != dim_)
     fail("features have dimension ", x.size(1), " but the accumulator holds dimension ", dim_);
   if (x.size(0) == 0) return;
