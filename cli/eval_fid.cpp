@@ -5,9 +5,10 @@
 #include <filesystem>
 
 #include "cli/eval.h"
+#include "cli/sample_chunks.h"
+#include "cli/sample_devices.h"
 #include "cli/shard.h"
 #include "scoreflow/checkpoint.h"
-#include "cli/sample_chunks.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
@@ -15,6 +16,7 @@
 #include "scoreflow/image.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/npy.h"
+#include "scoreflow/prefetch.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/sigmas.h"
@@ -26,7 +28,8 @@ struct Options {
   ModelOptions model;
   std::string features, ref, ref_data, samples, save_stats, out, data_range = "-1,1";
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255";
-  std::string shard;  // cli/shard.h
+  std::string shard, devices;  // cli/shard.h
+  CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1;
   int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
   bool kid = false, json = false, overwrite = false;
@@ -80,22 +83,111 @@ struct Side {
   double steady_seconds = 0;
 };
 
+/// Features of x's rows, batch by batch. The rows stream to the feature network's device (the copy
+/// of batch b+1 overlapping the work on b, io::RowPrefetcher), and each batch's NaN/Inf check stays
+/// on the device as one flag: the host waits for the device only after the first batch (to start
+/// the steady-rate clock) and once at the end, when the flags are read. A failing batch is run
+/// again through the checking path, whose message names the row.
 Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch,
                bool keep, int64_t first_row = 0) {
   Side side;
-  std::vector<torch::Tensor> kept;
+  if (!x.defined() || x.size(0) == 0) return side;
+  io::RowPrefetcher rows(x, batch, fx.identity() ? x.device() : fx.device());
+  std::vector<torch::Tensor> finite, kept;  // kept: float64 features, never views of the prefetch buffers
+  auto check_batch = [&](int64_t b) {
+    const int64_t begin = rows.batch_begin(b), m = rows.batch_size(b);
+    fx(x.narrow(0, begin, m), lo, hi, first_row + begin);  // throws naming the row
+    fail(fx.identity() ? "samples" : "feature network '" + fx.path() + "' features", " hold NaN or Inf in rows ",
+         first_row + begin, "..", first_row + begin + m - 1, " (not reproduced when that batch was run again)");
+  };
   std::chrono::steady_clock::time_point first_done;
-  for (int64_t begin = 0; begin < x.size(0); begin += batch) {
-    const int64_t m = std::min(batch, x.size(0) - begin);
-    torch::Tensor f = fx(x.narrow(0, begin, m), lo, hi, first_row + begin);
-    side.moments.add(f);  // checks the rows for NaN/Inf: the host has waited for this batch
+  for (int64_t b = 0; b < rows.batches(); ++b) {
+    torch::Tensor f = fx.extract(rows.get(b), lo, hi);
+    finite.push_back(torch::isfinite(f).all());
+    side.moments.add(f, /*check_finite=*/false);  // the flags below check the same rows
     if (keep) kept.push_back(f);
-    if (begin == 0) first_done = std::chrono::steady_clock::now();
-    else side.steady_rows += m;
+    if (b == 0) {
+      if (!finite[0].item<bool>()) check_batch(0);
+      first_done = std::chrono::steady_clock::now();
+    } else {
+      side.steady_rows += f.size(0);
+    }
   }
+  const torch::Tensor ok = torch::stack(finite).to(torch::kCPU);  // waits for every batch
   if (side.steady_rows > 0) side.steady_seconds = seconds_since(first_done);
+  const auto* flags = ok.data_ptr<bool>();
+  for (int64_t b = 0; b < ok.numel(); ++b)
+    if (!flags[b]) check_batch(b);
+  if (keep) side.rows = torch::cat(kept);
+  return side;
+}
+
+/// One feature network per device of a --devices run (one, on the --device, otherwise).
+struct Extractors {
+  std::vector<std::unique_ptr<eval::FeatureExtractor>> on;
+  const eval::FeatureExtractor& first() const { return *on.front(); }
+  /// Every extractor's adaptation notes, each once.
+  std::vector<std::string> notes() const {
+    std::vector<std::string> all;
+    for (const auto& e : on)
+      for (const std::string& n : e->notes())
+        if (std::find(all.begin(), all.end(), n) == all.end()) all.push_back(n);
+    return all;
+  }
+};
+
+Extractors open_extractors(const std::string& path, const std::vector<std::string>& devices, const std::string& device) {
+  Extractors fx;
+  if (devices.empty()) fx.on.push_back(std::make_unique<eval::FeatureExtractor>(path, parse_device(device)));
+  for (const std::string& d : devices) fx.on.push_back(std::make_unique<eval::FeatureExtractor>(path, parse_device(d)));
+  return fx;
+}
+
+/// featurise over several devices: device k takes the k-th contiguous run of whole batches (as
+/// `--shard k/K` would), on its own thread; the moments are merged in device order, which equals
+/// one pass up to rounding (MomentAccumulator::merge), and kept rows are joined in row order. The
+/// steady rate is all devices' steady rows over the slowest device's steady time.
+Side featurise(const Extractors& fx, const torch::Tensor& x, double lo, double hi, int64_t batch, bool keep,
+               int64_t first_row = 0) {
+  const int64_t k_devices = static_cast<int64_t>(fx.on.size());
+  if (k_devices == 1 || !x.defined()) return featurise(fx.first(), x, lo, hi, batch, keep, first_row);
+  std::vector<Side> parts(static_cast<size_t>(k_devices));
+  run_on_threads(k_devices, [&](int64_t k) {
+    const auto [begin, end] = shard_range(x.size(0), batch, k, k_devices);
+    if (end > begin) parts[k] = featurise(*fx.on[k], x.narrow(0, begin, end - begin), lo, hi, batch, keep, first_row + begin);
+  });
+  Side side;
+  std::vector<torch::Tensor> kept;
+  for (Side& part : parts) {
+    side.moments.merge(part.moments);
+    if (part.rows.defined()) kept.push_back(part.rows.to(torch::kCPU));
+    side.steady_rows += part.steady_rows;
+    side.steady_seconds = std::max(side.steady_seconds, part.steady_seconds);
+  }
   if (keep && !kept.empty()) side.rows = torch::cat(kept);
   return side;
+}
+
+/// Samples of `job` from the model: on one device, or split over `models` (one per --devices entry).
+/// With `out`, finished batches are kept under OUT.parts (per device's seed range when several),
+/// removed by the caller once the report is written.
+SampleResult sample_for_fid(const Sampler& sampler, const std::vector<std::shared_ptr<const Model>>& models,
+                            const SampleJob& job, std::optional<io::ChunkStore>& store, const std::string& out,
+                            const io::Settings& settings, bool overwrite) {
+  if (models.size() == 1) {
+    store = chunks_for(out, settings, overwrite, "--out");
+    return run_chunked(sampler, models.front(), job, store ? &*store : nullptr, {}, {}, {}).result;
+  }
+  DeviceStores stores;
+  if (!out.empty()) stores = {out + ".parts", settings, overwrite, "--out", /*remove_when_done=*/false};
+  return run_on_devices(sampler, models, job, stores, {}, {}).result;
+}
+
+/// Host rows for a GPU feature network, pinned once (whole), so that every batch's copy is
+/// asynchronous and the per-device slices of a --devices run share the pinned memory.
+torch::Tensor pinned_for(const Extractors& fx, const torch::Tensor& x) {
+  if (fx.first().identity() || !fx.first().device().is_cuda() || !x.defined() || !x.device().is_cpu()) return x;
+  return x.is_pinned() ? x : x.contiguous().pin_memory();
 }
 
 void need_covariance(int64_t count, const std::string& what) {
@@ -111,7 +203,8 @@ std::string source_identity(const std::string& path) {
 
 /// --shard: feature sums of this shard's rows (whole batches) of the samples (from --model or
 /// --samples), or of --ref-data when there are no samples, written for scoreflow merge.
-void run_shard(const Options& o, const Shard& shard, double lo, double hi, std::chrono::steady_clock::time_point start) {
+void run_shard(const Options& o, const Shard& shard, const std::vector<std::string>& devices, double lo, double hi,
+               std::chrono::steady_clock::time_point start) {
   const bool have_model = !o.model.model.empty();
   const bool samples_side = have_model || !o.samples.empty();
   if (o.save_stats.empty())
@@ -124,7 +217,7 @@ void run_shard(const Options& o, const Shard& shard, double lo, double hi, std::
          "DATA --save-stats STATS.npz --shard i/n, then scoreflow merge)");
   const std::string path = shard_path(o.save_stats, shard);
   io::check_writable(path);
-  eval::FeatureExtractor fx(o.features, parse_device(o.model.device));
+  const Extractors fx = open_extractors(o.features, devices, o.model.device);
   io::Settings settings = {{"features", o.features == "none" ? "none" : io::hash_file(o.features)},
                            {"side", samples_side ? "samples" : "reference"},
                            {"data range", o.data_range},
@@ -133,7 +226,8 @@ void run_shard(const Options& o, const Shard& shard, double lo, double hi, std::
   int64_t total = 0, begin = 0, end = 0;
   double x_lo = lo, x_hi = hi;
   if (have_model) {
-    auto model = o.model.open();
+    const auto models = open_on_devices(o.model, devices);
+    const auto& model = models.front();
     const ModelMetadata& meta = model->metadata();
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
@@ -146,7 +240,9 @@ void run_shard(const Options& o, const Shard& shard, double lo, double hi, std::
     job.seeds.assign(seeds.begin() + begin, seeds.begin() + end);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
-    if (!job.seeds.empty()) x = run_sampler(*sampler, model, job).samples;
+    if (!job.seeds.empty())
+      x = models.size() == 1 ? run_sampler(*sampler, model, job).samples
+                             : run_on_devices(*sampler, models, job, {}, {}, {}).result.samples;
     x_lo = meta.data_min, x_hi = meta.data_max;
     settings.insert(settings.end(), {{"model", model_identity(o.model.model)},
                                      {"model metadata", io::hash_text(meta.json)},
@@ -167,7 +263,7 @@ void run_shard(const Options& o, const Shard& shard, double lo, double hi, std::
   std::fprintf(stderr, "%s (from %s): rows %lld..%lld of %lld\n", shard.label().c_str(), shard.source.c_str(),
                static_cast<long long>(begin), static_cast<long long>(end) - 1, static_cast<long long>(total));
   metrics::MomentAccumulator moments;
-  if (x.defined() && x.size(0) > 0) moments = featurise(fx, x, x_lo, x_hi, o.batch, false, begin).moments;
+  if (x.defined() && x.size(0) > 0) moments = featurise(fx, pinned_for(fx, x), x_lo, x_hi, o.batch, false, begin).moments;
   nlohmann::json record = shard_record("fid", shard, settings, begin, end, total);
   if (!o.ref.empty()) record["ref"] = {{"path", o.ref}, {"hash", io::hash_file(o.ref)}};
   const bool any = moments.count() > 0;
@@ -199,11 +295,13 @@ void run(const Options& o) {
   if (range.size() != 2 || !(range[1] > range[0]))
     fail("--data-range must be lo,hi with hi > lo, got '", o.data_range, "'");
   double lo = range[0], hi = range[1];
+  const std::vector<std::string> devices = parse_devices(o.devices);
+  if (!devices.empty() && o.device_option && o.device_option->count() > 0) fail("give --device or --devices, not both");
   const Shard shard = resolve_shard(o.shard);
-  if (shard.sharded()) return run_shard(o, shard, lo, hi, start);
+  if (shard.sharded()) return run_shard(o, shard, devices, lo, hi, start);
 
-  eval::FeatureExtractor fx(o.features, parse_device(o.model.device));
-  const bool sliced = fx.identity();
+  const Extractors fx = open_extractors(o.features, devices, o.model.device);
+  const bool sliced = fx.first().identity();
   const bool keep = o.kid || sliced;
 
   // Reference side.
@@ -213,7 +311,7 @@ void run(const Options& o) {
   if (!o.ref.empty()) {
     std::tie(ref_mu, ref_sigma) = eval::load_feature_stats(o.ref);
   } else {
-    ref = featurise(fx, load_samples(o.ref_data, lo, hi, o.limit), lo, hi, o.batch, keep);
+    ref = featurise(fx, pinned_for(fx, load_samples(o.ref_data, lo, hi, o.limit)), lo, hi, o.batch, keep);
     ref_count = ref.moments.count();
     need_covariance(ref_count, "reference items");
     ref_mu = ref.moments.mean();
@@ -227,7 +325,8 @@ void run(const Options& o) {
   double s_lo = lo, s_hi = hi;
   torch::Tensor x;
   if (have_model) {
-    auto model = o.model.open();
+    const auto models = open_on_devices(o.model, devices);
+    const auto& model = models.front();
     const ModelMetadata& meta = model->metadata();
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
@@ -247,8 +346,7 @@ void run(const Options& o) {
                      {"sigmas", exact_list(job.sigmas)},
                      {"seeds", std::to_string(job.seeds.size()) + " seeds, " + io::hash_text(seed_list)},
                      {"batch", std::to_string(o.batch)}});
-    store = chunks_for(o.out, std::move(settings), o.overwrite, "--out");
-    SampleResult result = run_chunked(*sampler, model, job, store ? &*store : nullptr, {}, {}, {}).result;
+    SampleResult result = sample_for_fid(*sampler, models, job, store, o.out, settings, o.overwrite);
     x = result.samples;
     s_lo = meta.data_min, s_hi = meta.data_max;
     sampling = {{"model", model->name()},
@@ -260,15 +358,13 @@ void run(const Options& o) {
     x = load_samples(o.samples, lo, hi, 0);
   }
   if (x.defined()) {
-    // Host rows for a GPU feature network: pinned once, so each batch's copy does not block.
-    if (fx.device().is_cuda() && x.device().is_cpu()) x = x.contiguous().pin_memory();
-    gen = featurise(fx, x, s_lo, s_hi, o.batch, keep);
+    gen = featurise(fx, pinned_for(fx, x), s_lo, s_hi, o.batch, keep);
     need_covariance(gen.moments.count(), "samples");
   }
   const int64_t dim = gen.moments.count() ? gen.moments.dim() : ref_mu.size(0);
   if (ref_mu.size(0) != dim)
     fail("reference statistics ", o.ref.empty() ? o.ref_data : o.ref, " have dimension ", ref_mu.size(0), " but the ",
-         fx.identity() ? "samples" : "features of " + fx.path(), " have dimension ", dim);
+         sliced ? "samples" : "features of " + o.features, " have dimension ", dim);
 
   std::vector<std::string> notes = fx.notes();
   auto rank_note = [&](int64_t n, const std::string& what) {
@@ -300,7 +396,7 @@ void run(const Options& o) {
   // Feature extraction of the samples after the first batch (moving them to the device, adapting,
   // the network, the moment sums): bench/feature_throughput.sh sets it against the network's own rate.
   if (gen.steady_rows > 0 && gen.steady_seconds > 0) {
-    doc["feature_device"] = fx.device().str();
+    doc["feature_device"] = devices.empty() ? fx.first().device().str() : join(devices, ",");
     doc["feature_images_per_second"] = gen.steady_rows / gen.steady_seconds;
   }
   if (gen.moments.count()) {
@@ -323,9 +419,10 @@ void run(const Options& o) {
   if (!o.out.empty()) io::write_file_atomic(o.out, doc.dump(2) + "\n");
   note_resumed(store ? &*store : nullptr);
   if (store) store->remove();
+  if (!o.out.empty() && devices.size() > 1) io::remove_tree(o.out + ".parts");
   if (o.json) return print_json(doc);
   for (const auto& n : notes) std::fprintf(stderr, "note: %s\n", n.c_str());
-  if (doc.contains("fd")) std::printf("%s %.6f\n", fx.identity() ? "FD (raw samples)" : "FD", doc["fd"].get<double>());
+  if (doc.contains("fd")) std::printf("%s %.6f\n", sliced ? "FD (raw samples)" : "FD", doc["fd"].get<double>());
   if (doc.contains("kid"))
     std::printf("KID %.6g +- %.2g\n", doc["kid"]["mean"].get<double>(), doc["kid"]["std"].get<double>());
   if (doc.contains("sliced_w2_squared")) std::printf("sliced W2^2 %.6g\n", doc["sliced_w2_squared"].get<double>());
@@ -345,8 +442,12 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--samples", o.samples, "samples: .npz (samples float or images uint8 NHWC), .npy, image folder");
   sub->add_option("--model", o.model.model, "generate the samples from this model instead");
   sub->add_option("--meta", o.model.meta, "override a model metadata field: key=value");
-  sub->add_option("--device", o.model.device, "device for --model and the feature network: cpu, cuda, cuda:N")
-      ->capture_default_str();
+  o.device_option =
+      sub->add_option("--device", o.model.device, "device for --model and the feature network: cpu, cuda, cuda:N")
+          ->capture_default_str();
+  sub->add_option("--devices", o.devices,
+                  "several devices in one process, e.g. cuda:0,cuda:1: the samples (--model) and the features are "
+                  "split in whole batches, one model and feature-network copy and thread each");
   sub->add_option("--sampler", o.sampler, "sampler for --model")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
   sub->add_option("--steps", o.steps, "sampler steps (default 20)");

@@ -59,9 +59,7 @@ ChunkedResult run_on_devices(const Sampler& sampler, const std::vector<std::shar
     out.resumed += parts[k].resumed;
   }
   out.result.samples = torch::cat(samples);
-  if (!stores.dir.empty()) {
-    io::remove_tree(stores.dir);
-  }
+  if (!stores.dir.empty() && stores.remove_when_done) io::remove_tree(stores.dir);
   return out;
 }
 

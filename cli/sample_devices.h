@@ -17,6 +17,7 @@ struct DeviceStores {
   io::Settings settings;
   bool overwrite = false;
   std::string option;
+  bool remove_when_done = true;  ///< false: the caller removes `dir` once its own output is safe
 };
 
 /// run_chunked over `job` split among `models` (models[k] lives on its own device; job.device is

@@ -72,7 +72,18 @@ FeatureExtractor::FeatureExtractor(const std::string& path, torch::Device device
 
 FeatureExtractor::~FeatureExtractor() = default;
 
-torch::Tensor FeatureExtractor::operator()(const torch::Tensor& x_in, double lo, double hi, int64_t first_row) const {
+torch::Tensor FeatureExtractor::operator()(const torch::Tensor& x, double lo, double hi, int64_t first_row) const {
+  torch::Tensor features = extract(x, lo, hi);
+  // One reduction and one host read when all is well (the common case); the row only on failure.
+  if (torch::isfinite(features).all().item<bool>()) return features;
+  torch::Tensor bad = (~torch::isfinite(features)).any(1).nonzero();
+  if (bad.numel() > 0)
+    fail(identity() ? "samples" : "feature network '" + path_ + "' features", " hold NaN or Inf (sample ",
+         first_row + bad[0][0].item<int64_t>(), ")");
+  return features;
+}
+
+torch::Tensor FeatureExtractor::extract(const torch::Tensor& x_in, double lo, double hi) const {
   auto note = [&](const std::string& text) {
     if (std::find(notes_.begin(), notes_.end(), text) == notes_.end()) notes_.push_back(text);
   };
@@ -134,12 +145,6 @@ torch::Tensor FeatureExtractor::operator()(const torch::Tensor& x_in, double lo,
            ", expected [B, D]");
     features = features.to(torch::kFloat64);
   }
-  // One reduction and one host read when all is well (the common case); the row only on failure.
-  if (torch::isfinite(features).all().item<bool>()) return features;
-  torch::Tensor bad = (~torch::isfinite(features)).any(1).nonzero();
-  if (bad.numel() > 0)
-    fail(identity() ? "samples" : "feature network '" + path_ + "' features", " hold NaN or Inf (sample ",
-         first_row + bad[0][0].item<int64_t>(), ")");
   return features;
 }
 

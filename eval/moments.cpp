@@ -6,7 +6,7 @@
 
 namespace scoreflow::metrics {
 
-void MomentAccumulator::add(const torch::Tensor& features) {
+void MomentAccumulator::add(const torch::Tensor& features, bool check_finite) {
   // The sums stay on the device of the first batch (a GPU's features are not copied back per
   // batch); mean(), covariance() and the accessors return CPU tensors.
   const auto x = detail::rows_as_double(features, "features",
@@ -14,7 +14,7 @@ void MomentAccumulator::add(const torch::Tensor& features) {
   if (dim_ >= 0 && x.size(1) != dim_)
     fail("features have dimension ", x.size(1), " but the accumulator holds dimension ", dim_);
   if (x.size(0) == 0) return;
-  detail::check_finite_rows(x, "features", count_);
+  if (check_finite) detail::check_finite_rows(x, "features", count_);
 
   if (dim_ < 0) {
     // The shift: this first batch's mean, so later sums stay small relative to the spread.

@@ -144,6 +144,42 @@ TEST(EvalCli, FidThroughAFeatureNetworkWithChannelAndSizeAdaptation) {
   EXPECT_NEAR(b["fd"].get<double>(), doc["fd"].get<double>(), 1e-9);
 }
 
+TEST(EvalCli, FidOnSeveralDevicesEqualsOneDevice) {
+  // --devices splits the samples (and the features) in whole batches over one thread per device;
+  // merged moments equal one pass up to rounding, and the kept rows (KID) come back in row order.
+  torch::manual_seed(6);
+  std::string images = tmp("fd_dev_images.npy");
+  io::write_npy(images, io::from_tensor(torch::rand({23, 1, 4, 4}) * 2 - 1));
+  std::string net = feature_net("feat_dev.pt", true);
+  const std::string model = " --model builtin:gmm:shape=1x4x4,k=2 --steps 4 --seeds 0-18 --batch 4 --kid --kid-subsets 5";
+  Result one = run("eval fid --features " + net + " --ref-data " + images + model + " --json");
+  ASSERT_EQ(one.code, 0) << one.err;
+  std::string report = tmp("fd_dev_report.json");
+  fs::remove(report);
+  Result three = run("eval fid --features " + net + " --ref-data " + images + model +
+                     " --devices cpu,cpu,cpu --out " + report + " --json");
+  ASSERT_EQ(three.code, 0) << three.err;
+  auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(three.out);
+  EXPECT_EQ(b["sample_count"], 19);
+  EXPECT_EQ(b["reference_count"], 23);
+  EXPECT_EQ(b["feature_device"], "cpu,cpu,cpu");
+  EXPECT_GT(a["fd"].get<double>(), 0.0);
+  EXPECT_NEAR(b["fd"].get<double>(), a["fd"].get<double>(), 1e-9 * a["fd"].get<double>());
+  EXPECT_EQ(b["kid"]["mean"].get<double>(), a["kid"]["mean"].get<double>());  // same rows, same order
+  EXPECT_TRUE(fs::exists(report));
+  EXPECT_FALSE(fs::exists(report + ".parts")) << "finished batches are removed once the report is written";
+  // Raw points (features none): the same, with the sliced W2 of the kept rows.
+  std::string points = write_points("fd_dev_points.npy", torch::randn({41, 3}) * 2 + 1);
+  std::string other = write_points("fd_dev_other.npy", torch::randn({37, 3}));
+  const std::string raw = "eval fid --features none --ref-data " + other + " --samples " + points + " --batch 8 --json";
+  Result p1 = run(raw), p2 = run(raw + " --devices cpu,cpu");
+  ASSERT_EQ(p1.code, 0) << p1.err;
+  ASSERT_EQ(p2.code, 0) << p2.err;
+  auto q1 = nlohmann::json::parse(p1.out), q2 = nlohmann::json::parse(p2.out);
+  EXPECT_NEAR(q2["fd"].get<double>(), q1["fd"].get<double>(), 1e-9 * q1["fd"].get<double>());
+  EXPECT_EQ(q2["sliced_w2_squared"].get<double>(), q1["sliced_w2_squared"].get<double>());
+}
+
 TEST(EvalCli, FidRefusesBadInputWithOneErrorLine) {
   torch::manual_seed(5);
   std::string images = tmp("fd_bad_images.npy");
@@ -166,6 +202,14 @@ TEST(EvalCli, FidRefusesBadInputWithOneErrorLine) {
   expect_refused("eval fid --features none --ref " + wrong_dim + " --samples " + points, "dimension 3");
   expect_refused("eval fid --features none --ref-data " + points + " --samples " + one, "at least 2 samples");
   expect_refused("eval fid --features none --ref-data " + points + " --samples " + nan_points, "NaN");
+  // The per-batch checks are read back at the end; the failing batch (the second of three here) is
+  // run again for a message that names the row.
+  expect_refused("eval fid --features none --ref-data " + points + " --samples " + nan_points + " --batch 4",
+                 "samples hold NaN or Inf (sample 7)");
+  expect_refused("eval fid --features none --ref-data " + nan_points + " --samples " + points + " --batch 3",
+                 "samples hold NaN or Inf (sample 7)");
+  expect_refused("eval fid --features none --ref-data " + points + " --samples " + points + " --device cpu --devices cpu,cpu",
+                 "give --device or --devices, not both");
   expect_refused("eval fid --features " + feature_net("feat_nan.pt", true, true) + " --ref-data " + images +
                      " --samples " + images,
                  "NaN");

@@ -7,6 +7,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/image.h"
 #include "scoreflow/npy.h"
+#include "scoreflow/prefetch.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow::io {
@@ -232,4 +233,20 @@ TEST_F(IoDataset, UnknownOrMissingPathsAndBadOptions) {
 }
 
 }  // namespace
+TEST(RowPrefetcher, HandsOutTheBatchesInOrderAndRefusesOthers) {
+  const torch::Tensor rows = torch::arange(7 * 3, torch::kFloat32).reshape({7, 3});
+  RowPrefetcher p(rows, 3, torch::kCPU);
+  ASSERT_EQ(p.batches(), 3);
+  EXPECT_FALSE(p.overlapped());
+  for (int64_t b = 0; b < 3; ++b) {
+    EXPECT_EQ(p.batch_begin(b), 3 * b);
+    EXPECT_EQ(p.batch_size(b), b < 2 ? 3 : 1);
+    EXPECT_TRUE(torch::equal(p.get(b), rows.narrow(0, 3 * b, p.batch_size(b)))) << "batch " << b;
+  }
+  expect_error([&] { p.get(3); }, {"batch 3 is past the last batch 2"});
+  RowPrefetcher q(rows, 2, torch::kCPU);
+  expect_error([&] { q.get(1); }, {"batch 1 requested out of order (expected 0)"});
+  expect_error([&] { RowPrefetcher(rows, 0, torch::kCPU); }, {"batch must be >= 1"});
+}
+
 }  // namespace scoreflow::io

@@ -276,6 +276,15 @@ TEST(MomentAccumulator, AcceptsFloat32AndReportsBadInput) {
   expect_error([&] { acc.add(torch::ones({2, 4}, torch::kInt64)); }, {"floating"});
   sm::MomentAccumulator empty;
   expect_error([&] { empty.mean(); }, {"at least 1 sample"});
+  // Unchecked (the caller checks on its own schedule, eval fid at the end): the NaN goes into
+  // the sums instead of throwing.
+  sm::MomentAccumulator unchecked;
+  unchecked.add(torch::ones({2, 4}));
+  bad[5][2] = std::nan("");
+  unchecked.add(bad, /*check_finite=*/false);
+  EXPECT_EQ(unchecked.count(), 10);
+  EXPECT_TRUE(std::isnan(unchecked.mean()[2].item<double>()));
+  EXPECT_EQ(unchecked.mean()[0].item<double>(), 1.0);
 }
 
 // ---- KID

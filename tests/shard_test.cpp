@@ -214,9 +214,9 @@ TEST(Shard, FeatureStatisticsShardsMergeToTheUnshardedOnes) {
   Result one = run("eval fid --features none --batch 40 --ref " + ref + " --samples " + samples + " --json");
   ASSERT_EQ(one.code, 0) << one.err;
   const std::string sp = tmp("shard_fid_samples_part.npz");
-  for (int i = 0; i < 3; ++i)
+  for (int i = 0; i < 3; ++i)  // shard 1 on two devices in its process: its partial sums are merged there
     ASSERT_EQ(run("eval fid --features none --batch 40 --ref " + ref + " --samples " + samples + " --save-stats " + sp +
-                  " --shard " + std::to_string(i) + "/3")
+                  " --shard " + std::to_string(i) + "/3" + (i == 1 ? " --devices cpu,cpu" : ""))
                   .code,
               0);
   Result fd = run("merge " + tmp("shard_fid_samples_stats.npz") + " " + tmp("shard_fid_samples_part.shard-0-of-3.npz") +

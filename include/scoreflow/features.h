@@ -30,6 +30,9 @@ class FeatureExtractor {
   /// network and the input shape it rejected, a non-[B, D] output, or NaN/Inf features (naming the
   /// row, offset by `first_row`).
   torch::Tensor operator()(const torch::Tensor& x, double lo, double hi, int64_t first_row = 0) const;
+  /// The same features without the NaN/Inf check, so without waiting for the device: for callers
+  /// that check many batches at once and call operator() on a failing one for its message.
+  torch::Tensor extract(const torch::Tensor& x, double lo, double hi) const;
 
   bool identity() const { return path_ == "none"; }
   const std::string& path() const { return path_; }

@@ -19,9 +19,11 @@ class MomentAccumulator {
  public:
   MomentAccumulator() = default;
 
-  /// Adds rows [N, D] (any floating dtype/device); N = 0 is a no-op. Throws on D mismatch or a
-  /// NaN/Inf entry (naming the row).
-  void add(const torch::Tensor& features);
+  /// Adds rows [N, D] (any floating dtype/device); N = 0 is a no-op. Throws on D mismatch or, with
+  /// `check_finite`, a NaN/Inf entry (naming the row; on a GPU that check waits for the device).
+  /// Without it the caller must check the rows itself before trusting the sums: a NaN makes
+  /// them NaN.
+  void add(const torch::Tensor& features, bool check_finite = true);
   /// Adds another accumulator's rows (same D).
   void merge(const MomentAccumulator& other);
 
