@@ -154,7 +154,9 @@ AmedPredictor AmedPredictor::load(const std::string& path) {
   torch::serialize::InputArchive archive;
   c10::IValue meta;
   try {
-    archive.load_from(path);
+    // Onto the CPU whatever device the tensors were saved from: files that a CUDA build wrote
+    // before save() was fixed hold cuda:0 tensors, which a CPU-only LibTorch cannot create.
+    archive.load_from(path, torch::Device(torch::kCPU));
   } catch (const c10::Error&) {
     io::read_file(path);  // names a missing/unreadable file
     fail("'", path, "' is not an AMED predictor file (not a torch serialize archive)");
@@ -180,15 +182,22 @@ AmedPredictor AmedPredictor::load(const std::string& path) {
 
 void AmedPredictor::save(const std::string& path) const {
   torch::serialize::OutputArchive archive;
-  // Parameters are written from the CPU so that the file loads on machines without a GPU.
+  // Parameters are written from the CPU so that the file loads on machines without a GPU. The
+  // archive holds the parameters themselves, not copies: the net goes back to its device only
+  // after the bytes are written (moving it earlier wrote cuda:0 tensors into the file).
   AmedNet net = as_net(net_);
   const torch::Device device = net->parameters().front().device();
-  net->to(torch::kCPU);
-  net->save(archive);
-  net->to(device);
-  archive.write(kArchiveKey, c10::IValue(record_json(record_).dump()));
   std::ostringstream os;
-  archive.save_to(os);
+  net->to(torch::kCPU);
+  try {
+    net->save(archive);
+    archive.write(kArchiveKey, c10::IValue(record_json(record_).dump()));
+    archive.save_to(os);
+  } catch (...) {
+    net->to(device);
+    throw;
+  }
+  net->to(device);
   io::write_file_atomic(path, os.str());
 }
 

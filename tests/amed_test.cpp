@@ -284,6 +284,29 @@ TEST(Amed, PredictorFileRoundTripAndRefusals) {
   expect_error([&] { AmedPredictor::load(junk); }, "is not an AMED predictor file");
 }
 
+TEST(Amed, PredictorSavedFromCudaLoadsOnTheCpu) {
+  // tests/data/amed_saved_from_cuda.pt: `train-amed --student amed --nfe 49` on the demo model, run
+  // by the CUDA build (PyTorch 2.11's LibTorch) on an H100 before save() was fixed. Its tensors are
+  // stored as cuda:0, which a CPU-only LibTorch cannot create; load() maps them onto the CPU.
+  const std::string path = std::string(SCOREFLOW_SOURCE_DIR) + "/tests/data/amed_saved_from_cuda.pt";
+  AmedPredictor p = AmedPredictor::load(path);
+  EXPECT_EQ(p.record().student, "amed");
+  EXPECT_TRUE(p.record().features);
+  EXPECT_EQ(p.record().sigmas.size(), 27u);
+  const torch::Tensor features = torch::randn({3, p.record().feature_dim}, torch::kFloat64);
+  const auto [r, c, a] = p.forward(features, 10.450443469246764, 7.9805774505279885);
+  ASSERT_EQ(r.numel(), 3);
+  EXPECT_TRUE(r.device().is_cpu());
+  EXPECT_GT(r.min().item<double>(), 0.0);
+  EXPECT_LT(r.max().item<double>(), 1.0);
+  EXPECT_TRUE(torch::isfinite(c).all().item<bool>() && torch::isfinite(a).all().item<bool>());
+  // Saved again (from the CPU) and reloaded: the same outputs.
+  const std::string copy = tmp("from_cuda_copy.pt");
+  p.save(copy);
+  const auto [r2, c2, a2] = AmedPredictor::load(copy).forward(features, 10.450443469246764, 7.9805774505279885);
+  EXPECT_TRUE(torch::equal(r, r2) && torch::equal(c, c2) && torch::equal(a, a2));
+}
+
 TEST(Amed, TableModeJsonRoundTripGivesIdenticalSamples) {
   const Trained& t = trained();
   AmedPredictor p = AmedPredictor::load(t.path);
