@@ -24,7 +24,8 @@
 #   --amed-plugin-grid G    grid of the AMED-Plugin cells [karras: the authors' polynomial ρ = 7 grid]
 #   --amed-baselines LIST   plain samplers compared on the Solver's grid at --amed-nfe, so that AMED-Solver
 #                           has same-grid neighbours [dpm_solver_2,ipndm,ipndm_v,dpmpp_2m,unipc]
-#   --amed-trajectories N, --amed-batch B   [5000, 500] (the paper's budget is 10000)
+#   --amed-trajectories N, --amed-batch B   [5000, 500] (the paper's budget is 10000, batch 128)
+#   --amed-seed S           train-amed --seed (predictor initialisation and training noise) [its default]
 #   --gamma FILE            reuse a Γ file instead of estimating one
 #   --gamma-images N, --gamma-timesteps K   Γ estimate on the first N training images [1000, 100]
 #   --ablation-nfe LIST     NFE of the Analytic-DDIM switch ablation [10,25]
@@ -44,7 +45,7 @@ set -euo pipefail
 BIN=build/scoreflow DEVICE=cuda DATA_DIR=.gpujob MODEL=models/fashion_ddpm.pt
 FEATURES=models/fashion_features.pt REF=models/fashion_train_stats.npz OUTDIR=${OUT:-sweep_out}
 NUM=10000 BATCH=2000 NFE=3,5,7,9,15 AMED_NFE=3,5,7,9 AMED_STUDENTS=amed,ipndm AMED_TRAJ=5000 AMED_BATCH=500
-AMED_SOLVER_GRID=vp_time_uniform AMED_PLUGIN_GRID=karras AMED_BASELINES=dpm_solver_2,ipndm,ipndm_v,dpmpp_2m,unipc
+AMED_SEED="" AMED_SOLVER_GRID=vp_time_uniform AMED_PLUGIN_GRID=karras AMED_BASELINES=dpm_solver_2,ipndm,ipndm_v,dpmpp_2m,unipc
 TAR="" GAMMA="" GAMMA_IMAGES=1000 GAMMA_STEPS=100 ABL_NFE=10,25 STAGES=gamma,discrete,amed,ode
 FWD_RATE=17000 ESTIMATE=0
 ODE_SAMPLERS=euler,heun,euler_maruyama,dpm_solver_2,dpmpp_2m,dpmpp_3m,dpmpp_2m_sde,unipc,ipndm,ipndm_v
@@ -57,7 +58,7 @@ while [[ $# -gt 0 ]]; do
     --nfe) NFE=$2 ;; --amed-nfe) AMED_NFE=$2 ;; --amed-students) AMED_STUDENTS=$2 ;;
     --amed-solver-grid) AMED_SOLVER_GRID=$2 ;; --amed-plugin-grid) AMED_PLUGIN_GRID=$2 ;;
     --amed-baselines) AMED_BASELINES=$2 ;;
-    --amed-trajectories) AMED_TRAJ=$2 ;; --amed-batch) AMED_BATCH=$2 ;; --gamma) GAMMA=$2 ;;
+    --amed-seed) AMED_SEED=$2 ;; --amed-trajectories) AMED_TRAJ=$2 ;; --amed-batch) AMED_BATCH=$2 ;; --gamma) GAMMA=$2 ;;
     --gamma-images) GAMMA_IMAGES=$2 ;; --gamma-timesteps) GAMMA_STEPS=$2 ;; --ablation-nfe) ABL_NFE=$2 ;;
     --stages) STAGES=$2 ;; --fwd-rate) FWD_RATE=$2 ;; --tar) TAR=$2 ;;
     --ode-samplers) ODE_SAMPLERS=$2 ;; --discrete-samplers) DISCRETE_SAMPLERS=$2 ;;
@@ -212,7 +213,7 @@ if has_stage amed; then
       pred="$OUTDIR/amed_${student}_nfe$nfe.pt"
       stamp "train-amed $student nfe $nfe ($grid)"
       "$BIN" train-amed --model "$MODEL" --device "$DEVICE" --student "$student" --teacher "$teacher" --steps "$steps" \
-        --schedule "$grid" --afs --num-trajectories "$AMED_TRAJ" --batch "$AMED_BATCH" --out "$pred" \
+        --schedule "$grid" --afs --num-trajectories "$AMED_TRAJ" --batch "$AMED_BATCH" ${AMED_SEED:+--seed "$AMED_SEED"} --out "$pred" \
         --log "$OUTDIR/amed_${student}_nfe$nfe.csv" --json >"$OUTDIR/amed_${student}_nfe$nfe.json" 2>>"$LOG" ||
         { stamp "FAILED: train-amed $student nfe $nfe (see $LOG)"; continue; }
       stamp "compare $sampler($student) nfe $nfe"
