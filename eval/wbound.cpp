@@ -51,7 +51,7 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
 
   for (size_t k = 0; k < sigmas.size(); ++k) {
     const double sigma = sigmas[k];
-    char name[32];
+    char name[48];  // room for any size_t
     std::snprintf(name, sizeof name, "lipschitz-level-%03zu", k);
     const torch::Tensor extremes = io::memoize(memo, name, [&] {
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 7919ull * (k + 1));
