@@ -180,7 +180,11 @@ SampleResult sample_for_fid(const Sampler& sampler, const std::vector<std::share
   }
   DeviceStores stores;
   if (!out.empty()) stores = {out + ".parts", settings, overwrite, "--out", /*remove_when_done=*/false};
-  return run_on_devices(sampler, models, job, stores, {}, {}).result;
+  ChunkedResult done = run_on_devices(sampler, models, job, stores, {}, {});
+  if (done.resumed > 0)
+    std::fprintf(stderr, "note: resumed the unfinished run in '%s': %lld finished samples reused\n",
+                 stores.dir.c_str(), static_cast<long long>(done.resumed));
+  return done.result;
 }
 
 /// Host rows for a GPU feature network, pinned once (whole), so that every batch's copy is

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -150,7 +151,7 @@ void ChunkStore::save(const std::string& name, const NpyArray& array) {
   write_npy(dir_ + "/" + name + ".npy", array);
   // Test hook (tests/resume_eval_test.cpp): SCOREFLOW_TEST_KILL_AFTER_CHUNKS=k makes the process
   // SIGKILL itself right after its k-th chunk is stored — a kill -9 at a known point.
-  static int saved = 0;
+  static std::atomic<int> saved{0};  // chunks may be stored from several device threads
   if (const char* k = std::getenv("SCOREFLOW_TEST_KILL_AFTER_CHUNKS"); k && ++saved >= std::atoi(k)) ::raise(SIGKILL);
 }
 
