@@ -62,6 +62,16 @@ void kill_after(const std::vector<std::string>& args, int k, const std::string& 
   ASSERT_EQ(chunk_count(parts), static_cast<size_t>(k));
 }
 
+/// The reference side of the eval fid resume tests: samples of another Gaussian, as an .npz in
+/// `dir` (empty when sampling failed).
+std::string fid_reference(const std::string& dir) {
+  const std::string ref_npz = dir + "/ref.npz";
+  const Outcome r = run_cli({"sample", "--model", "builtin:gaussian:shape=1x4x4", "--sampler", "heun", "--steps", "8",
+                             "--seeds", "100-163", "--npz", ref_npz},
+                            dir + "/sample");
+  return r.code == 0 ? ref_npz : "";
+}
+
 }  // namespace
 
 TEST(ResumeEval, CompareKilledAfterTwoCellsResumesToTheSameTablePlotAndGrids) {
@@ -146,13 +156,8 @@ TEST(ResumeEval, ScoreMatchingAndWboundResumeLevelByLevel) {
 
 TEST(ResumeEval, FidWithModelResumesItsSampleChunks) {
   const std::string dir = fresh_dir("resume_eval_fid");
-  // The reference: samples of another Gaussian, as an .npz.
-  const std::string ref_npz = dir + "/ref.npz";
-  ASSERT_EQ(run_cli({"sample", "--model", "builtin:gaussian:shape=1x4x4", "--sampler", "heun", "--steps", "8",
-                     "--seeds", "100-163", "--npz", ref_npz},
-                    dir + "/sample")
-                .code,
-            0);
+  const std::string ref_npz = fid_reference(dir);
+  ASSERT_FALSE(ref_npz.empty());
   auto fid = [&](const std::string& out, const std::string& sampler) {
     return std::vector<std::string>{"eval",       "fid",   "--features", "none",
                                     "--ref-data", ref_npz, "--model",    "builtin:gaussian:shape=1x4x4,std=0.8",
@@ -175,12 +180,8 @@ TEST(ResumeEval, FidOnSeveralDevicesResumesEachDevicesChunks) {
   // --devices cpu,cpu keeps each device's finished batches under OUT.parts/range-*; a killed run
   // resumes from them and ends with the report of an uninterrupted run, and no parts left.
   const std::string dir = fresh_dir("resume_eval_fid_devices");
-  const std::string ref_npz = dir + "/ref.npz";
-  ASSERT_EQ(run_cli({"sample", "--model", "builtin:gaussian:shape=1x4x4", "--sampler", "heun", "--steps", "8",
-                     "--seeds", "100-163", "--npz", ref_npz},
-                    dir + "/sample")
-                .code,
-            0);
+  const std::string ref_npz = fid_reference(dir);
+  ASSERT_FALSE(ref_npz.empty());
   auto fid = [&](const std::string& out) {
     return std::vector<std::string>{"eval",  "fid",       "--features", "none",    "--ref-data",
                                     ref_npz, "--model",   "builtin:gaussian:shape=1x4x4,std=0.8",
