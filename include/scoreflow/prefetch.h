@@ -13,8 +13,8 @@ namespace scoreflow::io {
 /// side stream into one of two device buffers while the caller's work on batch b runs on the
 /// current stream; get(b) makes the current stream wait for batch b's copy, and the copy into a
 /// buffer first waits for the work queued before the previous get() (the last reader of that
-/// buffer). No host synchronisation. Rows already on `device`, or a CPU device, are returned as
-/// slices with no copy.
+/// buffer). No host synchronisation. Otherwise (rows already on `device`, a CPU device, a build
+/// without CUDA) each batch is a slice, moved with Tensor::to only when it is on another device.
 class RowPrefetcher {
  public:
   RowPrefetcher(torch::Tensor rows, int64_t batch, torch::Device device);
