@@ -187,13 +187,6 @@ SampleResult sample_for_fid(const Sampler& sampler, const std::vector<std::share
   return done.result;
 }
 
-/// Host rows for a GPU feature network, pinned once (whole), so that every batch's copy is
-/// asynchronous and the per-device slices of a --devices run share the pinned memory.
-torch::Tensor pinned_for(const Extractors& fx, const torch::Tensor& x) {
-  if (fx.first().identity() || !fx.first().device().is_cuda() || !x.defined() || !x.device().is_cpu()) return x;
-  return x.is_pinned() ? x : x.contiguous().pin_memory();
-}
-
 void need_covariance(int64_t count, const std::string& what) {
   if (count < 2)
     fail("Frechet distance needs at least 2 ", what, " to estimate a covariance (it divides by N - 1); got ", count);
@@ -267,7 +260,7 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
   std::fprintf(stderr, "%s (from %s): rows %lld..%lld of %lld\n", shard.label().c_str(), shard.source.c_str(),
                static_cast<long long>(begin), static_cast<long long>(end) - 1, static_cast<long long>(total));
   metrics::MomentAccumulator moments;
-  if (x.defined() && x.size(0) > 0) moments = featurise(fx, pinned_for(fx, x), x_lo, x_hi, o.batch, false, begin).moments;
+  if (x.defined() && x.size(0) > 0) moments = featurise(fx, x, x_lo, x_hi, o.batch, false, begin).moments;
   nlohmann::json record = shard_record("fid", shard, settings, begin, end, total);
   if (!o.ref.empty()) record["ref"] = {{"path", o.ref}, {"hash", io::hash_file(o.ref)}};
   const bool any = moments.count() > 0;
@@ -315,7 +308,7 @@ void run(const Options& o) {
   if (!o.ref.empty()) {
     std::tie(ref_mu, ref_sigma) = eval::load_feature_stats(o.ref);
   } else {
-    ref = featurise(fx, pinned_for(fx, load_samples(o.ref_data, lo, hi, o.limit)), lo, hi, o.batch, keep);
+    ref = featurise(fx, load_samples(o.ref_data, lo, hi, o.limit), lo, hi, o.batch, keep);
     ref_count = ref.moments.count();
     need_covariance(ref_count, "reference items");
     ref_mu = ref.moments.mean();
@@ -362,7 +355,7 @@ void run(const Options& o) {
     x = load_samples(o.samples, lo, hi, 0);
   }
   if (x.defined()) {
-    gen = featurise(fx, pinned_for(fx, x), s_lo, s_hi, o.batch, keep);
+    gen = featurise(fx, x, s_lo, s_hi, o.batch, keep);
     need_covariance(gen.moments.count(), "samples");
   }
   const int64_t dim = gen.moments.count() ? gen.moments.dim() : ref_mu.size(0);
