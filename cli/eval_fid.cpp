@@ -179,7 +179,7 @@ SampleResult sample_for_fid(const Sampler& sampler, const std::vector<std::share
     return run_chunked(sampler, models.front(), job, store ? &*store : nullptr, {}, {}, {}).result;
   }
   DeviceStores stores;
-  if (!out.empty()) stores = {out + ".parts", settings, overwrite, "--out", /*remove_when_done=*/false};
+  if (!out.empty()) stores = {out + ".parts", settings, overwrite, "--out"};
   ChunkedResult done = run_on_devices(sampler, models, job, stores, {}, {});
   if (done.resumed > 0)
     std::fprintf(stderr, "note: resumed the unfinished run in '%s': %lld finished samples reused\n",

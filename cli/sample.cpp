@@ -246,6 +246,7 @@ void run(const SampleOptions& o) {
   }
   if (!o.out_dir.empty()) outputs["out_dir"] = o.out_dir;  // written chunk by chunk
   if (store) store->remove();
+  if (keep_parts && devices.size() > 1) io::remove_tree(parts_dir);  // the per-device chunk stores
   if (o.json) {
     torch::Tensor s = result.samples.to(torch::kFloat64);
     const bool any = s.numel() > 0;

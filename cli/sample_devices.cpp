@@ -1,8 +1,5 @@
 #include "cli/sample_devices.h"
 
-#include "scoreflow/fsutil.h"
-
-#include <filesystem>
 #include <mutex>
 #include <optional>
 
@@ -59,7 +56,6 @@ ChunkedResult run_on_devices(const Sampler& sampler, const std::vector<std::shar
     out.resumed += parts[k].resumed;
   }
   out.result.samples = torch::cat(samples);
-  if (!stores.dir.empty() && stores.remove_when_done) io::remove_tree(stores.dir);
   return out;
 }
 
