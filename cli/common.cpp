@@ -1,11 +1,14 @@
 #include "cli/common.h"
 
+#include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <thread>
 
 #include "scoreflow/error.h"
 
@@ -19,6 +22,20 @@ void ModelOptions::add(CLI::App& app, bool with_device) {
 }
 
 std::shared_ptr<Model> ModelOptions::open() const { return open_model(model, meta_file, meta, parse_device(device)); }
+
+namespace {
+bool threads_requested = false;
+
+void cap_threads_for_gpu() {
+  if (!threads_requested && at::get_num_threads() > kGpuHostThreads) at::set_num_threads(kGpuHostThreads);
+}
+}  // namespace
+
+void set_cpu_threads(int requested) {
+  threads_requested = requested > 0;
+  at::set_num_threads(requested > 0 ? requested
+                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
 
 torch::Device parse_device(const std::string& text) {
   if (text == "cpu") return torch::kCPU;
@@ -34,6 +51,7 @@ torch::Device parse_device(const std::string& text) {
     }
     if (index < 0 || index >= static_cast<int>(torch::cuda::device_count()))
       fail("--device ", text, ": only ", torch::cuda::device_count(), " CUDA device(s)");
+    cap_threads_for_gpu();
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   fail("--device '", text, "' is unknown; valid: cpu, cuda, cuda:N");

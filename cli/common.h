@@ -24,8 +24,17 @@ struct ModelOptions {
   std::shared_ptr<Model> open() const;
 };
 
-/// "cpu", "cuda", "cuda:1"; throws Error when CUDA is not available.
+/// "cpu", "cuda", "cuda:1"; throws Error when CUDA is not available. A CUDA device also caps
+/// LibTorch's CPU threads (see set_cpu_threads).
 torch::Device parse_device(const std::string& text);
+
+/// LibTorch's CPU (intra-op) threads: `requested` (--threads) when > 0, else every core. Without
+/// --threads, the first CUDA device parsed lowers the count to kGpuHostThreads: the CPU then only
+/// prepares batches, and idle OpenMP workers spinning on every core starve the threads that launch
+/// the kernels (estimate-gamma ran 2x slower with 32 threads than with 1-8 on a 32-core host;
+/// docs/performance.md).
+void set_cpu_threads(int requested);
+inline constexpr int kGpuHostThreads = 4;
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
 class Progress {

@@ -1,6 +1,5 @@
 // scoreflow: the command line. Subcommands live one per file; this maps errors to exit codes:
 // 0 success, 1 a scoreflow::Error (bad input, failed job), 2 a usage error.
-#include <ATen/Parallel.h>
 
 #include <dlfcn.h>
 #include <execinfo.h>
@@ -12,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
-#include <thread>
 
 #include "cli/common.h"
 #include "scoreflow/error.h"
@@ -71,7 +69,7 @@ int main(int argc, char** argv) {
   CLI::App app{"scoreflow: diffusion-model sampling, Analytic-DPM and evaluation on LibTorch"};
   app.require_subcommand(1);
   int threads = 0;
-  app.add_option("--threads", threads, "CPU threads for LibTorch (default: all cores)");
+  app.add_option("--threads", threads, "CPU threads for LibTorch (default: all cores; 4 when the work runs on a GPU)");
   scoreflow::cli::register_sample(app);
   scoreflow::cli::register_list(app);
   scoreflow::cli::register_info(app);
@@ -93,7 +91,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    scoreflow::cli::set_cpu_threads(threads);
     for (CLI::App* sub : app.get_subcommands()) scoreflow::cli::run_action(sub);
   } catch (const scoreflow::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
