@@ -3,6 +3,9 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "cli/common.h"
 #include "scoreflow/amed.h"
@@ -17,7 +20,8 @@ struct TrainOptions {
   ModelOptions model;
   std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
   int steps = 4, M = -1, batch = 128;  // M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
-  int64_t num_trajectories = 10000;
+  int restarts = 1;
+  int64_t num_trajectories = 10000, validate = -1;  // validate -1: 1024 with --restarts > 1, else none
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
   uint64_t seed = 0;
   bool afs = false, json = false;
@@ -43,6 +47,17 @@ std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double
   return refine_sigmas_log(sigmas, o.M);
 }
 
+template <class Run>
+nlohmann::json restarts_json(const std::vector<Run>& runs) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Run& r : runs)
+    out.push_back({{"seed", r.seed},
+                   {"first_loss", r.first_loss},
+                   {"last_loss", r.last_loss},
+                   {"validation_rms", r.validation_rms < 0 ? nlohmann::json() : nlohmann::json(r.validation_rms)}});
+  return out;
+}
+
 void train(TrainOptions o) {
   auto start = std::chrono::steady_clock::now();
   check_amed_pair(o.student, o.teacher);
@@ -52,6 +67,11 @@ void train(TrainOptions o) {
   if (o.schedule.empty()) o.schedule = o.student == "amed" ? "vp_time_uniform" : "karras";
   if (o.steps < 2 || o.steps > 1000)
     fail("--steps must be in [2, 1000] (AMED needs one interval between positive sigmas), got ", o.steps);
+  if (o.restarts < 1) fail("--restarts must be >= 1, got ", o.restarts);
+  if (o.validate == -1) o.validate = o.restarts > 1 ? 1024 : 0;
+  if (o.validate < 0) fail("--validate must be >= 0, got ", o.validate);
+  if (o.restarts > 1 && o.validate == 0)
+    fail("--restarts ", o.restarts, " keeps the run with the lowest end-to-end error, so it needs --validate N > 0");
   io::check_writable(o.out);
   if (!o.table.empty()) io::check_writable(o.table);
   if (!o.log.empty()) io::check_writable(o.log);
@@ -78,30 +98,62 @@ void train(TrainOptions o) {
   const int intervals = o.steps - 1;
   const int64_t batches = (o.num_trajectories + o.batch - 1) / o.batch;
   const int64_t every = std::max<int64_t>(1, batches / 10);
-  std::string csv = "batch,step,sigma,sigma_next,loss\n";
-  std::vector<double> batch_loss(batches, 0.0);
-  Progress progress("train-amed", batches * intervals, "steps");
+  // The validation noise is the same for every restart and unlike any training seed's.
+  const uint64_t validation_seed = o.seed * 6364136223846793005ULL + 1442695040888963407ULL;
+  std::string csv = "seed,batch,step,sigma,sigma_next,loss\n";
+  struct Run {
+    uint64_t seed;
+    double first_loss, last_loss, validation_rms;
+  };
+  std::vector<Run> runs;
+  std::optional<AmedPredictor> best;
+  size_t best_run = 0;
+  Progress progress("train-amed", batches * intervals * o.restarts, "steps");
   std::fprintf(
-      stderr, "train-amed: %s student %s, teacher %s (M=%d), %d steps (NFE %d%s), %lld trajectories, batch %d\n",
+      stderr, "train-amed: %s student %s, teacher %s (M=%d), %d steps (NFE %d%s), %lld trajectories, batch %d%s\n",
       model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps, 2 * intervals - (o.afs ? 1 : 0),
-      o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories), o.batch);
-  AmedPredictor predictor = train_amed(model, t, [&](int64_t bi, int n, double loss) {
-    batch_loss[bi] += loss;
-    char line[160];
-    std::snprintf(line, sizeof line, "%lld,%d,%.17g,%.17g,%.9g\n", static_cast<long long>(bi), n, t.sigmas[n],
-                  t.sigmas[n + 1], loss);
-    csv += line;
-    progress.update(bi * intervals + n + 1, "loss " + std::to_string(loss));
-    if (n == intervals - 1 && (bi % every == 0 || bi == batches - 1))
-      std::fprintf(stderr, "%strain-amed: batch %lld/%lld  loss (sum over %d steps) %.6g\n", "",
-                   static_cast<long long>(bi + 1), static_cast<long long>(batches), intervals, batch_loss[bi]);
-  });
+      o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories), o.batch,
+      o.restarts > 1 ? (", " + std::to_string(o.restarts) + " restarts").c_str() : "");
+  for (int k = 0; k < o.restarts; ++k) {
+    t.seed = o.seed + static_cast<uint64_t>(k);
+    std::vector<double> batch_loss(batches, 0.0);
+    const std::string prefix = o.restarts > 1 ? "train-amed [seed " + std::to_string(t.seed) + "]" : "train-amed";
+    AmedPredictor predictor = train_amed(model, t, [&](int64_t bi, int n, double loss) {
+      batch_loss[bi] += loss;
+      char line[200];
+      std::snprintf(line, sizeof line, "%llu,%lld,%d,%.17g,%.17g,%.9g\n", static_cast<unsigned long long>(t.seed),
+                    static_cast<long long>(bi), n, t.sigmas[n], t.sigmas[n + 1], loss);
+      csv += line;
+      progress.update((k * batches + bi) * intervals + n + 1, "loss " + std::to_string(loss));
+      if (n == intervals - 1 && (bi % every == 0 || bi == batches - 1))
+        std::fprintf(stderr, "%s: batch %lld/%lld  loss (sum over %d steps) %.6g\n", prefix.c_str(),
+                     static_cast<long long>(bi + 1), static_cast<long long>(batches), intervals, batch_loss[bi]);
+    });
+    Run run{t.seed, batch_loss.front(), batch_loss.back(), -1.0};
+    if (o.validate > 0) {
+      run.validation_rms = amed_validation_rms(model, t, predictor, o.validate, validation_seed);
+      predictor.record().validation_rms = run.validation_rms;
+      std::fprintf(stderr, "%s: end-to-end RMS vs the teacher over %lld trajectories: %.6g\n", prefix.c_str(),
+                   static_cast<long long>(o.validate), run.validation_rms);
+    }
+    runs.push_back(run);
+    auto score = [](double rms) { return std::isnan(rms) ? HUGE_VAL : rms; };  // a NaN run never wins
+    if (!best || score(run.validation_rms) < score(runs[best_run].validation_rms)) {
+      best.emplace(std::move(predictor));
+      best_run = runs.size() - 1;
+    }
+  }
   progress.finish();
+  const AmedPredictor& predictor = *best;
+  const Run& kept = runs[best_run];
+  if (o.restarts > 1)
+    std::fprintf(stderr, "train-amed: kept seed %llu (end-to-end RMS %.6g)\n", static_cast<unsigned long long>(kept.seed),
+                 kept.validation_rms);
   predictor.save(o.out);
   if (!o.log.empty()) io::write_file_atomic(o.log, csv);
   if (!o.table.empty()) save_amed_table(o.table, predictor.record(), predictor.table());
-  std::fprintf(stderr, "train-amed: wrote %s (loss %.6g -> %.6g) in %.1fs\n", o.out.c_str(), batch_loss.front(),
-               batch_loss.back(), seconds_since(start));
+  std::fprintf(stderr, "train-amed: wrote %s (loss %.6g -> %.6g) in %.1fs\n", o.out.c_str(), kept.first_loss,
+               kept.last_loss, seconds_since(start));
   if (o.json) {
     const AmedRecord& r = predictor.record();
     print_json({{"command", "train-amed"},
@@ -119,8 +171,11 @@ void train(TrainOptions o) {
                 {"lr", o.lr},
                 {"scale_dir", r.scale_dir},
                 {"scale_time", r.scale_time},
-                {"first_loss", batch_loss.front()},
-                {"last_loss", batch_loss.back()},
+                {"first_loss", kept.first_loss},
+                {"last_loss", kept.last_loss},
+                {"seed", kept.seed},
+                {"validation_rms", kept.validation_rms < 0 ? nlohmann::json() : nlohmann::json(kept.validation_rms)},
+                {"restarts", restarts_json(runs)},
                 {"out", o.out},
                 {"table", o.table},
                 {"log", o.log},
@@ -151,13 +206,20 @@ void register_train_amed(CLI::App& app) {
                   "a in [1 - scale_time, 1 + scale_time] (default 0 for amed, 0.2 for plugins)");
   sub->add_option("--seed", o.seed, "seed for the predictor's initialisation and the training noise")
       ->capture_default_str();
+  sub->add_option("--restarts", o.restarts,
+                  "train with seeds seed, seed+1, ... and keep the run with the lowest end-to-end error against "
+                  "the teacher (training can settle in a poor basin depending on the seed)")
+      ->capture_default_str();
+  sub->add_option("--validate", o.validate,
+                  "fresh trajectories for the end-to-end check: the student solving the whole grid vs the teacher "
+                  "(default 1024 with --restarts > 1, else none)");
   sub->add_option("--schedule", o.schedule,
                   "sigma grid (scoreflow list schedules; default vp_time_uniform for amed, karras for plugins; "
                   "sample with the same)");
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--out", o.out, "predictor file to write (amed.pt)")->required();
   sub->add_option("--table", o.table, "also write the per-step table as JSON (models without features)");
-  sub->add_option("--log", o.log, "CSV of the loss per optimiser step");
+  sub->add_option("--log", o.log, "CSV of the loss per optimiser step (seed,batch,step,sigma,sigma_next,loss)");
   sub->add_flag("--json", o.json, "print a JSON summary on stdout");
   set_action(sub, [] { train(o); });
 

@@ -90,7 +90,9 @@ nlohmann::json record_json(const AmedRecord& r) {
           {"model", r.model},
           {"model_hash", r.model_hash},
           {"schedule_name", r.schedule_name},
-          {"trajectories", r.trajectories}};
+          {"trajectories", r.trajectories},
+          {"seed", r.seed},
+          {"validation_rms", r.validation_rms}};
 }
 
 AmedRecord record_from_json(const nlohmann::json& j, const std::string& source) {
@@ -112,6 +114,8 @@ AmedRecord record_from_json(const nlohmann::json& j, const std::string& source) 
     r.model_hash = j.at("model_hash").get<std::string>();
     r.schedule_name = j.value("schedule_name", "");
     r.trajectories = j.value("trajectories", int64_t{0});
+    r.seed = j.value("seed", uint64_t{0});
+    r.validation_rms = j.value("validation_rms", -1.0);
   } catch (const nlohmann::json::exception& e) {
     fail(source, ": malformed AMED record: ", e.what());
   }

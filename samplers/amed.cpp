@@ -95,18 +95,14 @@ class Amed : public Sampler {
     } else {
       rows.assign(intervals, fixed_);
     }
-    amed::History history;
-    for (int i = 0; i < intervals; ++i) {
-      const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
-      const bool analytic = afs_ && i == 0;
-      torch::Tensor d = amed::first_derivative(denoise, x, sigma, analytic);
-      AmedCoefficients k = rows.empty() ? feature_coefficients(denoise, x, sigma, sigma_next, analytic) : rows[i];
-      amed::Interval step =
-          amed::interval(base_, denoise, x, d, sigma, sigma_next, k.r, k.a, history, i == intervals - 1);
-      amed::push_history(base_, history, x, d, sigma, step);
-      x = step.A + amed::column(k.c, x) * step.B;
-      if (callback) callback(i, n, sigma_next);
-    }
+    x = amed::solve(
+        base_, denoise, x, sigmas, intervals, afs_,
+        [&](int i, const torch::Tensor& xi, double sigma, double sigma_next, bool analytic) {
+          return rows.empty() ? feature_coefficients(denoise, xi, sigma, sigma_next, analytic) : rows[i];
+        },
+        [&](int i, double sigma_next) {
+          if (callback) callback(i, n, sigma_next);
+        });
     if (intervals < n) {
       // σ_min → 0.
       if (denoise_to_zero_) x = denoise(x, sigmas[intervals]);

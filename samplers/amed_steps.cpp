@@ -171,6 +171,23 @@ void push_history(Base base, History& history, const torch::Tensor& x, const tor
   }
 }
 
+torch::Tensor solve(Base base, const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas,
+                    int intervals, bool afs, const CoefficientSource& coefficients,
+                    const std::function<void(int, double)>& callback) {
+  History history;
+  for (int i = 0; i < intervals; ++i) {
+    const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
+    const bool analytic = afs && i == 0;
+    torch::Tensor d = first_derivative(denoise, x, sigma, analytic);
+    const AmedCoefficients k = coefficients(i, x, sigma, sigma_next, analytic);
+    Interval step = interval(base, denoise, x, d, sigma, sigma_next, k.r, k.a, history, i == intervals - 1);
+    push_history(base, history, x, d, sigma, step);
+    x = step.A + column(k.c, x) * step.B;
+    if (callback) callback(i, sigma_next);
+  }
+  return x;
+}
+
 std::vector<torch::Tensor> teacher_states(const std::string& teacher, const Denoiser& denoise, torch::Tensor x,
                                           const std::vector<double>& fine, int stride) {
   std::vector<torch::Tensor> states;

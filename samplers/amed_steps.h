@@ -5,9 +5,11 @@
 // vectors of size B or 1 (one value for the whole batch).
 #include <torch/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "scoreflow/amed.h"
 #include "scoreflow/model.h"
 #include "scoreflow/sampler.h"
 
@@ -51,6 +53,15 @@ void push_history(Base base, History& history, const torch::Tensor& x, const tor
 
 /// [B, 1, …, 1] column of per-sample values (or one broadcast value) in x's dtype and device.
 torch::Tensor column(const std::vector<double>& values, const torch::Tensor& x);
+
+/// The student's solve over the first `intervals` intervals of `sigmas` (positive σ), from x at
+/// sigmas[0]: per interval i, `coefficients(i, x, σ, σ', analytic)` gives (r, c, a) (analytic: the
+/// AFS step, no model call for d). Returns x at sigmas[intervals]; `callback(i, σ')` after each.
+using CoefficientSource =
+    std::function<AmedCoefficients(int i, const torch::Tensor& x, double sigma, double sigma_next, bool analytic)>;
+torch::Tensor solve(Base base, const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas,
+                    int intervals, bool afs, const CoefficientSource& coefficients,
+                    const std::function<void(int, double)>& callback = {});
 
 /// Teacher trajectory (heun | ipndm | dpmpp_2m) on `fine` (positive σ only, no AFS): x at every
 /// `stride`-th point after the first, i.e. at the student's grid points σ_1, σ_2, ….

@@ -78,6 +78,27 @@ torch::Tensor differentiable_step(amed::Base base, const Denoiser& denoise, cons
   return A + col(c) * B;
 }
 
+/// The teacher's grid: options.teacher_sigmas, or M log-uniform points per student interval; checked
+/// to nest the student's grid.
+std::vector<double> teacher_grid(const AmedTrainOptions& o, int intervals) {
+  const std::vector<double>& sigmas = o.sigmas;
+  const std::vector<double> fine = o.teacher_sigmas.empty() ? refine_sigmas_log(sigmas, o.M) : o.teacher_sigmas;
+  if (fine.size() != size_t(intervals) * (o.M + 1) + 1)
+    fail("teacher grid has ", fine.size(), " points; ", intervals, " intervals with M=", o.M, " need ",
+         intervals * (o.M + 1) + 1);
+  for (int n = 0; n <= intervals; ++n)
+    if (std::abs(fine[n * (o.M + 1)] - sigmas[n]) > 1e-9 * sigmas[n])
+      fail("teacher grid point ", n * (o.M + 1), " is ", fine[n * (o.M + 1)], ", not the student's sigma ", sigmas[n]);
+  return fine;
+}
+
+/// Intervals between the grid's positive σ.
+int positive_intervals(const std::vector<double>& sigmas) {
+  const size_t positive = !sigmas.empty() && sigmas.back() == 0 ? sigmas.size() - 1 : sigmas.size();
+  if (positive < 2) fail("AMED training needs a grid with at least 2 positive sigmas (--steps >= 2)");
+  return static_cast<int>(positive) - 1;
+}
+
 }  // namespace
 
 AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOptions& o,
@@ -91,16 +112,8 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
   if (!(o.scale_dir >= 0 && o.scale_dir < 1)) fail("--scale-dir must be in [0, 1), got ", o.scale_dir);
   if (!(o.scale_time >= 0 && o.scale_time < 1)) fail("--scale-time must be in [0, 1), got ", o.scale_time);
   const std::vector<double>& sigmas = o.sigmas;
-  const size_t positive = !sigmas.empty() && sigmas.back() == 0 ? sigmas.size() - 1 : sigmas.size();
-  if (positive < 2) fail("AMED training needs a grid with at least 2 positive sigmas (--steps >= 2)");
-  const int intervals = static_cast<int>(positive) - 1;
-  const std::vector<double> fine = o.teacher_sigmas.empty() ? refine_sigmas_log(sigmas, o.M) : o.teacher_sigmas;
-  if (fine.size() != size_t(intervals) * (o.M + 1) + 1)
-    fail("teacher grid has ", fine.size(), " points; ", intervals, " intervals with M=", o.M, " need ",
-         intervals * (o.M + 1) + 1);
-  for (int n = 0; n <= intervals; ++n)
-    if (std::abs(fine[n * (o.M + 1)] - sigmas[n]) > 1e-9 * sigmas[n])
-      fail("teacher grid point ", n * (o.M + 1), " is ", fine[n * (o.M + 1)], ", not the student's sigma ", sigmas[n]);
+  const int intervals = positive_intervals(sigmas);
+  const std::vector<double> fine = teacher_grid(o, intervals);
 
   const torch::Device device = model->device();
   const auto& shape = model->metadata().shape;
@@ -173,7 +186,44 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
   denoise.check_finite();
   net->eval();
   predictor.record().trajectories = o.num_trajectories;
+  predictor.record().seed = o.seed;
   return predictor;
+}
+
+double amed_validation_rms(std::shared_ptr<const Model> model, const AmedTrainOptions& o,
+                           const AmedPredictor& predictor, int64_t num, uint64_t seed) {
+  if (num < 1) fail("validation needs at least 1 trajectory, got ", num);
+  const amed::Base base = amed::parse_base(o.student, "--student");
+  const int intervals = positive_intervals(o.sigmas);
+  const std::vector<double> fine = teacher_grid(o, intervals);
+  const AmedRecord& record = predictor.record();
+  if (record.features != model->has_features())
+    fail("the predictor was trained ", record.features ? "with" : "without", " the model's features");
+  torch::NoGradGuard no_grad;
+  const torch::Device device = model->device();
+  const auto& shape = model->metadata().shape;
+  Denoiser denoise(model);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  double sum = 0;
+  const int64_t batch = std::max<int64_t>(1, o.batch);
+  for (int64_t done = 0; done < num; done += batch) {
+    const int64_t b = std::min<int64_t>(batch, num - done);
+    std::vector<int64_t> batch_shape{b};
+    batch_shape.insert(batch_shape.end(), shape.begin(), shape.end());
+    torch::Tensor x = (at::randn(batch_shape, gen, torch::kFloat32) * o.sigmas[0]).to(device);
+    torch::Tensor teacher = amed::teacher_states(o.teacher, denoise, x, fine, o.M + 1).back();
+    torch::Tensor student = amed::solve(
+        base, denoise, x, o.sigmas, intervals, o.afs,
+        [&](int, const torch::Tensor& xi, double sigma, double sigma_next, bool analytic) {
+          torch::Tensor f = record.features && !analytic
+                                ? model->features(xi, {sigma}, {})
+                                : torch::zeros({b, record.feature_dim}, torch::TensorOptions().device(device));
+          return predictor.predict(f, sigma, sigma_next);
+        });
+    sum += (student - teacher).to(torch::kFloat64).pow(2).flatten(1).sum().item<double>();
+  }
+  denoise.check_finite();
+  return std::sqrt(sum / static_cast<double>(num));
 }
 
 }  // namespace scoreflow

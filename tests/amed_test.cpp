@@ -3,13 +3,18 @@
 // predictor file and its table form, and every refusal.
 #include "scoreflow/amed.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
@@ -158,10 +163,7 @@ std::string grid_for(const std::string& student) { return student == "amed" ? "v
 /// Trained once per student for the tests below. AMED-Solver: time-uniform steps in VP time (the
 /// authors' setting for it; train-amed's default), Heun teacher with M = 3 on the nested grid, a in
 /// [0.8, 1.2]. AMED-Plugin on iPNDM: Karras ρ = 7, the authors' iPNDM teacher with M = 2.
-const Trained& trained(const std::string& student = "amed") {
-  static std::map<std::string, Trained> cache;
-  auto it = cache.find(student);
-  if (it != cache.end()) return it->second;
+AmedTrainOptions gmm_options(const std::string& student) {
   auto model = make_builtin(kGmm);
   const NoiseSchedule& schedule = model->metadata().schedule;
   AmedTrainOptions o;
@@ -176,6 +178,15 @@ const Trained& trained(const std::string& student = "amed") {
   o.batch = 128;
   o.scale_time = 0.2;
   o.seed = 1;
+  return o;
+}
+
+const Trained& trained(const std::string& student = "amed") {
+  static std::map<std::string, Trained> cache;
+  auto it = cache.find(student);
+  if (it != cache.end()) return it->second;
+  auto model = make_builtin(kGmm);
+  const AmedTrainOptions o = gmm_options(student);
   Trained out;
   out.losses.assign((o.num_trajectories + o.batch - 1) / o.batch, 0.0);
   AmedPredictor p = train_amed(model, o, [&](int64_t b, int, double loss) { out.losses[b] += loss; });
@@ -238,6 +249,44 @@ TEST(Amed, TrainingOnTheGmm2dAtNfe5BeatsIpndmAndDpmSolver2) {
   EXPECT_LT(e_plugin, e_ipndm);
   EXPECT_LT(e_plugin, e_dpm2);
   EXPECT_LT(e_amed, 0.5 * e_dpm2);
+}
+
+TEST(Amed, ValidationRmsIsTheStudentsSampleAgainstAHeunTeacher) {
+  // amed_validation_rms against an independent computation: the same noise (one CPU generator,
+  // drawn batch by batch as in training), the student through the `amed` sampler with the saved
+  // predictor, the teacher by a plain Heun loop on the nested grid written out here.
+  const Trained& solver = trained("amed");
+  auto model = make_builtin(kGmm);
+  const AmedTrainOptions o = gmm_options("amed");
+  const AmedPredictor p = AmedPredictor::load(solver.path);
+  const int64_t num = 300;  // not a multiple of the batch (128)
+  const double got = amed_validation_rms(model, o, p, num, 77);
+
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(77);
+  auto sampler = make_sampler("amed", "predictor=" + solver.path);
+  Denoiser denoise(model);
+  NoiseSource unused({0});
+  double sum = 0;
+  for (int64_t done = 0; done < num; done += o.batch) {
+    const int64_t b = std::min<int64_t>(o.batch, num - done);
+    torch::Tensor x = at::randn({b, 2}, gen, torch::kFloat32) * o.sigmas[0];
+    torch::Tensor student = sampler->sample(denoise, x, o.sigmas, unused, {});
+    torch::Tensor y = x;
+    for (size_t i = 0; i + 1 < o.teacher_sigmas.size(); ++i) {
+      const double s = o.teacher_sigmas[i], t = o.teacher_sigmas[i + 1];
+      torch::Tensor d = (y - model->denoise(y, {s}, {})) / s;
+      torch::Tensor y_euler = y + (t - s) * d;
+      torch::Tensor d_next = (y_euler - model->denoise(y_euler, {t}, {})) / t;
+      y = y + (t - s) * 0.5 * (d + d_next);
+    }
+    sum += (student - y).to(torch::kFloat64).pow(2).sum().item<double>();
+  }
+  const double want = std::sqrt(sum / num);
+  EXPECT_NEAR(got, want, 1e-6 * want) << got << " vs " << want;
+  EXPECT_GT(want, 0.0);
+  // A feature-mode predictor is refused on a model without features, naming the mismatch.
+  expect_error([&] { amed_validation_rms(make_builtin("builtin:gmm:shape=2,features=true"), o, p, 8, 1); },
+               "trained without the model's features");
 }
 
 TEST(Amed, PredictorFileRoundTripAndRefusals) {
@@ -423,6 +472,62 @@ TEST(AmedCli, TrainThenSampleWithPredictorAndTable) {
   EXPECT_NE(v.err.find("'sigmas' differs"), std::string::npos) << v.err;
   // train-amed's default grid for AMED-Solver is the authors' (vp_time_uniform); the refusal names it.
   EXPECT_NE(v.err.find("--schedule vp_time_uniform"), std::string::npos) << v.err;
+}
+
+TEST(AmedCli, RestartsKeepTheRunWithTheLowestEndToEndError) {
+  // vp_time_uniform ρ = 2 on gmm 2-D is a grid where the training seed decides between a poor and a
+  // good solution (docs/samplers.md); --restarts trains seeds 1..4 and keeps the best end-to-end run.
+  const std::string common = "train-amed --model builtin:gmm:shape=2 --student amed --teacher heun --steps 4 --afs "
+                             "--M 3 --scale-time 0.2 --schedule vp_time_uniform --schedule-args rho=2 "
+                             "--num-trajectories 2560 --json ";
+  const std::string best = tmp("restarts_best.pt"), log = tmp("restarts.csv");
+  CliResult r = cli(common + "--seed 1 --restarts 4 --out " + best + " --log " + log);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(doc.at("restarts").size(), 4u);
+  double lowest = 1e300, highest = 0;
+  uint64_t argmin = 0;
+  for (const auto& run : doc.at("restarts")) {
+    const double v = run.at("validation_rms").get<double>();
+    EXPECT_TRUE(std::isfinite(v) && v > 0) << run;
+    if (v < lowest) lowest = v, argmin = run.at("seed").get<uint64_t>();
+    highest = std::max(highest, v);
+  }
+  EXPECT_EQ(doc.at("seed").get<uint64_t>(), argmin);
+  EXPECT_DOUBLE_EQ(doc.at("validation_rms").get<double>(), lowest);
+  EXPECT_LT(lowest, 0.5 * highest) << "expected the seeds to land in different basins here";
+  // The kept predictor is exactly the one-seed run with that seed, and records its seed and error.
+  const AmedPredictor kept = AmedPredictor::load(best);
+  EXPECT_EQ(kept.record().seed, argmin);
+  EXPECT_DOUBLE_EQ(kept.record().validation_rms, lowest);
+  const std::string single = tmp("restarts_single.pt");
+  CliResult s = cli(common + "--seed " + std::to_string(argmin) + " --out " + single);
+  ASSERT_EQ(s.code, 0) << s.err;
+  const auto a = kept.table(), b = AmedPredictor::load(single).table();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].r, b[i].r);
+    EXPECT_EQ(a[i].c, b[i].c);
+    EXPECT_EQ(a[i].a, b[i].a);
+  }
+  // The loss log holds every restart, each under its seed.
+  std::ifstream in(log);
+  std::string header, line;
+  std::getline(in, header);
+  EXPECT_EQ(header, "seed,batch,step,sigma,sigma_next,loss");
+  std::set<std::string> seeds;
+  while (std::getline(in, line)) seeds.insert(line.substr(0, line.find(',')));
+  EXPECT_EQ(seeds, (std::set<std::string>{"1", "2", "3", "4"}));
+
+  const std::string never = tmp("restarts_never.pt");
+  std::filesystem::remove(never);
+  CliResult z = cli(common + "--restarts 2 --validate 0 --out " + never);
+  EXPECT_EQ(z.code, 1);
+  EXPECT_EQ(z.err.rfind("error: --restarts 2 keeps the run with the lowest end-to-end error", 0), 0u) << z.err;
+  CliResult n = cli(common + "--restarts 0 --out " + never);
+  EXPECT_EQ(n.code, 1);
+  EXPECT_NE(n.err.find("error: --restarts must be >= 1, got 0"), std::string::npos) << n.err;
+  EXPECT_FALSE(std::filesystem::exists(never));
 }
 
 TEST(AmedCli, RefusesUndefinedTeacherStudentPairs) {

@@ -32,6 +32,8 @@ struct AmedRecord {
   std::string model_hash;        ///< content hash of the model (model_content_hash)
   std::string schedule_name;     ///< grid name and args used in training (informational)
   int64_t trajectories = 0;      ///< training trajectories seen
+  uint64_t seed = 0;             ///< training seed (of the kept run with train-amed --restarts)
+  double validation_rms = -1;    ///< end-to-end RMS vs the teacher (amed_validation_rms); -1: not measured
 };
 
 /// Per-step coefficients: one row per sample (feature mode) or one row for the batch (table mode).
@@ -115,6 +117,14 @@ using AmedLossCallback = std::function<void(int64_t batch_index, int step, doubl
 /// Tensors live on model->device().
 AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOptions& options,
                          const AmedLossCallback& on_step = {});
+
+/// End-to-end check of a trained predictor: RMS over `num` fresh trajectories (noise from `seed`,
+/// drawn as in training) of ‖x_student − x_teacher‖ at σ_min, the student solving the whole grid
+/// with `predictor` and the teacher solving the refined grid of `options`, both from the same noise.
+/// The per-step training loss restarts single-step students from the teacher's state; this measures
+/// what sampling gets. Used by train-amed --restarts to keep the best run.
+double amed_validation_rms(std::shared_ptr<const Model> model, const AmedTrainOptions& options,
+                           const AmedPredictor& predictor, int64_t num, uint64_t seed);
 
 /// M points inserted per interval between positive grid points, log-uniform; the trailing 0 dropped.
 std::vector<double> refine_sigmas_log(const std::vector<double>& sigmas, int M);
