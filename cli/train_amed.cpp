@@ -9,8 +9,10 @@
 
 #include "cli/common.h"
 #include "scoreflow/amed.h"
+#include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
+#include "scoreflow/npy.h"
 #include "scoreflow/sigmas.h"
 
 namespace scoreflow::cli {
@@ -24,7 +26,7 @@ struct TrainOptions {
   int64_t num_trajectories = 10000, validate = -1;  // validate -1: 1024 with --restarts > 1, else none
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
   uint64_t seed = 0;
-  bool afs = false, json = false;
+  bool afs = false, json = false, overwrite = false;
 };
 
 /// The teacher grid: the same named grid with (M+1)(N−1)+1 points when its points include the
@@ -45,6 +47,32 @@ std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double
   std::fprintf(stderr, "train-amed: grid %s does not nest; teacher points inserted log-uniformly\n",
                o.schedule.c_str());
   return refine_sigmas_log(sigmas, o.M);
+}
+
+std::string join_doubles(const std::vector<double>& values) {
+  std::string out;
+  char buf[32];
+  for (double v : values) std::snprintf(buf, sizeof buf, "%.17g,", v), out += buf;
+  return out;
+}
+
+/// What a restart's result depends on: a folder of finished restarts is reused only for these.
+io::Settings restart_settings(const AmedTrainOptions& t, const TrainOptions& o, const Model& model) {
+  return {{"model hash", model_content_hash(model)},
+          {"device", model.device().str()},
+          {"student", t.student},
+          {"teacher", t.teacher},
+          {"M", std::to_string(t.M)},
+          {"afs", t.afs ? "true" : "false"},
+          {"sigmas", join_doubles(t.sigmas)},
+          {"teacher sigmas", join_doubles(t.teacher_sigmas)},
+          {"trajectories", std::to_string(t.num_trajectories)},
+          {"batch", std::to_string(t.batch)},
+          {"lr", join_doubles({t.lr})},
+          {"scale_dir", join_doubles({t.scale_dir})},
+          {"scale_time", join_doubles({t.scale_time})},
+          {"seed", std::to_string(o.seed)},
+          {"validate", std::to_string(o.validate)}};
 }
 
 template <class Run>
@@ -114,29 +142,70 @@ void train(TrainOptions o) {
       model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps, 2 * intervals - (o.afs ? 1 : 0),
       o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories), o.batch,
       o.restarts > 1 ? (", " + std::to_string(o.restarts) + " restarts").c_str() : "");
+  // With restarts, each finished run is kept in OUT.parts (its per-step losses and end-to-end error
+  // as a chunk, its predictor beside it) until the outputs are written, so a killed job resumes.
+  std::optional<io::ChunkStore> store;
+  if (o.restarts > 1) store.emplace(o.out + ".parts", restart_settings(t, o, *model), o.overwrite, "--out");
+  int reused = 0;
   for (int k = 0; k < o.restarts; ++k) {
     t.seed = o.seed + static_cast<uint64_t>(k);
-    std::vector<double> batch_loss(batches, 0.0);
     const std::string prefix = o.restarts > 1 ? "train-amed [seed " + std::to_string(t.seed) + "]" : "train-amed";
-    AmedPredictor predictor = train_amed(model, t, [&](int64_t bi, int n, double loss) {
-      batch_loss[bi] += loss;
-      char line[200];
-      std::snprintf(line, sizeof line, "%llu,%lld,%d,%.17g,%.17g,%.9g\n", static_cast<unsigned long long>(t.seed),
-                    static_cast<long long>(bi), n, t.sigmas[n], t.sigmas[n + 1], loss);
-      csv += line;
-      progress.update((k * batches + bi) * intervals + n + 1, "loss " + std::to_string(loss));
-      if (n == intervals - 1 && (bi % every == 0 || bi == batches - 1))
-        std::fprintf(stderr, "%s: batch %lld/%lld  loss (sum over %d steps) %.6g\n", prefix.c_str(),
-                     static_cast<long long>(bi + 1), static_cast<long long>(batches), intervals, batch_loss[bi]);
-    });
-    Run run{t.seed, batch_loss.front(), batch_loss.back(), -1.0};
-    if (o.validate > 0) {
-      run.validation_rms = amed_validation_rms(model, t, predictor, o.validate, validation_seed);
-      predictor.record().validation_rms = run.validation_rms;
-      std::fprintf(stderr, "%s: end-to-end RMS vs the teacher over %lld trajectories: %.6g\n", prefix.c_str(),
-                   static_cast<long long>(o.validate), run.validation_rms);
+    const std::string chunk = "seed-" + std::to_string(t.seed);
+    const std::string chunk_pt = store ? store->dir() + "/" + chunk + ".pt" : "";
+    std::vector<double> step_loss;  // [batches * intervals], then the end-to-end RMS (-1: not measured)
+    std::optional<AmedPredictor> trained;
+    if (store) {
+      if (std::optional<io::NpyArray> done = store->load(chunk)) {
+        torch::Tensor v = io::to_tensor(*done).to(torch::kFloat64).contiguous();
+        if (v.numel() == batches * intervals + 1) {
+          try {
+            trained.emplace(AmedPredictor::load(chunk_pt));
+            step_loss.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+            ++reused;
+            progress.update((k + 1) * batches * intervals, "reused");
+          } catch (const std::exception&) {  // an unreadable predictor: redo the run
+          }
+        }
+      }
     }
-    runs.push_back(run);
+    if (!trained) {
+      step_loss.assign(batches * intervals, 0.0);
+      std::vector<double> batch_sum(batches, 0.0);
+      trained.emplace(train_amed(model, t, [&](int64_t bi, int n, double loss) {
+        step_loss[bi * intervals + n] = loss;
+        batch_sum[bi] += loss;
+        progress.update((k * batches + bi) * intervals + n + 1, "loss " + std::to_string(loss));
+        if (n == intervals - 1 && (bi % every == 0 || bi == batches - 1))
+          std::fprintf(stderr, "%s: batch %lld/%lld  loss (sum over %d steps) %.6g\n", prefix.c_str(),
+                       static_cast<long long>(bi + 1), static_cast<long long>(batches), intervals, batch_sum[bi]);
+      }));
+      double rms = -1;
+      if (o.validate > 0) {
+        rms = amed_validation_rms(model, t, *trained, o.validate, validation_seed);
+        trained->record().validation_rms = rms;
+        std::fprintf(stderr, "%s: end-to-end RMS vs the teacher over %lld trajectories: %.6g\n", prefix.c_str(),
+                     static_cast<long long>(o.validate), rms);
+      }
+      step_loss.push_back(rms);
+      if (store) {  // the predictor first: a stored chunk means the whole run is there
+        io::make_dirs(store->dir());
+        trained->save(chunk_pt);
+        store->save(chunk, io::from_tensor(torch::tensor(step_loss, torch::kFloat64)));
+      }
+    }
+    AmedPredictor predictor = std::move(*trained);
+    std::vector<double> batch_loss(batches, 0.0);
+    for (int64_t bi = 0; bi < batches; ++bi)
+      for (int n = 0; n < intervals; ++n) {
+        const double loss = step_loss[bi * intervals + n];
+        batch_loss[bi] += loss;
+        char line[200];
+        std::snprintf(line, sizeof line, "%llu,%lld,%d,%.17g,%.17g,%.9g\n", static_cast<unsigned long long>(t.seed),
+                      static_cast<long long>(bi), n, t.sigmas[n], t.sigmas[n + 1], loss);
+        csv += line;
+      }
+    runs.push_back({t.seed, batch_loss.front(), batch_loss.back(), step_loss.back()});
+    const Run& run = runs.back();
     auto score = [](double rms) { return std::isnan(rms) ? HUGE_VAL : rms; };  // a NaN run never wins
     if (!best || score(run.validation_rms) < score(runs[best_run].validation_rms)) {
       best.emplace(std::move(predictor));
@@ -144,6 +213,9 @@ void train(TrainOptions o) {
     }
   }
   progress.finish();
+  if (reused > 0)
+    std::fprintf(stderr, "note: resumed the unfinished run in '%s': %d finished restarts reused\n",
+                 store->dir().c_str(), reused);
   const AmedPredictor& predictor = *best;
   const Run& kept = runs[best_run];
   if (o.restarts > 1)
@@ -152,6 +224,7 @@ void train(TrainOptions o) {
   predictor.save(o.out);
   if (!o.log.empty()) io::write_file_atomic(o.log, csv);
   if (!o.table.empty()) save_amed_table(o.table, predictor.record(), predictor.table());
+  if (store) store->remove();  // every output is written: nothing left to resume
   std::fprintf(stderr, "train-amed: wrote %s (loss %.6g -> %.6g) in %.1fs\n", o.out.c_str(), kept.first_loss,
                kept.last_loss, seconds_since(start));
   if (o.json) {
@@ -221,6 +294,8 @@ void register_train_amed(CLI::App& app) {
   sub->add_option("--table", o.table, "also write the per-step table as JSON (models without features)");
   sub->add_option("--log", o.log, "CSV of the loss per optimiser step (seed,batch,step,sigma,sigma_next,loss)");
   sub->add_flag("--json", o.json, "print a JSON summary on stdout");
+  sub->add_flag("--overwrite", o.overwrite,
+                "with --restarts: discard the finished restarts of an unfinished run with other settings (OUT.parts)");
   set_action(sub, [] { train(o); });
 
   auto* tab = app.add_subcommand("amed-table", "write a table-mode AMED predictor's per-step (r, s, c, a) as JSON");

@@ -440,6 +440,7 @@ TEST(Amed, FeatureModeOnTheMixtureResponsibilities) {
 }
 
 #ifdef SCOREFLOW_CLI_PATH
+#include "tests/support/cli_run.h"
 #include "tests/support/cli_runner.h"
 namespace {
 
@@ -528,6 +529,50 @@ TEST(AmedCli, RestartsKeepTheRunWithTheLowestEndToEndError) {
   EXPECT_EQ(n.code, 1);
   EXPECT_NE(n.err.find("error: --restarts must be >= 1, got 0"), std::string::npos) << n.err;
   EXPECT_FALSE(std::filesystem::exists(never));
+}
+
+TEST(AmedCli, RestartsResumeAfterAKillAndEndAsAnUninterruptedRun) {
+  using scoreflow::testing_cli::fresh_dir;
+  using scoreflow::testing_cli::Outcome;
+  using scoreflow::testing_cli::run_cli;
+  using scoreflow::testing_cli::slurp;
+  const std::string dir = fresh_dir("amed_restarts_resume");
+  auto args = [&](const std::string& out, const std::string& lr) {
+    return std::vector<std::string>{"train-amed", "--model", "builtin:gmm:shape=2", "--student", "amed", "--teacher",
+                                    "heun", "--steps", "4", "--afs", "--M", "3", "--num-trajectories", "1280",
+                                    "--seed", "1", "--restarts", "4", "--lr", lr, "--json", "--out", out, "--log",
+                                    out + ".csv"};
+  };
+  const Outcome whole = run_cli(args(dir + "/whole.pt", "0.005"), dir + "/whole");
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  // Killed right after the second finished restart was stored; the same command then reuses both.
+  const std::string out = dir + "/run.pt";
+  const Outcome killed = run_cli(args(out, "0.005"), dir + "/killed", {"SCOREFLOW_TEST_KILL_AFTER_CHUNKS=2"});
+  ASSERT_EQ(killed.signal, SIGKILL) << "exit " << killed.code << ": " << killed.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_TRUE(std::filesystem::exists(out + ".parts/seed-2.pt"));
+  // Other settings are refused, naming the one that differs, and leave the finished restarts alone.
+  const Outcome other = run_cli(args(out, "0.001"), dir + "/other");
+  EXPECT_EQ(other.code, 1);
+  EXPECT_NE(other.err.find("with different settings: lr was"), std::string::npos) << other.err;
+  EXPECT_TRUE(std::filesystem::exists(out + ".parts/seed-2.pt"));
+  const Outcome resumed = run_cli(args(out, "0.005"), dir + "/resumed");
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("2 finished restarts reused"), std::string::npos) << resumed.err;
+  EXPECT_EQ(resumed.err.find("[seed 2]"), std::string::npos) << "seed 2 was trained again: " << resumed.err;
+  auto report = [](const std::string& text) {
+    nlohmann::json doc = nlohmann::json::parse(text);
+    doc.erase("wall_seconds");
+    doc.erase("out");
+    doc.erase("log");
+    return doc;
+  };
+  EXPECT_EQ(report(resumed.out), report(whole.out));
+  EXPECT_EQ(slurp(out + ".csv"), slurp(dir + "/whole.pt.csv"));
+  const auto a = AmedPredictor::load(out).table(), b = AmedPredictor::load(dir + "/whole.pt").table();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].r, b[i].r) << i;
+  EXPECT_FALSE(std::filesystem::exists(out + ".parts"));
 }
 
 TEST(AmedCli, RefusesUndefinedTeacherStudentPairs) {
