@@ -193,6 +193,7 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
 double amed_validation_rms(std::shared_ptr<const Model> model, const AmedTrainOptions& o,
                            const AmedPredictor& predictor, int64_t num, uint64_t seed) {
   if (num < 1) fail("validation needs at least 1 trajectory, got ", num);
+  predictor.check_compatible(*model, o.sigmas);  // the same refusals as sampling with it
   const amed::Base base = amed::parse_base(o.student, "--student");
   const int intervals = positive_intervals(o.sigmas);
   const std::vector<double> fine = teacher_grid(o, intervals);

@@ -284,9 +284,10 @@ TEST(Amed, ValidationRmsIsTheStudentsSampleAgainstAHeunTeacher) {
   const double want = std::sqrt(sum / num);
   EXPECT_NEAR(got, want, 1e-6 * want) << got << " vs " << want;
   EXPECT_GT(want, 0.0);
-  // A feature-mode predictor is refused on a model without features, naming the mismatch.
-  expect_error([&] { amed_validation_rms(make_builtin("builtin:gmm:shape=2,features=true"), o, p, 8, 1); },
-               "trained without the model's features");
+  // A predictor trained for another grid is refused, as in sampling, naming the field.
+  AmedTrainOptions karras = o;
+  karras.sigmas = make_sigmas("karras", 4, model->metadata().schedule, KeyValueArgs(""));
+  expect_error([&] { amed_validation_rms(model, karras, p, 8, 1); }, "'sigmas' differs");
 }
 
 TEST(Amed, PredictorFileRoundTripAndRefusals) {
