@@ -2,8 +2,9 @@
 # AMED-Solver vs iPNDM at NFE 5 on builtin:gmm (2-D) over σ grids (a benchmark, not a test): for each
 # grid, iPNDM with AFS on 7 grid points (+ the step to σ = 0, which costs it a 6th NFE), and the
 # AMED-Solver (3 intervals, AFS, Heun teacher M = 3, --scale-time 0.2) trained with several seeds
-# and trajectory budgets on the same grid. RMS over seeds 1000-1511 of the distance to a 500-step
-# Heun reference from the same noise. CPU; about 10 minutes on 2 cores.
+# and trajectory budgets on the same grid, and the AMED-Plugin on iPNDM (M = 2, 10k trajectories,
+# four seeds) on the same grid. RMS over seeds 1000-1511 of the distance to a 500-step Heun
+# reference from the same noise. CPU; about 15 minutes on 2 cores.
 #   bash bench/amed_grid_sweep.sh [build/scoreflow] > table.md
 set -euo pipefail
 BIN=${1:-./build/scoreflow}
@@ -27,8 +28,8 @@ rms() {
 x=np.load(sys.argv[2])['samples'].astype(float).reshape(512,-1);print(f'{np.sqrt(((x-r)**2).sum(1).mean()):.3f}')" "$@"
 }
 sample "$WORK/ref.npz" heun "" karras "" --steps 500
-echo "| grid | iPNDM, 7 points (+ step to 0) | AMED-Solver, 10k trajectories, seeds 1 / 2 / 3 / 4 | AMED-Solver, 30k, seeds 1 / 2 / 3 / 4 |"
-echo "|---|---|---|---|"
+echo "| grid | iPNDM, 7 points (+ step to 0) | AMED-Solver, 10k trajectories, seeds 1 / 2 / 3 / 4 | AMED-Solver, 30k, seeds 1 / 2 / 3 / 4 | AMED-Plugin (iPNDM), 10k, seeds 1 / 2 / 3 / 4 |"
+echo "|---|---|---|---|---|"
 for spec in $GRIDS; do
   grid=${spec%%:*} gargs=${spec#*:}
   sample "$WORK/ipndm.npz" ipndm afs=true "$grid" "$gargs" --nfe 6
@@ -44,5 +45,13 @@ for spec in $GRIDS; do
     done
     cells+=("$(IFS=/; echo "${errs[*]}" | sed 's#/# / #g')")
   done
-  echo "| $grid ${gargs} | $(rms "$WORK/ref.npz" "$WORK/ipndm.npz") | ${cells[0]} | ${cells[1]} |"
+  errs=()
+  for seed in 1 2 3 4; do
+    "$BIN" train-amed --model "$MODEL" --student ipndm --teacher ipndm --steps 4 --afs \
+      --schedule "$grid" ${gargs:+--schedule-args "$gargs"} --seed "$seed" --out "$WORK/p.pt" 2>/dev/null
+    sample "$WORK/p.npz" amed_plugin "predictor=$WORK/p.pt" "$grid" "$gargs" --steps 4
+    errs+=("$(rms "$WORK/ref.npz" "$WORK/p.npz")")
+  done
+  cells+=("$(IFS=/; echo "${errs[*]}" | sed 's#/# / #g')")
+  echo "| $grid ${gargs} | $(rms "$WORK/ref.npz" "$WORK/ipndm.npz") | ${cells[0]} | ${cells[1]} | ${cells[2]} |"
 done
