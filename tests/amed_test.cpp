@@ -161,9 +161,9 @@ struct Trained {
 const char* const kGmm = "builtin:gmm:shape=2";
 std::string grid_for(const std::string& student) { return student == "amed" ? "vp_time_uniform" : "karras"; }
 
-/// Trained once per student for the tests below. AMED-Solver: time-uniform steps in VP time (the
-/// authors' setting for it; train-amed's default), Heun teacher with M = 3 on the nested grid, a in
-/// [0.8, 1.2]. AMED-Plugin on iPNDM: Karras ρ = 7, the authors' iPNDM teacher with M = 2.
+/// Training options on the gmm 2-D at NFE 5 (4 grid points, AFS, 10k trajectories, batch 128, seed 1)
+/// on `grid` (default: the authors' grid for the student). AMED-Solver: Heun teacher with M = 3 on
+/// the nested grid; plugins: the base solver as teacher with M = 2; a in [0.8, 1.2].
 AmedTrainOptions gmm_options(const std::string& student, const std::string& grid = "",
                              const std::string& grid_args = "") {
   auto model = make_builtin(kGmm);
@@ -184,6 +184,8 @@ AmedTrainOptions gmm_options(const std::string& student, const std::string& grid
   return o;
 }
 
+/// Trained once per student for the tests below, on the authors' grid for it. AMED-Solver:
+/// time-uniform steps in VP time (train-amed's default); AMED-Plugin on iPNDM: Karras ρ = 7.
 const Trained& trained(const std::string& student = "amed") {
   static std::map<std::string, Trained> cache;
   auto it = cache.find(student);
