@@ -33,8 +33,7 @@ void cap_threads_for_gpu() {
 
 void set_cpu_threads(int requested) {
   threads_requested = requested > 0;
-  at::set_num_threads(requested > 0 ? requested
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(requested > 0 ? requested : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
 
 torch::Device parse_device(const std::string& text) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/common.h"
+#include "cli/sample_chunks.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
@@ -23,7 +24,7 @@ struct TrainOptions {
   std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
   int steps = 4, M = -1, batch = 128;  // M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
   int restarts = 1;
-  int64_t num_trajectories = 10000, validate = -1;  // validate -1: 1024 with --restarts > 1, else none
+  int64_t num_trajectories = 10000, validate = -1;      // validate -1: 1024 with --restarts > 1, else none
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
   uint64_t seed = 0;
   bool afs = false, json = false, overwrite = false;
@@ -49,30 +50,24 @@ std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double
   return refine_sigmas_log(sigmas, o.M);
 }
 
-std::string join_doubles(const std::vector<double>& values) {
-  std::string out;
-  char buf[32];
-  for (double v : values) std::snprintf(buf, sizeof buf, "%.17g,", v), out += buf;
-  return out;
-}
-
 /// What a restart's result depends on: a folder of finished restarts is reused only for these.
 io::Settings restart_settings(const AmedTrainOptions& t, const TrainOptions& o, const Model& model) {
-  return {{"model hash", model_content_hash(model)},
-          {"device", model.device().str()},
-          {"student", t.student},
-          {"teacher", t.teacher},
-          {"M", std::to_string(t.M)},
-          {"afs", t.afs ? "true" : "false"},
-          {"sigmas", join_doubles(t.sigmas)},
-          {"teacher sigmas", join_doubles(t.teacher_sigmas)},
-          {"trajectories", std::to_string(t.num_trajectories)},
-          {"batch", std::to_string(t.batch)},
-          {"lr", join_doubles({t.lr})},
-          {"scale_dir", join_doubles({t.scale_dir})},
-          {"scale_time", join_doubles({t.scale_time})},
-          {"seed", std::to_string(o.seed)},
-          {"validate", std::to_string(o.validate)}};
+  io::Settings settings = model_settings(o.model, model);
+  const io::Settings rest = {{"student", t.student},
+                             {"teacher", t.teacher},
+                             {"M", std::to_string(t.M)},
+                             {"afs", t.afs ? "true" : "false"},
+                             {"sigmas", exact_list(t.sigmas)},
+                             {"teacher sigmas", exact_list(t.teacher_sigmas)},
+                             {"trajectories", std::to_string(t.num_trajectories)},
+                             {"batch", std::to_string(t.batch)},
+                             {"lr", exact_list({t.lr})},
+                             {"scale_dir", exact_list({t.scale_dir})},
+                             {"scale_time", exact_list({t.scale_time})},
+                             {"seed", std::to_string(o.seed)},
+                             {"validate", std::to_string(o.validate)}};
+  settings.insert(settings.end(), rest.begin(), rest.end());
+  return settings;
 }
 
 template <class Run>
@@ -137,11 +132,11 @@ void train(TrainOptions o) {
   std::optional<AmedPredictor> best;
   size_t best_run = 0;
   Progress progress("train-amed", batches * intervals * o.restarts, "steps");
-  std::fprintf(
-      stderr, "train-amed: %s student %s, teacher %s (M=%d), %d steps (NFE %d%s), %lld trajectories, batch %d%s\n",
-      model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps, 2 * intervals - (o.afs ? 1 : 0),
-      o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories), o.batch,
-      o.restarts > 1 ? (", " + std::to_string(o.restarts) + " restarts").c_str() : "");
+  std::fprintf(stderr,
+               "train-amed: %s student %s, teacher %s (M=%d), %d steps (NFE %d%s), %lld trajectories, batch %d%s\n",
+               model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps,
+               2 * intervals - (o.afs ? 1 : 0), o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories),
+               o.batch, o.restarts > 1 ? (", " + std::to_string(o.restarts) + " restarts").c_str() : "");
   // With restarts, each finished run is kept in OUT.parts (its per-step losses and end-to-end error
   // as a chunk, its predictor beside it) until the outputs are written, so a killed job resumes.
   std::optional<io::ChunkStore> store;
@@ -219,8 +214,8 @@ void train(TrainOptions o) {
   const AmedPredictor& predictor = *best;
   const Run& kept = runs[best_run];
   if (o.restarts > 1)
-    std::fprintf(stderr, "train-amed: kept seed %llu (end-to-end RMS %.6g)\n", static_cast<unsigned long long>(kept.seed),
-                 kept.validation_rms);
+    std::fprintf(stderr, "train-amed: kept seed %llu (end-to-end RMS %.6g)\n",
+                 static_cast<unsigned long long>(kept.seed), kept.validation_rms);
   predictor.save(o.out);
   if (!o.log.empty()) io::write_file_atomic(o.log, csv);
   if (!o.table.empty()) save_amed_table(o.table, predictor.record(), predictor.table());
