@@ -169,22 +169,17 @@ Side featurise(const Extractors& fx, const torch::Tensor& x, double lo, double h
 }
 
 /// Samples of `job` from the model: on one device, or split over `models` (one per --devices entry).
-/// With `out`, finished batches are kept under OUT.parts (per device's seed range when several),
-/// removed by the caller once the report is written.
-SampleResult sample_for_fid(const Sampler& sampler, const std::vector<std::shared_ptr<const Model>>& models,
-                            const SampleJob& job, std::optional<io::ChunkStore>& store, const std::string& out,
-                            const io::Settings& settings, bool overwrite) {
+/// With `out`, finished batches are kept under OUT.parts (`store` on one device, `stores` per
+/// device's seed range when several), removed by the caller once the report is written.
+ChunkedResult sample_for_fid(const Sampler& sampler, const std::vector<std::shared_ptr<const Model>>& models,
+                             const SampleJob& job, std::optional<io::ChunkStore>& store, DeviceStores& stores,
+                             const std::string& out, const io::Settings& settings, bool overwrite) {
   if (models.size() == 1) {
     store = chunks_for(out, settings, overwrite, "--out");
-    return run_chunked(sampler, models.front(), job, store ? &*store : nullptr, {}, {}, {}).result;
+    return run_chunked(sampler, models.front(), job, store ? &*store : nullptr, {}, {}, {});
   }
-  DeviceStores stores;
   if (!out.empty()) stores = {out + ".parts", settings, overwrite, "--out"};
-  ChunkedResult done = run_on_devices(sampler, models, job, stores, {}, {});
-  if (done.resumed > 0)
-    std::fprintf(stderr, "note: resumed the unfinished run in '%s': %lld finished samples reused\n",
-                 stores.dir.c_str(), static_cast<long long>(done.resumed));
-  return done.result;
+  return run_on_devices(sampler, models, job, stores, {}, {});
 }
 
 void need_covariance(int64_t count, const std::string& what) {
@@ -318,7 +313,9 @@ void run(const Options& o) {
   // Sample side.
   Side gen;
   nlohmann::json sampling;
-  std::optional<io::ChunkStore> store;
+  std::optional<io::ChunkStore> store;  // --out on one device
+  DeviceStores stores;                   // --out with --devices
+  int64_t resumed_samples = 0;
   double s_lo = lo, s_hi = hi;
   torch::Tensor x;
   if (have_model) {
@@ -343,7 +340,9 @@ void run(const Options& o) {
                      {"sigmas", exact_list(job.sigmas)},
                      {"seeds", std::to_string(job.seeds.size()) + " seeds, " + io::hash_text(seed_list)},
                      {"batch", std::to_string(o.batch)}});
-    SampleResult result = sample_for_fid(*sampler, models, job, store, o.out, settings, o.overwrite);
+    const ChunkedResult sampled = sample_for_fid(*sampler, models, job, store, stores, o.out, settings, o.overwrite);
+    const SampleResult& result = sampled.result;
+    resumed_samples = sampled.resumed;
     x = result.samples;
     s_lo = meta.data_min, s_hi = meta.data_max;
     sampling = {{"model", model->name()},
@@ -414,9 +413,13 @@ void run(const Options& o) {
   }
   doc["wall_seconds"] = seconds_since(start);
   if (!o.out.empty()) io::write_file_atomic(o.out, doc.dump(2) + "\n");
-  note_resumed(store ? &*store : nullptr);
-  if (store) store->remove();
-  if (!o.out.empty() && devices.size() > 1) io::remove_tree(o.out + ".parts");
+  if (store) {
+    note_resumed(&*store);
+    store->remove();
+  } else {
+    note_resumed(stores.dir, resumed_samples, "samples");
+  }
+  stores.remove();
   if (o.json) return print_json(doc);
   for (const auto& n : notes) std::fprintf(stderr, "note: %s\n", n.c_str());
   if (doc.contains("fd")) std::printf("%s %.6f\n", sliced ? "FD (raw samples)" : "FD", doc["fd"].get<double>());

@@ -198,6 +198,7 @@ void run(const SampleOptions& o) {
   Progress progress("sampling", static_cast<int64_t>(seeds.size()), "samples");
   int64_t done = 0;
   ChunkedResult chunked;
+  DeviceStores stores;  // --devices: the per-device chunk stores
   if (seeds.empty()) {  // an empty shard: fewer batches than shards
     std::vector<int64_t> empty{0};
     empty.insert(empty.end(), meta.shape.begin(), meta.shape.end());
@@ -213,7 +214,6 @@ void run(const SampleOptions& o) {
       extra->configure({dtype, o.cuda_graph});
       models.push_back(extra);
     }
-    DeviceStores stores;
     if (keep_parts) stores = {parts_dir, settings, o.overwrite, parts_option};
     chunked = run_on_devices(*sampler, models, job, stores, write_pngs, [&](int64_t d, int64_t) { progress.update(d); });
   } else {
@@ -246,7 +246,7 @@ void run(const SampleOptions& o) {
   }
   if (!o.out_dir.empty()) outputs["out_dir"] = o.out_dir;  // written chunk by chunk
   if (store) store->remove();
-  if (keep_parts && devices.size() > 1) io::remove_tree(parts_dir);  // the per-device chunk stores
+  stores.remove();
   if (o.json) {
     torch::Tensor s = result.samples.to(torch::kFloat64);
     const bool any = s.numel() > 0;

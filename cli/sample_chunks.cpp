@@ -42,10 +42,14 @@ std::string exact_list(const std::vector<double>& values) {
   return out;
 }
 
+void note_resumed(const std::string& dir, int64_t count, const char* what) {
+  if (count > 0)
+    std::fprintf(stderr, "note: resumed the unfinished run in '%s': %lld finished %s reused\n", dir.c_str(),
+                 static_cast<long long>(count), what);
+}
+
 void note_resumed(const io::ChunkStore* store) {
-  if (store && store->loaded() > 0)
-    std::fprintf(stderr, "note: resumed the unfinished run in '%s': %lld finished chunks reused\n",
-                 store->dir().c_str(), static_cast<long long>(store->loaded()));
+  if (store) note_resumed(store->dir(), store->loaded(), "chunks");
 }
 
 std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings settings, bool overwrite,

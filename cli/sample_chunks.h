@@ -29,6 +29,8 @@ std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings
 
 /// "note: resumed ...: N finished chunks reused" on stderr when the store loaded any.
 void note_resumed(const io::ChunkStore* store);
+/// The same note for `count` finished `what` (e.g. "samples") reused from `dir`, when count > 0.
+void note_resumed(const std::string& dir, int64_t count, const char* what);
 
 struct ChunkedResult {
   SampleResult result;

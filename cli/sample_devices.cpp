@@ -1,5 +1,7 @@
 #include "cli/sample_devices.h"
 
+#include "scoreflow/fsutil.h"
+
 #include <mutex>
 #include <optional>
 
@@ -7,6 +9,10 @@
 #include "scoreflow/error.h"
 
 namespace scoreflow::cli {
+
+void DeviceStores::remove() const {
+  if (!dir.empty()) io::remove_tree(dir);
+}
 
 ChunkedResult run_on_devices(const Sampler& sampler, const std::vector<std::shared_ptr<const Model>>& models,
                              const SampleJob& job, const DeviceStores& stores, const ChunkCallback& on_chunk,

@@ -17,6 +17,8 @@ struct DeviceStores {
   io::Settings settings;
   bool overwrite = false;
   std::string option;
+  /// Deletes the folder (nothing when `dir` is empty): the caller's outputs are written.
+  void remove() const;
 };
 
 /// run_chunked over `job` split among `models` (models[k] lives on its own device; job.device is
