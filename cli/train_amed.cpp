@@ -70,16 +70,16 @@ io::Settings restart_settings(const AmedTrainOptions& t, const TrainOptions& o, 
   return settings;
 }
 
-template <class Run>
-nlohmann::json restarts_json(const std::vector<Run>& runs) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const Run& r : runs)
-    out.push_back({{"seed", r.seed},
-                   {"first_loss", r.first_loss},
-                   {"last_loss", r.last_loss},
-                   {"validation_rms", r.validation_rms < 0 ? nlohmann::json() : nlohmann::json(r.validation_rms)}});
-  return out;
-}
+/// One training run of a --restarts job: its seed, loss (summed over the steps) in the first and
+/// last batch, and end-to-end RMS against the teacher (-1: not measured).
+struct Run {
+  uint64_t seed;
+  double first_loss, last_loss, validation_rms;
+  nlohmann::json validation_json() const { return validation_rms < 0 ? nlohmann::json() : nlohmann::json(validation_rms); }
+  nlohmann::json json() const {
+    return {{"seed", seed}, {"first_loss", first_loss}, {"last_loss", last_loss}, {"validation_rms", validation_json()}};
+  }
+};
 
 void train(TrainOptions o) {
   auto start = std::chrono::steady_clock::now();
@@ -124,10 +124,6 @@ void train(TrainOptions o) {
   // The validation noise is the same for every restart and unlike any training seed's.
   const uint64_t validation_seed = o.seed * 6364136223846793005ULL + 1442695040888963407ULL;
   std::string csv = "seed,batch,step,sigma,sigma_next,loss\n";
-  struct Run {
-    uint64_t seed;
-    double first_loss, last_loss, validation_rms;
-  };
   std::vector<Run> runs;
   std::optional<AmedPredictor> best;
   size_t best_run = 0;
@@ -224,6 +220,8 @@ void train(TrainOptions o) {
                kept.last_loss, seconds_since(start));
   if (o.json) {
     const AmedRecord& r = predictor.record();
+    nlohmann::json restarts = nlohmann::json::array();
+    for (const Run& run : runs) restarts.push_back(run.json());
     print_json({{"command", "train-amed"},
                 {"model", model->name()},
                 {"student", r.student},
@@ -242,8 +240,8 @@ void train(TrainOptions o) {
                 {"first_loss", kept.first_loss},
                 {"last_loss", kept.last_loss},
                 {"seed", kept.seed},
-                {"validation_rms", kept.validation_rms < 0 ? nlohmann::json() : nlohmann::json(kept.validation_rms)},
-                {"restarts", restarts_json(runs)},
+                {"validation_rms", kept.validation_json()},
+                {"restarts", restarts},
                 {"out", o.out},
                 {"table", o.table},
                 {"log", o.log},
