@@ -1,10 +1,13 @@
 #pragma once
 /// Options shared by the samplers, kept in one place: `afs` (analytical first step) and
 /// `denoise_to_zero` (DESIGN.md §5). Private to samplers/.
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "scoreflow/args.h"
+#include "scoreflow/error.h"
 #include "scoreflow/model.h"
 
 namespace scoreflow::detail {
@@ -33,6 +36,30 @@ inline bool read_afs(const KeyValueArgs& args) { return args.get_bool("afs", fal
 
 /// Reads `denoise_to_zero` (default false).
 inline bool read_denoise_to_zero(const KeyValueArgs& args) { return args.get_bool("denoise_to_zero", false); }
+
+/// When a multistep solver lowers its order on the last steps (step i of `total` uses at most
+/// total − i): the official DPM-Solver code only for fewer than 10 steps, the official UniPC code
+/// and diff-sampler always.
+enum class LowerOrderFinal { Never, Below10, Always };
+
+/// Reads `lower_order_final`: true (the sampler's official rule, `official`), false, always or
+/// below10. `sampler` names the sampler in the error.
+inline LowerOrderFinal read_lower_order_final(const KeyValueArgs& args, const std::string& sampler,
+                                              LowerOrderFinal official) {
+  const std::string v = args.get_string("lower_order_final", "true");
+  if (v == "true" || v == "1" || v == "yes" || v == "on") return official;
+  if (v == "false" || v == "0" || v == "no" || v == "off") return LowerOrderFinal::Never;
+  if (v == "always") return LowerOrderFinal::Always;
+  if (v == "below10") return LowerOrderFinal::Below10;
+  fail(sampler, ": lower_order_final must be true, false, always or below10, got '", v, "'");
+}
+
+/// The order of step i of `total` under the rule, given the order the history allows.
+inline int final_order(LowerOrderFinal rule, int order, int i, int total) {
+  if (rule == LowerOrderFinal::Always || (rule == LowerOrderFinal::Below10 && total < 10))
+    return std::min(order, total - i);
+  return order;
+}
 
 /// The σ points a sampler integrates between. Without denoise_to_zero: the grid itself. With it:
 /// the grid without a trailing 0; the sampler then finishes with x ← D(x, σ_last). On a grid ending

@@ -13,18 +13,30 @@ namespace {
 /// multistep extension), data prediction in λ = −log σ: with h = λ' − λ,
 ///   x' = (σ'/σ)·x − (e^{−h} − 1)·D̂,
 /// where D̂ = D_i (1st order), (1 + 1/(2r))·D_i − 1/(2r)·D_{i−1} (2M, r = h_{i−1}/h), or the Taylor
-/// form with φ-functions (3M). Warm-up: step i uses at most order i + 1. lower_order_final (official
-/// code: only for fewer than 10 steps) ends with orders …, 2, 1. The step into σ = 0 (λ' = ∞) is
-/// explicitly x ← D_i. One NFE per step (the call at σ_N = 0 is never made): N for N steps.
+/// form with φ-functions (3M). By default every choice is the official code's
+/// (LuChengTHU/dpm-solver `multistep_dpm_solver_*_update`, tests/peer_parity_test.cpp): warm-up (step
+/// i uses at most order i + 1), lower_order_final only below 10 steps (`always`: diff-sampler's rule),
+/// and the 3M second difference D2 = (d1_0 − d1_1)/(r0 + r1), which is half of h²·D'' and leaves
+/// the method second order (d2=taylor: the Taylor-consistent 2/(r0 + r1), third order; docs/samplers.md
+/// measures both). The step into σ = 0 (λ' = ∞) is explicitly x ← D_i. One NFE per step (the call at
+/// σ_N = 0 is never made): N for N steps.
 class DpmppMultistep : public Sampler {
  public:
   DpmppMultistep(const KeyValueArgs& args, int max_order)
       : max_order_(max_order),
-        lower_order_final_(args.get_bool("lower_order_final", true)),
+        lower_order_final_(detail::read_lower_order_final(args, max_order == 2 ? "dpmpp_2m" : "dpmpp_3m",
+                                                          detail::LowerOrderFinal::Below10)),
+        taylor_d2_(max_order == 3 && args.get_string("d2", "official") == "taylor"),
         afs_(detail::read_afs(args)),
-        denoise_to_zero_(detail::read_denoise_to_zero(args)) {}
+        denoise_to_zero_(detail::read_denoise_to_zero(args)) {
+    if (max_order == 3) {
+      const std::string d2 = args.get_string("d2", "official");
+      if (d2 != "official" && d2 != "taylor") fail("dpmpp_3m: unknown d2 '", d2, "'; valid: official, taylor");
+    }
+  }
   std::string name() const override { return max_order_ == 2 ? "dpmpp_2m" : "dpmpp_3m"; }
-  int order() const override { return max_order_; }
+  /// The official 3M's halved second difference leaves an O(h³) local error: second order.
+  int order() const override { return max_order_ == 3 && !taylor_d2_ ? 2 : max_order_; }
   int64_t nfe(int steps) const override { return steps - afs_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& grid, NoiseSource&,
@@ -48,7 +60,7 @@ class DpmppMultistep : public Sampler {
         // The final denoise counts as the last step, so that a grid ending at σ_N > 0 with
         // denoise_to_zero is the same computation as that grid with 0 appended.
         const int total = m + denoise_to_zero_;
-        if (lower_order_final_ && total < 10) order = std::min(order, total - i);
+        order = detail::final_order(lower_order_final_, order, i, total);
         const double h = std::log(sigma / sigma_next);
         const double phi_1 = std::expm1(-h);  // e^{−h} − 1, accurate for small h
         // x' = (σ'/σ)·x − φ₁·D̂ with D̂ a combination of the stored D's; its coefficients are worked
@@ -60,14 +72,14 @@ class DpmppMultistep : public Sampler {
           c0 -= phi_1 / (2 * r);
           c1 = phi_1 / (2 * r);
         } else if (order == 3) {
-          // 3M: D1 ≈ h·dD/dλ, D2 ≈ h²·d²D/dλ² from divided differences on the last three points:
+          // 3M: D1 ≈ h·dD/dλ, D2 from divided differences on the last three points:
           //   d1_0 = (D_i − D_{i−1})/r0, d1_1 = (D_{i−1} − D_{i−2})/r1,
-          //   D1 = d1_0 + r0/(r0 + r1)·(d1_0 − d1_1), D2 = 2/(r0 + r1)·(d1_0 − d1_1),
-          // and x' += φ₂·D1 − φ₃·D2. The second divided difference times 2h² is h²·D''. (The official
-          // code and k-diffusion use half of it, which leaves an O(h³) local error: second order on
-          // the Gaussian test.)
+          //   D1 = d1_0 + r0/(r0 + r1)·(d1_0 − d1_1), D2 = w·(d1_0 − d1_1),
+          // and x' += φ₂·D1 − φ₃·D2. d1_0 − d1_1 ≈ h²(r0 + r1)/2·D'', so w = 2/(r0 + r1) (d2=taylor)
+          // gives D2 ≈ h²·D'', the Taylor term; the official code and k-diffusion use w = 1/(r0 + r1),
+          // half of it (an O(h³) local error: second order on the Gaussian test).
           const double r0 = (lambdas[0] - lambdas[1]) / h, r1 = (lambdas[1] - lambdas[2]) / h;
-          const double q = r0 / (r0 + r1), w = 2 / (r0 + r1);
+          const double q = r0 / (r0 + r1), w = (taylor_d2_ ? 2 : 1) / (r0 + r1);
           const double phi_2 = phi_1 / h + 1, phi_3 = phi_2 / h - 0.5;
           const double u = phi_2 * (1 + q) - phi_3 * w;  // coefficient of d1_0
           const double v = -phi_2 * q + phi_3 * w;       // coefficient of d1_1
@@ -91,7 +103,8 @@ class DpmppMultistep : public Sampler {
 
  private:
   int max_order_;
-  bool lower_order_final_, afs_, denoise_to_zero_;
+  detail::LowerOrderFinal lower_order_final_;
+  bool taylor_d2_, afs_, denoise_to_zero_;
 };
 
 }  // namespace

@@ -39,15 +39,17 @@ std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double
 ///   corrector UniC-p:  x  = (σ'/σ)x + (1 − e^{−h})·D_i − B(h)·(Σ_{k<p} c_k·D_k + c_p·(D(x̃, σ') − D_i)),
 /// with B(h) = −h (bh1) or e^{−h} − 1 (bh2) and the weights solving Σ_k w_k r_k^{j−1} = j!·φ_{j+1}(−h)·(−h)/B(h)
 /// (a_1 = 1/2 for p = 2 and c_1 = 1/2 for p = 1, as the paper's implementation). D(x̃, σ') is the next
-/// step's model output, so the corrector costs no NFE; it is off on the last step. Warm-up and
-/// lower_order_final as DPM-Solver++. The step into σ = 0 is x ← D_i. N NFE for N steps; UniPC-p is
-/// of order p + 1.
+/// step's model output, so the corrector costs no NFE; it is off on the last step. Warm-up as
+/// DPM-Solver++; lower_order_final on every grid, as the official code (wl-zhao/UniPC
+/// `multistep_uni_pc_bh_update` and its `sample`, and diff-sampler; `below10`: only for fewer than 10
+/// steps, as DPM-Solver). The step into σ = 0 is x ← D_i. N NFE for N steps; UniPC-p is of order
+/// p + 1.
 class UniPc : public Sampler {
  public:
   explicit UniPc(const KeyValueArgs& args)
       : variant_(args.get_string("variant", "bh2")),
         max_order_(args.get_int("order", 2)),
-        lower_order_final_(args.get_bool("lower_order_final", true)),
+        lower_order_final_(detail::read_lower_order_final(args, "unipc", detail::LowerOrderFinal::Always)),
         afs_(detail::read_afs(args)),
         denoise_to_zero_(detail::read_denoise_to_zero(args)) {
     if (variant_ != "bh1" && variant_ != "bh2") fail("unipc: unknown variant '", variant_, "'; valid: bh1, bh2");
@@ -75,7 +77,7 @@ class UniPc : public Sampler {
         break;
       }
       int p = std::min<int>(max_order_, x0s.size());
-      if (lower_order_final_ && total < 10) p = std::min(p, total - i);
+      p = detail::final_order(lower_order_final_, p, i, total);
       const double h = std::log(sigma / sigma_next), hh = -h;
       const double b_h = variant_ == "bh1" ? hh : std::expm1(hh);
       // r_k and the right-hand sides j!·hh·φ_{j+1}(hh)/B(h), j = 1..p. The divided differences
@@ -141,7 +143,8 @@ class UniPc : public Sampler {
   }
   std::string variant_;
   int max_order_;
-  bool lower_order_final_, afs_, denoise_to_zero_;
+  detail::LowerOrderFinal lower_order_final_;
+  bool afs_, denoise_to_zero_;
 };
 
 }  // namespace

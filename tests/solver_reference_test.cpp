@@ -98,7 +98,8 @@ TEST(SamplerOptions, DeisOrderOneIsEulerAndRhoAbIsVariableStepAdamsBashforth) {
   for (int order : {2, 3}) {
     const std::string o = std::to_string(order);
     torch::Tensor rho_ab = run(*make_sampler("deis", "variant=rhoab,order=" + o), model, x, sigmas);
-    torch::Tensor ab = run(*make_sampler("ipndm_v", "denoise_to_zero=true,max_order=" + o), model, x, sigmas);
+    torch::Tensor ab =
+        run(*make_sampler("ipndm_v", "weights=exact,denoise_to_zero=true,max_order=" + o), model, x, sigmas);
     EXPECT_TRUE(torch::allclose(rho_ab, ab, 0, 1e-12)) << order;
   }
 }
@@ -172,7 +173,11 @@ TEST(SamplerOptions, BadOptionsNameTheValue) {
            {"dpmpp_2m_sde", "denoise_to_zero=true", "valid:"},
            {"deis", "order=4", "order must be 1..3, got 4"},
            {"deis", "variant=xab", "valid: tab, rhoab"},
-           {"deis", "orderr=2", "valid: afs, denoise_to_zero, order, variant"}}) {
+           {"deis", "orderr=2", "valid: afs, denoise_to_zero, order, variant"},
+           {"dpmpp_3m", "d2=half", "valid: official, taylor"},
+           {"ipndm_v", "weights=ab", "valid: deis, exact"},
+           {"ipndm", "weights=exact", "valid: afs, denoise_to_zero, max_order"},
+           {"unipc", "lower_order_final=sometimes", "true, false, always or below10"}}) {
     try {
       make_sampler(name, args);
       ADD_FAILURE() << name << " accepted " << args;
