@@ -199,8 +199,11 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
   if (doc.contains("head")) m.head = parse_head(string_field(doc.at("head"), "head"));
   if (doc.contains("features") && !doc.at("features").is_null())
     m.features = string_field(doc.at("features"), "features");
-  if (m.time_input == TimeInput::Index && m.schedule.type() != ScheduleType::VpDiscrete)
-    fail("metadata field 'time_input' is 'index' but the schedule is ", m.schedule.type_name(), " (index needs vp_discrete)");
+  const bool discrete_time = m.time_input == TimeInput::Index || m.time_input == TimeInput::IndexQuantized ||
+                             m.time_input == TimeInput::DpmSolver;
+  if (discrete_time && m.schedule.type() != ScheduleType::VpDiscrete)
+    fail("metadata field 'time_input' is '", time_input_name(m.time_input), "' but the schedule is ",
+         m.schedule.type_name(), " (", time_input_name(m.time_input), " needs vp_discrete)");
   if (m.prediction == Prediction::Flow && m.schedule.type() != ScheduleType::Flow)
     fail("metadata field 'prediction' is 'flow' but the schedule is ", m.schedule.type_name(), " (flow needs schedule type flow)");
   if ((m.prediction == Prediction::V) &&

@@ -220,7 +220,10 @@ TimeInput parse_time_input(const std::string& name) {
   if (name == "scaled") return TimeInput::Scaled;
   if (name == "sigma") return TimeInput::Sigma;
   if (name == "edm_c_noise") return TimeInput::EdmCNoise;
-  fail("unknown time_input '", name, "'; valid: index, continuous, scaled, sigma, edm_c_noise");
+  if (name == "index_quantized") return TimeInput::IndexQuantized;
+  if (name == "dpm_solver") return TimeInput::DpmSolver;
+  fail("unknown time_input '", name,
+       "'; valid: index, index_quantized, dpm_solver, continuous, scaled, sigma, edm_c_noise");
 }
 
 std::string time_input_name(TimeInput t) {
@@ -230,15 +233,62 @@ std::string time_input_name(TimeInput t) {
     case TimeInput::Scaled: return "scaled";
     case TimeInput::Sigma: return "sigma";
     case TimeInput::EdmCNoise: return "edm_c_noise";
+    case TimeInput::IndexQuantized: return "index_quantized";
+    case TimeInput::DpmSolver: return "dpm_solver";
   }
   return "?";
 }
 
+namespace {
+
+/// k-diffusion's DiscreteSchedule.sigma_to_t(quantize=True): argmin_n |log σ − log σ_n|, the lower
+/// index on a tie.
+double nearest_timestep(const NoiseSchedule& schedule, double sig) {
+  const std::vector<double>& s = schedule.discrete_sigmas();  // ascending in n
+  const size_t hi = static_cast<size_t>(std::lower_bound(s.begin(), s.end(), sig) - s.begin());
+  if (hi == 0) return 0;
+  if (hi == s.size()) return static_cast<double>(s.size() - 1);
+  const double ls = std::log(sig);
+  return ls - std::log(s[hi - 1]) <= std::log(s[hi]) - ls ? static_cast<double>(hi - 1) : static_cast<double>(hi);
+}
+
+/// LuChengTHU/dpm-solver's NoiseScheduleVP('discrete') with model_wrapper's t_input: keypoints
+/// log α_n = ½ log ᾱ_n at t_n = (n+1)/N for n < N, where N counts the steps the official code keeps
+/// (numerical_clip_alpha drops the noisiest ones with λ_n < −5.1, e.g. for cosine betas);
+/// t(σ) = interpolate_fn(log α(σ), ...) — piecewise linear in log α = −½ log(1 + σ²), the end
+/// segments extended beyond the keypoints — and the network gets 1000·(t − 1/N).
+double dpm_solver_time(const NoiseSchedule& schedule, double sig) {
+  const std::vector<double>& ab = schedule.alphas_cumprod();  // descending in n
+  const std::vector<double>& sigmas = schedule.discrete_sigmas();
+  // λ_n = −log σ_n < −5.1 ⇔ σ_n > e^{5.1}: the kept steps are a prefix.
+  const size_t n_kept =
+      static_cast<size_t>(std::upper_bound(sigmas.begin(), sigmas.end(), std::exp(5.1)) - sigmas.begin());
+  if (n_kept < 2)
+    fail("time_input 'dpm_solver' needs at least 2 timesteps with lambda >= -5.1, the schedule has ", n_kept);
+  const double log_alpha = -0.5 * std::log1p(sig * sig);
+  auto key = [&](size_t n) { return 0.5 * std::log(ab[n]); };
+  // The segment [n, n+1] with key(n) ≥ log α > key(n+1), clamped to the end segments.
+  size_t lo = 0, hi = n_kept - 1;  // key(lo) ≥ log α is kept true where possible
+  while (hi - lo > 1) {
+    const size_t mid = (lo + hi) / 2;
+    (key(mid) >= log_alpha ? lo : hi) = mid;
+  }
+  const double w = (log_alpha - key(lo)) / (key(lo + 1) - key(lo));
+  return 1000.0 * (static_cast<double>(lo) + w) / static_cast<double>(n_kept);
+}
+
+}  // namespace
+
 double network_time(const NoiseSchedule& schedule, TimeInput input, double sig) {
   switch (input) {
     case TimeInput::Index:
+    case TimeInput::IndexQuantized:
+    case TimeInput::DpmSolver:
       if (schedule.type() != ScheduleType::VpDiscrete)
-        fail("time_input 'index' needs a vp_discrete schedule, the model has ", schedule.type_name());
+        fail("time_input '", time_input_name(input), "' needs a vp_discrete schedule, the model has ",
+             schedule.type_name());
+      if (input == TimeInput::IndexQuantized) return nearest_timestep(schedule, sig);
+      if (input == TimeInput::DpmSolver) return dpm_solver_time(schedule, sig);
       return schedule.t_of_sigma(sig);
     case TimeInput::Continuous:
     case TimeInput::Scaled: {

@@ -63,13 +63,16 @@ class NoiseSchedule {
   std::vector<double> alphas_cumprod_, log_sigmas_, log_sigmas_exp_;
 };
 
-/// What the network takes as its time input (DESIGN.md §3).
-enum class TimeInput { Index, Continuous, Scaled, Sigma, EdmCNoise };
+/// What the network takes as its time input (DESIGN.md §3; docs/samplers.md says which peer uses which).
+enum class TimeInput { Index, Continuous, Scaled, Sigma, EdmCNoise, IndexQuantized, DpmSolver };
 TimeInput parse_time_input(const std::string& name);
 std::string time_input_name(TimeInput t);
-/// The value fed to the network at noise level σ: index → fractional discrete index;
-/// continuous → t in [0, 1] ((n+1)/N for a discrete chain); scaled → 1000·continuous;
-/// sigma → σ; edm_c_noise → ln(σ)/4.
+/// The value fed to the network at noise level σ: index → fractional discrete index (log σ
+/// interpolated between integer timesteps, k-diffusion's quantize=False); index_quantized → the
+/// nearest integer timestep in log σ (k-diffusion's quantize=True, diffusers' integer timesteps);
+/// dpm_solver → LuChengTHU/dpm-solver's discrete convention, 1000·(t − 1/N) with t interpolated
+/// linearly in log α over t_n = (n+1)/N; continuous → t in [0, 1] ((n+1)/N for a discrete chain);
+/// scaled → 1000·continuous; sigma → σ; edm_c_noise → ln(σ)/4. The three discrete ones need vp_discrete.
 double network_time(const NoiseSchedule& schedule, TimeInput input, double sigma);
 
 }  // namespace scoreflow
