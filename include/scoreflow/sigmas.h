@@ -28,6 +28,25 @@ struct VpTime {
 };
 /// Uniform in VpTime::fit(σ_min, σ_max) after the power ρ, from t = 1 to t_eps = 10⁻³, n points.
 std::vector<double> vp_time_uniform_sigmas(int n, double sigma_min, double sigma_max, double rho = 1.0);
+/// The KL-optimal grid from the analysis of Sabour et al. (2024), "Align Your Steps" (ComfyUI's
+/// kl_optimal_scheduler): σ_i = tan((1 − i/(n−1))·atan σ_max + i/(n−1)·atan σ_min).
+std::vector<double> kl_optimal_sigmas(int n, double sigma_min, double sigma_max);
+/// k-diffusion's get_sigmas_polyexponential: log σ polynomial in the ramp 1 → 0 with power ρ
+/// (ρ = 1: logsnr), n points.
+std::vector<double> polyexponential_sigmas(int n, double sigma_min, double sigma_max, double rho = 1.0);
+/// k-diffusion's get_sigmas_vp: σ(t) = sqrt(exp(β_d t²/2 + β_min t) − 1) at t uniform from 1 to ε_s.
+std::vector<double> vp_sigmas(int n, double beta_d = 19.9, double beta_min = 0.1, double eps_s = 1e-3);
+/// The published Align Your Steps σ (Sabour et al., ICML 2024) for "sd15", "sdxl", "svd": the 10-step
+/// lists (diffusers' AysSchedules) with their last positive σ (the AYS project page: 0.029, 0.029,
+/// 0.002); `steps` ≠ 10 by the project page's log-linear interpolation of the 11 values to steps + 1.
+/// Returns `steps` positive values (the interpolated last one is replaced by the final 0).
+std::vector<double> ays_sigmas(const std::string& model, int steps);
+/// Beta(α, β) quantiles (Lee et al. 2024, "Beta Sampling is All You Need"): the fractions
+/// q_k = I⁻¹_{α,β}(1 − k/(n−1)), k = 0..n−1 (diffusers' _convert_to_beta), by Boost.Math's ibeta_inv.
+std::vector<double> beta_fractions(int n, double alpha, double beta);
+/// ComfyUI's beta_scheduler on a discrete chain of num_train_steps: timesteps
+/// rint(I⁻¹_{α,β}(1 − k/n)·(N − 1)), k = 0..n−1, descending; throws when two coincide.
+std::vector<int> beta_timesteps(int n, int num_train_steps, double alpha, double beta);
 /// Discrete timestep indices (diffusers / DDIM spacings) over a vp_discrete chain: "leading",
 /// "trailing", "linspace", "quadratic"; n indices, descending.
 std::vector<int> discrete_timesteps(const std::string& spacing, int n, int num_train_steps);
