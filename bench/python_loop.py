@@ -7,6 +7,13 @@ eager loop — what a k-diffusion-style Python sampler does. Prints one JSON lin
   python3 bench/python_loop.py --model models/fashion_ddpm.pt --device cuda \
       --samplers euler,heun,dpmpp_2m --batches 1,2,4,8,64 --nfe 10
 
+`--optimize` runs the loop on `torch.jit.optimize_for_inference(torch.jit.freeze(module))` instead —
+what a careful Python user does on the CPU (issue #21; bench/cpu_performance.sh runs both).
+GPU peers (issue #19, bench/gpu_peers.sh; PyTorch 2.x): `--eager FILE.py:FUNC` runs the eager
+module FUNC(model_path) returns (the same weights as the file) instead of the TorchScript module, and
+`--mode` picks how the network is called: eager, cuda-graph (the network captured per batch shape
+with torch.cuda.graphs and replayed), reduce-overhead or max-autotune-no-cudagraphs (torch.compile).
+
 Supported metadata: prediction eps|x0|v, schedule vp_discrete (linear|scaled_linear betas) or edm,
 time_input index|sigma|continuous|scaled|edm_c_noise. (Enough for the shipped demo model and the
 export scripts' models; the C++ side supports more.)
@@ -146,6 +153,62 @@ def dpmpp_2m(d, x, sigmas):
 SAMPLERS = {"euler": (euler, lambda n: n), "heun": (heun, lambda n: (n + 1) // 2), "dpmpp_2m": (dpmpp_2m, lambda n: n)}
 
 
+class GraphedNetwork:
+    """network(x, t) captured once per input shape into a CUDA graph (after warm-up on a side stream)
+    and replayed from static buffers; the output is the static buffer, used before the next call."""
+
+    def __init__(self, net):
+        self.net, self.graphs = net, {}
+
+    def __call__(self, x, t):
+        key = (tuple(x.shape), tuple(t.shape))
+        if key not in self.graphs:
+            sx, st = x.clone(), t.clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self.net(sx, st)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self.net(sx, st)
+            self.graphs[key] = (graph, sx, st, out)
+        graph, sx, st, out = self.graphs[key]
+        sx.copy_(x)
+        st.copy_(t)
+        graph.replay()
+        return out
+
+
+def load_eager(spec, model_path):
+    """'path/to/file.py:function' -> function(model_path), an eager nn.Module."""
+    import importlib.util
+    import os
+    file, func = spec.rsplit(":", 1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(file)))
+    module_spec = importlib.util.spec_from_file_location(os.path.basename(file)[:-3], file)
+    mod = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(mod)
+    made = getattr(mod, func)(model_path)
+    return made[0] if isinstance(made, tuple) else made  # e.g. export_pt2.demo_eager: (module, metadata)
+
+
+def network_for_mode(net, mode, device):
+    if mode == "eager":
+        return net
+    if mode == "cuda-graph":
+        if device.type != "cuda":
+            sys.exit("error: --mode cuda-graph needs --device cuda")
+        return GraphedNetwork(net)
+    if mode in ("reduce-overhead", "max-autotune-no-cudagraphs"):
+        if not hasattr(torch, "compile"):
+            sys.exit(f"error: --mode {mode} needs torch.compile (PyTorch >= 2.0); this is torch {torch.__version__}")
+        torch._dynamo.config.cache_size_limit = 64  # one graph per batch size
+        return torch.compile(net, mode=mode, dynamic=False)
+    sys.exit(f"error: unknown --mode {mode}; valid: eager, cuda-graph, reduce-overhead, max-autotune-no-cudagraphs")
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -173,10 +236,29 @@ def main():
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--save", help="write the samples of the first sampler at the first batch to this .npy (checks)")
+    p.add_argument("--optimize", action="store_true", help="freeze + optimize_for_inference the module first")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: PyTorch's own)")
+    p.add_argument("--eager", metavar="FILE.py:FUNC", help="run FUNC(--model), an eager module, instead of the file")
+    p.add_argument("--mode", default="eager",
+                   help="eager | cuda-graph | reduce-overhead | max-autotune-no-cudagraphs (torch.compile)")
     args = p.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     extra = {"scoreflow.json": ""}
     module = torch.jit.load(args.model, map_location=device, _extra_files=extra).eval()
+    impl = "python"
+    if args.optimize:
+        t0 = time.perf_counter()
+        module = torch.jit.optimize_for_inference(torch.jit.freeze(module))
+        print(json.dumps({"impl": "python-optimized", "optimize_seconds": time.perf_counter() - t0}), flush=True)
+        impl = "python-optimized"
+    if args.eager:
+        module = load_eager(args.eager, args.model).to(device).eval()
+        impl = "python-eager-module"
+    if args.mode != "eager":
+        module = network_for_mode(module, args.mode, device)
+        impl += "-" + args.mode
     meta = json.loads(extra["scoreflow.json"])
     d = Denoiser(module, meta, device)
     shape = meta["shape"]
@@ -206,9 +288,10 @@ def main():
                 if args.save:
                     np.save(args.save, fn(d, x0.clone(), sigmas).float().cpu().numpy())
                     args.save = None
-                print(json.dumps({"impl": "python", "sampler": name, "batch": batch, "nfe": calls, "steps": steps,
+                print(json.dumps({"impl": impl, "sampler": name, "batch": batch, "nfe": calls, "steps": steps,
                                   "network_ms": net * 1e3, "loop_ms_per_call": loop * 1e3,
-                                  "torch": torch.__version__, "device": str(device)}), flush=True)
+                                  "torch": torch.__version__, "device": str(device),
+                                  "threads": torch.get_num_threads()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Exports a network as a torch.export + AOTInductor package (.pt2) that scoreflow loads when it is
+built against LibTorch >= 2.6 (models/aoti_model.cpp; a LibTorch 1.13 build refuses .pt2 files).
+Needs PyTorch >= 2.6 here too; this script cannot run under Debian's torch 1.13.
+
+The package holds one compiled graph `forward(x_t, t[, y])` with a dynamic batch dimension
+(1..--max-batch), compiled for one device (--device cpu|cuda), float32. The scoreflow metadata
+(DESIGN.md section 3, without `features`: a package carries forward alone) goes into the package's
+own metadata (key "scoreflow.json") when this PyTorch accepts it, and always into the sidecar file
+OUT.json next to it (keep the two together). After writing, the package is reloaded and scoreflow's
+D(x, sigma) from it is compared with D from the eager module at three sigmas (scripts/scoreflow_export.py);
+on a mismatch both files are deleted and the script exits with one `error:` line.
+
+  # the shipped demo model: its eager architecture (scripts/train_demo.py) with the weights and
+  # metadata of the TorchScript file
+  python3 scripts/export_pt2.py --demo models/fashion_ddpm.pt --out fashion_ddpm.pt2 --device cuda
+  # any module with forward(x, t[, y]): its class, constructor arguments, weights and metadata
+  python3 scripts/export_pt2.py --module pkg.mod:Class --kwargs '{"ch": 64}' --state-dict W.pt \\
+      --meta meta.json --out net.pt2 --device cuda
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scoreflow_export as sx  # noqa: E402
+
+MIN_TORCH = (2, 6)
+
+
+def torch_version():
+    parts = torch.__version__.split("+")[0].split(".")
+    return tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in parts[:2])
+
+
+def require_torch():
+    if torch_version() < MIN_TORCH:
+        sx.die(f"export_pt2.py needs PyTorch >= {MIN_TORCH[0]}.{MIN_TORCH[1]} (torch.export with dynamic shapes and "
+               f"torch._inductor.aoti_compile_and_package); this is torch {torch.__version__}")
+
+
+def demo_eager(pt_path: str):
+    """The demo model's eager network (scripts/train_demo.py) with the weights and metadata of the
+    TorchScript file `pt_path` (written by scripts/export_demo.py)."""
+    import train_demo  # noqa: E402  (scripts/ is on sys.path)
+    extra = {"scoreflow.json": ""}
+    scripted = torch.jit.load(pt_path, map_location="cpu", _extra_files=extra)
+    meta = json.loads(extra["scoreflow.json"])
+    state = scripted.state_dict()
+    net = train_demo.build(eps2_head=any(k.startswith("head.") for k in state))
+    sx.load_weights(net, state, pt_path)
+    return net.eval(), meta
+
+
+def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batch: int = 1024):
+    """Exports `net` (eval mode, forward(x, t[, y])) to the package `out` plus the sidecar `out`.json,
+    reloads it and checks D against the eager module. Returns the path."""
+    require_torch()
+    from torch.export import Dim, export  # noqa: E402
+
+    meta = {k: v for k, v in meta.items() if k != "features"}
+    dev = torch.device(device)
+    net = net.eval().to(dev)
+    shape = meta["shape"]
+    classes = meta.get("num_classes", 0)
+    # Example batch 2 (torch.export specialises a dimension whose example size is 0 or 1).
+    x = torch.randn(2, *shape, device=dev)
+    t = torch.full((2,), 0.5, device=dev)
+    args = (x, t) + ((torch.zeros(2, dtype=torch.long, device=dev),) if classes > 0 else ())
+    batch = Dim("batch", min=1, max=max_batch)
+    dynamic = ({0: batch}, {0: batch}) + (({0: batch},) if classes > 0 else ())
+    with torch.no_grad():
+        program = export(net, args, dynamic_shapes=dynamic)
+    meta_json = json.dumps(meta)
+    for configs in ({"aot_inductor.metadata": {"scoreflow.json": meta_json}}, {}):
+        try:
+            path = torch._inductor.aoti_compile_and_package(program, package_path=out, inductor_configs=configs)
+            break
+        except Exception as e:  # an older 2.x without aot_inductor.metadata: the sidecar carries it
+            if not configs:
+                raise
+            print(f"note: the package's own metadata is not supported here ({str(e).splitlines()[0][:120]}); "
+                  f"the metadata goes into {out}.json alone", file=sys.stderr)
+    with open(out + ".json", "w") as f:
+        f.write(meta_json + "\n")
+    try:
+        check(path, net, meta, dev)
+    except sx.CheckFailed as e:
+        for p in (out, out + ".json"):
+            if os.path.exists(p):
+                os.remove(p)
+        sx.die(f"export self-check failed: {e}")
+    return path
+
+
+def check(path: str, net, meta: dict, dev):
+    """D(x, sigma) from the reloaded package vs the eager module at three sigmas, batch 3."""
+    package = torch._inductor.aoti_load_package(path)
+
+    def on_device(fn):
+        return lambda *a: fn(*(v.to(dev) for v in a)).cpu()
+
+    sch = meta["schedule"]
+    sigmas = [0.05, 1.0, 20.0] if sch["type"] != "vp_discrete" else [0.05, 1.0, 50.0]
+    g = torch.Generator().manual_seed(3)
+    labels = sx.check_labels(meta, 3)
+    with torch.no_grad():
+        for sigma in sigmas:
+            x = 0.5 * torch.randn(3, *meta["shape"], generator=g) + sigma * torch.randn(3, *meta["shape"], generator=g)
+            d_pkg = sx.scoreflow_denoise(on_device(package), meta, x, sigma, labels)
+            d_ref = sx.scoreflow_denoise(on_device(net), meta, x, sigma, labels)
+            err = (d_pkg - d_ref).abs().max().item()
+            scale = max(1.0, d_ref.abs().max().item())
+            if not err <= 1e-3 * scale:  # compiled kernels reorder float32 sums
+                raise sx.CheckFailed(f"D(x, sigma={sigma:.6g}) of the reloaded package differs from the eager "
+                                     f"module by {err:.3g}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--demo", metavar="PT", help="the demo model's TorchScript file (weights and metadata)")
+    src.add_argument("--module", help="package.module:Class with forward(x, t[, y])")
+    p.add_argument("--kwargs", default="{}", help="constructor arguments of --module, JSON")
+    p.add_argument("--state-dict", help="weights for --module (.pt/.pth/.npz)")
+    p.add_argument("--meta", help="scoreflow.json metadata for --module (a JSON file)")
+    p.add_argument("--out", required=True, help="the package to write (.pt2)")
+    p.add_argument("--device", default="cuda", help="cpu or cuda: the device the package is compiled for")
+    p.add_argument("--max-batch", type=int, default=1024, help="largest batch the package accepts")
+    args = p.parse_args()
+    require_torch()
+    if not args.out.endswith(".pt2"):
+        sx.die(f"--out '{args.out}' must end in .pt2 (scoreflow recognises packages by the extension)")
+    if args.demo:
+        sx.require_file(args.demo, "--demo")
+        net, meta = demo_eager(args.demo)
+    else:
+        sx.require_file(args.meta, "--meta")
+        with open(args.meta) as f:
+            meta = json.load(f)
+        net = sx.import_class(args.module)(**json.loads(args.kwargs))
+        if args.state_dict:
+            sx.load_weights(net, sx.load_state_dict(args.state_dict), args.state_dict)
+    path = export_pt2(net, meta, args.out, args.device, args.max_batch)
+    print(f"exported {path} (+ {args.out}.json) for {args.device}, batch 1..{args.max_batch}")
+
+
+if __name__ == "__main__":
+    main()
