@@ -1,4 +1,4 @@
-// DSM vs exact SM and the identity DSM − SM = d·(1 − Γ*) (Vincent 2011; DESIGN.md §7).
+// DSM vs exact SM and the identity DSM − SM = d·(1 − Γ*) (Vincent 2011; docs/design.md §6).
 #include "scoreflow/score_matching.h"
 
 #include <ATen/ATen.h>

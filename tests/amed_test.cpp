@@ -132,7 +132,7 @@ TEST(Amed, CountsTwoNfePerIntervalLessAfs) {
         EXPECT_EQ(s->nfe(steps),
                   2 * (steps - 1) - (extra.empty() ? 0 : 1) + (extra.find("denoise") != std::string::npos));
       }
-  // DESIGN.md's 3/5/7/9 with AFS.
+  // docs/design.md §4: 3/5/7/9 with AFS.
   auto s = make_sampler("amed", "r=0.5,afs=true");
   EXPECT_EQ(s->nfe(3), 3);
   EXPECT_EQ(s->steps_for_nfe(5), 4);

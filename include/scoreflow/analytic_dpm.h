@@ -16,7 +16,7 @@
 
 namespace scoreflow::analytic {
 
-/// ᾱ_t, β̄_t = 1 − ᾱ_t and the skip quantities of the chain (DESIGN.md §6). All in double;
+/// ᾱ_t, β̄_t = 1 − ᾱ_t and the skip quantities of the chain (docs/design.md §5). All in double;
 /// β_{t|s} = −expm1(log ᾱ_t − log ᾱ_s), so short skips keep their relative precision.
 class DiscreteChain {
  public:
