@@ -7,7 +7,7 @@
 #include "cli/common.h"
 #include "cli/gamma_shard.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/nll.h"
 

@@ -10,7 +10,7 @@
 #include "cli/shard.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/image.h"
 #include "scoreflow/npy.h"

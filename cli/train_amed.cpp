@@ -12,7 +12,7 @@
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/sigmas.h"
 

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 
 namespace scoreflow::io {
 namespace fs = std::filesystem;

@@ -11,7 +11,7 @@
 
 #include "scoreflow/amed.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 
 namespace scoreflow {
 
