@@ -8,20 +8,14 @@
 #include <sstream>
 
 #include "models/cuda_graph.h"
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 namespace fs = std::filesystem;
-using namespace scoreflow::clitest;
+using namespace scoreflow::testing_cli;
 
 namespace {
 const std::string kFixtures = SCOREFLOW_FIXTURE_DIR;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 }  // namespace
 
 TEST(Perf, CudaGraphFallsBackToEagerOnCpuWithIdenticalSamples) {
