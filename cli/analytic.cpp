@@ -7,7 +7,7 @@
 #include "cli/common.h"
 #include "cli/gamma_shard.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/nll.h"
 
@@ -40,7 +40,7 @@ bool exists(const std::string& path) {
 
 std::unique_ptr<analytic::GammaTable> load_gamma(const std::string& path, const Model& model) {
   if (path.empty()) return nullptr;
-  return std::make_unique<analytic::GammaTable>(analytic::GammaTable::load(path, chain_of(model), gamma_meta_for(model)));
+  return std::make_unique<analytic::GammaTable>(load_gamma_for(model, path));
 }
 
 void register_estimate_gamma(CLI::App& app) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "scoreflow/model.h"
+#include "scoreflow/seeds.h"
 
 namespace scoreflow::cli {
 

@@ -12,14 +12,14 @@
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/image.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/score_matching.h"
 #include "scoreflow/sigmas.h"
-#include "scoreflow/sweep.h"
+#include "eval/sweep.h"
 
 namespace scoreflow::cli {
 namespace {

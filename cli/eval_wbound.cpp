@@ -5,7 +5,7 @@
 #include "cli/eval.h"
 #include "cli/sample_chunks.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/wbound.h"
 
 namespace scoreflow::cli {

@@ -4,7 +4,7 @@
 #include <mutex>
 
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 
 namespace scoreflow::cli {
 

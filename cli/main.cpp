@@ -1,5 +1,6 @@
 // scoreflow: the command line. Subcommands live one per file; this maps errors to exit codes:
-// 0 success, 1 a scoreflow::Error (bad input, failed job), 2 a usage error.
+// 0 success, 1 a scoreflow::Error (bad input, failed job; the fields it names are shown as flags), 2 a
+// usage error.
 
 #include <dlfcn.h>
 #include <execinfo.h>
@@ -13,6 +14,7 @@
 #include <iostream>
 
 #include "cli/common.h"
+#include "cli/error_flags.h"
 #include "scoreflow/error.h"
 
 namespace {
@@ -94,7 +96,7 @@ int main(int argc, char** argv) {
     scoreflow::cli::set_cpu_threads(threads);
     for (CLI::App* sub : app.get_subcommands()) scoreflow::cli::run_action(sub);
   } catch (const scoreflow::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << scoreflow::cli::flag_message(e) << "\n";
     return 1;
   } catch (const c10::Error& e) {
     std::string msg = e.what_without_backtrace();

@@ -9,7 +9,7 @@
 #include "cli/shard.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/metrics.h"
 
 namespace scoreflow::cli {

@@ -10,7 +10,7 @@
 #include "cli/shard.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/image.h"
 #include "scoreflow/npy.h"
@@ -133,7 +133,7 @@ void run(const SampleOptions& o) {
     const analytic::DiscreteChain chain = chain_of(*model);
     std::unique_ptr<analytic::GammaTable> gamma;
     if (!o.gamma.empty())
-      gamma = std::make_unique<analytic::GammaTable>(analytic::GammaTable::load(o.gamma, chain, gamma_meta_for(*model)));
+      gamma = std::make_unique<analytic::GammaTable>(load_gamma_for(*model, o.gamma));
     sigmas = trajectory_sigmas(chain, make_trajectory(o.trajectory, chain, steps ? steps : 10, gamma.get()));
   } else if (!o.sigmas.empty()) {
     sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"));

@@ -1,6 +1,6 @@
 #include "cli/sample_devices.h"
 
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 
 #include <mutex>
 #include <optional>

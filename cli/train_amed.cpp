@@ -12,7 +12,7 @@
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/sigmas.h"
 
@@ -22,7 +22,7 @@ namespace {
 struct TrainOptions {
   ModelOptions model;
   std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
-  int steps = 4, M = -1, batch = 128;  // M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
+  int steps = 4, M = -1, batch = 128;  // M -1: 1 for a Heun teacher, 2 otherwise (docs/design.md §4)
   int restarts = 1;
   int64_t num_trajectories = 10000, validate = -1;      // validate -1: 1024 with --restarts > 1, else none
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins

@@ -11,39 +11,12 @@
 
 namespace scoreflow {
 
-analytic::DiscreteChain chain_of(const Model& model) {
-  const NoiseSchedule& s = model.metadata().schedule;
-  if (s.type() != ScheduleType::VpDiscrete)
-    fail("Analytic-DPM needs a discrete VP model (schedule vp_discrete); ", model.name(), " has ", s.describe());
-  return analytic::DiscreteChain(s.alphas_cumprod());
-}
-
-int64_t chain_timestep(const Model& model, double sigma) {
-  if (sigma == 0) return 0;
-  const NoiseSchedule& s = model.metadata().schedule;
-  if (s.type() != ScheduleType::VpDiscrete)
-    fail("Analytic-DPM needs a discrete VP model (schedule vp_discrete); ", model.name(), " has ", s.describe());
-  const double n = s.t_of_sigma(sigma);
-  const double rounded = std::round(n);
-  if (std::abs(n - rounded) > 1e-4 || std::abs(s.discrete_sigmas()[static_cast<size_t>(rounded)] - sigma) > 1e-6 * sigma)
-    fail("sigma ", sigma, " is not one of the model's discrete noise levels (fractional timestep ", n,
-         "); use a discrete grid: --trajectory even|quadratic|optimal or --schedule leading|trailing|linspace|quadratic");
-  return static_cast<int64_t>(rounded) + 1;
-}
-
-analytic::GammaMeta gamma_meta_for(const Model& model) {
-  analytic::GammaMeta meta;
-  meta.model = model.name();
-  meta.schedule = model.metadata().schedule.describe();
-  return meta;
-}
-
 std::vector<int64_t> make_trajectory(const std::string& name, const analytic::DiscreteChain& chain, int64_t K,
                                      const analytic::GammaTable* gamma) {
   if (K < 2) fail("a trajectory needs at least 2 timesteps (K >= 2), got ", K);
   if (K > chain.num_steps()) fail("K = ", K, " is larger than the model's ", chain.num_steps(), " training timesteps");
   if (name == "optimal") {
-    if (!gamma) fail("--trajectory optimal needs a Gamma file (--gamma FILE from scoreflow estimate-gamma)");
+    if (!gamma) fail(Field{"trajectory"}, " optimal needs a Gamma file (", Field{"gamma"}, " FILE from scoreflow estimate-gamma)");
     return analytic::optimal_trajectory(chain, *gamma, K);
   }
   if (name == "even" || name == "quadratic") return analytic::timesteps_by_name(name, chain.num_steps(), K);
@@ -89,10 +62,10 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
                     analytic::GammaTable& table,
                     const std::function<void(const analytic::GammaTable&, int64_t, double)>& on_timestep) {
   const analytic::DiscreteChain chain = chain_of(model);
-  if (job.num_images < 1) fail("--num-images must be >= 1, got ", job.num_images);
+  if (job.num_images < 1) fail(Field{"num_images"}, " must be >= 1, got ", job.num_images);
   if (job.num_images > data.size())
-    fail("--num-images ", job.num_images, " is more than the dataset's ", data.size(), " items");
-  if (job.batch < 1) fail("--batch must be >= 1, got ", job.batch);
+    fail(Field{"num_images"}, " ", job.num_images, " is more than the dataset's ", data.size(), " items");
+  if (job.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", job.batch);
   if (data.shape() != model.metadata().shape)
     fail("dataset items have shape ", c10::IntArrayRef(data.shape()), " but the model takes ",
          c10::IntArrayRef(model.metadata().shape));
@@ -176,10 +149,10 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
 
 double forward_throughput(const Model& model, const io::Dataset& data, const GammaEstimation& job) {
   const analytic::DiscreteChain chain = chain_of(model);
-  if (job.timesteps.size() < 2) fail("--forward-only needs at least 2 timesteps (the first one warms up)");
+  if (job.timesteps.size() < 2) fail(Field{"forward_only"}, " needs at least 2 timesteps (the first one warms up)");
   if (job.num_images < 1 || job.num_images > data.size())
-    fail("--num-images must be in [1, ", data.size(), "], got ", job.num_images);
-  if (job.batch < 1) fail("--batch must be >= 1, got ", job.batch);
+    fail(Field{"num_images"}, " must be in [1, ", data.size(), "], got ", job.num_images);
+  if (job.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", job.batch);
   torch::NoGradGuard no_grad;
   Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}));
   const int64_t width = std::min<int64_t>(job.batch, job.num_images);

@@ -18,9 +18,9 @@ NllResult compute_nll(const Model& model, const io::Dataset& data, const analyti
   const ModelMetadata& meta = model.metadata();
   if (meta.data_min != -1 || meta.data_max != 1)
     fail("nll needs a model on data in [-1, 1] (the 256-bin decoder); ", model.name(), " has [", meta.data_min, ", ", meta.data_max, "]");
-  if (job.variance == analytic::ReverseVariance::analytic && !gamma) fail("--variance analytic needs --gamma FILE");
+  if (job.variance == analytic::ReverseVariance::analytic && !gamma) fail(Field{"variance"}, " analytic needs ", Field{"gamma"}, " FILE");
   if (job.num_images < 1 || job.num_images > data.size())
-    fail("--num-images must be in [1, ", data.size(), "], got ", job.num_images);
+    fail(Field{"num_images"}, " must be in [1, ", data.size(), "], got ", job.num_images);
   if (data.shape() != meta.shape)
     fail("dataset items have shape ", c10::IntArrayRef(data.shape()), " but the model takes ", c10::IntArrayRef(meta.shape));
   const std::vector<int64_t>& traj = job.trajectory;

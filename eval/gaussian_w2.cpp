@@ -1,5 +1,5 @@
 /// Gaussian 2-Wasserstein (Bures) distance, Fréchet distance (FID) and the PSD square root, in
-/// float64 with Eigen's symmetric eigendecomposition (DESIGN.md §7).
+/// float64 with Eigen's symmetric eigendecomposition (docs/design.md §6).
 #include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>

@@ -39,7 +39,7 @@ torch::Tensor power_iteration(const std::function<torch::Tensor(const torch::Ten
 
 JacobianExtremes score_jacobian_extremes(const Model& model, const torch::Tensor& x_in, double sigma, int iterations,
                                          uint64_t seed) {
-  if (iterations < 1) fail("--iterations must be >= 1, got ", iterations);
+  if (iterations < 1) fail(Field{"iterations"}, " must be >= 1, got ", iterations);
   torch::AutoGradMode grad_mode(true);
   torch::Tensor x = x_in.detach().clone().requires_grad_(true);
   torch::Tensor denoised = model.denoise(x, {sigma}, {});

@@ -1,4 +1,4 @@
-// DSM vs exact SM and the identity DSM − SM = d·(1 − Γ*) (Vincent 2011; DESIGN.md §7).
+// DSM vs exact SM and the identity DSM − SM = d·(1 − Γ*) (Vincent 2011; docs/design.md §6).
 #include "scoreflow/score_matching.h"
 
 #include <ATen/ATen.h>
@@ -25,8 +25,8 @@ std::pair<double, double> mean_se(const torch::Tensor& v) {
 std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarget& target,
                                              const ScoreMatchingOptions& options, const io::Memo& memo) {
   if (options.num_images < 2)
-    fail("--num-images must be >= 2 (standard errors need two draws), got ", options.num_images);
-  if (options.batch < 1) fail("--batch must be >= 1, got ", options.batch);
+    fail(Field{"num_images"}, " must be >= 2 (standard errors need two draws), got ", options.num_images);
+  if (options.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", options.batch);
   if (options.sigmas.empty()) fail("score matching needs at least one noise level");
   const ModelMetadata& meta = model.metadata();
   const int64_t d = target.dim(), n = options.num_images;

@@ -5,7 +5,7 @@
 #include <map>
 #include <sstream>
 
-#include "scoreflow/sweep.h"
+#include "eval/sweep.h"
 
 namespace scoreflow::eval {
 namespace {

@@ -93,10 +93,10 @@ ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int
   dim_ = numel_of(like.shape);
   if (data.rfind("builtin:", 0) == 0) {
     if (data.rfind("builtin:empirical", 0) == 0)
-      fail("--data ", data, ": give the dataset path itself; its smoothed empirical distribution is the target");
+      fail(Field{"data"}, " ", data, ": give the dataset path itself; its smoothed empirical distribution is the target");
     auto mixture = make_builtin(data);
     if (numel_of(mixture->metadata().shape) != dim_)
-      fail("--data ", data, " has samples of shape ", shape_text(mixture->metadata().shape), " but the model's are ",
+      fail(Field{"data"}, " ", data, " has samples of shape ", shape_text(mixture->metadata().shape), " but the model's are ",
            shape_text(like.shape));
     means_ = mixture->means();
     variances_ = mixture->variances();
@@ -159,11 +159,11 @@ std::pair<torch::Tensor, torch::Tensor> ExactTarget::moments() const {
 }
 
 std::vector<double> evaluation_sigmas(const NoiseSchedule& schedule, int k) {
-  if (k < 1) fail("--timesteps must be >= 1, got ", k);
+  if (k < 1) fail(Field{"timesteps"}, " must be >= 1, got ", k);
   std::vector<double> sigmas;
   if (schedule.type() == ScheduleType::VpDiscrete) {
     const int n = schedule.num_train_steps();
-    if (k > n) fail("--timesteps ", k, " exceeds the model's ", n, " discrete timesteps");
+    if (k > n) fail(Field{"timesteps"}, " ", k, " exceeds the model's ", n, " discrete timesteps");
     for (int i = 0; i < k; ++i) {
       const int index =
           k == 1 ? n - 1 : static_cast<int>(std::lround((n - 1) * (1.0 - static_cast<double>(i) / (k - 1))));

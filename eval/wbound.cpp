@@ -31,7 +31,7 @@ double trapezoid_log(const std::vector<double>& sigma, const std::vector<double>
 WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTarget& target, const WBoundOptions& o,
                                const io::Memo& memo) {
   if (o.sigmas.empty()) fail("the Wasserstein bound needs at least one noise level");
-  if (o.lipschitz_points < 1) fail("--points must be >= 1, got ", o.lipschitz_points);
+  if (o.lipschitz_points < 1) fail(Field{"lipschitz_points"}, " must be >= 1, got ", o.lipschitz_points);
   const ModelMetadata& meta = model->metadata();
   std::vector<double> sigmas = o.sigmas;
   std::sort(sigmas.begin(), sigmas.end());

@@ -21,6 +21,7 @@
 #include "scoreflow/image.h"
 #include "scoreflow/model.h"
 #include "scoreflow/npy.h"
+#include "scoreflow/seeds.h"
 
 namespace scoreflow::fuzz {
 

@@ -7,7 +7,7 @@
 
 #include "io/dataset_util.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/image.h"
 
 namespace scoreflow::io::detail {

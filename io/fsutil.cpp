@@ -1,4 +1,4 @@
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 
 namespace scoreflow::io {
 namespace {

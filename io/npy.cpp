@@ -8,7 +8,7 @@
 
 #include "io/npy_detail.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "scoreflow's .npy code copies little-endian bytes as they are; port it for this host"

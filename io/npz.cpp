@@ -9,7 +9,7 @@
 
 #include "io/npy_detail.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/npy.h"
 
 namespace scoreflow::io {

@@ -1,5 +1,5 @@
-// RowPrefetcher: double-buffered host-to-device copies on a side stream (include/scoreflow/prefetch.h).
-#include "scoreflow/prefetch.h"
+// RowPrefetcher: double-buffered host-to-device copies on a side stream (io/prefetch.h).
+#include "io/prefetch.h"
 
 #include <algorithm>
 

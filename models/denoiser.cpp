@@ -22,7 +22,7 @@ torch::ScalarType parse_inference_dtype(const std::string& name) {
   if (name == "fp32") return torch::kFloat32;
   if (name == "fp16") return torch::kHalf;
   if (name == "bf16") return torch::kBFloat16;
-  fail("--dtype '", name, "' is unknown; valid: fp32, fp16, bf16");
+  fail(Field{"dtype"}, " '", name, "' is unknown; valid: fp32, fp16, bf16");
 }
 
 std::string inference_dtype_name(torch::ScalarType dtype) {
@@ -36,7 +36,7 @@ std::string inference_dtype_name(torch::ScalarType dtype) {
 
 void Model::configure(const InferenceOptions& options) {
   if (options.dtype != torch::kFloat32)
-    fail("--dtype ", inference_dtype_name(options.dtype), " is for TorchScript networks on CUDA; ", name(),
+    fail(Field{"dtype"}, " ", inference_dtype_name(options.dtype), " is for TorchScript networks on CUDA; ", name(),
          " computes in float32/float64 (use fp32)");
   inference_ = options;
 }
@@ -54,7 +54,7 @@ Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond)
     : model_(std::move(model)), cond_(std::move(cond)) {
   const ModelMetadata& m = model_->metadata();
   if (cond_.guidance != 1.0 && m.num_classes == 0)
-    fail("--guidance ", cond_.guidance, " needs a class-conditional model; ", model_->name(), " has num_classes 0");
+    fail(Field{"guidance"}, " ", cond_.guidance, " needs a class-conditional model; ", model_->name(), " has num_classes 0");
   if (cond_.labels.defined() && m.num_classes > 0) {
     auto lo = cond_.labels.min().item<int64_t>(), hi = cond_.labels.max().item<int64_t>();
     if (lo < 0 || hi >= m.num_classes)

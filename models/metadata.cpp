@@ -93,7 +93,7 @@ json parse_document(const std::string& text, const std::string& what) {
 
 void apply_override(json& doc, const std::string& item) {
   size_t eq = item.find('=');
-  if (eq == std::string::npos || eq == 0) fail("malformed --meta '", item, "' (expected key=value)");
+  if (eq == std::string::npos || eq == 0) fail("malformed ", Field{"meta"}, " '", item, "' (expected key=value)");
   std::string key = item.substr(0, eq), text = item.substr(eq + 1);
   json value;
   try {
@@ -149,7 +149,13 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
                                const std::vector<std::string>& overrides, const std::string& source) {
   json doc = json::object();
   if (!archive_json.empty()) doc = parse_document(archive_json, "scoreflow.json in " + source);
-  if (!file_json.empty()) doc.merge_patch(parse_document(file_json, "--meta-file"));
+  if (!file_json.empty()) {
+    try {
+      doc.merge_patch(parse_document(file_json, "meta_file"));
+    } catch (const Error& e) {
+      throw Error(e.what(), {{"meta_file", 0}});  // the message starts with the field's name
+    }
+  }
   for (const std::string& item : overrides) apply_override(doc, item);
 
   std::vector<std::string> missing;
@@ -157,7 +163,7 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
     if (!doc.contains(key)) missing.push_back(key);
   if (!missing.empty())
     fail("model ", source, (archive_json.empty() ? " has no scoreflow.json metadata and" : "'s metadata"),
-         " lacks: ", join(missing), " (give them with --meta key=value or --meta-file FILE.json)");
+         " lacks: ", join(missing), " (give them with ", Field{"meta"}, " key=value or ", Field{"meta_file"}, " FILE.json)");
 
   const std::set<std::string> known = {"prediction", "schedule", "time_input", "shape", "data_range",
                                        "num_classes", "head", "features", "name", "description"};

@@ -111,7 +111,7 @@ class TorchScriptModel : public Model {
 
   void configure(const InferenceOptions& options) override {
     if (options.dtype != torch::kFloat32 && !device_.is_cuda())
-      fail("--dtype ", inference_dtype_name(options.dtype), " needs --device cuda: reduced precision runs the network under CUDA autocast, "
+      fail(Field{"dtype"}, " ", inference_dtype_name(options.dtype), " needs ", Field{"device"}, " cuda: reduced precision runs the network under CUDA autocast, "
            "which the CPU does not have here; use fp32 on the CPU");
     inference_ = options;
     graph_.reset();
@@ -121,7 +121,7 @@ class TorchScriptModel : public Model {
   std::string inference_note() const override {
     if (!inference_.cuda_graph) return "";
     if (!graph_failed_.empty()) return graph_failed_;
-    if (!device_.is_cuda()) return "CUDA graphs need --device cuda; running the network eagerly";
+    if (!device_.is_cuda()) return "CUDA graphs need a CUDA device; running the network eagerly";
     if (!GraphRunner::available()) return "this scoreflow build has no CUDA support; running the network eagerly";
     return "";
   }
@@ -298,7 +298,7 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
                                   const std::vector<std::string>& overrides, torch::Device device) {
   if (spec.rfind("builtin:", 0) == 0) {
     if (!meta_file.empty() || !overrides.empty())
-      fail("builtin models take no --meta/--meta-file; give their args inline, e.g. builtin:gaussian:shape=3x8x8,std=0.5");
+      fail("builtin models take no ", Field{"meta"}, "/", Field{"meta_file"}, "; give their args inline, e.g. builtin:gaussian:shape=3x8x8,std=0.5");
     std::shared_ptr<Model> model;
     if (spec.rfind("builtin:empirical", 0) == 0) model = make_empirical(spec);
     else model = make_builtin(spec);
@@ -316,7 +316,7 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
   std::string file_json;
   if (!meta_file.empty()) {
     std::ifstream in(meta_file);
-    if (!in) fail("cannot read --meta-file '", meta_file, "': ", std::strerror(errno));
+    if (!in) fail("cannot read ", Field{"meta_file"}, " '", meta_file, "': ", std::strerror(errno));
     std::stringstream ss;
     ss << in.rdbuf();
     file_json = ss.str();
@@ -337,7 +337,7 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
   } catch (const Error& e) {
     // Field errors ("metadata field 'shape' ...") do not know the file; say which model it was.
     if (std::string(e.what()).find(spec) != std::string::npos) throw;
-    fail("model '", spec, "': ", e.what());
+    throw e.prefixed("model '" + spec + "': ");
   }
   return std::make_shared<TorchScriptModel>(spec, std::move(module), std::move(meta), device);
 }

@@ -18,9 +18,12 @@ void check_amed_pair(const std::string& student, const std::string& teacher) {
       {"amed", "heun"}, {"euler", "heun"}, {"ipndm", "ipndm"}, {"dpmpp_2m", "dpmpp_2m"}};
   for (const auto& [s, t] : pairs)
     if (s == student && t == teacher) return;
-  std::vector<std::string> valid;
-  for (const auto& [s, t] : pairs) valid.push_back("--student " + s + " --teacher " + t);
-  fail("AMED does not define student '", student, "' with teacher '", teacher, "'; valid: ", join(valid));
+  ErrorMessage m;
+  m << "AMED does not define " << Field{"student"} << " '" << student << "' with " << Field{"teacher"} << " '" << teacher
+    << "'; valid:";
+  for (size_t i = 0; i < pairs.size(); ++i)
+    m << (i ? ", " : " ") << Field{"student"} << " " << pairs[i].first << " " << Field{"teacher"} << " " << pairs[i].second;
+  m.raise();
 }
 
 std::vector<double> refine_sigmas_log(const std::vector<double>& sigmas, int M) {
@@ -95,7 +98,7 @@ std::vector<double> teacher_grid(const AmedTrainOptions& o, int intervals) {
 /// Intervals between the grid's positive σ.
 int positive_intervals(const std::vector<double>& sigmas) {
   const size_t positive = !sigmas.empty() && sigmas.back() == 0 ? sigmas.size() - 1 : sigmas.size();
-  if (positive < 2) fail("AMED training needs a grid with at least 2 positive sigmas (--steps >= 2)");
+  if (positive < 2) fail("AMED training needs a grid with at least 2 positive sigmas (", Field{"steps"}, " >= 2)");
   return static_cast<int>(positive) - 1;
 }
 
@@ -104,13 +107,13 @@ int positive_intervals(const std::vector<double>& sigmas) {
 AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOptions& o,
                          const AmedLossCallback& on_step) {
   check_amed_pair(o.student, o.teacher);
-  const amed::Base base = amed::parse_base(o.student, "--student");
-  if (o.M < 1) fail("--M must be >= 1, got ", o.M);
-  if (o.batch < 1) fail("--batch must be >= 1, got ", o.batch);
-  if (o.num_trajectories < 1) fail("--num-trajectories must be >= 1, got ", o.num_trajectories);
-  if (!(o.lr > 0)) fail("--lr must be > 0, got ", o.lr);
-  if (!(o.scale_dir >= 0 && o.scale_dir < 1)) fail("--scale-dir must be in [0, 1), got ", o.scale_dir);
-  if (!(o.scale_time >= 0 && o.scale_time < 1)) fail("--scale-time must be in [0, 1), got ", o.scale_time);
+  const amed::Base base = amed::parse_base(o.student, "student");
+  if (o.M < 1) fail(Field{"M"}, " must be >= 1, got ", o.M);
+  if (o.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", o.batch);
+  if (o.num_trajectories < 1) fail(Field{"num_trajectories"}, " must be >= 1, got ", o.num_trajectories);
+  if (!(o.lr > 0)) fail(Field{"lr"}, " must be > 0, got ", o.lr);
+  if (!(o.scale_dir >= 0 && o.scale_dir < 1)) fail(Field{"scale_dir"}, " must be in [0, 1), got ", o.scale_dir);
+  if (!(o.scale_time >= 0 && o.scale_time < 1)) fail(Field{"scale_time"}, " must be in [0, 1), got ", o.scale_time);
   const std::vector<double>& sigmas = o.sigmas;
   const int intervals = positive_intervals(sigmas);
   const std::vector<double> fine = teacher_grid(o, intervals);
@@ -194,7 +197,7 @@ double amed_validation_rms(std::shared_ptr<const Model> model, const AmedTrainOp
                            const AmedPredictor& predictor, int64_t num, uint64_t seed) {
   if (num < 1) fail("validation needs at least 1 trajectory, got ", num);
   predictor.check_compatible(*model, o.sigmas);  // the same refusals as sampling with it
-  const amed::Base base = amed::parse_base(o.student, "--student");
+  const amed::Base base = amed::parse_base(o.student, "student");
   const int intervals = positive_intervals(o.sigmas);
   const std::vector<double> fine = teacher_grid(o, intervals);
   const AmedRecord& record = predictor.record();

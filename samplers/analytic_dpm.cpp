@@ -2,13 +2,11 @@
 // the λ²-family step on the model's discrete chain with the optimal reverse variance.
 #include <cmath>
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "samplers/lincomb.h"
-#include "scoreflow/analytic_dpm.h"
+#include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
-#include "scoreflow/gamma_estimation.h"
+#include "scoreflow/gamma_table.h"
 #include "scoreflow/registry.h"
 
 namespace scoreflow {
@@ -34,13 +32,13 @@ class AnalyticDpm : public Sampler {
     y_ = args.get_double("sigma2_clip", 2.0);
     if (y_ < 0) fail(name_, ": sigma2_clip must be >= 0 (0 = off), got ", y_);
     if (source_ == VarianceSource::Gamma) {
-      gamma_path_ = args.get_string("gamma", "");
-      if (gamma_path_.empty()) fail(name_, " needs gamma=FILE.json (from scoreflow estimate-gamma)");
-      std::ifstream in(gamma_path_);
-      if (!in) fail(name_, ": cannot read gamma file '", gamma_path_, "'");
-      std::stringstream ss;
-      ss << in.rdbuf();
-      gamma_text_ = ss.str();
+      const std::string path = args.get_string("gamma", "");
+      if (path.empty()) fail(name_, " needs gamma=FILE.json (from scoreflow estimate-gamma)");
+      try {
+        gamma_file_ = GammaFile::read(path);
+      } catch (const Error& e) {
+        fail(name_, ": ", e.what());
+      }
     }
   }
   std::string name() const override { return name_; }
@@ -56,8 +54,7 @@ class AnalyticDpm : public Sampler {
     const analytic::DataRange range{model.metadata().data_min, model.metadata().data_max};
     std::unique_ptr<analytic::GammaTable> gamma;
     if (source_ == VarianceSource::Gamma)
-      gamma = std::make_unique<analytic::GammaTable>(
-          analytic::GammaTable::from_json(gamma_text_, chain, gamma_meta_for(model), "'" + gamma_path_ + "'"));
+      gamma = std::make_unique<analytic::GammaTable>(gamma_for_model(model, gamma_file_));
     if (source_ != VarianceSource::Gamma) {
       const Head want = source_ == VarianceSource::SecondMoment ? Head::Eps2 : Head::EpsC;
       if (model.metadata().head != want)
@@ -106,7 +103,7 @@ class AnalyticDpm : public Sampler {
   VarianceSource source_;
   double eta_ = 1, y_ = 2;
   bool clip_x0_ = true, clip_variance_ = true, mean_last_ = true, noise_ = true;
-  std::string gamma_path_, gamma_text_;
+  GammaFile gamma_file_;  // read when built, checked against the model when run
 };
 
 }  // namespace

@@ -1,6 +1,6 @@
 #pragma once
 /// Options shared by the samplers, kept in one place: `afs` (analytical first step) and
-/// `denoise_to_zero` (DESIGN.md §5). Private to samplers/.
+/// `denoise_to_zero` (docs/design.md §4). Private to samplers/.
 #include <algorithm>
 #include <cmath>
 #include <string>

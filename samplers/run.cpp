@@ -12,12 +12,12 @@ SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> mo
   const auto& shape = model->metadata().shape;
   const int64_t n = static_cast<int64_t>(job.seeds.size());
   if (n == 0) fail("no seeds to sample");
-  if (job.batch < 1) fail("--batch must be >= 1, got ", job.batch);
+  if (job.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", job.batch);
   if (job.init_noise.defined()) {
     std::vector<int64_t> want{n};
     want.insert(want.end(), shape.begin(), shape.end());
     if (job.init_noise.sizes() != c10::IntArrayRef(want))
-      fail("--init-noise has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want),
+      fail(Field{"init_noise"}, " has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want),
            " (one row per seed)");
   }
   torch::NoGradGuard no_grad;

@@ -31,7 +31,7 @@ torch::Tensor NoiseSource::randn_like(const torch::Tensor& x) {
 
 int Sampler::steps_for_nfe(int64_t budget) const {
   if (nfe(min_steps()) > budget)
-    fail(name(), " needs at least ", nfe(min_steps()), " NFE (", min_steps(), " steps); --nfe ", budget, " is too small");
+    fail(name(), " needs at least ", nfe(min_steps()), " NFE (", min_steps(), " steps); ", Field{"nfe"}, " ", budget, " is too small");
   int steps = min_steps();
   while (steps < 100000 && nfe(steps + 1) <= budget) ++steps;
   return steps;

@@ -260,13 +260,13 @@ std::vector<double> make_sigmas(const std::string& name, int steps, const NoiseS
 }
 
 std::vector<double> explicit_sigmas(const std::vector<double>& values) {
-  if (values.empty()) fail("--sigmas: empty list");
+  if (values.empty()) fail(Field{"sigmas"}, ": empty list");
   std::vector<double> s = values;
   if (s.back() != 0.0) s.push_back(0.0);
-  if (s.size() < 2) fail("--sigmas: need at least one positive sigma");
+  if (s.size() < 2) fail(Field{"sigmas"}, ": need at least one positive sigma");
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    if (!(s[i] > 0) || !std::isfinite(s[i])) fail("--sigmas: value ", s[i], " at position ", i, " must be positive and finite");
-    if (!(s[i + 1] < s[i])) fail("--sigmas: not strictly decreasing at position ", i + 1, " (", s[i], " then ", s[i + 1], ")");
+    if (!(s[i] > 0) || !std::isfinite(s[i])) fail(Field{"sigmas"}, ": value ", s[i], " at position ", i, " must be positive and finite");
+    if (!(s[i + 1] < s[i])) fail(Field{"sigmas"}, ": not strictly decreasing at position ", i + 1, " (", s[i], " then ", s[i + 1], ")");
   }
   return s;
 }

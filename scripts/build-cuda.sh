@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA build (DESIGN.md §9): LibTorch from the installed PyTorch, header-only dependencies from
+# The CUDA build (docs/design.md §10): LibTorch from the installed PyTorch, header-only dependencies from
 # .deps/ (scripts/unpack-header-deps.sh) when apt cannot install them. CUDA graphs are compiled in
 # when that LibTorch has CUDA.   bash scripts/build-cuda.sh [BUILD_DIR] [extra cmake args...]
 set -euo pipefail

@@ -7,7 +7,7 @@ Run with Debian's /usr/bin/python3 (torch 1.13) so the TorchScript archive loads
         --ref models/fashion_ddpm_ref.npz --png docs/fashion_ddpm_python_ddim50.png
 
 The archive holds forward(x, t) -> [eps, E[eps^2]] (head "eps2") or eps (head "none"), the method
-features(x, t) -> [B, 96, 8, 8], and scoreflow.json (DESIGN.md section 3). After writing, the file is
+features(x, t) -> [B, 96, 8, 8], and scoreflow.json (docs/design.md section 3). After writing, the file is
 reloaded and checked against the eager network and against its own metadata; on any mismatch it is
 deleted and the script exits non-zero.
 """

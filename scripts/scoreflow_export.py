@@ -1,5 +1,5 @@
 """Shared parts of scripts/export_{diffusers,edm,guided}.py: writing a TorchScript archive with its
-scoreflow.json (DESIGN.md section 3), and the export self-check.
+scoreflow.json (docs/design.md section 3), and the export self-check.
 
 The self-check has two halves. `preflight` runs the eager network on inputs of the metadata's shape
 before anything is written, so that metadata and architecture that disagree (shape, channels,

@@ -4,9 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "scoreflow/npy.h"
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
-using namespace scoreflow::clitest;
+using namespace scoreflow::testing_cli;
 
 namespace {
 

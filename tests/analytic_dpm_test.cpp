@@ -133,7 +133,7 @@ TEST(AnalyticFamily, MeanCoefficientsAgreeInBothForms) {
   EXPECT_NEAR(ddpm.gamma, a_of(chain, 300) * chain.beta(310, 300) / chain.beta_bar(310), 1e-14);
   EXPECT_NEAR(ddpm.coef_xt,
               std::sqrt(chain.alpha(310, 300)) * chain.beta_bar(300) / chain.beta_bar(310), 1e-14);
-  // DDIM (η = 0) is Euler in σ-space: x_s/√ᾱ_s = x_t/√ᾱ_t + (σ_s − σ_t)·ε̂ (DESIGN.md §2).
+  // DDIM (η = 0) is Euler in σ-space: x_s/√ᾱ_s = x_t/√ᾱ_t + (σ_s − σ_t)·ε̂ (docs/design.md §2).
   const auto ddim = sa::step_coefficients(chain, 300, 700, 0.0);
   EXPECT_NEAR(ddim.c_x / a_of(chain, 300), 1.0 / a_of(chain, 700), 1e-13);
   EXPECT_NEAR(ddim.c_eps / a_of(chain, 300), chain.sigma(300) - chain.sigma(700), 1e-12);

@@ -5,11 +5,11 @@
 
 #include <filesystem>
 
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 namespace fs = std::filesystem;
 
-using namespace scoreflow::clitest;
+using namespace scoreflow::testing_cli;
 
 namespace {
 const std::string kFixtures = SCOREFLOW_FIXTURE_DIR;

@@ -1,4 +1,4 @@
-// builtin:empirical: the exact smoothed-empirical denoiser/score (DESIGN.md §7).
+// builtin:empirical: the exact smoothed-empirical denoiser/score (docs/design.md §6).
 #include <gtest/gtest.h>
 
 #include <filesystem>

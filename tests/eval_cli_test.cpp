@@ -12,11 +12,11 @@
 #include <sstream>
 
 #include "scoreflow/npy.h"
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
-using namespace scoreflow::clitest;
+using namespace scoreflow::testing_cli;
 
 namespace {
 

@@ -13,28 +13,28 @@
 
 #include "scoreflow/model.h"
 #include "scoreflow/npy.h"
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
-using clitest::tmp;
+using testing_cli::tmp;
 
 namespace {
 
 const std::string kScripts = std::string(SCOREFLOW_SOURCE_DIR) + "/scripts/";
 
 /// Runs /usr/bin/python3 scripts/SCRIPT ARGS; exit code, stdout, stderr.
-clitest::Result python(const std::string& script, const std::string& args, const std::string& env = "") {
+testing_cli::Result python(const std::string& script, const std::string& args, const std::string& env = "") {
   static int counter = 0;
   const std::string base = tmp("export_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
   const std::string cmd =
       env + " /usr/bin/python3 " + kScripts + script + " " + args + " >" + base + ".out 2>" + base + ".err";
   int status = std::system(cmd.c_str());
-  auto slurp = [](const std::string& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, slurp(base + ".out"), slurp(base + ".err")};
+  testing_cli::Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  r.out = testing_cli::slurp(base + ".out");
+  r.err = testing_cli::slurp(base + ".err");
+  return r;
 }
 
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
@@ -43,7 +43,7 @@ void write_file(const std::string& path, const std::string& text) { std::ofstrea
 std::string export_ok(const std::string& script, const std::string& name, const std::string& args,
                       const std::string& env = "") {
   const std::string out = tmp(name + ".pt");
-  clitest::Result r = python(script, args + " --out " + out + " --ref " + tmp(name + "_ref.npz"), env);
+  testing_cli::Result r = python(script, args + " --out " + out + " --ref " + tmp(name + "_ref.npz"), env);
   EXPECT_EQ(r.code, 0) << script << " " << args << "\nstderr: " << r.err;
   EXPECT_NE(r.out.find("self-check passed"), std::string::npos) << r.out;
   return out;
@@ -72,12 +72,12 @@ void expect_denoiser_matches_reference(const std::string& name) {
 /// `info --json` succeeds and reports these fields; `sample` writes finite samples of the shape.
 nlohmann::json info_and_sample(const std::string& name, const std::string& sample_extra = "") {
   const std::string model = tmp(name + ".pt");
-  clitest::Result info = clitest::run("info --model " + model + " --json");
+  testing_cli::Result info = testing_cli::run("info --model " + model + " --json");
   EXPECT_EQ(info.code, 0) << info.err;
   nlohmann::json doc = nlohmann::json::parse(info.out.empty() ? "{}" : info.out);
   const std::string npz = tmp(name + "_samples.npz");
   fs::remove(npz);
-  clitest::Result s = clitest::run("sample --model " + model + " --sampler heun --steps 3 --seeds 0-2 --npz " + npz +
+  testing_cli::Result s = testing_cli::run("sample --model " + model + " --sampler heun --steps 3 --seeds 0-2 --npz " + npz +
                                    " " + sample_extra);
   EXPECT_EQ(s.code, 0) << s.err;
   if (fs::exists(npz)) {
@@ -94,7 +94,7 @@ nlohmann::json info_and_sample(const std::string& name, const std::string& sampl
 void expect_export_refused(const std::string& script, const std::string& args, const std::string& needle) {
   const std::string out = tmp("refused.pt");
   fs::remove(out);
-  clitest::Result r = python(script, args + " --out " + out);
+  testing_cli::Result r = python(script, args + " --out " + out);
   EXPECT_NE(r.code, 0) << args;
   EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << args << "\nstderr: " << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "exactly one line: " << r.err;
@@ -212,8 +212,8 @@ TEST(ExportScripts, EdmVpVePreconditioningsMatchTheOriginalNetwork) {
             std::string::npos)
       << info["schedule"];
   // Classifier-free guidance asks for label num_classes: EDM's all-zero class vector.
-  clitest::Result cfg =
-      clitest::run("sample --model " + tmp("edm_edm.pt") +
+  testing_cli::Result cfg =
+      testing_cli::run("sample --model " + tmp("edm_edm.pt") +
                    " --sampler euler --steps 3 --seeds 0-1 --class 0 --guidance 2 --npz " + tmp("edm_cfg.npz"));
   EXPECT_EQ(cfg.code, 0) << cfg.err;
   // VPPrecond's range: sigma(epsilon_t = 1e-5) .. sigma(1) of the VP SDE with beta_d 19.9, beta_min 0.1.

@@ -7,7 +7,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/image.h"
 #include "scoreflow/npy.h"
-#include "scoreflow/prefetch.h"
+#include "io/prefetch.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow::io {

@@ -3,7 +3,7 @@
 #include <unistd.h>
 
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow::io {

@@ -8,20 +8,14 @@
 #include <sstream>
 
 #include "models/cuda_graph.h"
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 namespace fs = std::filesystem;
-using namespace scoreflow::clitest;
+using namespace scoreflow::testing_cli;
 
 namespace {
 const std::string kFixtures = SCOREFLOW_FIXTURE_DIR;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 }  // namespace
 
 TEST(Perf, CudaGraphFallsBackToEagerOnCpuWithIdenticalSamples) {
@@ -32,7 +26,7 @@ TEST(Perf, CudaGraphFallsBackToEagerOnCpuWithIdenticalSamples) {
   ASSERT_EQ(off.code, 0) << off.err;
   Result on = run(common + b + " --cuda-graph");
   ASSERT_EQ(on.code, 0) << on.err;
-  EXPECT_NE(on.err.find("CUDA graphs need --device cuda"), std::string::npos) << on.err;
+  EXPECT_NE(on.err.find("CUDA graphs need a CUDA device"), std::string::npos) << on.err;
   auto doc = nlohmann::json::parse(on.out);
   EXPECT_EQ(doc["cuda_graph"], false);
   EXPECT_EQ(doc["nfe"], 6);
@@ -63,7 +57,7 @@ TEST(Perf, BenchReportsNetworkAndSamplerTimesPerCall) {
   EXPECT_GT(doc["sampler_ms_per_call"].get<double>(), 0);
   // No CUDA here: the graph rows are absent and the reason is given.
   EXPECT_TRUE(doc["network_graph_ms"].is_null());
-  EXPECT_NE(doc["cuda_graph_note"].get<std::string>().find("--device cuda"), std::string::npos);
+  EXPECT_NE(doc["cuda_graph_note"].get<std::string>().find("CUDA graphs need a CUDA device"), std::string::npos);
   EXPECT_NE(r.err.find("network alone"), std::string::npos);
 }
 

@@ -7,18 +7,11 @@
 
 #include "scoreflow/features.h"
 #include "scoreflow/npy.h"
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
-using namespace scoreflow::clitest;
+using namespace scoreflow::testing_cli;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 /// Runs the CLI with launcher variables set in its environment (and only there).
 Result run_with_env(const std::vector<std::pair<std::string, std::string>>& env, const std::string& args) {

@@ -1,7 +1,7 @@
 #pragma once
 /// AMED (Zhou, Chen, Wang, Chen, "Fast ODE-based Sampling for Diffusion Models in Around 5 Steps",
 /// CVPR 2024): a tiny predictor g_φ gives, per step σ → σ', the intermediate point
-/// s = σ'^r σ^{1−r}, a direction scale c and a time scale a (DESIGN.md §5). This header is the
+/// s = σ'^r σ^{1−r}, a direction scale c and a time scale a (docs/design.md §4). This header is the
 /// public face: the predictor file, its per-step table form, and training. The torch::nn network
 /// itself lives in models/amed_predictor.h so that only files that train it see <torch/torch.h>.
 #include <torch/types.h>

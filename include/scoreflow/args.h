@@ -36,8 +36,6 @@ class KeyValueArgs {
   mutable std::vector<std::string> asked_;
 };
 
-/// Parses "0-63", "1,5,9-12" into seeds; throws Error naming the malformed part.
-std::vector<uint64_t> parse_seeds(const std::string& text);
 /// Parses "80,40.5,1,0" into doubles; throws Error naming the malformed item.
 std::vector<double> parse_double_list(const std::string& text, const std::string& what);
 

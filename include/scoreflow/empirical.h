@@ -2,7 +2,7 @@
 /// builtin:empirical — the exact denoiser of a dataset's σ-smoothed empirical distribution
 /// p_σ = (1/N) Σ_i N(x^(i), σ² I): D(x, σ) = Σ_i w_i x^(i), w = softmax_i(−‖x − x^(i)‖²/2σ²) over
 /// the whole set (streamed log-sum-exp, float64). It memorises its training data: sampling from it
-/// reproduces dataset items. Used as the score-matching oracle (DESIGN.md §7).
+/// reproduces dataset items. Used as the score-matching oracle (docs/design.md §6).
 #include <memory>
 #include <string>
 

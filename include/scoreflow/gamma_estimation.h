@@ -1,6 +1,7 @@
 #pragma once
 /// Γ_t = E_{x0, ε}‖ε̂(x_t, t)‖²/d over a dataset (Bao et al. 2022, Eq. 8, ε convention), one noise
-/// draw per image per timestep, resumable timestep by timestep.
+/// draw per image per timestep, resumable timestep by timestep. The chain and the Γ table it fills
+/// are models/ (discrete_chain.h, gamma_table.h).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -11,14 +12,6 @@
 #include "scoreflow/model.h"
 
 namespace scoreflow {
-
-/// The chain of a vp_discrete model; throws naming the schedule otherwise.
-analytic::DiscreteChain chain_of(const Model& model);
-/// The chain timestep (1..N) of a σ on the model's discrete grid; 0 for σ = 0. Throws when σ is
-/// not one of the model's discrete noise levels.
-int64_t chain_timestep(const Model& model, double sigma);
-/// What a Γ file for `model` must record (model name and schedule).
-analytic::GammaMeta gamma_meta_for(const Model& model);
 
 /// A K-point trajectory by name: "even", "quadratic" (from the chain alone) or "optimal" (the DP
 /// over Γ; needs `gamma`). Returns 1 = τ_1 < … < τ_K = N.

@@ -1,7 +1,7 @@
 #pragma once
 /// Distribution metrics on feature rows: streaming moments, Gaussian W2 / Fréchet distance (FID),
 /// KID, and sliced W2. All arithmetic is float64 on the CPU; inputs may be any floating dtype on
-/// any device. Failures throw scoreflow::Error naming the bad shape or count (DESIGN.md §7).
+/// any device. Failures throw scoreflow::Error naming the bad shape or count (docs/design.md §6).
 #include <torch/types.h>
 
 #include <cstdint>

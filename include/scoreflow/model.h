@@ -1,5 +1,5 @@
 #pragma once
-/// Models: anything that gives the σ-space denoiser D(x, σ) ≈ E[x0 | x0 + σε] (DESIGN.md §2) —
+/// Models: anything that gives the σ-space denoiser D(x, σ) ≈ E[x0 | x0 + σε] (docs/design.md §2) —
 /// a TorchScript network wrapped with its metadata, or a built-in analytic model.
 #include <torch/types.h>
 
@@ -19,7 +19,7 @@ std::string prediction_name(Prediction p);
 Head parse_head(const std::string& name);
 std::string head_name(Head h);
 
-/// The `scoreflow.json` fields (DESIGN.md §3), resolved.
+/// The `scoreflow.json` fields (docs/design.md §3), resolved.
 struct ModelMetadata {
   Prediction prediction = Prediction::X0;
   NoiseSchedule schedule = NoiseSchedule::edm();

@@ -1,5 +1,5 @@
 #pragma once
-/// The one place that knows what networks predict (DESIGN.md §2): network output F at input
+/// The one place that knows what networks predict (docs/design.md §2): network output F at input
 /// x_t = α·x (x in σ-space) → D(x, σ).
 #include <torch/types.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 /// Samplers integrate the probability-flow ODE dx/dσ = (x − D(x, σ))/σ (or its SDE) down a σ grid
-/// (DESIGN.md §5). A sampler is a value: options are checked in its constructor, sample() is const,
+/// (docs/design.md §4). A sampler is a value: options are checked in its constructor, sample() is const,
 /// multistep history is local, and randomness comes only from the per-seed NoiseSource.
 #include <torch/types.h>
 

@@ -1,5 +1,5 @@
 #pragma once
-/// Noise schedules x_t = α(t)·x0 + s(t)·ε, viewed in σ-space (σ = s/α, DESIGN.md §2). Plain data:
+/// Noise schedules x_t = α(t)·x0 + s(t)·ε, viewed in σ-space (σ = s/α, docs/design.md §2). Plain data:
 /// every quantity is a host double; nothing here touches a device.
 #include <string>
 #include <vector>
@@ -63,7 +63,7 @@ class NoiseSchedule {
   std::vector<double> alphas_cumprod_, log_sigmas_, log_sigmas_exp_;
 };
 
-/// What the network takes as its time input (DESIGN.md §3; docs/samplers.md says which peer uses which).
+/// What the network takes as its time input (docs/design.md §3; docs/samplers.md says which peer uses which).
 enum class TimeInput { Index, Continuous, Scaled, Sigma, EdmCNoise, IndexQuantized, DpmSolver };
 TimeInput parse_time_input(const std::string& name);
 std::string time_input_name(TimeInput t);

@@ -1,5 +1,5 @@
 #pragma once
-/// Score matching against an exact oracle (DESIGN.md §7): DSM(t) = E‖ε_θ(x_t) − ε‖², the exact
+/// Score matching against an exact oracle (docs/design.md §6): DSM(t) = E‖ε_θ(x_t) − ε‖², the exact
 /// SM(t) = E‖ε_θ − ε*‖² against a distribution whose denoiser is known in closed form (a dataset's
 /// smoothed empirical distribution, or an analytic builtin), and the identity
 /// DSM − SM = d·(1 − Γ*_t) with Γ*_t = E‖ε*‖²/d (Vincent 2011), which holds for any network.

@@ -1,5 +1,5 @@
 #pragma once
-/// Wasserstein bounds for a score network (DESIGN.md §7): sample-based Lipschitz estimates of the
+/// Wasserstein bounds for a score network (docs/design.md §6): sample-based Lipschitz estimates of the
 /// σ-space score s_θ(x, σ) = (D(x, σ) − x)/σ², Kwon, Fan & Lee (NeurIPS 2022) Theorem 1 evaluated
 /// with measured score-matching errors, and the probability-flow coupling bound (model ODE vs exact
 /// ODE from the same noise).

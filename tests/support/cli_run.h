@@ -1,6 +1,8 @@
 #pragma once
-/// Runs the scoreflow executable as a child process (posix_spawn, no shell), capturing stdout and
-/// stderr and telling an exit code from a crash signal; or starts it in the background to kill it.
+/// Runs the scoreflow executable for CLI tests, capturing stdout and stderr: `run("sample ...")`
+/// through the shell (one string, as a user types it), `run_cli({...})` without one (posix_spawn;
+/// an exit code told from a crash signal), or `spawn_cli` in the background to kill it. The one
+/// helper for every CLI test.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -9,6 +11,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -20,10 +25,11 @@ extern char** environ;
 namespace scoreflow::testing_cli {
 
 struct Outcome {
-  int code = -1;   ///< exit status, or -1 when killed by a signal
+  int code = -1;   ///< exit status; when killed by a signal, -1 (run_cli) or 128 + signal (run)
   int signal = 0;  ///< the signal that ended it, or 0
   std::string out, err;
 };
+using Result = Outcome;
 
 /// An empty folder under the test temp dir, unique to this process: TempDir/scoreflow_<name>_<pid>.
 inline std::string fresh_dir(const std::string& name) {
@@ -81,6 +87,43 @@ inline Outcome run_cli(const std::vector<std::string>& args, const std::string& 
                        std::vector<std::string> env = {}) {
   const std::string o = scratch + ".stdout", e = scratch + ".stderr";
   return wait_cli(spawn_cli(args, o, e, std::move(env)), o, e);
+}
+
+/// Runs `SCOREFLOW_CLI_PATH --threads 1 ARGS` through the shell (ARGS as typed: quotes, globs).
+inline Outcome run(const std::string& args) {
+  static int counter = 0;
+  const std::string err_file =
+      ::testing::TempDir() + "/cli_err_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".txt";
+  const std::string cmd = std::string(SCOREFLOW_CLI_PATH) + " --threads 1 " + args + " 2>" + err_file;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  Outcome r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + r.signal;
+  r.err = slurp(err_file);
+  return r;
+}
+
+/// A path under the test temp dir (the folder is created; the file is not).
+inline std::string tmp(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/scoreflow_cli";
+  std::filesystem::create_directories(dir);
+  return dir + "/" + name;
+}
+
+/// One stderr line starting with "error:" that contains `needle`, non-zero exit, and `output`
+/// (if given) not created.
+inline void expect_refused(const std::string& args, const std::string& needle, const std::string& output = "") {
+  if (!output.empty()) std::filesystem::remove(output);
+  Outcome r = run(args);
+  EXPECT_NE(r.code, 0) << args;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << args << "\nstderr: " << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "exactly one line: " << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\nstderr: " << r.err;
+  if (!output.empty()) EXPECT_FALSE(std::filesystem::exists(output)) << output << " left behind";
 }
 
 }  // namespace scoreflow::testing_cli

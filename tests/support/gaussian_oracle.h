@@ -1,5 +1,5 @@
 #pragma once
-/// Exact oracles for Gaussian data x0 ~ N(μ, Σ) under x_t = a·x0 + b·ε (DESIGN.md §7):
+/// Exact oracles for Gaussian data x0 ~ N(μ, Σ) under x_t = a·x0 + b·ε (docs/design.md §6):
 /// S_t = a²Σ + b²I, ε* = b·S⁻¹(x_t − aμ), E[x0|x_t] = μ + aΣS⁻¹(x_t − aμ),
 /// Cov[x0|x_t] = Σ − a²ΣS⁻¹Σ, Γ*_t = E‖ε*‖²/d = (b²/d)·tr S⁻¹. Header-only, float64.
 #include <torch/types.h>

@@ -1,5 +1,5 @@
 #pragma once
-// Exact solutions used as test oracles (DESIGN.md §7).
+// Exact solutions used as test oracles (docs/design.md §6).
 #include <torch/types.h>
 
 #include <cmath>

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "scoreflow/analytic_dpm.h"
+#include "scoreflow/gamma_table.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::analytic {
@@ -243,3 +243,30 @@ GammaTable GammaTable::load(const std::string& path, const DiscreteChain& chain,
 }
 
 }  // namespace scoreflow::analytic
+
+namespace scoreflow {
+
+analytic::GammaMeta gamma_meta_for(const Model& model) {
+  analytic::GammaMeta meta;
+  meta.model = model.name();
+  meta.schedule = model.metadata().schedule.describe();
+  return meta;
+}
+
+GammaFile GammaFile::read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read Gamma file '", path, "'");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return GammaFile{path, text.str()};
+}
+
+analytic::GammaTable gamma_for_model(const Model& model, const GammaFile& file) {
+  return analytic::GammaTable::from_json(file.text, chain_of(model), gamma_meta_for(model), "'" + file.path + "'");
+}
+
+analytic::GammaTable load_gamma_for(const Model& model, const std::string& path) {
+  return gamma_for_model(model, GammaFile::read(path));
+}
+
+}  // namespace scoreflow

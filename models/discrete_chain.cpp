@@ -1,7 +1,8 @@
-/// The discrete VP chain of Analytic-DPM (Bao et al., ICLR 2022, §2) and its timestep subsequences.
+/// The discrete VP chain of Analytic-DPM (Bao et al., ICLR 2022, §2), its timestep subsequences, and
+/// the chain of a model (docs/design.md §5).
 #include <cmath>
 
-#include "scoreflow/analytic_dpm.h"
+#include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::analytic {
@@ -153,3 +154,28 @@ std::vector<int64_t> timesteps_by_name(const std::string& name, int64_t N, int64
 }
 
 }  // namespace scoreflow::analytic
+
+namespace scoreflow {
+
+analytic::DiscreteChain chain_of(const Model& model) {
+  const NoiseSchedule& s = model.metadata().schedule;
+  if (s.type() != ScheduleType::VpDiscrete)
+    fail("Analytic-DPM needs a discrete VP model (schedule vp_discrete); ", model.name(), " has ", s.describe());
+  return analytic::DiscreteChain(s.alphas_cumprod());
+}
+
+int64_t chain_timestep(const Model& model, double sigma) {
+  if (sigma == 0) return 0;
+  const NoiseSchedule& s = model.metadata().schedule;
+  if (s.type() != ScheduleType::VpDiscrete)
+    fail("Analytic-DPM needs a discrete VP model (schedule vp_discrete); ", model.name(), " has ", s.describe());
+  const double n = s.t_of_sigma(sigma);
+  const double rounded = std::round(n);
+  if (std::abs(n - rounded) > 1e-4 || std::abs(s.discrete_sigmas()[static_cast<size_t>(rounded)] - sigma) > 1e-6 * sigma)
+    fail("sigma ", sigma, " is not one of the model's discrete noise levels (fractional timestep ", n,
+         "); use a discrete grid: ", Field{"trajectory"}, " even|quadratic|optimal or ", Field{"schedule"},
+         " leading|trailing|linspace|quadratic");
+  return static_cast<int64_t>(rounded) + 1;
+}
+
+}  // namespace scoreflow

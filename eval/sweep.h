@@ -1,6 +1,7 @@
 #pragma once
 /// Sampler × NFE sweeps (`scoreflow compare`): one cell per (sampler, NFE budget), written as a
 /// markdown table, CSV, and a hand-written SVG plot of metric vs NFE.
+/// Private to the library, its CLI and tests: not installed (docs/design.md §1).
 #include <string>
 #include <vector>
 

@@ -1,6 +1,7 @@
 #pragma once
 // Row batches of a host tensor streamed to a device, the copy of batch b+1 overlapping the work
 // on batch b.
+// Private to the library, its CLI and tests: not installed (docs/design.md §1).
 #include <torch/torch.h>
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 #pragma once
 /// Files are never left half-written: everything scoreflow writes goes to a temporary name in the
 /// same directory and is renamed over the target once complete.
+/// Private to the library, its CLI and tests: not installed (docs/design.md §1).
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "scoreflow/analytic_dpm.h"
+#include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::analytic {

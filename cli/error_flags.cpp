@@ -1,0 +1,47 @@
+// Library field -> command-line flag, for error messages (docs/design.md §7).
+#include "cli/error_flags.h"
+
+#include <map>
+
+namespace scoreflow::cli {
+
+std::string flag_for_field(const std::string& field) {
+  // Fields are the members of the library's job and option structs; flags are this CLI's names.
+  static const std::map<std::string, std::string> flags = {
+      {"M", "--M"},
+      {"batch", "--batch"},
+      {"data", "--data"},
+      {"device", "--device"},
+      {"dtype", "--dtype"},
+      {"forward_only", "--forward-only"},
+      {"gamma", "--gamma"},
+      {"guidance", "--guidance"},
+      {"init_noise", "--init-noise"},
+      {"iterations", "--iterations"},
+      {"lipschitz_points", "--points"},
+      {"lr", "--lr"},
+      {"meta", "--meta"},
+      {"meta_file", "--meta-file"},
+      {"nfe", "--nfe"},
+      {"num_images", "--num-images"},
+      {"num_trajectories", "--num-trajectories"},
+      {"overwrite", "--overwrite"},
+      {"scale_dir", "--scale-dir"},
+      {"scale_time", "--scale-time"},
+      {"schedule", "--schedule"},
+      {"seeds", "--seeds"},
+      {"sigmas", "--sigmas"},
+      {"steps", "--steps"},
+      {"student", "--student"},
+      {"teacher", "--teacher"},
+      {"timesteps", "--timesteps"},
+      {"trajectory", "--trajectory"},
+      {"variance", "--variance"},
+  };
+  auto it = flags.find(field);
+  return it == flags.end() ? std::string() : it->second;
+}
+
+std::string flag_message(const Error& e) { return e.spelled(flag_for_field); }
+
+}  // namespace scoreflow::cli
