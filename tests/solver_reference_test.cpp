@@ -185,7 +185,8 @@ TEST(SamplerOptions, BadOptionsNameTheValue) {
            {"dpmpp_3m", "d2=half", "valid: official, taylor"},
            {"ipndm_v", "weights=ab", "valid: deis, exact"},
            {"ipndm", "weights=exact", "valid: afs, denoise_to_zero, max_order"},
-           {"unipc", "lower_order_final=sometimes", "true, false, always or below10"}}) {
+           {"unipc", "lower_order_final=sometimes", "true, false, always or below10"},
+           {"dpmpp_2m", "thresholding=static", "valid: none, dynamic"}}) {
     try {
       make_sampler(name, args);
       ADD_FAILURE() << name << " accepted " << args;
