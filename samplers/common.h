@@ -61,6 +61,25 @@ inline int final_order(LowerOrderFinal rule, int order, int i, int total) {
   return order;
 }
 
+/// Reads `thresholding`: none (default) or dynamic. `sampler` names the sampler in the error.
+inline bool read_thresholding(const KeyValueArgs& args, const std::string& sampler) {
+  const std::string v = args.get_string("thresholding", "none");
+  if (v != "none" && v != "dynamic") fail(sampler, ": unknown thresholding '", v, "'; valid: none, dynamic");
+  return v == "dynamic";
+}
+
+/// Imagen's dynamic thresholding of a data prediction, as the DPM-Solver and UniPC codes apply it
+/// (`correcting_x0_fn="dynamic_thresholding"`, always on in diff-sampler's DPM-Solver++ and UniPC):
+/// per sample s = max(0.995-quantile of |x̂0|, 1), x̂0 ← clamp(x̂0, −s, s)/s.
+inline torch::Tensor dynamic_threshold(const torch::Tensor& x0) {
+  torch::Tensor flat = x0.abs().reshape({x0.size(0), -1});
+  torch::Tensor s = at::quantile(flat, 0.995, 1, /*keepdim=*/true).clamp_min(1.0);
+  std::vector<int64_t> shape(x0.dim(), 1);
+  shape[0] = x0.size(0);
+  s = s.reshape(shape);
+  return at::minimum(at::maximum(x0, -s), s) / s;
+}
+
 /// The σ points a sampler integrates between. Without denoise_to_zero: the grid itself. With it:
 /// the grid without a trailing 0; the sampler then finishes with x ← D(x, σ_last). On a grid ending
 /// in 0 (every CLI grid) this turns the last interval into one denoiser call — the step into σ = 0 of

@@ -19,7 +19,8 @@ namespace {
 /// and the 3M second difference D2 = (d1_0 − d1_1)/(r0 + r1), which is half of h²·D'' and leaves
 /// the method second order (d2=taylor: the Taylor-consistent 2/(r0 + r1), third order; docs/samplers.md
 /// measures both). The step into σ = 0 (λ' = ∞) is explicitly x ← D_i. One NFE per step (the call at
-/// σ_N = 0 is never made): N for N steps.
+/// σ_N = 0 is never made): N for N steps. thresholding=dynamic passes each x̂0 through Imagen's
+/// dynamic thresholding (off in the official code by default, always on in diff-sampler).
 class DpmppMultistep : public Sampler {
  public:
   DpmppMultistep(const KeyValueArgs& args, int max_order)
@@ -27,6 +28,7 @@ class DpmppMultistep : public Sampler {
         lower_order_final_(detail::read_lower_order_final(args, max_order == 2 ? "dpmpp_2m" : "dpmpp_3m",
                                                           detail::LowerOrderFinal::Below10)),
         taylor_d2_(max_order == 3 && args.get_string("d2", "official") == "taylor"),
+        thresholding_(detail::read_thresholding(args, max_order == 2 ? "dpmpp_2m" : "dpmpp_3m")),
         afs_(detail::read_afs(args)),
         denoise_to_zero_(detail::read_denoise_to_zero(args)) {
     if (max_order == 3) {
@@ -49,7 +51,7 @@ class DpmppMultistep : public Sampler {
     std::deque<double> lambdas;     // λ at the same points
     for (int i = 0; i < m; ++i) {
       const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
-      x0s.push_front(model(x, sigma));
+      x0s.push_front(thresholding_ ? detail::dynamic_threshold(model(x, sigma)) : model(x, sigma));
       lambdas.push_front(-std::log(sigma));
       if (static_cast<int>(x0s.size()) > max_order_) x0s.pop_back(), lambdas.pop_back();
       if (sigma_next == 0) {
@@ -104,7 +106,7 @@ class DpmppMultistep : public Sampler {
  private:
   int max_order_;
   detail::LowerOrderFinal lower_order_final_;
-  bool taylor_d2_, afs_, denoise_to_zero_;
+  bool taylor_d2_, thresholding_, afs_, denoise_to_zero_;
 };
 
 }  // namespace

@@ -32,8 +32,9 @@ std::vector<double> variable_ab_weights(const std::deque<double>& nodes, double 
 /// iPNDM-v's weights as the AMED/diff-sampler authors' code computes them (zju-pi/diff-sampler
 /// `ipndm_v_sampler`, after the DEIS authors' variable-step iPNDM): with h = σ' − σ_i and
 /// h_k = σ_{i−k+1} − σ_{i−k} the previous steps (newest first), closed forms that equal the exact
-/// variable-step Adams–Bashforth weights for two nodes and on a uniform grid, but not otherwise
-/// (for four nodes they do not even sum to one). Same layout as variable_ab_weights.
+/// variable-step Adams–Bashforth weights for two nodes, and the fixed ones on a uniform grid for up
+/// to three; for four they are (57, −65, 43, −11)/24 on a uniform grid (third order there) and do
+/// not sum to one on others. Same layout as variable_ab_weights.
 std::vector<double> deis_ab_weights(const std::deque<double>& nodes, double sigma_next) {
   const size_t q = nodes.size();
   if (q == 1) return {1.0};
@@ -52,10 +53,11 @@ std::vector<double> deis_ab_weights(const std::deque<double>& nodes, double sigm
 
 /// iPNDM (Zhang & Chen 2023, DEIS §4, "improved PNDM"): Adams–Bashforth on d in σ with the fixed
 /// coefficients (1), (3, −1)/2, (23, −16, 5)/12, (55, −59, 37, −9)/24 and lower orders while the
-/// history fills (warm-up). iPNDM-v adapts the weights to the actual grid (the same on a uniform
-/// grid): by default (weights=deis) with the closed forms of the AMED/diff-sampler authors' code,
-/// which reproduces it; weights=exact uses the exact variable-step Adams–Bashforth weights, of order
-/// max_order on any smooth grid (docs/samplers.md compares the two). The step into σ = 0
+/// history fills (warm-up). iPNDM-v adapts the weights to the actual grid: by default (weights=deis)
+/// with the closed forms of the AMED/diff-sampler authors' code, which reproduces it (the fixed
+/// weights on a uniform grid up to three nodes); weights=exact uses the exact variable-step
+/// Adams–Bashforth weights, of order max_order on any smooth grid and the fixed ones on a uniform
+/// grid (docs/samplers.md compares the two). The step into σ = 0
 /// extrapolates d like any other step unless denoise_to_zero. One NFE per step: N for N steps.
 class Ipndm : public Sampler {
  public:
@@ -79,7 +81,10 @@ class Ipndm : public Sampler {
   /// on the Gaussian test), but their four-node weights do not sum to one off a uniform grid
   /// (Σw − 1 ≈ 1e-3 at step ratios ~0.6), so the default max_order=4 has no convergence order to
   /// claim (its error stalls near 1e-5 from ~600 karras steps; docs/samplers.md): declared 1.
-  int order() const override { return exact_ || max_order_ <= 3 ? max_order_ : 1; }
+  int order() const override {
+    if (!variable_) return std::min(max_order_, 2);
+    return exact_ || max_order_ <= 3 ? max_order_ : 1;
+  }
   int64_t nfe(int steps) const override { return steps - afs_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& grid, NoiseSource&,

@@ -14,11 +14,11 @@ namespace scoreflow {
   X(euler_maruyama, "Euler-Maruyama on the reverse-time SDE, last step denoises, 1 NFE/step")               \
   X(dpm_solver_2, "DPM-Solver-2 (midpoint in lambda=-log sigma, r=0.5), 2N-1 NFE")                          \
   X(dpmpp_2m, "DPM-Solver++(2M) multistep, data prediction, lower_order_final, N NFE")                      \
-  X(dpmpp_3m, "DPM-Solver++(3M) multistep, data prediction, lower_order_final, N NFE")                      \
+  X(dpmpp_3m, "DPM-Solver++(3M) multistep, d2=official|taylor, lower_order_final, N NFE")                   \
   X(dpmpp_2m_sde, "SDE-DPM-Solver++(2M) with eta, solver_type=midpoint|heun, N NFE")                        \
   X(unipc, "UniPC predictor-corrector (variant=bh1|bh2, order=1..3), corrector free, N NFE")                \
   X(ipndm, "iPNDM: fixed Adams-Bashforth on d, max_order=1..4 with warm-up, N NFE")                         \
-  X(ipndm_v, "iPNDM-v: variable-step Adams-Bashforth on d, max_order=1..4, N NFE")                          \
+  X(ipndm_v, "iPNDM-v: variable-step AB on d, weights=deis (authors' code)|exact, max_order=1..4, N NFE")   \
   X(deis, "DEIS tAB: eps extrapolated in VP time t (variant=tab|rhoab), order=1..3, warm-up, N NFE")        \
   X(amed, "AMED-Solver (predictor=amed.pt | table=t.json | r,c,a; afs), 2 NFE per interval, 2(N-1)-afs")    \
   X(amed_plugin, "AMED-Plugin on base=euler|ipndm|dpmpp_2m (predictor=|table=|r,c,a; afs), 2(N-1)-afs NFE") \

@@ -42,14 +42,15 @@ std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double
 /// step's model output, so the corrector costs no NFE; it is off on the last step. Warm-up as
 /// DPM-Solver++; lower_order_final on every grid, as the official code (wl-zhao/UniPC
 /// `multistep_uni_pc_bh_update` and its `sample`, and diff-sampler; `below10`: only for fewer than 10
-/// steps, as DPM-Solver). The step into σ = 0 is x ← D_i. N NFE for N steps; UniPC-p is of order
-/// p + 1.
+/// steps, as DPM-Solver); thresholding=dynamic as DPM-Solver++. The step into σ = 0 is x ← D_i. N NFE for N steps;
+/// UniPC-p is of order p + 1.
 class UniPc : public Sampler {
  public:
   explicit UniPc(const KeyValueArgs& args)
       : variant_(args.get_string("variant", "bh2")),
         max_order_(args.get_int("order", 2)),
         lower_order_final_(detail::read_lower_order_final(args, "unipc", detail::LowerOrderFinal::Always)),
+        thresholding_(detail::read_thresholding(args, "unipc")),
         afs_(detail::read_afs(args)),
         denoise_to_zero_(detail::read_denoise_to_zero(args)) {
     if (variant_ != "bh1" && variant_ != "bh2") fail("unipc: unknown variant '", variant_, "'; valid: bh1, bh2");
@@ -66,11 +67,12 @@ class UniPc : public Sampler {
     const int n = static_cast<int>(grid.size()) - 1, m = static_cast<int>(sigmas.size()) - 1;
     const int total = m + denoise_to_zero_;  // the final denoise counts as a step (see dpmpp_multistep.cpp)
     detail::ModelCalls model(denoise, afs_);
+    auto x0_of = [&](const torch::Tensor& d) { return thresholding_ ? detail::dynamic_threshold(d) : d; };
     std::deque<torch::Tensor> x0s;  // D at λ_i, λ_{i−1}, … (newest first)
     std::deque<double> lambdas;
     for (int i = 0; i < m; ++i) {
       const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
-      if (i == 0) x0s.push_front(model(x, sigma)), lambdas.push_front(-std::log(sigma));
+      if (i == 0) x0s.push_front(x0_of(model(x, sigma))), lambdas.push_front(-std::log(sigma));
       if (sigma_next == 0) {
         x = x0s[0];  // λ' = ∞: the data prediction
         if (callback) callback(i, n, sigma_next);
@@ -111,7 +113,7 @@ class UniPc : public Sampler {
       } else {
         // Corrector (UniC-p) with the model output the next step needs anyway:
         // x = x_lin − B(h)·(Σ_k c_k·D_k + c_p·(D_next − D_i)).
-        torch::Tensor x0_next = model(x_pred, sigma_next);
+        torch::Tensor x0_next = x0_of(model(x_pred, sigma_next));
         std::vector<double> rc = r;
         rc.push_back(1.0);
         std::vector<double> c{0.5};
@@ -144,7 +146,7 @@ class UniPc : public Sampler {
   std::string variant_;
   int max_order_;
   detail::LowerOrderFinal lower_order_final_;
-  bool afs_, denoise_to_zero_;
+  bool thresholding_, afs_, denoise_to_zero_;
 };
 
 }  // namespace

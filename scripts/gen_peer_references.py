@@ -45,13 +45,15 @@ SEEDS = [11, 12]  # the NoiseSource seeds of the stochastic cases (one per row)
 
 
 class Net(torch.nn.Module):
-    """F(x, t). kind: 'edm_x0' (t = σ; returns tanh-bounded x0 so diff-sampler's always-on
-    dynamic thresholding of x0 is the identity), 'eps' or 'v' (t = the network's time input)."""
+    """F(x, t). kind: 'edm_x0' (t = σ; returns out_scale·tanh(·): with out_scale 1 diff-sampler's
+    always-on dynamic thresholding of x0 is the identity, with 8 it is not), 'eps' or 'v' (t = the
+    network's time input)."""
 
-    def __init__(self, kind: str, t_scale: float):
+    def __init__(self, kind: str, t_scale: float, out_scale: float = 1.0):
         super().__init__()
         self.kind = kind
         self.t_scale = t_scale
+        self.out_scale = out_scale
         self.conv = torch.nn.Conv2d(2, 8, 3, padding=1)
         self.emb = torch.nn.Linear(6, 8)
         self.out = torch.nn.Conv2d(8, 2, 3, padding=1)
@@ -68,11 +70,12 @@ class Net(torch.nn.Module):
         h = torch.nn.functional.silu(self.conv(x) + self.emb(feats)[:, :, None, None])
         y = self.out(h)
         if self.kind == "edm_x0":
-            y = torch.tanh(y)
+            y = self.out_scale * torch.tanh(y)
         return y
 
 
 DISCRETE = {"type": "vp_discrete", "betas": "linear", "beta_start": 1e-4, "beta_end": 0.02, "num_train_steps": 1000}
+EDM_META = {"prediction": "x0", "schedule": {"type": "edm", "sigma_min": 0.002, "sigma_max": 80}, "time_input": "sigma"}
 FIXTURES = {
     "edm_x0": ("edm_x0", 1.0, {"prediction": "x0", "schedule": {"type": "edm", "sigma_min": 0.002, "sigma_max": 80},
                                "time_input": "sigma"}),
@@ -81,14 +84,15 @@ FIXTURES = {
                                                                        "beta_max": 20.0, "t_eps": 1e-3},
                                    "time_input": "continuous"}),
     "vp_discrete_v": ("v", 1000.0, {"prediction": "v", "schedule": DISCRETE, "time_input": "index"}),
+    "edm_x0_wide": ("edm_x0", 1.0, EDM_META, 8.0),  # x0 in (-8, 8): thresholding acts
 }
 
 
 def make_fixtures(out):
     nets = {}
-    for k, (name, (kind, t_scale, meta)) in enumerate(FIXTURES.items()):
+    for k, (name, (kind, t_scale, meta, *out_scale)) in enumerate(FIXTURES.items()):
         torch.manual_seed(100 + k)
-        net = Net(kind, t_scale).eval()
+        net = Net(kind, t_scale, *out_scale).eval()
         meta = dict(meta, shape=list(SHAPE), data_range=[-1, 1])
         path = os.path.join(out, name + ".pt")
         torch.jit.save(torch.jit.script(net), path, _extra_files={"scoreflow.json": json.dumps(meta)})
@@ -262,7 +266,7 @@ class EdmAsVp:
 
 def vp_model_fn(net, fixture, ns):
     """model(x_t, t_input) -> the fixture's output in the peers' VP convention."""
-    if fixture == "edm_x0":
+    if fixture.startswith("edm_x0"):
         # x_start prediction: the σ-space network at x = x_t/α.
         def model(x, t_input, *a):
             t = t_input.reshape(-1).to(torch.float64)
@@ -273,7 +277,7 @@ def vp_model_fn(net, fixture, ns):
 
 def times_for(fixture, grid_name, grid):
     """The peer's time variable at each grid point (t = σ for EDM, VP t otherwise)."""
-    if fixture == "edm_x0":
+    if fixture.startswith("edm_x0"):
         return list(grid)
     if grid_name == "time_uniform6_vplinear":
         return TIME_UNIFORM_T
@@ -283,7 +287,7 @@ def times_for(fixture, grid_name, grid):
 
 
 def vp_schedule(module, fixture):
-    if fixture == "edm_x0":
+    if fixture.startswith("edm_x0"):
         return EdmAsVp()
     if fixture == "vp_linear_eps":
         return module.NoiseScheduleVP("linear", continuous_beta_0=0.1, continuous_beta_1=20.0)
@@ -315,10 +319,13 @@ def run_vp(module, kind, net, fixture, grid_name, grid, x_sigma, wrapper_module=
     t = torch.tensor(times, dtype=torch.float64)
     alpha_0 = ns.marginal_alpha(t[:1]).item()
     alpha_n = ns.marginal_alpha(t[-1:]).item()
+    correcting = kw.pop("correcting_x0_fn", None)
     if kind == "dpm_solver":
-        solver = module.DPM_Solver(model_fn, ns, algorithm_type=kw.pop("algorithm_type", "dpmsolver++"))
+        solver = module.DPM_Solver(model_fn, ns, algorithm_type=kw.pop("algorithm_type", "dpmsolver++"),
+                                   correcting_x0_fn=correcting)
     else:
-        solver = module.UniPC(model_fn, ns, algorithm_type="data_prediction", variant=kw.pop("variant"))
+        solver = module.UniPC(model_fn, ns, algorithm_type="data_prediction", variant=kw.pop("variant"),
+                              correcting_x0_fn=correcting)
     with_grid(solver, times)
     steps = len(times) - 1
     # singlestep_fixed takes K = steps/order outer steps: the grid is the outer one.
@@ -416,6 +423,20 @@ def main():
                   "measured 1.8e-5 (order 2) and 2.5e-4 (order 3) here) vs scoreflow's Gauss-Legendre"
                   if default else None), tol=(5e-4 if default else None))
 
+    # diff-sampler passes x0 of DPM-Solver++ and UniPC through dynamic thresholding unconditionally:
+    # on a network whose x0 leaves [-1, 1] that is scoreflow's thresholding=dynamic.
+    ds_wide = DiffSamplerNet(nets["edm_x0_wide"])
+    for name, fn, sampler, kw, extra in (
+            ("dpmpp_3m_wide", ds.dpm_pp_sampler, "dpmpp_3m", {"max_order": 3}, "thresholding=dynamic"),
+            ("unipc_bh2_o3_wide", ds.unipc_sampler, "unipc", {"max_order": 3, "variant": "bh2"},
+             "variant=bh2,order=3,thresholding=dynamic"),
+    ):
+        def run(x, grid, fn=fn, kw=kw):
+            t_steps = torch.tensor(grid, dtype=torch.float64)
+            return fn(ds_wide, x / t_steps[0], t_steps=t_steps, num_steps=len(grid), **kw)
+        call_text = "solvers.py %s(%s) on x0 in (-8, 8)" % (fn.__name__, ", ".join("%s=%r" % kv for kv in kw.items()))
+        add("ds_" + name, "diff-sampler", call_text, "edm_x0_wide", "karras5", sampler, extra, run)
+
     # --- crowsonkb/k-diffusion (k_diffusion/sampling.py), σ-space denoisers.
     edm = edm_denoiser(nets["edm_x0"])
     vp_eps = kd_external.DiscreteEpsDDPMDenoiser(KdInner(nets["vp_discrete_eps"]), ALPHAS_CUMPROD, quantize=False)
@@ -476,6 +497,15 @@ def main():
         call_text = "DPM_Solver(algorithm_type='dpmsolver++').sample(%s)" % ", ".join("%s=%r" % kv for kv in kw.items())
         add("dpms_" + name, "dpm-solver", call_text, fixture, grid_name, sampler, extra,
             lambda x, grid, f=fixture, g=grid_name, kw=kw: run_vp(dpms, "dpm_solver", nets[f], f, g, grid, x, **dict(kw)))
+    for name, extra, kw in (
+            ("3m_wide", "", {"order": 3}),
+            ("3m_wide_thresholding", "thresholding=dynamic", {"order": 3, "correcting_x0_fn": "dynamic_thresholding"}),
+    ):
+        kw = dict(kw, method="multistep", skip_type="logSNR")
+        add("dpms_" + name, "dpm-solver", "DPM_Solver(algorithm_type='dpmsolver++', correcting_x0_fn=%r).sample(order=3)"
+            % kw.get("correcting_x0_fn"), "edm_x0_wide", "karras5", "dpmpp_3m", extra,
+            lambda x, grid, kw=kw: run_vp(dpms, "dpm_solver", nets["edm_x0_wide"], "edm_x0_wide", "karras5", grid, x,
+                                          **dict(kw)))
     kw = {"order": 2, "method": "singlestep_fixed", "skip_type": "logSNR", "algorithm_type": "dpmsolver"}
     add("dpms_singlestep_2", "dpm-solver", "DPM_Solver(algorithm_type='dpmsolver').sample(order=2, "
         "method='singlestep_fixed', skip_type='logSNR')", "edm_x0", "karras5", "dpm_solver_2", "",
@@ -491,12 +521,17 @@ def main():
             ("bh2_o3_12steps", "edm_x0", "karras12", "bh2", 3),
             ("bh2_o3_vp_linear", "vp_linear_eps", "time_uniform6_vplinear", "bh2", 3),
             ("bh1_o2_discrete_eps", "vp_discrete_eps", "discrete6", "bh1", 2),
+            ("bh2_o3_wide_thresholding", "edm_x0_wide", "karras5", "bh2", 3),
     ):
         kw = {"variant": variant, "order": order, "method": "multistep", "skip_type": "logSNR",
               "lower_order_final": True}
+        extra = ""
+        if name.endswith("_thresholding"):
+            kw["correcting_x0_fn"], extra = "dynamic_thresholding", ",thresholding=dynamic"
         call_text = "UniPC(algorithm_type='data_prediction', variant=%r).sample(order=%d, method='multistep', " \
                     "lower_order_final=True)" % (variant, order)
-        add("unipc_" + name, "UniPC", call_text, fixture, grid_name, "unipc", "variant=%s,order=%d" % (variant, order),
+        add("unipc_" + name, "UniPC", call_text, fixture, grid_name, "unipc",
+            "variant=%s,order=%d" % (variant, order) + extra,
             lambda x, grid, f=fixture, g=grid_name, kw=kw: run_vp(unipc, "unipc", nets[f], f, g, grid, x,
                                                                    wrapper_module=dpms, **dict(kw)))
 
@@ -516,6 +551,10 @@ def main():
             ("ds_unipc_bh2_o3", "unipc_bh2_o3", "UniPC bh2 order 3, 5 steps"),
             ("ds_unipc_bh1_o2", "unipc_bh1_o2", "UniPC bh1 order 2, 5 steps"),
             ("ds_dpm2", "dpms_singlestep_2", "DPM-Solver-2 (diff-sampler) vs singlestep DPM-Solver-2 (official)"),
+            ("ds_dpmpp_3m_wide", "dpms_3m_wide", "DPM-Solver++(3M), x0 in (-8, 8): diff-sampler thresholds, "
+                                                 "the official code by default not"),
+            ("ds_dpmpp_3m_wide", "dpms_3m_wide_thresholding", "the same with the official code's dynamic thresholding"),
+            ("ds_unipc_bh2_o3_wide", "unipc_bh2_o3_wide_thresholding", "UniPC bh2 order 3 with thresholding in both"),
     ):
         if a + ".out" in arrays and b + ".out" in arrays:
             cross.append({"a": a, "b": b, "what": what, "rel_l2": rel(a, b)})
