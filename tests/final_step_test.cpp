@@ -101,7 +101,8 @@ TEST(FinalStepCli, SampleNoneOnExplicitSigmasEqualsTheLibraryRun) {
   job.final = FinalStep::None;
   job.seeds = {0, 1, 2, 3};
   const torch::Tensor want = run_sampler(*make_sampler("heun"), make_builtin(model), job).samples;
-  EXPECT_TRUE(torch::equal(io::to_tensor(io::read_npz(npz).at("samples")), want));
+  // The CLI runs with one thread; the library here with LibTorch's default (same kernels, rounding aside).
+  EXPECT_TRUE(torch::allclose(io::to_tensor(io::read_npz(npz).at("samples")), want, 1e-6, 1e-6));
   // denoise: one more call; zero: 0 appended, Heun's last step an Euler step.
   for (const auto& [final, nfe] : std::vector<std::pair<std::string, int>>{{"denoise", 7}, {"zero", 7}}) {
     auto d = run("sample --model " + model + " --sampler heun --sigmas 80,10,1,0.1 --final " + final +
