@@ -146,6 +146,7 @@ void run(const SampleOptions& o) {
     sigmas = make_sigmas(o.schedule, steps ? steps : 20, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"),
                          final);
   }
+  check_final_grid(*sampler, sigmas, final);
   if ((!o.out.empty() || !o.out_dir.empty()) && !meta.image_shaped()) {
     std::ostringstream os;
     os << c10::IntArrayRef(meta.shape);
@@ -159,7 +160,6 @@ void run(const SampleOptions& o) {
   SampleJob job;
   job.sigmas = sigmas;
   job.final = final;
-  check_final_grid(*sampler, sigmas, final);
   job.seeds = seeds;
   job.batch = o.batch;
   job.device = model->device();
