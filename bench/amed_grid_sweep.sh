@@ -37,19 +37,19 @@ for spec in $GRIDS; do
   for traj in 10000 30000; do
     errs=()
     for seed in 1 2 3 4; do
-      "$BIN" train-amed --model "$MODEL" --student amed --teacher heun --steps 4 --afs --M 3 --scale-time 0.2 \
+      "$BIN" train-amed --model "$MODEL" --student amed --teacher heun --steps 3 --afs --M 3 --scale-time 0.2 \
         --schedule "$grid" ${gargs:+--schedule-args "$gargs"} --num-trajectories "$traj" --seed "$seed" \
         --out "$WORK/a.pt" 2>/dev/null
-      sample "$WORK/a.npz" amed "predictor=$WORK/a.pt" "$grid" "$gargs" --steps 4
+      sample "$WORK/a.npz" amed "predictor=$WORK/a.pt" "$grid" "$gargs" --steps 3
       errs+=("$(rms "$WORK/ref.npz" "$WORK/a.npz")")
     done
     cells+=("$(IFS=/; echo "${errs[*]}" | sed 's#/# / #g')")
   done
   errs=()
   for seed in 1 2 3 4; do
-    "$BIN" train-amed --model "$MODEL" --student ipndm --teacher ipndm --steps 4 --afs \
+    "$BIN" train-amed --model "$MODEL" --student ipndm --teacher ipndm --steps 3 --afs \
       --schedule "$grid" ${gargs:+--schedule-args "$gargs"} --seed "$seed" --out "$WORK/p.pt" 2>/dev/null
-    sample "$WORK/p.npz" amed_plugin "predictor=$WORK/p.pt" "$grid" "$gargs" --steps 4
+    sample "$WORK/p.npz" amed_plugin "predictor=$WORK/p.pt" "$grid" "$gargs" --steps 3
     errs+=("$(rms "$WORK/ref.npz" "$WORK/p.npz")")
   done
   cells+=("$(IFS=/; echo "${errs[*]}" | sed 's#/# / #g')")

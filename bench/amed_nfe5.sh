@@ -27,21 +27,21 @@ for entry in "${MODELS[@]}"; do
   sample "$model" "$dir/ref.npz" heun "" karras --steps 500
   for grid in karras vp_time_uniform; do
     sample "$model" "$dir/iPNDM, $grid.npz" ipndm afs=true "$grid" --nfe 5
-    sample "$model" "$dir/DPM-Solver-2 (amed r=0.5), $grid.npz" amed r=0.5,afs=true "$grid" --steps 4
+    sample "$model" "$dir/DPM-Solver-2 (amed r=0.5), $grid.npz" amed r=0.5,afs=true "$grid" --steps 3
     sample "$model" "$dir/DPM-Solver++(2M), $grid.npz" dpmpp_2m afs=true "$grid" --nfe 5
     sample "$model" "$dir/DEIS tAB order 3, $grid.npz" deis afs=true "$grid" --nfe 5
     for M in 1 3; do
       [[ $grid == karras && $M == 1 ]] && continue
-      "$BIN" train-amed --model "$model" --student amed --teacher heun --steps 4 --afs --M "$M" --schedule "$grid" \
+      "$BIN" train-amed --model "$model" --student amed --teacher heun --steps 3 --afs --M "$M" --schedule "$grid" \
         --scale-time 0.2 --num-trajectories "$TRAJ" --seed 1 --out "$dir/amed_${grid}_$M.pt" 2>/dev/null
-      sample "$model" "$dir/AMED-Solver M=$M, $grid.npz" amed "predictor=$dir/amed_${grid}_$M.pt" "$grid" --steps 4
+      sample "$model" "$dir/AMED-Solver M=$M, $grid.npz" amed "predictor=$dir/amed_${grid}_$M.pt" "$grid" --steps 3
       sample "$model" "$dir/(teacher: Heun M=$M, $((3 * (M + 1) + 1)) points, $grid).npz" heun "" "$grid" \
         --steps $((3 * (M + 1) + 1))
     done
   done
-  "$BIN" train-amed --model "$model" --student ipndm --teacher ipndm --steps 4 --afs \
+  "$BIN" train-amed --model "$model" --student ipndm --teacher ipndm --steps 3 --afs \
     --num-trajectories "$TRAJ" --seed 1 --out "$dir/plugin.pt" 2>/dev/null
-  sample "$model" "$dir/AMED-Plugin on iPNDM (M=2), karras.npz" amed_plugin "predictor=$dir/plugin.pt" karras --steps 4
+  sample "$model" "$dir/AMED-Plugin on iPNDM (M=2), karras.npz" amed_plugin "predictor=$dir/plugin.pt" karras --steps 3
 done
 "$PY" - "$WORK" <<'PYEOF'
 import math, os, sys

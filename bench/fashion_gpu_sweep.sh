@@ -203,7 +203,7 @@ fi
 # Solver's grid so that every AMED cell has same-grid neighbours. ---
 if has_stage amed; then
   for nfe in ${AMED_NFE//,/ }; do
-    steps=$(((nfe + 1) / 2 + 1))  # NFE = 2(steps-1) - 1 with AFS
+    steps=$(((nfe + 1) / 2))  # NFE = 2 steps - 1 with AFS (--final none, the AMED default)
     for student in ${AMED_STUDENTS//,/ }; do
       case $student in
         amed) teacher=heun sampler=amed grid=$AMED_SOLVER_GRID ;;

@@ -21,6 +21,7 @@ namespace {
 struct BenchOptions {
   ModelOptions model;
   std::string sampler = "dpmpp_2m", sampler_args, schedule = "karras", schedule_args, dtype = "fp32", batches = "64";
+  std::string final;  // "": each sampler's default
   int nfe = 10, repeat = 5, iterations = 50;
   bool cuda_graph = false, json = false;
 };
@@ -49,6 +50,7 @@ struct Case {
   std::unique_ptr<Sampler> sampler;
   std::string args;
   int batch;
+  FinalStep final;
 };
 
 void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch::ScalarType dtype, const Case& c);
@@ -76,8 +78,9 @@ void run(const BenchOptions& o) {
   std::vector<Case> cases;
   for (const std::string& name : split_commas(o.sampler)) {
     for (int b : batches) {
-      Case c{make_sampler(name, o.sampler_args), o.sampler_args, b};
-      c.sampler->steps_for_nfe(o.nfe);  // refuses an NFE too small for the method
+      Case c{make_sampler(name, o.sampler_args), o.sampler_args, b, FinalStep::Zero};
+      c.final = final_step_for(o.final, *c.sampler, o.sampler_args);
+      c.sampler->steps_for_nfe(o.nfe, c.final);  // refuses an NFE too small for the method
       cases.push_back(std::move(c));
     }
   }
@@ -90,10 +93,10 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
   const torch::Device device = model->device();
   const Sampler* sampler = c.sampler.get();
   const int batch = c.batch;
-  const int steps = sampler->steps_for_nfe(o.nfe);
-  const int64_t nfe = sampler->nfe(steps);
+  const int steps = sampler->steps_for_nfe(o.nfe, c.final);
+  const int64_t nfe = sampler->nfe_for(steps, c.final);
   const std::vector<double> sigmas =
-      make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+      make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"), c.final);
   std::vector<uint64_t> seeds(batch);
   for (int i = 0; i < batch; ++i) seeds[i] = static_cast<uint64_t>(i);
   const torch::Tensor x0 = (NoiseSource(seeds).randn(meta.shape) * sigmas.front()).to(device);
@@ -105,6 +108,7 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
     NoiseSource noise(seeds);
     Denoiser denoiser(model);
     torch::Tensor x = sampler->sample(denoiser, x0.clone(), sigmas, noise);
+    if (c.final == FinalStep::Denoise) x = denoiser(x, sigmas.back());
     denoiser.check_finite();
     return x;
   };
@@ -161,6 +165,7 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
                 {"batch", batch},
                 {"nfe", nfe},
                 {"steps", steps},
+                {"final", final_step_name(c.final)},
                 {"dtype", o.dtype},
                 {"cuda_graph_requested", o.cuda_graph},
                 {"cuda_graph_note", note},
@@ -188,6 +193,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
   sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
+  sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--batch", o.batches, "samples per network call, or a comma list, e.g. 1,2,4,8,64")->capture_default_str();
   sub->add_option("--nfe", o.nfe, "network calls per sampler run")->capture_default_str();
   sub->add_option("--repeat", o.repeat, "timed runs of each measurement (the median is reported)")->capture_default_str();

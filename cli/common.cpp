@@ -10,6 +10,7 @@
 #include <map>
 #include <thread>
 
+#include "scoreflow/args.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::cli {
@@ -98,5 +99,25 @@ void run_action(CLI::App* sub) {
 }
 
 void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }
+
+const char* const kFinalHelp =
+    "after the grid's last sigma: zero (append sigma = 0; each sampler's own step into 0), none (stop at the last "
+    "sigma and return x there), denoise (return D(x, sigma_last), one more NFE); default zero, none for amed";
+
+FinalStep final_step_for(const std::string& flag_value, const Sampler& sampler, const std::string& sampler_args) {
+  FinalStep final = sampler.default_final();
+  if (!flag_value.empty()) {
+    try {
+      final = parse_final_step(flag_value);
+    } catch (const Error&) {
+      fail("--final: unknown value '", flag_value, "'; valid: zero, none, denoise");
+    }
+  }
+  sampler.check_final(final);
+  if (final != FinalStep::Zero && KeyValueArgs(sampler_args).get_bool("denoise_to_zero", false))
+    fail("--sampler-args denoise_to_zero=true is --final denoise on a grid ending in 0; with --final ",
+         final_step_name(final), " leave it out");
+  return final;
+}
 
 }  // namespace scoreflow::cli

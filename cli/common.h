@@ -12,6 +12,7 @@
 
 #include "scoreflow/model.h"
 #include "scoreflow/seeds.h"
+#include "scoreflow/sampler.h"
 
 namespace scoreflow::cli {
 
@@ -50,6 +51,13 @@ class Progress {
   bool enabled_;
   std::chrono::steady_clock::time_point start_, last_;
 };
+
+/// --final zero|none|denoise, or "" for the sampler's own default (Sampler::default_final: zero, the
+/// paper's none for AMED); checked against the sampler (an AMED predictor's recorded convention) and
+/// its args: denoise_to_zero=true is --final denoise on a grid ending in 0, refused with none/denoise.
+FinalStep final_step_for(const std::string& flag_value, const Sampler& sampler, const std::string& sampler_args);
+/// The help text of --final, the same for every command.
+extern const char* const kFinalHelp;
 
 /// Seconds since `start`.
 double seconds_since(std::chrono::steady_clock::time_point start);

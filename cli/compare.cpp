@@ -27,7 +27,7 @@ namespace {
 struct Options {
   ModelOptions model;
   std::string samplers = "euler,heun", nfe = "3,5,7,9", seeds, metric = "w2", features = "none", ref, ref_data;
-  std::string schedule = "karras", schedule_args, out_dir, csv, plot, reference_sampler = "heun";
+  std::string schedule = "karras", schedule_args, out_dir, csv, plot, reference_sampler = "heun", final;
   std::vector<std::string> sampler_args;  // "NAME:k=v,..." per sampler
   int num = 64, reference_steps = 500, batch = 64;
   bool json = false, log_x = false, log_y = false, overwrite = false;
@@ -129,7 +129,11 @@ void run(const Options& o) {
     args_of[name] = item.substr(colon + 1);
   }
   std::vector<std::unique_ptr<Sampler>> samplers;
-  for (const auto& n : names) samplers.push_back(make_sampler(n, args_of[n]));  // bad names/args fail before any work
+  std::vector<FinalStep> finals;  // per sampler: --final, or its own default
+  for (const auto& n : names) {   // bad names/args fail before any work
+    samplers.push_back(make_sampler(n, args_of[n]));
+    finals.push_back(final_step_for(o.final, *samplers.back(), args_of[n]));
+  }
   std::vector<int> budgets;
   for (double v : parse_double_list(o.nfe, "--nfe")) {
     if (v < 0 || v != std::floor(v)) fail("--nfe values must be non-negative integers, got ", v);
@@ -162,6 +166,7 @@ void run(const Options& o) {
                                    {"batch", std::to_string(o.batch)},
                                    {"schedule", o.schedule},
                                    {"schedule args", o.schedule_args},
+                                   {"final", o.final},
                                    {"metric", o.metric},
                                    {"features", input_fingerprint(o.features == "none" ? "" : o.features)},
                                    {"ref", input_fingerprint(o.ref)},
@@ -174,7 +179,9 @@ void run(const Options& o) {
   std::vector<eval::SweepCell> cells;
   nlohmann::json grids = nlohmann::json::array();
   Progress progress("compare", static_cast<int64_t>(samplers.size() * budgets.size()), "cells");
-  for (const auto& sampler : samplers) {
+  for (size_t k = 0; k < samplers.size(); ++k) {
+    const auto& sampler = samplers[k];
+    const FinalStep final = finals[k];
     for (int budget : budgets) {
       eval::SweepCell cell;
       cell.sampler = sampler->name();
@@ -190,9 +197,11 @@ void run(const Options& o) {
           if (auto kept = store.load(name)) done = io::to_tensor(*kept);
         if (!done.defined()) {
           auto t0 = std::chrono::steady_clock::now();
-          const int steps = sampler->steps_for_nfe(budget);
+          const int steps = sampler->steps_for_nfe(budget, final);
           SampleJob cj = job;
-          cj.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+          cj.sigmas =
+              make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"), final);
+          cj.final = final;
           SampleResult r = run_sampler(*sampler, model, cj);
           const double value = metric(r.samples);
           if (meta.image_shaped()) {
@@ -222,7 +231,8 @@ void run(const Options& o) {
   const std::string table = eval::sweep_markdown(cells, o.metric);
   write_text(o.out_dir + "/table.md",
              "# " + metric.label() + "\n\nmodel: " + model->name() + ", " + std::to_string(job.seeds.size()) +
-                 " samples from the same seeds in every cell, grid " + o.schedule + "\n\n" + table);
+                 " samples from the same seeds in every cell, grid " + o.schedule + ", final " +
+                 (o.final.empty() ? "each sampler's default (zero; none for amed)" : o.final) + "\n\n" + table);
   write_text(csv_path, eval::sweep_csv(cells, o.metric));
   eval::PlotOptions plot;
   plot.title = o.metric + " vs NFE: " + model->name();
@@ -235,8 +245,10 @@ void run(const Options& o) {
 
   if (o.json) {
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& c : cells) {
-      nlohmann::json j = {{"sampler", c.sampler}, {"nfe_budget", c.nfe_budget}};
+    for (size_t i = 0; i < cells.size(); ++i) {
+      const eval::SweepCell& c = cells[i];
+      nlohmann::json j = {
+          {"sampler", c.sampler}, {"nfe_budget", c.nfe_budget}, {"final", final_step_name(finals[i / budgets.size()])}};
       if (c.ok())
         j.update({{"steps", c.steps}, {"nfe_used", c.nfe_used}, {"metric", c.metric}, {"seconds", c.seconds}});
       else
@@ -282,6 +294,7 @@ void register_compare(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
+  sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--out-dir", o.out_dir, "directory for table.md, results.csv, plot.svg and grids")->required();
   sub->add_option("--csv", o.csv, "CSV path (default OUT_DIR/results.csv)");
   sub->add_option("--plot", o.plot, "SVG path (default OUT_DIR/plot.svg)");

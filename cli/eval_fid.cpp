@@ -27,7 +27,7 @@ namespace {
 struct Options {
   ModelOptions model;
   std::string features, ref, ref_data, samples, save_stats, out, data_range = "-1,1";
-  std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255";
+  std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255", final;
   std::string shard, devices;  // cli/shard.h
   CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1;
@@ -222,13 +222,15 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
     const auto& model = models.front();
     const ModelMetadata& meta = model->metadata();
     auto sampler = make_sampler(o.sampler, o.sampler_args);
+    const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe) : (o.steps != -1 ? o.steps : 20);
+    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : (o.steps != -1 ? o.steps : 20);
     const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
     total = static_cast<int64_t>(seeds.size());
     std::tie(begin, end) = shard_range(total, o.batch, shard);
     SampleJob job;
-    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"), final);
+    job.final = final;
     job.seeds.assign(seeds.begin() + begin, seeds.begin() + end);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
@@ -243,6 +245,7 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
                                      {"schedule", o.schedule},
                                      {"schedule args", o.schedule_args},
                                      {"steps", std::to_string(steps)},
+                                     {"final", final_step_name(final)},
                                      {"seeds", o.seeds}});
   } else {
     const std::string& source = samples_side ? o.samples : o.ref_data;
@@ -323,10 +326,12 @@ void run(const Options& o) {
     const auto& model = models.front();
     const ModelMetadata& meta = model->metadata();
     auto sampler = make_sampler(o.sampler, o.sampler_args);
+    const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe) : (o.steps != -1 ? o.steps : 20);
+    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : (o.steps != -1 ? o.steps : 20);
     SampleJob job;
-    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"), final);
+    job.final = final;
     job.seeds = parse_seeds(o.seeds);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
@@ -338,6 +343,7 @@ void run(const Options& o) {
                     {{"sampler", sampler->name()},
                      {"sampler args", o.sampler_args},
                      {"sigmas", exact_list(job.sigmas)},
+                     {"final", final_step_name(final)},
                      {"seeds", std::to_string(job.seeds.size()) + " seeds, " + io::hash_text(seed_list)},
                      {"batch", std::to_string(o.batch)}});
     const ChunkedResult sampled = sample_for_fid(*sampler, models, job, store, stores, o.out, settings, o.overwrite);
@@ -348,6 +354,7 @@ void run(const Options& o) {
     sampling = {{"model", model->name()},
                 {"sampler", sampler->name()},
                 {"steps", steps},
+                {"final", final_step_name(final)},
                 {"nfe", result.nfe},
                 {"seeds", o.seeds}};
   } else if (!o.samples.empty()) {
@@ -453,6 +460,7 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--steps", o.steps, "sampler steps (default 20)");
   sub->add_option("--nfe", o.nfe, "network-call budget instead of --steps");
   sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
+  sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--seeds", o.seeds, "seeds for --model")->capture_default_str();
   sub->add_option("--data-range", o.data_range, "value range lo,hi of --samples/--ref-data (uint8 is scaled into it)")

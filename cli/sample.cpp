@@ -24,7 +24,7 @@ namespace {
 struct SampleOptions {
   ModelOptions model;
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, sigmas, seeds = "0-63";
-  std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma;
+  std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma, final;
   std::string shard, devices;  // cli/shard.h
   CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
@@ -61,7 +61,7 @@ std::string seed_name(uint64_t seed) {
 /// Everything that decides the samples (not --batch: samples do not depend on it), for the chunk
 /// manifest that lets a killed run resume and refuses to mix in a run with other settings.
 io::Settings resume_settings(const SampleOptions& o, const Model& model, const Sampler& sampler,
-                             const std::vector<double>& sigmas, const std::vector<uint64_t>& seeds) {
+                             const std::vector<double>& sigmas, FinalStep final, const std::vector<uint64_t>& seeds) {
   const bool builtin = o.model.model.rfind("builtin:", 0) == 0;
   std::string grid, seed_list;
   char buf[32];
@@ -73,6 +73,7 @@ io::Settings resume_settings(const SampleOptions& o, const Model& model, const S
           {"sampler", sampler.name()},
           {"sampler args", o.sampler_args},
           {"sigmas", grid},
+          {"final", final_step_name(final)},
           {"seeds", std::to_string(seeds.size()) + " seeds, " + io::hash_text(seed_list)},
           {"init noise", o.init_noise.empty() ? "seeded" : io::hash_file(o.init_noise)},
           {"class", o.label},
@@ -102,6 +103,7 @@ void run(const SampleOptions& o) {
       sampler_args.find("gamma=") == std::string::npos)
     sampler_args += (sampler_args.empty() ? "gamma=" : ",gamma=") + o.gamma;
   auto sampler = make_sampler(o.sampler, sampler_args);
+  const FinalStep final = final_step_for(o.final, *sampler, sampler_args);
   const std::vector<uint64_t> all_seeds = parse_seeds(o.seeds);
   // This process's share (--shard i/n or the launcher's variables): whole batches of the seeds.
   const Shard shard = resolve_shard(o.shard);
@@ -122,25 +124,29 @@ void run(const SampleOptions& o) {
   int steps = o.steps == -1 ? 0 : o.steps;
   std::string nfe_note;
   if (o.nfe != -1) {
-    steps = sampler->steps_for_nfe(o.nfe);
+    steps = sampler->steps_for_nfe(o.nfe, final);
     nfe_note = sampler->name() + ": --nfe " + std::to_string(o.nfe) + " -> " + std::to_string(steps) + " steps (" +
-               std::to_string(sampler->nfe(steps)) + " network calls)";
+               std::to_string(sampler->nfe_for(steps, final)) + " network calls, --final " + final_step_name(final) +
+               ")";
     std::fprintf(stderr, "%s\n", nfe_note.c_str());
   }
   std::vector<double> sigmas;
   if (!o.trajectory.empty()) {
     if (!o.sigmas.empty()) fail("give --trajectory or --sigmas, not both");
+    if (final != FinalStep::Zero) fail("--trajectory ends at sigma = 0: it needs --final zero");
     const analytic::DiscreteChain chain = chain_of(*model);
     std::unique_ptr<analytic::GammaTable> gamma;
     if (!o.gamma.empty())
       gamma = std::make_unique<analytic::GammaTable>(load_gamma_for(*model, o.gamma));
     sigmas = trajectory_sigmas(chain, make_trajectory(o.trajectory, chain, steps ? steps : 10, gamma.get()));
   } else if (!o.sigmas.empty()) {
-    sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"));
+    sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"), final);
     if (steps && steps != static_cast<int>(sigmas.size()) - 1) fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
   } else {
-    sigmas = make_sigmas(o.schedule, steps ? steps : 20, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+    sigmas = make_sigmas(o.schedule, steps ? steps : 20, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"),
+                         final);
   }
+  check_final_grid(*sampler, sigmas, final);
   if ((!o.out.empty() || !o.out_dir.empty()) && !meta.image_shaped()) {
     std::ostringstream os;
     os << c10::IntArrayRef(meta.shape);
@@ -153,6 +159,7 @@ void run(const SampleOptions& o) {
 
   SampleJob job;
   job.sigmas = sigmas;
+  job.final = final;
   job.seeds = seeds;
   job.batch = o.batch;
   job.device = model->device();
@@ -176,7 +183,7 @@ void run(const SampleOptions& o) {
   // With --npz/--out-dir, finished chunks are kept (next to the .npz, or inside the directory) so
   // that re-running this command after a kill resumes; the folder goes once the outputs are written.
   // A shard keeps its own (the per-seed PNGs of all shards can share one --out-dir).
-  const io::Settings settings = resume_settings(o, *model, *sampler, sigmas, all_seeds);
+  const io::Settings settings = resume_settings(o, *model, *sampler, sigmas, final, all_seeds);
   const std::string parts_dir = out_npz.empty() ? o.out_dir + "/.scoreflow-parts" + (shard.sharded() ? "." + shard.label() : "")
                                                 : out_npz + ".parts";
   const std::string parts_option = out_npz.empty() ? "--out-dir" : "--npz";
@@ -203,7 +210,7 @@ void run(const SampleOptions& o) {
     std::vector<int64_t> empty{0};
     empty.insert(empty.end(), meta.shape.begin(), meta.shape.end());
     chunked.result.samples = torch::empty(empty, torch::kFloat32);
-    chunked.result.nfe = sampler->nfe(static_cast<int>(sigmas.size()) - 1);
+    chunked.result.nfe = sampler->nfe_for(static_cast<int>(sigmas.size()) - 1, final);
   } else if (devices.size() > 1) {
     // One model copy per device, each on its own thread with a contiguous run of whole batches.
     std::vector<std::shared_ptr<const Model>> models{model};
@@ -259,6 +266,7 @@ void run(const SampleOptions& o) {
                 {"schedule", o.sigmas.empty() ? o.schedule : "explicit"},
                 {"schedule_args", o.schedule_args},
                 {"steps", static_cast<int>(sigmas.size()) - 1},
+                {"final", final_step_name(final)},
                 {"nfe", result.nfe},
                 {"nfe_note", nfe_note},
                 {"sigmas", sigmas},
@@ -296,7 +304,9 @@ void register_sample(CLI::App& app) {
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,... (rho, sigma_min, sigma_max, ...)");
   sub->add_option("--trajectory", o.trajectory, "discrete timesteps even|quadratic|optimal (vp_discrete models; --steps = K)");
   sub->add_option("--gamma", o.gamma, "Gamma file (estimate-gamma) for --trajectory optimal and the analytic samplers");
-  sub->add_option("--sigmas", o.sigmas, "explicit descending sigma list, e.g. 80,40,10,1 (0 appended)");
+  sub->add_option("--sigmas", o.sigmas,
+                  "explicit descending sigma list, e.g. 80,40,10,1 (0 appended with --final zero)");
+  sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--seeds", o.seeds, "seeds: 0-63 or 1,5,9-12 (one sample each)")->capture_default_str();
   sub->add_option("--batch", o.batch, "samples per network call")->capture_default_str();
   sub->add_option("--dtype", o.dtype, "network precision fp32 | fp16 | bf16 (CUDA autocast; state stays float32)")->capture_default_str();

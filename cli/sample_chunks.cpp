@@ -147,7 +147,7 @@ ChunkedResult run_chunked(const Sampler& sampler, std::shared_ptr<const Model> m
     if (on_batch) on_batch(begin, n);
   }
   if (writing.valid()) writing.get();
-  if (out.result.nfe < 0) out.result.nfe = sampler.nfe(static_cast<int>(job.sigmas.size()) - 1);
+  if (out.result.nfe < 0) out.result.nfe = sampler.nfe_for(static_cast<int>(job.sigmas.size()) - 1, job.final);
   out.result.samples = torch::cat(parts);
   return out;
 }

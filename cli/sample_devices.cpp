@@ -53,7 +53,7 @@ ChunkedResult run_on_devices(const Sampler& sampler, const std::vector<std::shar
         {});
   });
   ChunkedResult out;
-  out.result.nfe = sampler.nfe(static_cast<int>(job.sigmas.size()) - 1);
+  out.result.nfe = sampler.nfe_for(static_cast<int>(job.sigmas.size()) - 1, job.final);
   std::vector<torch::Tensor> samples;
   for (int64_t k = 0; k < k_devices; ++k) {
     if (ranges[k].first == ranges[k].second) continue;

@@ -22,7 +22,10 @@ namespace {
 struct TrainOptions {
   ModelOptions model;
   std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
-  int steps = 4, M = -1, batch = 128;  // M -1: 1 for a Heun teacher, 2 otherwise (docs/design.md §4)
+  // The sampling convention trained for and recorded; the paper's by default.
+  std::string final = "none";
+  int steps = -1, M = -1, batch = 128;  // steps -1: 3 intervals (4 with --final zero); M -1: 1 for a Heun
+                                        // teacher, 2 otherwise (docs/design.md §4)
   int restarts = 1;
   int64_t num_trajectories = 10000, validate = -1;      // validate -1: 1024 with --restarts > 1, else none
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
@@ -34,7 +37,7 @@ struct TrainOptions {
 /// student's (karras, polynomial, logsnr, time_uniform, vp_time_uniform), else M log-uniform points per interval.
 std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double>& sigmas,
                                  const NoiseSchedule& schedule) {
-  const int intervals = static_cast<int>(sigmas.size()) - 2;
+  const int intervals = static_cast<int>(sigmas.size()) - (sigmas.back() == 0 ? 2 : 1);
   try {
     std::vector<double> fine =
         make_sigmas(o.schedule, intervals * (o.M + 1) + 1, schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
@@ -57,6 +60,7 @@ io::Settings restart_settings(const AmedTrainOptions& t, const TrainOptions& o, 
                              {"teacher", t.teacher},
                              {"M", std::to_string(t.M)},
                              {"afs", t.afs ? "true" : "false"},
+                             {"final", final_step_name(t.final)},
                              {"sigmas", exact_list(t.sigmas)},
                              {"teacher sigmas", exact_list(t.teacher_sigmas)},
                              {"trajectories", std::to_string(t.num_trajectories)},
@@ -88,8 +92,18 @@ void train(TrainOptions o) {
   if (o.scale_time < 0) o.scale_time = o.student == "amed" ? 0.0 : 0.2;
   // The authors' grids: AMED-Solver on time-uniform steps in (VP) time, the plugins on Karras ρ = 7.
   if (o.schedule.empty()) o.schedule = o.student == "amed" ? "vp_time_uniform" : "karras";
-  if (o.steps < 2 || o.steps > 1000)
-    fail("--steps must be in [2, 1000] (AMED needs one interval between positive sigmas), got ", o.steps);
+  FinalStep final;
+  try {
+    final = parse_final_step(o.final);
+  } catch (const Error&) {
+    fail("--final: unknown value '", o.final, "'; valid: zero, none, denoise");
+  }
+  // Zero: the last of the steps is σ_min → 0, which AMED does not integrate.
+  if (o.steps == -1) o.steps = final == FinalStep::Zero ? 4 : 3;
+  const int least = final == FinalStep::Zero ? 2 : 1;
+  if (o.steps < least || o.steps > 1000)
+    fail("--steps must be in [", least, ", 1000] with --final ", o.final,
+         " (AMED needs one interval between positive sigmas), got ", o.steps);
   if (o.restarts < 1) fail("--restarts must be >= 1, got ", o.restarts);
   if (o.validate == -1) o.validate = o.restarts > 1 ? 1024 : 0;
   if (o.validate < 0) fail("--validate must be >= 0, got ", o.validate);
@@ -104,7 +118,8 @@ void train(TrainOptions o) {
   AmedTrainOptions t;
   t.student = o.student;
   t.teacher = o.teacher;
-  t.sigmas = make_sigmas(o.schedule, o.steps, schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+  t.sigmas = make_sigmas(o.schedule, o.steps, schedule, KeyValueArgs(o.schedule_args, "schedule arg"), final);
+  t.final = final;
   t.M = o.M;
   t.teacher_sigmas = teacher_grid(o, t.sigmas, schedule);
   t.afs = o.afs;
@@ -118,7 +133,8 @@ void train(TrainOptions o) {
   if (!o.table.empty() && model->has_features())
     fail("--table: model ", model->name(), " exposes bottleneck features, so the predictor is not a per-step table");
 
-  const int intervals = o.steps - 1;
+  const int intervals = final == FinalStep::Zero ? o.steps - 1 : o.steps;
+  const int nfe = 2 * intervals - (o.afs ? 1 : 0) + (final == FinalStep::Denoise ? 1 : 0);
   const int64_t batches = (o.num_trajectories + o.batch - 1) / o.batch;
   const int64_t every = std::max<int64_t>(1, batches / 10);
   // The validation noise is the same for every restart and unlike any training seed's.
@@ -129,10 +145,11 @@ void train(TrainOptions o) {
   size_t best_run = 0;
   Progress progress("train-amed", batches * intervals * o.restarts, "steps");
   std::fprintf(stderr,
-               "train-amed: %s student %s, teacher %s (M=%d), %d steps (NFE %d%s), %lld trajectories, batch %d%s\n",
-               model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps,
-               2 * intervals - (o.afs ? 1 : 0), o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories),
-               o.batch, o.restarts > 1 ? (", " + std::to_string(o.restarts) + " restarts").c_str() : "");
+               "train-amed: %s student %s, teacher %s (M=%d), %d steps, final %s (NFE %d%s), %lld trajectories, "
+               "batch %d%s\n",
+               model->name().c_str(), o.student.c_str(), o.teacher.c_str(), o.M, o.steps, o.final.c_str(), nfe,
+               o.afs ? " with AFS" : "", static_cast<long long>(o.num_trajectories), o.batch,
+               o.restarts > 1 ? (", " + std::to_string(o.restarts) + " restarts").c_str() : "");
   // With restarts, each finished run is kept in OUT.parts (its per-step losses and end-to-end error
   // as a chunk, its predictor beside it) until the outputs are written, so a killed job resumes.
   std::optional<io::ChunkStore> store;
@@ -227,7 +244,8 @@ void train(TrainOptions o) {
                 {"student", r.student},
                 {"teacher", r.teacher},
                 {"steps", r.steps},
-                {"nfe", 2 * intervals - (r.afs ? 1 : 0)},
+                {"final", final_step_name(r.final)},
+                {"nfe", nfe},
                 {"M", r.M},
                 {"afs", r.afs},
                 {"features", r.features},
@@ -259,7 +277,12 @@ void register_train_amed(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--teacher", o.teacher, "heun (for amed, euler), ipndm (for ipndm), dpmpp_2m (for dpmpp_2m)")
       ->capture_default_str();
-  sub->add_option("--steps", o.steps, "grid steps as in `sample --steps` (NFE 2(steps-1), minus 1 with --afs)")
+  sub->add_option("--steps", o.steps,
+                  "grid steps as in `sample --steps` (NFE 2 steps with --final none, 2(steps-1) with zero; minus 1 "
+                  "with --afs; default 3, 4 with --final zero)");
+  sub->add_option("--final", o.final,
+                  "the sampling convention trained for and recorded: none (the paper's: the grid ends at sigma_min), "
+                  "denoise (then D(x, sigma_min), +1 NFE) or zero (the grid ends in 0, its last step not taken)")
       ->capture_default_str();
   sub->add_flag("--afs", o.afs, "analytical first step (saves one NFE)");
   sub->add_option("--M", o.M, "teacher points inserted per interval (default 1 for heun, 2 otherwise)");

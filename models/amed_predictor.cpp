@@ -79,6 +79,7 @@ nlohmann::json record_json(const AmedRecord& r) {
           {"student", r.student},
           {"teacher", r.teacher},
           {"steps", r.steps},
+          {"final", final_step_name(r.final)},
           {"M", r.M},
           {"afs", r.afs},
           {"scale_dir", r.scale_dir},
@@ -102,6 +103,7 @@ AmedRecord record_from_json(const nlohmann::json& j, const std::string& source) 
     r.student = j.at("student").get<std::string>();
     r.teacher = j.at("teacher").get<std::string>();
     r.steps = j.at("steps").get<int>();
+    r.final = parse_final_step(j.value("final", "zero"));  // written before the field: zero
     r.M = j.at("M").get<int>();
     r.afs = j.at("afs").get<bool>();
     r.scale_dir = j.at("scale_dir").get<double>();
@@ -117,6 +119,8 @@ AmedRecord record_from_json(const nlohmann::json& j, const std::string& source) 
     r.seed = j.value("seed", uint64_t{0});
     r.validation_rms = j.value("validation_rms", -1.0);
   } catch (const nlohmann::json::exception& e) {
+    fail(source, ": malformed AMED record: ", e.what());
+  } catch (const Error& e) {
     fail(source, ": malformed AMED record: ", e.what());
   }
   return r;

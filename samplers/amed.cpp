@@ -60,6 +60,7 @@ class Amed : public Sampler {
     if (record && afs_ != record->afs)
       fail(source_, " was trained with afs=", record->afs ? "true" : "false", ": field 'afs' differs");
     denoise_to_zero_ = args.get_bool("denoise_to_zero", false);
+    if (record) trained_final_ = record->final;
   }
 
   std::string name() const override { return plugin_ ? "amed_plugin" : "amed"; }
@@ -73,6 +74,17 @@ class Amed : public Sampler {
   int min_steps() const override { return 2; }
   /// steps intervals ending at 0: steps − 1 AMED intervals of 2 NFE each, minus AFS, plus the optional D(x, σ_min).
   int64_t nfe(int steps) const override { return 2 * int64_t(steps - 1) - (afs_ ? 1 : 0) + (denoise_to_zero_ ? 1 : 0); }
+  /// steps intervals ending at σ_min: all of them AMED intervals (denoise_to_zero acts only on a
+  /// grid ending in 0; on this one FinalStep::Denoise is its equivalent).
+  int64_t nfe_above_zero(int steps) const override { return 2 * int64_t(steps) - (afs_ ? 1 : 0); }
+  /// The paper's convention (the authors' code: the grid ends at σ_min, denoise_to_zero=False), or
+  /// the one a predictor was trained for.
+  FinalStep default_final() const override { return trained_final_.value_or(FinalStep::None); }
+  void check_final(FinalStep final) const override {
+    if (trained_final_ && final != *trained_final_)
+      fail(source_, " was trained with final '", final_step_name(*trained_final_), "', not '", final_step_name(final),
+           "': field 'final' differs");
+  }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas, NoiseSource&,
                        const StepCallback& callback) const override {
@@ -124,6 +136,7 @@ class Amed : public Sampler {
   bool plugin_;
   Base base_ = Base::Amed;
   bool afs_ = false, denoise_to_zero_ = false;
+  std::optional<FinalStep> trained_final_;
   std::shared_ptr<AmedPredictor> predictor_;
   std::vector<AmedTableRow> table_;
   AmedRecord table_record_;

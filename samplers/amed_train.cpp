@@ -116,6 +116,9 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
   if (!(o.scale_time >= 0 && o.scale_time < 1)) fail(Field{"scale_time"}, " must be in [0, 1), got ", o.scale_time);
   const std::vector<double>& sigmas = o.sigmas;
   const int intervals = positive_intervals(sigmas);
+  if ((o.final == FinalStep::Zero) != (sigmas.back() == 0))
+    fail("AMED training with final '", final_step_name(o.final), "' needs a grid ending ",
+         o.final == FinalStep::Zero ? "in 0" : "at sigma_min > 0", "; this one ends at ", sigmas.back());
   const std::vector<double> fine = teacher_grid(o, intervals);
 
   const torch::Device device = model->device();
@@ -126,6 +129,7 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
   record.student = o.student;
   record.teacher = o.teacher;
   record.steps = static_cast<int>(sigmas.size()) - 1;
+  record.final = o.final;
   record.M = o.M;
   record.afs = o.afs;
   record.scale_dir = o.scale_dir;

@@ -23,6 +23,8 @@ class DpmSolver2 : public Sampler {
   std::string name() const override { return "dpm_solver_2"; }
   int order() const override { return 2; }
   int64_t nfe(int steps) const override { return 2 * int64_t(steps) - 1 - afs_; }
+  /// Every step to σ_N > 0 has its midpoint call: 2N.
+  int64_t nfe_above_zero(int steps) const override { return 2 * int64_t(steps) - afs_ + denoise_to_zero_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& grid, NoiseSource&,
                        const StepCallback& callback) const override {

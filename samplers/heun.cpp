@@ -24,6 +24,8 @@ class Heun : public Sampler {
   int order() const override { return 2; }
   bool stochastic() const override { return s_churn_ > 0; }
   int64_t nfe(int steps) const override { return 2 * int64_t(steps) - 1 - afs_; }
+  /// Every step to σ_N > 0 is corrected: 2N (EDM's "2N − 1" counts its Euler step into 0).
+  int64_t nfe_above_zero(int steps) const override { return 2 * int64_t(steps) - afs_ + denoise_to_zero_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& grid, NoiseSource& noise,
                        const StepCallback& callback) const override {

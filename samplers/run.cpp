@@ -6,9 +6,17 @@
 
 namespace scoreflow {
 
+void check_final_grid(const Sampler& sampler, const std::vector<double>& sigmas, FinalStep final) {
+  sampler.check_final(final);
+  if (final != FinalStep::Zero && !sigmas.empty() && !(sigmas.back() > 0))
+    fail("final '", final_step_name(final), "' needs a grid ending above 0 (at sigma_min); this one ends at ",
+         sigmas.back());
+}
+
 SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> model, const SampleJob& job,
                          const BatchCallback& on_batch, const StepCallback& on_step) {
   check_grid(sampler, job.sigmas);
+  check_final_grid(sampler, job.sigmas, job.final);
   const auto& shape = model->metadata().shape;
   const int64_t n = static_cast<int64_t>(job.seeds.size());
   if (n == 0) fail("no seeds to sample");
@@ -43,6 +51,7 @@ SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> mo
       if (on_step) on_step(i, n, sigma_next);
     };
     x = sampler.sample(denoiser, x, job.sigmas, noise, track);
+    if (job.final == FinalStep::Denoise) x = denoiser(x, job.sigmas.back());
     denoiser.check_finite();
     // One flag per batch keeps the loop free of host syncs.
     if (!torch::isfinite(x).all().item<bool>())

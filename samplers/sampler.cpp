@@ -29,11 +29,22 @@ torch::Tensor NoiseSource::randn_like(const torch::Tensor& x) {
   return host.to(x.device(), x.scalar_type(), /*non_blocking=*/true);
 }
 
-int Sampler::steps_for_nfe(int64_t budget) const {
-  if (nfe(min_steps()) > budget)
-    fail(name(), " needs at least ", nfe(min_steps()), " NFE (", min_steps(), " steps); ", Field{"nfe"}, " ", budget, " is too small");
+int64_t Sampler::nfe_for(int steps, FinalStep final) const {
+  switch (final) {
+    case FinalStep::Zero: return nfe(steps);
+    case FinalStep::None: return nfe_above_zero(steps);
+    case FinalStep::Denoise: return nfe_above_zero(steps) + 1;
+  }
+  return nfe(steps);
+}
+
+int Sampler::steps_for_nfe(int64_t budget, FinalStep final) const {
+  const int64_t least = nfe_for(min_steps(), final);
+  if (least > budget)
+    fail(name(), " needs at least ", least, " NFE (", min_steps(), " steps, final ", final_step_name(final),
+         "); ", Field{"nfe"}, " ", budget, " is too small");
   int steps = min_steps();
-  while (steps < 100000 && nfe(steps + 1) <= budget) ++steps;
+  while (steps < 100000 && nfe_for(steps + 1, final) <= budget) ++steps;
   return steps;
 }
 

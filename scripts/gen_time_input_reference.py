@@ -5,7 +5,9 @@ with a noise-prediction model that records the t_input it is called with. For ea
 ns.inverse_lambda(-log sigma) (as DPM-Solver maps a sigma/lambda grid to its time), then the wrapped model is
 called once. Schedules: linear (1e-4..0.02, N=1000), scaled_linear (0.00085..0.012, N=1000), linear with N=500
 (t_input = 2 n), cosine (N=1000; the official code clips the steps with lambda < -5.1, so its N is smaller).
-Everything in float64. The peer's code is imported from a checkout given on the command line, never copied:
+Everything in float64: torch's default dtype is set to float64 too, since the official constructor builds its
+t_n = (n+1)/N keypoints with torch.linspace in the default dtype and only then casts them (in float32 they are
+off by ~1e-7, which the extrapolation beyond sigma_max multiplies by up to ~400). The peer's code is imported from a checkout given on the command line, never copied:
 
   /usr/bin/python3 scripts/gen_time_input_reference.py /path/to/dpm-solver > tests/data/time_input_reference.json
 """
@@ -31,6 +33,7 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     sys.path.insert(0, sys.argv[1])
+    torch.set_default_dtype(torch.float64)
     import dpm_solver_pytorch as dpm
 
     sigmas = [0.0015, 0.002, 0.01, 0.029, 0.1, 0.5, 1.0, 2.5, 7.3, 14.6, 30.0, 80.0, 156.0]

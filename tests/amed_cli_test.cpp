@@ -37,7 +37,7 @@ std::string tmp(const std::string& name) {
 TEST(AmedCli, TrainThenSampleWithPredictorAndTable) {
   const std::string pt = tmp("cli_amed.pt"), table = tmp("cli_amed.json"), log = tmp("cli_loss.csv");
   CliResult t =
-      cli("train-amed --model builtin:ring8 --student amed --teacher heun --steps 4 --afs --num-trajectories 256 "
+      cli("train-amed --model builtin:ring8 --student amed --teacher heun --steps 3 --afs --num-trajectories 256 "
           "--batch 128 --out " +
           pt + " --table " + table + " --log " + log + " --json");
   ASSERT_EQ(t.code, 0) << t.err;
@@ -48,8 +48,14 @@ TEST(AmedCli, TrainThenSampleWithPredictorAndTable) {
   ASSERT_EQ(s.code, 0) << s.err;
   EXPECT_NE(s.out.find("\"nfe\": 5"), std::string::npos) << s.out;
   CliResult u = cli("sample --model builtin:ring8 --sampler amed --sampler-args table=" + table +
-                    " --schedule vp_time_uniform --steps 4 --seeds 0-7 --json");
+                    " --schedule vp_time_uniform --steps 3 --seeds 0-7 --json");
   ASSERT_EQ(u.code, 0) << u.err;
+  EXPECT_NE(u.out.find("\"final\": \"none\""), std::string::npos) << u.out;
+  // The convention the predictor was trained for is recorded; another is refused, naming the field.
+  CliResult w = cli("sample --model builtin:ring8 --sampler amed --sampler-args predictor=" + pt +
+                    " --schedule vp_time_uniform --steps 4 --final zero --seeds 0 --json");
+  EXPECT_EQ(w.code, 1);
+  EXPECT_NE(w.err.find("field 'final' differs"), std::string::npos) << w.err;
   // A predictor for another grid: one error line naming the field.
   CliResult v =
       cli("sample --model builtin:ring8 --sampler amed --sampler-args predictor=" + pt + " --steps 6 --seeds 0 --json");
@@ -63,7 +69,7 @@ TEST(AmedCli, TrainThenSampleWithPredictorAndTable) {
 TEST(AmedCli, RestartsKeepTheRunWithTheLowestEndToEndError) {
   // vp_time_uniform ρ = 2 on gmm 2-D is a grid where the training seed decides between a poor and a
   // good solution (docs/samplers.md); --restarts trains seeds 1..4 and keeps the best end-to-end run.
-  const std::string common = "train-amed --model builtin:gmm:shape=2 --student amed --teacher heun --steps 4 --afs "
+  const std::string common = "train-amed --model builtin:gmm:shape=2 --student amed --teacher heun --steps 3 --afs "
                              "--M 3 --scale-time 0.2 --schedule vp_time_uniform --schedule-args rho=2 "
                              "--num-trajectories 2560 --json ";
   const std::string best = tmp("restarts_best.pt"), log = tmp("restarts.csv");
@@ -124,7 +130,7 @@ TEST(AmedCli, RestartsResumeAfterAKillAndEndAsAnUninterruptedRun) {
   const std::string dir = fresh_dir("amed_restarts_resume");
   auto args = [&](const std::string& out, const std::string& lr) {
     return std::vector<std::string>{"train-amed", "--model", "builtin:gmm:shape=2", "--student", "amed", "--teacher",
-                                    "heun", "--steps", "4", "--afs", "--M", "3", "--num-trajectories", "1280",
+                                    "heun", "--steps", "3", "--afs", "--M", "3", "--num-trajectories", "1280",
                                     "--seed", "1", "--restarts", "4", "--lr", lr, "--json", "--out", out, "--log",
                                     out + ".csv"};
   };

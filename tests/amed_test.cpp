@@ -175,6 +175,7 @@ AmedTrainOptions gmm_options(const std::string& student, const std::string& grid
   o.teacher = student == "amed" ? "heun" : student;
   o.M = student == "amed" ? 3 : 2;
   o.sigmas = make_sigmas(g, 4, schedule, KeyValueArgs(grid_args));
+  o.final = FinalStep::Zero;  // the grid ends in 0; the paper's none (same points): FinalConvention... below
   o.teacher_sigmas = make_sigmas(g, 3 * (o.M + 1) + 1, schedule, KeyValueArgs(grid_args));
   o.teacher_sigmas.pop_back();  // the trailing 0
   o.afs = true;
@@ -208,10 +209,11 @@ double late_loss(const Trained& t) {
 }
 
 torch::Tensor run(const std::string& sampler, const std::string& args, const std::string& model_spec,
-                  const std::string& grid, int steps, int n = 256) {
+                  const std::string& grid, int steps, int n = 256, FinalStep final = FinalStep::Zero) {
   auto model = make_builtin(model_spec);
   SampleJob job;
-  job.sigmas = make_sigmas(grid, steps, model->metadata().schedule, KeyValueArgs(""));
+  job.sigmas = make_sigmas(grid, steps, model->metadata().schedule, KeyValueArgs(""), final);
+  job.final = final;
   for (int i = 0; i < n; ++i) job.seeds.push_back(1000 + i);
   job.batch = n;
   return run_sampler(*make_sampler(sampler, args), model, job).samples;
@@ -398,6 +400,40 @@ TEST(Amed, PredictorSavedFromCudaLoadsOnTheCpu) {
   EXPECT_TRUE(torch::equal(r, r2) && torch::equal(c, c2) && torch::equal(a, a2));
 }
 
+// AMED's paper convention (--final none) on N + 1 points is the same computation as final zero on
+// those points with 0 appended; a predictor records the convention it was trained for, and sampling
+// under another is refused. Files written before the field existed are final zero.
+TEST(Amed, FinalConventionIsRecordedAndRefused) {
+  auto model = make_builtin("builtin:ring8");
+  const NoiseSchedule& schedule = model->metadata().schedule;
+  EXPECT_EQ(make_sampler("amed", "r=0.4")->default_final(), FinalStep::None);
+  EXPECT_TRUE(torch::equal(run("amed", "r=0.4,afs=true", "builtin:ring8", "karras", 3, 8, FinalStep::None),
+                           run("amed", "r=0.4,afs=true", "builtin:ring8", "karras", 4, 8, FinalStep::Zero)));
+  AmedTrainOptions o;
+  o.sigmas = make_sigmas("karras", 3, schedule, KeyValueArgs(""), FinalStep::None);
+  o.num_trajectories = 128;
+  AmedPredictor p = train_amed(model, o);
+  EXPECT_EQ(p.record().final, FinalStep::None);
+  const std::string path = tmp("ring8_final_none.pt");
+  p.save(path);
+  EXPECT_EQ(AmedPredictor::load(path).record().final, FinalStep::None);
+  auto s = make_sampler("amed", "predictor=" + path);
+  EXPECT_EQ(s->default_final(), FinalStep::None);
+  EXPECT_EQ(s->nfe_for(3, FinalStep::None), 5);  // 3 AMED intervals, AFS (AmedTrainOptions' default)
+  EXPECT_TRUE(torch::isfinite(run("amed", "predictor=" + path, "builtin:ring8", "karras", 3, 4, FinalStep::None))
+                  .all()
+                  .item<bool>());
+  expect_error([&] { run("amed", "predictor=" + path, "builtin:ring8", "karras", 3, 4, FinalStep::Denoise); },
+               "was trained with final 'none', not 'denoise': field 'final' differs");
+  expect_error([&] { run("amed", "predictor=" + path, "builtin:ring8", "karras", 4, 4, FinalStep::Zero); },
+               "field 'final' differs");
+  o.final = FinalStep::Zero;  // the grid ends at sigma_min: refused
+  expect_error([&] { train_amed(model, o); }, "needs a grid ending in 0");
+  EXPECT_EQ(
+      AmedPredictor::load(std::string(SCOREFLOW_SOURCE_DIR) + "/tests/data/amed_saved_from_cuda.pt").record().final,
+      FinalStep::Zero);
+}
+
 TEST(Amed, TableModeJsonRoundTripGivesIdenticalSamples) {
   const Trained& t = trained();
   AmedPredictor p = AmedPredictor::load(t.path);
@@ -420,7 +456,7 @@ TEST(Amed, PluginStudentsTrainAndSample) {
     AmedTrainOptions o;
     o.student = base;
     o.teacher = base == "euler" ? "heun" : base;
-    o.sigmas = make_sigmas("karras", 4, model->metadata().schedule, KeyValueArgs(""));
+    o.sigmas = make_sigmas("karras", 3, model->metadata().schedule, KeyValueArgs(""), FinalStep::None);
     o.M = base == "euler" ? 1 : 2;
     o.afs = true;
     o.num_trajectories = 256;
@@ -431,7 +467,7 @@ TEST(Amed, PluginStudentsTrainAndSample) {
     EXPECT_TRUE(std::isfinite(losses[1])) << base;
     std::string path = tmp("plugin_" + base + ".pt");
     p.save(path);
-    torch::Tensor x = run("amed_plugin", "predictor=" + path, "builtin:ring8", "karras", 4, 16);
+    torch::Tensor x = run("amed_plugin", "predictor=" + path, "builtin:ring8", "karras", 3, 16, FinalStep::None);
     EXPECT_TRUE(torch::isfinite(x).all().item<bool>()) << base;
     EXPECT_LT(x.abs().max().item<double>(), 10.0) << base;
   }
@@ -458,6 +494,7 @@ TEST(Amed, FeatureModeOnTheMixtureResponsibilities) {
   o.student = "amed";
   o.teacher = "heun";
   o.sigmas = make_sigmas("vp_time_uniform", 4, model->metadata().schedule, KeyValueArgs(""));
+  o.final = FinalStep::Zero;
   o.M = 1;
   o.afs = true;
   o.num_trajectories = 512;

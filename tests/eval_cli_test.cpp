@@ -266,7 +266,7 @@ TEST(CompareCli, PerSamplerArgsReachTheirSampler) {
   ASSERT_EQ(doc["cells"].size(), 2u);
   for (const auto& c : doc["cells"]) {
     EXPECT_FALSE(c.contains("error") && !c["error"].is_null() && c["error"] != "") << c.dump();
-    EXPECT_EQ(c["nfe_used"], 5) << c.dump();  // amed with afs: 2(N−1) − 1 = 5 for N = 4
+    EXPECT_EQ(c["nfe_used"], 5) << c.dump();  // amed with afs, its default --final none: 2N − 1 = 5 for N = 3
   }
   expect_refused("compare --model builtin:gaussian --samplers euler --nfe 5 --sampler-args ddim:eta=1 --out-dir " + dir,
                  "not in --samplers");

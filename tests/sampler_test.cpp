@@ -223,6 +223,42 @@ TEST_P(SamplerTest, SampleDoesNotDependOnBatchSizeOrPosition) {
   EXPECT_TRUE(torch::equal(run_sampler(*s, model, job).samples[0], all[3]));
 }
 
+// --final: every sampler counts its network calls under each choice (nfe_for, steps_for_nfe); none
+// returns exactly what Sampler::sample returns on the grid ending at σ_min, and denoise is D of that
+// at σ_min, one call more.
+TEST_P(SamplerTest, HonoursEachFinalStep) {
+  auto s = sampler();
+  auto model = gaussian();
+  for (FinalStep final : {FinalStep::Zero, FinalStep::None, FinalStep::Denoise}) {
+    SCOPED_TRACE(final_step_name(final));
+    // denoise_to_zero=true is final denoise on a zero grid; the CLI refuses it with none/denoise.
+    if (final != FinalStep::Zero && std::string(GetParam().args).find("denoise_to_zero") != std::string::npos) continue;
+    for (int steps : {1, 2, 5, 9}) {
+      if (steps < s->min_steps()) continue;
+      SampleJob job;
+      job.sigmas = make_sigmas("karras", steps, model->metadata().schedule, KeyValueArgs(""), final);
+      job.final = final;
+      job.seeds = {3, 4};
+      ASSERT_EQ(job.sigmas.size(), size_t(steps) + 1);
+      EXPECT_EQ(job.sigmas.back() == 0, final == FinalStep::Zero);
+      SampleResult r = run_sampler(*s, model, job);
+      EXPECT_EQ(r.nfe, s->nfe_for(steps, final)) << steps << " steps";
+      if (final == FinalStep::Zero) continue;
+      // The same run by hand: noise as run_sampler draws it, then Sampler::sample on the grid.
+      NoiseSource noise(job.seeds);
+      torch::Tensor x = noise.randn(model->metadata().shape) * job.sigmas.front();
+      Denoiser d(model);
+      torch::Tensor x_none = s->sample(d, x, job.sigmas, noise);
+      EXPECT_EQ(d.nfe(), s->nfe_for(steps, FinalStep::None)) << steps << " steps";
+      torch::Tensor want = final == FinalStep::None ? x_none : Denoiser(model)(x_none, job.sigmas.back());
+      EXPECT_TRUE(torch::equal(r.samples, want.to(torch::kFloat32))) << steps << " steps";
+    }
+    const int steps = s->steps_for_nfe(9, final);
+    EXPECT_LE(s->nfe_for(steps, final), 9);
+    EXPECT_GT(s->nfe_for(steps + 1, final), 9);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, SamplerTest, ::testing::ValuesIn(kSamplerCases), case_name);
 
 TEST(Sampler, NfeBudgetTooSmallSaysTheMinimum) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "scoreflow/final_step.h"
 #include "scoreflow/model.h"
 
 namespace scoreflow {
@@ -19,7 +20,7 @@ namespace scoreflow {
 struct AmedRecord {
   std::string student = "amed";  ///< amed | euler | ipndm | dpmpp_2m (the last three: AMED-Plugin bases)
   std::string teacher = "heun";  ///< heun | ipndm | dpmpp_2m
-  int steps = 0;                 ///< grid intervals, as `--steps` (the last one is σ_min → 0)
+  int steps = 0;                 ///< grid intervals, as `--steps` (with final zero the last is σ_min → 0)
   int M = 1;                     ///< teacher points inserted per interval
   bool afs = false;              ///< analytical first step
   double scale_dir = 0.01;       ///< c ∈ [1 − scale_dir, 1 + scale_dir]
@@ -34,6 +35,11 @@ struct AmedRecord {
   int64_t trajectories = 0;      ///< training trajectories seen
   uint64_t seed = 0;             ///< training seed (of the kept run with train-amed --restarts)
   double validation_rms = -1;    ///< end-to-end RMS vs the teacher (amed_validation_rms); -1: not measured
+
+  /// The sampling convention trained for: none (the paper's, the grid ends at σ_min), denoise, or zero
+  /// (the grid ends in 0, its last interval not integrated; files written before the field). Sampling
+  /// under another is refused.
+  FinalStep final = FinalStep::Zero;
 };
 
 /// Per-step coefficients: one row per sample (feature mode) or one row for the batch (table mode).
@@ -96,7 +102,8 @@ void check_amed_pair(const std::string& student, const std::string& teacher);
 
 struct AmedTrainOptions {
   std::string student = "amed", teacher = "heun";
-  std::vector<double> sigmas;          ///< student grid (ends in 0: the last interval is not trained)
+  std::vector<double> sigmas;          ///< student grid: ends at σ_min (none/denoise) or in 0 (zero: not trained)
+  FinalStep final = FinalStep::None;   ///< the sampling convention, recorded (AMED's paper: none)
   std::vector<double> teacher_sigmas;  ///< refined grid over σ_0..σ_min; empty: M log-uniform points per interval
   int M = 1;
   bool afs = true;

@@ -13,22 +13,29 @@
 namespace scoreflow {
 
 struct SampleJob {
-  std::vector<double> sigmas;    ///< the grid, σ_0 first, ending at 0
+  std::vector<double> sigmas;    ///< the grid, σ_0 first, ending at 0 (final zero) or at σ_min > 0
   std::vector<uint64_t> seeds;   ///< one sample per seed
   int batch = 64;
   torch::Device device = torch::kCPU;
   torch::Tensor init_noise;      ///< optional [N, ...shape] standard normal replacing the seeded noise
   torch::Tensor labels;          ///< optional [N] int64 class labels
   double guidance = 1.0;
+
+  /// zero: the grid ends in 0; none: it ends at σ_min and x there is returned; denoise: D(x, σ_min).
+  FinalStep final = FinalStep::Zero;
 };
 
 struct SampleResult {
-  torch::Tensor samples;         ///< [N, ...shape] float32 on the CPU, data space (σ = 0)
-  int64_t nfe = 0;               ///< network evaluations per sample
+  torch::Tensor samples;         ///< [N, ...shape] float32 on the CPU: x at the grid's end, or D there
+  int64_t nfe = 0;               ///< network evaluations per sample, the final denoise included
 };
 
 /// (finished samples, total samples) after each batch; (step, steps) inside a batch.
 using BatchCallback = std::function<void(int64_t done, int64_t total)>;
+
+/// Throws Error when `final` does not fit the grid (none and denoise need σ_N > 0) or the sampler
+/// (Sampler::check_final).
+void check_final_grid(const Sampler& sampler, const std::vector<double>& sigmas, FinalStep final);
 
 /// Samples `job.seeds` with `sampler`. Sample i starts from σ_0·ε_i, ε_i drawn from the generator
 /// seeded by seeds[i] (or job.init_noise[i]); later noise draws come from the same generator.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "scoreflow/final_step.h"
 #include "scoreflow/model.h"
 
 namespace scoreflow {
@@ -45,10 +46,22 @@ class Sampler {
   virtual bool stochastic() const { return false; }
   /// Network evaluations for a grid of `steps` intervals ending at σ = 0.
   virtual int64_t nfe(int steps) const = 0;
+  /// Network evaluations for a grid of `steps` intervals ending at σ_N > 0. The same as nfe() for
+  /// samplers whose step into 0 costs what any other step costs; methods that save a call there
+  /// (Heun's and DPM-Solver-2's Euler step, AMED's skipped σ_min → 0 interval) override it.
+  virtual int64_t nfe_above_zero(int steps) const { return nfe(steps); }
+  /// nfe() under a final-step choice: zero → nfe(steps), none → nfe_above_zero(steps), denoise →
+  /// one more than none.
+  int64_t nfe_for(int steps, FinalStep final) const;
+  /// The final step a run uses when none is asked for: zero, except AMED (the paper's none).
+  virtual FinalStep default_final() const { return FinalStep::Zero; }
+  /// Throws Error when the sampler cannot run under `final` (an AMED predictor trained for another).
+  virtual void check_final(FinalStep) const {}
   /// Fewest steps the method is defined for.
   virtual int min_steps() const { return 1; }
-  /// The most steps whose nfe() fits in `nfe`; throws Error naming the minimum NFE if none does.
-  int steps_for_nfe(int64_t nfe) const;
+  /// The most steps whose nfe_for(steps, final) fits in `nfe`; throws Error naming the minimum NFE
+  /// if none does.
+  int steps_for_nfe(int64_t nfe, FinalStep final = FinalStep::Zero) const;
   /// Runs the sampler: x holds x at σ_0 = sigmas[0] ([B, ...shape]); returns x at sigmas.back().
   virtual torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas,
                                NoiseSource& noise, const StepCallback& callback = {}) const = 0;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "scoreflow/args.h"
+#include "scoreflow/final_step.h"
 #include "scoreflow/schedule.h"
 
 namespace scoreflow {
@@ -64,5 +65,13 @@ std::vector<double> make_sigmas(const std::string& name, int steps, const NoiseS
 /// An explicit list (--sigmas 80,40,...): must be strictly decreasing and positive; 0 appended if
 /// missing.
 std::vector<double> explicit_sigmas(const std::vector<double>& values);
+
+/// The grid for `steps` intervals under a final-step choice: zero → the grid above (ending in 0);
+/// none and denoise → steps + 1 points of the same discretisation, ending at its σ_min.
+std::vector<double> make_sigmas(const std::string& name, int steps, const NoiseSchedule& schedule,
+                                const KeyValueArgs& args, FinalStep final);
+/// An explicit list under a final-step choice: zero appends 0 as above; none and denoise take the
+/// values as given and refuse a trailing 0.
+std::vector<double> explicit_sigmas(const std::vector<double>& values, FinalStep final);
 
 }  // namespace scoreflow
