@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "scoreflow/error.h"
+#include "scoreflow/schedule_file.h"
 
 namespace scoreflow::cli {
 
@@ -95,6 +96,15 @@ void run_action(CLI::App* sub) {
   auto it = actions().find(sub);
   if (it != actions().end()) it->second();
   for (CLI::App* nested : sub->get_subcommands()) run_action(nested);  // e.g. eval fid
+}
+
+std::vector<double> grid_sigmas(const std::string& schedule, const std::string& schedule_args, int steps,
+                                int default_steps, const Model& model, bool force) {
+  try {
+    return resolve_sigmas(schedule, steps, default_steps, model, KeyValueArgs(schedule_args, "schedule arg"), force);
+  } catch (const ScheduleMismatch& e) {
+    fail(e.what(), " (--force uses it anyway)");
+  }
 }
 
 void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }

@@ -14,6 +14,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
 #include "scoreflow/npy.h"
+#include "scoreflow/schedule_file.h"
 #include "scoreflow/sigmas.h"
 
 namespace scoreflow::cli {
@@ -22,12 +23,13 @@ namespace {
 struct TrainOptions {
   ModelOptions model;
   std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
-  int steps = 4, M = -1, batch = 128;  // M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
+  int steps = -1, M = -1,
+      batch = 128;  // steps -1: 4, or a schedule file's; M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
   int restarts = 1;
   int64_t num_trajectories = 10000, validate = -1;      // validate -1: 1024 with --restarts > 1, else none
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
   uint64_t seed = 0;
-  bool afs = false, json = false, overwrite = false;
+  bool afs = false, json = false, overwrite = false, force = false;
 };
 
 /// The teacher grid: the same named grid with (M+1)(N−1)+1 points when its points include the
@@ -88,6 +90,10 @@ void train(TrainOptions o) {
   if (o.scale_time < 0) o.scale_time = o.student == "amed" ? 0.0 : 0.2;
   // The authors' grids: AMED-Solver on time-uniform steps in (VP) time, the plugins on Karras ρ = 7.
   if (o.schedule.empty()) o.schedule = o.student == "amed" ? "vp_time_uniform" : "karras";
+  if (o.steps == -1) {
+    const std::string file = schedule_file_path(o.schedule);
+    o.steps = file.empty() ? 4 : load_schedule_file(file).steps();
+  }
   if (o.steps < 2 || o.steps > 1000)
     fail("--steps must be in [2, 1000] (AMED needs one interval between positive sigmas), got ", o.steps);
   if (o.restarts < 1) fail("--restarts must be >= 1, got ", o.restarts);
@@ -104,7 +110,7 @@ void train(TrainOptions o) {
   AmedTrainOptions t;
   t.student = o.student;
   t.teacher = o.teacher;
-  t.sigmas = make_sigmas(o.schedule, o.steps, schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+  t.sigmas = grid_sigmas(o.schedule, o.schedule_args, o.steps, o.steps, *model, o.force);
   t.M = o.M;
   t.teacher_sigmas = teacher_grid(o, t.sigmas, schedule);
   t.afs = o.afs;
@@ -259,8 +265,9 @@ void register_train_amed(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--teacher", o.teacher, "heun (for amed, euler), ipndm (for ipndm), dpmpp_2m (for dpmpp_2m)")
       ->capture_default_str();
-  sub->add_option("--steps", o.steps, "grid steps as in `sample --steps` (NFE 2(steps-1), minus 1 with --afs)")
-      ->capture_default_str();
+  sub->add_option("--steps", o.steps,
+                  "grid steps as in `sample --steps` (NFE 2(steps-1), minus 1 with --afs; default 4, or the "
+                  "schedule file's)");
   sub->add_flag("--afs", o.afs, "analytical first step (saves one NFE)");
   sub->add_option("--M", o.M, "teacher points inserted per interval (default 1 for heun, 2 otherwise)");
   sub->add_option("--num-trajectories", o.num_trajectories, "teacher trajectories (fresh noise)")
@@ -280,8 +287,9 @@ void register_train_amed(CLI::App& app) {
                   "fresh trajectories for the end-to-end check: the student solving the whole grid vs the teacher "
                   "(default 1024 with --restarts > 1, else none)");
   sub->add_option("--schedule", o.schedule,
-                  "sigma grid (scoreflow list schedules; default vp_time_uniform for amed, karras for plugins; "
-                  "sample with the same)");
+                  "sigma grid (scoreflow list schedules, or file:PATH.json; default vp_time_uniform for amed, "
+                  "karras for plugins; sample with the same)");
+  sub->add_flag("--force", o.force, kForceHelp);
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--out", o.out, "predictor file to write (amed.pt)")->required();
   sub->add_option("--table", o.table, "also write the per-step table as JSON (models without features)");
