@@ -145,16 +145,17 @@ void run(const Options& o) {
     budgets.push_back(static_cast<int>(v));
   }
   if (o.out_dir.empty()) fail("give --out-dir for the table, CSV, plot and grids");
-  // The schedule axis: each grid name is checked by building it once, each file against the model,
-  // before any sampling.
+  // The schedule axis, and any schedule file: each grid name is checked by building it once, each
+  // file against the model, before any sampling.
   const std::vector<std::string> schedules =
       o.schedules.empty() ? std::vector<std::string>{o.schedule} : split_commas(o.schedules);
   if (!o.schedules.empty()) {
     if (schedules.empty()) fail("--schedules is empty; give e.g. karras,kl_optimal,file:g.json");
     if (!o.schedule_args.empty())
       fail("--schedule-args applies to --schedule alone; the --schedules grids take their defaults (or are files)");
-    for (const std::string& s : schedules) grid_sigmas(s, "", 0, 10, *model, o.force);
   }
+  for (const std::string& s : schedules)
+    if (!o.schedules.empty() || !schedule_file_path(s).empty()) grid_sigmas(s, "", 0, 10, *model, o.force);
   if (o.metric == "ode-error" && !schedule_file_path(o.schedule).empty())
     fail("--metric ode-error needs a named --schedule for its ", o.reference_steps, "-step reference, not a file");
   if (o.metric != "ode-error" && o.metric != "w2" && o.metric != "fd")
