@@ -23,8 +23,8 @@ namespace {
 struct TrainOptions {
   ModelOptions model;
   std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
-  int steps = -1, M = -1,
-      batch = 128;  // steps -1: 4, or a schedule file's; M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
+  // steps -1: 4, or a schedule file's; M -1: 1 for a Heun teacher, 2 otherwise (DESIGN.md §5)
+  int steps = -1, M = -1, batch = 128;
   int restarts = 1;
   int64_t num_trajectories = 10000, validate = -1;      // validate -1: 1024 with --restarts > 1, else none
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
