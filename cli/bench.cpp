@@ -23,7 +23,7 @@ struct BenchOptions {
   std::string sampler = "dpmpp_2m", sampler_args, schedule = "karras", schedule_args, dtype = "fp32", batches = "64";
   std::string final;  // "": each sampler's default
   int nfe = 10, repeat = 5, iterations = 50;
-  bool cuda_graph = false, json = false;
+  bool cuda_graph = false, json = false, force = false;
 };
 
 void sync(const torch::Device& device) {
@@ -95,8 +95,7 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
   const int batch = c.batch;
   const int steps = sampler->steps_for_nfe(o.nfe, c.final);
   const int64_t nfe = sampler->nfe_for(steps, c.final);
-  const std::vector<double> sigmas =
-      make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"), c.final);
+  const std::vector<double> sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, steps, *model, o.force, c.final);
   std::vector<uint64_t> seeds(batch);
   for (int i = 0; i < batch; ++i) seeds[i] = static_cast<uint64_t>(i);
   const torch::Tensor x0 = (NoiseSource(seeds).randn(meta.shape) * sigmas.front()).to(device);
@@ -191,7 +190,8 @@ void register_bench(CLI::App& app) {
   o.model.add(*sub);
   sub->add_option("--sampler", o.sampler, "sampler name, or a comma list (one measurement each)")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
-  sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
+  sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();
+  sub->add_flag("--force", o.force, kForceHelp);
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--batch", o.batches, "samples per network call, or a comma list, e.g. 1,2,4,8,64")->capture_default_str();

@@ -62,6 +62,13 @@ extern const char* const kFinalHelp;
 /// Seconds since `start`.
 double seconds_since(std::chrono::steady_clock::time_point start);
 
+/// The σ grid of --schedule/--schedule-args: a grid name, or file:PATH (a schedule file) checked
+/// against `model`; steps <= 0 when neither --steps nor --nfe was given (the file's own count, or
+/// `default_steps`). A file made for another model is refused, naming --force, unless `force`.
+std::vector<double> grid_sigmas(const std::string& schedule, const std::string& schedule_args, int steps,
+                                int default_steps, const Model& model, bool force, FinalStep final = FinalStep::Zero);
+inline constexpr const char* kForceHelp = "use a --schedule file:PATH made for another model anyway";
+
 /// Prints `doc` on stdout as one JSON document.
 void print_json(const nlohmann::json& doc);
 
@@ -80,5 +87,6 @@ void register_eval(CLI::App& app);     // eval score-matching | wbound | fid (cl
 void register_compare(CLI::App& app);
 void register_bench(CLI::App& app);    // cli/bench.cpp
 void register_merge(CLI::App& app);  // cli/merge.cpp
+void register_search_schedule(CLI::App& app);  // cli/search_schedule.cpp
 
 }  // namespace scoreflow::cli

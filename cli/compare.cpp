@@ -1,6 +1,7 @@
-// scoreflow compare: a sampler × NFE sweep from the same seeds — markdown table, CSV, SVG plot and
-// one image grid per cell.
+// scoreflow compare: a sampler × NFE sweep (× σ grid with --schedules) from the same seeds — markdown
+// table, CSV, SVG plot and one image grid per cell.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "scoreflow/metrics.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
+#include "scoreflow/schedule_file.h"
 #include "scoreflow/score_matching.h"
 #include "scoreflow/sigmas.h"
 #include "eval/sweep.h"
@@ -27,11 +29,19 @@ namespace {
 struct Options {
   ModelOptions model;
   std::string samplers = "euler,heun", nfe = "3,5,7,9", seeds, metric = "w2", features = "none", ref, ref_data;
-  std::string schedule = "karras", schedule_args, out_dir, csv, plot, reference_sampler = "heun", final;
+  std::string schedule = "karras", schedule_args, schedules, out_dir, csv, plot, reference_sampler = "heun", final;
   std::vector<std::string> sampler_args;  // "NAME:k=v,..." per sampler
   int num = 64, reference_steps = 500, batch = 64;
-  bool json = false, log_x = false, log_y = false, overwrite = false;
+  bool json = false, log_x = false, log_y = false, overwrite = false, force = false;
 };
+
+/// "grid_euler_nfe5.png", with a schedule axis "grid_euler_kl_optimal_nfe5.png" (other characters → '_').
+std::string grid_file(const std::string& sampler, const std::string& schedule, int budget) {
+  std::string tag = schedule;
+  for (char& ch : tag)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return "grid_" + sampler + (tag.empty() ? "" : "_" + tag) + "_nfe" + std::to_string(budget) + ".png";
+}
 
 /// The metric of one cell's samples [N, ...shape] (float32, data range).
 class Metric {
@@ -72,8 +82,7 @@ class Metric {
     } else if (o.metric == "ode-error") {
       auto sampler = make_sampler(o.reference_sampler);
       SampleJob ref = job;
-      ref.sigmas =
-          make_sigmas(o.schedule, o.reference_steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+      ref.sigmas = grid_sigmas(o.schedule, o.schedule_args, o.reference_steps, o.reference_steps, *model_, o.force);
       reference_ = io::memoize(memo, "reference", [&] { return run_sampler(*sampler, model_, ref).samples; })
                        .to(torch::kFloat64)
                        .flatten(1);
@@ -140,6 +149,19 @@ void run(const Options& o) {
     budgets.push_back(static_cast<int>(v));
   }
   if (o.out_dir.empty()) fail("give --out-dir for the table, CSV, plot and grids");
+  // The schedule axis, and any schedule file: each grid name is checked by building it once, each
+  // file against the model, before any sampling.
+  const std::vector<std::string> schedules =
+      o.schedules.empty() ? std::vector<std::string>{o.schedule} : split_commas(o.schedules);
+  if (!o.schedules.empty()) {
+    if (schedules.empty()) fail("--schedules is empty; give e.g. karras,kl_optimal,file:g.json");
+    if (!o.schedule_args.empty())
+      fail("--schedule-args applies to --schedule alone; the --schedules grids take their defaults (or are files)");
+  }
+  for (const std::string& s : schedules)
+    if (!o.schedules.empty() || !schedule_file_path(s).empty()) grid_sigmas(s, "", 0, 10, *model, o.force);
+  if (o.metric == "ode-error" && !schedule_file_path(o.schedule).empty())
+    fail("--metric ode-error needs a named --schedule for its ", o.reference_steps, "-step reference, not a file");
   if (o.metric != "ode-error" && o.metric != "w2" && o.metric != "fd")
     fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
   io::make_dirs(o.out_dir);
@@ -172,58 +194,68 @@ void run(const Options& o) {
                                    {"ref", input_fingerprint(o.ref)},
                                    {"ref data", input_fingerprint(o.ref_data)},
                                    {"reference", o.reference_sampler + " " + std::to_string(o.reference_steps)}});
+  {
+    std::string files;  // a file's content, not just its name, identifies the cells made with it
+    for (const std::string& sch : schedules)
+      if (!schedule_file_path(sch).empty())
+        files += sch + "=" + exact_list(grid_sigmas(sch, "", 0, 0, *model, o.force)) + ";";
+    if (!o.schedules.empty() || !files.empty())
+      settings.push_back({"schedules", o.schedules + (files.empty() ? "" : " " + io::hash_text(files))});
+  }
   io::ChunkStore store(o.out_dir + "/.scoreflow-parts", std::move(settings), o.overwrite, "--out-dir");
   io::remove_stale_temporaries(o.out_dir, "");  // of grids a killed run was writing
   Metric metric(o, model, job, store.memo());
 
   std::vector<eval::SweepCell> cells;
   nlohmann::json grids = nlohmann::json::array();
-  Progress progress("compare", static_cast<int64_t>(samplers.size() * budgets.size()), "cells");
+  Progress progress("compare", static_cast<int64_t>(samplers.size() * schedules.size() * budgets.size()), "cells");
   for (size_t k = 0; k < samplers.size(); ++k) {
     const auto& sampler = samplers[k];
     const FinalStep final = finals[k];
-    for (int budget : budgets) {
-      eval::SweepCell cell;
-      cell.sampler = sampler->name();
-      cell.nfe_budget = budget;
-      const std::string grid = o.out_dir + "/grid_" + cell.sampler + "_nfe" + std::to_string(budget) + ".png";
-      char name[64];
-      std::snprintf(name, sizeof name, "cell-%03zu-nfe%d", cells.size(), budget);
-      try {
-        // steps, NFE used, metric, seconds: loaded when an earlier run finished this cell (and its grid).
-        torch::Tensor done;
-        std::error_code ec;
-        if (!meta.image_shaped() || std::filesystem::exists(grid, ec))
-          if (auto kept = store.load(name)) done = io::to_tensor(*kept);
-        if (!done.defined()) {
-          auto t0 = std::chrono::steady_clock::now();
-          const int steps = sampler->steps_for_nfe(budget, final);
-          SampleJob cj = job;
-          cj.sigmas =
-              make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"), final);
-          cj.final = final;
-          SampleResult r = run_sampler(*sampler, model, cj);
-          const double value = metric(r.samples);
-          if (meta.image_shaped()) {
-            const int64_t shown = std::min<int64_t>(64, r.samples.size(0));
-            io::write_png(
-                grid, io::make_grid(io::to_uint8_nhwc(r.samples.narrow(0, 0, shown), meta.data_min, meta.data_max)));
+    for (const std::string& schedule : schedules) {
+      for (int budget : budgets) {
+        eval::SweepCell cell;
+        cell.sampler = sampler->name();
+        if (!o.schedules.empty()) cell.schedule = schedule;
+        cell.nfe_budget = budget;
+        const std::string grid = o.out_dir + "/" + grid_file(cell.sampler, cell.schedule, budget);
+        char name[64];
+        std::snprintf(name, sizeof name, "cell-%03zu-nfe%d", cells.size(), budget);
+        try {
+          // steps, NFE used, metric, seconds: loaded when an earlier run finished this cell (and its grid).
+          torch::Tensor done;
+          std::error_code ec;
+          if (!meta.image_shaped() || std::filesystem::exists(grid, ec))
+            if (auto kept = store.load(name)) done = io::to_tensor(*kept);
+          if (!done.defined()) {
+            auto t0 = std::chrono::steady_clock::now();
+            const int steps = sampler->steps_for_nfe(budget, final);
+            SampleJob cj = job;
+            cj.sigmas = grid_sigmas(schedule, o.schedule_args, steps, steps, *model, o.force, final);
+            cj.final = final;
+            SampleResult r = run_sampler(*sampler, model, cj);
+            const double value = metric(r.samples);
+            if (meta.image_shaped()) {
+              const int64_t shown = std::min<int64_t>(64, r.samples.size(0));
+              io::write_png(
+                  grid, io::make_grid(io::to_uint8_nhwc(r.samples.narrow(0, 0, shown), meta.data_min, meta.data_max)));
+            }
+            done = torch::tensor({static_cast<double>(steps), static_cast<double>(r.nfe), value, seconds_since(t0)},
+                                 torch::kFloat64);
+            store.save(name, io::from_tensor(done));
           }
-          done = torch::tensor({static_cast<double>(steps), static_cast<double>(r.nfe), value, seconds_since(t0)},
-                               torch::kFloat64);
-          store.save(name, io::from_tensor(done));
+          auto v = done.accessor<double, 1>();
+          cell.steps = static_cast<int>(v[0]);
+          cell.nfe_used = static_cast<long>(v[1]);
+          cell.metric = v[2];
+          cell.seconds = v[3];
+          if (meta.image_shaped()) grids.push_back(grid);
+        } catch (const Error& e) {
+          cell.error = e.what();  // e.g. a budget below the sampler's minimum: reported in the cell
         }
-        auto v = done.accessor<double, 1>();
-        cell.steps = static_cast<int>(v[0]);
-        cell.nfe_used = static_cast<long>(v[1]);
-        cell.metric = v[2];
-        cell.seconds = v[3];
-        if (meta.image_shaped()) grids.push_back(grid);
-      } catch (const Error& e) {
-        cell.error = e.what();  // e.g. a budget below the sampler's minimum: reported in the cell
+        cells.push_back(cell);
+        progress.update(static_cast<int64_t>(cells.size()));
       }
-      cells.push_back(cell);
-      progress.update(static_cast<int64_t>(cells.size()));
     }
   }
   progress.finish();
@@ -231,8 +263,9 @@ void run(const Options& o) {
   const std::string table = eval::sweep_markdown(cells, o.metric);
   write_text(o.out_dir + "/table.md",
              "# " + metric.label() + "\n\nmodel: " + model->name() + ", " + std::to_string(job.seeds.size()) +
-                 " samples from the same seeds in every cell, grid " + o.schedule + ", final " +
-                 (o.final.empty() ? "each sampler's default (zero; none for amed)" : o.final) + "\n\n" + table);
+                 " samples from the same seeds in every cell, grid " + (o.schedules.empty() ? o.schedule : "per row") +
+                 ", final " + (o.final.empty() ? "each sampler's default (zero; none for amed)" : o.final) + "\n\n" +
+                 table);
   write_text(csv_path, eval::sweep_csv(cells, o.metric));
   eval::PlotOptions plot;
   plot.title = o.metric + " vs NFE: " + model->name();
@@ -245,10 +278,12 @@ void run(const Options& o) {
 
   if (o.json) {
     nlohmann::json list = nlohmann::json::array();
+    const size_t per_sampler = schedules.size() * budgets.size();
     for (size_t i = 0; i < cells.size(); ++i) {
       const eval::SweepCell& c = cells[i];
       nlohmann::json j = {
-          {"sampler", c.sampler}, {"nfe_budget", c.nfe_budget}, {"final", final_step_name(finals[i / budgets.size()])}};
+          {"sampler", c.sampler}, {"nfe_budget", c.nfe_budget}, {"final", final_step_name(finals[i / per_sampler])}};
+      if (!c.schedule.empty()) j["schedule"] = c.schedule;
       if (c.ok())
         j.update({{"steps", c.steps}, {"nfe_used", c.nfe_used}, {"metric", c.metric}, {"seconds", c.seconds}});
       else
@@ -262,6 +297,7 @@ void run(const Options& o) {
          {"metric_label", metric.label()},
          {"num_samples", job.seeds.size()},
          {"schedule", o.schedule},
+         {"schedules", schedules},
          {"cells", list},
          {"outputs", {{"table", o.out_dir + "/table.md"}, {"csv", csv_path}, {"plot", plot_path}, {"grids", grids}}},
          {"wall_seconds", seconds_since(start)}});
@@ -292,7 +328,11 @@ void register_compare(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--reference-sampler", o.reference_sampler, "sampler of the ode-error reference")
       ->capture_default_str();
-  sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
+  sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();
+  sub->add_option("--schedules", o.schedules,
+                  "a schedule axis: comma-separated grids and files, e.g. karras,kl_optimal,file:g.json (the "
+                  "ode-error reference stays on --schedule)");
+  sub->add_flag("--force", o.force, kForceHelp);
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--out-dir", o.out_dir, "directory for table.md, results.csv, plot.svg and grids")->required();

@@ -32,7 +32,7 @@ struct Options {
   CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1;
   int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
-  bool kid = false, json = false, overwrite = false;
+  bool kid = false, json = false, overwrite = false, force = false;
 };
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -224,12 +224,13 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : (o.steps != -1 ? o.steps : 20);
+    if (o.steps != -1 && o.steps < 1) fail("--steps must be >= 1, got ", o.steps);
+    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : o.steps;
     const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
     total = static_cast<int64_t>(seeds.size());
     std::tie(begin, end) = shard_range(total, o.batch, shard);
     SampleJob job;
-    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"), final);
+    job.sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
     job.final = final;
     job.seeds.assign(seeds.begin() + begin, seeds.begin() + end);
     job.batch = static_cast<int>(o.batch);
@@ -244,7 +245,8 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
                                      {"sampler args", o.sampler_args},
                                      {"schedule", o.schedule},
                                      {"schedule args", o.schedule_args},
-                                     {"steps", std::to_string(steps)},
+                                     {"steps", std::to_string(job.sigmas.size() - 1)},
+                                     {"sigmas", exact_list(job.sigmas)},
                                      {"final", final_step_name(final)},
                                      {"seeds", o.seeds}});
   } else {
@@ -328,9 +330,10 @@ void run(const Options& o) {
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : (o.steps != -1 ? o.steps : 20);
+    if (o.steps != -1 && o.steps < 1) fail("--steps must be >= 1, got ", o.steps);
+    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : o.steps;
     SampleJob job;
-    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"), final);
+    job.sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
     job.final = final;
     job.seeds = parse_seeds(o.seeds);
     job.batch = static_cast<int>(o.batch);
@@ -353,7 +356,7 @@ void run(const Options& o) {
     s_lo = meta.data_min, s_hi = meta.data_max;
     sampling = {{"model", model->name()},
                 {"sampler", sampler->name()},
-                {"steps", steps},
+                {"steps", static_cast<int>(job.sigmas.size()) - 1},
                 {"final", final_step_name(final)},
                 {"nfe", result.nfe},
                 {"seeds", o.seeds}};
@@ -459,7 +462,8 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
   sub->add_option("--steps", o.steps, "sampler steps (default 20)");
   sub->add_option("--nfe", o.nfe, "network-call budget instead of --steps");
-  sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
+  sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();
+  sub->add_flag("--force", o.force, kForceHelp);
   sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--seeds", o.seeds, "seeds for --model")->capture_default_str();

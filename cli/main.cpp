@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   scoreflow::cli::register_compare(app);
   scoreflow::cli::register_bench(app);
   scoreflow::cli::register_merge(app);
+  scoreflow::cli::register_search_schedule(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -29,7 +29,7 @@ struct SampleOptions {
   CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
-  bool json = false, overwrite = false, cuda_graph = false;
+  bool json = false, overwrite = false, cuda_graph = false, force = false;
 };
 
 torch::Tensor labels_for(const SampleOptions& o, const ModelMetadata& m, const std::vector<uint64_t>& seeds) {
@@ -143,8 +143,7 @@ void run(const SampleOptions& o) {
     sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"), final);
     if (steps && steps != static_cast<int>(sigmas.size()) - 1) fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
   } else {
-    sigmas = make_sigmas(o.schedule, steps ? steps : 20, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"),
-                         final);
+    sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
   }
   check_final_grid(*sampler, sigmas, final);
   if ((!o.out.empty() || !o.out_dir.empty()) && !meta.image_shaped()) {
@@ -300,7 +299,9 @@ void register_sample(CLI::App& app) {
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,... (e.g. eta=0.5)");
   sub->add_option("--steps", o.steps, "number of steps (default 20)");
   sub->add_option("--nfe", o.nfe, "network-call budget; the sampler works out its steps");
-  sub->add_option("--schedule", o.schedule, "sigma grid (scoreflow list schedules)")->capture_default_str();
+  sub->add_option("--schedule", o.schedule,
+                  "sigma grid (scoreflow list schedules), or file:PATH.json (a schedule file)")
+      ->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,... (rho, sigma_min, sigma_max, ...)");
   sub->add_option("--trajectory", o.trajectory, "discrete timesteps even|quadratic|optimal (vp_discrete models; --steps = K)");
   sub->add_option("--gamma", o.gamma, "Gamma file (estimate-gamma) for --trajectory optimal and the analytic samplers");
@@ -318,6 +319,7 @@ void register_sample(CLI::App& app) {
   sub->add_option("--class", o.label, "class label for every sample, or 'random' (seed mod num_classes)");
   sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (1 = plain conditional)")->capture_default_str();
   sub->add_flag("--json", o.json, "print a JSON summary on stdout");
+  sub->add_flag("--force", o.force, kForceHelp);
   sub->add_flag("--overwrite", o.overwrite, "discard the finished chunks of an earlier, unfinished run instead of resuming it");
   sub->add_option("--shard", o.shard,
                   "i/n: sample only shard i of n (whole batches of the seeds; files get .shard-i-of-n; "

@@ -14,6 +14,7 @@
 #include "scoreflow/error.h"
 #include "io/fsutil.h"
 #include "scoreflow/npy.h"
+#include "scoreflow/schedule_file.h"
 #include "scoreflow/sigmas.h"
 
 namespace scoreflow::cli {
@@ -24,13 +25,14 @@ struct TrainOptions {
   std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
   // The sampling convention trained for and recorded; the paper's by default.
   std::string final = "none";
-  int steps = -1, M = -1, batch = 128;  // steps -1: 3 intervals (4 with --final zero); M -1: 1 for a Heun
-                                        // teacher, 2 otherwise (docs/design.md §4)
+  // steps -1: 3 intervals (4 with --final zero), or a schedule file's; M -1: 1 for a Heun teacher, 2 otherwise
+  // (docs/design.md §4)
+  int steps = -1, M = -1, batch = 128;
   int restarts = 1;
   int64_t num_trajectories = 10000, validate = -1;      // validate -1: 1024 with --restarts > 1, else none
   double lr = 5e-3, scale_dir = 0.01, scale_time = -1;  // scale_time -1: 0 for amed, 0.2 for plugins
   uint64_t seed = 0;
-  bool afs = false, json = false, overwrite = false;
+  bool afs = false, json = false, overwrite = false, force = false;
 };
 
 /// The teacher grid: the same named grid with (M+1)(N−1)+1 points when its points include the
@@ -99,7 +101,15 @@ void train(TrainOptions o) {
     fail("--final: unknown value '", o.final, "'; valid: zero, none, denoise");
   }
   // Zero: the last of the steps is σ_min → 0, which AMED does not integrate.
-  if (o.steps == -1) o.steps = final == FinalStep::Zero ? 4 : 3;
+  if (o.steps == -1) {
+    const std::string file = schedule_file_path(o.schedule);
+    if (file.empty()) {
+      o.steps = final == FinalStep::Zero ? 4 : 3;
+    } else {
+      const ScheduleFile f = load_schedule_file(file);
+      o.steps = f.steps() - (final != FinalStep::Zero && f.sigmas.back() == 0.0 ? 1 : 0);
+    }
+  }
   const int least = final == FinalStep::Zero ? 2 : 1;
   if (o.steps < least || o.steps > 1000)
     fail("--steps must be in [", least, ", 1000] with --final ", o.final,
@@ -118,7 +128,7 @@ void train(TrainOptions o) {
   AmedTrainOptions t;
   t.student = o.student;
   t.teacher = o.teacher;
-  t.sigmas = make_sigmas(o.schedule, o.steps, schedule, KeyValueArgs(o.schedule_args, "schedule arg"), final);
+  t.sigmas = grid_sigmas(o.schedule, o.schedule_args, o.steps, o.steps, *model, o.force, final);
   t.final = final;
   t.M = o.M;
   t.teacher_sigmas = teacher_grid(o, t.sigmas, schedule);
@@ -279,7 +289,7 @@ void register_train_amed(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--steps", o.steps,
                   "grid steps as in `sample --steps` (NFE 2 steps with --final none, 2(steps-1) with zero; minus 1 "
-                  "with --afs; default 3, 4 with --final zero)");
+                  "with --afs; default 3, 4 with --final zero, or the schedule file's)");
   sub->add_option("--final", o.final,
                   "the sampling convention trained for and recorded: none (the paper's: the grid ends at sigma_min), "
                   "denoise (then D(x, sigma_min), +1 NFE) or zero (the grid ends in 0, its last step not taken)")
@@ -303,8 +313,9 @@ void register_train_amed(CLI::App& app) {
                   "fresh trajectories for the end-to-end check: the student solving the whole grid vs the teacher "
                   "(default 1024 with --restarts > 1, else none)");
   sub->add_option("--schedule", o.schedule,
-                  "sigma grid (scoreflow list schedules; default vp_time_uniform for amed, karras for plugins; "
-                  "sample with the same)");
+                  "sigma grid (scoreflow list schedules, or file:PATH.json; default vp_time_uniform for amed, "
+                  "karras for plugins; sample with the same)");
+  sub->add_flag("--force", o.force, kForceHelp);
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--out", o.out, "predictor file to write (amed.pt)")->required();
   sub->add_option("--table", o.table, "also write the per-step table as JSON (models without features)");

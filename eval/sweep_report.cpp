@@ -16,10 +16,17 @@ std::string num(double v, int digits = 6) {
   return buf;
 }
 
-std::vector<std::string> samplers_in_order(const std::vector<SweepCell>& cells) {
+/// A row of the report: the sampler, or "sampler, schedule" with a schedule axis.
+std::string row_of(const SweepCell& c) { return c.schedule.empty() ? c.sampler : c.sampler + ", " + c.schedule; }
+
+bool has_schedule_axis(const std::vector<SweepCell>& cells) {
+  return std::any_of(cells.begin(), cells.end(), [](const SweepCell& c) { return !c.schedule.empty(); });
+}
+
+std::vector<std::string> rows_in_order(const std::vector<SweepCell>& cells) {
   std::vector<std::string> names;
   for (const auto& c : cells)
-    if (std::find(names.begin(), names.end(), c.sampler) == names.end()) names.push_back(c.sampler);
+    if (std::find(names.begin(), names.end(), row_of(c)) == names.end()) names.push_back(row_of(c));
   return names;
 }
 
@@ -87,19 +94,22 @@ const char* kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 }  // namespace
 
 std::string sweep_markdown(const std::vector<SweepCell>& cells, const std::string& metric) {
-  const auto samplers = samplers_in_order(cells);
+  const auto rows = rows_in_order(cells);
   const auto budgets = budgets_in_order(cells);
+  const bool axis = has_schedule_axis(cells);
   std::ostringstream os;
-  os << "| " << metric << " |";
+  os << "| " << metric << " |" << (axis ? " schedule |" : "");
   for (int b : budgets) os << " NFE " << b << " |";
-  os << "\n|---|";
+  os << "\n|---|" << (axis ? "---|" : "");
   for (size_t i = 0; i < budgets.size(); ++i) os << "---|";
   os << "\n";
-  for (const auto& s : samplers) {
-    os << "| " << s << " |";
+  for (const auto& r : rows) {
+    const SweepCell& first =
+        *std::find_if(cells.begin(), cells.end(), [&](const SweepCell& c) { return row_of(c) == r; });
+    os << "| " << first.sampler << " |" << (axis ? " " + first.schedule + " |" : "");
     for (int b : budgets) {
       auto it = std::find_if(cells.begin(), cells.end(),
-                             [&](const SweepCell& c) { return c.sampler == s && c.nfe_budget == b; });
+                             [&](const SweepCell& c) { return row_of(c) == r && c.nfe_budget == b; });
       if (it == cells.end()) {
         os << " |";
       } else if (!it->ok()) {
@@ -119,9 +129,11 @@ std::string sweep_markdown(const std::vector<SweepCell>& cells, const std::strin
 
 std::string sweep_csv(const std::vector<SweepCell>& cells, const std::string& metric) {
   std::ostringstream os;
-  os << "sampler,nfe_budget,steps,nfe_used," << csv_field(metric) << ",seconds,error\n";
+  const bool axis = has_schedule_axis(cells);
+  os << "sampler," << (axis ? "schedule," : "") << "nfe_budget,steps,nfe_used," << csv_field(metric)
+     << ",seconds,error\n";
   for (const auto& c : cells) {
-    os << csv_field(c.sampler) << "," << c.nfe_budget << ",";
+    os << csv_field(c.sampler) << "," << (axis ? csv_field(c.schedule) + "," : "") << c.nfe_budget << ",";
     if (c.ok())
       os << c.steps << "," << c.nfe_used << "," << num(c.metric, 10) << "," << num(c.seconds, 4) << ",\n";
     else
@@ -188,13 +200,13 @@ std::string sweep_svg(const std::vector<SweepCell>& cells, const PlotOptions& o)
      << xml_escape(o.x_label) << (o.log_x ? " (log scale)" : "") << "</text>\n";
   os << "<text transform=\"translate(18," << top + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
      << xml_escape(o.y_label) << (o.log_y ? " (log scale)" : "") << "</text>\n";
-  // One series per sampler.
-  const auto samplers = samplers_in_order(cells);
+  // One series per sampler (and schedule).
+  const auto samplers = rows_in_order(cells);
   for (size_t s = 0; s < samplers.size(); ++s) {
     const char* colour = kColours[s % 10];
     std::vector<const SweepCell*> series;
     for (auto* p : pts)
-      if (p->sampler == samplers[s]) series.push_back(p);
+      if (row_of(*p) == samplers[s]) series.push_back(p);
     std::sort(series.begin(), series.end(), [](auto* a, auto* b) { return a->nfe_used < b->nfe_used; });
     if (series.size() > 1) {
       os << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"2\" points=\"";
@@ -203,7 +215,7 @@ std::string sweep_svg(const std::vector<SweepCell>& cells, const PlotOptions& o)
     }
     for (auto* p : series)
       os << "<circle cx=\"" << px(fx(static_cast<double>(p->nfe_used))) << "\" cy=\"" << py(fy(p->metric))
-         << "\" r=\"3.5\" fill=\"" << colour << "\"><title>" << xml_escape(p->sampler) << " NFE " << p->nfe_used << ": "
+         << "\" r=\"3.5\" fill=\"" << colour << "\"><title>" << xml_escape(row_of(*p)) << " NFE " << p->nfe_used << ": "
          << num(p->metric) << "</title></circle>\n";
     const double ly = top + 10 + 18 * static_cast<double>(s);
     os << "<line x1=\"" << left + pw + 12 << "\" y1=\"" << ly << "\" x2=\"" << left + pw + 36 << "\" y2=\"" << ly
