@@ -6,6 +6,7 @@
 
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
+#include "mixture_posterior.h"
 
 namespace scoreflow {
 namespace {
@@ -103,35 +104,54 @@ GaussianMixtureModel::GaussianMixtureModel(std::string name, std::string summary
   if (means_.dim() != 2 || vars_.sizes() != means_.sizes() || weights_.numel() != means_.size(0))
     fail("builtin mixture: inconsistent means/variances/weights shapes");
   if (!(vars_.min().item<double>() > 0)) fail("builtin mixture: variances must be > 0");
+  torch::Tensor per_component = vars_.select(1, 0);
+  if (torch::equal(vars_, per_component.unsqueeze(1).expand_as(vars_)))
+    isotropic_ = std::make_shared<const IsotropicMixture>(means_, per_component, weights_.log());
 }
 
-std::pair<torch::Tensor, torch::Tensor> GaussianMixtureModel::posterior(const torch::Tensor& x,
-                                                                        const std::vector<double>& sigma) const {
+GaussianMixtureModel::Posterior GaussianMixtureModel::posterior(const torch::Tensor& x, const std::vector<double>& sigma,
+                                                                bool want_mean, bool want_resp,
+                                                                torch::ScalarType mean_type) const {
   const int64_t b = x.size(0);
-  torch::Tensor xf = x.to(torch::kCPU, torch::kFloat64).reshape({b, 1, -1});   // [B, 1, d]
-  torch::Tensor s2 = sigma_column(sigma, b, 3).pow(2);                          // [B, 1, 1]
-  torch::Tensor mu = means_.unsqueeze(0), v = vars_.unsqueeze(0);               // [1, K, d]
-  torch::Tensor total = v + s2;                                                 // [B, K, d]
-  torch::Tensor diff = xf - mu;
-  torch::Tensor log_r = weights_.log().unsqueeze(0) -
-                        0.5 * (diff.pow(2) / total + total.log()).sum(-1);      // [B, K] (up to a constant)
-  torch::Tensor post_mean = mu + v / total * diff;                              // [B, K, d]
-  return {log_r, post_mean};
+  if (sigma.size() != 1 && static_cast<int64_t>(sigma.size()) != b)
+    fail(name_, ": ", sigma.size(), " sigmas for a batch of ", b);
+  const int64_t d = means_.size(1);
+  if (x.numel() != b * d) fail(name_, ": input has ", x.numel() / std::max<int64_t>(b, 1), " values per sample, the model ", d);
+  if (isotropic_) {
+    std::vector<double> sigma2(sigma.size());
+    for (size_t i = 0; i < sigma.size(); ++i) sigma2[i] = sigma[i] * sigma[i];
+    auto r = isotropic_->posterior(x, sigma2, want_mean, want_resp, mean_type);
+    return {r.log_norm, r.mean, r.resp};
+  }
+  // Per-element variances: element-wise over [rows, K, d] in row blocks of about 2^22 values.
+  torch::Tensor xf = x.to(torch::kCPU, torch::kFloat64).reshape({b, 1, d});
+  torch::Tensor s2 = sigma_column(sigma, b, 3).pow(2);  // [B, 1, 1]
+  torch::Tensor mu = means_.unsqueeze(0), v = vars_.unsqueeze(0);
+  const int64_t rows = std::max<int64_t>(1, (int64_t{1} << 22) / (means_.numel()));
+  std::vector<torch::Tensor> log_norm, mean, resp;
+  for (int64_t i = 0; i < b; i += rows) {
+    const int64_t n = std::min(rows, b - i);
+    torch::Tensor total = v + s2.narrow(0, i, n);  // [n, K, d]
+    torch::Tensor diff = xf.narrow(0, i, n) - mu;
+    torch::Tensor log_r = weights_.log().unsqueeze(0) - 0.5 * (diff.pow(2) / total + total.log()).sum(-1);  // [n, K]
+    torch::Tensor lse = torch::logsumexp(log_r, 1);
+    torch::Tensor r = (log_r - lse.unsqueeze(1)).exp();
+    log_norm.push_back(lse);
+    if (want_mean) mean.push_back((r.unsqueeze(-1) * (mu + v / total * diff)).sum(1));
+    if (want_resp) resp.push_back(r);
+  }
+  return {torch::cat(log_norm), want_mean ? torch::cat(mean) : torch::Tensor(), want_resp ? torch::cat(resp) : torch::Tensor()};
 }
 
 torch::Tensor GaussianMixtureModel::denoise(const torch::Tensor& x, const std::vector<double>& sigma,
                                             const torch::Tensor&) const {
-  auto [log_r, post_mean] = posterior(x, sigma);
-  torch::Tensor r = torch::softmax(log_r, 1).unsqueeze(-1);
-  torch::Tensor d = (r * post_mean).sum(1);
-  return d.reshape(x.sizes()).to(x.device(), x.scalar_type());
+  return posterior(x, sigma, true, false, x.scalar_type()).mean.reshape(x.sizes()).to(x.device(), x.scalar_type());
 }
 
 torch::Tensor GaussianMixtureModel::features(const torch::Tensor& x, const std::vector<double>& sigma,
                                               const torch::Tensor&) const {
   if (!has_features()) Model::features(x, sigma, {});  // throws: no features
-  torch::Tensor r = torch::softmax(posterior(x, sigma).first, 1);
-  return r.to(x.device(), torch::kFloat32);
+  return posterior(x, sigma, false, true).resp.to(x.device(), torch::kFloat32);
 }
 
 torch::Tensor GaussianMixtureModel::score(const torch::Tensor& x, const std::vector<double>& sigma) const {
@@ -142,9 +162,8 @@ torch::Tensor GaussianMixtureModel::score(const torch::Tensor& x, const std::vec
 }
 
 torch::Tensor GaussianMixtureModel::log_prob(const torch::Tensor& x, const std::vector<double>& sigma) const {
-  auto [log_r, post_mean] = posterior(x, sigma);
   const int64_t d = means_.size(1);
-  return torch::logsumexp(log_r, 1) - 0.5 * d * std::log(2 * kPi);
+  return posterior(x, sigma, false, false).log_norm - 0.5 * d * std::log(2 * kPi);
 }
 
 std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {

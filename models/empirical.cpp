@@ -8,12 +8,12 @@
 #include "scoreflow/args.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
+#include "mixture_posterior.h"
 
 namespace scoreflow {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-constexpr int64_t kChunk = 4096;
 
 torch::Tensor per_sample(const std::vector<double>& sigma, int64_t batch) {
   torch::Tensor s = torch::tensor(sigma, torch::kFloat64);
@@ -24,45 +24,37 @@ torch::Tensor per_sample(const std::vector<double>& sigma, int64_t batch) {
 
 EmpiricalModel::EmpiricalModel(std::string name, std::string source, torch::Tensor data, ModelMetadata metadata)
     : name_(std::move(name)), source_(std::move(source)), meta_(std::move(metadata)) {
-  data_ = data.to(torch::kCPU, torch::kFloat64).reshape({data.size(0), -1}).contiguous();
-  norms_ = data_.pow(2).sum(1);
+  torch::Tensor rows = data.to(torch::kCPU, torch::kFloat64).reshape({data.size(0), -1});
+  const int64_t n = rows.size(0);
+  // p_σ is the mixture (1/N) Σ_i N(x^(i), σ² I): components of variance 0 and weight 1/N.
+  mixture_ = std::make_shared<const IsotropicMixture>(rows, torch::zeros({n}, torch::kFloat64),
+                                                      torch::full({n}, -std::log(static_cast<double>(n)), torch::kFloat64));
 }
+
+torch::Tensor EmpiricalModel::data() const { return mixture_->means(); }
 
 std::string EmpiricalModel::summary() const {
   std::ostringstream os;
-  os << "exact denoiser of the smoothed empirical distribution of " << data_.size(0) << " items from " << source_
-     << " (memorises its data: samples reproduce training items)";
+  os << "exact denoiser of the smoothed empirical distribution of " << mixture_->components() << " items from "
+     << source_ << " (memorises its data: samples reproduce training items)";
   return os.str();
 }
 
-std::pair<torch::Tensor, torch::Tensor> EmpiricalModel::stream(const torch::Tensor& x_in,
-                                                               const std::vector<double>& sigma) const {
-  const int64_t b = x_in.size(0);
-  torch::Tensor x = x_in.to(torch::kCPU, torch::kFloat64).reshape({b, -1});
-  if (x.size(1) != data_.size(1)) fail("builtin:empirical: input has ", x.size(1), " values per sample, data has ", data_.size(1));
-  torch::Tensor inv2s2 = (0.5 / per_sample(sigma, b).pow(2)).unsqueeze(1);  // [B, 1]
-  torch::Tensor xnorm = x.pow(2).sum(1, true);                              // [B, 1]
-  // Running log-sum-exp: m (max), s = Σ exp(l − m), a = Σ exp(l − m) x_i.
-  torch::Tensor m = torch::full({b, 1}, -INFINITY, torch::kFloat64);
-  torch::Tensor s = torch::zeros({b, 1}, torch::kFloat64);
-  torch::Tensor a = torch::zeros_like(x);
-  for (int64_t begin = 0; begin < data_.size(0); begin += kChunk) {
-    const int64_t n = std::min(kChunk, data_.size(0) - begin);
-    torch::Tensor chunk = data_.narrow(0, begin, n);
-    torch::Tensor dist2 = (xnorm - 2 * x.matmul(chunk.t()) + norms_.narrow(0, begin, n).unsqueeze(0)).clamp_min(0);
-    torch::Tensor logits = -dist2 * inv2s2;                                  // [B, n]
-    torch::Tensor m_new = torch::maximum(m, std::get<0>(logits.max(1, true)));
-    torch::Tensor scale = torch::exp(m - m_new);
-    torch::Tensor w = torch::exp(logits - m_new);
-    s = s * scale + w.sum(1, true);
-    a = a * scale + w.matmul(chunk);
-    m = m_new;
-  }
-  return {(m + s.log()).squeeze(1), a / s};
+std::pair<torch::Tensor, torch::Tensor> EmpiricalModel::stream(const torch::Tensor& x, const std::vector<double>& sigma,
+                                                               bool want_mean, torch::ScalarType mean_type) const {
+  const int64_t b = x.size(0), d = mixture_->dims();
+  if (x.numel() != b * d)
+    fail("builtin:empirical: input has ", x.numel() / std::max<int64_t>(b, 1), " values per sample, data has ", d);
+  if (sigma.size() != 1 && static_cast<int64_t>(sigma.size()) != b)
+    fail("builtin:empirical: ", sigma.size(), " sigmas for a batch of ", b);
+  std::vector<double> sigma2(sigma.size());
+  for (size_t i = 0; i < sigma.size(); ++i) sigma2[i] = sigma[i] * sigma[i];
+  auto r = mixture_->posterior(x, sigma2, want_mean, false, mean_type);
+  return {r.log_norm, r.mean};
 }
 
 torch::Tensor EmpiricalModel::denoise(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor&) const {
-  return stream(x, sigma).second.reshape(x.sizes()).to(x.device(), x.scalar_type());
+  return stream(x, sigma, true, x.scalar_type()).second.reshape(x.sizes()).to(x.device(), x.scalar_type());
 }
 
 torch::Tensor EmpiricalModel::score(const torch::Tensor& x, const std::vector<double>& sigma) const {
@@ -70,13 +62,13 @@ torch::Tensor EmpiricalModel::score(const torch::Tensor& x, const std::vector<do
   std::vector<int64_t> shape(x.dim(), 1);
   shape[0] = x.size(0);
   torch::Tensor s2 = per_sample(sigma, x.size(0)).pow(2).reshape(shape);
-  return (stream(xd, sigma).second.reshape(x.sizes()) - xd) / s2;
+  return (stream(xd, sigma, true).second.reshape(x.sizes()) - xd) / s2;
 }
 
 torch::Tensor EmpiricalModel::log_prob(const torch::Tensor& x, const std::vector<double>& sigma) const {
-  const double d = static_cast<double>(data_.size(1));
-  torch::Tensor sig = per_sample(sigma, x.size(0));
-  return stream(x, sigma).first - std::log(static_cast<double>(data_.size(0))) - d * (0.5 * std::log(2 * kPi) + sig.log());
+  // log_norm = log (1/N) Σ_i σ^{-d} exp(−‖x − x_i‖²/2σ²); add the 2π factor.
+  const double d = static_cast<double>(mixture_->dims());
+  return stream(x, sigma, false).first - 0.5 * d * std::log(2 * kPi);
 }
 
 std::shared_ptr<EmpiricalModel> make_empirical(const std::string& spec_in) {

@@ -8,9 +8,13 @@
 
 namespace scoreflow {
 
+class IsotropicMixture;
+
 /// An isotropic-per-component Gaussian mixture Σ_k π_k N(μ_k, v_k I) (diagonal v for one
 /// component), in any shape. D(x, σ) is exact: responsibilities from the σ-smoothed mixture times
-/// the per-component posterior means μ_k + v_k/(v_k + σ²)(x − μ_k).
+/// the per-component posterior means μ_k + v_k/(v_k + σ²)(x − μ_k). With isotropic components a
+/// call costs two float64 matrix products over [B, d]×[d, K] (models/mixture_posterior.h); a
+/// per-element variance (builtin:gaussian with std_min ≠ std_max) takes the element-wise path.
 class GaussianMixtureModel : public Model {
  public:
   /// means [K, d], variances [K, d] (per element), weights [K] (sum 1); float64.
@@ -38,10 +42,15 @@ class GaussianMixtureModel : public Model {
   torch::Device device() const override { return device_; }
 
  private:
-  /// log responsibilities [B, K] and per-component posterior means [B, K, d] (float64).
-  std::pair<torch::Tensor, torch::Tensor> posterior(const torch::Tensor& x, const std::vector<double>& sigma) const;
+  struct Posterior {
+    torch::Tensor log_norm, mean, resp;  // [B] (log p_σ(x) + (d/2) log 2π), [B, d], [B, K]; float64
+  };
+  /// The mean comes in mean_type where the isotropic path can write it directly (float32/float64).
+  Posterior posterior(const torch::Tensor& x, const std::vector<double>& sigma, bool want_mean, bool want_resp,
+                      torch::ScalarType mean_type = torch::kFloat64) const;
   std::string name_, summary_;
   torch::Tensor means_, vars_, weights_;
+  std::shared_ptr<const IsotropicMixture> isotropic_;  // null when some component's variance varies by element
   ModelMetadata meta_;
   torch::Device device_ = torch::kCPU;
 };

@@ -1,14 +1,17 @@
 #pragma once
 /// builtin:empirical — the exact denoiser of a dataset's σ-smoothed empirical distribution
 /// p_σ = (1/N) Σ_i N(x^(i), σ² I): D(x, σ) = Σ_i w_i x^(i), w = softmax_i(−‖x − x^(i)‖²/2σ²) over
-/// the whole set (streamed log-sum-exp, float64). It memorises its training data: sampling from it
-/// reproduces dataset items. Used as the score-matching oracle (docs/design.md §6).
+/// the whole set (streamed log-sum-exp over two float64 matrix products, models/mixture_posterior.h).
+/// It memorises its training data: sampling from it reproduces dataset items. Used as the
+/// score-matching oracle (docs/design.md §6).
 #include <memory>
 #include <string>
 
 #include "scoreflow/model.h"
 
 namespace scoreflow {
+
+class IsotropicMixture;
 
 class EmpiricalModel : public Model {
  public:
@@ -23,15 +26,17 @@ class EmpiricalModel : public Model {
   torch::Tensor score(const torch::Tensor& x, const std::vector<double>& sigma) const;
   /// Exact log p_σ(x), [B] float64.
   torch::Tensor log_prob(const torch::Tensor& x, const std::vector<double>& sigma) const;
-  const torch::Tensor& data() const { return data_; }
+  /// The items, [N, d] float64 (a copy).
+  torch::Tensor data() const;
   void to(torch::Device device) override { device_ = device; }
   torch::Device device() const override { return device_; }
 
  private:
-  /// Streams over the data in chunks: returns (log Σ_i exp(−‖x − x_i‖²/2σ²) [B], D [B, d]).
-  std::pair<torch::Tensor, torch::Tensor> stream(const torch::Tensor& x, const std::vector<double>& sigma) const;
+  /// Streams over the data in blocks: (log (1/N) Σ_i σ^{-d} exp(−‖x − x_i‖²/2σ²) [B], D [B, d] if want_mean).
+  std::pair<torch::Tensor, torch::Tensor> stream(const torch::Tensor& x, const std::vector<double>& sigma,
+                                                 bool want_mean, torch::ScalarType mean_type = torch::kFloat64) const;
   std::string name_, source_;
-  torch::Tensor data_, norms_;  // [N, d] float64, ‖x_i‖² [N]
+  std::shared_ptr<const IsotropicMixture> mixture_;
   ModelMetadata meta_;
   torch::Device device_ = torch::kCPU;
 };
