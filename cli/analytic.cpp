@@ -19,14 +19,12 @@ struct DataOptions {
   bool resize = false, skip_bad = false;
   void add(CLI::App& app) {
     app.add_option("--data", data, "dataset: image folder, idx/idx.gz, .npy or .npz")->required();
-    app.add_flag("--resize", resize, "resize + centre-crop images to the model's shape instead of refusing a mismatch");
+    app.add_flag("--resize", resize,
+                 "resize + centre-crop items to the model's shape where its data_prep does not make them fit");
     app.add_flag("--skip-bad", skip_bad, "skip unreadable files (counted) instead of failing");
   }
   std::unique_ptr<io::Dataset> open(const ModelMetadata& m) const {
-    io::DatasetOptions o;
-    o.shape = m.shape;
-    o.lo = m.data_min;
-    o.hi = m.data_max;
+    io::DatasetOptions o = io::dataset_options(m);  // shape, range and data_prep
     o.resize = resize;
     o.skip_bad = skip_bad;
     return io::open_dataset(data, o);
