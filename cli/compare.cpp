@@ -9,6 +9,7 @@
 #include "cli/common.h"
 #include "cli/list_arg.h"
 #include "cli/sample_chunks.h"
+#include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
@@ -31,6 +32,7 @@ struct Options {
   std::vector<std::string> sampler_args;  // "NAME:k=v,..." per sampler
   int num = 64, reference_steps = 500, batch = 64;
   bool json = false, log_x = false, log_y = false, overwrite = false;
+  bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
 };
 
 /// The metric of one cell's samples [N, ...shape] (float32, data range).
@@ -129,7 +131,11 @@ void run(const Options& o) {
     args_of[name] = item.substr(colon + 1);
   }
   std::vector<std::unique_ptr<Sampler>> samplers;
-  for (const auto& n : names) samplers.push_back(make_sampler(n, args_of[n]));  // bad names/args fail before any work
+  std::map<std::string, std::vector<double>> own_grid;  // AMED predictors' grids, used when no --schedule is given
+  for (const auto& n : names) {
+    samplers.push_back(make_sampler(n, args_of[n]));  // bad names/args fail before any work
+    if (!o.grid_given) own_grid[samplers.back()->name()] = amed_trained_sigmas(n, args_of[n]);
+  }
   std::vector<int> budgets;
   for (double v : parse_double_list(o.nfe, "--nfe")) {
     if (v < 0 || v != std::floor(v)) fail("--nfe values must be non-negative integers, got ", v);
@@ -190,9 +196,13 @@ void run(const Options& o) {
           if (auto kept = store.load(name)) done = io::to_tensor(*kept);
         if (!done.defined()) {
           auto t0 = std::chrono::steady_clock::now();
-          const int steps = sampler->steps_for_nfe(budget);
+          const std::vector<double>& own = own_grid[sampler->name()];
+          const bool use_own = !own.empty() && sampler->nfe(static_cast<int>(own.size()) - 1) == budget;
+          const int steps = use_own ? static_cast<int>(own.size()) - 1 : sampler->steps_for_nfe(budget);
           SampleJob cj = job;
-          cj.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+          cj.sigmas =
+              use_own ? own
+                      : make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
           SampleResult r = run_sampler(*sampler, model, cj);
           const double value = metric(r.samples);
           if (meta.image_shaped()) {
@@ -291,7 +301,10 @@ void register_compare(CLI::App& app) {
   sub->add_flag("--json", o.json, "print one JSON document");
   sub->add_flag("--overwrite", o.overwrite,
                 "discard the finished cells of an earlier, unfinished run instead of resuming it");
-  set_action(sub, [] { run(o); });
+  set_action(sub, [sub] {
+    o.grid_given = sub->count("--schedule") + sub->count("--schedule-args") > 0;
+    run(o);
+  });
 }
 
 }  // namespace scoreflow::cli

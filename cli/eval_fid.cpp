@@ -8,6 +8,7 @@
 #include "cli/sample_chunks.h"
 #include "cli/sample_devices.h"
 #include "cli/shard.h"
+#include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
@@ -33,7 +34,19 @@ struct Options {
   int steps = -1, nfe = -1;
   int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
   bool kid = false, json = false, overwrite = false;
+  bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
 };
+
+/// The sampling grid: --steps/--nfe (default 20 steps) on --schedule, or, when no grid is given,
+/// the one an AMED predictor= / table= file was trained on.
+std::vector<double> grid_for(const Options& o, const Sampler& sampler, const ModelMetadata& meta) {
+  if (o.steps == -1 && o.nfe == -1 && !o.grid_given) {
+    std::vector<double> trained = amed_trained_sigmas(o.sampler, o.sampler_args);
+    if (!trained.empty()) return trained;
+  }
+  const int steps = o.nfe != -1 ? sampler.steps_for_nfe(o.nfe) : (o.steps != -1 ? o.steps : 20);
+  return make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+}
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -223,12 +236,12 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
     const ModelMetadata& meta = model->metadata();
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe) : (o.steps != -1 ? o.steps : 20);
     const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
     total = static_cast<int64_t>(seeds.size());
     std::tie(begin, end) = shard_range(total, o.batch, shard);
     SampleJob job;
-    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+    job.sigmas = grid_for(o, *sampler, meta);
+    const int steps = static_cast<int>(job.sigmas.size()) - 1;
     job.seeds.assign(seeds.begin() + begin, seeds.begin() + end);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
@@ -324,9 +337,9 @@ void run(const Options& o) {
     const ModelMetadata& meta = model->metadata();
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe) : (o.steps != -1 ? o.steps : 20);
     SampleJob job;
-    job.sigmas = make_sigmas(o.schedule, steps, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
+    job.sigmas = grid_for(o, *sampler, meta);
+    const int steps = static_cast<int>(job.sigmas.size()) - 1;
     job.seeds = parse_seeds(o.seeds);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
@@ -450,7 +463,8 @@ void register_eval_fid(CLI::App& eval) {
                   "split in whole batches, one model and feature-network copy and thread each");
   sub->add_option("--sampler", o.sampler, "sampler for --model")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
-  sub->add_option("--steps", o.steps, "sampler steps (default 20)");
+  sub->add_option("--steps", o.steps,
+                  "sampler steps (default 20, or the grid an AMED predictor= / table= was trained on)");
   sub->add_option("--nfe", o.nfe, "network-call budget instead of --steps");
   sub->add_option("--schedule", o.schedule, "sigma grid")->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
@@ -473,7 +487,10 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--out", o.out,
                   "write the JSON report to this file (with --model, a killed run resumes from OUT.parts)");
   sub->add_flag("--overwrite", o.overwrite, "discard the finished samples of an earlier, unfinished run");
-  set_action(sub, [] { run(o); });
+  set_action(sub, [sub] {
+    o.grid_given = sub->count("--schedule") + sub->count("--schedule-args") > 0;
+    run(o);
+  });
 }
 
 }  // namespace scoreflow::cli

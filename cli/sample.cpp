@@ -8,6 +8,7 @@
 #include "cli/sample_chunks.h"
 #include "cli/sample_devices.h"
 #include "cli/shard.h"
+#include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fsutil.h"
@@ -30,6 +31,7 @@ struct SampleOptions {
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
   bool json = false, overwrite = false, cuda_graph = false;
+  bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
 };
 
 torch::Tensor labels_for(const SampleOptions& o, const ModelMetadata& m, const std::vector<uint64_t>& seeds) {
@@ -138,6 +140,9 @@ void run(const SampleOptions& o) {
   } else if (!o.sigmas.empty()) {
     sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"));
     if (steps && steps != static_cast<int>(sigmas.size()) - 1) fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
+  } else if (!steps && !o.grid_given && !(sigmas = amed_trained_sigmas(o.sampler, sampler_args)).empty()) {
+    std::fprintf(stderr, "%s: the %zu-step grid its predictor/table was trained on\n", o.sampler.c_str(),
+                 sigmas.size() - 1);
   } else {
     sigmas = make_sigmas(o.schedule, steps ? steps : 20, meta.schedule, KeyValueArgs(o.schedule_args, "schedule arg"));
   }
@@ -290,7 +295,8 @@ void register_sample(CLI::App& app) {
   o.device_option = sub->get_option("--device");
   sub->add_option("--sampler", o.sampler, "sampler name (scoreflow list samplers)")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,... (e.g. eta=0.5)");
-  sub->add_option("--steps", o.steps, "number of steps (default 20)");
+  sub->add_option("--steps", o.steps,
+                  "number of steps (default 20, or the grid an AMED predictor= / table= was trained on)");
   sub->add_option("--nfe", o.nfe, "network-call budget; the sampler works out its steps");
   sub->add_option("--schedule", o.schedule, "sigma grid (scoreflow list schedules)")->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,... (rho, sigma_min, sigma_max, ...)");
@@ -313,7 +319,10 @@ void register_sample(CLI::App& app) {
                   "i/n: sample only shard i of n (whole batches of the seeds; files get .shard-i-of-n; "
                   "default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
   sub->add_option("--devices", o.devices, "several devices in one process, e.g. cuda:0,cuda:1 (one model copy and thread each)");
-  set_action(sub, [] { run(o); });
+  set_action(sub, [sub] {
+    o.grid_given = sub->count("--schedule") + sub->count("--schedule-args") > 0;
+    run(o);
+  });
 }
 
 }  // namespace scoreflow::cli
