@@ -71,6 +71,7 @@ void register_estimate_gamma(CLI::App& app) {
   set_action(sub, [] {
     auto start = std::chrono::steady_clock::now();
     if (out.empty() && !forward_only) fail("--out is required (the Gamma file to write)");
+    if (!forward_only) io::check_outputs({{"--out", out}});
     const Shard shard = resolve_shard(shard_flag);
     const std::vector<std::string> devices = parse_devices(devices_flag);
     if (!devices.empty() && device_option->count() > 0) fail("give --device or --devices, not both");
@@ -78,7 +79,6 @@ void register_estimate_gamma(CLI::App& app) {
     const std::shared_ptr<const Model> model = models[0];
     const analytic::DiscreteChain chain = chain_of(*model);
     auto data = data_opts.open(model->metadata());
-    if (!forward_only) io::check_writable(out);
     GammaEstimation job;
     job.num_images = num_images;
     job.batch = batch;

@@ -144,11 +144,11 @@ void run(const Options& o) {
   if (o.out_dir.empty()) fail("give --out-dir for the table, CSV, plot and grids");
   if (o.metric != "ode-error" && o.metric != "w2" && o.metric != "fd")
     fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
-  io::make_dirs(o.out_dir);
   const std::string csv_path = o.csv.empty() ? o.out_dir + "/results.csv" : o.csv;
   const std::string plot_path = o.plot.empty() ? o.out_dir + "/plot.svg" : o.plot;
-  io::check_writable(csv_path);
-  io::check_writable(plot_path);
+  io::check_outputs({{"--out-dir", o.out_dir, true}});
+  io::make_dirs(o.out_dir);  // before the files, which may be inside it
+  io::check_outputs({{"--out-dir", o.out_dir, true}, {"--csv", csv_path}, {"--plot", plot_path}});
 
   SampleJob job;
   job.seeds = o.seeds.empty() ? parse_seeds("0-" + std::to_string(o.num - 1)) : parse_seeds(o.seeds);

@@ -294,8 +294,7 @@ void run(const Options& o) {
   if (!have_model && o.samples.empty() && o.save_stats.empty())
     fail("nothing to compare: give --samples or --model (or --save-stats to only compute reference statistics)");
   if (o.kid && o.ref_data.empty()) fail("--kid needs the reference features: use --ref-data, not --ref statistics");
-  if (!o.save_stats.empty()) io::check_writable(o.save_stats);
-  if (!o.out.empty()) io::check_writable(o.out);
+  io::check_outputs({{"--save-stats", o.save_stats}, {"--out", o.out}});
   std::vector<double> range = parse_double_list(o.data_range, "--data-range");
   if (range.size() != 2 || !(range[1] > range[0]))
     fail("--data-range must be lo,hi with hi > lo, got '", o.data_range, "'");

@@ -152,8 +152,7 @@ void run(const SampleOptions& o) {
     fail("--out/--out-dir need image-shaped samples [C,H,W] with C in 1,3,4; this model's shape is ", os.str(), " (use --npz)");
   }
   if (o.out.empty() && o.out_dir.empty() && o.npz.empty() && !o.json) fail("nothing to write: give --out, --out-dir, --npz or --json");
-  if (!out_grid.empty()) io::check_writable(out_grid);
-  if (!out_npz.empty()) io::check_writable(out_npz);
+  io::check_outputs({{"--out", out_grid}, {"--npz", out_npz}, {"--out-dir", o.out_dir, true}});
   if (!o.out_dir.empty()) io::make_dirs(o.out_dir);
 
   SampleJob job;
