@@ -167,6 +167,9 @@ void run(const SampleOptions& o) {
     auto it = arrays.find("noise");
     if (it == arrays.end()) fail("--init-noise ", o.init_noise, " has no array 'noise'");
     job.init_noise = io::to_tensor(it->second);
+    if (!job.init_noise.is_floating_point())  // as check_init_noise (run.h) says it, with the file named
+      fail("--init-noise ", o.init_noise, ": array 'noise' has dtype ", it->second.dtype,
+           "; initial noise must be floating point (float32/float64 standard normal draws)");
     std::vector<int64_t> want{static_cast<int64_t>(all_seeds.size())};
     want.insert(want.end(), meta.shape.begin(), meta.shape.end());
     if (job.init_noise.sizes() != c10::IntArrayRef(want))
