@@ -19,14 +19,12 @@ struct DataOptions {
   bool resize = false, skip_bad = false;
   void add(CLI::App& app) {
     app.add_option("--data", data, "dataset: image folder, idx/idx.gz, .npy or .npz")->required();
-    app.add_flag("--resize", resize, "resize + centre-crop images to the model's shape instead of refusing a mismatch");
+    app.add_flag("--resize", resize,
+                 "resize + centre-crop items to the model's shape where its data_prep does not make them fit");
     app.add_flag("--skip-bad", skip_bad, "skip unreadable files (counted) instead of failing");
   }
   std::unique_ptr<io::Dataset> open(const ModelMetadata& m) const {
-    io::DatasetOptions o;
-    o.shape = m.shape;
-    o.lo = m.data_min;
-    o.hi = m.data_max;
+    io::DatasetOptions o = io::dataset_options(m);  // shape, range and data_prep
     o.resize = resize;
     o.skip_bad = skip_bad;
     return io::open_dataset(data, o);
@@ -73,6 +71,7 @@ void register_estimate_gamma(CLI::App& app) {
   set_action(sub, [] {
     auto start = std::chrono::steady_clock::now();
     if (out.empty() && !forward_only) fail("--out is required (the Gamma file to write)");
+    if (!forward_only) io::check_outputs({{"--out", out}});
     const Shard shard = resolve_shard(shard_flag);
     const std::vector<std::string> devices = parse_devices(devices_flag);
     if (!devices.empty() && device_option->count() > 0) fail("give --device or --devices, not both");
@@ -80,7 +79,6 @@ void register_estimate_gamma(CLI::App& app) {
     const std::shared_ptr<const Model> model = models[0];
     const analytic::DiscreteChain chain = chain_of(*model);
     auto data = data_opts.open(model->metadata());
-    if (!forward_only) io::check_writable(out);
     GammaEstimation job;
     job.num_images = num_images;
     job.batch = batch;

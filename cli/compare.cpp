@@ -10,6 +10,7 @@
 #include "cli/common.h"
 #include "cli/list_arg.h"
 #include "cli/sample_chunks.h"
+#include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
@@ -33,6 +34,7 @@ struct Options {
   std::vector<std::string> sampler_args;  // "NAME:k=v,..." per sampler
   int num = 64, reference_steps = 500, batch = 64;
   bool json = false, log_x = false, log_y = false, overwrite = false, force = false;
+  bool grid_given = false;  // --schedule/--schedules/--schedule-args given (else an AMED predictor's own grid)
 };
 
 /// "grid_euler_nfe5.png", with a schedule axis "grid_euler_kl_optimal_nfe5.png" (other characters → '_').
@@ -138,10 +140,12 @@ void run(const Options& o) {
     args_of[name] = item.substr(colon + 1);
   }
   std::vector<std::unique_ptr<Sampler>> samplers;
-  std::vector<FinalStep> finals;  // per sampler: --final, or its own default
-  for (const auto& n : names) {   // bad names/args fail before any work
-    samplers.push_back(make_sampler(n, args_of[n]));
+  std::vector<FinalStep> finals;                        // per sampler: --final, or its own default
+  std::map<std::string, std::vector<double>> own_grid;  // AMED predictors' grids, used when no --schedule is given
+  for (const auto& n : names) {
+    samplers.push_back(make_sampler(n, args_of[n]));  // bad names/args fail before any work
     finals.push_back(final_step_for(o.final, *samplers.back(), args_of[n]));
+    if (!o.grid_given) own_grid[samplers.back()->name()] = amed_trained_sigmas(n, args_of[n]);
   }
   std::vector<int> budgets;
   for (double v : parse_double_list(o.nfe, "--nfe")) {
@@ -164,11 +168,11 @@ void run(const Options& o) {
     fail("--metric ode-error needs a named --schedule for its ", o.reference_steps, "-step reference, not a file");
   if (o.metric != "ode-error" && o.metric != "w2" && o.metric != "fd")
     fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
-  io::make_dirs(o.out_dir);
   const std::string csv_path = o.csv.empty() ? o.out_dir + "/results.csv" : o.csv;
   const std::string plot_path = o.plot.empty() ? o.out_dir + "/plot.svg" : o.plot;
-  io::check_writable(csv_path);
-  io::check_writable(plot_path);
+  io::check_outputs({{"--out-dir", o.out_dir, true}});
+  io::make_dirs(o.out_dir);  // before the files, which may be inside it
+  io::check_outputs({{"--out-dir", o.out_dir, true}, {"--csv", csv_path}, {"--plot", plot_path}});
 
   SampleJob job;
   job.seeds = o.seeds.empty() ? parse_seeds("0-" + std::to_string(o.num - 1)) : parse_seeds(o.seeds);
@@ -229,9 +233,11 @@ void run(const Options& o) {
             if (auto kept = store.load(name)) done = io::to_tensor(*kept);
           if (!done.defined()) {
             auto t0 = std::chrono::steady_clock::now();
-            const int steps = sampler->steps_for_nfe(budget, final);
+            const std::vector<double>& own = own_grid[sampler->name()];
+            const bool use_own = !own.empty() && sampler->nfe_for(static_cast<int>(own.size()) - 1, final) == budget;
+            const int steps = use_own ? static_cast<int>(own.size()) - 1 : sampler->steps_for_nfe(budget, final);
             SampleJob cj = job;
-            cj.sigmas = grid_sigmas(schedule, o.schedule_args, steps, steps, *model, o.force, final);
+            cj.sigmas = use_own ? own : grid_sigmas(schedule, o.schedule_args, steps, steps, *model, o.force, final);
             cj.final = final;
             SampleResult r = run_sampler(*sampler, model, cj);
             const double value = metric(r.samples);
@@ -344,7 +350,10 @@ void register_compare(CLI::App& app) {
   sub->add_flag("--json", o.json, "print one JSON document");
   sub->add_flag("--overwrite", o.overwrite,
                 "discard the finished cells of an earlier, unfinished run instead of resuming it");
-  set_action(sub, [] { run(o); });
+  set_action(sub, [sub] {
+    o.grid_given = sub->count("--schedule") + sub->count("--schedules") + sub->count("--schedule-args") > 0;
+    run(o);
+  });
 }
 
 }  // namespace scoreflow::cli

@@ -8,6 +8,7 @@
 #include "cli/sample_chunks.h"
 #include "cli/sample_devices.h"
 #include "cli/shard.h"
+#include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
@@ -33,7 +34,20 @@ struct Options {
   int steps = -1, nfe = -1;
   int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
   bool kid = false, json = false, overwrite = false, force = false;
+  bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
 };
+
+/// The sampling grid: --steps/--nfe (default 20 steps) on --schedule, or, when no grid is given,
+/// the one an AMED predictor= / table= file was trained on.
+std::vector<double> grid_for(const Options& o, const Sampler& sampler, const Model& model, FinalStep final) {
+  if (o.steps == -1 && o.nfe == -1 && !o.grid_given) {
+    std::vector<double> trained = amed_trained_sigmas(o.sampler, o.sampler_args);
+    if (!trained.empty()) return trained;
+  }
+  if (o.steps != -1 && o.steps < 1) fail("--steps must be >= 1, got ", o.steps);
+  const int steps = o.nfe != -1 ? sampler.steps_for_nfe(o.nfe, final) : o.steps;
+  return grid_sigmas(o.schedule, o.schedule_args, steps, 20, model, o.force, final);
+}
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -224,14 +238,13 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-    if (o.steps != -1 && o.steps < 1) fail("--steps must be >= 1, got ", o.steps);
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : o.steps;
     const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
     total = static_cast<int64_t>(seeds.size());
     std::tie(begin, end) = shard_range(total, o.batch, shard);
     SampleJob job;
-    job.sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
+    job.sigmas = grid_for(o, *sampler, *model, final);
     job.final = final;
+    const int steps = static_cast<int>(job.sigmas.size()) - 1;
     job.seeds.assign(seeds.begin() + begin, seeds.begin() + end);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
@@ -286,8 +299,7 @@ void run(const Options& o) {
   if (!have_model && o.samples.empty() && o.save_stats.empty())
     fail("nothing to compare: give --samples or --model (or --save-stats to only compute reference statistics)");
   if (o.kid && o.ref_data.empty()) fail("--kid needs the reference features: use --ref-data, not --ref statistics");
-  if (!o.save_stats.empty()) io::check_writable(o.save_stats);
-  if (!o.out.empty()) io::check_writable(o.out);
+  io::check_outputs({{"--save-stats", o.save_stats}, {"--out", o.out}});
   std::vector<double> range = parse_double_list(o.data_range, "--data-range");
   if (range.size() != 2 || !(range[1] > range[0]))
     fail("--data-range must be lo,hi with hi > lo, got '", o.data_range, "'");
@@ -330,11 +342,10 @@ void run(const Options& o) {
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-    if (o.steps != -1 && o.steps < 1) fail("--steps must be >= 1, got ", o.steps);
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : o.steps;
     SampleJob job;
-    job.sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
+    job.sigmas = grid_for(o, *sampler, *model, final);
     job.final = final;
+    const int steps = static_cast<int>(job.sigmas.size()) - 1;
     job.seeds = parse_seeds(o.seeds);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
@@ -460,7 +471,8 @@ void register_eval_fid(CLI::App& eval) {
                   "split in whole batches, one model and feature-network copy and thread each");
   sub->add_option("--sampler", o.sampler, "sampler for --model")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
-  sub->add_option("--steps", o.steps, "sampler steps (default 20)");
+  sub->add_option("--steps", o.steps,
+                  "sampler steps (default 20, or the grid an AMED predictor= / table= was trained on)");
   sub->add_option("--nfe", o.nfe, "network-call budget instead of --steps");
   sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();
   sub->add_flag("--force", o.force, kForceHelp);
@@ -485,7 +497,10 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--out", o.out,
                   "write the JSON report to this file (with --model, a killed run resumes from OUT.parts)");
   sub->add_flag("--overwrite", o.overwrite, "discard the finished samples of an earlier, unfinished run");
-  set_action(sub, [] { run(o); });
+  set_action(sub, [sub] {
+    o.grid_given = sub->count("--schedule") + sub->count("--schedule-args") > 0;
+    run(o);
+  });
 }
 
 }  // namespace scoreflow::cli

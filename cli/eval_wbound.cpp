@@ -22,9 +22,9 @@ struct Options {
 
 void run(const Options& o) {
   auto start = std::chrono::steady_clock::now();
+  io::check_outputs({{"--out", o.out}});
   auto model = o.model.open();
   const ModelMetadata& meta = model->metadata();
-  if (!o.out.empty()) io::check_writable(o.out);
   eval::ExactTarget target(o.data, meta, o.limit);
   eval::WBoundOptions w;
   w.sigmas = eval_sigmas(o.sigmas, o.timesteps, meta.schedule);

@@ -108,7 +108,7 @@ void run(const MergeOptions& o) {
     fail("the output '", out, "' is named like a shard file; give the output first: scoreflow merge OUT IN...");
   for (const std::string& in : inputs)
     if (in == out) fail("the output '", out, "' is also an input");
-  io::check_writable(out);
+  io::check_outputs({{o.out.empty() ? "OUT" : "--out", out}});
   std::vector<std::map<std::string, io::NpyArray>> files;
   std::vector<nlohmann::json> records;
   for (const std::string& in : inputs) {

@@ -8,6 +8,7 @@
 #include "cli/sample_chunks.h"
 #include "cli/sample_devices.h"
 #include "cli/shard.h"
+#include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
 #include "io/fsutil.h"
@@ -30,6 +31,7 @@ struct SampleOptions {
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
   bool json = false, overwrite = false, cuda_graph = false, force = false;
+  bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
 };
 
 torch::Tensor labels_for(const SampleOptions& o, const ModelMetadata& m, const std::vector<uint64_t>& seeds) {
@@ -142,6 +144,9 @@ void run(const SampleOptions& o) {
   } else if (!o.sigmas.empty()) {
     sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"), final);
     if (steps && steps != static_cast<int>(sigmas.size()) - 1) fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
+  } else if (!steps && !o.grid_given && !(sigmas = amed_trained_sigmas(o.sampler, sampler_args)).empty()) {
+    std::fprintf(stderr, "%s: the %zu-step grid its predictor/table was trained on\n", o.sampler.c_str(),
+                 sigmas.size() - 1);
   } else {
     sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
   }
@@ -152,8 +157,7 @@ void run(const SampleOptions& o) {
     fail("--out/--out-dir need image-shaped samples [C,H,W] with C in 1,3,4; this model's shape is ", os.str(), " (use --npz)");
   }
   if (o.out.empty() && o.out_dir.empty() && o.npz.empty() && !o.json) fail("nothing to write: give --out, --out-dir, --npz or --json");
-  if (!out_grid.empty()) io::check_writable(out_grid);
-  if (!out_npz.empty()) io::check_writable(out_npz);
+  io::check_outputs({{"--out", out_grid}, {"--npz", out_npz}, {"--out-dir", o.out_dir, true}});
   if (!o.out_dir.empty()) io::make_dirs(o.out_dir);
 
   SampleJob job;
@@ -169,6 +173,9 @@ void run(const SampleOptions& o) {
     auto it = arrays.find("noise");
     if (it == arrays.end()) fail("--init-noise ", o.init_noise, " has no array 'noise'");
     job.init_noise = io::to_tensor(it->second);
+    if (!job.init_noise.is_floating_point())  // as check_init_noise (run.h) says it, with the file named
+      fail("--init-noise ", o.init_noise, ": array 'noise' has dtype ", it->second.dtype,
+           "; initial noise must be floating point (float32/float64 standard normal draws)");
     std::vector<int64_t> want{static_cast<int64_t>(all_seeds.size())};
     want.insert(want.end(), meta.shape.begin(), meta.shape.end());
     if (job.init_noise.sizes() != c10::IntArrayRef(want))
@@ -297,7 +304,8 @@ void register_sample(CLI::App& app) {
   o.device_option = sub->get_option("--device");
   sub->add_option("--sampler", o.sampler, "sampler name (scoreflow list samplers)")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,... (e.g. eta=0.5)");
-  sub->add_option("--steps", o.steps, "number of steps (default 20)");
+  sub->add_option("--steps", o.steps,
+                  "number of steps (default 20, or the grid an AMED predictor= / table= was trained on)");
   sub->add_option("--nfe", o.nfe, "network-call budget; the sampler works out its steps");
   sub->add_option("--schedule", o.schedule,
                   "sigma grid (scoreflow list schedules), or file:PATH.json (a schedule file)")
@@ -325,7 +333,10 @@ void register_sample(CLI::App& app) {
                   "i/n: sample only shard i of n (whole batches of the seeds; files get .shard-i-of-n; "
                   "default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
   sub->add_option("--devices", o.devices, "several devices in one process, e.g. cuda:0,cuda:1 (one model copy and thread each)");
-  set_action(sub, [] { run(o); });
+  set_action(sub, [sub] {
+    o.grid_given = sub->count("--schedule") + sub->count("--schedule-args") > 0;
+    run(o);
+  });
 }
 
 }  // namespace scoreflow::cli

@@ -96,13 +96,7 @@ ChunkedResult run_chunked(const Sampler& sampler, std::shared_ptr<const Model> m
   if (n == 0) fail("no seeds to sample");
   if (job.batch < 1) fail("--batch must be >= 1, got ", job.batch);
   const auto& shape = model->metadata().shape;
-  if (job.init_noise.defined()) {
-    std::vector<int64_t> want{n};
-    want.insert(want.end(), shape.begin(), shape.end());
-    if (job.init_noise.sizes() != c10::IntArrayRef(want))
-      fail("--init-noise has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want),
-           " (one row per seed)");
-  }
+  if (job.init_noise.defined()) check_init_noise(job.init_noise, n, shape);
   std::map<int64_t, std::pair<int64_t, torch::Tensor>> done;
   if (store) done = finished_chunks(*store, n, shape);
   // Writing a finished chunk (its resume copy, the caller's PNGs) runs on a worker thread while

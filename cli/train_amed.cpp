@@ -119,9 +119,7 @@ void train(TrainOptions o) {
   if (o.validate < 0) fail("--validate must be >= 0, got ", o.validate);
   if (o.restarts > 1 && o.validate == 0)
     fail("--restarts ", o.restarts, " keeps the run with the lowest end-to-end error, so it needs --validate N > 0");
-  io::check_writable(o.out);
-  if (!o.table.empty()) io::check_writable(o.table);
-  if (!o.log.empty()) io::check_writable(o.log);
+  io::check_outputs({{"--out", o.out}, {"--table", o.table}, {"--log", o.log}});
   auto model = o.model.open();
   const NoiseSchedule& schedule = model->metadata().schedule;
 
@@ -330,7 +328,7 @@ void register_train_amed(CLI::App& app) {
   tab->add_option("--predictor", predictor, "predictor file from train-amed")->required();
   tab->add_option("--out", out, "JSON table to write")->required();
   set_action(tab, [] {
-    io::check_writable(out);
+    io::check_outputs({{"--out", out}});
     AmedPredictor p = AmedPredictor::load(predictor);
     save_amed_table(out, p.record(), p.table());
   });

@@ -74,11 +74,7 @@ torch::Tensor load_data_rows(const std::string& path, const ModelMetadata& like,
     if (like.shape.size() != 3)
       fail("data '", path, "': an image dataset needs an image-shaped model [C, H, W]; this model's shape is ",
            shape_text(like.shape), " (give a float .npy of points [N, ", d, "])");
-    io::DatasetOptions opts;
-    opts.shape = like.shape;
-    opts.lo = like.data_min;
-    opts.hi = like.data_max;
-    auto dataset = io::open_dataset(path, opts);
+    auto dataset = io::open_dataset(path, io::dataset_options(like));  // shape, range and data_prep
     int64_t n = dataset->size();
     if (limit > 0) n = std::min(n, limit);
     rows = dataset->batch(0, n).reshape({n, d}).to(torch::kFloat64);

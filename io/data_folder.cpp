@@ -64,16 +64,19 @@ std::unique_ptr<Dataset> open_image_folder(const std::string& dir, const Dataset
     if (img.size(2) != channels) img = read_image(file, channels);
     if (first.empty()) {
       first = file;
-      h0 = options.shape.empty() ? img.size(0) : options.shape[1];
-      w0 = options.shape.empty() ? img.size(1) : options.shape[2];
+      // Items the model's data_prep pads stay as they are (TensorDataset pads them).
+      const bool padded = pads({channels, img.size(0), img.size(1)}, options);
+      h0 = options.shape.empty() || padded ? img.size(0) : options.shape[1];
+      w0 = options.shape.empty() || padded ? img.size(1) : options.shape[2];
     }
     if (img.size(0) != h0 || img.size(1) != w0) {
-      if (!options.resize) {
-        if (options.shape.empty())
+      if (!resizes(options)) {
+        if (options.shape.empty() || h0 != options.shape[1] || w0 != options.shape[2])
           fail("image folder '", dir, "' has mixed shapes: '", file, "' is ", img.size(0), "x", img.size(1),
                " but '", first, "' is ", h0, "x", w0, " (ask for a shape with resize to resize + centre-crop)");
-        fail("image '", file, "' is ", channels, "x", img.size(0), "x", img.size(1), " but ",
-             shape_text(options.shape), " was asked for (enable resize to resize + centre-crop)");
+        fail_mismatch("image '" + file + "' is " + std::to_string(channels) + "x" + std::to_string(img.size(0)) +
+                          "x" + std::to_string(img.size(1)),
+                      {channels, img.size(0), img.size(1)}, options);
       }
       img = resize_center_crop(img, h0, w0);
     }
@@ -83,7 +86,7 @@ std::unique_ptr<Dataset> open_image_folder(const std::string& dir, const Dataset
     fail("image folder '", dir, "': all ", files.size(), " image files were unreadable and skipped");
   torch::Tensor stored = torch::stack(images).permute({0, 3, 1, 2}).contiguous();
   std::string note = "uint8";
-  if (options.resize && !options.shape.empty()) note += ", resized + centre-cropped where needed";
+  if (resizes(options) && !options.shape.empty()) note += ", resized + centre-cropped where needed";
   return std::make_unique<TensorDataset>(stored, "image folder", dir, note, options, skipped);
 }
 

@@ -3,6 +3,7 @@
 #include <stb_image_resize.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "scoreflow/error.h"
 
@@ -15,6 +16,10 @@ std::string shape_text(const std::vector<int64_t>& chw) {
 }
 
 void check_options(const DatasetOptions& options, const std::string& path) {
+  const DataPrep& p = options.prep;
+  if (p.pad_top < 0 || p.pad_bottom < 0 || p.pad_left < 0 || p.pad_right < 0)
+    fail("dataset '", path, "': data_prep pad must be >= 0, got ", p.describe());
+  if (p.padded() && p.resize) fail("dataset '", path, "': data_prep gives pad and resize; give one");
   if (!(options.hi > options.lo))
     fail("dataset '", path, "': data range must have hi > lo, got [", options.lo, ", ", options.hi, "]");
   if (options.shape.empty()) return;
@@ -34,11 +39,33 @@ std::vector<int64_t> target_shape(const std::vector<int64_t>& stored, const Data
   if (!channels_ok)
     fail("dataset '", path, "' holds ", shape_text(stored), " items but ", shape_text(want),
          " was asked for: cannot convert ", from, " channels to ", to, " (only 1->3, 3->1, 4->3, 4->1)");
-  if ((stored[1] != want[1] || stored[2] != want[2]) && !options.resize)
-    fail("dataset '", path, "' holds ", shape_text(stored), " items but ", shape_text(want),
-         " was asked for (enable resize to resize + centre-crop)");
+  if ((stored[1] != want[1] || stored[2] != want[2]) && !pads(stored, options) && !resizes(options))
+    fail_mismatch("dataset '" + path + "' holds " + shape_text(stored) + " items", stored, options);
   return want;
 }
+
+bool pads(const std::vector<int64_t>& stored, const DatasetOptions& options) {
+  const DataPrep& p = options.prep;
+  const std::vector<int64_t>& want = options.shape;
+  return p.padded() && want.size() == 3 && (stored[1] != want[1] || stored[2] != want[2]) &&
+         stored[1] + p.pad_top + p.pad_bottom == want[1] && stored[2] + p.pad_left + p.pad_right == want[2];
+}
+
+bool resizes(const DatasetOptions& options) { return options.resize || options.prep.resize; }
+
+void fail_mismatch(const std::string& what, const std::vector<int64_t>& stored, const DatasetOptions& options) {
+  const DataPrep& p = options.prep;
+  const std::vector<int64_t>& want = options.shape;
+  if (p.padded())
+    fail(what, " but ", shape_text(want), " was asked for: data_prep ", p.describe(), " makes ",
+         want[1] - p.pad_top - p.pad_bottom, "x", want[2] - p.pad_left - p.pad_right, " items ", want[1], "x",
+         want[2], ", not ", stored[1], "x", stored[2],
+         " (these are not the images the model was trained on, or its metadata field 'data_prep' is wrong)");
+  fail(what, " but ", shape_text(want), " was asked for: the model's metadata field 'data_prep' must say how ",
+       "its training images were made from such items ({\"pad\": N, \"pad_value\": V} adds N pixels of value V ",
+       "around each side, {\"resize\": \"center_crop\"} crops and resizes)");
+}
+
 
 torch::Tensor resize_center_crop(const torch::Tensor& hwc, int64_t th, int64_t tw) {
   const int64_t h = hwc.size(0), w = hwc.size(1), c = hwc.size(2);
@@ -86,6 +113,10 @@ torch::Tensor TensorDataset::batch(int64_t begin, int64_t count) const {
   if (from == 4) x = x.slice(1, 0, 3);
   if (from >= 3 && to == 1)
     x = (0.299f * x.select(1, 0) + 0.587f * x.select(1, 1) + 0.114f * x.select(1, 2)).unsqueeze(1);
+  if (pads({from, x.size(2), x.size(3)}, options_)) {
+    const DataPrep& p = options_.prep;
+    x = torch::constant_pad_nd(x, {p.pad_left, p.pad_right, p.pad_top, p.pad_bottom}, p.pad_value);
+  }
   if (x.size(2) != target_[1] || x.size(3) != target_[2]) {
     torch::Tensor hwc = x.permute({0, 2, 3, 1}).contiguous();
     std::vector<torch::Tensor> resized;
@@ -104,10 +135,30 @@ std::string TensorDataset::describe() const {
   if (from == 1 && to == 3) out += ", grey replicated to RGB";
   if (from >= 3 && to == 1) out += ", RGB to grey by luminance 0.299R+0.587G+0.114B";
   if (from == 4 && to == 3) out += ", alpha dropped";
-  if (stored[1] != target_[1] || stored[2] != target_[2])
+  if (pads(stored, options_))
+    out += ", padded from " + std::to_string(stored[1]) + "x" + std::to_string(stored[2]) + " by data_prep " +
+           options_.prep.describe();
+  else if (stored[1] != target_[1] || stored[2] != target_[2])
     out += ", resized + centre-cropped from " + std::to_string(stored[1]) + "x" + std::to_string(stored[2]);
   if (skipped_) out += ", " + std::to_string(skipped_) + " unreadable files skipped";
   return out + ")";
 }
 
 }  // namespace scoreflow::io::detail
+
+namespace scoreflow::io {
+
+std::string DataPrep::describe() const {
+  if (empty()) return "";
+  if (resize) return "{\"resize\": \"center_crop\"}";
+  std::ostringstream os;
+  os << "{\"pad\": ";
+  if (pad_top == pad_bottom && pad_top == pad_left && pad_top == pad_right)
+    os << pad_top;
+  else
+    os << "[" << pad_top << ", " << pad_bottom << ", " << pad_left << ", " << pad_right << "]";
+  os << ", \"pad_value\": " << pad_value << "}";
+  return os.str();
+}
+
+}  // namespace scoreflow::io

@@ -17,10 +17,19 @@ std::string shape_text(const std::vector<int64_t>& chw);
 void check_options(const DatasetOptions& options, const std::string& path);
 
 /// The [C, H, W] served for items stored as `stored`: options.shape if given, else `stored`.
-/// Refuses channel conversions other than 1->3, 3->1, 4->3, 4->1 and, unless options.resize,
-/// any H x W difference, naming `path` and both shapes.
+/// Refuses channel conversions other than 1->3, 3->1, 4->3, 4->1 and any H x W difference that
+/// options.prep's padding does not make up and no resize (options.resize, prep.resize) allows,
+/// naming `path`, both shapes and the field `data_prep`.
 std::vector<int64_t> target_shape(const std::vector<int64_t>& stored, const DatasetOptions& options,
                                   const std::string& path);
+
+/// True when items of H x W `stored` are padded (options.prep) to the wanted shape.
+bool pads(const std::vector<int64_t>& stored, const DatasetOptions& options);
+/// options.resize or options.prep.resize.
+bool resizes(const DatasetOptions& options);
+/// The H x W mismatch error of target_shape (also for one image of a folder).
+[[noreturn]] void fail_mismatch(const std::string& what, const std::vector<int64_t>& stored,
+                                const DatasetOptions& options);
 
 /// Resizes [H, W, C] to [th, tw, C] after cropping the largest centred region of the target's
 /// aspect ratio (so nothing is stretched). uint8 or float32, contiguous.

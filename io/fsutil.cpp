@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -122,6 +124,54 @@ void check_writable(const std::string& path) {
   if (fd < 0) fail("cannot write '", path, "': directory '", dir, "': ", errno_text(errno));
   ::close(fd);
   ::unlink(probe.c_str());
+}
+
+namespace {
+
+/// `path` with its folder resolved (realpath) when that folder exists, else lexically normalised;
+/// two outputs with the same key are the same file.
+std::string identity(const std::string& path) {
+  const fs::path p = fs::path(path).lexically_normal();
+  const fs::path name = p.filename().empty() ? p.parent_path().filename() : p.filename();
+  const fs::path folder = p.filename().empty() ? p.parent_path().parent_path() : p.parent_path();
+  char resolved[PATH_MAX];
+  if (::realpath(folder.empty() ? "." : folder.c_str(), resolved)) return (fs::path(resolved) / name).string();
+  return fs::absolute(p).lexically_normal().string();
+}
+
+}  // namespace
+
+void check_outputs(const std::vector<OutputPath>& outputs) {
+  std::vector<std::pair<std::string, const OutputPath*>> seen;
+  for (const OutputPath& o : outputs) {
+    if (o.path.empty()) continue;
+    std::error_code ec;
+    const bool exists = fs::exists(o.path, ec), is_dir = fs::is_directory(o.path, ec);
+    try {
+      if (!o.directory) {
+        if (is_dir) fail("is a directory; give the path of the file to write");
+        check_writable(o.path);
+      } else {
+        if (exists && !is_dir) fail("exists and is not a directory");
+        std::string dir = o.path;  // the folder itself, or the nearest existing one above it
+        while (!fs::exists(dir, ec)) {
+          const std::string up = parent_dir(dir);
+          if (up == dir) break;
+          dir = up;
+        }
+        if (!fs::is_directory(dir, ec)) fail("cannot be created: '", dir, "' is not a directory");
+        check_writable(dir);
+      }
+    } catch (const Error& e) {
+      fail(o.field, " '", o.path, "': ", e.what());
+    }
+    const std::string key = identity(o.path);
+    for (const auto& [other_key, other] : seen)
+      if (other_key == key)
+        fail(other->field, " '", other->path, "' and ", o.field, " '", o.path, "' are the same ",
+             o.directory || other->directory ? "path" : "file", "; give each output its own");
+    seen.emplace_back(key, &o);
+  }
 }
 
 void make_dirs(const std::string& dir) {

@@ -39,6 +39,20 @@ std::vector<uint8_t> read_file(const std::string& path);
 /// jobs start, so that they do not fail at the end).
 void check_writable(const std::string& path);
 
+/// One file or folder a command is about to write. `field` names it in messages (library callers
+/// give the field, the CLI its flag, e.g. "--out").
+struct OutputPath {
+  std::string field, path;
+  bool directory = false;  ///< a folder to write into (created with its parents if missing)
+};
+
+/// Checks every output before any work starts and throws Error "<field> '<path>': <problem>" for
+/// the first that fails: a file output must not be an existing directory and its folder must exist
+/// and be writable; a folder output must not be an existing file and the folder (or the nearest
+/// existing folder above it) must be writable; no two outputs may be the same path (after '.',
+/// '..' and symlinks of the existing folders are resolved). Empty paths are skipped.
+void check_outputs(const std::vector<OutputPath>& outputs);
+
 /// Creates a directory (and parents); throws Error naming it on failure.
 void make_dirs(const std::string& dir);
 

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "scoreflow/amed.h"
+#include "scoreflow/args.h"
 #include "scoreflow/error.h"
 #include "io/fsutil.h"
 
@@ -265,6 +266,15 @@ void check_amed_record(const AmedRecord& r, const Model& model, const std::vecto
       fail(source, " was trained on sigmas ", grid_text(r.sigmas), "; this grid has ", grid_text(sigmas), " (position ",
            i, " differs): field 'sigmas' differs (use the training ", Field{"steps"}, "/", Field{"schedule"},
            r.schedule_name.empty() ? "" : " " + r.schedule_name, ")");
+}
+
+std::vector<double> amed_trained_sigmas(const std::string& sampler, const std::string& sampler_args) {
+  if (sampler != "amed" && sampler != "amed_plugin") return {};
+  const KeyValueArgs args(sampler_args, "sampler arg");
+  const std::string predictor = args.get_string("predictor", ""), table = args.get_string("table", "");
+  if (!predictor.empty()) return AmedPredictor::load(predictor).record().sigmas;
+  if (!table.empty()) return load_amed_table(table).first.sigmas;
+  return {};
 }
 
 std::string model_content_hash(const Model& model) {

@@ -238,7 +238,7 @@ std::vector<std::pair<std::string, std::string>> builtin_models() {
           {"gmm", "mixture of k image patterns (default 3x32x32, k=8, std=0.05), writes PNG grids; shape=D (e.g. 2): "
                   "k points in [-0.8, 0.8]^D; args shape, k, std, seed, features (true: posterior responsibilities as AMED features)"},
           {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1); args radius, std, features"},
-          {"empirical", "exact denoiser of a dataset's smoothed empirical distribution (memorises it); args data=PATH, limit"}};
+          {"empirical", "exact denoiser of a dataset's smoothed empirical distribution (memorises it); args data=PATH, limit, pad, pad_value"}};
 }
 
 }  // namespace scoreflow

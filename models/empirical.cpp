@@ -80,12 +80,21 @@ std::shared_ptr<EmpiricalModel> make_empirical(const std::string& spec_in) {
   const int limit = args.get_int("limit", 0);
   const std::string schedule = args.get_string("schedule", "edm");
   const double lo = args.get_double("lo", -1), hi = args.get_double("hi", 1);
+  const int pad = args.get_int("pad", 0);  // a model's data_prep pad, e.g. pad=2 for models/fashion_ddpm.pt
+  const double pad_value = args.get_double("pad_value", lo);
   args.finish(full);
   if (path.empty()) fail(full, ": give the dataset, e.g. builtin:empirical:data=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz,limit=1000");
   io::DatasetOptions opts;
   opts.lo = lo;
   opts.hi = hi;
   auto dataset = io::open_dataset(path, opts);
+  if (pad != 0) {
+    const std::vector<int64_t> s = dataset->shape();
+    opts.shape = {s[0], s[1] + 2 * pad, s[2] + 2 * pad};
+    opts.prep.pad_top = opts.prep.pad_bottom = opts.prep.pad_left = opts.prep.pad_right = pad;
+    opts.prep.pad_value = pad_value;
+    dataset = io::open_dataset(path, opts);
+  }
   int64_t n = dataset->size();
   if (limit > 0) n = std::min<int64_t>(n, limit);
   if (n < 1) fail(full, ": the dataset is empty");

@@ -3,6 +3,7 @@
 
 #include <set>
 
+#include "scoreflow/data.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
 
@@ -111,7 +112,66 @@ void apply_override(json& doc, const std::string& item) {
   (*node)[key.substr(start)] = value;
 }
 
+int64_t pad_size(const json& j, const std::string& field) {
+  if (!j.is_number_integer() || j.get<int64_t>() < 0 || j.get<int64_t>() > 4096)
+    fail("metadata field '", field, "' must be an integer in [0, 4096], got ", j.dump());
+  return j.get<int64_t>();
+}
+
+/// "data_prep": {"pad": N | [top, bottom, left, right], "pad_value": V} or {"resize": "center_crop"}.
+io::DataPrep parse_data_prep(const json& j, const ModelMetadata& m) {
+  const char* forms = "{\"pad\": N or [top, bottom, left, right], \"pad_value\": V} or {\"resize\": \"center_crop\"}";
+  if (!j.is_object()) fail("metadata field 'data_prep' must be an object ", forms, ", got ", j.dump());
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "pad" && it.key() != "pad_value" && it.key() != "resize")
+      fail("metadata field 'data_prep.", it.key(), "' is unknown; valid: pad, pad_value, resize");
+  if (!m.image_shaped())
+    fail("metadata field 'data_prep' needs an image-shaped model [C, H, W]; the shape is ", json(m.shape).dump());
+  io::DataPrep p;
+  if (j.contains("resize")) {
+    if (string_field(j.at("resize"), "data_prep.resize") != "center_crop")
+      fail("metadata field 'data_prep.resize' has unknown value ", j.at("resize").dump(), "; valid: center_crop");
+    p.resize = true;
+  }
+  if (j.contains("pad")) {
+    const json& pad = j.at("pad");
+    if (pad.is_array()) {
+      if (pad.size() != 4) fail("metadata field 'data_prep.pad' must be N or [top, bottom, left, right], got ", pad.dump());
+      p.pad_top = pad_size(pad[0], "data_prep.pad[0]"), p.pad_bottom = pad_size(pad[1], "data_prep.pad[1]");
+      p.pad_left = pad_size(pad[2], "data_prep.pad[2]"), p.pad_right = pad_size(pad[3], "data_prep.pad[3]");
+    } else {
+      p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = pad_size(pad, "data_prep.pad");
+    }
+    if (p.pad_top + p.pad_bottom >= m.shape[1] || p.pad_left + p.pad_right >= m.shape[2])
+      fail("metadata field 'data_prep.pad' ", pad.dump(), " leaves no pixels of the ", m.shape[1], "x", m.shape[2],
+           " samples");
+  }
+  if (p.resize && j.contains("pad")) fail("metadata field 'data_prep' gives pad and resize; give one");
+  if (j.contains("pad_value") && !j.contains("pad"))
+    fail("metadata field 'data_prep.pad_value' is given without 'data_prep.pad'");
+  p.pad_value = j.contains("pad_value") ? number(j.at("pad_value"), "data_prep.pad_value") : m.data_min;
+  if (p.padded() && !(p.pad_value >= m.data_min && p.pad_value <= m.data_max))
+    fail("metadata field 'data_prep.pad_value' ", p.pad_value, " is outside data_range [", m.data_min, ", ",
+         m.data_max, "]");
+  if (p.empty()) fail("metadata field 'data_prep' must be ", forms, ", got ", j.dump());
+  return p;
+}
+
 }  // namespace
+
+namespace io {
+DatasetOptions dataset_options(const ModelMetadata& meta) {
+  DatasetOptions o;
+  o.shape = meta.shape;
+  o.lo = meta.data_min;
+  o.hi = meta.data_max;
+  if (!meta.json.empty()) {
+    const json doc = json::parse(meta.json);
+    if (doc.contains("data_prep") && !doc.at("data_prep").is_null()) o.prep = parse_data_prep(doc.at("data_prep"), meta);
+  }
+  return o;
+}
+}  // namespace io
 
 Prediction parse_prediction(const std::string& name) {
   if (name == "eps") return Prediction::Eps;
@@ -166,7 +226,8 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
          " lacks: ", join(missing), " (give them with ", Field{"meta"}, " key=value or ", Field{"meta_file"}, " FILE.json)");
 
   const std::set<std::string> known = {"prediction", "schedule", "time_input", "shape", "data_range",
-                                       "num_classes", "head", "features", "name", "description"};
+                                       "num_classes", "head", "features", "name", "description",
+                                       "data_prep"};
   for (auto it = doc.begin(); it != doc.end(); ++it)
     if (!known.count(it.key()))
       fail("metadata field '", it.key(), "' is unknown; valid: ", join(std::vector<std::string>(known.begin(), known.end())));
@@ -205,6 +266,7 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
   if (doc.contains("head")) m.head = parse_head(string_field(doc.at("head"), "head"));
   if (doc.contains("features") && !doc.at("features").is_null())
     m.features = string_field(doc.at("features"), "features");
+  if (doc.contains("data_prep") && !doc.at("data_prep").is_null()) parse_data_prep(doc.at("data_prep"), m);  // validates
   const bool discrete_time = m.time_input == TimeInput::Index || m.time_input == TimeInput::IndexQuantized ||
                              m.time_input == TimeInput::DpmSolver;
   if (discrete_time && m.schedule.type() != ScheduleType::VpDiscrete)

@@ -13,6 +13,31 @@ void check_final_grid(const Sampler& sampler, const std::vector<double>& sigmas,
          sigmas.back());
 }
 
+namespace {
+/// numpy's names for the integer types (c10 calls int64 "Long").
+std::string dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kByte: return "uint8";
+    case torch::kChar: return "int8";
+    case torch::kShort: return "int16";
+    case torch::kInt: return "int32";
+    case torch::kLong: return "int64";
+    case torch::kBool: return "bool";
+    default: return c10::toString(t);
+  }
+}
+}  // namespace
+
+void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<int64_t>& shape) {
+  if (!noise.is_floating_point())
+    fail(Field{"init_noise"}, " has dtype ", dtype_name(noise.scalar_type()),
+         "; initial noise must be floating point (float32/float64 standard normal draws)");
+  std::vector<int64_t> want{n};
+  want.insert(want.end(), shape.begin(), shape.end());
+  if (noise.sizes() != c10::IntArrayRef(want))
+    fail(Field{"init_noise"}, " has shape ", noise.sizes(), ", expected ", c10::IntArrayRef(want), " (one row per seed)");
+}
+
 SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> model, const SampleJob& job,
                          const BatchCallback& on_batch, const StepCallback& on_step) {
   check_grid(sampler, job.sigmas);
@@ -21,13 +46,7 @@ SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> mo
   const int64_t n = static_cast<int64_t>(job.seeds.size());
   if (n == 0) fail("no seeds to sample");
   if (job.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", job.batch);
-  if (job.init_noise.defined()) {
-    std::vector<int64_t> want{n};
-    want.insert(want.end(), shape.begin(), shape.end());
-    if (job.init_noise.sizes() != c10::IntArrayRef(want))
-      fail(Field{"init_noise"}, " has shape ", job.init_noise.sizes(), ", expected ", c10::IntArrayRef(want),
-           " (one row per seed)");
-  }
+  if (job.init_noise.defined()) check_init_noise(job.init_noise, n, shape);
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> out;
   SampleResult result;

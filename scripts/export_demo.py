@@ -37,6 +37,8 @@ def metadata(head: str) -> dict:
         "num_classes": 0,
         "head": head,
         "features": "features",
+        # Training images are Fashion-MNIST's 28x28 padded to 32x32 with -1 (fashion_data.py).
+        "data_prep": {"pad": 2, "pad_value": -1},
     }
 
 

@@ -146,6 +146,7 @@ write("noise/wrong_shape.npz", npz_bytes(noise=noise[:, :, :4]))
 write("noise/too_few_rows.npz", npz_bytes(noise=noise[:1]))
 write("noise/string_dtype.npz", npz_bytes(noise=np.array(["a", "b"])))
 write("noise/complex_dtype.npz", npz_bytes(noise=noise.astype(np.complex64)))
+write("noise/int_dtype.npz", npz_bytes(noise=np.zeros((2, 1, 8, 8), dtype=np.int64)))  # not normal draws
 write("noise/big_endian.npz", npz_bytes(noise=noise.astype(">f4")))
 write("noise/nan_noise.npz", npz_bytes(noise=np.full_like(noise, np.nan)))
 bad_crc = bytearray(good_npz)

@@ -65,6 +65,7 @@ const std::map<std::string, std::string> kProblem = {
     {"too_few_rows.npz", "array 'noise' has shape"},
     {"string_dtype.npz", "unsupported dtype"},
     {"complex_dtype.npz", "unsupported dtype"},
+    {"int_dtype.npz", "array 'noise' has dtype <i8; initial noise must be floating point"},
     {"big_endian.npz", "big-endian"},
     {"nan_noise.npz", "has NaN or Inf values"},
     {"bad_crc.npz", "CRC-32 mismatch"},

@@ -92,6 +92,11 @@ std::pair<AmedRecord, std::vector<AmedTableRow>> load_amed_table(const std::stri
 void check_amed_record(const AmedRecord& record, const Model& model, const std::vector<double>& sigmas,
                        const std::string& source);
 
+/// The grid (σ_0 … σ_min, 0) that the predictor= or table= file in `sampler_args` was trained on,
+/// for commands given no grid of their own; empty when `sampler` is not amed / amed_plugin or the
+/// args name no file (fixed r, c, a). Throws Error naming the file when it cannot be read.
+std::vector<double> amed_trained_sigmas(const std::string& sampler, const std::string& sampler_args);
+
 /// FNV-1a (64-bit, hex) of the model file's bytes, or of the builtin spec and metadata for builtins.
 /// Cached per path, size and modification time.
 std::string model_content_hash(const Model& model);

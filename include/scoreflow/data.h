@@ -8,12 +8,32 @@
 #include <string>
 #include <vector>
 
+namespace scoreflow {
+struct ModelMetadata;
+}
+
 namespace scoreflow::io {
+
+/// How a model's training images were made from dataset items (the metadata field `data_prep`):
+/// `{"pad": 2, "pad_value": -1}` adds pixels of a constant (in the data range) around each item,
+/// `{"resize": "center_crop"}` crops the largest centred region of the model's aspect ratio and
+/// resizes it. Applied only to items whose H x W differ from the wanted shape, so that data already
+/// prepared (a model's own samples) is used as it is.
+struct DataPrep {
+  int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+  double pad_value = 0;
+  bool resize = false;
+  bool padded() const { return pad_top || pad_bottom || pad_left || pad_right; }
+  bool empty() const { return !padded() && !resize; }
+  /// The field as JSON text, e.g. {"pad": 2, "pad_value": -1}; "" when empty.
+  std::string describe() const;
+};
 
 struct DatasetOptions {
   std::vector<int64_t> shape;  ///< wanted [C, H, W]; empty = as stored
   double lo = -1.0, hi = 1.0;  ///< data range to scale uint8 [0, 255] into
   bool resize = false;         ///< resize + centre-crop to `shape` instead of refusing a mismatch
+  DataPrep prep;               ///< the model's data preparation (see DataPrep)
   bool skip_bad = false;       ///< skip unreadable files (counted) instead of failing
   std::string key;             ///< npz key (default: "images", "arr_0", or the only key)
 };
@@ -43,8 +63,15 @@ class Dataset {
 ///    archives), else NCHW when axis 1 is; float16/32/64 is taken as already in [lo, hi] and is
 ///    NCHW when axis 1 is 1/3/4 (scoreflow's `samples`), else NHWC when the last axis is;
 ///    [N, H, W] is one channel; other dtypes are refused.
+/// Items whose H x W differ from options.shape are prepared by options.prep (padding after the
+/// range scaling and channel conversion, so pad_value is in the data range), else resized when
+/// options.resize; otherwise the mismatch is refused, naming the field `data_prep`.
 /// Channels follow options.shape[0]: 1->3 replicates, 3->1 is luminance 0.299R + 0.587G + 0.114B,
 /// 4->3 drops alpha; describe() says which conversion and resizing happened.
 std::unique_ptr<Dataset> open_dataset(const std::string& path, const DatasetOptions& options);
+
+/// What every dataset-reading command opens a dataset with for a model: its shape, data range and
+/// the metadata field `data_prep` (validated by resolve_metadata; models/metadata.cpp).
+DatasetOptions dataset_options(const ModelMetadata& meta);
 
 }  // namespace scoreflow::io

@@ -36,6 +36,10 @@ using BatchCallback = std::function<void(int64_t done, int64_t total)>;
 /// Throws Error when `final` does not fit the grid (none and denoise need σ_N > 0) or the sampler
 /// (Sampler::check_final).
 void check_final_grid(const Sampler& sampler, const std::vector<double>& sigmas, FinalStep final);
+/// Checks initial noise for `n` samples of `shape`: a floating-point array (standard normal noise;
+/// integers cannot be) of shape [n, ...shape]. Throws Error naming the field init_noise and the
+/// dtype or shape found.
+void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<int64_t>& shape);
 
 /// Samples `job.seeds` with `sampler`. Sample i starts from σ_0·ε_i, ε_i drawn from the generator
 /// seeded by seeds[i] (or job.init_noise[i]); later noise draws come from the same generator.
