@@ -4,7 +4,7 @@
 
 #include "cli/common.h"
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/schedule_file.h"
 #include "scoreflow/schedule_search.h"

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "scoreflow/amed.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "scoreflow/sigmas.h"
 
 namespace scoreflow {

@@ -5,7 +5,7 @@ Needs PyTorch >= 2.6 here too; this script cannot run under Debian's torch 1.13.
 
 The package holds one compiled graph `forward(x_t, t[, y])` with a dynamic batch dimension
 (1..--max-batch), compiled for one device (--device cpu|cuda), float32. The scoreflow metadata
-(DESIGN.md section 3, without `features`: a package carries forward alone) goes into the package's
+(docs/design.md section 3, without `features`: a package carries forward alone) goes into the package's
 own metadata (key "scoreflow.json") when this PyTorch accepts it, and always into the sidecar file
 OUT.json next to it (keep the two together). After writing, the package is reloaded and scoreflow's
 D(x, sigma) from it is compared with D from the eager module at three sigmas (scripts/scoreflow_export.py);

@@ -78,11 +78,11 @@ TEST(AmedGrid, FilesGiveTheGridTheyWereTrainedOn) {
 }  // namespace scoreflow
 
 #ifdef SCOREFLOW_CLI_PATH
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 namespace scoreflow {
 namespace {
-using clitest::run;
+using testing_cli::run;
 
 TEST(AmedGridCli, SampleCompareAndEvalFidUseThePredictorsGridUnlessOneIsGiven) {
   const Files& f = files();

@@ -79,11 +79,11 @@ TEST(FinalStep, HeunAndDpmSolver2CountTheirLastCorrection) {
 }
 
 #ifdef SCOREFLOW_CLI_PATH
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 namespace {
-using scoreflow::clitest::run;
-using scoreflow::clitest::tmp;
+using scoreflow::testing_cli::run;
+using scoreflow::testing_cli::tmp;
 }  // namespace
 
 TEST(FinalStepCli, SampleNoneOnExplicitSigmasEqualsTheLibraryRun) {
@@ -110,11 +110,11 @@ TEST(FinalStepCli, SampleNoneOnExplicitSigmasEqualsTheLibraryRun) {
     ASSERT_EQ(d.code, 0) << d.err;
     EXPECT_EQ(nlohmann::json::parse(d.out)["nfe"], nfe) << final;
   }
-  scoreflow::clitest::expect_refused("sample --model " + model + " --final last --seeds 0 --json",
+  scoreflow::testing_cli::expect_refused("sample --model " + model + " --final last --seeds 0 --json",
                                      "--final: unknown value 'last'; valid: zero, none, denoise");
-  scoreflow::clitest::expect_refused("sample --model " + model + " --sigmas 80,1,0 --final none --seeds 0 --json",
+  scoreflow::testing_cli::expect_refused("sample --model " + model + " --sigmas 80,1,0 --final none --seeds 0 --json",
                                      "ends at 0");
-  scoreflow::clitest::expect_refused(
+  scoreflow::testing_cli::expect_refused(
       "sample --model " + model + " --sampler ipndm --sampler-args denoise_to_zero=true --final none --json",
       "denoise_to_zero=true is --final denoise on a grid ending in 0");
 }

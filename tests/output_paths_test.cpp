@@ -6,7 +6,7 @@
 #include <fstream>
 
 #include "scoreflow/error.h"
-#include "scoreflow/fsutil.h"
+#include "io/fsutil.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow::io {
@@ -68,24 +68,24 @@ TEST_F(OutputPaths, RefusedNamingTheFieldAndThePath) {
 #ifdef SCOREFLOW_CLI_PATH
 #include <chrono>
 
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 namespace scoreflow {
 namespace {
 
 TEST(OutputPathsCli, RefusedBeforeAnyWorkWithTheFlagNamed) {
-  const std::string dir = clitest::tmp("outputs_dir");
+  const std::string dir = testing_cli::tmp("outputs_dir");
   std::filesystem::create_directories(dir);
   const auto start = std::chrono::steady_clock::now();
   // 4096 seeds x 200 Heun steps would take minutes: the refusal comes first.
-  clitest::expect_refused("sample --model builtin:gmm --steps 200 --seeds 0-4095 --out " + dir,
+  testing_cli::expect_refused("sample --model builtin:gmm --steps 200 --seeds 0-4095 --out " + dir,
                           "--out '" + dir + "': is a directory");
-  clitest::expect_refused(
+  testing_cli::expect_refused(
       "sample --model builtin:gmm --steps 200 --seeds 0-4095 --out " + dir + "/a.png --npz " + dir + "/./a.png",
       "are the same file", dir + "/a.png");
-  clitest::expect_refused("train-amed --model builtin:ring8 --steps 4 --out " + dir + "/p.pt --log " + dir,
+  testing_cli::expect_refused("train-amed --model builtin:ring8 --steps 4 --out " + dir + "/p.pt --log " + dir,
                           "--log '" + dir + "': is a directory", dir + "/p.pt");
-  clitest::expect_refused("compare --model builtin:ring8 --metric ode-error --out-dir " + dir + " --csv " + dir +
+  testing_cli::expect_refused("compare --model builtin:ring8 --metric ode-error --out-dir " + dir + " --csv " + dir +
                               "/x.csv --plot " + dir + "/x.csv",
                           "--csv '" + dir + "/x.csv' and --plot '" + dir + "/x.csv' are the same file");
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 30);

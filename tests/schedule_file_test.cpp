@@ -9,7 +9,7 @@
 
 #include "scoreflow/error.h"
 #include "scoreflow/sigmas.h"
-#include "scoreflow/sweep.h"
+#include "eval/sweep.h"
 #include "tests/support/cli_run.h"
 
 using namespace scoreflow;
