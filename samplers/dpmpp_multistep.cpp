@@ -40,6 +40,7 @@ class DpmppMultistep : public Sampler {
   /// The official 3M's halved second difference leaves an O(h³) local error: second order.
   int order() const override { return max_order_ == 3 && !taylor_d2_ ? 2 : max_order_; }
   int64_t nfe(int steps) const override { return steps - afs_; }
+  int64_t nfe_above_zero(int steps) const override { return steps - afs_ + denoise_to_zero_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& grid, NoiseSource&,
                        const StepCallback& callback) const override {

@@ -86,6 +86,7 @@ class Ipndm : public Sampler {
     return exact_ || max_order_ <= 3 ? max_order_ : 1;
   }
   int64_t nfe(int steps) const override { return steps - afs_; }
+  int64_t nfe_above_zero(int steps) const override { return steps - afs_ + denoise_to_zero_; }
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& grid, NoiseSource&,
                        const StepCallback& callback) const override {
