@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <functional>
 #include <string>
 #include <thread>
@@ -202,8 +203,11 @@ int main(int argc, char** argv) {
   Denoise old = [&](const torch::Tensor& x, double s) { return previous_mixture(*gmm, x, s); };
   auto target = [&](const char* what, int64_t n, int steps, bool heun, const Denoise& fn) {
     torch::Tensor x0 = 80 * torch::randn({n, 3, 32, 32});
+    const std::clock_t cpu0 = std::clock();
     const double t = seconds([&] { edm_sample(fn, x0, karras(steps), heun); });
-    std::printf("%s: %.2f s\n", what, t);
+    // Process CPU time (all threads): on a shared machine, what the run would take alone on one core.
+    const double cpu = static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
+    std::printf("%s: %.2f s wall, %.2f s CPU\n", what, t, cpu);
     std::fflush(stdout);
   };
   std::printf("\n");
