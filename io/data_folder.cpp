@@ -74,8 +74,8 @@ std::unique_ptr<Dataset> open_image_folder(const std::string& dir, const Dataset
         if (options.shape.empty() || h0 != options.shape[1] || w0 != options.shape[2])
           fail("image folder '", dir, "' has mixed shapes: '", file, "' is ", img.size(0), "x", img.size(1),
                " but '", first, "' is ", h0, "x", w0, " (ask for a shape with resize to resize + centre-crop)");
-        fail_mismatch("image '" + file + "' is " + std::to_string(channels) + "x" + std::to_string(img.size(0)) +
-                          "x" + std::to_string(img.size(1)),
+        fail_mismatch("image '" + file + "' is " + std::to_string(channels) + "x" + std::to_string(img.size(0)) + "x" +
+                          std::to_string(img.size(1)),
                       {channels, img.size(0), img.size(1)}, options);
       }
       img = resize_center_crop(img, h0, w0);

@@ -58,14 +58,13 @@ void fail_mismatch(const std::string& what, const std::vector<int64_t>& stored, 
   const std::vector<int64_t>& want = options.shape;
   if (p.padded())
     fail(what, " but ", shape_text(want), " was asked for: data_prep ", p.describe(), " makes ",
-         want[1] - p.pad_top - p.pad_bottom, "x", want[2] - p.pad_left - p.pad_right, " items ", want[1], "x",
-         want[2], ", not ", stored[1], "x", stored[2],
+         want[1] - p.pad_top - p.pad_bottom, "x", want[2] - p.pad_left - p.pad_right, " items ", want[1], "x", want[2],
+         ", not ", stored[1], "x", stored[2],
          " (these are not the images the model was trained on, or its metadata field 'data_prep' is wrong)");
   fail(what, " but ", shape_text(want), " was asked for: the model's metadata field 'data_prep' must say how ",
        "its training images were made from such items ({\"pad\": N, \"pad_value\": V} adds N pixels of value V ",
        "around each side, {\"resize\": \"center_crop\"} crops and resizes)");
 }
-
 
 torch::Tensor resize_center_crop(const torch::Tensor& hwc, int64_t th, int64_t tw) {
   const int64_t h = hwc.size(0), w = hwc.size(1), c = hwc.size(2);

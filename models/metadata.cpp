@@ -1,6 +1,5 @@
 // scoreflow.json: parsing, merging with --meta-file / --meta overrides, validation.
 #include <nlohmann/json.hpp>
-
 #include <set>
 
 #include "scoreflow/data.h"
@@ -136,7 +135,8 @@ io::DataPrep parse_data_prep(const json& j, const ModelMetadata& m) {
   if (j.contains("pad")) {
     const json& pad = j.at("pad");
     if (pad.is_array()) {
-      if (pad.size() != 4) fail("metadata field 'data_prep.pad' must be N or [top, bottom, left, right], got ", pad.dump());
+      if (pad.size() != 4)
+        fail("metadata field 'data_prep.pad' must be N or [top, bottom, left, right], got ", pad.dump());
       p.pad_top = pad_size(pad[0], "data_prep.pad[0]"), p.pad_bottom = pad_size(pad[1], "data_prep.pad[1]");
       p.pad_left = pad_size(pad[2], "data_prep.pad[2]"), p.pad_right = pad_size(pad[3], "data_prep.pad[3]");
     } else {
@@ -151,8 +151,8 @@ io::DataPrep parse_data_prep(const json& j, const ModelMetadata& m) {
     fail("metadata field 'data_prep.pad_value' is given without 'data_prep.pad'");
   p.pad_value = j.contains("pad_value") ? number(j.at("pad_value"), "data_prep.pad_value") : m.data_min;
   if (p.padded() && !(p.pad_value >= m.data_min && p.pad_value <= m.data_max))
-    fail("metadata field 'data_prep.pad_value' ", p.pad_value, " is outside data_range [", m.data_min, ", ",
-         m.data_max, "]");
+    fail("metadata field 'data_prep.pad_value' ", p.pad_value, " is outside data_range [", m.data_min, ", ", m.data_max,
+         "]");
   if (p.empty()) fail("metadata field 'data_prep' must be ", forms, ", got ", j.dump());
   return p;
 }
@@ -167,7 +167,8 @@ DatasetOptions dataset_options(const ModelMetadata& meta) {
   o.hi = meta.data_max;
   if (!meta.json.empty()) {
     const json doc = json::parse(meta.json);
-    if (doc.contains("data_prep") && !doc.at("data_prep").is_null()) o.prep = parse_data_prep(doc.at("data_prep"), meta);
+    if (doc.contains("data_prep") && !doc.at("data_prep").is_null())
+      o.prep = parse_data_prep(doc.at("data_prep"), meta);
   }
   return o;
 }
@@ -225,9 +226,9 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
     fail("model ", source, (archive_json.empty() ? " has no scoreflow.json metadata and" : "'s metadata"),
          " lacks: ", join(missing), " (give them with ", Field{"meta"}, " key=value or ", Field{"meta_file"}, " FILE.json)");
 
-  const std::set<std::string> known = {"prediction", "schedule", "time_input", "shape", "data_range",
-                                       "num_classes", "head", "features", "name", "description",
-                                       "data_prep"};
+  const std::set<std::string> known = {"prediction", "schedule",    "time_input", "shape",
+                                       "data_range", "num_classes", "head",       "features",
+                                       "name",       "description", "data_prep"};
   for (auto it = doc.begin(); it != doc.end(); ++it)
     if (!known.count(it.key()))
       fail("metadata field '", it.key(), "' is unknown; valid: ", join(std::vector<std::string>(known.begin(), known.end())));
@@ -266,7 +267,8 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
   if (doc.contains("head")) m.head = parse_head(string_field(doc.at("head"), "head"));
   if (doc.contains("features") && !doc.at("features").is_null())
     m.features = string_field(doc.at("features"), "features");
-  if (doc.contains("data_prep") && !doc.at("data_prep").is_null()) parse_data_prep(doc.at("data_prep"), m);  // validates
+  if (doc.contains("data_prep") && !doc.at("data_prep").is_null())
+    parse_data_prep(doc.at("data_prep"), m);  // validates
   const bool discrete_time = m.time_input == TimeInput::Index || m.time_input == TimeInput::IndexQuantized ||
                              m.time_input == TimeInput::DpmSolver;
   if (discrete_time && m.schedule.type() != ScheduleType::VpDiscrete)

@@ -17,13 +17,20 @@ namespace {
 /// numpy's names for the integer types (c10 calls int64 "Long").
 std::string dtype_name(torch::ScalarType t) {
   switch (t) {
-    case torch::kByte: return "uint8";
-    case torch::kChar: return "int8";
-    case torch::kShort: return "int16";
-    case torch::kInt: return "int32";
-    case torch::kLong: return "int64";
-    case torch::kBool: return "bool";
-    default: return c10::toString(t);
+    case torch::kByte:
+      return "uint8";
+    case torch::kChar:
+      return "int8";
+    case torch::kShort:
+      return "int16";
+    case torch::kInt:
+      return "int32";
+    case torch::kLong:
+      return "int64";
+    case torch::kBool:
+      return "bool";
+    default:
+      return c10::toString(t);
   }
 }
 }  // namespace
