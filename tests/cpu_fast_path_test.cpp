@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "models/aoti_model.h"
@@ -20,6 +21,7 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/sigmas.h"
+#include "tests/support/cli_runner.h"
 
 using namespace scoreflow;
 
@@ -162,6 +164,24 @@ TEST(CpuFastPath, BatchesAboveTheLimitRunThePlainModule) {
   EXPECT_TRUE(torch::equal(Denoiser(fast)(x, 0.5), Denoiser(plain)(x, 0.5)));  // batch 3 > 2
 }
 
+TEST(CpuFastPath, CliTurnsItOnByDefaultAndOffWithNoOptimize) {
+  setenv("SCOREFLOW_CACHE_DIR", fresh_cache("cli").c_str(), 1);
+  const std::string model = "--model " + kFixtures + "/tiny_eps.pt";
+  auto on = clitest::run("info --json " + model);
+  ASSERT_EQ(on.code, 0) << on.err;
+  auto doc = nlohmann::json::parse(on.out);
+  EXPECT_TRUE(doc["cpu_path"]["optimized"].get<bool>()) << on.out;
+  auto again = clitest::run("info --json " + model);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_TRUE(nlohmann::json::parse(again.out)["cpu_path"]["cache_hit"].get<bool>()) << again.out;
+  auto off = clitest::run("info --json --no-optimize " + model);
+  ASSERT_EQ(off.code, 0) << off.err;
+  doc = nlohmann::json::parse(off.out);
+  EXPECT_FALSE(doc["cpu_path"]["optimized"].get<bool>());
+  EXPECT_NE(doc["cpu_path"]["note"].get<std::string>().find("--no-optimize"), std::string::npos);
+  unsetenv("SCOREFLOW_CACHE_DIR");
+}
+
 // `.pt2` packages (torch.export + AOTInductor) need LibTorch >= 2.6; this build refuses them by name.
 TEST(Pt2Package, ABuildBeforeLibTorch26RefusesItNamingTheBuildItNeeds) {
   if (aoti_available()) GTEST_SKIP() << "this build loads .pt2 packages";
@@ -176,6 +196,8 @@ TEST(Pt2Package, ABuildBeforeLibTorch26RefusesItNamingTheBuildItNeeds) {
     EXPECT_NE(msg.find("LibTorch >= 2.6"), std::string::npos) << msg;
     EXPECT_NE(msg.find(std::string("this build has LibTorch ") + TORCH_VERSION), std::string::npos) << msg;
   }
+  clitest::expect_refused("sample --model " + path + " --sampler euler --steps 2 --seeds 0 --npz " + path + ".npz",
+                          "needs scoreflow built against LibTorch >= 2.6", path + ".npz");
 }
 
 TEST(Pt2Package, TheExportScriptRefusesATorchBefore26) {
