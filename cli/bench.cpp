@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/common.h"
+#include "cli/cpu_path.h"
 #include "cli/list_arg.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
@@ -24,6 +25,7 @@ struct BenchOptions {
   std::string final;  // "": each sampler's default
   int nfe = 10, repeat = 5, iterations = 50;
   bool cuda_graph = false, json = false, force = false;
+  int optimize_max_batch = LoadOptions().optimize_max_batch;
 };
 
 void sync(const torch::Device& device) {
@@ -58,6 +60,8 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
 void run(const BenchOptions& o) {
   if (o.repeat < 1) fail("--repeat must be >= 1, got ", o.repeat);
   if (o.iterations < 1) fail("--iterations must be >= 1, got ", o.iterations);
+  if (o.optimize_max_batch < 0) fail("--optimize-max-batch must be >= 0, got ", o.optimize_max_batch);
+  cli_load_options().optimize_max_batch = o.optimize_max_batch;
   const torch::ScalarType dtype = parse_inference_dtype(o.dtype);
   // Everything is checked before the first (slow) measurement.
   std::vector<int> batches;
@@ -75,6 +79,7 @@ void run(const BenchOptions& o) {
   if (batches.empty()) fail("--batch must be a list of integers >= 1, got '", o.batches, "'");
   auto model = o.model.open();
   model->configure({dtype, false});
+  if (const std::string cpu = cpu_path_text(*model); !cpu.empty()) std::fprintf(stderr, "cpu path: %s\n", cpu.c_str());
   std::vector<Case> cases;
   for (const std::string& name : split_commas(o.sampler)) {
     for (int b : batches) {
@@ -168,6 +173,7 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
                 {"dtype", o.dtype},
                 {"cuda_graph_requested", o.cuda_graph},
                 {"cuda_graph_note", note},
+                {"cpu_optimized", cpu_optimization(*model).active && batch <= cpu_optimization(*model).max_batch},
                 {"network_ms", ms(net)},
                 {"sampler_ms_per_call", ms(smp)},
                 {"sampler_overhead", overhead},
@@ -200,6 +206,9 @@ void register_bench(CLI::App& app) {
   sub->add_option("--iterations", o.iterations, "network calls per timed run of the network alone")->capture_default_str();
   sub->add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (CUDA autocast)")->capture_default_str();
   sub->add_flag("--cuda-graph", o.cuda_graph, "also time the network and the sampler replayed from a CUDA graph");
+  sub->add_option("--optimize-max-batch", o.optimize_max_batch,
+                  "CPU: the largest batch the optimised module serves (to time it beyond the default)")
+      ->capture_default_str();
   sub->add_flag("--json", o.json, "print one JSON line per (sampler, batch) on stdout");
   set_action(sub, [] { run(o); });
 }

@@ -2,15 +2,20 @@
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <thread>
 
 #include "scoreflow/args.h"
+#include "cli/cpu_path.h"
 #include "scoreflow/error.h"
 #include "scoreflow/schedule_file.h"
 
@@ -21,9 +26,36 @@ void ModelOptions::add(CLI::App& app, bool with_device) {
   app.add_option("--meta", meta, "override a metadata field: key=value (value as JSON; e.g. prediction=eps, shape=[1,32,32])");
   app.add_option("--meta-file", meta_file, "JSON file with metadata fields (merged over the archive's scoreflow.json)");
   if (with_device) app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_flag_callback(
+      "--no-optimize", [] { cli_load_options().optimize = false; },
+      "CPU: run the TorchScript network as loaded (default: frozen + optimize_for_inference for batches <= 8, "
+      "checked against the plain network at load; cached in $SCOREFLOW_CACHE_DIR or ~/.cache/scoreflow)");
 }
 
-std::shared_ptr<Model> ModelOptions::open() const { return open_model(model, meta_file, meta, parse_device(device)); }
+std::shared_ptr<Model> ModelOptions::open() const {
+  const torch::Device dev = parse_device(device);
+  return open_model(model, meta_file, meta, dev, cli_load_options());
+}
+
+LoadOptions& cli_load_options() {
+  static LoadOptions options = [] {
+    LoadOptions o;
+    o.optimize = true;
+    return o;
+  }();
+  return options;
+}
+
+std::string cpu_path_text(const Model& model) {
+  if (model.name().rfind("builtin:", 0) == 0 || !model.device().is_cpu()) return "";
+  if (!cli_load_options().optimize) return "plain module (--no-optimize)";
+  const CpuOptimization c = cpu_optimization(model);
+  if (!c.active) return "plain module: " + c.note;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "optimised for batches <= %d (%.2f s at load%s; probe difference %.2g)", c.max_batch,
+                c.seconds, c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
+  return buf;
+}
 
 namespace {
 bool threads_requested = false;
@@ -31,12 +63,31 @@ bool threads_requested = false;
 void cap_threads_for_gpu() {
   if (!threads_requested && at::get_num_threads() > kGpuHostThreads) at::set_num_threads(kGpuHostThreads);
 }
+
+/// The cores this process may use: its CPU affinity mask (taskset, Slurm, docker --cpuset-cpus),
+/// lowered to a cgroup v2 CPU quota (docker --cpus, Kubernetes limits) rounded up, so that "all
+/// cores" never oversubscribes a container on a large host.
+int usable_cores() {
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cores = std::max(1, CPU_COUNT(&set));
+  std::ifstream quota_file("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  double period = 0;
+  if (quota_file >> quota >> period && quota != "max" && period > 0) {
+    const double limit = std::atof(quota.c_str()) / period;
+    if (limit > 0) cores = std::min(cores, std::max(1, static_cast<int>(std::ceil(limit))));
+  }
+  return cores;
+}
 }  // namespace
 
 void set_cpu_threads(int requested) {
   threads_requested = requested > 0;
-  at::set_num_threads(requested > 0 ? requested : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(requested > 0 ? requested : usable_cores());
 }
+
 
 torch::Device parse_device(const std::string& text) {
   if (text == "cpu") return torch::kCPU;

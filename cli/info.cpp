@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "cli/common.h"
+#include "cli/cpu_path.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::cli {
@@ -41,6 +42,14 @@ void register_info(CLI::App& app) {
                           {"features", m.features.empty() ? nlohmann::json() : nlohmann::json(m.features)},
                           {"dry_forward", {{"sigma", sigma}, {"output_shape", d.sizes().vec()}, {"ok", true}}}};
     if (!m.json.empty()) doc["metadata"] = nlohmann::json::parse(m.json);
+    const std::string cpu_path = cpu_path_text(*model);
+    if (!cpu_path.empty()) {
+      const CpuOptimization c = cpu_optimization(*model);
+      doc["cpu_path"] = {{"optimized", c.active},     {"max_batch", c.max_batch},
+                         {"cache_hit", c.cache_hit},  {"cache_file", c.cache_file},
+                         {"load_seconds", c.seconds}, {"probe_rel_diff", c.probe_rel_diff},
+                         {"note", cpu_path}};
+    }
     if (as_json) return print_json(doc);
     std::printf("model        %s\n", model->name().c_str());
     std::printf("summary      %s\n", model->summary().c_str());
@@ -53,6 +62,7 @@ void register_info(CLI::App& app) {
     std::printf("classes      %d\n", m.num_classes);
     std::printf("head         %s\n", head_name(m.head).c_str());
     std::printf("features     %s\n", m.features.empty() ? "(none)" : m.features.c_str());
+    if (!cpu_path.empty()) std::printf("cpu path     %s\n", cpu_path.c_str());
     std::printf("dry forward  ok at sigma=%.4g, output %s\n", sigma, shape_text.str().c_str());
   });
 }

@@ -4,13 +4,19 @@
 #include <torch/version.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "models/aoti_model.h"
+#include "models/cpu_optimize.h"
 #include "models/cuda_graph.h"
+#include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
+#include "scoreflow/cpu_fast_path.h"
 #include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
@@ -92,6 +98,49 @@ class TorchScriptModel : public Model {
   void to(torch::Device device) override {
     module_.to(device);
     device_ = device;
+    if (device.is_cuda() && cpu_.active) {
+      fast_ = torch::jit::Module();
+      cpu_.active = false;
+      cpu_.note = "the model moved to " + device.str();
+    }
+  }
+  const CpuOptimization& cpu_optimization() const { return cpu_; }
+
+  /// LoadOptions::optimize: builds the optimised module (models/cpu_optimize.h) and keeps it when one
+  /// probe batch through every kept method agrees with the plain module; otherwise one note on stderr.
+  void enable_cpu_fast_path(const LoadOptions& load) {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::string> methods{"forward"};
+    if (!meta_.features.empty()) methods.push_back(meta_.features);
+    cpu_.max_batch = load.optimize_max_batch;
+    cpu_.cache_file = cpu_cache_file(load.cache_dir.empty() ? default_model_cache_dir() : load.cache_dir,
+                                     model_content_hash(*this), methods);
+    try {
+      fast_ = optimize_for_cpu(module_, methods, cpu_.cache_file, &cpu_.cache_hit);
+      cpu_.probe_rel_diff = probe_difference(methods);
+      if (cpu_.probe_rel_diff < 0) {
+        // The plain module itself fails or is not finite on the probe: its own calls will say so.
+        fast_ = torch::jit::Module();
+        cpu_.note = "the plain module fails on the probe batch; using it as it is";
+        return;
+      }
+      if (!(cpu_.probe_rel_diff <= load.probe_tolerance)) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf,
+                      "differs from the plain module by %.3g (relative L2) on a probe batch, more than %g",
+                      cpu_.probe_rel_diff, load.probe_tolerance);
+        cpu_.note = buf;
+      }
+    } catch (const std::exception& e) {
+      cpu_.note = "could not be built: " + first_line(e.what());
+    }
+    cpu_.active = cpu_.note.empty();
+    if (!cpu_.active) {
+      fast_ = torch::jit::Module();
+      cpu_.note = "the optimised CPU module " + cpu_.note + "; using the plain module";
+      std::fprintf(stderr, "note: model '%s': %s\n", path_.c_str(), cpu_.note.c_str());
+    }
+    cpu_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels) const override {
@@ -232,8 +281,48 @@ class TorchScriptModel : public Model {
     return torch::tensor(v, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape);
   }
 
+  /// The optimised module serves CPU float32 batches up to its size limit that need no gradients.
+  bool use_fast(const std::vector<torch::jit::IValue>& in) const {
+    if (!cpu_.active) return false;
+    const torch::Tensor& x = in.front().toTensor();
+    return x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.size(0) <= cpu_.max_batch &&
+           !(torch::GradMode::is_enabled() && x.requires_grad());
+  }
+
+  /// Largest relative L2 difference between the optimised and the plain module over `methods`, on a
+  /// fixed batch of 2 at σ = 1; -1 when the plain module throws or gives non-finite values there.
+  double probe_difference(const std::vector<std::string>& methods) const {
+    torch::NoGradGuard no_grad;
+    std::vector<int64_t> shape{2};
+    shape.insert(shape.end(), meta_.shape.begin(), meta_.shape.end());
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    const torch::Tensor x = torch::sin(torch::arange(n, torch::kFloat32) * 0.37).reshape(shape);
+    auto [xt, t] = inputs(x, {1.0});
+    std::vector<torch::jit::IValue> in{xt, t};
+    if (num_inputs_ == 3) in.push_back(torch::zeros({2}, torch::kLong));
+    double worst = 0;
+    for (const std::string& m : methods) {
+      torch::jit::IValue plain;
+      try {
+        plain = const_cast<torch::jit::Module&>(module_).get_method(m)(in);
+      } catch (const std::exception&) {
+        return -1;
+      }
+      if (!plain.isTensor() || !torch::isfinite(plain.toTensor()).all().item<bool>()) return -1;
+      torch::jit::IValue fast = fast_.get_method(m)(in);
+      if (!fast.isTensor()) return INFINITY;
+      const torch::Tensor p = plain.toTensor().to(torch::kFloat64), f = fast.toTensor().to(torch::kFloat64);
+      if (p.sizes() != f.sizes()) return INFINITY;
+      const double rel = ((f - p).norm() / p.norm().clamp_min(1e-30)).item<double>();
+      worst = std::isnan(rel) ? INFINITY : std::max(worst, rel);
+    }
+    return worst;
+  }
+
   torch::jit::IValue call(const std::string& method, std::vector<torch::jit::IValue>& in, double sigma) const {
     try {
+      if (use_fast(in)) return fast_.get_method(method)(in);
       return const_cast<torch::jit::Module&>(module_).get_method(method)(in);
     } catch (const c10::Error& e) {
       fail("model ", path_, ": ", method, "() failed at sigma=", sigma, ": ", first_line(e.what_without_backtrace()));
@@ -279,6 +368,8 @@ class TorchScriptModel : public Model {
   int num_inputs_ = 2;
   mutable std::unique_ptr<GraphRunner> graph_;
   mutable std::string graph_failed_;
+  mutable torch::jit::Module fast_;  ///< the CPU fast path (cpu_.active), else empty
+  CpuOptimization cpu_;
 };
 
 }  // namespace
@@ -294,8 +385,19 @@ std::string summarize_torch_error(const std::string& text) {
   return best.size() > 300 ? best.substr(0, 300) + "..." : best;
 }
 
+CpuOptimization cpu_optimization(const Model& model) {
+  const auto* ts = dynamic_cast<const TorchScriptModel*>(&model);
+  return ts ? ts->cpu_optimization() : CpuOptimization{};
+}
+
 std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
                                   const std::vector<std::string>& overrides, torch::Device device) {
+  return open_model(spec, meta_file, overrides, device, LoadOptions{});
+}
+
+std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
+                                  const std::vector<std::string>& overrides, torch::Device device,
+                                  const LoadOptions& load) {
   if (spec.rfind("builtin:", 0) == 0) {
     if (!meta_file.empty() || !overrides.empty())
       fail("builtin models take no ", Field{"meta"}, "/", Field{"meta_file"}, "; give their args inline, e.g. builtin:gaussian:shape=3x8x8,std=0.5");
@@ -305,13 +407,15 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
     model->to(device);
     return model;
   }
+  const bool package = spec.size() > 4 && spec.compare(spec.size() - 4, 4, ".pt2") == 0;
   {
     std::ifstream probe(spec, std::ios::binary);
     if (!probe) fail("cannot read model file '", spec, "': ", std::strerror(errno));
     char magic[2] = {0, 0};
     probe.read(magic, 2);
     if (probe.gcount() < 2 || magic[0] != 'P' || magic[1] != 'K')
-      fail("model file '", spec, "' is not a TorchScript archive (not a zip file)");
+      fail("model file '", spec, "' is not a ", package ? "torch.export package" : "TorchScript archive",
+           " (not a zip file)");
   }
   std::string file_json;
   if (!meta_file.empty()) {
@@ -321,6 +425,7 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
     ss << in.rdbuf();
     file_json = ss.str();
   }
+  if (package) return open_aoti_model(spec, file_json, overrides, device);
   torch::jit::ExtraFilesMap extra{{"scoreflow.json", ""}};
   torch::jit::Module module;
   try {
@@ -339,7 +444,9 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
     if (std::string(e.what()).find(spec) != std::string::npos) throw;
     throw e.prefixed("model '" + spec + "': ");
   }
-  return std::make_shared<TorchScriptModel>(spec, std::move(module), std::move(meta), device);
+  auto model = std::make_shared<TorchScriptModel>(spec, std::move(module), std::move(meta), device);
+  if (load.optimize && device.is_cpu()) model->enable_cpu_fast_path(load);
+  return model;
 }
 
 }  // namespace scoreflow

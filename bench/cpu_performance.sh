@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue #21's CPU measurements, side by side in one run: on the shipped demo model and on a deeper
+# EDM-style U-Net at 3x32x32 (random weights, written here by bench/make_edm_unet.py, not committed),
+# at batch 1, 8 and 64, Euler and DPM-Solver++(2M) at 10 NFE: `scoreflow bench` with the plain module
+# (--no-optimize) and with the optimised module at every batch (--optimize-max-batch 64), the Python
+# loop on the same file (bench/python_loop.py) plain and frozen + optimize_for_inference; ms per
+# network call, and the sampler's overhead over the network alone. ROUNDS repeats the whole set (the
+# variants interleaved in each round), to see how stable the ratios are on a shared machine.
+#   bash bench/cpu_performance.sh OUTDIR
+# Knobs (environment): BUILD (build), PYTHON (/usr/bin/python3), THREADS (all cores), ROUNDS (2),
+# BATCHES (1,8,64), REPEAT (1) and ITER (3): timed runs and network-alone calls per run (the
+# warm-up run makes the TorchScript profiling executor optimise before timing),
+# DEEP (64,2: channels and blocks per level of the U-Net; EDM's CIFAR-10 network is 128,4).
+# Writes OUTDIR/*.jsonl and OUTDIR/cpu_performance.md (bench/summarize_cpu.py).
+set -euo pipefail
+OUTDIR=${1:?usage: cpu_performance.sh OUTDIR}
+SF=${BUILD:-build}/scoreflow
+PY=${PYTHON:-/usr/bin/python3}
+THREADS=${THREADS:-$(nproc)}
+ROUNDS=${ROUNDS:-2}
+BATCHES=${BATCHES:-1,8,64}
+REPEAT=${REPEAT:-1}
+ITER=${ITER:-3}
+DEEP=${DEEP:-64,2}
+SAMPLERS=euler,dpmpp_2m
+mkdir -p "$OUTDIR"
+export SCOREFLOW_CACHE_DIR="$OUTDIR/cache"
+"$PY" bench/make_edm_unet.py --out "$OUTDIR/edm_unet.pt" --channels "${DEEP%,*}" --blocks "${DEEP#*,}" \
+  > "$OUTDIR/edm_unet.json"
+{ date -u +%FT%TZ; nproc; grep -m1 'model name' /proc/cpuinfo; uptime; } > "$OUTDIR/machine.txt"
+for round in $(seq 1 "$ROUNDS"); do
+  for model in models/fashion_ddpm.pt "$OUTDIR/edm_unet.pt"; do
+    tag=$(basename "$model" .pt)
+    common=(--threads "$THREADS" bench --model "$model" --batch "$BATCHES" --nfe 10 --sampler "$SAMPLERS"
+            --repeat "$REPEAT" --iterations "$ITER" --json)
+    "$SF" "${common[@]}" --no-optimize | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow plain\",/" \
+      >> "$OUTDIR/$tag.jsonl"
+    "$SF" "${common[@]}" --optimize-max-batch 1000000 | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow optimised\",/" \
+      >> "$OUTDIR/$tag.jsonl"
+    for opt in "" --optimize; do
+      "$PY" bench/python_loop.py --model "$model" --device cpu --threads "$THREADS" --samplers "$SAMPLERS" \
+        --batches "$BATCHES" --nfe 10 --repeat "$REPEAT" --iterations "$ITER" $opt \
+        | grep '"sampler"' | sed "s/^{/{\"round\":$round,\"variant\":\"python${opt:+ optimised}\",/" >> "$OUTDIR/$tag.jsonl"
+    done
+  done
+done
+{ date -u +%FT%TZ; uptime; } >> "$OUTDIR/machine.txt"
+"$PY" bench/summarize_cpu.py "$OUTDIR" > "$OUTDIR/cpu_performance.md"
+cat "$OUTDIR/cpu_performance.md"

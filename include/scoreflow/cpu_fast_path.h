@@ -1,0 +1,53 @@
+#pragma once
+/// The CPU fast path of TorchScript networks (docs/performance.md, "CPU"): open_model with
+/// LoadOptions::optimize freezes the module and runs optimize_for_inference on it, checks it against
+/// the plain module on a probe batch, and caches the frozen module on disk.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "scoreflow/model.h"
+
+namespace scoreflow {
+
+/// How open_model prepares a TorchScript network for the CPU.
+struct LoadOptions {
+  /// The module frozen (weights become constants; `forward` and the metadata's `features` method
+  /// kept) and passed through optimize_for_inference (oneDNN convolutions with prepacked weights,
+  /// fused ops), used for batches up to `optimize_max_batch`, where it was measured to be faster;
+  /// larger batches run the plain module. Guarded: one probe batch runs both ways at load, and the
+  /// optimised module is dropped with a one-line note on stderr when the two differ by more than
+  /// `probe_tolerance` (relative L2). Ignored on CUDA and for builtin models.
+  bool optimize = false;
+  int optimize_max_batch = 8;
+  double probe_tolerance = 1e-4;
+  /// Where the frozen module is cached, keyed by the model file's content hash (model_content_hash),
+  /// the LibTorch version and the kept methods; "" = default_model_cache_dir(), "none" = no cache.
+  std::string cache_dir;
+};
+
+/// open_model (model.h) with load options.
+std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
+                                  const std::vector<std::string>& overrides, torch::Device device,
+                                  const LoadOptions& load);
+
+/// $SCOREFLOW_CACHE_DIR, else $XDG_CACHE_HOME/scoreflow, else $HOME/.cache/scoreflow ("" when none
+/// of them is set).
+std::string default_model_cache_dir();
+
+/// What the CPU fast path did when `model` was opened.
+struct CpuOptimization {
+  bool active = false;     ///< the optimised module serves batches <= max_batch
+  bool cache_hit = false;  ///< the frozen module came from the cache
+  int max_batch = 0;
+  double seconds = 0;          ///< freezing (or loading it from the cache), optimize_for_inference, the probe
+  double probe_rel_diff = -1;  ///< relative L2 difference on the probe batch (-1: no probe)
+  std::string cache_file;      ///< the cache file read or written ("" when none)
+  std::string note;            ///< why it is not active, when it was asked for
+};
+
+/// The fast path's state for a model from open_model (all fields default for builtins and models
+/// opened without LoadOptions::optimize).
+CpuOptimization cpu_optimization(const Model& model);
+
+}  // namespace scoreflow

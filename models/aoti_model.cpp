@@ -1,0 +1,224 @@
+// `.pt2` packages. The loader below is compiled only against LibTorch >= 2.6 (the Debian LibTorch
+// 1.13 of CI builds the refusal alone), so this file keeps to the few calls of the package loader
+// that are stable since 2.6: the constructor (path, model name), get_metadata() and run(inputs).
+#include "models/aoti_model.h"
+
+#include <torch/version.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "scoreflow/error.h"
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 6)
+#define SCOREFLOW_HAS_AOTI 1
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+
+#include "models/cuda_graph.h"
+#include "scoreflow/prediction.h"
+#endif
+
+namespace scoreflow {
+
+#if !SCOREFLOW_HAS_AOTI
+
+bool aoti_available() { return false; }
+
+std::shared_ptr<Model> open_aoti_model(const std::string& path, const std::string&, const std::vector<std::string>&,
+                                       torch::Device) {
+  fail("model file '", path,
+       "' is a torch.export/AOTInductor package (.pt2), which needs scoreflow built against LibTorch >= 2.6 "
+       "(e.g. PyTorch's own, scripts/build-cuda.sh); this build has LibTorch ",
+       TORCH_VERSION, " (use the TorchScript file the package was made from)");
+}
+
+#else
+
+bool aoti_available() { return true; }
+
+namespace {
+
+/// A compiled package: one graph `forward(x_t, t[, y])` for the device it was compiled for, with a
+/// dynamic batch dimension. Features methods and autocast do not exist in a package.
+class AotiModel : public Model {
+ public:
+  AotiModel(std::string path, std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader, ModelMetadata meta,
+            torch::Device device)
+      : path_(std::move(path)), loader_(std::move(loader)), meta_(std::move(meta)), device_(device) {}
+
+  std::string name() const override { return path_; }
+  std::string summary() const override {
+    return "AOTInductor package, " + prediction_name(meta_.prediction) + "-prediction network, " +
+           meta_.schedule.describe();
+  }
+  const ModelMetadata& metadata() const override { return meta_; }
+  torch::Device device() const override { return device_; }
+  void to(torch::Device device) override {
+    if (device.type() != device_.type())
+      fail("model ", path_, ": an AOTInductor package runs on the device type it was compiled for (", device_.str(),
+           "), not ", device.str(), "; export it again for that device");
+    device_ = device;
+  }
+  void configure(const InferenceOptions& options) override {
+    if (options.dtype != torch::kFloat32)
+      fail("model ", path_, ": an AOTInductor package runs in the precision it was compiled in; dtype ",
+           inference_dtype_name(options.dtype), " is not available (scripts/export_pt2.py compiles float32 packages)");
+    inference_ = options;
+    graph_.reset();
+    graph_failed_.clear();
+    if (options.cuda_graph && device_.is_cuda() && GraphRunner::available()) graph_ = std::make_unique<GraphRunner>();
+  }
+  std::string inference_note() const override {
+    if (!inference_.cuda_graph) return "";
+    if (!graph_failed_.empty()) return graph_failed_;
+    if (!device_.is_cuda()) return "CUDA graphs need --device cuda; running the package directly";
+    return GraphRunner::available() ? "" : "this scoreflow build has no CUDA support; running the package directly";
+  }
+
+  torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma,
+                        const torch::Tensor& labels) const override {
+    auto [alpha, sig, out] = forward(x, sigma, labels);
+    return denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type());
+  }
+  std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x, const std::vector<double>& sigma,
+                                                            const torch::Tensor& labels) const override {
+    if (meta_.head == Head::None) return Model::denoise_with_head(x, sigma, labels);
+    if (meta_.prediction != Prediction::Eps) fail("model ", path_, ": a second-moment head needs eps prediction");
+    auto [alpha, sig, out] = forward(x, sigma, labels);
+    const int64_t c = x.size(1);
+    return {denoised_from_output(meta_.prediction, x, out.narrow(1, 0, c), alpha, sig).to(x.scalar_type()),
+            out.narrow(1, c, c).to(x.scalar_type())};
+  }
+  void network_only(const torch::Tensor& x, double sigma, int iterations, bool graph) const override {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> in = inputs(x, {sigma}, {});
+    if (graph && graph_ && graph_run(x, sigma, {}).defined()) {
+      for (int i = 0; i < iterations; ++i) graph_->replay(in);
+      return;
+    }
+    for (int i = 0; i < iterations; ++i) run(in, sigma);
+  }
+
+ private:
+  std::vector<torch::Tensor> inputs(const torch::Tensor& x, const std::vector<double>& sigma,
+                                    const torch::Tensor& labels) const {
+    const int64_t b = x.size(0);
+    std::vector<double> a(sigma.size()), t(sigma.size());
+    for (size_t i = 0; i < sigma.size(); ++i) {
+      a[i] = meta_.schedule.alpha_of_sigma(sigma[i]);
+      t[i] = network_time(meta_.schedule, meta_.time_input, sigma[i]);
+    }
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[0] = static_cast<int64_t>(a.size());
+    std::vector<torch::Tensor> in{
+        (x * torch::tensor(a, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape)).contiguous(),
+        torch::tensor(t, torch::kFloat64).to(x.device(), torch::kFloat32).expand({b}).contiguous()};
+    if (meta_.num_classes > 0)
+      in.push_back(labels.defined() ? labels.to(x.device(), torch::kLong)
+                                    : torch::zeros({b}, x.options().dtype(torch::kLong)));
+    return in;
+  }
+
+  torch::Tensor run(const std::vector<torch::Tensor>& in, double sigma) const {
+    try {
+      std::vector<torch::Tensor> out = loader_->run(in);
+      if (out.size() != 1) fail("model ", path_, ": the package returned ", out.size(), " outputs, expected 1");
+      return out.front();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      fail("model ", path_, ": the package failed at sigma=", sigma, ": ", summarize_torch_error(e.what()));
+    }
+  }
+
+  /// The package replayed from a CUDA graph for this batch shape (one σ); undefined when graphs are
+  /// off or capture failed, which turns them off with a warning.
+  torch::Tensor graph_run(const torch::Tensor& x, double sigma, const torch::Tensor& labels) const {
+    if (!graph_ || !x.is_cuda() || torch::GradMode::is_enabled()) return {};
+    std::vector<torch::Tensor> like = inputs(x, {sigma}, labels);
+    try {
+      return graph_->run(
+          like,
+          [&](std::vector<torch::Tensor>& in) {
+            for (size_t i = 0; i < in.size(); ++i) in[i].copy_(like[i]);
+          },
+          [&](const std::vector<torch::Tensor>& in) { return run(in, sigma); });
+    } catch (const std::exception& e) {
+      graph_failed_ = std::string("CUDA graph capture of the package failed, running it directly: ") +
+                      summarize_torch_error(e.what());
+      std::fprintf(stderr, "warning: %s\n", graph_failed_.c_str());
+      graph_.reset();
+      return {};
+    }
+  }
+
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x,
+                                                                  const std::vector<double>& sigma,
+                                                                  const torch::Tensor& labels) const {
+    torch::NoGradGuard no_grad;  // a compiled package has no autograd
+    torch::Tensor out = sigma.size() == 1 ? graph_run(x, sigma[0], labels) : torch::Tensor();
+    if (out.defined())
+      out = out.clone();  // the graph's static output is overwritten by the next replay
+    else
+      out = run(inputs(x, sigma, labels), sigma.front());
+    std::vector<int64_t> want(x.sizes().begin(), x.sizes().end());
+    if (meta_.head != Head::None) want[1] *= 2;
+    if (out.sizes() != c10::IntArrayRef(want))
+      fail("model ", path_, ": the package returned shape ", out.sizes(), ", expected ", c10::IntArrayRef(want));
+    std::vector<double> a(sigma.size());
+    for (size_t i = 0; i < sigma.size(); ++i) a[i] = meta_.schedule.alpha_of_sigma(sigma[i]);
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[0] = static_cast<int64_t>(sigma.size());
+    torch::Tensor alpha = torch::tensor(a, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape);
+    torch::Tensor sig = torch::tensor(sigma, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape);
+    if (sigma.size() == 1) {
+      alpha = torch::scalar_tensor(a[0], torch::kFloat64);
+      sig = torch::scalar_tensor(sigma[0], torch::kFloat64);
+    }
+    return {alpha, sig, out.to(x.scalar_type())};
+  }
+
+  std::string path_;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
+  ModelMetadata meta_;
+  torch::Device device_;
+  mutable std::unique_ptr<GraphRunner> graph_;
+  mutable std::string graph_failed_;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::shared_ptr<Model> open_aoti_model(const std::string& path, const std::string& file_json,
+                                       const std::vector<std::string>& overrides, torch::Device device) {
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+  try {
+    loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model");
+  } catch (const std::exception& e) {
+    fail("model file '", path, "' could not be loaded as an AOTInductor package: ", summarize_torch_error(e.what()));
+  }
+  const std::unordered_map<std::string, std::string> info = loader->get_metadata();
+  auto it = info.find("scoreflow.json");
+  const std::string archive_json = it != info.end() ? it->second : read_text(path + ".json");
+  // The package is compiled for one device type: "cpu" or "cuda" (the loader's AOTI_DEVICE_KEY).
+  auto dev = info.find("AOTI_DEVICE_KEY");
+  if (dev != info.end() && (dev->second == "cuda") != device.is_cuda())
+    fail("model file '", path, "' was compiled for ", dev->second, ", not ", device.str(),
+         "; export it again for that device (scripts/export_pt2.py --device)");
+  ModelMetadata meta = resolve_metadata(archive_json, file_json, overrides, "'" + path + "'");
+  if (!meta.features.empty())
+    fail("model '", path, "': metadata field 'features' names method '", meta.features,
+         "', which an AOTInductor package cannot carry (it holds forward alone)");
+  return std::make_shared<AotiModel>(path, std::move(loader), std::move(meta), device);
+}
+
+#endif
+
+}  // namespace scoreflow

@@ -1,0 +1,218 @@
+// The CPU fast path of TorchScript networks (LoadOptions::optimize): the frozen, inference-optimised
+// module gives the plain module's outputs to 1e-4 relative on the same noise, keeps the methods
+// scoreflow calls (the SN-DPM head through forward, AMED features), is cached and reused, steps
+// aside when its probe disagrees, and `--no-optimize` turns it off.
+#include "scoreflow/cpu_fast_path.h"
+
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "models/aoti_model.h"
+#include "scoreflow/error.h"
+#include "scoreflow/model.h"
+#include "scoreflow/registry.h"
+#include "scoreflow/run.h"
+#include "scoreflow/sigmas.h"
+#include "tests/support/cli_runner.h"
+
+using namespace scoreflow;
+
+namespace {
+
+const std::string kFixtures = SCOREFLOW_FIXTURE_DIR;
+
+/// A fresh, empty cache folder for one test.
+std::string fresh_cache(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/cpu_cache_" + name + "_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+LoadOptions optimized(const std::string& cache_dir) {
+  LoadOptions load;
+  load.optimize = true;
+  load.cache_dir = cache_dir;
+  return load;
+}
+
+double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return ((a.to(torch::kFloat64) - b.to(torch::kFloat64)).norm() / b.to(torch::kFloat64).norm()).item<double>();
+}
+
+/// A conv network with the SN-DPM head (eps2: forward returns [ε̂, ĥ], twice the channels) and an
+/// AMED features method, written in C++ and saved with its metadata.
+std::string head_and_features_model() {
+  torch::jit::Module m("HeadNet");
+  torch::manual_seed(3);
+  m.register_parameter("w", torch::randn({4, 1, 3, 3}) * 0.4, false);
+  m.register_parameter("b", torch::randn({4}) * 0.1, false);
+  m.register_parameter("w2", torch::randn({2, 4, 3, 3}) * 0.3, false);
+  m.define(R"(
+def features(self, x, t):
+    return torch.silu(torch.conv2d(x, self.w, self.b, [1, 1], [1, 1]))
+
+def forward(self, x, t):
+    h = self.features(x, t) * (1.0 + t / 1000.0).view(-1, 1, 1, 1)
+    out = torch.conv2d(h, self.w2, None, [1, 1], [1, 1])
+    return torch.cat([out[:, :1], out[:, 1:] * out[:, 1:]], 1)
+)");
+  m.eval();
+  const std::string path = ::testing::TempDir() + "/cpu_head_net_" + std::to_string(getpid()) + ".pt";
+  m.save(path, {{"scoreflow.json", R"({"prediction":"eps","schedule":{"type":"vp_discrete","betas":"linear",
+      "beta_start":1e-4,"beta_end":0.02,"num_train_steps":1000},"time_input":"index","shape":[1,8,8],
+      "head":"eps2","features":"features"})"}});
+  return path;
+}
+
+}  // namespace
+
+TEST(CpuFastPath, SamplesMatchThePlainModuleOnTheSameNoise) {
+  const std::string path = kFixtures + "/tiny_eps.pt";
+  auto plain = open_model(path);
+  auto fast = open_model(path, "", {}, torch::kCPU, optimized(fresh_cache("samples")));
+  ASSERT_TRUE(cpu_optimization(*fast).active) << cpu_optimization(*fast).note;
+  EXPECT_FALSE(cpu_optimization(*plain).active);
+  EXPECT_LE(cpu_optimization(*fast).probe_rel_diff, 1e-4);
+  for (const std::string name : {"euler", "dpmpp_2m"}) {
+    auto sampler = make_sampler(name);
+    SampleJob job;
+    job.sigmas = make_sigmas("karras", 6, plain->metadata().schedule, {});
+    job.seeds = {0, 1, 2, 3, 4};
+    job.batch = 5;
+    const torch::Tensor want = run_sampler(*sampler, plain, job).samples;
+    const torch::Tensor got = run_sampler(*sampler, fast, job).samples;
+    EXPECT_LE(rel_diff(got, want), 1e-4) << name;
+  }
+}
+
+TEST(CpuFastPath, KeepsTheHeadAndTheFeaturesMethod) {
+  const std::string path = head_and_features_model();
+  auto plain = open_model(path);
+  auto fast = open_model(path, "", {}, torch::kCPU, optimized(fresh_cache("head")));
+  ASSERT_TRUE(cpu_optimization(*fast).active) << cpu_optimization(*fast).note;
+  ASSERT_TRUE(fast->has_features());
+  torch::manual_seed(0);
+  const torch::Tensor x = torch::randn({3, 1, 8, 8});
+  for (double sigma : {0.1, 1.0, 20.0}) {
+    auto [d_plain, h_plain] = Denoiser(plain).with_head(x, sigma);
+    auto [d_fast, h_fast] = Denoiser(fast).with_head(x, sigma);
+    EXPECT_LE(rel_diff(d_fast, d_plain), 1e-4) << sigma;
+    EXPECT_LE(rel_diff(h_fast, h_plain), 1e-4) << sigma;
+    const torch::Tensor f_plain = plain->features(x, {sigma}, {}), f_fast = fast->features(x, {sigma}, {});
+    ASSERT_EQ(f_fast.sizes(), f_plain.sizes());
+    EXPECT_LE(rel_diff(f_fast, f_plain), 1e-4) << sigma;
+  }
+}
+
+TEST(CpuFastPath, TheFrozenModuleIsCachedAndReused) {
+  const std::string path = head_and_features_model(), cache = fresh_cache("reuse");
+  auto first = open_model(path, "", {}, torch::kCPU, optimized(cache));
+  const CpuOptimization c1 = cpu_optimization(*first);
+  ASSERT_TRUE(c1.active) << c1.note;
+  EXPECT_FALSE(c1.cache_hit);
+  ASSERT_FALSE(c1.cache_file.empty());
+  EXPECT_EQ(c1.cache_file.rfind(cache + "/", 0), 0u) << c1.cache_file;
+  EXPECT_TRUE(std::filesystem::exists(c1.cache_file));
+  auto second = open_model(path, "", {}, torch::kCPU, optimized(cache));
+  const CpuOptimization c2 = cpu_optimization(*second);
+  ASSERT_TRUE(c2.active) << c2.note;
+  EXPECT_TRUE(c2.cache_hit);
+  EXPECT_EQ(c2.cache_file, c1.cache_file);
+  ASSERT_TRUE(second->has_features());  // the cached module kept the features method
+  const torch::Tensor x = torch::randn({2, 1, 8, 8});
+  EXPECT_TRUE(torch::equal(Denoiser(second)(x, 0.7), Denoiser(first)(x, 0.7)));
+  EXPECT_TRUE(torch::equal(second->features(x, {0.7}, {}), first->features(x, {0.7}, {})));
+  // "none" turns the cache off.
+  LoadOptions off = optimized("none");
+  auto third = open_model(path, "", {}, torch::kCPU, off);
+  EXPECT_TRUE(cpu_optimization(*third).active);
+  EXPECT_TRUE(cpu_optimization(*third).cache_file.empty());
+}
+
+TEST(CpuFastPath, AProbeThatDisagreesDropsTheOptimisedModule) {
+  const std::string path = kFixtures + "/tiny_eps.pt";
+  LoadOptions strict = optimized(fresh_cache("probe"));
+  strict.probe_tolerance = -1;  // no difference passes: exercises the fallback
+  testing::internal::CaptureStderr();
+  auto model = open_model(path, "", {}, torch::kCPU, strict);
+  const std::string err = testing::internal::GetCapturedStderr();
+  const CpuOptimization c = cpu_optimization(*model);
+  EXPECT_FALSE(c.active);
+  EXPECT_NE(c.note.find("differs from the plain module"), std::string::npos) << c.note;
+  EXPECT_EQ(err.rfind("note: model '" + path + "': the optimised CPU module differs", 0), 0u) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  const torch::Tensor x = torch::randn({2, 1, 8, 8});
+  EXPECT_TRUE(torch::equal(Denoiser(model)(x, 0.5), Denoiser(open_model(path))(x, 0.5)));
+}
+
+TEST(CpuFastPath, BatchesAboveTheLimitRunThePlainModule) {
+  const std::string path = kFixtures + "/tiny_eps.pt";
+  LoadOptions load = optimized(fresh_cache("limit"));
+  load.optimize_max_batch = 2;
+  auto fast = open_model(path, "", {}, torch::kCPU, load);
+  auto plain = open_model(path);
+  ASSERT_TRUE(cpu_optimization(*fast).active);
+  const torch::Tensor x = torch::randn({3, 1, 8, 8});
+  EXPECT_TRUE(torch::equal(Denoiser(fast)(x, 0.5), Denoiser(plain)(x, 0.5)));  // batch 3 > 2
+}
+
+TEST(CpuFastPath, CliTurnsItOnByDefaultAndOffWithNoOptimize) {
+  setenv("SCOREFLOW_CACHE_DIR", fresh_cache("cli").c_str(), 1);
+  const std::string model = "--model " + kFixtures + "/tiny_eps.pt";
+  auto on = clitest::run("info --json " + model);
+  ASSERT_EQ(on.code, 0) << on.err;
+  auto doc = nlohmann::json::parse(on.out);
+  EXPECT_TRUE(doc["cpu_path"]["optimized"].get<bool>()) << on.out;
+  auto again = clitest::run("info --json " + model);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_TRUE(nlohmann::json::parse(again.out)["cpu_path"]["cache_hit"].get<bool>()) << again.out;
+  auto off = clitest::run("info --json --no-optimize " + model);
+  ASSERT_EQ(off.code, 0) << off.err;
+  doc = nlohmann::json::parse(off.out);
+  EXPECT_FALSE(doc["cpu_path"]["optimized"].get<bool>());
+  EXPECT_NE(doc["cpu_path"]["note"].get<std::string>().find("--no-optimize"), std::string::npos);
+  unsetenv("SCOREFLOW_CACHE_DIR");
+}
+
+// `.pt2` packages (torch.export + AOTInductor) need LibTorch >= 2.6; this build refuses them by name.
+TEST(Pt2Package, ABuildBeforeLibTorch26RefusesItNamingTheBuildItNeeds) {
+  if (aoti_available()) GTEST_SKIP() << "this build loads .pt2 packages";
+  const std::string path = ::testing::TempDir() + "/package_" + std::to_string(getpid()) + ".pt2";
+  std::ofstream(path, std::ios::binary) << "PK\x03\x04 not really a package";
+  try {
+    open_model(path);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("'" + path + "' is a torch.export/AOTInductor package (.pt2)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("LibTorch >= 2.6"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::string("this build has LibTorch ") + TORCH_VERSION), std::string::npos) << msg;
+  }
+  clitest::expect_refused("sample --model " + path + " --sampler euler --steps 2 --seeds 0 --npz " + path + ".npz",
+                          "needs scoreflow built against LibTorch >= 2.6", path + ".npz");
+}
+
+TEST(Pt2Package, TheExportScriptRefusesATorchBefore26) {
+  const std::string base = ::testing::TempDir() + "/export_pt2_" + std::to_string(getpid());
+  const std::string cmd = "/usr/bin/python3 " + std::string(SCOREFLOW_SOURCE_DIR) + "/scripts/export_pt2.py --demo " +
+                          SCOREFLOW_SOURCE_DIR + "/models/fashion_ddpm.pt --out " + base + ".pt2 --device cpu >" +
+                          base + ".out 2>" + base + ".err";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(base + ".err");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string err = ss.str();
+  if (err.empty() && status == 0) GTEST_SKIP() << "this Python has torch >= 2.6";
+  EXPECT_NE(status, 0);
+  EXPECT_EQ(err.rfind("error: export_pt2.py needs PyTorch >= 2.6", 0), 0u) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_FALSE(std::filesystem::exists(base + ".pt2"));
+}
