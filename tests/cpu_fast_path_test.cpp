@@ -21,7 +21,7 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/sigmas.h"
-#include "tests/support/cli_runner.h"
+#include "tests/support/cli_run.h"
 
 using namespace scoreflow;
 
@@ -167,14 +167,14 @@ TEST(CpuFastPath, BatchesAboveTheLimitRunThePlainModule) {
 TEST(CpuFastPath, CliTurnsItOnByDefaultAndOffWithNoOptimize) {
   setenv("SCOREFLOW_CACHE_DIR", fresh_cache("cli").c_str(), 1);
   const std::string model = "--model " + kFixtures + "/tiny_eps.pt";
-  auto on = clitest::run("info --json " + model);
+  auto on = testing_cli::run("info --json " + model);
   ASSERT_EQ(on.code, 0) << on.err;
   auto doc = nlohmann::json::parse(on.out);
   EXPECT_TRUE(doc["cpu_path"]["optimized"].get<bool>()) << on.out;
-  auto again = clitest::run("info --json " + model);
+  auto again = testing_cli::run("info --json " + model);
   ASSERT_EQ(again.code, 0) << again.err;
   EXPECT_TRUE(nlohmann::json::parse(again.out)["cpu_path"]["cache_hit"].get<bool>()) << again.out;
-  auto off = clitest::run("info --json --no-optimize " + model);
+  auto off = testing_cli::run("info --json --no-optimize " + model);
   ASSERT_EQ(off.code, 0) << off.err;
   doc = nlohmann::json::parse(off.out);
   EXPECT_FALSE(doc["cpu_path"]["optimized"].get<bool>());
@@ -196,7 +196,7 @@ TEST(Pt2Package, ABuildBeforeLibTorch26RefusesItNamingTheBuildItNeeds) {
     EXPECT_NE(msg.find("LibTorch >= 2.6"), std::string::npos) << msg;
     EXPECT_NE(msg.find(std::string("this build has LibTorch ") + TORCH_VERSION), std::string::npos) << msg;
   }
-  clitest::expect_refused("sample --model " + path + " --sampler euler --steps 2 --seeds 0 --npz " + path + ".npz",
+  testing_cli::expect_refused("sample --model " + path + " --sampler euler --steps 2 --seeds 0 --npz " + path + ".npz",
                           "needs scoreflow built against LibTorch >= 2.6", path + ".npz");
 }
 
