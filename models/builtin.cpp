@@ -117,7 +117,9 @@ GaussianMixtureModel::Posterior GaussianMixtureModel::posterior(const torch::Ten
     fail(name_, ": ", sigma.size(), " sigmas for a batch of ", b);
   const int64_t d = means_.size(1);
   if (x.numel() != b * d) fail(name_, ": input has ", x.numel() / std::max<int64_t>(b, 1), " values per sample, the model ", d);
-  if (isotropic_) {
+  // The fast kernel has no autograd; a caller differentiating through D (the Lipschitz estimate of
+  // eval wbound) gets the element-wise torch formulation below, which gives the same values.
+  if (isotropic_ && !(at::GradMode::is_enabled() && x.requires_grad())) {
     std::vector<double> sigma2(sigma.size());
     for (size_t i = 0; i < sigma.size(); ++i) sigma2[i] = sigma[i] * sigma[i];
     auto r = isotropic_->posterior(x, sigma2, want_mean, want_resp, mean_type);
