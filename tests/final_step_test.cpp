@@ -128,7 +128,8 @@ TEST(FinalStepCli, EveryCommandTakesFinalAndCountsItsNfe) {
                "--reference-steps 20 --num 4 --out-dir " +
                dir + " --overwrite --json");
   ASSERT_EQ(c.code, 0) << c.err;
-  for (const auto& cell : nlohmann::json::parse(c.out)["cells"]) {
+  const auto report = nlohmann::json::parse(c.out);
+  for (const auto& cell : report["cells"]) {
     EXPECT_EQ(cell["final"], "none");
     EXPECT_EQ(cell["nfe_used"], 4) << cell.dump();
     EXPECT_EQ(cell["steps"], cell["sampler"] == "heun" ? 2 : 4) << cell.dump();
