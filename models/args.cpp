@@ -5,28 +5,14 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "io/text.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow {
 namespace {
 
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t");
-  size_t e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
-}
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t pos = s.find(sep, start);
-    out.push_back(s.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
-    if (pos == std::string::npos) break;
-    start = pos + 1;
-  }
-  return out;
-}
+using io::split;
+using io::trim;
 
 double to_double(const std::string& text, const std::string& what) {
   const char* begin = text.c_str();
