@@ -135,12 +135,11 @@ void run(const SampleOptions& o) {
   std::vector<double> sigmas;
   if (!o.trajectory.empty()) {
     if (!o.sigmas.empty()) fail("give --trajectory or --sigmas, not both");
-    if (final != FinalStep::Zero) fail("--trajectory ends at sigma = 0: it needs --final zero");
     const analytic::DiscreteChain chain = chain_of(*model);
     std::unique_ptr<analytic::GammaTable> gamma;
     if (!o.gamma.empty())
       gamma = std::make_unique<analytic::GammaTable>(load_gamma_for(*model, o.gamma));
-    sigmas = trajectory_sigmas(chain, make_trajectory(o.trajectory, chain, steps ? steps : 10, gamma.get()));
+    sigmas = trajectory_grid(o.trajectory, chain, steps ? steps : 10, gamma.get(), final);
   } else if (!o.sigmas.empty()) {
     sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"), final);
     if (steps && steps != static_cast<int>(sigmas.size()) - 1) fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);

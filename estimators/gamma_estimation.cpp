@@ -16,7 +16,9 @@ std::vector<int64_t> make_trajectory(const std::string& name, const analytic::Di
   if (K < 2) fail("a trajectory needs at least 2 timesteps (K >= 2), got ", K);
   if (K > chain.num_steps()) fail("K = ", K, " is larger than the model's ", chain.num_steps(), " training timesteps");
   if (name == "optimal") {
-    if (!gamma) fail(Field{"trajectory"}, " optimal needs a Gamma file (", Field{"gamma"}, " FILE from scoreflow estimate-gamma)");
+    if (!gamma)
+      fail(Field{"trajectory"}, " optimal needs a Gamma file (", Field{"gamma"},
+           " FILE from scoreflow estimate-gamma)");
     return analytic::optimal_trajectory(chain, *gamma, K);
   }
   if (name == "even" || name == "quadratic") return analytic::timesteps_by_name(name, chain.num_steps(), K);
@@ -27,6 +29,14 @@ std::vector<double> trajectory_sigmas(const analytic::DiscreteChain& chain, cons
   std::vector<double> sigmas;
   for (auto it = trajectory.rbegin(); it != trajectory.rend(); ++it) sigmas.push_back(chain.sigma(*it));
   sigmas.push_back(0.0);
+  return sigmas;
+}
+
+std::vector<double> trajectory_grid(const std::string& name, const analytic::DiscreteChain& chain, int64_t steps,
+                                    const analytic::GammaTable* gamma, FinalStep final) {
+  if (final == FinalStep::Zero) return trajectory_sigmas(chain, make_trajectory(name, chain, steps, gamma));
+  std::vector<double> sigmas = trajectory_sigmas(chain, make_trajectory(name, chain, steps + 1, gamma));
+  sigmas.pop_back();
   return sigmas;
 }
 

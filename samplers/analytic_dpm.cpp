@@ -1,7 +1,7 @@
 // Analytic-DDPM / Analytic-DDIM (Bao et al., ICLR 2022) and SN-/NPR-DPM (Bao et al., ICML 2022):
 // the λ²-family step on the model's discrete chain with the optimal reverse variance.
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 
 #include "samplers/lincomb.h"
 #include "scoreflow/discrete_chain.h"
@@ -67,8 +67,10 @@ class AnalyticDpm : public Sampler {
     for (int i = 0; i < n; ++i) {
       const int64_t t = ts[i], s = ts[i + 1];
       torch::Tensor denoised, head;
-      if (source_ == VarianceSource::Gamma) denoised = denoise(x, sigmas[i]);
-      else std::tie(denoised, head) = denoise.with_head(x, sigmas[i]);
+      if (source_ == VarianceSource::Gamma)
+        denoised = denoise(x, sigmas[i]);
+      else
+        std::tie(denoised, head) = denoise.with_head(x, sigmas[i]);
       const torch::Tensor x0 = clip_x0_ ? denoised.clamp(range.lo, range.hi) : denoised;
       const analytic::StepCoefficients c = analytic::step_coefficients(chain, s, t, s == 0 ? 0.0 : eta_);
       // Mean of p(x_s|x_t) = coef_xt·x_t + γ·x̂0 with x_t = sqrt(ᾱ_t)·x (at s = 0 it is x̂0 itself:
@@ -77,10 +79,12 @@ class AnalyticDpm : public Sampler {
       const double scale = s == 0 ? 1.0 : 1.0 / std::sqrt(chain.alpha_bar(s));
       std::vector<detail::Term> terms{{scale * c.coef_xt * std::sqrt(chain.alpha_bar(t)), x}, {scale * c.gamma, x0}};
       if (noise_ && !(s == 0 && mean_last_)) {
-        // The step that produces x_{τ1} (the last noisy state) gets its noise capped.
-        const bool capped = y_ > 0 && i + 2 == n && ts[n] == 0;
+        // The step that produces x_{τ1} (the last noisy state) gets its noise capped: the one before
+        // the step into 0, or the last step of a grid that stops at τ_1 (final none/denoise).
+        const bool capped = y_ > 0 && (ts[n] == 0 ? i + 2 == n : i + 1 == n);
         if (source_ == VarianceSource::Gamma) {
-          double var = analytic::analytic_variance(chain, s, t, gamma->eps(t), s == 0 ? 0.0 : eta_, range, clip_variance_);
+          double var =
+              analytic::analytic_variance(chain, s, t, gamma->eps(t), s == 0 ? 0.0 : eta_, range, clip_variance_);
           if (capped) var = std::min(var, analytic::sigma2_clip_threshold(y_));
           terms.push_back({scale * std::sqrt(var), noise.randn_like(x)});
         } else {

@@ -58,7 +58,7 @@ an::GammaTable exact_gamma(const sf::Model& model) {
 }
 
 torch::Tensor draw(const std::string& sampler, const std::string& args, std::shared_ptr<sf::Model> model,
-                     const std::vector<double>& sigmas, int n) {
+                   const std::vector<double>& sigmas, int n) {
   sf::SampleJob job;
   job.sigmas = sigmas;
   for (int i = 0; i < n; ++i) job.seeds.push_back(i);
@@ -84,7 +84,8 @@ TEST(GammaEstimation, MatchesTheExactGammaWithinItsStandardError) {
     const double exact = g.gamma_star(std::sqrt(chain.alpha_bar(t)), std::sqrt(chain.beta_bar(t)));
     const an::GammaEntry& e = table.entry(t);
     EXPECT_GT(e.std_err, 0.0);
-    EXPECT_LT(std::abs(e.gamma_raw - exact), 4 * e.std_err + 1e-9) << "t=" << t << " est " << e.gamma_raw << " exact " << exact;
+    EXPECT_LT(std::abs(e.gamma_raw - exact), 4 * e.std_err + 1e-9)
+        << "t=" << t << " est " << e.gamma_raw << " exact " << exact;
     // Lemma 11: E tr Cov[x0|x_t]/d from Γ equals the closed-form posterior variance.
     const double cov = g.mean_posterior_var(std::sqrt(chain.alpha_bar(t)), std::sqrt(chain.beta_bar(t)));
     EXPECT_NEAR(an::cov_x0_from_gamma(chain, t, exact), cov, 1e-9 * cov);
@@ -226,4 +227,55 @@ TEST(AnalyticSamplers, AnalyticDdimWithoutNoiseOrClampIsDdim) {
   EXPECT_LT((ddim - means).abs().max().item<double>(), 1e-4);
   torch::Tensor noisy = draw("analytic_ddim", "gamma=" + gamma_path + ",clip_x0=false", model, sigmas, 64);
   EXPECT_GT((ddim - noisy).abs().max().item<double>(), 1e-2);  // the default adds noise
+}
+
+// --final none/denoise on a trajectory (docs/samplers.md "Final step"): `steps` steps along a K =
+// steps + 1 trajectory that stop at σ(τ_1) (one call each), then for denoise D there (one more).
+TEST(AnalyticSamplers, HonourEachFinalStepOnTrajectories) {
+  auto model = sf::open_model(kModel);
+  const std::string gamma_path = ::testing::TempDir() + "/gamma_exact_final.json";
+  exact_gamma(*model).save(gamma_path);
+  an::DiscreteChain chain = sf::chain_of(*model);
+  for (const std::string name : {"analytic_ddpm", "analytic_ddim"}) {
+    auto sampler = sf::make_sampler(name, "gamma=" + gamma_path);
+    for (int steps : {1, 4}) {
+      SCOPED_TRACE(name + " steps=" + std::to_string(steps));
+      if (steps >= 2)  // a zero trajectory needs K >= 2; one step that stops at τ_1 needs K + 1 = 2
+        EXPECT_EQ(sf::trajectory_grid("even", chain, steps, nullptr, sf::FinalStep::Zero),
+                  sf::trajectory_sigmas(chain, sf::make_trajectory("even", chain, steps, nullptr)));
+      const std::vector<int64_t> longer = sf::make_trajectory("even", chain, steps + 1, nullptr);
+      const std::vector<double> none = sf::trajectory_grid("even", chain, steps, nullptr, sf::FinalStep::None);
+      ASSERT_EQ(none.size(), size_t(steps) + 1);
+      EXPECT_EQ(none.back(), chain.sigma(longer.front()));
+      EXPECT_EQ(none.front(), chain.sigma(longer.back()));
+      for (sf::FinalStep final : {sf::FinalStep::None, sf::FinalStep::Denoise}) {
+        sf::SampleJob job;
+        job.sigmas = none;
+        job.final = final;
+        job.seeds = {3, 4};
+        sf::SampleResult r = sf::run_sampler(*sampler, model, job);
+        EXPECT_EQ(r.nfe, steps + (final == sf::FinalStep::Denoise ? 1 : 0));
+        EXPECT_EQ(r.nfe, sampler->nfe_for(steps, final));
+        sf::NoiseSource noise(job.seeds);
+        torch::Tensor x = noise.randn(model->metadata().shape) * none.front();
+        torch::Tensor by_hand = sampler->sample(sf::Denoiser(model), x, none, noise);
+        if (final == sf::FinalStep::Denoise) by_hand = sf::Denoiser(model)(by_hand, none.back());
+        EXPECT_TRUE(torch::equal(r.samples, by_hand.to(torch::kFloat32)));
+      }
+    }
+  }
+  // A grid that stops at τ_1 ends with the step that produces x_{τ1}: its noise is capped at
+  // (y·(2/255)·sqrt(π/2))², as the step before the step into 0 is on a zero grid. One step from
+  // τ_2 = 501 to τ_1 = 1: the sample minus the noise-free mean is sqrt(min(var, cap))·z/sqrt(ᾱ_1).
+  const std::vector<double> one = sf::trajectory_grid("even", chain, 1, nullptr, sf::FinalStep::None);
+  ASSERT_EQ(one.size(), 2u);
+  auto spread = [&](const std::string& args) {
+    torch::Tensor noisy = draw("analytic_ddpm", "gamma=" + gamma_path + "," + args, model, one, 2000);
+    torch::Tensor mean = draw("analytic_ddpm", "gamma=" + gamma_path + ",noise=false," + args, model, one, 2000);
+    return (noisy - mean).std().item<double>() * std::sqrt(chain.alpha_bar(1));
+  };
+  const double y = 0.5, cap = y * (2.0 / 255.0) * std::sqrt(M_PI / 2);
+  const double uncapped = spread("sigma2_clip=0");
+  ASSERT_GT(uncapped, 2 * cap);  // so that the cap is what sets the spread below
+  EXPECT_NEAR(spread("sigma2_clip=0.5"), cap, 0.03 * cap);
 }

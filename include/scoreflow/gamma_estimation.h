@@ -5,10 +5,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "scoreflow/analytic_dpm.h"
 #include "scoreflow/data.h"
+#include "scoreflow/final_step.h"
 #include "scoreflow/model.h"
 
 namespace scoreflow {
@@ -19,6 +21,11 @@ std::vector<int64_t> make_trajectory(const std::string& name, const analytic::Di
                                      const analytic::GammaTable* gamma);
 /// The σ grid a sampler runs for a trajectory: σ(τ_K) > … > σ(τ_1), then 0.
 std::vector<double> trajectory_sigmas(const analytic::DiscreteChain& chain, const std::vector<int64_t>& trajectory);
+/// The grid of `steps` steps along trajectory `name` under `final` (docs/samplers.md "Final step"):
+/// zero is trajectory_sigmas of a K = steps trajectory; none and denoise take a K = steps + 1
+/// trajectory and stop at σ(τ_1), the smallest discrete noise level on it, instead of stepping to 0.
+std::vector<double> trajectory_grid(const std::string& name, const analytic::DiscreteChain& chain, int64_t steps,
+                                    const analytic::GammaTable* gamma, FinalStep final);
 
 struct GammaEstimation {
   std::vector<int64_t> timesteps;  ///< chain timesteps 1..N to estimate
