@@ -336,3 +336,43 @@ TEST(ConditioningCli, HostileCondFilesAreRefusedBeforeSampling) {
   testing_cli::expect_refused(base + "/ok.npz --cond-rows 0,1,2",
                               "--cond-rows entry 2 is row 2 but the conditioning arrays have 2 rows", out);
 }
+
+TEST(ConditioningCli, GuidanceFlagsGiveTheHandComputedSamples) {
+  // D = mean(context) + 2 pooled ignores x, so Euler's last step to σ = 0 lands on the guided D.
+  // cond: c_c = 1 + 2·[0.5, −0.5] = [2, 0]; uncond: c_u = −1 + 2·[1, 1] = [1, 1];
+  // W = 3: D = c_u + 3 (c_c − c_u) = [4, −2]. With an interval holding none of the grid's σ: D = c_c.
+  const std::string dir = testing_cli::fresh_dir("cond_guidance_cli");
+  const std::string model = vector_net(0.0);
+  io::write_npz(dir + "/cond.npz",
+                {{"context", io::from_tensor(ctx(1))}, {"pooled", io::from_tensor(pooled(0.5, -0.5))}});
+  io::write_npz(dir + "/uncond.npz",
+                {{"context", io::from_tensor(ctx(-1))}, {"pooled", io::from_tensor(pooled(1, 1))}});
+  const std::string base = "sample --model " + model + " --cond " + dir + "/cond.npz --uncond " + dir +
+                           "/uncond.npz --guidance 3 --seeds 0-2 --sampler euler --steps 4 --npz ";
+  auto r = testing_cli::run(base + dir + "/guided.npz");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(torch::allclose(io::to_tensor(io::read_npz(dir + "/guided.npz").at("samples")),
+                              torch::tensor({4.0f, -2.0f}).expand({3, 2}), 1e-5, 1e-5));
+  r = testing_cli::run(base + dir + "/outside.npz --guidance-interval 100,inf");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(torch::allclose(io::to_tensor(io::read_npz(dir + "/outside.npz").at("samples")),
+                              torch::tensor({2.0f, 0.0f}).expand({3, 2}), 1e-5, 1e-5));
+}
+
+TEST(ConditioningCli, AShardUsesTheRowsOfItsSeedsInTheWholeList) {
+  // Rows follow the seed's index in the full list (i mod P), so shard 1/2 of seeds 0-3 (batch 2)
+  // holds indices 2, 3 → rows 2, 0, and its samples are the single run's last two, bit for bit.
+  const std::string dir = testing_cli::fresh_dir("cond_shard_cli");
+  const std::string model = vector_net(0.5);
+  io::write_npz(dir + "/cond.npz", {{"context", io::from_tensor(torch::arange(18, torch::kFloat32).reshape({3, 3, 2}))},
+                                    {"pooled", io::from_tensor(pooled(0.5, -0.5))}});
+  const std::string base =
+      "sample --model " + model + " --cond " + dir + "/cond.npz --seeds 0-3 --batch 2 --steps 3 --npz ";
+  ASSERT_EQ(testing_cli::run(base + dir + "/all.npz").code, 0);
+  auto r = testing_cli::run(base + dir + "/part.npz --shard 1/2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto all = io::read_npz(dir + "/all.npz"), part = io::read_npz(dir + "/part.shard-1-of-2.npz");
+  EXPECT_TRUE(torch::equal(io::to_tensor(all.at("cond_rows")), torch::tensor({0, 1, 2, 0}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(io::to_tensor(part.at("cond_rows")), torch::tensor({2, 0}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(io::to_tensor(part.at("samples")), io::to_tensor(all.at("samples")).narrow(0, 2, 2)));
+}
