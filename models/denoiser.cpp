@@ -114,8 +114,8 @@ Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond)
       std::vector<int64_t> shape{1};
       shape.insert(shape.end(), s.shape.begin(), s.shape.end());
       cond_.unconds.push_back(m.uncond == UncondSource::Zeros
-                                  ? torch::zeros(shape, torch::TensorOptions().dtype(s.dtype))
-                                  : model_->stored_uncond(s.name).reshape(shape).to(s.dtype));
+                                  ? torch::zeros(shape, torch::TensorOptions().dtype(s.dtype).device(model_->device()))
+                                  : model_->stored_uncond(s.name).reshape(shape).to(model_->device(), s.dtype));
     }
   }
 }
