@@ -82,7 +82,11 @@ Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond)
   if (!(cond_.rescale >= 0 && cond_.rescale <= 1))
     fail(Field{"guidance_rescale"}, " must be in [0, 1], got ", cond_.rescale);
   // Conditioning inputs: one per declared condition, [B or 1, ...shape] in the declared dtype.
+  std::vector<std::string> names;
+  for (const ConditionSpec& s : specs) names.push_back(s.name);
   const auto check = [&](const std::vector<torch::Tensor>& values, const char* field) {
+    if (values.empty() && !specs.empty())
+      fail("model ", model_->name(), " takes conditioning inputs (", join(names), "), which were not given");
     if (values.size() != specs.size())
       fail(Field{field}, " has ", values.size(), " tensors; the model declares ", specs.size(), " conditions");
     int64_t rows = 1;
@@ -105,8 +109,6 @@ Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond)
   if (!cond_.unconds.empty()) check(cond_.unconds, "uncond");
   if (guided() && !specs.empty() && cond_.unconds.empty()) {
     // The metadata's unconditional value, one row shared by the batch.
-    std::vector<std::string> names;
-    for (const ConditionSpec& s : specs) names.push_back(s.name);
     if (m.uncond == UncondSource::None)
       fail(Field{"guidance"}, " ", cond_.guidance, " needs unconditional values for the conditions (", join(names),
            "): give ", Field{"uncond"}, " or declare metadata 'uncond' (zeros or stored)");
