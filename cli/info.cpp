@@ -32,7 +32,8 @@ void register_info(CLI::App& app) {
       std::vector<int64_t> row{1};
       row.insert(row.end(), c.shape.begin(), c.shape.end());
       zeros.conds.push_back(torch::zeros(row, torch::TensorOptions().dtype(c.dtype).device(model->device())));
-      conditions.push_back({{"name", c.name}, {"shape", c.shape}, {"dtype", c10::toString(c.dtype)}});
+      const char* dtype = c.dtype == torch::kLong ? "int64" : c.dtype == torch::kInt ? "int32" : "float32";
+      conditions.push_back({{"name", c.name}, {"shape", c.shape}, {"dtype", dtype}});
     }
     Denoiser denoise(model, zeros);
     torch::Tensor d = denoise(x, sigma);

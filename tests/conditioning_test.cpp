@@ -376,3 +376,19 @@ TEST(ConditioningCli, AShardUsesTheRowsOfItsSeedsInTheWholeList) {
   EXPECT_TRUE(torch::equal(io::to_tensor(part.at("cond_rows")), torch::tensor({2, 0}, torch::kLong)));
   EXPECT_TRUE(torch::equal(io::to_tensor(part.at("samples")), io::to_tensor(all.at("samples")).narrow(0, 2, 2)));
 }
+
+TEST(ConditioningCli, EvalFidMeasuresDecodedImages) {
+  // 6 samples, rows i mod 3 of pooled [0.2, −0.4, 0.6]; each decodes to a constant image of
+  // v = pooled/0.5 + 0.1 ∈ {0.5, −0.7, 1.3} (48 values). Raw features against N(0, I) in 48-D:
+  // μ = 0.3667·1, Σ = s²·11ᵀ with s² = 4.05333/5 (unbiased) = 0.810667, whose one eigenvalue is
+  // 48 s² = 38.912. FD = ‖μ‖² + tr Σ + tr I − 2 tr Σ^½ = 6.4533 + 38.912 + 48 − 2·6.2380 = 80.889.
+  const std::string dir = testing_cli::fresh_dir("cond_fid_cli");
+  const std::string model = latent_net(dir);
+  io::write_npz(dir + "/cond.npz", {{"pooled", io::from_tensor(torch::tensor({0.2f, -0.4f, 0.6f}))}});
+  io::write_npz(dir + "/ref.npz", {{"mu", io::from_tensor(torch::zeros({48}, torch::kFloat64))},
+                                   {"sigma", io::from_tensor(torch::eye(48, torch::kFloat64))}});
+  auto r = testing_cli::run("eval fid --model " + model + " --cond " + dir + "/cond.npz --features none --seeds 0-5" +
+                            " --sampler euler --steps 3 --ref " + dir + "/ref.npz --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NEAR(nlohmann::json::parse(r.out).at("fd").get<double>(), 80.889, 2e-3);
+}
