@@ -55,8 +55,8 @@ struct ModelMetadata {
   std::string json;            ///< the resolved metadata as a JSON document
   std::vector<ConditionSpec> conditions;  ///< extra forward inputs after (x, t[, y]), in order
   UncondSource uncond = UncondSource::None;
-  std::optional<DecoderSpec> decoder;     ///< latent models: how samples become images
-  std::string encoder;                    ///< TorchScript method encoding images to latents, or ""
+  std::optional<DecoderSpec> decoder;  ///< latent models: how samples become images
+  std::string encoder;                 ///< TorchScript method encoding images to latents, or ""
   /// True for [C, H, W] with C in {1, 3, 4}: such samples can be written as images.
   bool image_shaped() const;
 };

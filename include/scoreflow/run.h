@@ -29,7 +29,7 @@ struct SampleJob {
   /// metadata's "uncond".
   ConditionTables uncond;
   double guidance_lo = 0, guidance_hi = std::numeric_limits<double>::infinity();  ///< guidance interval in σ
-  double guidance_rescale = 0;                                                     ///< φ (Conditioning::rescale)
+  double guidance_rescale = 0;                                                    ///< φ (Conditioning::rescale)
 
   /// zero: the grid ends in 0; none: it ends at σ_min and x there is returned; denoise: D(x, σ_min).
   FinalStep final = FinalStep::Zero;
