@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "scoreflow/amed.h"
 #include "scoreflow/conditioning.h"
 #include "scoreflow/error.h"
 #include "scoreflow/latent.h"
@@ -267,6 +268,31 @@ TEST(Conditioning, RunSamplerGivesEachSeedItsRow) {
                               torch::tensor({{4.0f, 4.0f}, {4.0f, 4.0f}, {2.0f, 0.0f}, {0.0f, 2.0f}, {4.0f, 4.0f}})));
   job.cond = ConditionTables{};
   expect_error([&] { run_sampler(*make_sampler("euler"), model, job); }, {"context, pooled", "cond"});
+}
+
+TEST(Conditioning, AmedTrainingAsksForEachTrajectorysConditioning) {
+  // Training and validation ask for trajectories [first, first + count) in order, from 0; the
+  // Denoisers they build use what comes back (a conditioned model refuses to run without it).
+  auto model = open_model(vector_net(0.5, R"(,"uncond":"zeros")"));
+  AmedTrainOptions o;
+  o.sigmas = {80.0, 5.0, 0.5, 0.002};
+  o.num_trajectories = 6;
+  o.batch = 4;
+  std::vector<std::pair<int64_t, int64_t>> asked;
+  o.conditioning = [&](int64_t first, int64_t count) {
+    asked.emplace_back(first, count);
+    Conditioning c;
+    c.conds = {ctx(1), pooled(0.5, -0.5)};
+    c.guidance = 2;
+    return c;
+  };
+  AmedPredictor p = train_amed(model, o);
+  EXPECT_EQ(asked, (std::vector<std::pair<int64_t, int64_t>>{{0, 4}, {4, 2}}));
+  asked.clear();
+  EXPECT_TRUE(std::isfinite(amed_validation_rms(model, o, p, 5, 1)));
+  EXPECT_EQ(asked, (std::vector<std::pair<int64_t, int64_t>>{{0, 4}, {4, 1}}));
+  o.conditioning = nullptr;
+  expect_error([&] { train_amed(model, o); }, {"takes conditioning inputs (context, pooled)"});
 }
 
 TEST(LatentDecoder, DecodesScaledLatentsInBatches) {
