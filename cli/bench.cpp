@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/common.h"
+#include "cli/cond_options.h"
 #include "cli/cpu_path.h"
 #include "cli/list_arg.h"
 #include "scoreflow/error.h"
@@ -21,6 +22,8 @@ namespace {
 
 struct BenchOptions {
   ModelOptions model;
+  CondOptions cond;  // conditioned models: --cond (and --uncond, --guidance-*) for the sampled batch
+  double guidance = 1.0;
   std::string sampler = "dpmpp_2m", sampler_args, schedule = "karras", schedule_args, dtype = "fp32", batches = "64";
   std::string final;  // "": each sampler's default
   int nfe = 10, repeat = 5, iterations = 50;
@@ -90,6 +93,12 @@ void run(const BenchOptions& o) {
     }
   }
   if (cases.empty()) fail("--sampler names no sampler");
+  for (const Case& c : cases) {  // conditioning is checked for every batch size before any timing
+    SampleJob job;
+    job.seeds.resize(static_cast<size_t>(c.batch));
+    job.guidance = o.guidance;
+    o.cond.apply(*model, job, c.batch, 0, c.batch);
+  }
   for (const Case& c : cases) run_case(o, model, dtype, c);
 }
 
@@ -105,12 +114,17 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
   for (int i = 0; i < batch; ++i) seeds[i] = static_cast<uint64_t>(i);
   const torch::Tensor x0 = (NoiseSource(seeds).randn(meta.shape) * sigmas.front()).to(device);
   const double sigma_mid = sigmas[sigmas.size() / 2];
+  SampleJob job;  // the conditioning of seeds 0..batch-1 (guidance doubles the network batch)
+  job.seeds = seeds;
+  job.guidance = o.guidance;
+  o.cond.apply(*model, job, batch, 0, batch);
+  const Conditioning conditioning = batch_conditioning(job, 0, batch, device);
   torch::NoGradGuard no_grad;
 
   auto configure = [&](bool graph) { model->configure({dtype, graph}); };
   auto sample_once = [&]() {
     NoiseSource noise(seeds);
-    Denoiser denoiser(model);
+    Denoiser denoiser(model, conditioning);
     torch::Tensor x = sampler->sample(denoiser, x0.clone(), sigmas, noise);
     if (c.final == FinalStep::Denoise) x = denoiser(x, sigmas.back());
     denoiser.check_finite();
@@ -194,6 +208,9 @@ void register_bench(CLI::App& app) {
   auto* sub = app.add_subcommand("bench", "time per network call: network alone, from a CUDA graph, and inside a sampler");
   static BenchOptions o;
   o.model.add(*sub);
+  o.cond.add(*sub);
+  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (class labels or conditions)")
+      ->capture_default_str();
   sub->add_option("--sampler", o.sampler, "sampler name, or a comma list (one measurement each)")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
   sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();

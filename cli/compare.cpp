@@ -8,6 +8,7 @@
 #include <map>
 
 #include "cli/common.h"
+#include "cli/cond_options.h"
 #include "cli/list_arg.h"
 #include "cli/sample_chunks.h"
 #include "scoreflow/amed.h"
@@ -29,6 +30,8 @@ namespace {
 
 struct Options {
   ModelOptions model;
+  CondOptions cond;
+  double guidance = 1.0;
   std::string samplers = "euler,heun", nfe = "3,5,7,9", seeds, metric = "w2", features = "none", ref, ref_data;
   std::string schedule = "karras", schedule_args, schedules, out_dir, csv, plot, reference_sampler = "heun", final;
   std::vector<std::string> sampler_args;  // "NAME:k=v,..." per sampler
@@ -48,8 +51,9 @@ std::string grid_file(const std::string& sampler, const std::string& schedule, i
 /// The metric of one cell's samples [N, ...shape] (float32, data range).
 class Metric {
  public:
-  Metric(const Options& o, std::shared_ptr<const Model> model, const SampleJob& job, const io::Memo& memo)
-      : o_(o), model_(std::move(model)) {
+  Metric(const Options& o, std::shared_ptr<const Model> model, const SampleJob& job, const io::Memo& memo,
+         const ImageDecoder& decoder)
+      : o_(o), model_(std::move(model)), decoder_(decoder) {
     const ModelMetadata& meta = model_->metadata();
     if (o.metric == "w2") {
       auto gauss = std::dynamic_pointer_cast<const GaussianMixtureModel>(model_);
@@ -64,6 +68,8 @@ class Metric {
         label_ = "sliced W2 vs " + o.ref_data;
       }
     } else if (o.metric == "fd") {
+      if (decoder_.latent() && !o.ref_data.empty())
+        fail("--metric fd --ref-data on a latent model is not supported yet; give --ref statistics of decoded images");
       features_ = std::make_unique<eval::FeatureExtractor>(o.features, model_->device());
       if (!o.ref.empty() == !o.ref_data.empty())
         fail("--metric fd needs exactly one of --ref stats.npz or --ref-data DATASET");
@@ -103,9 +109,9 @@ class Metric {
       acc.add(x);
       return std::sqrt(std::max(0.0, metrics::gaussian_w2_squared(acc.mean(), acc.covariance(), mu_, cov_)));
     }
-    const ModelMetadata& meta = model_->metadata();
+    // Image metrics see images: a latent model's samples go through its decoder.
     metrics::MomentAccumulator acc;
-    acc.add((*features_)(samples, meta.data_min, meta.data_max));
+    acc.add((*features_)(decoder_.images(samples, o_.cond.decode_batch), decoder_.image_min(), decoder_.image_max()));
     if (acc.dim() != mu_.size(0))
       fail("--ref statistics have dimension ", mu_.size(0), " but the features have ", acc.dim());
     return metrics::frechet_distance(acc.mean(), acc.covariance(), mu_, cov_);
@@ -116,6 +122,7 @@ class Metric {
  private:
   const Options& o_;
   std::shared_ptr<const Model> model_;
+  const ImageDecoder& decoder_;
   std::unique_ptr<eval::FeatureExtractor> features_;
   torch::Tensor mu_, cov_, ref_rows_, reference_;
   std::string label_;
@@ -126,7 +133,6 @@ void write_text(const std::string& path, const std::string& text) { io::write_fi
 void run(const Options& o) {
   auto start = std::chrono::steady_clock::now();
   auto model = o.model.open();
-  const ModelMetadata& meta = model->metadata();
   const std::vector<std::string> names = split_commas(o.samplers);
   if (names.empty()) fail("--samplers is empty; give e.g. euler,heun");
   std::map<std::string, std::string> args_of;
@@ -170,15 +176,18 @@ void run(const Options& o) {
     fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
   const std::string csv_path = o.csv.empty() ? o.out_dir + "/results.csv" : o.csv;
   const std::string plot_path = o.plot.empty() ? o.out_dir + "/plot.svg" : o.plot;
-  io::check_outputs({{"--out-dir", o.out_dir, true}});
-  io::make_dirs(o.out_dir);  // before the files, which may be inside it
-  io::check_outputs({{"--out-dir", o.out_dir, true}, {"--csv", csv_path}, {"--plot", plot_path}});
-
   SampleJob job;
   job.seeds = o.seeds.empty() ? parse_seeds("0-" + std::to_string(o.num - 1)) : parse_seeds(o.seeds);
   if (job.seeds.size() < 2) fail("--num/--seeds must give at least 2 samples, got ", job.seeds.size());
   job.batch = o.batch;
   job.device = model->device();
+  job.guidance = o.guidance;
+  // Conditioning and guidance inputs, checked before any output or network call.
+  o.cond.apply(*model, job, static_cast<int64_t>(job.seeds.size()), 0, static_cast<int64_t>(job.seeds.size()));
+  const ImageDecoder decoder = o.cond.image_decoder(model);
+  io::check_outputs({{"--out-dir", o.out_dir, true}});
+  io::make_dirs(o.out_dir);  // before the files, which may be inside it
+  io::check_outputs({{"--out-dir", o.out_dir, true}, {"--csv", csv_path}, {"--plot", plot_path}});
   // Finished cells (and the ode-error reference) are kept in OUT_DIR/.scoreflow-parts, so that
   // re-running the command after a kill redoes none of them.
   io::Settings settings = model_settings(o.model, *model);
@@ -198,6 +207,8 @@ void run(const Options& o) {
                                    {"ref", input_fingerprint(o.ref)},
                                    {"ref data", input_fingerprint(o.ref_data)},
                                    {"reference", o.reference_sampler + " " + std::to_string(o.reference_steps)}});
+  if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
+    settings.push_back({"conditioning", std::to_string(o.guidance) + "|" + o.cond.fingerprint()});
   {
     std::string files;  // a file's content, not just its name, identifies the cells made with it
     for (const std::string& sch : schedules)
@@ -208,7 +219,7 @@ void run(const Options& o) {
   }
   io::ChunkStore store(o.out_dir + "/.scoreflow-parts", std::move(settings), o.overwrite, "--out-dir");
   io::remove_stale_temporaries(o.out_dir, "");  // of grids a killed run was writing
-  Metric metric(o, model, job, store.memo());
+  Metric metric(o, model, job, store.memo(), decoder);
 
   std::vector<eval::SweepCell> cells;
   nlohmann::json grids = nlohmann::json::array();
@@ -229,7 +240,7 @@ void run(const Options& o) {
           // steps, NFE used, metric, seconds: loaded when an earlier run finished this cell (and its grid).
           torch::Tensor done;
           std::error_code ec;
-          if (!meta.image_shaped() || std::filesystem::exists(grid, ec))
+          if (!decoder.image_shaped() || std::filesystem::exists(grid, ec))
             if (auto kept = store.load(name)) done = io::to_tensor(*kept);
           if (!done.defined()) {
             auto t0 = std::chrono::steady_clock::now();
@@ -241,10 +252,10 @@ void run(const Options& o) {
             cj.final = final;
             SampleResult r = run_sampler(*sampler, model, cj);
             const double value = metric(r.samples);
-            if (meta.image_shaped()) {
+            if (decoder.image_shaped()) {
               const int64_t shown = std::min<int64_t>(64, r.samples.size(0));
-              io::write_png(
-                  grid, io::make_grid(io::to_uint8_nhwc(r.samples.narrow(0, 0, shown), meta.data_min, meta.data_max)));
+              io::write_png(grid,
+                            io::make_grid(decoder.uint8_nhwc(r.samples.narrow(0, 0, shown), o.cond.decode_batch)));
             }
             done = torch::tensor({static_cast<double>(steps), static_cast<double>(r.nfe), value, seconds_since(t0)},
                                  torch::kFloat64);
@@ -255,7 +266,7 @@ void run(const Options& o) {
           cell.nfe_used = static_cast<long>(v[1]);
           cell.metric = v[2];
           cell.seconds = v[3];
-          if (meta.image_shaped()) grids.push_back(grid);
+          if (decoder.image_shaped()) grids.push_back(grid);
         } catch (const Error& e) {
           cell.error = e.what();  // e.g. a budget below the sampler's minimum: reported in the cell
         }
@@ -320,6 +331,9 @@ void register_compare(CLI::App& app) {
       app.add_subcommand("compare", "sweep samplers x NFE budgets from the same seeds: table, CSV, SVG plot, grids");
   static Options o;
   o.model.add(*sub);
+  o.cond.add(*sub);
+  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (class labels or conditions)")
+      ->capture_default_str();
   sub->add_option("--samplers", o.samplers, "comma-separated sampler names")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args,
                   "options of one sampler, NAME:k=v,... (repeatable; e.g. amed:predictor=amed.pt, ddim:eta=0.5)");

@@ -10,12 +10,18 @@ std::string flag_for_field(const std::string& field) {
   static const std::map<std::string, std::string> flags = {
       {"M", "--M"},
       {"batch", "--batch"},
+      {"cond", "--cond"},
+      {"cond_rows", "--cond-rows"},
       {"data", "--data"},
+      {"decode_batch", "--decode-batch"},
+      {"decoder", "--decoder"},
       {"device", "--device"},
       {"dtype", "--dtype"},
       {"forward_only", "--forward-only"},
       {"gamma", "--gamma"},
       {"guidance", "--guidance"},
+      {"guidance_interval", "--guidance-interval"},
+      {"guidance_rescale", "--guidance-rescale"},
       {"init_noise", "--init-noise"},
       {"iterations", "--iterations"},
       {"lipschitz_points", "--points"},
@@ -36,6 +42,7 @@ std::string flag_for_field(const std::string& field) {
       {"teacher", "--teacher"},
       {"timesteps", "--timesteps"},
       {"trajectory", "--trajectory"},
+      {"uncond", "--uncond"},
       {"variance", "--variance"},
   };
   auto it = flags.find(field);

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "cli/cond_options.h"
 #include "cli/eval.h"
 #include "cli/sample_chunks.h"
 #include "cli/sample_devices.h"
@@ -26,6 +27,8 @@ namespace scoreflow::cli {
 namespace {
 
 struct Options {
+  CondOptions cond;  // --model: conditioning, guidance inputs, decoder
+  double guidance = 1.0;
   ModelOptions model;
   std::string features, ref, ref_data, samples, save_stats, out, data_range = "-1,1";
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255", final;
@@ -248,10 +251,15 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
     job.seeds.assign(seeds.begin() + begin, seeds.begin() + end);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
+    job.guidance = o.guidance;
+    o.cond.apply(*model, job, total, begin, end);
+    const ImageDecoder decoder = o.cond.image_decoder(model);
     if (!job.seeds.empty())
       x = models.size() == 1 ? run_sampler(*sampler, model, job).samples
                              : run_on_devices(*sampler, models, job, {}, {}, {}).result.samples;
-    x_lo = meta.data_min, x_hi = meta.data_max;
+    // FD/KID see images: a latent model's samples go through its decoder.
+    if (x.defined()) x = decoder.images(x, o.cond.decode_batch);
+    x_lo = decoder.image_min(), x_hi = decoder.image_max();
     settings.insert(settings.end(), {{"model", model_identity(o.model.model)},
                                      {"model metadata", io::hash_text(meta.json)},
                                      {"sampler", sampler->name()},
@@ -262,6 +270,8 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
                                      {"sigmas", exact_list(job.sigmas)},
                                      {"final", final_step_name(final)},
                                      {"seeds", o.seeds}});
+    if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
+      settings.push_back({"conditioning", std::to_string(o.guidance) + "|" + o.cond.fingerprint()});
   } else {
     const std::string& source = samples_side ? o.samples : o.ref_data;
     x = load_samples(source, lo, hi, samples_side ? 0 : o.limit);
@@ -338,7 +348,6 @@ void run(const Options& o) {
   if (have_model) {
     const auto models = open_on_devices(o.model, devices);
     const auto& model = models.front();
-    const ModelMetadata& meta = model->metadata();
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
@@ -349,6 +358,9 @@ void run(const Options& o) {
     job.seeds = parse_seeds(o.seeds);
     job.batch = static_cast<int>(o.batch);
     job.device = model->device();
+    job.guidance = o.guidance;
+    o.cond.apply(*model, job, static_cast<int64_t>(job.seeds.size()), 0, static_cast<int64_t>(job.seeds.size()));
+    const ImageDecoder decoder = o.cond.image_decoder(model);
     // With --out, finished batches of samples are kept in OUT.parts so that a killed run resumes.
     io::Settings settings = model_settings(o.model, *model);
     std::string seed_list;
@@ -360,11 +372,14 @@ void run(const Options& o) {
                      {"final", final_step_name(final)},
                      {"seeds", std::to_string(job.seeds.size()) + " seeds, " + io::hash_text(seed_list)},
                      {"batch", std::to_string(o.batch)}});
+    if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
+      settings.push_back({"conditioning", std::to_string(o.guidance) + "|" + o.cond.fingerprint()});
     const ChunkedResult sampled = sample_for_fid(*sampler, models, job, store, stores, o.out, settings, o.overwrite);
     const SampleResult& result = sampled.result;
     resumed_samples = sampled.resumed;
-    x = result.samples;
-    s_lo = meta.data_min, s_hi = meta.data_max;
+    // FD/KID see images: a latent model's samples go through its decoder.
+    x = decoder.images(result.samples, o.cond.decode_batch);
+    s_lo = decoder.image_min(), s_hi = decoder.image_max();
     sampling = {{"model", model->name()},
                 {"sampler", sampler->name()},
                 {"steps", static_cast<int>(job.sigmas.size()) - 1},
@@ -470,6 +485,8 @@ void register_eval_fid(CLI::App& eval) {
                   "several devices in one process, e.g. cuda:0,cuda:1: the samples (--model) and the features are "
                   "split in whole batches, one model and feature-network copy and thread each");
   sub->add_option("--sampler", o.sampler, "sampler for --model")->capture_default_str();
+  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w for --model")->capture_default_str();
+  o.cond.add(*sub);
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
   sub->add_option("--steps", o.steps,
                   "sampler steps (default 20, or the grid an AMED predictor= / table= was trained on)");

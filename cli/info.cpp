@@ -5,6 +5,7 @@
 #include "cli/common.h"
 #include "cli/cpu_path.h"
 #include "scoreflow/error.h"
+#include "scoreflow/latent.h"
 
 namespace scoreflow::cli {
 
@@ -23,9 +24,22 @@ void register_info(CLI::App& app) {
     shape.insert(shape.end(), m.shape.begin(), m.shape.end());
     const double sigma = std::sqrt(s.sigma_min() * s.sigma_max());
     torch::Tensor x = torch::randn(shape).to(model->device()) * sigma;
-    Denoiser denoise(model);
+    // Conditioned models run on zero conditions (one row shared by the batch); a latent model's
+    // decoder runs once on the output.
+    Conditioning zeros;
+    nlohmann::json conditions = nlohmann::json::array();
+    for (const ConditionSpec& c : m.conditions) {
+      std::vector<int64_t> row{1};
+      row.insert(row.end(), c.shape.begin(), c.shape.end());
+      zeros.conds.push_back(torch::zeros(row, torch::TensorOptions().dtype(c.dtype).device(model->device())));
+      const char* dtype = c.dtype == torch::kLong ? "int64" : c.dtype == torch::kInt ? "int32" : "float32";
+      conditions.push_back({{"name", c.name}, {"shape", c.shape}, {"dtype", dtype}});
+    }
+    Denoiser denoise(model, zeros);
     torch::Tensor d = denoise(x, sigma);
     denoise.check_finite();
+    std::vector<int64_t> image_shape;
+    if (m.decoder) image_shape = ImageDecoder::for_model(model).images(d, 2)[0].sizes().vec();
     std::ostringstream shape_text;
     shape_text << c10::IntArrayRef(m.shape);
     nlohmann::json doc = {{"model", model->name()},
@@ -40,6 +54,8 @@ void register_info(CLI::App& app) {
                           {"num_classes", m.num_classes},
                           {"head", head_name(m.head)},
                           {"features", m.features.empty() ? nlohmann::json() : nlohmann::json(m.features)},
+                          {"conditions", conditions},
+                          {"decoded_image_shape", image_shape.empty() ? nlohmann::json() : nlohmann::json(image_shape)},
                           {"dry_forward", {{"sigma", sigma}, {"output_shape", d.sizes().vec()}, {"ok", true}}}};
     if (!m.json.empty()) doc["metadata"] = nlohmann::json::parse(m.json);
     const std::string cpu_path = cpu_path_text(*model);
@@ -62,6 +78,12 @@ void register_info(CLI::App& app) {
     std::printf("classes      %d\n", m.num_classes);
     std::printf("head         %s\n", head_name(m.head).c_str());
     std::printf("features     %s\n", m.features.empty() ? "(none)" : m.features.c_str());
+    for (const auto& c : conditions)
+      std::printf("condition    %s %s %s\n", c["name"].get<std::string>().c_str(), c["shape"].dump().c_str(),
+                  c["dtype"].get<std::string>().c_str());
+    if (!image_shape.empty())
+      std::printf("decoder      %s -> images %s (dry decode ok)\n", m.decoder->method.c_str(),
+                  nlohmann::json(image_shape).dump().c_str());
     if (!cpu_path.empty()) std::printf("cpu path     %s\n", cpu_path.c_str());
     std::printf("dry forward  ok at sigma=%.4g, output %s\n", sigma, shape_text.str().c_str());
   });

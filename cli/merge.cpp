@@ -26,7 +26,7 @@ nlohmann::json merge_samples(const std::vector<std::map<std::string, io::NpyArra
                              const std::vector<std::string>& paths, const std::string& out) {
   std::vector<std::pair<std::string, io::NpyArray>> arrays;
   int64_t rows = 0;
-  for (const char* key : {"samples", "seeds", "images", "labels"}) {
+  for (const char* key : {"samples", "seeds", "images", "labels", "cond_rows"}) {
     const bool first_has = files[0].count(key) > 0;
     std::vector<torch::Tensor> parts;
     for (size_t f = 0; f < files.size(); ++f) {

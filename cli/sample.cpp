@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "cli/common.h"
+#include "cli/cond_options.h"
 #include "cli/sample_chunks.h"
 #include "cli/sample_devices.h"
 #include "cli/shard.h"
@@ -24,6 +25,7 @@ namespace {
 
 struct SampleOptions {
   ModelOptions model;
+  CondOptions cond;
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, sigmas, seeds = "0-63";
   std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma, final;
   std::string shard, devices;  // cli/shard.h
@@ -70,21 +72,25 @@ io::Settings resume_settings(const SampleOptions& o, const Model& model, const S
   for (double s : sigmas) std::snprintf(buf, sizeof buf, "%.17g,", s), grid += buf;
   for (uint64_t s : seeds) seed_list += std::to_string(s) + ",";
   std::string meta = model.metadata().json;
-  return {{"model", builtin ? o.model.model : io::hash_file(o.model.model)},
-          {"model metadata", io::hash_text(meta)},
-          {"sampler", sampler.name()},
-          {"sampler args", o.sampler_args},
-          {"sigmas", grid},
-          {"final", final_step_name(final)},
-          {"seeds", std::to_string(seeds.size()) + " seeds, " + io::hash_text(seed_list)},
-          {"init noise", o.init_noise.empty() ? "seeded" : io::hash_file(o.init_noise)},
-          {"class", o.label},
-          {"guidance", std::to_string(o.guidance)},
-          // Per sample, results do not depend on the batch in exact arithmetic, but CPU conv
-          // kernels round differently for another batch size: resume only with the same one.
-          {"batch", std::to_string(o.batch)},
-          {"device", model.device().is_cuda() ? "cuda" : "cpu"},
-          {"dtype", o.dtype}};
+  io::Settings settings = {{"model", builtin ? o.model.model : io::hash_file(o.model.model)},
+                           {"model metadata", io::hash_text(meta)},
+                           {"sampler", sampler.name()},
+                           {"sampler args", o.sampler_args},
+                           {"sigmas", grid},
+                           {"final", final_step_name(final)},
+                           {"seeds", std::to_string(seeds.size()) + " seeds, " + io::hash_text(seed_list)},
+                           {"init noise", o.init_noise.empty() ? "seeded" : io::hash_file(o.init_noise)},
+                           {"class", o.label},
+                           {"guidance", std::to_string(o.guidance)},
+                           // Per sample, results do not depend on the batch in exact arithmetic, but CPU conv
+                           // kernels round differently for another batch size: resume only with the same one.
+                           {"batch", std::to_string(o.batch)},
+                           {"device", model.device().is_cuda() ? "cuda" : "cpu"},
+                           {"dtype", o.dtype}};
+  // Conditioning inputs decide the samples too (absent for runs without them, as before).
+  const CondOptions plain;
+  if (o.cond.fingerprint() != plain.fingerprint()) settings.push_back({"conditioning", o.cond.fingerprint()});
+  return settings;
 }
 
 void run(const SampleOptions& o) {
@@ -150,15 +156,6 @@ void run(const SampleOptions& o) {
     sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
   }
   check_final_grid(*sampler, sigmas, final);
-  if ((!o.out.empty() || !o.out_dir.empty()) && !meta.image_shaped()) {
-    std::ostringstream os;
-    os << c10::IntArrayRef(meta.shape);
-    fail("--out/--out-dir need image-shaped samples [C,H,W] with C in 1,3,4; this model's shape is ", os.str(), " (use --npz)");
-  }
-  if (o.out.empty() && o.out_dir.empty() && o.npz.empty() && !o.json) fail("nothing to write: give --out, --out-dir, --npz or --json");
-  io::check_outputs({{"--out", out_grid}, {"--npz", out_npz}, {"--out-dir", o.out_dir, true}});
-  if (!o.out_dir.empty()) io::make_dirs(o.out_dir);
-
   SampleJob job;
   job.sigmas = sigmas;
   job.final = final;
@@ -167,6 +164,8 @@ void run(const SampleOptions& o) {
   job.device = model->device();
   job.labels = labels_for(o, meta, seeds);
   job.guidance = o.guidance;
+  // Conditioning and guidance inputs, checked here before any network call or output.
+  o.cond.apply(*model, job, static_cast<int64_t>(all_seeds.size()), shard_begin, shard_end);
   if (!o.init_noise.empty()) {
     auto arrays = io::read_npz(o.init_noise);
     auto it = arrays.find("noise");
@@ -184,6 +183,18 @@ void run(const SampleOptions& o) {
       fail("--init-noise ", o.init_noise, ": array 'noise' has NaN or Inf values");
     job.init_noise = job.init_noise.narrow(0, shard_begin, shard_end - shard_begin);
   }
+
+  const ImageDecoder decoder = o.cond.image_decoder(model);
+  if ((!o.out.empty() || !o.out_dir.empty()) && !decoder.image_shaped()) {
+    std::ostringstream os;
+    os << c10::IntArrayRef(decoder.image_shape());
+    fail("--out/--out-dir need image-shaped samples [C,H,W] with C in 1,3,4; this model's ",
+         decoder.latent() ? "decoded image" : "sample", " shape is ", os.str(), " (use --npz)");
+  }
+  if (o.out.empty() && o.out_dir.empty() && o.npz.empty() && !o.json)
+    fail("nothing to write: give --out, --out-dir, --npz or --json");
+  io::check_outputs({{"--out", out_grid}, {"--npz", out_npz}, {"--out-dir", o.out_dir, true}});
+  if (!o.out_dir.empty()) io::make_dirs(o.out_dir);
 
   // With --npz/--out-dir, finished chunks are kept (next to the .npz, or inside the directory) so
   // that re-running this command after a kill resumes; the folder goes once the outputs are written.
@@ -204,7 +215,7 @@ void run(const SampleOptions& o) {
   }
   auto write_pngs = [&](int64_t begin, const torch::Tensor& samples) {
     if (o.out_dir.empty()) return;
-    torch::Tensor images = io::to_uint8_nhwc(samples, meta.data_min, meta.data_max);
+    torch::Tensor images = decoder.uint8_nhwc(samples, o.cond.decode_batch);
     for (int64_t i = 0; i < images.size(0); ++i) io::write_png(o.out_dir + "/" + seed_name(seeds[begin + i]), images[i]);
   };
   Progress progress("sampling", static_cast<int64_t>(seeds.size()), "samples");
@@ -243,8 +254,12 @@ void run(const SampleOptions& o) {
     arrays.emplace_back("samples", io::from_tensor(result.samples));
     std::vector<int64_t> seed_values(seeds.begin(), seeds.end());
     arrays.emplace_back("seeds", io::from_tensor(torch::tensor(seed_values, torch::kLong)));
-    if (meta.image_shaped()) arrays.emplace_back("images", io::from_tensor(io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max)));
+    // Latent models: `samples` stay latents, `images` are decoded.
+    if (decoder.image_shaped())
+      arrays.emplace_back("images", io::from_tensor(decoder.uint8_nhwc(result.samples, o.cond.decode_batch)));
     if (job.labels.defined()) arrays.emplace_back("labels", io::from_tensor(job.labels));
+    if (!job.cond_rows.empty())
+      arrays.emplace_back("cond_rows", io::from_tensor(torch::tensor(job.cond_rows, torch::kLong)));
     // A shard's file says which run and which seeds it holds, for `scoreflow merge`.
     if (shard.sharded())
       arrays.emplace_back(kShardKey, record_array(shard_record("samples", shard, settings, shard_begin, shard_end,
@@ -253,7 +268,7 @@ void run(const SampleOptions& o) {
     outputs["npz"] = out_npz;
   }
   if (!out_grid.empty() && !seeds.empty()) {
-    io::write_png(out_grid, io::make_grid(io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max)));
+    io::write_png(out_grid, io::make_grid(decoder.uint8_nhwc(result.samples, o.cond.decode_batch)));
     outputs["grid"] = out_grid;
   }
   if (!o.out_dir.empty()) outputs["out_dir"] = o.out_dir;  // written chunk by chunk
@@ -262,35 +277,43 @@ void run(const SampleOptions& o) {
   if (o.json) {
     torch::Tensor s = result.samples.to(torch::kFloat64);
     const bool any = s.numel() > 0;
-    print_json({{"command", "sample"},
-                {"model", model->name()},
-                {"model_summary", model->summary()},
-                {"sampler", sampler->name()},
-                {"sampler_args", sampler_args},
-                {"trajectory", o.trajectory},
-                {"schedule", o.sigmas.empty() ? o.schedule : "explicit"},
-                {"schedule_args", o.schedule_args},
-                {"steps", static_cast<int>(sigmas.size()) - 1},
-                {"final", final_step_name(final)},
-                {"nfe", result.nfe},
-                {"nfe_note", nfe_note},
-                {"sigmas", sigmas},
-                {"seeds", o.seeds},
-                {"num_samples", seeds.size()},
-                {"shard", shard.to_json()},
-                {"seed_range", {shard_begin, shard_end}},
-                {"batch", o.batch},
-                {"device", devices.empty() ? o.model.device : join(devices, ",")},
-                {"dtype", o.dtype},
-                {"cuda_graph", o.cuda_graph && model->inference_note().empty()},
-                {"guidance", o.guidance},
-                {"class", o.label},
-                {"sample_mean", any ? s.mean().item<double>() : 0.0},
-                {"sample_std", any ? s.std().item<double>() : 0.0},
-                {"wall_seconds", seconds_since(start)},
-                {"sampling_seconds", sample_seconds},
-                {"resumed_samples", chunked.resumed},
-                {"outputs", outputs}});
+    print_json(
+        {{"command", "sample"},
+         {"model", model->name()},
+         {"model_summary", model->summary()},
+         {"sampler", sampler->name()},
+         {"sampler_args", sampler_args},
+         {"trajectory", o.trajectory},
+         {"schedule", o.sigmas.empty() ? o.schedule : "explicit"},
+         {"schedule_args", o.schedule_args},
+         {"steps", static_cast<int>(sigmas.size()) - 1},
+         {"final", final_step_name(final)},
+         {"nfe", result.nfe},
+         {"nfe_note", nfe_note},
+         {"sigmas", sigmas},
+         {"seeds", o.seeds},
+         {"num_samples", seeds.size()},
+         {"shard", shard.to_json()},
+         {"seed_range", {shard_begin, shard_end}},
+         {"batch", o.batch},
+         {"device", devices.empty() ? o.model.device : join(devices, ",")},
+         {"dtype", o.dtype},
+         {"cuda_graph", o.cuda_graph && model->inference_note().empty()},
+         {"guidance", o.guidance},
+         {"class", o.label},
+         {"cond", o.cond.cond},
+         {"cond_rows", job.cond_rows},
+         {"uncond", o.cond.uncond},
+         {"guidance_interval",
+          {job.guidance_lo, std::isinf(job.guidance_hi) ? nlohmann::json("inf") : nlohmann::json(job.guidance_hi)}},
+         {"guidance_rescale", job.guidance_rescale},
+         {"latent", decoder.latent()},
+         {"sample_mean", any ? s.mean().item<double>() : 0.0},
+         {"sample_std", any ? s.std().item<double>() : 0.0},
+         {"wall_seconds", seconds_since(start)},
+         {"sampling_seconds", sample_seconds},
+         {"resumed_samples", chunked.resumed},
+         {"outputs", outputs}});
   }
 }
 
@@ -300,6 +323,7 @@ void register_sample(CLI::App& app) {
   auto* sub = app.add_subcommand("sample", "generate samples from a model with a chosen sampler");
   static SampleOptions o;
   o.model.add(*sub);
+  o.cond.add(*sub);
   o.device_option = sub->get_option("--device");
   sub->add_option("--sampler", o.sampler, "sampler name (scoreflow list samplers)")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,... (e.g. eta=0.5)");
@@ -321,7 +345,9 @@ void register_sample(CLI::App& app) {
   sub->add_flag("--cuda-graph", o.cuda_graph, "replay the network call from a CUDA graph (CUDA only; falls back to eager calls elsewhere)");
   sub->add_option("--out", o.out, "PNG grid of all samples");
   sub->add_option("--out-dir", o.out_dir, "directory for one PNG per seed (seedNNNNNN.png)");
-  sub->add_option("--npz", o.npz, ".npz with samples (float32), seeds, images (uint8 NHWC)");
+  sub->add_option(
+      "--npz", o.npz,
+      ".npz with samples (float32; latents for latent models), seeds, images (uint8 NHWC, decoded), cond_rows");
   sub->add_option("--init-noise", o.init_noise, ".npz with array 'noise' [N, ...shape] replacing the seeded initial noise");
   sub->add_option("--class", o.label, "class label for every sample, or 'random' (seed mod num_classes)");
   sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (1 = plain conditional)")->capture_default_str();

@@ -129,6 +129,7 @@ ChunkedResult run_chunked(const Sampler& sampler, std::shared_ptr<const Model> m
       part.batch = static_cast<int>(end - begin);
       if (job.init_noise.defined()) part.init_noise = job.init_noise.narrow(0, begin, end - begin);
       if (job.labels.defined()) part.labels = job.labels.narrow(0, begin, end - begin);
+      if (!job.cond_rows.empty()) part.cond_rows.assign(job.cond_rows.begin() + begin, job.cond_rows.begin() + end);
       SampleResult r = run_sampler(sampler, model, part, {}, on_step);
       out.result.nfe = r.nfe;
       parts.push_back(r.samples);

@@ -34,6 +34,7 @@ ChunkedResult run_on_devices(const Sampler& sampler, const std::vector<std::shar
     part.device = models[k]->device();
     if (job.init_noise.defined()) part.init_noise = job.init_noise.narrow(0, begin, end - begin);
     if (job.labels.defined()) part.labels = job.labels.narrow(0, begin, end - begin);
+    if (!job.cond_rows.empty()) part.cond_rows.assign(job.cond_rows.begin() + begin, job.cond_rows.begin() + end);
     std::optional<io::ChunkStore> store;
     if (!stores.dir.empty())
       store.emplace(stores.dir + "/range-" + std::to_string(begin) + "-" + std::to_string(end), stores.settings,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/common.h"
+#include "cli/cond_options.h"
 #include "cli/sample_chunks.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
@@ -22,6 +23,8 @@ namespace {
 
 struct TrainOptions {
   ModelOptions model;
+  CondOptions cond;  // conditioned models: trajectory i uses row i mod P (or --cond-rows), with --guidance
+  double guidance = 1.0;
   std::string student = "amed", teacher = "heun", out, table, log, schedule, schedule_args;  // schedule "": below
   // The sampling convention trained for and recorded; the paper's by default.
   std::string final = "none";
@@ -73,6 +76,8 @@ io::Settings restart_settings(const AmedTrainOptions& t, const TrainOptions& o, 
                              {"seed", std::to_string(o.seed)},
                              {"validate", std::to_string(o.validate)}};
   settings.insert(settings.end(), rest.begin(), rest.end());
+  if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
+    settings.push_back({"conditioning", std::to_string(o.guidance) + "|" + o.cond.fingerprint()});
   return settings;
 }
 
@@ -138,6 +143,18 @@ void train(TrainOptions o) {
   t.scale_time = o.scale_time;
   t.seed = o.seed;
   t.schedule_name = o.schedule + (o.schedule_args.empty() ? "" : ":" + o.schedule_args);
+  {
+    // Conditioning of trajectory i (training and validation count from 0), checked here.
+    auto job = std::make_shared<SampleJob>();
+    const int64_t total = std::max(o.num_trajectories, o.validate);
+    job->seeds.resize(static_cast<size_t>(total));
+    job->guidance = o.guidance;
+    o.cond.apply(*model, *job, total, 0, total);
+    const torch::Device device = model->device();
+    t.conditioning = [job, device](int64_t first, int64_t count) {
+      return batch_conditioning(*job, first, count, device);
+    };
+  }
   if (!o.table.empty() && model->has_features())
     fail("--table: model ", model->name(), " exposes bottleneck features, so the predictor is not a per-step table");
 
@@ -281,6 +298,9 @@ void register_train_amed(CLI::App& app) {
   auto* sub = app.add_subcommand("train-amed", "train an AMED predictor (Zhou et al. 2024) for a model and sigma grid");
   static TrainOptions o;
   o.model.add(*sub);
+  o.cond.add(*sub);
+  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w of teacher and student")
+      ->capture_default_str();
   sub->add_option("--student", o.student, "amed (AMED-Solver) or a plugin base: euler, ipndm, dpmpp_2m")
       ->capture_default_str();
   sub->add_option("--teacher", o.teacher, "heun (for amed, euler), ipndm (for ipndm), dpmpp_2m (for dpmpp_2m)")

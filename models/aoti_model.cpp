@@ -216,6 +216,10 @@ std::shared_ptr<Model> open_aoti_model(const std::string& path, const std::strin
   if (!meta.features.empty())
     fail("model '", path, "': metadata field 'features' names method '", meta.features,
          "', which an AOTInductor package cannot carry (it holds forward alone)");
+  if (!meta.conditions.empty() || meta.decoder || !meta.encoder.empty())
+    fail("model '", path,
+         "': metadata fields 'conditions'/'decoder'/'encoder' are for TorchScript archives; "
+         "an AOTInductor package is run as forward(x, t[, y]) alone");
   return std::make_shared<AotiModel>(path, std::move(loader), std::move(meta), device);
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "scoreflow/conditioning.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
 
@@ -16,6 +17,20 @@ std::pair<torch::Tensor, torch::Tensor> Model::denoise_with_head(const torch::Te
 
 torch::Tensor Model::features(const torch::Tensor&, const std::vector<double>&, const torch::Tensor&) const {
   fail("model ", name(), " exposes no bottleneck features (metadata 'features' is absent)");
+}
+
+torch::Tensor Model::denoise_conditioned(const torch::Tensor& x, const std::vector<double>& sigma,
+                                         const torch::Tensor& labels, const std::vector<torch::Tensor>& conds) const {
+  if (!conds.empty()) fail("model ", name(), " takes no conditioning inputs, got ", conds.size());
+  return denoise(x, sigma, labels);
+}
+
+torch::Tensor Model::stored_uncond(const std::string& cond_name) const {
+  fail("model ", name(), " stores no unconditional value for condition '", cond_name, "'");
+}
+
+torch::Tensor Model::call_method(const std::string& method, const torch::Tensor&) const {
+  fail("model ", name(), " has no TorchScript method '", method, "'");
 }
 
 torch::ScalarType parse_inference_dtype(const std::string& name) {
@@ -53,13 +68,80 @@ void Model::network_only(const torch::Tensor& x, double sigma, int iterations, b
 Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond)
     : model_(std::move(model)), cond_(std::move(cond)) {
   const ModelMetadata& m = model_->metadata();
-  if (cond_.guidance != 1.0 && m.num_classes == 0)
-    fail(Field{"guidance"}, " ", cond_.guidance, " needs a class-conditional model; ", model_->name(), " has num_classes 0");
+  const auto& specs = m.conditions;
+  if (cond_.guidance != 1.0 && m.num_classes == 0 && specs.empty())
+    fail(Field{"guidance"}, " ", cond_.guidance, " needs a class-conditional model or conditioning inputs; ",
+         model_->name(), " has num_classes 0 and no conditions");
   if (cond_.labels.defined() && m.num_classes > 0) {
     auto lo = cond_.labels.min().item<int64_t>(), hi = cond_.labels.max().item<int64_t>();
     if (lo < 0 || hi >= m.num_classes)
       fail("class label ", (lo < 0 ? lo : hi), " is outside [0, ", m.num_classes - 1, "]");
   }
+  if (!(cond_.guidance_lo <= cond_.guidance_hi) || cond_.guidance_lo < 0)
+    fail(Field{"guidance_interval"}, " [", cond_.guidance_lo, ", ", cond_.guidance_hi, "] must have 0 <= lo <= hi");
+  if (!(cond_.rescale >= 0 && cond_.rescale <= 1))
+    fail(Field{"guidance_rescale"}, " must be in [0, 1], got ", cond_.rescale);
+  // Conditioning inputs: one per declared condition, [B or 1, ...shape] in the declared dtype.
+  std::vector<std::string> names;
+  for (const ConditionSpec& s : specs) names.push_back(s.name);
+  const auto check = [&](const std::vector<torch::Tensor>& values, const char* field) {
+    if (values.empty() && !specs.empty())
+      fail("model ", model_->name(), " takes conditioning inputs (", join(names), "), which were not given");
+    if (values.size() != specs.size())
+      fail(Field{field}, " has ", values.size(), " tensors; the model declares ", specs.size(), " conditions");
+    int64_t rows = 1;
+    for (size_t k = 0; k < specs.size(); ++k) {
+      const torch::Tensor& v = values[k];
+      std::vector<int64_t> want{v.dim() > 0 ? v.size(0) : -1};
+      want.insert(want.end(), specs[k].shape.begin(), specs[k].shape.end());
+      if (v.dim() == 0 || v.sizes() != c10::IntArrayRef(want) || v.size(0) < 1)
+        fail(Field{field}, " '", specs[k].name, "' has shape ", v.sizes(), ", expected ", table_shape_text(specs[k]));
+      if (v.scalar_type() != specs[k].dtype)
+        fail(Field{field}, " '", specs[k].name, "' has dtype ", c10::toString(v.scalar_type()), ", expected ",
+             c10::toString(specs[k].dtype));
+      if (v.size(0) != 1) {
+        if (rows != 1 && v.size(0) != rows) fail(Field{field}, " tensors have different row counts");
+        rows = v.size(0);
+      }
+    }
+  };
+  if (!specs.empty() || !cond_.conds.empty()) check(cond_.conds, "cond");
+  if (!cond_.unconds.empty()) check(cond_.unconds, "uncond");
+  if (guided() && !specs.empty() && cond_.unconds.empty()) {
+    // The metadata's unconditional value, one row shared by the batch.
+    if (m.uncond == UncondSource::None)
+      fail(Field{"guidance"}, " ", cond_.guidance, " needs unconditional values for the conditions (", join(names),
+           "): give ", Field{"uncond"}, " or declare metadata 'uncond' (zeros or stored)");
+    for (const ConditionSpec& s : specs) {
+      std::vector<int64_t> shape{1};
+      shape.insert(shape.end(), s.shape.begin(), s.shape.end());
+      cond_.unconds.push_back(m.uncond == UncondSource::Zeros
+                                  ? torch::zeros(shape, torch::TensorOptions().dtype(s.dtype).device(model_->device()))
+                                  : model_->stored_uncond(s.name).reshape(shape).to(model_->device(), s.dtype));
+    }
+  }
+}
+
+bool Denoiser::guided() const {
+  const ModelMetadata& m = model_->metadata();
+  return cond_.guidance != 1.0 && (m.num_classes > 0 || !m.conditions.empty());
+}
+
+std::vector<torch::Tensor> Denoiser::batch_conds(const std::vector<torch::Tensor>& values, int64_t b,
+                                                 const torch::Device& device) const {
+  std::vector<torch::Tensor> out;
+  for (const torch::Tensor& v : values) {
+    torch::Tensor t = v.to(device);
+    if (t.size(0) == 1 && b != 1) {
+      std::vector<int64_t> size(t.sizes().begin(), t.sizes().end());
+      size[0] = b;
+      t = t.expand(size);
+    } else if (t.size(0) != b) {
+      fail("denoiser: conditioning inputs have ", t.size(0), " rows for a batch of ", b);
+    }
+    out.push_back(t);
+  }
+  return out;
 }
 
 torch::Tensor Denoiser::operator()(const torch::Tensor& x, double sigma) const { return evaluate(x, {sigma}); }
@@ -81,26 +163,67 @@ torch::Tensor Denoiser::evaluate(const torch::Tensor& x, const std::vector<doubl
   const bool deferred = defer_on_cpu_ || !x.device().is_cpu();
   if (!deferred && !torch::isfinite(x).all().item<bool>()) fail_state({sigma.front(), step_, call_in_step_});
   const int num_classes = model_->metadata().num_classes;
+  const int64_t b = x.size(0);
+  const std::vector<torch::Tensor> conds = batch_conds(cond_.conds, b, x.device());
+  // Guidance interval: which samples' σ lies inside [lo, hi] (outside, D = D_c).
+  std::vector<double> weight(sigma.size(), cond_.guidance);
+  bool any_inside = false, all_inside = true;
+  for (size_t i = 0; i < sigma.size(); ++i) {
+    const bool inside = sigma[i] >= cond_.guidance_lo && sigma[i] <= cond_.guidance_hi;
+    if (!inside) weight[i] = 1.0;
+    any_inside |= inside;
+    all_inside &= inside;
+  }
   torch::Tensor out;
-  if (num_classes > 0 && cond_.guidance != 1.0) {
-    // Classifier-free guidance: conditional and unconditional (label = num_classes) in one batch.
-    torch::Tensor labels = cond_.labels.defined()
-                               ? cond_.labels.to(x.device())
-                               : torch::full({x.size(0)}, num_classes, x.options().dtype(torch::kLong));
-    torch::Tensor both = model_->denoise(
+  if (guided() && any_inside) {
+    // Classifier-free guidance: conditional and unconditional (label = num_classes, the
+    // unconditional conditioning values) in one batch.
+    torch::Tensor labels;
+    if (num_classes > 0) {
+      labels = cond_.labels.defined() ? cond_.labels.to(x.device())
+                                      : torch::full({b}, num_classes, x.options().dtype(torch::kLong));
+      labels = torch::cat({labels, torch::full_like(labels, num_classes)});
+    }
+    std::vector<torch::Tensor> both_conds;
+    if (!conds.empty()) {
+      const std::vector<torch::Tensor> unconds = batch_conds(cond_.unconds, b, x.device());
+      for (size_t k = 0; k < conds.size(); ++k) both_conds.push_back(torch::cat({conds[k], unconds[k]}));
+    }
+    torch::Tensor both = model_->denoise_conditioned(
         torch::cat({x, x}), sigma.size() == 1 ? sigma : [&] {
           std::vector<double> s2(sigma);
           s2.insert(s2.end(), sigma.begin(), sigma.end());
           return s2;
         }(),
-        torch::cat({labels, torch::full_like(labels, num_classes)}));
+        labels, both_conds);
     auto parts = both.chunk(2);
-    out = parts[1] + cond_.guidance * (parts[0] - parts[1]);
+    if (all_inside) {
+      out = parts[1] + cond_.guidance * (parts[0] - parts[1]);
+    } else {  // per-sample σ, some outside the interval: weight 1 there
+      std::vector<int64_t> shape(x.dim(), 1);
+      shape[0] = b;
+      const torch::Tensor w =
+          torch::tensor(weight, torch::kFloat64).to(x.device(), parts[0].scalar_type()).reshape(shape);
+      out = parts[1] + w * (parts[0] - parts[1]);
+    }
+    if (cond_.rescale > 0) {
+      // Lin et al. 2024 / diffusers rescale_noise_cfg on ε = (x − D)/σ: ε' = ε_g (φ r + 1 − φ),
+      // r = std(ε_c)/std(ε_g) per sample (unbiased, over all non-batch dims). σ cancels in r, so
+      // D' = x − (x − D_g)(φ r + 1 − φ). Samples outside the interval have D_g = D_c, r = 1.
+      std::vector<int64_t> dims;
+      for (int64_t d = 1; d < x.dim(); ++d) dims.push_back(d);
+      const torch::Tensor eg = x - out, ec = x - parts[0];
+      const torch::Tensor sg = eg.std(dims, /*unbiased=*/true, /*keepdim=*/true);
+      const torch::Tensor sc = ec.std(dims, /*unbiased=*/true, /*keepdim=*/true);
+      const torch::Tensor r = torch::where(sg > 0, sc / sg, torch::ones_like(sg));
+      out = x - eg * (cond_.rescale * r + (1 - cond_.rescale));
+    }
   } else {
     torch::Tensor labels = cond_.labels;
     if (num_classes > 0 && !labels.defined())
-      labels = torch::full({x.size(0)}, num_classes, x.options().dtype(torch::kLong));  // unconditional
-    out = model_->denoise(x, sigma, labels.defined() ? labels.to(x.device()) : labels);
+      labels = torch::full({b}, num_classes, x.options().dtype(torch::kLong));  // unconditional
+    labels = labels.defined() ? labels.to(x.device()) : labels;
+    out = conds.empty() ? model_->denoise(x, sigma, labels) : model_->denoise_conditioned(x, sigma, labels, conds);
   }
   const CallSite site{sigma.front(), step_, call_in_step_++};
   if (deferred)
@@ -173,6 +296,8 @@ void Denoiser::step_done(int step) const {
 
 std::pair<torch::Tensor, torch::Tensor> Denoiser::with_head(const torch::Tensor& x, double sigma) const {
   if (cond_.guidance != 1.0) fail("the second-moment head cannot be combined with classifier-free guidance");
+  if (!model_->metadata().conditions.empty())
+    fail("the second-moment head cannot be combined with conditioning inputs (model ", model_->name(), ")");
   ++nfe_;
   auto out = model_->denoise_with_head(x, {sigma}, cond_.labels);
   if (out.first.device().is_cpu() &&

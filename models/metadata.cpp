@@ -1,5 +1,7 @@
 // scoreflow.json: parsing, merging with --meta-file / --meta overrides, validation.
 #include <nlohmann/json.hpp>
+
+#include <cmath>
 #include <set>
 
 #include "scoreflow/data.h"
@@ -157,7 +159,97 @@ io::DataPrep parse_data_prep(const json& j, const ModelMetadata& m) {
   return p;
 }
 
+std::vector<int64_t> dims(const json& j, const std::string& field, size_t min_rank, size_t max_rank) {
+  const auto bad = [&] {
+    fail("metadata field '", field, "' must be a list of ", min_rank, " to ", max_rank, " positive integers, got ",
+         j.dump());
+  };
+  if (!j.is_array() || j.size() < min_rank || j.size() > max_rank) bad();
+  std::vector<int64_t> out;
+  int64_t values = 1;
+  for (const json& d : j) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > 65536) bad();
+    out.push_back(d.get<int64_t>());
+    if ((values *= out.back()) > (int64_t(1) << 26))
+      fail("metadata field '", field, "' ", j.dump(), " has more than 2^26 values; corrupt metadata?");
+  }
+  return out;
+}
+
+/// "conditions": [{"name": ..., "shape": [...], "dtype": "float32" | "int64" | "int32"}, ...].
+std::vector<ConditionSpec> parse_conditions(const json& j) {
+  if (!j.is_array())
+    fail("metadata field 'conditions' must be a list of {\"name\", \"shape\"[, \"dtype\"]} objects, got ", j.dump());
+  std::vector<ConditionSpec> out;
+  std::set<std::string> names;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string f = "conditions[" + std::to_string(i) + "]";
+    const json& c = j[i];
+    if (!c.is_object())
+      fail("metadata field '", f, "' must be an object {\"name\", \"shape\"[, \"dtype\"]}, got ", c.dump());
+    for (auto it = c.begin(); it != c.end(); ++it)
+      if (it.key() != "name" && it.key() != "shape" && it.key() != "dtype")
+        fail("metadata field '", f, ".", it.key(), "' is unknown; valid: name, shape, dtype");
+    if (!c.contains("name") || !c.contains("shape"))
+      fail("metadata field '", f, "' needs 'name' and 'shape', got ", c.dump());
+    ConditionSpec spec;
+    spec.name = string_field(c.at("name"), f + ".name");
+    if (spec.name.empty() || spec.name.find_first_of("/\\ \t\n") != std::string::npos)
+      fail("metadata field '", f, ".name' must be a non-empty name without spaces or slashes, got ",
+           c.at("name").dump());
+    if (!names.insert(spec.name).second)
+      fail("metadata field '", f, ".name' repeats the condition name '", spec.name, "'");
+    spec.shape = dims(c.at("shape"), f + ".shape", 0, 4);
+    if (c.contains("dtype")) {
+      const std::string d = string_field(c.at("dtype"), f + ".dtype");
+      if (d == "float32")
+        spec.dtype = torch::kFloat32;
+      else if (d == "int64")
+        spec.dtype = torch::kLong;
+      else if (d == "int32")
+        spec.dtype = torch::kInt;
+      else
+        fail("metadata field '", f, ".dtype' has unknown value '", d, "'; valid: float32, int64, int32");
+    }
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+DecoderSpec parse_decoder(const json& j, const std::string& f) {
+  if (!j.is_object())
+    fail("metadata field '", f,
+         "' must be an object {\"method\", \"scale\", \"shift\", \"image_shape\", \"image_range\"}, got ", j.dump());
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "method" && it.key() != "scale" && it.key() != "shift" && it.key() != "image_shape" &&
+        it.key() != "image_range")
+      fail("metadata field '", f, ".", it.key(), "' is unknown; valid: method, scale, shift, image_shape, image_range");
+  if (!j.contains("method") || !j.contains("image_shape"))
+    fail("metadata field '", f, "' needs 'method' and 'image_shape', got ", j.dump());
+  DecoderSpec d;
+  d.method = string_field(j.at("method"), f + ".method");
+  if (d.method.empty()) fail("metadata field '", f, ".method' must name a TorchScript method, got \"\"");
+  d.scale = get_number(j, "scale", 1.0, f + ".");
+  if (!(std::isfinite(d.scale) && d.scale != 0))
+    fail("metadata field '", f, ".scale' must be finite and non-zero, got ", d.scale);
+  d.shift = get_number(j, "shift", 0.0, f + ".");
+  if (!std::isfinite(d.shift)) fail("metadata field '", f, ".shift' must be finite, got ", d.shift);
+  d.image_shape = dims(j.at("image_shape"), f + ".image_shape", 1, 4);
+  if (j.contains("image_range")) {
+    const json& r = j.at("image_range");
+    if (!r.is_array() || r.size() != 2) fail("metadata field '", f, ".image_range' must be [lo, hi], got ", r.dump());
+    d.image_min = number(r[0], f + ".image_range[0]");
+    d.image_max = number(r[1], f + ".image_range[1]");
+    if (!(d.image_max > d.image_min)) fail("metadata field '", f, ".image_range' must have lo < hi, got ", r.dump());
+  }
+  return d;
+}
+
 }  // namespace
+
+DecoderSpec decoder_from_json(const std::string& text, const std::string& field) {
+  return parse_decoder(parse_document(text, field), field);
+}
 
 namespace io {
 DatasetOptions dataset_options(const ModelMetadata& meta) {
@@ -226,9 +318,9 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
     fail("model ", source, (archive_json.empty() ? " has no scoreflow.json metadata and" : "'s metadata"),
          " lacks: ", join(missing), " (give them with ", Field{"meta"}, " key=value or ", Field{"meta_file"}, " FILE.json)");
 
-  const std::set<std::string> known = {"prediction", "schedule",    "time_input", "shape",
-                                       "data_range", "num_classes", "head",       "features",
-                                       "name",       "description", "data_prep"};
+  const std::set<std::string> known = {"prediction",  "schedule",   "time_input", "shape",   "data_range",
+                                       "num_classes", "head",       "features",   "name",    "description",
+                                       "data_prep",   "conditions", "uncond",     "decoder", "encoder"};
   for (auto it = doc.begin(); it != doc.end(); ++it)
     if (!known.count(it.key()))
       fail("metadata field '", it.key(), "' is unknown; valid: ", join(std::vector<std::string>(known.begin(), known.end())));
@@ -269,6 +361,26 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
     m.features = string_field(doc.at("features"), "features");
   if (doc.contains("data_prep") && !doc.at("data_prep").is_null())
     parse_data_prep(doc.at("data_prep"), m);  // validates
+  if (doc.contains("conditions") && !doc.at("conditions").is_null())
+    m.conditions = parse_conditions(doc.at("conditions"));
+  if (doc.contains("uncond") && !doc.at("uncond").is_null()) {
+    const std::string u = string_field(doc.at("uncond"), "uncond");
+    if (u == "zeros")
+      m.uncond = UncondSource::Zeros;
+    else if (u == "stored")
+      m.uncond = UncondSource::Stored;
+    else
+      fail("metadata field 'uncond' has unknown value '", u, "'; valid: zeros, stored");
+    if (m.conditions.empty()) fail("metadata field 'uncond' is '", u, "' but the model declares no 'conditions'");
+  }
+  if (doc.contains("decoder") && !doc.at("decoder").is_null()) m.decoder = parse_decoder(doc.at("decoder"), "decoder");
+  if (doc.contains("encoder") && !doc.at("encoder").is_null()) {
+    const json& e = doc.at("encoder");
+    if (!e.is_object() || !e.contains("method") || e.size() != 1)
+      fail("metadata field 'encoder' must be {\"method\": NAME}, got ", e.dump());
+    m.encoder = string_field(e.at("method"), "encoder.method");
+    if (m.encoder.empty()) fail("metadata field 'encoder.method' must name a TorchScript method, got \"\"");
+  }
   const bool discrete_time = m.time_input == TimeInput::Index || m.time_input == TimeInput::IndexQuantized ||
                              m.time_input == TimeInput::DpmSolver;
   if (discrete_time && m.schedule.type() != ScheduleType::VpDiscrete)

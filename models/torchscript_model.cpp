@@ -80,11 +80,29 @@ class TorchScriptModel : public Model {
     module_.eval();
     const auto& schema = module_.get_method("forward").function().getSchema();
     num_inputs_ = static_cast<int>(schema.arguments().size()) - 1;  // minus self
-    if (num_inputs_ != 2 && num_inputs_ != 3)
-      fail("model ", path_, ": forward takes ", num_inputs_, " inputs (", schema.arguments().size() > 1 ? schema.arguments()[1].name() : "",
-           "...); expected forward(x, t) or forward(x, t, y)");
-    if (meta_.num_classes > 0 && num_inputs_ != 3)
+    const int n_conds = static_cast<int>(meta_.conditions.size());
+    if (n_conds == 0) {
+      if (num_inputs_ != 2 && num_inputs_ != 3)
+        fail("model ", path_, ": forward takes ", num_inputs_, " inputs (",
+             schema.arguments().size() > 1 ? schema.arguments()[1].name() : "",
+             "...); expected forward(x, t) or forward(x, t, y)");
+    } else if (num_inputs_ != 2 + n_conds && num_inputs_ != 3 + n_conds) {
+      std::string names;
+      for (const ConditionSpec& c : meta_.conditions) names += ", " + c.name;
+      fail("model ", path_, ": forward takes ", num_inputs_, " inputs but the metadata declares ", n_conds,
+           " conditions; expected forward(x, t", names, ") or forward(x, t, y", names, ")");
+    }
+    has_labels_ = num_inputs_ - n_conds == 3;
+    if (meta_.num_classes > 0 && !has_labels_)
       fail("model ", path_, ": metadata says num_classes ", meta_.num_classes, " but forward takes no class labels (x, t)");
+    if (meta_.uncond == UncondSource::Stored)
+      for (const ConditionSpec& c : meta_.conditions) stored_uncond(c.name);  // refuses a missing/bad attribute now
+    if (meta_.decoder && !module_.find_method(meta_.decoder->method))
+      fail("model ", path_, ": metadata 'decoder.method' names method '", meta_.decoder->method,
+           "', which the module does not have");
+    if (!meta_.encoder.empty() && !module_.find_method(meta_.encoder))
+      fail("model ", path_, ": metadata 'encoder.method' names method '", meta_.encoder,
+           "', which the module does not have");
     if (!meta_.features.empty() && !module_.find_method(meta_.features))
       fail("model ", path_, ": metadata 'features' names method '", meta_.features, "', which the module does not have");
   }
@@ -144,7 +162,16 @@ class TorchScriptModel : public Model {
   }
 
   torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels) const override {
-    auto [alpha, sig, out] = forward(x, sigma, labels);
+    return denoise_conditioned(x, sigma, labels, {});
+  }
+
+  torch::Tensor denoise_conditioned(const torch::Tensor& x, const std::vector<double>& sigma,
+                                    const torch::Tensor& labels,
+                                    const std::vector<torch::Tensor>& conds) const override {
+    if (!conds.empty() && conds.size() != meta_.conditions.size())
+      fail("model ", path_, ": ", conds.size(), " conditioning inputs given, the metadata declares ",
+           meta_.conditions.size());
+    auto [alpha, sig, out] = forward(x, sigma, labels, conds);
     return own(denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type()), out);
   }
 
@@ -156,6 +183,44 @@ class TorchScriptModel : public Model {
     const int64_t c = x.size(1);
     torch::Tensor d = denoised_from_output(meta_.prediction, x, out.narrow(1, 0, c), alpha, sig).to(x.scalar_type());
     return {own(d, out), own(out.narrow(1, c, c).to(x.scalar_type()), out)};
+  }
+
+  torch::Tensor stored_uncond(const std::string& name) const override {
+    const ConditionSpec* spec = nullptr;
+    for (const ConditionSpec& c : meta_.conditions)
+      if (c.name == name) spec = &c;
+    if (!spec || meta_.uncond != UncondSource::Stored) return Model::stored_uncond(name);
+    const std::string attr = "uncond_" + name;
+    if (!module_.hasattr(attr) || !module_.attr(attr).isTensor())
+      fail("model ", path_, ": metadata 'uncond' is 'stored' but the module has no tensor attribute '", attr, "'");
+    torch::Tensor t = module_.attr(attr).toTensor().detach();
+    std::vector<int64_t> with_batch{1};
+    with_batch.insert(with_batch.end(), spec->shape.begin(), spec->shape.end());
+    if (t.sizes() != c10::IntArrayRef(spec->shape) && t.sizes() != c10::IntArrayRef(with_batch))
+      fail("model ", path_, ": attribute '", attr, "' has shape ", shape_str(t.sizes()), ", expected ",
+           shape_str(spec->shape), " or ", shape_str(with_batch));
+    if (spec->dtype == torch::kFloat32 ? !t.is_floating_point() : t.is_floating_point())
+      fail("model ", path_, ": attribute '", attr, "' has dtype ", c10::toString(t.scalar_type()), ", expected ",
+           c10::toString(spec->dtype));
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      fail("model ", path_, ": attribute '", attr, "' has NaN or Inf values");
+    return t.reshape(with_batch).to(torch::kCPU, spec->dtype);
+  }
+
+  torch::Tensor call_method(const std::string& method, const torch::Tensor& input) const override {
+    if (!module_.find_method(method)) return Model::call_method(method, input);
+    torch::NoGradGuard no_grad;
+    std::vector<torch::jit::IValue> in{input.to(device_)};
+    torch::jit::IValue r;
+    try {
+      r = const_cast<torch::jit::Module&>(module_).get_method(method)(in);
+    } catch (const c10::Error& e) {
+      fail("model ", path_, ": ", method, "() failed: ", first_line(e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      fail("model ", path_, ": ", method, "() failed: ", first_line(e.what()));
+    }
+    if (!r.isTensor()) fail("model ", path_, ": ", method, "() returned ", r.tagKind(), ", expected a Tensor");
+    return r.toTensor();
   }
 
   void configure(const InferenceOptions& options) override {
@@ -178,11 +243,13 @@ class TorchScriptModel : public Model {
     torch::NoGradGuard no_grad;
     auto [xt, t] = inputs(x, {sigma});
     std::vector<torch::jit::IValue> in{xt, t};
-    if (num_inputs_ == 3) in.push_back(torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
+    if (has_labels_) in.push_back(torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
+    const std::vector<torch::Tensor> conds = zero_conds(x.size(0), x.device());
+    in.insert(in.end(), conds.begin(), conds.end());
     if (graph && graph_) {
       std::vector<torch::Tensor> tensors;
       for (auto& v : in) tensors.push_back(v.toTensor());
-      graph_forward(x, sigma, {});  // captures on first use
+      graph_forward(x, sigma, {}, conds);  // captures on first use
       if (graph_) {
         for (int i = 0; i < iterations; ++i) graph_->replay(tensors);
         return;
@@ -197,7 +264,9 @@ class TorchScriptModel : public Model {
     if (meta_.features.empty()) return Model::features(x, sigma, labels);
     auto [xt, t] = inputs(x, sigma);
     std::vector<torch::jit::IValue> in{xt, t};
-    if (num_inputs_ == 3) in.push_back(labels);
+    if (has_labels_) in.push_back(labels);
+    // Conditioned models: features of the zero condition (AMED's predictor sees the state only).
+    for (const torch::Tensor& c : zero_conds(x.size(0), x.device())) in.push_back(c);
     torch::Tensor f = call(meta_.features, in, sigma.front()).toTensor();
     if (f.dim() == 4) f = f.mean(1);  // [B, C, h, w] → channel average [B, h, w]
     return f.reshape({x.size(0), -1}).to(torch::kFloat32);
@@ -231,16 +300,21 @@ class TorchScriptModel : public Model {
   /// graph's static input and the time vector filled in place, so a call costs the replay plus
   /// two small kernels. Returns an undefined tensor when graphs are off or capture failed (a
   /// network that synchronises, or data-dependent control flow), which turns graphs off with a note.
-  torch::Tensor graph_forward(const torch::Tensor& x, double sigma, const torch::Tensor& labels) const {
+  torch::Tensor graph_forward(const torch::Tensor& x, double sigma, const torch::Tensor& labels,
+                              const std::vector<torch::Tensor>& conds) const {
     if (!graph_ || torch::GradMode::is_enabled() || !x.is_cuda()) return {};
     const NoiseSchedule& sch = meta_.schedule;
     const double a = sch.alpha_of_sigma(sigma), t = network_time(sch, meta_.time_input, sigma);
     std::vector<torch::Tensor> like{x, torch::empty({x.size(0)}, x.options().dtype(torch::kFloat32))};
     torch::Tensor y;
-    if (num_inputs_ == 3) {
+    if (has_labels_) {
       y = labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong));
       like.push_back(y);
     }
+    // Conditioning inputs get static buffers too: one graph per shape of all inputs.
+    const size_t first_cond = like.size();
+    const std::vector<torch::Tensor> cvals = conds.empty() ? zero_conds(x.size(0), x.device()) : conds;
+    like.insert(like.end(), cvals.begin(), cvals.end());
     try {
       return graph_->run(
           like,
@@ -249,6 +323,7 @@ class TorchScriptModel : public Model {
             else at::mul_out(in[0], x, torch::scalar_tensor(a, torch::kFloat64));
             in[1].fill_(t);
             if (y.defined()) in[2].copy_(y, /*non_blocking=*/true);
+            for (size_t k = 0; k < cvals.size(); ++k) in[first_cond + k].copy_(cvals[k], /*non_blocking=*/true);
           },
           [&](const std::vector<torch::Tensor>& in) {
             std::vector<torch::jit::IValue> args(in.begin(), in.end());
@@ -300,7 +375,8 @@ class TorchScriptModel : public Model {
     const torch::Tensor x = torch::sin(torch::arange(n, torch::kFloat32) * 0.37).reshape(shape);
     auto [xt, t] = inputs(x, {1.0});
     std::vector<torch::jit::IValue> in{xt, t};
-    if (num_inputs_ == 3) in.push_back(torch::zeros({2}, torch::kLong));
+    if (has_labels_) in.push_back(torch::zeros({2}, torch::kLong));
+    for (const torch::Tensor& c : zero_conds(2, torch::kCPU)) in.push_back(c);
     double worst = 0;
     for (const std::string& m : methods) {
       torch::jit::IValue plain;
@@ -331,14 +407,20 @@ class TorchScriptModel : public Model {
     }
   }
 
-  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const std::vector<double>& sigma,
-                                                                  const torch::Tensor& labels) const {
+  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x,
+                                                                  const std::vector<double>& sigma,
+                                                                  const torch::Tensor& labels,
+                                                                  const std::vector<torch::Tensor>& given = {}) const {
     torch::AutoGradMode grad_mode(keep_grad(x));
-    torch::Tensor out = sigma.size() == 1 ? graph_forward(x, sigma[0], labels) : torch::Tensor();
+    // A conditioned model called without its inputs (the second-moment head, probes) gets zeros.
+    const std::vector<torch::Tensor> conds = given.empty() ? zero_conds(x.size(0), x.device()) : given;
+    torch::Tensor out = sigma.size() == 1 ? graph_forward(x, sigma[0], labels, conds) : torch::Tensor();
     if (!out.defined()) {
       auto [xt, t] = inputs(x, sigma);
       std::vector<torch::jit::IValue> in{xt, t};
-      if (num_inputs_ == 3) in.push_back(labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
+      if (has_labels_)
+        in.push_back(labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
+      for (const torch::Tensor& c : conds) in.push_back(c);
       torch::jit::IValue result = run_network(in, sigma.front());
       if (!result.isTensor()) fail("model ", path_, ": forward returned ", result.tagKind(), ", expected a Tensor");
       out = result.toTensor();
@@ -361,11 +443,23 @@ class TorchScriptModel : public Model {
     return {alpha, sig, out.to(x.scalar_type())};
   }
 
+  /// Zero values of every declared condition for a batch of `b` (empty when there are none).
+  std::vector<torch::Tensor> zero_conds(int64_t b, const torch::Device& device) const {
+    std::vector<torch::Tensor> out;
+    for (const ConditionSpec& c : meta_.conditions) {
+      std::vector<int64_t> shape{b};
+      shape.insert(shape.end(), c.shape.begin(), c.shape.end());
+      out.push_back(torch::zeros(shape, torch::TensorOptions().dtype(c.dtype).device(device)));
+    }
+    return out;
+  }
+
   std::string path_;
   torch::jit::Module module_;
   ModelMetadata meta_;
   torch::Device device_;
   int num_inputs_ = 2;
+  bool has_labels_ = false;
   mutable std::unique_ptr<GraphRunner> graph_;
   mutable std::string graph_failed_;
   mutable torch::jit::Module fast_;  ///< the CPU fast path (cpu_.active), else empty

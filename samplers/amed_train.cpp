@@ -123,7 +123,6 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
 
   const torch::Device device = model->device();
   const auto& shape = model->metadata().shape;
-  Denoiser denoise(model);
   // Feature mode when the model exposes its bottleneck; the width F is read off one call.
   AmedRecord record;
   record.student = o.student;
@@ -159,6 +158,8 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
     std::vector<int64_t> batch_shape{b};
     batch_shape.insert(batch_shape.end(), shape.begin(), shape.end());
     torch::Tensor x = (at::randn(batch_shape, gen, torch::kFloat32) * sigmas[0]).to(device);
+    // Conditioned models: trajectory i's conditioning (and guidance) from the caller.
+    Denoiser denoise(model, o.conditioning ? o.conditioning(bi * o.batch, b) : Conditioning{});
     std::vector<torch::Tensor> teacher;
     {
       torch::NoGradGuard no_grad;
@@ -189,8 +190,8 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
       amed::push_history(base, history, x, d, sigma, step);
       x = amed::is_multistep(base) ? x_student.detach() : teacher[n];
     }
+    denoise.check_finite();
   }
-  denoise.check_finite();
   net->eval();
   predictor.record().trajectories = o.num_trajectories;
   predictor.record().seed = o.seed;
@@ -210,7 +211,6 @@ double amed_validation_rms(std::shared_ptr<const Model> model, const AmedTrainOp
   torch::NoGradGuard no_grad;
   const torch::Device device = model->device();
   const auto& shape = model->metadata().shape;
-  Denoiser denoise(model);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   double sum = 0;
   const int64_t batch = std::max<int64_t>(1, o.batch);
@@ -219,6 +219,7 @@ double amed_validation_rms(std::shared_ptr<const Model> model, const AmedTrainOp
     std::vector<int64_t> batch_shape{b};
     batch_shape.insert(batch_shape.end(), shape.begin(), shape.end());
     torch::Tensor x = (at::randn(batch_shape, gen, torch::kFloat32) * o.sigmas[0]).to(device);
+    Denoiser denoise(model, o.conditioning ? o.conditioning(done, b) : Conditioning{});
     torch::Tensor teacher = amed::teacher_states(o.teacher, denoise, x, fine, o.M + 1).back();
     torch::Tensor student = amed::solve(
         base, denoise, x, o.sigmas, intervals, o.afs,
@@ -229,8 +230,8 @@ double amed_validation_rms(std::shared_ptr<const Model> model, const AmedTrainOp
           return predictor.predict(f, sigma, sigma_next);
         });
     sum += (student - teacher).to(torch::kFloat64).pow(2).flatten(1).sum().item<double>();
+    denoise.check_finite();
   }
-  denoise.check_finite();
   return std::sqrt(sum / static_cast<double>(num));
 }
 

@@ -45,6 +45,77 @@ void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<i
     fail(Field{"init_noise"}, " has shape ", noise.sizes(), ", expected ", c10::IntArrayRef(want), " (one row per seed)");
 }
 
+void check_job_conditioning(const Model& model, const SampleJob& job) {
+  const ModelMetadata& m = model.metadata();
+  const int64_t n = static_cast<int64_t>(job.seeds.size());
+  std::vector<std::string> names;
+  for (const ConditionSpec& c : m.conditions) names.push_back(c.name);
+  if (!m.conditions.empty() && job.cond.empty())
+    fail("model ", model.name(), " takes conditioning inputs (", join(names), "): give ", Field{"cond"});
+  if (m.conditions.empty() && !job.cond.empty())
+    fail(Field{"cond"}, " is given but model ", model.name(), " declares no conditioning inputs");
+  if (m.conditions.empty() && !job.uncond.empty())
+    fail(Field{"uncond"}, " is given but model ", model.name(), " declares no conditioning inputs");
+  const auto check_tables = [&](const ConditionTables& t, const char* field) {
+    if (t.values.size() != m.conditions.size())
+      fail(Field{field}, " has ", t.values.size(), " tables; the model declares ", m.conditions.size());
+    for (size_t k = 0; k < t.values.size(); ++k) {
+      const torch::Tensor& v = t.values[k];
+      if (v.dim() != static_cast<int64_t>(m.conditions[k].shape.size()) + 1 ||
+          v.sizes().slice(1) != c10::IntArrayRef(m.conditions[k].shape) || (v.size(0) != 1 && v.size(0) != t.rows) ||
+          v.scalar_type() != m.conditions[k].dtype)
+        fail(Field{field}, " table '", m.conditions[k].name, "' has shape ", v.sizes(), " (",
+             c10::toString(v.scalar_type()), "), expected ", table_shape_text(m.conditions[k]), " (",
+             c10::toString(m.conditions[k].dtype), ")");
+    }
+  };
+  if (!job.cond.empty()) {
+    check_tables(job.cond, "cond");
+    if (static_cast<int64_t>(job.cond_rows.size()) != n)
+      fail(Field{"cond_rows"}, " has ", job.cond_rows.size(), " entries for ", n, " samples");
+    for (size_t i = 0; i < job.cond_rows.size(); ++i)
+      if (job.cond_rows[i] < 0 || job.cond_rows[i] >= job.cond.rows)
+        fail(Field{"cond_rows"}, " entry ", i, " is row ", job.cond_rows[i], " but the conditioning arrays have ",
+             job.cond.rows, " rows");
+  }
+  if (!job.uncond.empty()) {
+    check_tables(job.uncond, "uncond");
+    check_uncond_rows(job.cond, job.uncond);
+  }
+  if (!(job.guidance_lo >= 0 && job.guidance_lo <= job.guidance_hi))
+    fail(Field{"guidance_interval"}, " [", job.guidance_lo, ", ", job.guidance_hi, "] must have 0 <= lo <= hi");
+  if (!(job.guidance_rescale >= 0 && job.guidance_rescale <= 1))
+    fail(Field{"guidance_rescale"}, " must be in [0, 1], got ", job.guidance_rescale);
+  if (job.guidance != 1.0 && m.num_classes == 0 && m.conditions.empty())
+    fail(Field{"guidance"}, " ", job.guidance, " needs a class-conditional model or conditioning inputs; ",
+         model.name(), " has num_classes 0 and no conditions");
+  if (job.guidance != 1.0 && !m.conditions.empty() && job.uncond.empty()) {
+    if (m.uncond == UncondSource::None)
+      fail(Field{"guidance"}, " ", job.guidance, " needs unconditional values for the conditions (", join(names),
+           "): give ", Field{"uncond"}, " or declare metadata 'uncond' (zeros or stored)");
+    if (m.uncond == UncondSource::Stored)
+      for (const std::string& name : names) model.stored_uncond(name);  // throws naming a bad attribute
+  }
+}
+
+Conditioning batch_conditioning(const SampleJob& job, int64_t begin, int64_t count, const torch::Device& device) {
+  Conditioning cond;
+  if (job.labels.defined()) cond.labels = job.labels.narrow(0, begin, count).to(device);
+  cond.guidance = job.guidance;
+  cond.guidance_lo = job.guidance_lo;
+  cond.guidance_hi = job.guidance_hi;
+  cond.rescale = job.guidance_rescale;
+  cond.conds = job.cond.gather(job.cond_rows, begin, count, device);
+  if (!job.uncond.empty()) {
+    if (job.uncond.rows == 1) {
+      for (const torch::Tensor& v : job.uncond.values) cond.unconds.push_back(v.to(device));  // one shared row
+    } else {
+      cond.unconds = job.uncond.gather(job.cond_rows, begin, count, device);
+    }
+  }
+  return cond;
+}
+
 SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> model, const SampleJob& job,
                          const BatchCallback& on_batch, const StepCallback& on_step) {
   check_grid(sampler, job.sigmas);
@@ -54,6 +125,7 @@ SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> mo
   if (n == 0) fail("no seeds to sample");
   if (job.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", job.batch);
   if (job.init_noise.defined()) check_init_noise(job.init_noise, n, shape);
+  check_job_conditioning(*model, job);
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> out;
   SampleResult result;
@@ -64,10 +136,7 @@ SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> mo
     torch::Tensor eps = noise.randn(shape);  // always drawn, so later draws do not depend on --init-noise
     if (job.init_noise.defined()) eps = job.init_noise.narrow(0, begin, count).to(torch::kFloat32);
     torch::Tensor x = (eps * job.sigmas.front()).to(job.device);
-    Conditioning cond;
-    if (job.labels.defined()) cond.labels = job.labels.narrow(0, begin, count).to(job.device);
-    cond.guidance = job.guidance;
-    Denoiser denoiser(model, cond);
+    Denoiser denoiser(model, batch_conditioning(job, begin, count, job.device));
     // The state is checked (by the denoiser) as it enters every network call, so a blow-up is
     // reported with its step and sigma; the state after the last step is checked here.
     const int steps = static_cast<int>(job.sigmas.size()) - 1;

@@ -118,6 +118,9 @@ struct AmedTrainOptions {
   double scale_dir = 0.01, scale_time = 0.0;
   uint64_t seed = 0;
   std::string schedule_name;  ///< recorded only
+  /// Conditioned models: the Conditioning (labels, conditions, guidance) of trajectories
+  /// [first, first + count), for training and validation alike; empty: none.
+  std::function<Conditioning(int64_t first, int64_t count)> conditioning;
 };
 
 /// One optimiser step: (trajectory batch index, student step n, loss = mean_b ‖x_stu − x_tea‖²).

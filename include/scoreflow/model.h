@@ -3,6 +3,7 @@
 /// a TorchScript network wrapped with its metadata, or a built-in analytic model.
 #include <torch/types.h>
 
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,28 @@ std::string prediction_name(Prediction p);
 Head parse_head(const std::string& name);
 std::string head_name(Head h);
 
+/// One extra forward input declared by the metadata's "conditions" (docs/design.md §3): the network
+/// is called as forward(x, t[, y], cond_1, ..., cond_n) in declaration order.
+struct ConditionSpec {
+  std::string name;
+  std::vector<int64_t> shape;                 ///< one sample's value, without the batch dimension
+  torch::ScalarType dtype = torch::kFloat32;  ///< float32 (default), int64 or int32
+};
+
+/// Where the unconditional value of every condition comes from when guidance needs one and the
+/// caller gives none: nowhere, all zeros, or the archive's tensor attributes `uncond_<name>`.
+enum class UncondSource { None, Zeros, Stored };
+
+/// A latent model's decoder (metadata "decoder"): image = method(latents / scale + shift), where
+/// the network samples `latents` (diffusers: latents = z · scaling_factor; SD3/Flux: latents =
+/// (z − shift_factor) · scaling_factor). Images are [C, H, W] in [image_min, image_max].
+struct DecoderSpec {
+  std::string method;  ///< a TorchScript method taking and returning one tensor
+  double scale = 1, shift = 0;
+  std::vector<int64_t> image_shape;
+  double image_min = -1, image_max = 1;
+};
+
 /// The `scoreflow.json` fields (docs/design.md §3), resolved.
 struct ModelMetadata {
   Prediction prediction = Prediction::X0;
@@ -30,6 +53,10 @@ struct ModelMetadata {
   Head head = Head::None;
   std::string features;        ///< TorchScript method returning AMED bottleneck features, or ""
   std::string json;            ///< the resolved metadata as a JSON document
+  std::vector<ConditionSpec> conditions;  ///< extra forward inputs after (x, t[, y]), in order
+  UncondSource uncond = UncondSource::None;
+  std::optional<DecoderSpec> decoder;  ///< latent models: how samples become images
+  std::string encoder;                 ///< TorchScript method encoding images to latents, or ""
   /// True for [C, H, W] with C in {1, 3, 4}: such samples can be written as images.
   bool image_shaped() const;
 };
@@ -40,6 +67,9 @@ struct ModelMetadata {
 /// fields are missing — listing all of them. `source` names the model in messages.
 ModelMetadata resolve_metadata(const std::string& archive_json, const std::string& file_json,
                                const std::vector<std::string>& overrides, const std::string& source);
+/// Parses a "decoder" object (JSON text) as resolve_metadata does; `field` prefixes field names in
+/// messages (e.g. "decoder"). For separate decoder archives (their own scoreflow.json).
+DecoderSpec decoder_from_json(const std::string& json_text, const std::string& field);
 /// Builds a NoiseSchedule from its JSON text (the "schedule" field).
 NoiseSchedule schedule_from_json(const std::string& json_text);
 
@@ -70,6 +100,16 @@ class Model {
   /// in x's dtype on x's device.
   virtual torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma,
                                 const torch::Tensor& labels) const = 0;
+  /// D(x, σ) with the metadata's conditioning inputs: conds[k] is [B, ...conditions[k].shape] in
+  /// its declared dtype on x's device. The default serves models without conditions (conds empty).
+  virtual torch::Tensor denoise_conditioned(const torch::Tensor& x, const std::vector<double>& sigma,
+                                            const torch::Tensor& labels, const std::vector<torch::Tensor>& conds) const;
+  /// The archive's stored unconditional value of condition `name` (attribute uncond_<name>), shaped
+  /// [1, ...declared shape]; throws Error when the model has none.
+  virtual torch::Tensor stored_uncond(const std::string& name) const;
+  /// Calls the one-tensor TorchScript method `method` of the model's archive (a latent decoder or
+  /// encoder) on `input`; throws Error when the model has no such method.
+  virtual torch::Tensor call_method(const std::string& method, const torch::Tensor& input) const;
   /// SN/NPR-DPM second head at the same point: E[ε²|x] (eps2) or E[(ε−ε̂)²|x] (epsc), [B, ...shape].
   /// Throws Error when the model has no such head.
   virtual std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x,
@@ -111,10 +151,20 @@ std::string summarize_torch_error(const std::string& text);
 /// Names and one-line summaries of the built-in models.
 std::vector<std::pair<std::string, std::string>> builtin_models();
 
-/// Classifier-free guidance and labels for one batch.
+/// Classifier-free guidance, labels and conditioning inputs for one batch.
 struct Conditioning {
   torch::Tensor labels;   ///< [B] int64, or undefined for unconditional models
   double guidance = 1.0;  ///< w: D = D_u + w (D_c − D_u); 1 = conditional only
+  /// One tensor per declared condition (metadata order), [B or 1, ...shape]; 1 row is shared.
+  std::vector<torch::Tensor> conds;
+  /// Unconditional values for guidance, same layout; empty = the metadata's "uncond" source.
+  std::vector<torch::Tensor> unconds;
+  /// Guidance applies only where σ ∈ [guidance_lo, guidance_hi]; elsewhere D = D_c.
+  double guidance_lo = 0, guidance_hi = std::numeric_limits<double>::infinity();
+  /// φ of Lin et al. 2024 (diffusers' guidance_rescale), 0 = off: the guided noise prediction
+  /// ε_g = (x − D_g)/σ is rescaled to the per-sample std of the conditional ε_c and blended,
+  /// ε = φ ε_g std(ε_c)/std(ε_g) + (1 − φ) ε_g (docs/design.md §3).
+  double rescale = 0;
 };
 
 /// What samplers see: D(x, σ) with guidance applied, counting network evaluations (NFE) and
@@ -152,6 +202,10 @@ class Denoiser {
     int step, call;
   };
   torch::Tensor evaluate(const torch::Tensor& x, const std::vector<double>& sigma) const;
+  /// The conditional inputs (and the unconditional ones) for a batch of `b` on `device`.
+  std::vector<torch::Tensor> batch_conds(const std::vector<torch::Tensor>& values, int64_t b,
+                                         const torch::Device& device) const;
+  bool guided() const;
   [[noreturn]] void fail_state(const CallSite& site) const;
   [[noreturn]] void fail_output(const CallSite& site, bool per_sample) const;
   std::shared_ptr<const Model> model_;

@@ -4,9 +4,11 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <limits>
 #include <memory>
 #include <vector>
 
+#include "scoreflow/conditioning.h"
 #include "scoreflow/model.h"
 #include "scoreflow/sampler.h"
 
@@ -20,6 +22,14 @@ struct SampleJob {
   torch::Tensor init_noise;      ///< optional [N, ...shape] standard normal replacing the seeded noise
   torch::Tensor labels;          ///< optional [N] int64 class labels
   double guidance = 1.0;
+  /// Conditioning inputs (metadata "conditions"): the tables and each sample's row in them ([N]).
+  ConditionTables cond;
+  std::vector<int64_t> cond_rows;
+  /// Unconditional tables for guidance (1 row, or cond.rows rows used by cond_rows); empty = the
+  /// metadata's "uncond".
+  ConditionTables uncond;
+  double guidance_lo = 0, guidance_hi = std::numeric_limits<double>::infinity();  ///< guidance interval in σ
+  double guidance_rescale = 0;                                                    ///< φ (Conditioning::rescale)
 
   /// zero: the grid ends in 0; none: it ends at σ_min and x there is returned; denoise: D(x, σ_min).
   FinalStep final = FinalStep::Zero;
@@ -43,6 +53,13 @@ void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<i
 
 /// Samples `job.seeds` with `sampler`. Sample i starts from σ_0·ε_i, ε_i drawn from the generator
 /// seeded by seeds[i] (or job.init_noise[i]); later noise draws come from the same generator.
+/// Checks the job's conditioning against the model before any network call: tables present exactly
+/// when the model declares conditions, one row index per seed inside the tables, guidance settings
+/// (interval lo <= hi, rescale in [0, 1]) and an unconditional source when guidance needs one.
+void check_job_conditioning(const Model& model, const SampleJob& job);
+/// The Conditioning of samples [begin, begin + count) of `job` on `device`.
+Conditioning batch_conditioning(const SampleJob& job, int64_t begin, int64_t count, const torch::Device& device);
+
 SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> model, const SampleJob& job,
                          const BatchCallback& on_batch = {}, const StepCallback& on_step = {});
 

@@ -12,9 +12,11 @@
 
 #include "scoreflow/args.h"
 #include "scoreflow/builtin.h"
+#include "scoreflow/conditioning.h"
 #include "scoreflow/discrete_chain.h"
 #include "scoreflow/empirical.h"
 #include "scoreflow/gamma_table.h"
+#include "scoreflow/latent.h"
 #include "scoreflow/model.h"
 #include "scoreflow/prediction.h"
 #include "scoreflow/schedule.h"

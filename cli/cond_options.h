@@ -1,0 +1,34 @@
+#pragma once
+// The conditioning, guidance and decoder flags shared by the sampling commands: --cond,
+// --cond-rows, --uncond, --guidance-interval, --guidance-rescale, --decoder, --decode-batch.
+// Parsing only: the checks and the work are the library's (scoreflow/conditioning.h, latent.h).
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "scoreflow/latent.h"
+#include "scoreflow/run.h"
+
+namespace scoreflow::cli {
+
+struct CondOptions {
+  std::string cond, cond_rows, uncond, interval, decoder;
+  double rescale = 0;
+  int decode_batch = 16;
+  void add(CLI::App& app);
+  /// Reads --cond/--uncond and fills job.cond, job.uncond, job.cond_rows (the rows of samples
+  /// [begin, end) of `total`, rows counted over all seeds) and the interval/rescale; every check
+  /// runs here, before any network call.
+  void apply(const Model& model, SampleJob& job, int64_t total, int64_t begin, int64_t end) const;
+  /// The decoder for outputs: --decoder, else the model's own (or the identity).
+  ImageDecoder image_decoder(std::shared_ptr<const Model> model) const;
+  /// Identifies the inputs in a resume manifest: file hashes and the flags.
+  std::string fingerprint() const;
+};
+
+/// An npz's arrays as tensors (name → tensor); `field` names the input in messages.
+std::map<std::string, torch::Tensor> read_arrays(const std::string& path, const char* field);
+
+}  // namespace scoreflow::cli

@@ -1,0 +1,159 @@
+// Conditioning tables (metadata "conditions"): checks of user-supplied arrays, row selection.
+#include "scoreflow/conditioning.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <set>
+#include <sstream>
+
+#include "scoreflow/error.h"
+
+namespace scoreflow {
+namespace {
+
+std::string numpy_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32:
+      return "float32";
+    case torch::kFloat64:
+      return "float64";
+    case torch::kHalf:
+      return "float16";
+    case torch::kByte:
+      return "uint8";
+    case torch::kChar:
+      return "int8";
+    case torch::kShort:
+      return "int16";
+    case torch::kInt:
+      return "int32";
+    case torch::kLong:
+      return "int64";
+    case torch::kBool:
+      return "bool";
+    default:
+      return c10::toString(t);
+  }
+}
+
+bool is_integer(torch::ScalarType t) {
+  return t == torch::kByte || t == torch::kChar || t == torch::kShort || t == torch::kInt || t == torch::kLong;
+}
+
+std::string shape_text(c10::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+}  // namespace
+
+std::string table_shape_text(const ConditionSpec& spec) {
+  std::string out = "[P";
+  for (int64_t d : spec.shape) out += ", " + std::to_string(d);
+  return out + "]";
+}
+
+ConditionTables check_condition_tables(const std::vector<ConditionSpec>& specs,
+                                       const std::map<std::string, torch::Tensor>& arrays, const char* field) {
+  std::set<std::string> declared;
+  std::vector<std::string> names;
+  for (const ConditionSpec& s : specs) declared.insert(s.name), names.push_back(s.name);
+  if (specs.empty())
+    fail(Field{field}, " is given but the model declares no conditioning inputs (metadata 'conditions')");
+  for (const auto& [name, array] : arrays)
+    if (!declared.count(name))
+      fail(Field{field}, " array '", name, "' is not a condition of this model; its conditions are ", join(names));
+  ConditionTables out;
+  for (const ConditionSpec& spec : specs) {
+    auto it = arrays.find(spec.name);
+    const std::string want = table_shape_text(spec);
+    if (it == arrays.end())
+      fail(Field{field}, " has no array '", spec.name, "'; expected shape ", want, " (", numpy_name(spec.dtype), ")");
+    const torch::Tensor& a = it->second;
+    const bool shape_ok =
+        a.dim() == static_cast<int64_t>(spec.shape.size()) + 1 && a.sizes().slice(1) == c10::IntArrayRef(spec.shape);
+    if (!shape_ok)
+      fail(Field{field}, " array '", spec.name, "' has shape ", shape_text(a.sizes()), ", expected ", want);
+    if (a.size(0) < 1)
+      fail(Field{field}, " array '", spec.name, "' has no rows; expected shape ", want, " with P >= 1");
+    const torch::ScalarType t = a.scalar_type();
+    torch::Tensor v;
+    if (spec.dtype == torch::kFloat32) {
+      if (!a.is_floating_point())
+        fail(Field{field}, " array '", spec.name, "' has dtype ", numpy_name(t), "; the input takes float32 (shape ",
+             want, "; float16/float64 are converted)");
+      v = a.to(torch::kFloat32);
+      if (!torch::isfinite(a.to(torch::kFloat64)).all().item<bool>() || !torch::isfinite(v).all().item<bool>())
+        fail(Field{field}, " array '", spec.name,
+             "' has NaN or Inf values (or values beyond float32); expected finite ", want);
+    } else {
+      if (!is_integer(t))
+        fail(Field{field}, " array '", spec.name, "' has dtype ", numpy_name(t), "; the input takes ",
+             numpy_name(spec.dtype), " (shape ", want, "; integer arrays only)");
+      v = a.to(torch::kLong);
+      if (spec.dtype == torch::kInt && v.numel() > 0 &&
+          (v.min().item<int64_t>() < INT32_MIN || v.max().item<int64_t>() > INT32_MAX))
+        fail(Field{field}, " array '", spec.name, "' has values outside the int32 range of the input (shape ", want,
+             ")");
+      v = v.to(spec.dtype);
+    }
+    out.values.push_back(v.contiguous());
+  }
+  for (const torch::Tensor& v : out.values) out.rows = std::max(out.rows, v.size(0));
+  for (size_t k = 0; k < specs.size(); ++k)
+    if (out.values[k].size(0) != 1 && out.values[k].size(0) != out.rows)
+      fail(Field{field}, " array '", specs[k].name, "' has ", out.values[k].size(0), " rows but another array has ",
+           out.rows, "; every array needs 1 row (shared) or the same P rows, shape ", table_shape_text(specs[k]));
+  return out;
+}
+
+std::vector<int64_t> condition_rows(int64_t n, int64_t rows, const std::vector<int64_t>& explicit_rows,
+                                    const char* field) {
+  if (rows < 1) fail("condition_rows: the tables have no rows");
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  if (explicit_rows.empty()) {
+    for (int64_t i = 0; i < n; ++i) out[i] = i % rows;
+    return out;
+  }
+  if (static_cast<int64_t>(explicit_rows.size()) != n)
+    fail(Field{field}, " gives ", explicit_rows.size(), " rows for ", n, " samples; give one row per seed");
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = explicit_rows[i];
+    if (r < 0 || r >= rows)
+      fail(Field{field}, " entry ", i, " is row ", r, " but the conditioning arrays have ", rows, " row",
+           rows == 1 ? "" : "s", " (valid: 0..", rows - 1, ")");
+    out[i] = r;
+  }
+  return out;
+}
+
+void check_uncond_rows(const ConditionTables& cond, const ConditionTables& uncond) {
+  if (uncond.empty() || cond.empty()) return;
+  if (uncond.rows != 1 && uncond.rows != cond.rows)
+    fail(Field{"uncond"}, " arrays have ", uncond.rows, " rows; expected 1 (shared) or ", cond.rows,
+         " (one per conditioning row)");
+}
+
+std::vector<torch::Tensor> ConditionTables::gather(const std::vector<int64_t>& rows, int64_t begin, int64_t count,
+                                                   const torch::Device& device) const {
+  std::vector<torch::Tensor> out;
+  if (values.empty()) return out;
+  const torch::Tensor index =
+      torch::tensor(std::vector<int64_t>(rows.begin() + begin, rows.begin() + begin + count), torch::kLong);
+  for (const torch::Tensor& v : values) {
+    torch::Tensor g;
+    if (v.size(0) == 1) {
+      std::vector<int64_t> size(v.sizes().begin(), v.sizes().end());
+      size[0] = count;
+      g = v.expand(size).contiguous();
+    } else {
+      g = v.index_select(0, index);
+    }
+    out.push_back(g.to(device));
+  }
+  return out;
+}
+
+}  // namespace scoreflow

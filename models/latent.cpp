@@ -1,0 +1,134 @@
+// Latent models: decoding samples to images through the archive's (or a separate archive's)
+// decoder method, in batches on the model's device.
+#include "scoreflow/latent.h"
+
+#include <torch/script.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "scoreflow/error.h"
+#include "scoreflow/image.h"
+
+namespace scoreflow {
+namespace {
+
+std::string dims_text(c10::IntArrayRef s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
+
+}  // namespace
+
+ImageDecoder ImageDecoder::for_model(std::shared_ptr<const Model> model) {
+  ImageDecoder d;
+  const ModelMetadata& m = model->metadata();
+  d.source_ = model->name();
+  d.device_ = model->device();
+  if (!m.decoder) {
+    d.image_shape_ = m.shape;
+    d.lo_ = m.data_min, d.hi_ = m.data_max;
+    return d;
+  }
+  d.spec_ = *m.decoder;
+  d.image_shape_ = d.spec_.image_shape;
+  d.lo_ = d.spec_.image_min, d.hi_ = d.spec_.image_max;
+  const std::string method = d.spec_.method;
+  d.call_ = [model, method](const torch::Tensor& z) { return model->call_method(method, z); };
+  return d;
+}
+
+ImageDecoder ImageDecoder::from_file(const std::string& path, std::shared_ptr<const Model> model,
+                                     torch::Device device) {
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) fail("cannot read ", Field{"decoder"}, " file '", path, "': ", std::strerror(errno));
+  }
+  torch::jit::ExtraFilesMap extra{{"scoreflow.json", ""}};
+  auto module = std::make_shared<torch::jit::Module>();
+  try {
+    *module = torch::jit::load(path, device, extra);
+  } catch (const std::exception& e) {
+    fail(Field{"decoder"}, " file '", path, "' could not be loaded as TorchScript: ", summarize_torch_error(e.what()));
+  }
+  if (extra["scoreflow.json"].empty())
+    fail(Field{"decoder"}, " file '", path, "' has no scoreflow.json with a \"decoder\" entry");
+  std::string decoder_json;
+  try {
+    const auto doc = nlohmann::json::parse(extra["scoreflow.json"]);
+    if (!doc.is_object() || !doc.contains("decoder")) throw std::runtime_error("no decoder");
+    decoder_json = doc.at("decoder").dump();
+  } catch (const std::exception&) {
+    fail(Field{"decoder"}, " file '", path, "': its scoreflow.json has no \"decoder\" entry");
+  }
+  ImageDecoder d;
+  try {
+    d.spec_ = decoder_from_json(decoder_json, "decoder");
+  } catch (const Error& e) {
+    throw e.prefixed("decoder file '" + path + "': ");
+  }
+  if (!module->find_method(d.spec_.method))
+    fail(Field{"decoder"}, " file '", path, "' has no method '", d.spec_.method, "' (its metadata 'decoder.method')");
+  module->eval();
+  d.source_ = path;
+  d.device_ = device;
+  d.image_shape_ = d.spec_.image_shape;
+  d.lo_ = d.spec_.image_min, d.hi_ = d.spec_.image_max;
+  const std::string method = d.spec_.method;
+  d.call_ = [module, method, path](const torch::Tensor& z) {
+    std::vector<torch::jit::IValue> in{z};
+    torch::jit::IValue r;
+    try {
+      r = module->get_method(method)(in);
+    } catch (const std::exception& e) {
+      fail("decoder '", path, "': ", method, "() failed: ", summarize_torch_error(e.what()));
+    }
+    if (!r.isTensor()) fail("decoder '", path, "': ", method, "() returned ", r.tagKind(), ", expected a Tensor");
+    return r.toTensor();
+  };
+  (void)model;
+  return d;
+}
+
+bool ImageDecoder::image_shaped() const {
+  const auto& s = image_shape_;
+  return s.size() == 3 && (s[0] == 1 || s[0] == 3 || s[0] == 4);
+}
+
+torch::Tensor ImageDecoder::images(const torch::Tensor& samples, int64_t batch) const {
+  if (!latent()) return samples.to(torch::kCPU, torch::kFloat32);
+  if (batch < 1) fail(Field{"decode_batch"}, " must be >= 1, got ", batch);
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> want{0};
+  want.insert(want.end(), image_shape_.begin(), image_shape_.end());
+  std::vector<torch::Tensor> out;
+  const int64_t n = samples.size(0);
+  for (int64_t begin = 0; begin < n; begin += batch) {
+    const int64_t count = std::min(batch, n - begin);
+    // diffusers: image = vae.decode(latents / scaling_factor [+ shift_factor]).
+    const torch::Tensor z = samples.narrow(0, begin, count).to(device_, torch::kFloat32) / spec_.scale + spec_.shift;
+    torch::Tensor img = call_(z);
+    want[0] = count;
+    if (img.sizes() != c10::IntArrayRef(want))
+      fail("decoder of ", source_, ": ", spec_.method, "() returned shape ", dims_text(img.sizes()), " for ",
+           dims_text(z.sizes()), ", expected ", dims_text(want), " (metadata 'decoder.image_shape')");
+    img = img.to(torch::kCPU, torch::kFloat32);
+    if (!torch::isfinite(img).all().item<bool>())
+      fail("decoder of ", source_, ": ", spec_.method, "() returned NaN or Inf for samples ", begin, "..",
+           begin + count - 1);
+    out.push_back(img);
+  }
+  if (out.empty()) return torch::empty(want, torch::kFloat32);
+  return torch::cat(out);
+}
+
+torch::Tensor ImageDecoder::uint8_nhwc(const torch::Tensor& samples, int64_t batch) const {
+  return io::to_uint8_nhwc(images(samples, batch), lo_, hi_);
+}
+
+}  // namespace scoreflow
