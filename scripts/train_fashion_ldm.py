@@ -407,9 +407,9 @@ def main():
     p.add_argument("--minutes", type=float, default=6.5, help="wall-clock budget of the whole run")
     p.add_argument("--vae-minutes", type=float, default=1.2, help="budget of the VAE stage")
     p.add_argument("--clf-epochs", type=int, default=12, help="classifier epochs")
-    p.add_argument("--vae-batch", type=int, default=256)
-    p.add_argument("--batch", type=int, default=512, help="latent denoiser batch")
-    p.add_argument("--lr", type=float, default=4e-4, help="latent denoiser learning rate (Adam)")
+    p.add_argument("--vae-batch", type=int, default=512)
+    p.add_argument("--batch", type=int, default=1024, help="latent denoiser batch")
+    p.add_argument("--lr", type=float, default=5e-4, help="latent denoiser learning rate (Adam)")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--kl-weight", type=float, default=1e-2, help="KL weight (per latent element, relative to "
                                                                   "the per-pixel reconstruction loss x 4)")
