@@ -24,7 +24,7 @@ Data: --data DIR with fashion_train.npy + fashion_train_labels.npy (and optional
 as written by scripts/prepare_gpujob.sh (uint8 [N, 1, 32, 32], 0 = background), or a folder of
 Fashion-MNIST idx.gz files (default: Debian's /usr/share/datasets/fashion-mnist).
 
-    GPU (about 7.5 minutes wall, from the repository root after bash scripts/prepare_gpujob.sh):
+    GPU (about 7 minutes wall, from the repository root after bash scripts/prepare_gpujob.sh):
         python3 scripts/train_fashion_ldm.py --data .gpujob --minutes 6.5 --out $OUT/ldm
     CPU smoke run (seconds):
         /usr/bin/python3 scripts/train_fashion_ldm.py --smoke --out /tmp/ldm_smoke
@@ -500,6 +500,9 @@ def main():
     print(f"latents: scale {scale:.4f} (mean {lat_mu.mean().item():.3f}), posterior std {lat_std.mean().item():.3f}, "
           f"held-out recon MAE {mae:.4f}", flush=True)
     save_npz(os.path.join(args.out, "fashion_ldm.npz"), dict(state_arrays(vae, "vae."), context_table=context_table()))
+    # The captions' embeddings as scoreflow --cond / --uncond files (export_fashion_ldm.py writes the same).
+    save_npz(os.path.join(args.out, "fashion_prompts.npz"), dict(context=context_table()[:10]))
+    save_npz(os.path.join(args.out, "fashion_uncond.npz"), dict(context=context_table()[10:]))
 
     # ---- 2. classifier (train_features.FeatureNet, with logits) ----
     import train_features
@@ -543,7 +546,7 @@ def main():
     print(f"params: vae {log['vae_params']}, unet {log['unet_params']}, classifier {n_params(clf)}", flush=True)
     opt = torch.optim.Adam(unet.parameters(), lr=args.lr)
     m_params, e_params = list(unet.parameters()), list(ema.parameters())
-    reserve = 8.0 if args.smoke else 45.0 + 0.02 * args.eval_samples  # seconds kept for the quick look
+    reserve = 8.0 if args.smoke else 25.0 + 0.02 * args.eval_samples  # seconds kept for the quick look
     budget_end = deadline - reserve
     n_lat = lat_mu.shape[0]
     t0, step, loss_avg, losses = time.time(), 0, None, []
