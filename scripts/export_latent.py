@@ -12,7 +12,7 @@ AutoencoderKL (Stable Diffusion 1.x/2.x layout), or a DiT-style class-conditiona
     such as sd-vae-ft-ema for the decoder):
         python3 scripts/export_latent.py dit --code-dir DiT --arch DiT-XL/2 --checkpoint DiT-XL-2-256x256.pt \\
             --image-size 256 --vae sd-vae-ft-ema --out dit256.pt
-        scoreflow sample --model dit256.pt --labels 207,360,387 --guidance 4 --seeds 0-2 --out dit.png
+        scoreflow sample --model dit256.pt --class 207 --guidance 4 --seeds 0-7 --out dit.png
     Stand-ins with the real classes' interfaces (tests; nothing but torch needed):
         /usr/bin/python3 scripts/export_latent.py sd --random-init --out sd_standin.pt
         /usr/bin/python3 scripts/export_latent.py dit --random-init --out dit_standin.pt
