@@ -463,6 +463,9 @@ def main():
     t0, step = time.time(), 0
     vae_steps = 30 if args.smoke else 10 ** 9
     while step < vae_steps and (args.smoke or time.time() - t0 < args.vae_minutes * 60):
+        frac = step / vae_steps if args.smoke else (time.time() - t0) / (args.vae_minutes * 60)
+        for g in opt.param_groups:  # cosine decay to 1e-4 over the stage's budget
+            g["lr"] = 1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
         xb = flip_half(x_all[torch.randint(0, n_data, (args.vae_batch,), device=device)])
         with torch.autocast(**bf16):
             mean, logvar = vae.moments(xb)
