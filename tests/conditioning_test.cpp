@@ -33,8 +33,12 @@ std::string vector_net(double a, const std::string& extra_meta = "", bool stored
   }
   m.define("def forward(self, x, t, context, pooled):\n    return " + std::to_string(a) +
            " * x + context.mean(1) + 2.0 * pooled\n");
+  // Named after the running test: ctest runs each test in its own process, two at a time, and a
+  // per-process counter alone gave two concurrent tests the same file.
   static int counter = 0;
-  const std::string path = ::testing::TempDir() + "/cond_net_" + std::to_string(counter++) + ".pt";
+  const std::string path = ::testing::TempDir() + "/cond_net_" +
+                           ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+                           std::to_string(counter++) + ".pt";
   const std::string meta =
       R"({"prediction":"x0","schedule":{"type":"edm"},"time_input":"sigma","shape":[2],"data_range":[-10,10],)"
       R"("conditions":[{"name":"context","shape":[3,2]},{"name":"pooled","shape":[2],"dtype":"float32"}])" +
