@@ -6,8 +6,8 @@
 
 #include "cli/common.h"
 #include "cli/gamma_shard.h"
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/nll.h"
 
@@ -57,9 +57,11 @@ void register_estimate_gamma(CLI::App& app) {
   sub->add_option("--shard", shard_flag,
                   "i/n: only shard i of n (whole batches of the images) into OUT's .shard-i-of-n.npz for scoreflow "
                   "merge (default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
-  sub->add_option("--devices", devices_flag, "several devices in one process, e.g. cuda:0,cuda:1 (one model copy each)");
+  sub->add_option("--devices", devices_flag,
+                  "several devices in one process, e.g. cuda:0,cuda:1 (one model copy each)");
   sub->add_option("--out", out, "Gamma file (JSON); an existing file from an interrupted run is resumed");
-  sub->add_option("--timesteps", timesteps, "all, or K (K evenly spaced timesteps; the rest interpolated)")->capture_default_str();
+  sub->add_option("--timesteps", timesteps, "all, or K (K evenly spaced timesteps; the rest interpolated)")
+      ->capture_default_str();
   sub->add_option("--num-images", num_images, "images (the first ones of --data)")->capture_default_str();
   sub->add_option("--batch", batch, "images per network call")->capture_default_str();
   sub->add_option("--seed", seed, "noise seed")->capture_default_str();
@@ -101,19 +103,31 @@ void register_estimate_gamma(CLI::App& app) {
       std::fprintf(stderr, "estimate-gamma --forward-only: %.1f images/s (%zu timesteps x %lld images, batch %d)\n",
                    rate, job.timesteps.size(), static_cast<long long>(num_images), batch);
       if (as_json)
-        print_json({{"command", "estimate-gamma"}, {"mode", "forward-only"}, {"model", model->name()},
-                    {"device", model->device().str()}, {"timesteps", job.timesteps.size()},
-                    {"num_images", num_images}, {"batch", batch}, {"images_per_second", rate}});
+        print_json({{"command", "estimate-gamma"},
+                    {"mode", "forward-only"},
+                    {"model", model->name()},
+                    {"device", model->device().str()},
+                    {"timesteps", job.timesteps.size()},
+                    {"num_images", num_images},
+                    {"batch", batch},
+                    {"images_per_second", rate}});
       return;
     }
     analytic::GammaMeta meta = gamma_meta_for(*model);
     meta.dataset = data->describe();
-    meta.settings = {{"num_images", std::to_string(num_images)}, {"batch", std::to_string(batch)},
-                     {"seed", std::to_string(seed)}, {"timesteps", timesteps}};
+    meta.settings = {{"num_images", std::to_string(num_images)},
+                     {"batch", std::to_string(batch)},
+                     {"seed", std::to_string(seed)},
+                     {"timesteps", timesteps}};
     if (shard.sharded()) {  // partial statistics for scoreflow merge
-      nlohmann::json doc = run_gamma_shard(models, model_opts.model, *data, job, meta, shard, shard_path(out, shard, ".npz"));
-      doc.update({{"command", "estimate-gamma"}, {"model", model->name()}, {"dataset", data->describe()},
-                  {"timesteps", job.timesteps.size()}, {"num_images", num_images}, {"wall_seconds", seconds_since(start)}});
+      nlohmann::json doc =
+          run_gamma_shard(models, model_opts.model, *data, job, meta, shard, shard_path(out, shard, ".npz"));
+      doc.update({{"command", "estimate-gamma"},
+                  {"model", model->name()},
+                  {"dataset", data->describe()},
+                  {"timesteps", job.timesteps.size()},
+                  {"num_images", num_images},
+                  {"wall_seconds", seconds_since(start)}});
       if (as_json) print_json(doc);
       return;
     }
@@ -128,7 +142,8 @@ void register_estimate_gamma(CLI::App& app) {
                ", this run has ", key, "=", value, "; use --overwrite to start afresh");
       }
       table = done;
-      std::fprintf(stderr, "resuming %s: %zu of %zu timesteps done\n", out.c_str(), table.entries().size(), job.timesteps.size());
+      std::fprintf(stderr, "resuming %s: %zu of %zu timesteps done\n", out.c_str(), table.entries().size(),
+                   job.timesteps.size());
     }
     Progress progress("estimate-gamma", static_cast<int64_t>(job.timesteps.size()), "timesteps");
     int64_t finished = static_cast<int64_t>(table.entries().size()), this_run = 0;
@@ -140,16 +155,17 @@ void register_estimate_gamma(CLI::App& app) {
         if (!table.has(t)) todo.push_back(t);
       job.timesteps = todo;
       replay_gamma(estimate_gamma_batches(models, *data, job, [&] {}), table);
-    } else estimate_gamma(*model, *data, job, table, [&](const analytic::GammaTable& t, int64_t, double rate) {
-      ++finished;
-      if (++this_run == 1) first_done = std::chrono::steady_clock::now();
-      progress.update(finished, std::to_string(static_cast<int64_t>(rate)) + " images/s");
-      // Save finished timesteps regularly so that a killed run loses at most a few seconds.
-      if (seconds_since(last_save) > 2.0 || finished == static_cast<int64_t>(job.timesteps.size())) {
-        t.save(out);
-        last_save = std::chrono::steady_clock::now();
-      }
-    });
+    } else
+      estimate_gamma(*model, *data, job, table, [&](const analytic::GammaTable& t, int64_t, double rate) {
+        ++finished;
+        if (++this_run == 1) first_done = std::chrono::steady_clock::now();
+        progress.update(finished, std::to_string(static_cast<int64_t>(rate)) + " images/s");
+        // Save finished timesteps regularly so that a killed run loses at most a few seconds.
+        if (seconds_since(last_save) > 2.0 || finished == static_cast<int64_t>(job.timesteps.size())) {
+          t.save(out);
+          last_save = std::chrono::steady_clock::now();
+        }
+      });
     progress.finish();
     // Steady-state rate: the first timestep (network warm-up) left out, as in --forward-only.
     const double steady = this_run > 1 ? static_cast<double>(num_images) * static_cast<double>(this_run - 1) /
@@ -160,10 +176,17 @@ void register_estimate_gamma(CLI::App& app) {
       std::fprintf(stderr, "warning: %lld timesteps had Gamma outside [0, 1] and were clipped\n",
                    static_cast<long long>(table.num_clipped()));
     if (as_json) {
-      nlohmann::json doc = {{"command", "estimate-gamma"}, {"model", model->name()}, {"dataset", data->describe()},
-                            {"out", out}, {"timesteps", job.timesteps.size()}, {"num_images", num_images},
-                            {"clipped", table.num_clipped()}, {"device", model->device().str()},
-                            {"batch", batch}, {"images_per_second", steady}, {"wall_seconds", seconds_since(start)}};
+      nlohmann::json doc = {{"command", "estimate-gamma"},
+                            {"model", model->name()},
+                            {"dataset", data->describe()},
+                            {"out", out},
+                            {"timesteps", job.timesteps.size()},
+                            {"num_images", num_images},
+                            {"clipped", table.num_clipped()},
+                            {"device", model->device().str()},
+                            {"batch", batch},
+                            {"images_per_second", steady},
+                            {"wall_seconds", seconds_since(start)}};
       print_json(doc);
     }
   });
@@ -235,10 +258,20 @@ void register_nll(CLI::App& app) {
     NllResult r = compute_nll(*model, *data, gamma.get(), job, [&](int64_t d, int64_t) { progress.update(d); });
     progress.finish();
     if (as_json) {
-      print_json({{"command", "nll"}, {"model", model->name()}, {"dataset", data->describe()}, {"trajectory", kind},
-                  {"timesteps", job.trajectory}, {"variance", variance}, {"bits_per_dim", r.bits_per_dim},
-                  {"std_err", r.std_err}, {"prior", r.prior}, {"steps_kl", r.steps}, {"decoder", r.decoder},
-                  {"per_step", r.per_step}, {"step_variances", r.variances}, {"num_images", r.count},
+      print_json({{"command", "nll"},
+                  {"model", model->name()},
+                  {"dataset", data->describe()},
+                  {"trajectory", kind},
+                  {"timesteps", job.trajectory},
+                  {"variance", variance},
+                  {"bits_per_dim", r.bits_per_dim},
+                  {"std_err", r.std_err},
+                  {"prior", r.prior},
+                  {"steps_kl", r.steps},
+                  {"decoder", r.decoder},
+                  {"per_step", r.per_step},
+                  {"step_variances", r.variances},
+                  {"num_images", r.count},
                   {"wall_seconds", seconds_since(start)}});
       return;
     }

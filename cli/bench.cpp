@@ -134,7 +134,8 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
 
   // 1. The network alone, eagerly; 2. the full sampler, eagerly.
   configure(false);
-  const double net = median_seconds(device, o.repeat, [&] { model->network_only(x0, sigma_mid, o.iterations, false); }) / o.iterations;
+  const double net =
+      median_seconds(device, o.repeat, [&] { model->network_only(x0, sigma_mid, o.iterations, false); }) / o.iterations;
   const double smp = median_seconds(device, o.repeat, [&] { sample_once(); }) / calls;
   // 3. and 4.: the same from a CUDA graph, when asked for and possible.
   double net_graph = NAN, smp_graph = NAN;
@@ -144,7 +145,8 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
     sample_once();  // captures
     note = model->inference_note();
     if (note.empty()) {
-      net_graph = median_seconds(device, o.repeat, [&] { model->network_only(x0, sigma_mid, o.iterations, true); }) / o.iterations;
+      net_graph = median_seconds(device, o.repeat, [&] { model->network_only(x0, sigma_mid, o.iterations, true); }) /
+                  o.iterations;
       smp_graph = median_seconds(device, o.repeat, [&] { sample_once(); }) / calls;
     } else {
       std::fprintf(stderr, "note: %s\n", note.c_str());
@@ -168,35 +170,37 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
   std::fprintf(stderr, "  sampler                  %9.4f ms/call  (overhead %+.2f%%)\n", ms(smp), 100 * overhead);
   if (!std::isnan(net_graph)) {
     std::fprintf(stderr, "  network from CUDA graph  %9.4f ms/call\n", ms(net_graph));
-    std::fprintf(stderr, "  sampler, CUDA graph      %9.4f ms/call  (overhead %+.2f%% vs graph replay)\n", ms(smp_graph),
-                 100 * overhead_graph);
+    std::fprintf(stderr, "  sampler, CUDA graph      %9.4f ms/call  (overhead %+.2f%% vs graph replay)\n",
+                 ms(smp_graph), 100 * overhead_graph);
   }
   if (!std::isnan(rms_vs_fp32))
-    std::fprintf(stderr, "  %s vs fp32: RMS sample difference %.3g (relative to the samples' std)\n", o.dtype.c_str(), rms_vs_fp32);
+    std::fprintf(stderr, "  %s vs fp32: RMS sample difference %.3g (relative to the samples' std)\n", o.dtype.c_str(),
+                 rms_vs_fp32);
   if (o.json) {
     auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
-    nlohmann::json line = {{"command", "bench"},
-                {"model", model->name()},
-                {"sampler", sampler->name()},
-                {"sampler_args", o.sampler_args},
-                {"device", device.str()},
-                {"batch", batch},
-                {"nfe", nfe},
-                {"steps", steps},
-                {"final", final_step_name(c.final)},
-                {"dtype", o.dtype},
-                {"cuda_graph_requested", o.cuda_graph},
-                {"cuda_graph_note", note},
-                {"cpu_optimized", cpu_optimization(*model).active && batch <= cpu_optimization(*model).max_batch},
-                {"network_ms", ms(net)},
-                {"sampler_ms_per_call", ms(smp)},
-                {"sampler_overhead", overhead},
-                {"network_graph_ms", num(ms(net_graph))},
-                {"sampler_graph_ms_per_call", num(ms(smp_graph))},
-                {"sampler_graph_overhead", num(overhead_graph)},
-                {"rms_vs_fp32", num(rms_vs_fp32)},
-                {"repeat", o.repeat},
-                {"iterations", o.iterations}};
+    nlohmann::json line = {
+        {"command", "bench"},
+        {"model", model->name()},
+        {"sampler", sampler->name()},
+        {"sampler_args", o.sampler_args},
+        {"device", device.str()},
+        {"batch", batch},
+        {"nfe", nfe},
+        {"steps", steps},
+        {"final", final_step_name(c.final)},
+        {"dtype", o.dtype},
+        {"cuda_graph_requested", o.cuda_graph},
+        {"cuda_graph_note", note},
+        {"cpu_optimized", cpu_optimization(*model).active && batch <= cpu_optimization(*model).max_batch},
+        {"network_ms", ms(net)},
+        {"sampler_ms_per_call", ms(smp)},
+        {"sampler_overhead", overhead},
+        {"network_graph_ms", num(ms(net_graph))},
+        {"sampler_graph_ms_per_call", num(ms(smp_graph))},
+        {"sampler_graph_overhead", num(overhead_graph)},
+        {"rms_vs_fp32", num(rms_vs_fp32)},
+        {"repeat", o.repeat},
+        {"iterations", o.iterations}};
     std::printf("%s\n", line.dump().c_str());
     std::fflush(stdout);
   }
@@ -205,22 +209,27 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
 }  // namespace
 
 void register_bench(CLI::App& app) {
-  auto* sub = app.add_subcommand("bench", "time per network call: network alone, from a CUDA graph, and inside a sampler");
+  auto* sub =
+      app.add_subcommand("bench", "time per network call: network alone, from a CUDA graph, and inside a sampler");
   static BenchOptions o;
   o.model.add(*sub);
   o.cond.add(*sub);
   sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (class labels or conditions)")
       ->capture_default_str();
-  sub->add_option("--sampler", o.sampler, "sampler name, or a comma list (one measurement each)")->capture_default_str();
+  sub->add_option("--sampler", o.sampler, "sampler name, or a comma list (one measurement each)")
+      ->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
   sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();
   sub->add_flag("--force", o.force, kForceHelp);
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
   sub->add_option("--final", o.final, kFinalHelp);
-  sub->add_option("--batch", o.batches, "samples per network call, or a comma list, e.g. 1,2,4,8,64")->capture_default_str();
+  sub->add_option("--batch", o.batches, "samples per network call, or a comma list, e.g. 1,2,4,8,64")
+      ->capture_default_str();
   sub->add_option("--nfe", o.nfe, "network calls per sampler run")->capture_default_str();
-  sub->add_option("--repeat", o.repeat, "timed runs of each measurement (the median is reported)")->capture_default_str();
-  sub->add_option("--iterations", o.iterations, "network calls per timed run of the network alone")->capture_default_str();
+  sub->add_option("--repeat", o.repeat, "timed runs of each measurement (the median is reported)")
+      ->capture_default_str();
+  sub->add_option("--iterations", o.iterations, "network calls per timed run of the network alone")
+      ->capture_default_str();
   sub->add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (CUDA autocast)")->capture_default_str();
   sub->add_flag("--cuda-graph", o.cuda_graph, "also time the network and the sampler replayed from a CUDA graph");
   sub->add_option("--optimize-max-batch", o.optimize_max_batch,

@@ -1,8 +1,8 @@
 #include "cli/common.h"
 
 #include <ATen/Parallel.h>
-#include <torch/cuda.h>
 #include <sched.h>
+#include <torch/cuda.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,8 +14,8 @@
 #include <map>
 #include <thread>
 
-#include "scoreflow/args.h"
 #include "cli/cpu_path.h"
+#include "scoreflow/args.h"
 #include "scoreflow/error.h"
 #include "scoreflow/schedule_file.h"
 
@@ -23,7 +23,8 @@ namespace scoreflow::cli {
 
 void ModelOptions::add(CLI::App& app, bool with_device) {
   app.add_option("--model", model, "TorchScript model file, or builtin:NAME[:k=v,...]")->required();
-  app.add_option("--meta", meta, "override a metadata field: key=value (value as JSON; e.g. prediction=eps, shape=[1,32,32])");
+  app.add_option("--meta", meta,
+                 "override a metadata field: key=value (value as JSON; e.g. prediction=eps, shape=[1,32,32])");
   app.add_option("--meta-file", meta_file, "JSON file with metadata fields (merged over the archive's scoreflow.json)");
   if (with_device) app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_flag_callback(
@@ -88,11 +89,11 @@ void set_cpu_threads(int requested) {
   at::set_num_threads(requested > 0 ? requested : usable_cores());
 }
 
-
 torch::Device parse_device(const std::string& text) {
   if (text == "cpu") return torch::kCPU;
   if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
-    if (!torch::cuda::is_available()) fail("--device ", text, ": CUDA is not available (this LibTorch build or machine has no GPU)");
+    if (!torch::cuda::is_available())
+      fail("--device ", text, ": CUDA is not available (this LibTorch build or machine has no GPU)");
     int index = 0;
     if (text.size() > 5) {
       try {
@@ -110,8 +111,12 @@ torch::Device parse_device(const std::string& text) {
 }
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), enabled_(isatty(fileno(stderr))),
-      start_(std::chrono::steady_clock::now()), last_(start_) {}
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      enabled_(isatty(fileno(stderr))),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_) {}
 
 void Progress::update(int64_t done, const std::string& extra) {
   if (!enabled_) return;

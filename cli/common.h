@@ -1,18 +1,18 @@
 #pragma once
 // Shared CLI pieces: model options, device parsing, progress bar, JSON output.
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "scoreflow/model.h"
-#include "scoreflow/seeds.h"
 #include "scoreflow/sampler.h"
+#include "scoreflow/seeds.h"
 
 namespace scoreflow::cli {
 
@@ -83,10 +83,10 @@ void register_info(CLI::App& app);
 void register_analytic(CLI::App& app);
 /// train-amed and amed-table.
 void register_train_amed(CLI::App& app);
-void register_eval(CLI::App& app);     // eval score-matching | wbound | fid (cli/eval*.cpp)
+void register_eval(CLI::App& app);  // eval score-matching | wbound | fid (cli/eval*.cpp)
 void register_compare(CLI::App& app);
-void register_bench(CLI::App& app);    // cli/bench.cpp
-void register_merge(CLI::App& app);  // cli/merge.cpp
+void register_bench(CLI::App& app);            // cli/bench.cpp
+void register_merge(CLI::App& app);            // cli/merge.cpp
 void register_search_schedule(CLI::App& app);  // cli/search_schedule.cpp
 
 }  // namespace scoreflow::cli

@@ -11,11 +11,12 @@
 #include "cli/cond_options.h"
 #include "cli/list_arg.h"
 #include "cli/sample_chunks.h"
+#include "eval/sweep.h"
+#include "io/fsutil.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
-#include "io/fsutil.h"
 #include "scoreflow/image.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/registry.h"
@@ -23,7 +24,6 @@
 #include "scoreflow/schedule_file.h"
 #include "scoreflow/score_matching.h"
 #include "scoreflow/sigmas.h"
-#include "eval/sweep.h"
 
 namespace scoreflow::cli {
 namespace {

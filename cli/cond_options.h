@@ -3,7 +3,6 @@
 // --cond-rows, --uncond, --guidance-interval, --guidance-rescale, --decoder, --decode-batch.
 // Parsing only: the checks and the work are the library's (scoreflow/conditioning.h, latent.h).
 #include <CLI/CLI.hpp>
-
 #include <memory>
 #include <string>
 #include <vector>

@@ -1,7 +1,6 @@
 // scoreflow eval fid: Fréchet distance (and KID, sliced W2) between samples and reference data or
 // statistics, through any TorchScript feature network or none.
 #include <cstdio>
-
 #include <filesystem>
 
 #include "cli/cond_options.h"
@@ -9,16 +8,16 @@
 #include "cli/sample_chunks.h"
 #include "cli/sample_devices.h"
 #include "cli/shard.h"
+#include "io/fsutil.h"
+#include "io/prefetch.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
-#include "io/fsutil.h"
 #include "scoreflow/image.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/npy.h"
-#include "io/prefetch.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/sigmas.h"
@@ -105,8 +104,8 @@ struct Side {
 /// on the device as one flag: the host waits for the device only after the first batch (to start
 /// the steady-rate clock) and once at the end, when the flags are read. A failing batch is run
 /// again through the checking path, whose message names the row.
-Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch,
-               bool keep, int64_t first_row = 0) {
+Side featurise(const eval::FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch, bool keep,
+               int64_t first_row = 0) {
   Side side;
   if (!x.defined() || x.size(0) == 0) return side;
   io::RowPrefetcher rows(x, batch, fx.identity() ? x.device() : fx.device());
@@ -153,7 +152,8 @@ struct Extractors {
   }
 };
 
-Extractors open_extractors(const std::string& path, const std::vector<std::string>& devices, const std::string& device) {
+Extractors open_extractors(const std::string& path, const std::vector<std::string>& devices,
+                           const std::string& device) {
   Extractors fx;
   if (devices.empty()) fx.on.push_back(std::make_unique<eval::FeatureExtractor>(path, parse_device(device)));
   for (const std::string& d : devices) fx.on.push_back(std::make_unique<eval::FeatureExtractor>(path, parse_device(d)));
@@ -171,7 +171,8 @@ Side featurise(const Extractors& fx, const torch::Tensor& x, double lo, double h
   std::vector<Side> parts(static_cast<size_t>(k_devices));
   run_on_threads(k_devices, [&](int64_t k) {
     const auto [begin, end] = shard_range(x.size(0), batch, k, k_devices);
-    if (end > begin) parts[k] = featurise(*fx.on[k], x.narrow(0, begin, end - begin), lo, hi, batch, keep, first_row + begin);
+    if (end > begin)
+      parts[k] = featurise(*fx.on[k], x.narrow(0, begin, end - begin), lo, hi, batch, keep, first_row + begin);
   });
   Side side;
   std::vector<torch::Tensor> kept;
@@ -222,8 +223,9 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
          "are named FILE.shard-i-of-n.npz; scoreflow merge combines them)");
   if (o.kid) fail("--kid needs every feature row in one process; it cannot be sharded");
   if (samples_side && !o.ref_data.empty())
-    fail("a sharded eval fid splits the samples; give the reference as --ref STATS.npz (sharded: eval fid --ref-data "
-         "DATA --save-stats STATS.npz --shard i/n, then scoreflow merge)");
+    fail(
+        "a sharded eval fid splits the samples; give the reference as --ref STATS.npz (sharded: eval fid --ref-data "
+        "DATA --save-stats STATS.npz --shard i/n, then scoreflow merge)");
   const std::string path = shard_path(o.save_stats, shard);
   io::check_writable(path);
   const Extractors fx = open_extractors(o.features, devices, o.model.device);
@@ -293,8 +295,12 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
                        {"sum", io::from_tensor(or_empty(moments.sum()))},
                        {"outer", io::from_tensor(or_empty(moments.outer()))},
                        {kShardKey, record_array(record)}});
-  nlohmann::json doc = {{"command", "eval fid"}, {"shard", shard.to_json()}, {"rows", {begin, end}},
-                        {"count", moments.count()}, {"notes", fx.notes()}, {"outputs", {{"partial_stats", path}}},
+  nlohmann::json doc = {{"command", "eval fid"},
+                        {"shard", shard.to_json()},
+                        {"rows", {begin, end}},
+                        {"count", moments.count()},
+                        {"notes", fx.notes()},
+                        {"outputs", {{"partial_stats", path}}},
                         {"wall_seconds", seconds_since(start)}};
   if (o.json) return print_json(doc);
   std::printf("partial statistics of %lld rows written to %s\n", static_cast<long long>(moments.count()), path.c_str());
@@ -341,7 +347,7 @@ void run(const Options& o) {
   Side gen;
   nlohmann::json sampling;
   std::optional<io::ChunkStore> store;  // --out on one device
-  DeviceStores stores;                   // --out with --devices
+  DeviceStores stores;                  // --out with --devices
   int64_t resumed_samples = 0;
   double s_lo = lo, s_hi = hi;
   torch::Tensor x;

@@ -4,8 +4,8 @@
 
 #include "cli/eval.h"
 #include "cli/sample_chunks.h"
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 #include "scoreflow/wbound.h"
 
 namespace scoreflow::cli {

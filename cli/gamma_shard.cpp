@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <mutex>
 
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 
 namespace scoreflow::cli {
 

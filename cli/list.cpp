@@ -21,7 +21,9 @@ void register_list(CLI::App& app) {
     } else if (what == "schedules") {
       for (const GridInfo& g : grid_names()) row(g.name, g.summary);
       std::printf("\nnoise schedules (model metadata 'schedule.type'):\n");
-      row("vp_discrete", "discrete VP chain: betas linear | scaled_linear | cosine | [list], num_train_steps, rescale_zero_terminal_snr");
+      row("vp_discrete",
+          "discrete VP chain: betas linear | scaled_linear | cosine | [list], num_train_steps, "
+          "rescale_zero_terminal_snr");
       row("vp_linear", "continuous VP, linear beta(t): beta_min, beta_max, t_eps");
       row("ve", "variance exploding: sigma_min, sigma_max");
       row("edm", "Karras et al. 2022: sigma_min, sigma_max, sigma_data");

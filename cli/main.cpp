@@ -4,8 +4,8 @@
 
 #include <dlfcn.h>
 #include <execinfo.h>
-#include <ucontext.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,8 +39,9 @@ void print_address(const char* label, void* addr) {
 }
 
 void on_crash(int sig, siginfo_t* si, void* context) {
-  const char* msg = sig == SIGSEGV ? "error: scoreflow crashed (segmentation fault); please report it with the command line\n"
-                                   : "error: scoreflow crashed (fatal signal); please report it with the command line\n";
+  const char* msg = sig == SIGSEGV
+                        ? "error: scoreflow crashed (segmentation fault); please report it with the command line\n"
+                        : "error: scoreflow crashed (fatal signal); please report it with the command line\n";
   ssize_t ignored = write(STDERR_FILENO, msg, std::strlen(msg));
   (void)ignored;
   if (const char* env = getenv("SCOREFLOW_BACKTRACE"); env && env[0] == '1') {

@@ -7,9 +7,9 @@
 #include "cli/common.h"
 #include "cli/gamma_shard.h"
 #include "cli/shard.h"
+#include "io/fsutil.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
-#include "io/fsutil.h"
 #include "scoreflow/metrics.h"
 
 namespace scoreflow::cli {

@@ -9,10 +9,10 @@
 #include "cli/sample_chunks.h"
 #include "cli/sample_devices.h"
 #include "cli/shard.h"
+#include "io/fsutil.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
-#include "io/fsutil.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/image.h"
 #include "scoreflow/npy.h"
@@ -125,8 +125,10 @@ void run(const SampleOptions& o) {
     std::fprintf(stderr, "%s (from %s): seeds %lld..%lld of %zu\n", shard.label().c_str(), shard.source.c_str(),
                  static_cast<long long>(shard_begin), static_cast<long long>(shard_end) - 1, all_seeds.size());
   if (shard.sharded() && seeds.empty())
-    std::fprintf(stderr, "note: %s has no seeds (%zu seeds make fewer batches of %d than shards); lower --batch to spread them\n",
-                 shard.label().c_str(), all_seeds.size(), o.batch);
+    std::fprintf(
+        stderr,
+        "note: %s has no seeds (%zu seeds make fewer batches of %d than shards); lower --batch to spread them\n",
+        shard.label().c_str(), all_seeds.size(), o.batch);
   if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
   if (o.steps != -1 && (o.steps < 1 || o.steps > 100000)) fail("--steps must be in [1, 100000], got ", o.steps);
   int steps = o.steps == -1 ? 0 : o.steps;
@@ -143,12 +145,12 @@ void run(const SampleOptions& o) {
     if (!o.sigmas.empty()) fail("give --trajectory or --sigmas, not both");
     const analytic::DiscreteChain chain = chain_of(*model);
     std::unique_ptr<analytic::GammaTable> gamma;
-    if (!o.gamma.empty())
-      gamma = std::make_unique<analytic::GammaTable>(load_gamma_for(*model, o.gamma));
+    if (!o.gamma.empty()) gamma = std::make_unique<analytic::GammaTable>(load_gamma_for(*model, o.gamma));
     sigmas = trajectory_grid(o.trajectory, chain, steps ? steps : 10, gamma.get(), final);
   } else if (!o.sigmas.empty()) {
     sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"), final);
-    if (steps && steps != static_cast<int>(sigmas.size()) - 1) fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
+    if (steps && steps != static_cast<int>(sigmas.size()) - 1)
+      fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
   } else if (!steps && !o.grid_given && !(sigmas = amed_trained_sigmas(o.sampler, sampler_args)).empty()) {
     std::fprintf(stderr, "%s: the %zu-step grid its predictor/table was trained on\n", o.sampler.c_str(),
                  sigmas.size() - 1);
@@ -200,12 +202,14 @@ void run(const SampleOptions& o) {
   // that re-running this command after a kill resumes; the folder goes once the outputs are written.
   // A shard keeps its own (the per-seed PNGs of all shards can share one --out-dir).
   const io::Settings settings = resume_settings(o, *model, *sampler, sigmas, final, all_seeds);
-  const std::string parts_dir = out_npz.empty() ? o.out_dir + "/.scoreflow-parts" + (shard.sharded() ? "." + shard.label() : "")
-                                                : out_npz + ".parts";
+  const std::string parts_dir = out_npz.empty()
+                                    ? o.out_dir + "/.scoreflow-parts" + (shard.sharded() ? "." + shard.label() : "")
+                                    : out_npz + ".parts";
   const std::string parts_option = out_npz.empty() ? "--out-dir" : "--npz";
   const bool keep_parts = !out_npz.empty() || !o.out_dir.empty();
   std::optional<io::ChunkStore> store;
-  if (keep_parts && devices.size() <= 1 && !seeds.empty()) store.emplace(parts_dir, settings, o.overwrite, parts_option);
+  if (keep_parts && devices.size() <= 1 && !seeds.empty())
+    store.emplace(parts_dir, settings, o.overwrite, parts_option);
   if (keep_parts) {  // temporaries of outputs a killed run was writing
     if (!o.out_dir.empty()) io::remove_stale_temporaries(o.out_dir, "seed");
     if (!out_npz.empty()) {
@@ -216,7 +220,8 @@ void run(const SampleOptions& o) {
   auto write_pngs = [&](int64_t begin, const torch::Tensor& samples) {
     if (o.out_dir.empty()) return;
     torch::Tensor images = decoder.uint8_nhwc(samples, o.cond.decode_batch);
-    for (int64_t i = 0; i < images.size(0); ++i) io::write_png(o.out_dir + "/" + seed_name(seeds[begin + i]), images[i]);
+    for (int64_t i = 0; i < images.size(0); ++i)
+      io::write_png(o.out_dir + "/" + seed_name(seeds[begin + i]), images[i]);
   };
   Progress progress("sampling", static_cast<int64_t>(seeds.size()), "samples");
   int64_t done = 0;
@@ -238,11 +243,18 @@ void run(const SampleOptions& o) {
       models.push_back(extra);
     }
     if (keep_parts) stores = {parts_dir, settings, o.overwrite, parts_option};
-    chunked = run_on_devices(*sampler, models, job, stores, write_pngs, [&](int64_t d, int64_t) { progress.update(d); });
+    chunked =
+        run_on_devices(*sampler, models, job, stores, write_pngs, [&](int64_t d, int64_t) { progress.update(d); });
   } else {
     chunked = run_chunked(
-        *sampler, model, job, store ? &*store : nullptr, write_pngs, [&](int64_t d, int64_t) { done = d; progress.update(d); },
-        [&](int i, int n, double) { progress.update(done, "step " + std::to_string(i + 1) + "/" + std::to_string(n)); });
+        *sampler, model, job, store ? &*store : nullptr, write_pngs,
+        [&](int64_t d, int64_t) {
+          done = d;
+          progress.update(d);
+        },
+        [&](int i, int n, double) {
+          progress.update(done, "step " + std::to_string(i + 1) + "/" + std::to_string(n));
+        });
   }
   progress.finish();
   const SampleResult& result = chunked.result;
@@ -334,30 +346,37 @@ void register_sample(CLI::App& app) {
                   "sigma grid (scoreflow list schedules), or file:PATH.json (a schedule file)")
       ->capture_default_str();
   sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,... (rho, sigma_min, sigma_max, ...)");
-  sub->add_option("--trajectory", o.trajectory, "discrete timesteps even|quadratic|optimal (vp_discrete models; --steps = K)");
+  sub->add_option("--trajectory", o.trajectory,
+                  "discrete timesteps even|quadratic|optimal (vp_discrete models; --steps = K)");
   sub->add_option("--gamma", o.gamma, "Gamma file (estimate-gamma) for --trajectory optimal and the analytic samplers");
   sub->add_option("--sigmas", o.sigmas,
                   "explicit descending sigma list, e.g. 80,40,10,1 (0 appended with --final zero)");
   sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--seeds", o.seeds, "seeds: 0-63 or 1,5,9-12 (one sample each)")->capture_default_str();
   sub->add_option("--batch", o.batch, "samples per network call")->capture_default_str();
-  sub->add_option("--dtype", o.dtype, "network precision fp32 | fp16 | bf16 (CUDA autocast; state stays float32)")->capture_default_str();
-  sub->add_flag("--cuda-graph", o.cuda_graph, "replay the network call from a CUDA graph (CUDA only; falls back to eager calls elsewhere)");
+  sub->add_option("--dtype", o.dtype, "network precision fp32 | fp16 | bf16 (CUDA autocast; state stays float32)")
+      ->capture_default_str();
+  sub->add_flag("--cuda-graph", o.cuda_graph,
+                "replay the network call from a CUDA graph (CUDA only; falls back to eager calls elsewhere)");
   sub->add_option("--out", o.out, "PNG grid of all samples");
   sub->add_option("--out-dir", o.out_dir, "directory for one PNG per seed (seedNNNNNN.png)");
   sub->add_option(
       "--npz", o.npz,
       ".npz with samples (float32; latents for latent models), seeds, images (uint8 NHWC, decoded), cond_rows");
-  sub->add_option("--init-noise", o.init_noise, ".npz with array 'noise' [N, ...shape] replacing the seeded initial noise");
+  sub->add_option("--init-noise", o.init_noise,
+                  ".npz with array 'noise' [N, ...shape] replacing the seeded initial noise");
   sub->add_option("--class", o.label, "class label for every sample, or 'random' (seed mod num_classes)");
-  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (1 = plain conditional)")->capture_default_str();
+  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (1 = plain conditional)")
+      ->capture_default_str();
   sub->add_flag("--json", o.json, "print a JSON summary on stdout");
   sub->add_flag("--force", o.force, kForceHelp);
-  sub->add_flag("--overwrite", o.overwrite, "discard the finished chunks of an earlier, unfinished run instead of resuming it");
+  sub->add_flag("--overwrite", o.overwrite,
+                "discard the finished chunks of an earlier, unfinished run instead of resuming it");
   sub->add_option("--shard", o.shard,
                   "i/n: sample only shard i of n (whole batches of the seeds; files get .shard-i-of-n; "
                   "default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
-  sub->add_option("--devices", o.devices, "several devices in one process, e.g. cuda:0,cuda:1 (one model copy and thread each)");
+  sub->add_option("--devices", o.devices,
+                  "several devices in one process, e.g. cuda:0,cuda:1 (one model copy and thread each)");
   set_action(sub, [sub] {
     o.grid_given = sub->count("--schedule") + sub->count("--schedule-args") > 0;
     run(o);

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <future>
 #include <filesystem>
+#include <future>
 #include <map>
 
 #include "scoreflow/error.h"

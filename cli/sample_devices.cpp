@@ -1,11 +1,10 @@
 #include "cli/sample_devices.h"
 
-#include "io/fsutil.h"
-
 #include <mutex>
 #include <optional>
 
 #include "cli/shard.h"
+#include "io/fsutil.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::cli {

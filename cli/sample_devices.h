@@ -23,8 +23,9 @@ struct DeviceStores {
 
 /// run_chunked over `job` split among `models` (models[k] lives on its own device; job.device is
 /// ignored). The chunks under `stores.dir` are left in place: the caller removes the folder once
-/// its own output is written, so that a kill before then loses nothing. `on_chunk` gets seed indices of the whole job; it and `on_batch` (done = samples
-/// finished over all devices) may be called from any of the threads, one call at a time.
+/// its own output is written, so that a kill before then loses nothing. `on_chunk` gets seed indices of the whole job;
+/// it and `on_batch` (done = samples finished over all devices) may be called from any of the threads, one call at a
+/// time.
 ChunkedResult run_on_devices(const Sampler& sampler, const std::vector<std::shared_ptr<const Model>>& models,
                              const SampleJob& job, const DeviceStores& stores, const ChunkCallback& on_chunk,
                              const BatchCallback& on_batch);

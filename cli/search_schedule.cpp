@@ -3,8 +3,8 @@
 #include <cstdio>
 
 #include "cli/common.h"
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/schedule_file.h"
 #include "scoreflow/schedule_search.h"

@@ -10,10 +10,10 @@
 #include "cli/common.h"
 #include "cli/cond_options.h"
 #include "cli/sample_chunks.h"
+#include "io/fsutil.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
-#include "io/fsutil.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/schedule_file.h"
 #include "scoreflow/sigmas.h"
@@ -86,9 +86,12 @@ io::Settings restart_settings(const AmedTrainOptions& t, const TrainOptions& o, 
 struct Run {
   uint64_t seed;
   double first_loss, last_loss, validation_rms;
-  nlohmann::json validation_json() const { return validation_rms < 0 ? nlohmann::json() : nlohmann::json(validation_rms); }
+  nlohmann::json validation_json() const {
+    return validation_rms < 0 ? nlohmann::json() : nlohmann::json(validation_rms);
+  }
   nlohmann::json json() const {
-    return {{"seed", seed}, {"first_loss", first_loss}, {"last_loss", last_loss}, {"validation_rms", validation_json()}};
+    return {
+        {"seed", seed}, {"first_loss", first_loss}, {"last_loss", last_loss}, {"validation_rms", validation_json()}};
   }
 };
 

@@ -17,12 +17,15 @@ NllResult compute_nll(const Model& model, const io::Dataset& data, const analyti
   const analytic::DiscreteChain chain = chain_of(model);
   const ModelMetadata& meta = model.metadata();
   if (meta.data_min != -1 || meta.data_max != 1)
-    fail("nll needs a model on data in [-1, 1] (the 256-bin decoder); ", model.name(), " has [", meta.data_min, ", ", meta.data_max, "]");
-  if (job.variance == analytic::ReverseVariance::analytic && !gamma) fail(Field{"variance"}, " analytic needs ", Field{"gamma"}, " FILE");
+    fail("nll needs a model on data in [-1, 1] (the 256-bin decoder); ", model.name(), " has [", meta.data_min, ", ",
+         meta.data_max, "]");
+  if (job.variance == analytic::ReverseVariance::analytic && !gamma)
+    fail(Field{"variance"}, " analytic needs ", Field{"gamma"}, " FILE");
   if (job.num_images < 1 || job.num_images > data.size())
     fail(Field{"num_images"}, " must be in [1, ", data.size(), "], got ", job.num_images);
   if (data.shape() != meta.shape)
-    fail("dataset items have shape ", c10::IntArrayRef(data.shape()), " but the model takes ", c10::IntArrayRef(meta.shape));
+    fail("dataset items have shape ", c10::IntArrayRef(data.shape()), " but the model takes ",
+         c10::IntArrayRef(meta.shape));
   const std::vector<int64_t>& traj = job.trajectory;
   analytic::explicit_timesteps(traj, chain.num_steps());
   const analytic::DataRange range{meta.data_min, meta.data_max};
@@ -48,7 +51,9 @@ NllResult compute_nll(const Model& model, const io::Dataset& data, const analyti
   for (int64_t begin = 0, b = 0; begin < job.num_images; begin += job.batch, ++b) {
     const int64_t count = std::min<int64_t>(job.batch, job.num_images - begin);
     torch::Tensor x0 = data.batch(begin, count).to(model.device());
-    auto per_image = [&](const torch::Tensor& nats) { return nats.to(torch::kCPU, torch::kFloat64).reshape({count, -1}).sum(1); };
+    auto per_image = [&](const torch::Tensor& nats) {
+      return nats.to(torch::kCPU, torch::kFloat64).reshape({count, -1}).sum(1);
+    };
     torch::Tensor prior = per_image(analytic::prior_kl(chain, x0));
     torch::Tensor total = prior.clone();
     prior_sum += prior.sum().item<double>();

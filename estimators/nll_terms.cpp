@@ -26,8 +26,8 @@ std::string to_string(ReverseVariance v) {
   fail("unknown ReverseVariance value ", static_cast<int>(v));
 }
 
-double ddpm_step_variance(const DiscreteChain& chain, int64_t s, int64_t t, ReverseVariance v,
-                          double gamma_eps, const DataRange& range) {
+double ddpm_step_variance(const DiscreteChain& chain, int64_t s, int64_t t, ReverseVariance v, double gamma_eps,
+                          const DataRange& range) {
   if (!(1 <= s && s < t && t <= chain.num_steps()))
     fail("DDPM step needs 1 <= s < t <= N = ", chain.num_steps(), ", got s = ", s, ", t = ", t);
   switch (v) {
@@ -41,9 +41,8 @@ double ddpm_step_variance(const DiscreteChain& chain, int64_t s, int64_t t, Reve
   fail("unknown ReverseVariance value ", static_cast<int>(v));
 }
 
-std::vector<double> trajectory_variances(const DiscreteChain& chain,
-                                         const std::vector<int64_t>& traj, ReverseVariance v,
-                                         const GammaTable& gamma, const DataRange& range) {
+std::vector<double> trajectory_variances(const DiscreteChain& chain, const std::vector<int64_t>& traj,
+                                         ReverseVariance v, const GammaTable& gamma, const DataRange& range) {
   explicit_timesteps(traj, chain.num_steps());
   std::vector<double> out;
   out.reserve(traj.size());
@@ -106,8 +105,7 @@ torch::Tensor step_kl(const DiscreteChain& chain, int64_t s, int64_t t, const to
   return 0.5 * ((u - std::log1p(u)) + (coef * coef / sigma2) * diff * diff);
 }
 
-double expected_step_kl(const DiscreteChain& chain, int64_t s, int64_t t, double sigma2,
-                        double mse_x0) {
+double expected_step_kl(const DiscreteChain& chain, int64_t s, int64_t t, double sigma2, double mse_x0) {
   check_kl_step(chain, s, t, sigma2);
   const double u = chain.beta_tilde(s, t) / sigma2 - 1.0;
   const double coef = posterior_x0_coef(chain, s, t);
@@ -123,8 +121,7 @@ torch::Tensor log1mexp(const torch::Tensor& d) {
 
 }  // namespace
 
-torch::Tensor discretized_gaussian_log_likelihood(const torch::Tensor& x0,
-                                                  const torch::Tensor& mean,
+torch::Tensor discretized_gaussian_log_likelihood(const torch::Tensor& x0, const torch::Tensor& mean,
                                                   const torch::Tensor& var) {
   const torch::Tensor x = x0.to(torch::kFloat64);
   const torch::Tensor centred = x - mean.to(torch::kFloat64);
@@ -140,17 +137,14 @@ torch::Tensor discretized_gaussian_log_likelihood(const torch::Tensor& x0,
   //  straddling 0: erf(u/√2) > 0 > erf(l/√2), so their difference adds magnitudes.
   const torch::Tensor below = log_cdf_upper + log1mexp(at::special_log_ndtr(lower) - log_cdf_upper);
   const torch::Tensor above = log_sf_lower + log1mexp(at::special_log_ndtr(-upper) - log_sf_lower);
-  const torch::Tensor straddle =
-      torch::log(0.5 * (torch::erf(upper * M_SQRT1_2) - torch::erf(lower * M_SQRT1_2)));
-  torch::Tensor interior =
-      torch::where(upper <= 0, below, torch::where(lower >= 0, above, straddle));
+  const torch::Tensor straddle = torch::log(0.5 * (torch::erf(upper * M_SQRT1_2) - torch::erf(lower * M_SQRT1_2)));
+  torch::Tensor interior = torch::where(upper <= 0, below, torch::where(lower >= 0, above, straddle));
   // Edge bins reach to ±∞ (x0 = ∓1 up to rounding of the 256 levels).
   return torch::where(x < -0.999, log_cdf_upper, torch::where(x > 0.999, log_sf_lower, interior));
 }
 
 torch::Tensor bits_per_dim(const torch::Tensor& nats) {
-  if (nats.dim() < 2)
-    fail("bits_per_dim: expected [B, ...] with per-element terms, got ", nats.sizes());
+  if (nats.dim() < 2) fail("bits_per_dim: expected [B, ...] with per-element terms, got ", nats.sizes());
   const double d = static_cast<double>(nats[0].numel());
   return nats.to(torch::kFloat64).flatten(1).sum(1) / (d * M_LN2);
 }

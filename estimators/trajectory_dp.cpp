@@ -29,8 +29,7 @@ void StepCostMatrix::set(int64_t s, int64_t t, double cost) {
 StepCostMatrix trajectory_cost(const DiscreteChain& chain, const std::vector<double>& gamma_dense) {
   const int64_t N = chain.num_steps();
   if (static_cast<int64_t>(gamma_dense.size()) != N + 1)
-    fail("trajectory_cost: Gamma must have N + 1 = ", N + 1, " entries (t = 0..N), got ",
-         gamma_dense.size());
+    fail("trajectory_cost: Gamma must have N + 1 = ", N + 1, " entries (t = 0..N), got ", gamma_dense.size());
   StepCostMatrix cost(N);
   for (int64_t t = 2; t <= N; ++t) {
     const double g = gamma_dense[t] / chain.beta_bar(t);  // the paper's score-norm Γ_t
@@ -105,11 +104,9 @@ double path_cost(const StepCostMatrix& cost, const std::vector<int64_t>& path) {
   return total;
 }
 
-std::vector<int64_t> optimal_trajectory(const DiscreteChain& chain, const GammaTable& gamma,
-                                        int64_t K) {
+std::vector<int64_t> optimal_trajectory(const DiscreteChain& chain, const GammaTable& gamma, int64_t K) {
   if (gamma.num_steps() != chain.num_steps())
-    fail("optimal trajectory: Gamma table has N = ", gamma.num_steps(),
-         " but the chain has N = ", chain.num_steps());
+    fail("optimal trajectory: Gamma table has N = ", gamma.num_steps(), " but the chain has N = ", chain.num_steps());
   return least_cost_path(trajectory_cost(chain, gamma.dense()), K);
 }
 

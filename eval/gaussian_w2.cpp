@@ -35,8 +35,7 @@ Eigen::MatrixXd symmetric_matrix(const torch::Tensor& sigma, const std::string& 
 // Eigendecomposition of symmetric `m` (eigenvectors only when `options` asks) with rounding-level
 // eigenvalues (tiny or slightly negative) set to 0 in `clamped`; throws if `m` is not PSD beyond
 // the tolerance.
-Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> psd_eigen(const Eigen::MatrixXd& m,
-                                                         const std::string& what,
+Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> psd_eigen(const Eigen::MatrixXd& m, const std::string& what,
                                                          Eigen::VectorXd& clamped,
                                                          int options = Eigen::ComputeEigenvectors) {
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(m, options);
@@ -44,12 +43,10 @@ Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> psd_eigen(const Eigen::MatrixXd& 
   const auto& lambda = eig.eigenvalues();  // ascending
   const double scale = m.rows() ? lambda.cwiseAbs().maxCoeff() : 0.0;
   if (m.rows() && lambda(0) < -kNegativeEigenTolerance * scale)
-    fail(what, " is not positive semidefinite: smallest eigenvalue ", lambda(0),
-         " (largest magnitude ", scale, ")");
+    fail(what, " is not positive semidefinite: smallest eigenvalue ", lambda(0), " (largest magnitude ", scale, ")");
   // Below the numerical-rank threshold (n·ε·λ_max, as numpy.linalg.matrix_rank) an eigenvalue is
   // rounding noise; set it to exactly 0, since its square root (~1e-8·√λ_max) would not be small.
-  const double rank_floor =
-      static_cast<double>(m.rows()) * std::numeric_limits<double>::epsilon() * scale;
+  const double rank_floor = static_cast<double>(m.rows()) * std::numeric_limits<double>::epsilon() * scale;
   clamped = lambda.unaryExpr([rank_floor](double l) { return l <= rank_floor ? 0.0 : l; });
   return eig;
 }
@@ -74,19 +71,16 @@ torch::Tensor sqrtm_psd(const torch::Tensor& sigma) {
   return detail::from_eigen_matrix(sqrtm_psd(symmetric_matrix(sigma, "matrix"), "matrix"));
 }
 
-double gaussian_w2_squared(const torch::Tensor& mu1, const torch::Tensor& sigma1,
-                           const torch::Tensor& mu2, const torch::Tensor& sigma2) {
+double gaussian_w2_squared(const torch::Tensor& mu1, const torch::Tensor& sigma1, const torch::Tensor& mu2,
+                           const torch::Tensor& sigma2) {
   const Eigen::VectorXd m1 = mean_vector(mu1, "mu1");
   const Eigen::VectorXd m2 = mean_vector(mu2, "mu2");
   const Eigen::MatrixXd s1 = symmetric_matrix(sigma1, "sigma1");
   const Eigen::MatrixXd s2 = symmetric_matrix(sigma2, "sigma2");
-  if (s1.rows() != m1.size())
-    fail("sigma1 is ", s1.rows(), "x", s1.cols(), " but mu1 has dimension ", m1.size());
-  if (s2.rows() != m2.size())
-    fail("sigma2 is ", s2.rows(), "x", s2.cols(), " but mu2 has dimension ", m2.size());
+  if (s1.rows() != m1.size()) fail("sigma1 is ", s1.rows(), "x", s1.cols(), " but mu1 has dimension ", m1.size());
+  if (s2.rows() != m2.size()) fail("sigma2 is ", s2.rows(), "x", s2.cols(), " but mu2 has dimension ", m2.size());
   if (m1.size() != m2.size())
-    fail("dimension mismatch: first Gaussian has dimension ", m1.size(), ", second has ",
-         m2.size());
+    fail("dimension mismatch: first Gaussian has dimension ", m1.size(), ", second has ", m2.size());
 
   // tr (S1^½ S2 S1^½)^½ = Σ √μ_i over the eigenvalues μ of the symmetric PSD middle matrix; they
   // equal those of S1·S2, so this is the tr sqrtm(S1 S2) of the FID formula without a
@@ -96,8 +90,7 @@ double gaussian_w2_squared(const torch::Tensor& mu1, const torch::Tensor& sigma1
   const auto eig1 = psd_eigen(s1, "sigma1", lambda1);
   const Eigen::MatrixXd& v = eig1.eigenvectors();
   const Eigen::VectorXd root_lambda1 = lambda1.cwiseSqrt();
-  Eigen::MatrixXd middle =
-      root_lambda1.asDiagonal() * (v.transpose() * s2 * v) * root_lambda1.asDiagonal();
+  Eigen::MatrixXd middle = root_lambda1.asDiagonal() * (v.transpose() * s2 * v) * root_lambda1.asDiagonal();
   middle = 0.5 * (middle + middle.transpose());
   Eigen::VectorXd lambda;
   psd_eigen(middle, "sigma1^½ sigma2 sigma1^½", lambda, Eigen::EigenvaluesOnly);
@@ -108,8 +101,8 @@ double gaussian_w2_squared(const torch::Tensor& mu1, const torch::Tensor& sigma1
   return std::max(w2, 0.0);
 }
 
-double frechet_distance(const torch::Tensor& mu1, const torch::Tensor& sigma1,
-                        const torch::Tensor& mu2, const torch::Tensor& sigma2) {
+double frechet_distance(const torch::Tensor& mu1, const torch::Tensor& sigma1, const torch::Tensor& mu2,
+                        const torch::Tensor& sigma2) {
   return gaussian_w2_squared(mu1, sigma1, mu2, sigma2);
 }
 
@@ -117,8 +110,8 @@ double frechet_distance(const MomentAccumulator& a, const MomentAccumulator& b) 
   return gaussian_w2_squared(a.mean(), a.covariance(), b.mean(), b.covariance());
 }
 
-double gaussian_w2_squared_diagonal(const torch::Tensor& mu1, const torch::Tensor& var1,
-                                    const torch::Tensor& mu2, const torch::Tensor& var2) {
+double gaussian_w2_squared_diagonal(const torch::Tensor& mu1, const torch::Tensor& var1, const torch::Tensor& mu2,
+                                    const torch::Tensor& var2) {
   const auto m1 = detail::as_double(mu1, 1, "mu1");
   const auto m2 = detail::as_double(mu2, 1, "mu2");
   const auto v1 = detail::as_double(var1, 1, "var1");
@@ -127,10 +120,8 @@ double gaussian_w2_squared_diagonal(const torch::Tensor& mu1, const torch::Tenso
   if (!torch::isfinite(m1).all().item<bool>() || !torch::isfinite(m2).all().item<bool>())
     fail("means contain NaN or Inf");
   if (m2.size(0) != d || v1.size(0) != d || v2.size(0) != d)
-    fail("dimension mismatch: mu1 ", d, ", var1 ", v1.size(0), ", mu2 ", m2.size(0), ", var2 ",
-         v2.size(0));
-  if (!(v1 >= 0).all().item<bool>() || !(v2 >= 0).all().item<bool>())
-    fail("variances must be finite and >= 0");
+    fail("dimension mismatch: mu1 ", d, ", var1 ", v1.size(0), ", mu2 ", m2.size(0), ", var2 ", v2.size(0));
+  if (!(v1 >= 0).all().item<bool>() || !(v2 >= 0).all().item<bool>()) fail("variances must be finite and >= 0");
   return ((m1 - m2).square().sum() + (v1.sqrt() - v2.sqrt()).square().sum()).item<double>();
 }
 

@@ -30,12 +30,10 @@ double mmd2(const torch::Tensor& x, const torch::Tensor& y) {
          2.0 * polynomial_kernel(x, y).mean().item<double>();
 }
 
-std::pair<torch::Tensor, torch::Tensor> checked_pair(const torch::Tensor& x,
-                                                     const torch::Tensor& y) {
+std::pair<torch::Tensor, torch::Tensor> checked_pair(const torch::Tensor& x, const torch::Tensor& y) {
   auto xd = detail::rows_as_double(x, "x");
   auto yd = detail::rows_as_double(y, "y");
-  if (xd.size(1) != yd.size(1))
-    fail("dimension mismatch: x has dimension ", xd.size(1), ", y has ", yd.size(1));
+  if (xd.size(1) != yd.size(1)) fail("dimension mismatch: x has dimension ", xd.size(1), ", y has ", yd.size(1));
   detail::check_finite_rows(xd, "x");
   detail::check_finite_rows(yd, "y");
   return {xd, yd};
@@ -44,8 +42,7 @@ std::pair<torch::Tensor, torch::Tensor> checked_pair(const torch::Tensor& x,
 // Uniform integer in [0, n) from a 64-bit engine by rejection (std::uniform_int_distribution is
 // implementation-defined, so this keeps draws identical across standard libraries).
 uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
-  const uint64_t limit =
-      std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
+  const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
   uint64_t r;
   do r = rng();
   while (r >= limit);
@@ -56,14 +53,12 @@ uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
 std::vector<int64_t> sample_without_replacement(std::mt19937_64& rng, int64_t n, int64_t k) {
   std::vector<int64_t> pool(n);
   std::iota(pool.begin(), pool.end(), 0);
-  for (int64_t i = 0; i < k; ++i)
-    std::swap(pool[i], pool[i + uniform_below(rng, static_cast<uint64_t>(n - i))]);
+  for (int64_t i = 0; i < k; ++i) std::swap(pool[i], pool[i + uniform_below(rng, static_cast<uint64_t>(n - i))]);
   pool.resize(k);
   return pool;
 }
 
-torch::Tensor select_rows(const torch::Tensor& rows, const std::vector<int64_t>& idx,
-                          const char* what) {
+torch::Tensor select_rows(const torch::Tensor& rows, const std::vector<int64_t>& idx, const char* what) {
   if (idx.size() < 2) fail("KID subsets need at least 2 ", what, " rows, got ", idx.size());
   for (const int64_t i : idx)
     if (i < 0 || i >= rows.size(0))
@@ -91,8 +86,7 @@ double mmd2_unbiased_polynomial(const torch::Tensor& x, const torch::Tensor& y) 
   return mmd2(xd, yd);
 }
 
-KidResult kernel_inception_distance(const torch::Tensor& x, const torch::Tensor& y,
-                                    const KidOptions& options) {
+KidResult kernel_inception_distance(const torch::Tensor& x, const torch::Tensor& y, const KidOptions& options) {
   if (options.subsets < 1) fail("KID subsets must be >= 1, got ", options.subsets);
   if (options.subset_size < 2) fail("KID subset_size must be >= 2, got ", options.subset_size);
   const auto [xd, yd] = checked_pair(x, y);
@@ -117,8 +111,7 @@ KidResult kernel_inception_distance(const torch::Tensor& x, const torch::Tensor&
   const auto [xd, yd] = checked_pair(x, y);
   std::vector<double> mmds;
   mmds.reserve(subsets.size());
-  for (const auto& [ix, iy] : subsets)
-    mmds.push_back(mmd2(select_rows(xd, ix, "x"), select_rows(yd, iy, "y")));
+  for (const auto& [ix, iy] : subsets) mmds.push_back(mmd2(select_rows(xd, ix, "x"), select_rows(yd, iy, "y")));
   return summarize(mmds);
 }
 

@@ -7,14 +7,12 @@ namespace scoreflow::metrics::detail {
 torch::Tensor as_double(const torch::Tensor& t, int64_t dims, const std::string& what, torch::Device device) {
   if (!t.defined()) fail(what, " is an undefined tensor");
   if (t.dim() != dims) fail(what, " must have ", dims, " dimension(s), got shape ", t.sizes());
-  if (!at::isFloatingType(t.scalar_type()))
-    fail(what, " must be a floating-point tensor, got dtype ", t.scalar_type());
+  if (!at::isFloatingType(t.scalar_type())) fail(what, " must be a floating-point tensor, got dtype ", t.scalar_type());
   return t.detach().to(device, torch::kFloat64).contiguous();
 }
 
 torch::Tensor rows_as_double(const torch::Tensor& t, const std::string& what, torch::Device device) {
-  if (t.defined() && t.dim() != 2)
-    fail(what, " must be feature rows [N, D], got shape ", t.sizes());
+  if (t.defined() && t.dim() != 2) fail(what, " must be feature rows [N, D], got shape ", t.sizes());
   return as_double(t, 2, what, device);
 }
 

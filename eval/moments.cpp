@@ -10,7 +10,9 @@ void MomentAccumulator::add(const torch::Tensor& features, bool check_finite) {
   // The sums stay on the device of the first batch (a GPU's features are not copied back per
   // batch); mean(), covariance() and the accessors return CPU tensors.
   const auto x = detail::rows_as_double(features, "features",
-                                        dim_ >= 0 ? shift_.device() : features.defined() ? features.device() : torch::kCPU);
+                                        dim_ >= 0            ? shift_.device()
+                                        : features.defined() ? features.device()
+                                                             : torch::kCPU);
   if (dim_ >= 0 && x.size(1) != dim_)
     fail("features have dimension ", x.size(1), " but the accumulator holds dimension ", dim_);
   if (x.size(0) == 0) return;
@@ -39,8 +41,7 @@ void MomentAccumulator::merge(const MomentAccumulator& other) {
     outer_ = other.outer_.clone();
     return;
   }
-  if (other.dim_ != dim_)
-    fail("cannot merge moment accumulators of dimensions ", dim_, " and ", other.dim_);
+  if (other.dim_ != dim_) fail("cannot merge moment accumulators of dimensions ", dim_, " and ", other.dim_);
 
   // Re-centre the other shard on our shift: with y = x − c_other and δ = c_other − c,
   // Σ(y + δ) = S + nδ and Σ(y + δ)(y + δ)ᵀ = O + Sδᵀ + δSᵀ + nδδᵀ.
@@ -55,7 +56,7 @@ void MomentAccumulator::merge(const MomentAccumulator& other) {
 }
 
 MomentAccumulator MomentAccumulator::from_sums(int64_t count, const torch::Tensor& shift, const torch::Tensor& sum,
-                                                const torch::Tensor& outer) {
+                                               const torch::Tensor& outer) {
   MomentAccumulator acc;
   if (count < 0) fail("moment sums: count must be >= 0, got ", count);
   if (count == 0) return acc;

@@ -54,14 +54,11 @@ double w2_squared_1d(const torch::Tensor& x, const torch::Tensor& y) {
   return w2_squared_sorted(a.data(), xd.numel(), b.data(), yd.numel());
 }
 
-double sliced_w2_squared(const torch::Tensor& x, const torch::Tensor& y,
-                         const SlicedW2Options& options) {
-  if (options.projections < 1)
-    fail("sliced W2 projections must be >= 1, got ", options.projections);
+double sliced_w2_squared(const torch::Tensor& x, const torch::Tensor& y, const SlicedW2Options& options) {
+  if (options.projections < 1) fail("sliced W2 projections must be >= 1, got ", options.projections);
   const auto xd = detail::rows_as_double(x, "x");
   const auto yd = detail::rows_as_double(y, "y");
-  if (xd.size(1) != yd.size(1))
-    fail("dimension mismatch: x has dimension ", xd.size(1), ", y has ", yd.size(1));
+  if (xd.size(1) != yd.size(1)) fail("dimension mismatch: x has dimension ", xd.size(1), ", y has ", yd.size(1));
   if (xd.size(0) < 1 || yd.size(0) < 1)
     fail("sliced W2 needs at least 1 sample in each set, got ", xd.size(0), " and ", yd.size(0));
   detail::check_finite_rows(xd, "x");

@@ -89,11 +89,12 @@ ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int
   dim_ = numel_of(like.shape);
   if (data.rfind("builtin:", 0) == 0) {
     if (data.rfind("builtin:empirical", 0) == 0)
-      fail(Field{"data"}, " ", data, ": give the dataset path itself; its smoothed empirical distribution is the target");
+      fail(Field{"data"}, " ", data,
+           ": give the dataset path itself; its smoothed empirical distribution is the target");
     auto mixture = make_builtin(data);
     if (numel_of(mixture->metadata().shape) != dim_)
-      fail(Field{"data"}, " ", data, " has samples of shape ", shape_text(mixture->metadata().shape), " but the model's are ",
-           shape_text(like.shape));
+      fail(Field{"data"}, " ", data, " has samples of shape ", shape_text(mixture->metadata().shape),
+           " but the model's are ", shape_text(like.shape));
     means_ = mixture->means();
     variances_ = mixture->variances();
     weights_ = mixture->weights();

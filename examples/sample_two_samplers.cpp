@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
     for (const char* name : {"heun", "dpmpp_2m"}) {
       const std::unique_ptr<scoreflow::Sampler> sampler = scoreflow::make_sampler(name);
       const scoreflow::SampleResult result = scoreflow::run_sampler(*sampler, model, job);
-      std::printf("%-9s %lld samples, %lld network calls each\n", name,
-                  static_cast<long long>(result.samples.size(0)), static_cast<long long>(result.nfe));
+      std::printf("%-9s %lld samples, %lld network calls each\n", name, static_cast<long long>(result.samples.size(0)),
+                  static_cast<long long>(result.nfe));
       rows.push_back(scoreflow::io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max));
     }
     scoreflow::io::write_png(out, scoreflow::io::make_grid(torch::cat(rows), 8));

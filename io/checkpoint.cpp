@@ -13,8 +13,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 
 namespace scoreflow::io {
 namespace fs = std::filesystem;
@@ -96,12 +96,13 @@ ChunkStore::ChunkStore(std::string dir, Settings settings, bool overwrite, const
     for (const auto& item : doc.at("settings"))
       old.emplace_back(item.at(0).get<std::string>(), item.at(1).get<std::string>());
   } catch (const std::exception& e) {
-    fail("'", manifest, "' is unreadable (", e.what(), "); ", Field{"overwrite"}, " discards the unfinished run in '", dir_,
-         "'");
+    fail("'", manifest, "' is unreadable (", e.what(), "); ", Field{"overwrite"}, " discards the unfinished run in '",
+         dir_, "'");
   }
   auto differ = [&](const std::string& name, const std::string& was, const std::string& now) {
     fail("'", dir_, "' holds an unfinished run of ", option, " with different settings: ", name, " was '", shorten(was),
-         "', now '", shorten(now), "'; re-run with the same settings to resume, or start over with ", Field{"overwrite"});
+         "', now '", shorten(now), "'; re-run with the same settings to resume, or start over with ",
+         Field{"overwrite"});
   };
   for (const auto& [name, value] : settings_) {
     auto it = std::find_if(old.begin(), old.end(), [&](const auto& p) { return p.first == name; });

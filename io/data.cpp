@@ -79,8 +79,8 @@ std::unique_ptr<Dataset> open_idx(const std::string& path, const DatasetOptions&
          " pixel bytes promised, the ", raw ? "" : "compressed ", "file has ", file_size, " bytes");
   torch::Tensor images = torch::empty({n, 1, h, w}, torch::TensorOptions().dtype(torch::kByte));
   if (!gz_read_exact(f.get(), images.data_ptr<uint8_t>(), need, path))
-    fail("idx '", path, "' is truncated: header promises ", n, "x", h, "x", w, " = ", need,
-         " pixel bytes", fix_truncation(f.get()));
+    fail("idx '", path, "' is truncated: header promises ", n, "x", h, "x", w, " = ", need, " pixel bytes",
+         fix_truncation(f.get()));
   uint8_t extra;
   if (gzread(f.get(), &extra, 1) != 0)
     fail("idx '", path, "': data continues after the ", n, "x", h, "x", w,
@@ -116,8 +116,8 @@ std::unique_ptr<Dataset> from_array(const NpyArray& array, const std::string& ki
     if (nhwc) t = t.permute({0, 3, 1, 2});
     layout = nhwc ? "NHWC" : "NCHW";
   } else {
-    fail(kind, " '", path, "': expected images [N, H, W], [N, C, H, W] or [N, H, W, C], got shape [",
-         shape_text(s), "]");
+    fail(kind, " '", path, "': expected images [N, H, W], [N, C, H, W] or [N, H, W, C], got shape [", shape_text(s),
+         "]");
   }
   std::string note = (is_u8 ? "uint8 " : "float ") + layout;
   if (is_float) {

@@ -6,8 +6,8 @@
 #include <filesystem>
 
 #include "io/dataset_util.h"
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 #include "scoreflow/image.h"
 
 namespace scoreflow::io::detail {
@@ -72,8 +72,8 @@ std::unique_ptr<Dataset> open_image_folder(const std::string& dir, const Dataset
     if (img.size(0) != h0 || img.size(1) != w0) {
       if (!resizes(options)) {
         if (options.shape.empty() || h0 != options.shape[1] || w0 != options.shape[2])
-          fail("image folder '", dir, "' has mixed shapes: '", file, "' is ", img.size(0), "x", img.size(1),
-               " but '", first, "' is ", h0, "x", w0, " (ask for a shape with resize to resize + centre-crop)");
+          fail("image folder '", dir, "' has mixed shapes: '", file, "' is ", img.size(0), "x", img.size(1), " but '",
+               first, "' is ", h0, "x", w0, " (ask for a shape with resize to resize + centre-crop)");
         fail_mismatch("image '" + file + "' is " + std::to_string(channels) + "x" + std::to_string(img.size(0)) + "x" +
                           std::to_string(img.size(1)),
                       {channels, img.size(0), img.size(1)}, options);
@@ -82,8 +82,7 @@ std::unique_ptr<Dataset> open_image_folder(const std::string& dir, const Dataset
     }
     images.push_back(img);
   }
-  if (images.empty())
-    fail("image folder '", dir, "': all ", files.size(), " image files were unreadable and skipped");
+  if (images.empty()) fail("image folder '", dir, "': all ", files.size(), " image files were unreadable and skipped");
   torch::Tensor stored = torch::stack(images).permute({0, 3, 1, 2}).contiguous();
   std::string note = "uint8";
   if (resizes(options) && !options.shape.empty()) note += ", resized + centre-cropped where needed";

@@ -25,8 +25,9 @@ void check_options(const DatasetOptions& options, const std::string& path) {
   if (options.shape.empty()) return;
   bool ok = options.shape.size() == 3;
   for (int64_t d : options.shape) ok = ok && d > 0;
-  if (!ok) fail("dataset '", path, "': wanted shape must be [C, H, W] with positive sizes, got [",
-                shape_text(options.shape), "]");
+  if (!ok)
+    fail("dataset '", path, "': wanted shape must be [C, H, W] with positive sizes, got [", shape_text(options.shape),
+         "]");
 }
 
 std::vector<int64_t> target_shape(const std::vector<int64_t>& stored, const DatasetOptions& options,
@@ -34,8 +35,8 @@ std::vector<int64_t> target_shape(const std::vector<int64_t>& stored, const Data
   if (options.shape.empty()) return stored;
   const std::vector<int64_t>& want = options.shape;
   const int64_t from = stored[0], to = want[0];
-  const bool channels_ok = from == to || (from == 1 && to == 3) || (from == 3 && to == 1) ||
-                           (from == 4 && (to == 3 || to == 1));
+  const bool channels_ok =
+      from == to || (from == 1 && to == 3) || (from == 3 && to == 1) || (from == 4 && (to == 3 || to == 1));
   if (!channels_ok)
     fail("dataset '", path, "' holds ", shape_text(stored), " items but ", shape_text(want),
          " was asked for: cannot convert ", from, " channels to ", to, " (only 1->3, 3->1, 4->3, 4->1)");
@@ -82,8 +83,8 @@ torch::Tensor resize_center_crop(const torch::Tensor& hwc, int64_t th, int64_t t
     ok = stbir_resize_uint8(src, int(cw), int(ch), int(w * c), out.data_ptr<uint8_t>(), int(tw), int(th), 0, int(c));
   } else {
     const float* src = in.data_ptr<float>() + (y0 * w + x0) * c;
-    ok = stbir_resize_float(src, int(cw), int(ch), int(w * c * sizeof(float)), out.data_ptr<float>(),
-                            int(tw), int(th), 0, int(c));
+    ok = stbir_resize_float(src, int(cw), int(ch), int(w * c * sizeof(float)), out.data_ptr<float>(), int(tw), int(th),
+                            0, int(c));
   }
   if (!ok) fail("resize: stb_image_resize failed for ", h, "x", w, " -> ", th, "x", tw);
   return out;
@@ -91,8 +92,12 @@ torch::Tensor resize_center_crop(const torch::Tensor& hwc, int64_t th, int64_t t
 
 TensorDataset::TensorDataset(torch::Tensor stored_nchw, std::string kind, std::string path, std::string note,
                              const DatasetOptions& options, int64_t skipped)
-    : stored_(std::move(stored_nchw)), kind_(std::move(kind)), path_(std::move(path)), note_(std::move(note)),
-      options_(options), skipped_(skipped) {
+    : stored_(std::move(stored_nchw)),
+      kind_(std::move(kind)),
+      path_(std::move(path)),
+      note_(std::move(note)),
+      options_(options),
+      skipped_(skipped) {
   if (stored_.dim() != 4 || stored_.size(0) == 0)
     fail("dataset '", path_, "' holds no images (stored shape ", stored_.sizes(), ")");
   target_ = target_shape({stored_.size(1), stored_.size(2), stored_.size(3)}, options_, path_);

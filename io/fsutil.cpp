@@ -69,8 +69,7 @@ void AtomicFile::commit() {
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) fail("cannot write '", path_, "': close: ", errno_text(errno));
-  if (::rename(temp_.c_str(), path_.c_str()) != 0)
-    fail("cannot write '", path_, "': rename: ", errno_text(errno));
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) fail("cannot write '", path_, "': rename: ", errno_text(errno));
   committed_ = true;
 }
 

@@ -7,8 +7,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 
 namespace scoreflow::io {
 namespace {
@@ -24,7 +24,9 @@ void check_range(double lo, double hi, const char* fn) {
 /// that the (uncompressed) pixel array the header promises is actually there.
 void check_bmp_complete(const std::vector<uint8_t>& b, const std::string& path) {
   if (b.size() < 54 || b[0] != 'B' || b[1] != 'M') return;
-  auto u32 = [&](size_t o) { return uint32_t(b[o]) | uint32_t(b[o + 1]) << 8 | uint32_t(b[o + 2]) << 16 | uint32_t(b[o + 3]) << 24; };
+  auto u32 = [&](size_t o) {
+    return uint32_t(b[o]) | uint32_t(b[o + 1]) << 8 | uint32_t(b[o + 2]) << 16 | uint32_t(b[o + 3]) << 24;
+  };
   const uint32_t data_offset = u32(10), compression = u32(30);
   const int64_t width = static_cast<int32_t>(u32(18)), height = static_cast<int32_t>(u32(22));
   const int64_t bpp = b[28] | b[29] << 8;
@@ -98,8 +100,8 @@ torch::Tensor make_grid(const torch::Tensor& images, int ncols, int padding, uin
   cols = std::min(cols, n);  // never draw empty columns
   const int64_t rows = (n + cols - 1) / cols;
   // Padding only between tiles; unused cells of the last row are pad_value.
-  torch::Tensor grid = torch::full({rows * h + (rows - 1) * padding, cols * w + (cols - 1) * padding, c},
-                                   pad_value, torch::TensorOptions().dtype(torch::kByte));
+  torch::Tensor grid = torch::full({rows * h + (rows - 1) * padding, cols * w + (cols - 1) * padding, c}, pad_value,
+                                   torch::TensorOptions().dtype(torch::kByte));
   const torch::Tensor src = images.to(torch::kCPU);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t y = (i / cols) * (h + padding), x = (i % cols) * (w + padding);
@@ -137,7 +139,9 @@ torch::Tensor read_image(const std::string& path, int channels) {
     // other formats ("unknown image type"); read the IHDR size so that the error says why.
     static const uint8_t kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (bytes.size() >= 24 && std::memcmp(bytes.data(), kPng, 8) == 0 && std::memcmp(&bytes[12], "IHDR", 4) == 0) {
-      auto be32 = [&](size_t o) { return uint32_t(bytes[o]) << 24 | bytes[o + 1] << 16 | bytes[o + 2] << 8 | bytes[o + 3]; };
+      auto be32 = [&](size_t o) {
+        return uint32_t(bytes[o]) << 24 | bytes[o + 1] << 16 | bytes[o + 2] << 8 | bytes[o + 3];
+      };
       w = static_cast<int>(std::min<uint32_t>(be32(16), INT_MAX));
       h = static_cast<int>(std::min<uint32_t>(be32(20), INT_MAX));
       if (w > kMaxSide || h > kMaxSide || int64_t(w) * h > kMaxPixels)

@@ -6,9 +6,9 @@
 #include <cstring>
 #include <limits>
 
+#include "io/fsutil.h"
 #include "io/npy_detail.h"
 #include "scoreflow/error.h"
-#include "io/fsutil.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "scoreflow's .npy code copies little-endian bytes as they are; port it for this host"
@@ -26,9 +26,8 @@ struct DtypeInfo {
   torch::ScalarType scalar;
 };
 const DtypeInfo kDtypes[] = {
-    {"<f4", 4, torch::kFloat}, {"<f8", 8, torch::kDouble}, {"<f2", 2, torch::kHalf},
-    {"|u1", 1, torch::kByte},  {"|i1", 1, torch::kChar},   {"<i4", 4, torch::kInt},
-    {"<i8", 8, torch::kLong},  {"|b1", 1, torch::kBool},
+    {"<f4", 4, torch::kFloat}, {"<f8", 8, torch::kDouble}, {"<f2", 2, torch::kHalf}, {"|u1", 1, torch::kByte},
+    {"|i1", 1, torch::kChar},  {"<i4", 4, torch::kInt},    {"<i8", 8, torch::kLong}, {"|b1", 1, torch::kBool},
 };
 
 std::string supported_list() {
@@ -112,8 +111,7 @@ std::string canonical_descr(std::string descr, const std::string& what) {
   if (descr.size() >= 2 && descr[0] == '=') descr[0] = '<';  // native order on a little-endian host
   if (find_dtype(descr)) return descr;
   if (descr.find('O') != std::string::npos)
-    fail("'", what, "': object arrays (dtype '", descr, "') cannot be read without Python; save a ",
-         "numeric array");
+    fail("'", what, "': object arrays (dtype '", descr, "') cannot be read without Python; save a ", "numeric array");
   if (!descr.empty() && descr[0] == '>')
     fail("'", what, "': big-endian dtype '", descr, "' is not supported; convert with ",
          "arr.astype(arr.dtype.newbyteorder('<'))");
@@ -141,8 +139,7 @@ uint64_t npy_element_count(const std::vector<int64_t>& shape, const std::string&
 
 std::string npy_header(const NpyArray& array) {
   std::string shape = "(";
-  for (size_t i = 0; i < array.shape.size(); ++i)
-    shape += (i ? ", " : "") + std::to_string(array.shape[i]);
+  for (size_t i = 0; i < array.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(array.shape[i]);
   if (array.shape.size() == 1) shape += ",";
   shape += ")";
   std::string dict = "{'descr': '" + array.dtype + "', 'fortran_order': False, 'shape': " + shape + ", }";
@@ -203,13 +200,11 @@ NpyArray parse_npy(const uint8_t* data, size_t size, const std::string& what) {
     }
   }
   if (!have_descr || !have_order || !have_shape) p.bad("missing descr, fortran_order or shape");
-  if (fortran)
-    fail("'", what, "': Fortran-order arrays are not supported; save np.ascontiguousarray(arr)");
+  if (fortran) fail("'", what, "': Fortran-order arrays are not supported; save np.ascontiguousarray(arr)");
 
   const uint64_t bytes = npy_element_count(array.shape, what) * npy_itemsize(array.dtype, what);
   if (bytes > size - offset)
-    fail("'", what, "': truncated .npy data (header promises ", bytes, " bytes, ", size - offset,
-         " present)");
+    fail("'", what, "': truncated .npy data (header promises ", bytes, " bytes, ", size - offset, " present)");
   array.data.assign(data + offset, data + offset + bytes);
   return array;
 }
@@ -218,8 +213,7 @@ std::string serialize_npy(const NpyArray& array) {
   const std::string what = "serialize_npy";
   const uint64_t bytes = npy_element_count(array.shape, what) * npy_itemsize(array.dtype, what);
   if (bytes != array.data.size())
-    fail("serialize_npy: shape and dtype ", array.dtype, " need ", bytes, " bytes, data has ",
-         array.data.size());
+    fail("serialize_npy: shape and dtype ", array.dtype, " need ", bytes, " bytes, data has ", array.data.size());
   std::string out = npy_header(array);
   out.append(reinterpret_cast<const char*>(array.data.data()), array.data.size());
   return out;
@@ -233,8 +227,8 @@ NpyArray read_npy(const std::string& path) {
 void write_npy(const std::string& path, const NpyArray& array) {
   const uint64_t bytes = npy_element_count(array.shape, path) * npy_itemsize(array.dtype, path);
   if (bytes != array.data.size())
-    fail("cannot write '", path, "': shape and dtype ", array.dtype, " need ", bytes,
-         " bytes, data has ", array.data.size());
+    fail("cannot write '", path, "': shape and dtype ", array.dtype, " need ", bytes, " bytes, data has ",
+         array.data.size());
   AtomicFile file(path);
   const std::string header = npy_header(array);
   file.write(header.data(), header.size());
@@ -247,8 +241,7 @@ torch::Tensor to_tensor(const NpyArray& array) {
   if (!d) fail("to_tensor: unsupported dtype '", array.dtype, "' (supported: ", supported_list(), ")");
   const uint64_t bytes = npy_element_count(array.shape, "to_tensor") * d->itemsize;
   if (bytes != array.data.size())
-    fail("to_tensor: shape and dtype ", array.dtype, " need ", bytes, " bytes, data has ",
-         array.data.size());
+    fail("to_tensor: shape and dtype ", array.dtype, " need ", bytes, " bytes, data has ", array.data.size());
   // Bools are copied as bytes and normalised: a byte other than 0/1 in a torch bool is undefined.
   const auto storage_type = d->scalar == torch::kBool ? torch::kByte : d->scalar;
   torch::Tensor t = torch::empty(array.shape, torch::TensorOptions().dtype(storage_type));

@@ -7,9 +7,9 @@
 #include <cstring>
 #include <limits>
 
+#include "io/fsutil.h"
 #include "io/npy_detail.h"
 #include "scoreflow/error.h"
-#include "io/fsutil.h"
 #include "scoreflow/npy.h"
 
 namespace scoreflow::io {
@@ -55,8 +55,7 @@ Directory find_directory(const Reader& r, const std::string& path) {
     Directory d{r.le(pos + 10, 2, "end record"), r.le(pos + 16, 4, "end record")};
     if (pos >= 20 && r.le(pos - 20, 4, "zip64 locator") == kLocator64Sig) {
       const uint64_t end64 = r.le(pos - 20 + 8, 8, "zip64 locator");
-      if (r.le(end64, 4, "zip64 end record") != kEnd64Sig)
-        fail("'", path, "': broken .npz (bad zip64 end record)");
+      if (r.le(end64, 4, "zip64 end record") != kEnd64Sig) fail("'", path, "': broken .npz (bad zip64 end record)");
       d.entries = r.le(end64 + 32, 8, "zip64 end record");
       d.offset = r.le(end64 + 48, 8, "zip64 end record");
     }
@@ -65,8 +64,7 @@ Directory find_directory(const Reader& r, const std::string& path) {
   fail("'", path, "' is not a .npz/zip archive (no end-of-central-directory record)");
 }
 
-std::vector<uint8_t> inflate_raw(const uint8_t* src, uint64_t csize, uint64_t usize,
-                                 const std::string& where) {
+std::vector<uint8_t> inflate_raw(const uint8_t* src, uint64_t csize, uint64_t usize, const std::string& where) {
   // Deflate cannot expand data more than ~1032:1; a larger claim is a lie, not a reason to
   // allocate gigabytes.
   if (usize > csize * 1032 + 1024) fail(where, ": uncompressed size ", usize, " is impossible");
@@ -81,7 +79,8 @@ std::vector<uint8_t> inflate_raw(const uint8_t* src, uint64_t csize, uint64_t us
   int rc = Z_OK;
   for (;;) {
     if (zs.avail_in == 0 && in_left) zs.avail_in = static_cast<uInt>(std::min(in_left, cap)), in_left -= zs.avail_in;
-    if (zs.avail_out == 0 && out_left) zs.avail_out = static_cast<uInt>(std::min(out_left, cap)), out_left -= zs.avail_out;
+    if (zs.avail_out == 0 && out_left)
+      zs.avail_out = static_cast<uInt>(std::min(out_left, cap)), out_left -= zs.avail_out;
     rc = inflate(&zs, Z_NO_FLUSH);
     // Z_BUF_ERROR: input exhausted (truncated) or output full (larger than the directory says).
     if (rc != Z_OK) break;

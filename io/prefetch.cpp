@@ -17,7 +17,7 @@ namespace scoreflow::io {
 #ifdef SCOREFLOW_WITH_CUDA
 struct RowPrefetcher::Cuda {
   c10::cuda::CUDAStream side;
-  torch::Tensor buffer[2];       // allocated on the current stream, written on `side`
+  torch::Tensor buffer[2];        // allocated on the current stream, written on `side`
   at::cuda::CUDAEvent copied[2];  // buffer k holds its batch (recorded on `side`)
   at::cuda::CUDAEvent released;   // the current stream's work queued so far (recorded on it)
   explicit Cuda(torch::Device device) : side(c10::cuda::getStreamFromPool(false, device.index())) {}

@@ -29,7 +29,8 @@ std::vector<uint64_t> parse_seeds(const std::string& text) {
     if (hi < lo) fail("malformed ", Field{"seeds"}, " '", text, "': range ", item, " is descending");
     if (hi - lo >= 10000000) fail("malformed ", Field{"seeds"}, " '", text, "': range ", item, " is too large");
     // Checked before expanding: thirty "0-9999999" items would otherwise take 2.4 GB first.
-    if (seeds.size() + (hi - lo + 1) > 10000000) fail(Field{"seeds"}, " '", text, "' names more than 10 million samples");
+    if (seeds.size() + (hi - lo + 1) > 10000000)
+      fail(Field{"seeds"}, " '", text, "' names more than 10 million samples");
     for (uint64_t s = lo; s <= hi; ++s) seeds.push_back(s);
   }
   if (seeds.size() > 10000000) fail(Field{"seeds"}, " '", text, "' names more than 10 million samples");

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/fsutil.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
-#include "io/fsutil.h"
 
 namespace scoreflow {
 
@@ -258,9 +258,8 @@ void check_amed_record(const AmedRecord& r, const Model& model, const std::vecto
     fail(source, " was trained for schedule ", r.schedule, ", the model has ", schedule, ": field 'schedule' differs");
   if (r.sigmas.size() != sigmas.size())
     fail(source, " was trained for ", r.sigmas.size() - 1, " steps on sigmas ", grid_text(r.sigmas), "; this grid has ",
-         sigmas.size() - 1, " steps ", grid_text(sigmas),
-         ": field 'sigmas' differs (use the training ", Field{"steps"}, "/", Field{"schedule"},
-         r.schedule_name.empty() ? "" : " " + r.schedule_name, ")");
+         sigmas.size() - 1, " steps ", grid_text(sigmas), ": field 'sigmas' differs (use the training ", Field{"steps"},
+         "/", Field{"schedule"}, r.schedule_name.empty() ? "" : " " + r.schedule_name, ")");
   for (size_t i = 0; i < sigmas.size(); ++i)
     if (std::abs(r.sigmas[i] - sigmas[i]) > 1e-9 * std::max(std::abs(r.sigmas[i]), 1e-300))
       fail(source, " was trained on sigmas ", grid_text(r.sigmas), "; this grid has ", grid_text(sigmas), " (position ",

@@ -20,8 +20,7 @@ void check_eta(double eta) {
 }
 
 void check_range(const DataRange& range) {
-  if (!(range.hi > range.lo))
-    fail("data range needs lo < hi, got [", range.lo, ", ", range.hi, "]");
+  if (!(range.hi > range.lo)) fail("data range needs lo < hi, got [", range.lo, ", ", range.hi, "]");
 }
 
 }  // namespace
@@ -43,21 +42,19 @@ StepCoefficients step_coefficients(const DiscreteChain& chain, int64_t s, int64_
 }
 
 double cov_x0_from_gamma(const DiscreteChain& chain, int64_t t, double gamma_eps) {
-  if (t < 1 || t > chain.num_steps())
-    fail("cov_x0_from_gamma: t = ", t, " is outside [1, ", chain.num_steps(), "]");
+  if (t < 1 || t > chain.num_steps()) fail("cov_x0_from_gamma: t = ", t, " is outside [1, ", chain.num_steps(), "]");
   return chain.beta_bar(t) / chain.alpha_bar(t) * (1.0 - gamma_eps);
 }
 
-VarianceBounds variance_bounds(const DiscreteChain& chain, int64_t s, int64_t t, double eta,
-                               const DataRange& range) {
+VarianceBounds variance_bounds(const DiscreteChain& chain, int64_t s, int64_t t, double eta, const DataRange& range) {
   check_range(range);
   const StepCoefficients c = step_coefficients(chain, s, t, eta);
   const double cov_max = std::min(chain.beta_bar(t) / chain.alpha_bar(t), range.max_var());
   return {c.lambda2, c.lambda2 + c.gamma * c.gamma * cov_max};
 }
 
-double analytic_variance(const DiscreteChain& chain, int64_t s, int64_t t, double gamma_eps,
-                         double eta, const DataRange& range, bool clip) {
+double analytic_variance(const DiscreteChain& chain, int64_t s, int64_t t, double gamma_eps, double eta,
+                         const DataRange& range, bool clip) {
   check_range(range);
   if (!std::isfinite(gamma_eps)) fail("analytic_variance: Gamma at t = ", t, " is ", gamma_eps);
   const StepCoefficients c = step_coefficients(chain, s, t, eta);
@@ -75,16 +72,14 @@ double sigma2_clip_threshold(double y) {
 
 namespace {
 
-torch::Tensor variance_from_cov(const StepCoefficients& c, const torch::Tensor& cov,
-                                const DataRange& range) {
+torch::Tensor variance_from_cov(const StepCoefficients& c, const torch::Tensor& cov, const DataRange& range) {
   return c.lambda2 + c.gamma * c.gamma * cov.clamp(0.0, range.max_var());
 }
 
 }  // namespace
 
-torch::Tensor sn_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t,
-                              const torch::Tensor& h, const torch::Tensor& eps_hat, double eta,
-                              const DataRange& range) {
+torch::Tensor sn_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t, const torch::Tensor& h,
+                              const torch::Tensor& eps_hat, double eta, const DataRange& range) {
   check_range(range);
   if (!h.sizes().equals(eps_hat.sizes()))
     fail("sn_dpm_variance: h ", h.sizes(), " and eps_hat ", eps_hat.sizes(), " differ in shape");
@@ -94,8 +89,8 @@ torch::Tensor sn_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t,
   return variance_from_cov(c, scale * (h - eps_hat * eps_hat), range);
 }
 
-torch::Tensor npr_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t,
-                               const torch::Tensor& g, double eta, const DataRange& range) {
+torch::Tensor npr_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t, const torch::Tensor& g, double eta,
+                               const DataRange& range) {
   check_range(range);
   const StepCoefficients c = step_coefficients(chain, s, t, eta);
   const double scale = chain.beta_bar(t) / chain.alpha_bar(t);

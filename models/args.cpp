@@ -19,8 +19,7 @@ double to_double(const std::string& text, const std::string& what) {
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(begin, &end);
-  if (text.empty() || end != begin + text.size() || errno == ERANGE)
-    fail(what, ": '", text, "' is not a number");
+  if (text.empty() || end != begin + text.size() || errno == ERANGE) fail(what, ": '", text, "' is not a number");
   return v;
 }
 
@@ -31,8 +30,7 @@ KeyValueArgs::KeyValueArgs(const std::string& text, const std::string& what) : w
   for (const std::string& raw : split(text, ',')) {
     std::string item = trim(raw);
     size_t eq = item.find('=');
-    if (eq == std::string::npos || eq == 0)
-      fail("malformed ", what, " item '", item, "' (expected key=value)");
+    if (eq == std::string::npos || eq == 0) fail("malformed ", what, " item '", item, "' (expected key=value)");
     values_[trim(item.substr(0, eq))] = trim(item.substr(eq + 1));
   }
 }
@@ -73,8 +71,7 @@ std::string KeyValueArgs::get_string(const std::string& key, const std::string& 
   return v ? *v : fallback;
 }
 
-std::vector<double> KeyValueArgs::get_list(const std::string& key,
-                                           const std::vector<double>& fallback) const {
+std::vector<double> KeyValueArgs::get_list(const std::string& key, const std::vector<double>& fallback) const {
   const std::string* v = find(key);
   if (!v) return fallback;
   std::string text = *v;
@@ -89,8 +86,8 @@ void KeyValueArgs::finish(const std::string& owner) const {
     if (std::find(asked_.begin(), asked_.end(), key) == asked_.end()) {
       std::vector<std::string> valid = asked_;
       std::sort(valid.begin(), valid.end());
-      fail("unknown ", what_, " '", key, "' for ", owner, "; valid: ",
-           valid.empty() ? std::string("(none)") : join(valid));
+      fail("unknown ", what_, " '", key, "' for ", owner,
+           "; valid: ", valid.empty() ? std::string("(none)") : join(valid));
     }
   }
 }

@@ -4,9 +4,9 @@
 
 #include <cmath>
 
+#include "mixture_posterior.h"
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
-#include "mixture_posterior.h"
 
 namespace scoreflow {
 namespace {
@@ -24,7 +24,8 @@ torch::Tensor sigma_column(const std::vector<double>& sigma, int64_t batch, int6
 NoiseSchedule builtin_schedule(const KeyValueArgs& args) {
   std::string type = args.get_string("schedule", "edm");
   if (type == "edm") return NoiseSchedule::edm(args.get_double("sigma_min", 0.002), args.get_double("sigma_max", 80));
-  if (type == "vp_discrete") return NoiseSchedule::vp_discrete("linear", 1e-4, 0.02, args.get_int("num_train_steps", 1000));
+  if (type == "vp_discrete")
+    return NoiseSchedule::vp_discrete("linear", 1e-4, 0.02, args.get_int("num_train_steps", 1000));
   if (type == "vp_linear") return NoiseSchedule::vp_linear();
   if (type == "ve") return NoiseSchedule::ve(args.get_double("sigma_min", 0.01), args.get_double("sigma_max", 50));
   fail("unknown builtin schedule '", type, "'; valid: edm, vp_discrete, vp_linear, ve");
@@ -38,7 +39,8 @@ std::vector<int64_t> to_shape(const std::vector<double>& v, const std::string& w
     shape.push_back(static_cast<int64_t>(d));
     numel *= shape.back();
   }
-  if (shape.empty() || shape.size() > 4 || numel > (1 << 24)) fail(what, ": shape must have 1-4 entries and < 2^24 elements");
+  if (shape.empty() || shape.size() > 4 || numel > (1 << 24))
+    fail(what, ": shape must have 1-4 entries and < 2^24 elements");
   return shape;
 }
 
@@ -71,12 +73,24 @@ torch::Tensor pattern_means(int k, const std::vector<int64_t>& shape, uint64_t s
     torch::Tensor dist = ((yy - cy).pow(2) + (xx - cx).pow(2)).sqrt();
     torch::Tensor mask;
     switch (i % 6) {
-      case 0: mask = (dist < r); break;
-      case 1: mask = (dist < r) & (dist > r - 0.3); break;
-      case 2: mask = torch::sin((yy * (2 + 3 * u(3))) * kPi) > 0; break;
-      case 3: mask = ((yy - cy).abs() < r * 0.8) & ((xx - cx).abs() < r * 0.8); break;
-      case 4: mask = (yy + xx - cy - cx).abs() < r * 0.6; break;
-      default: mask = (torch::sin(yy * 2 * kPi) * torch::sin(xx * 2 * kPi)) > 0; break;
+      case 0:
+        mask = (dist < r);
+        break;
+      case 1:
+        mask = (dist < r) & (dist > r - 0.3);
+        break;
+      case 2:
+        mask = torch::sin((yy * (2 + 3 * u(3))) * kPi) > 0;
+        break;
+      case 3:
+        mask = ((yy - cy).abs() < r * 0.8) & ((xx - cx).abs() < r * 0.8);
+        break;
+      case 4:
+        mask = (yy + xx - cy - cx).abs() < r * 0.6;
+        break;
+      default:
+        mask = (torch::sin(yy * 2 * kPi) * torch::sin(xx * 2 * kPi)) > 0;
+        break;
     }
     torch::Tensor m = mask.to(torch::kFloat64);
     for (int64_t ch = 0; ch < c; ++ch) {
@@ -99,8 +113,12 @@ torch::Tensor point_means(int k, int64_t d, uint64_t seed) {
 
 GaussianMixtureModel::GaussianMixtureModel(std::string name, std::string summary, torch::Tensor means,
                                            torch::Tensor variances, torch::Tensor weights, ModelMetadata metadata)
-    : name_(std::move(name)), summary_(std::move(summary)), means_(means.to(torch::kFloat64).contiguous()),
-      vars_(variances.to(torch::kFloat64).contiguous()), weights_(weights.to(torch::kFloat64)), meta_(std::move(metadata)) {
+    : name_(std::move(name)),
+      summary_(std::move(summary)),
+      means_(means.to(torch::kFloat64).contiguous()),
+      vars_(variances.to(torch::kFloat64).contiguous()),
+      weights_(weights.to(torch::kFloat64)),
+      meta_(std::move(metadata)) {
   if (means_.dim() != 2 || vars_.sizes() != means_.sizes() || weights_.numel() != means_.size(0))
     fail("builtin mixture: inconsistent means/variances/weights shapes");
   if (!(vars_.min().item<double>() > 0)) fail("builtin mixture: variances must be > 0");
@@ -109,14 +127,15 @@ GaussianMixtureModel::GaussianMixtureModel(std::string name, std::string summary
     isotropic_ = std::make_shared<const IsotropicMixture>(means_, per_component, weights_.log());
 }
 
-GaussianMixtureModel::Posterior GaussianMixtureModel::posterior(const torch::Tensor& x, const std::vector<double>& sigma,
-                                                                bool want_mean, bool want_resp,
-                                                                torch::ScalarType mean_type) const {
+GaussianMixtureModel::Posterior GaussianMixtureModel::posterior(const torch::Tensor& x,
+                                                                const std::vector<double>& sigma, bool want_mean,
+                                                                bool want_resp, torch::ScalarType mean_type) const {
   const int64_t b = x.size(0);
   if (sigma.size() != 1 && static_cast<int64_t>(sigma.size()) != b)
     fail(name_, ": ", sigma.size(), " sigmas for a batch of ", b);
   const int64_t d = means_.size(1);
-  if (x.numel() != b * d) fail(name_, ": input has ", x.numel() / std::max<int64_t>(b, 1), " values per sample, the model ", d);
+  if (x.numel() != b * d)
+    fail(name_, ": input has ", x.numel() / std::max<int64_t>(b, 1), " values per sample, the model ", d);
   // The fast kernel has no autograd; a caller differentiating through D (the Lipschitz estimate of
   // eval wbound) gets the element-wise torch formulation below, which gives the same values.
   if (isotropic_ && !(at::GradMode::is_enabled() && x.requires_grad())) {
@@ -142,7 +161,8 @@ GaussianMixtureModel::Posterior GaussianMixtureModel::posterior(const torch::Ten
     if (want_mean) mean.push_back((r.unsqueeze(-1) * (mu + v / total * diff)).sum(1));
     if (want_resp) resp.push_back(r);
   }
-  return {torch::cat(log_norm), want_mean ? torch::cat(mean) : torch::Tensor(), want_resp ? torch::cat(resp) : torch::Tensor()};
+  return {torch::cat(log_norm), want_mean ? torch::cat(mean) : torch::Tensor(),
+          want_resp ? torch::cat(resp) : torch::Tensor()};
 }
 
 torch::Tensor GaussianMixtureModel::denoise(const torch::Tensor& x, const std::vector<double>& sigma,
@@ -151,7 +171,7 @@ torch::Tensor GaussianMixtureModel::denoise(const torch::Tensor& x, const std::v
 }
 
 torch::Tensor GaussianMixtureModel::features(const torch::Tensor& x, const std::vector<double>& sigma,
-                                              const torch::Tensor&) const {
+                                             const torch::Tensor&) const {
   if (!has_features()) Model::features(x, sigma, {});  // throws: no features
   return posterior(x, sigma, false, true).resp.to(x.device(), torch::kFloat32);
 }
@@ -183,13 +203,14 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
     if (!(std_min > 0 && std_max > 0)) fail(full, ": std must be > 0");
     int64_t d = 1;
     for (int64_t s : shape) d *= s;
-    torch::Tensor stds = d > 1 ? torch::linspace(std_min, std_max, d, torch::kFloat64) : torch::full({1}, std_min, torch::kFloat64);
+    torch::Tensor stds =
+        d > 1 ? torch::linspace(std_min, std_max, d, torch::kFloat64) : torch::full({1}, std_min, torch::kFloat64);
     NoiseSchedule schedule = builtin_schedule(args);
     double lo = args.get_double("lo", -1), hi = args.get_double("hi", 1);
     args.finish(full);
     std::ostringstream summary;
-    summary << "Gaussian N(" << mean << ", " << (std_min == std_max ? std::to_string(std_min) + "^2 I" : "diag") << ") in shape "
-            << c10::IntArrayRef(shape) << ", exact denoiser";
+    summary << "Gaussian N(" << mean << ", " << (std_min == std_max ? std::to_string(std_min) + "^2 I" : "diag")
+            << ") in shape " << c10::IntArrayRef(shape) << ", exact denoiser";
     model = std::make_shared<GaussianMixtureModel>(full, summary.str(), torch::full({1, d}, mean, torch::kFloat64),
                                                    stds.pow(2).reshape({1, d}), torch::ones({1}, torch::kFloat64),
                                                    builtin_metadata(shape, schedule, lo, hi));
@@ -209,8 +230,7 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
         full,
         std::to_string(k) + "-component Gaussian mixture of " + (shape.size() == 3 ? "image patterns" : "points") +
             ", exact denoiser",
-        means,
-        torch::full_like(means, std * std), torch::full({k}, 1.0 / k, torch::kFloat64),
+        means, torch::full_like(means, std * std), torch::full({k}, 1.0 / k, torch::kFloat64),
         builtin_metadata(shape, schedule, -1, 1, features));
   } else if (name == "ring8") {
     double radius = args.get_double("radius", 2.0), std = args.get_double("std", 0.1);
@@ -236,11 +256,16 @@ std::shared_ptr<GaussianMixtureModel> make_builtin(const std::string& spec_in) {
 }
 
 std::vector<std::pair<std::string, std::string>> builtin_models() {
-  return {{"gaussian", "N(mean, std^2 I) (or diagonal: std_min..std_max) in any shape; args shape=2, mean, std, schedule"},
-          {"gmm", "mixture of k image patterns (default 3x32x32, k=8, std=0.05), writes PNG grids; shape=D (e.g. 2): "
-                  "k points in [-0.8, 0.8]^D; args shape, k, std, seed, features (true: posterior responsibilities as AMED features)"},
-          {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1); args radius, std, features"},
-          {"empirical", "exact denoiser of a dataset's smoothed empirical distribution (memorises it); args data=PATH, limit, pad, pad_value"}};
+  return {
+      {"gaussian", "N(mean, std^2 I) (or diagonal: std_min..std_max) in any shape; args shape=2, mean, std, schedule"},
+      {"gmm",
+       "mixture of k image patterns (default 3x32x32, k=8, std=0.05), writes PNG grids; shape=D (e.g. 2): "
+       "k points in [-0.8, 0.8]^D; args shape, k, std, seed, features (true: posterior responsibilities as AMED "
+       "features)"},
+      {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1); args radius, std, features"},
+      {"empirical",
+       "exact denoiser of a dataset's smoothed empirical distribution (memorises it); args data=PATH, limit, pad, "
+       "pad_value"}};
 }
 
 }  // namespace scoreflow

@@ -42,10 +42,14 @@ torch::ScalarType parse_inference_dtype(const std::string& name) {
 
 std::string inference_dtype_name(torch::ScalarType dtype) {
   switch (dtype) {
-    case torch::kFloat32: return "fp32";
-    case torch::kHalf: return "fp16";
-    case torch::kBFloat16: return "bf16";
-    default: return c10::toString(dtype);
+    case torch::kFloat32:
+      return "fp32";
+    case torch::kHalf:
+      return "fp16";
+    case torch::kBFloat16:
+      return "bf16";
+    default:
+      return c10::toString(dtype);
   }
 }
 
@@ -243,10 +247,14 @@ void Denoiser::record_extremes(const torch::Tensor& x, const torch::Tensor& out,
   if (!extremes_.defined()) extremes_ = torch::empty({check_every_, 4}, x.options());
   torch::Tensor row = extremes_[static_cast<int64_t>(pending_.size())];
   torch::Tensor lo_x = row[0], hi_x = row[1], lo_d = row[2], hi_d = row[3];
-  if (x.numel() > 0) at::aminmax_out(lo_x, hi_x, x);
-  else row.narrow(0, 0, 2).zero_();
-  if (out.numel() > 0) at::aminmax_out(lo_d, hi_d, out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type()));
-  else row.narrow(0, 2, 2).zero_();
+  if (x.numel() > 0)
+    at::aminmax_out(lo_x, hi_x, x);
+  else
+    row.narrow(0, 0, 2).zero_();
+  if (out.numel() > 0)
+    at::aminmax_out(lo_d, hi_d, out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type()));
+  else
+    row.narrow(0, 2, 2).zero_();
   pending_.push_back(site);
   if (static_cast<int>(pending_.size()) >= check_every_) check_finite();
 }

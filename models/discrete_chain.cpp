@@ -1,8 +1,9 @@
 /// The discrete VP chain of Analytic-DPM (Bao et al., ICLR 2022, §2), its timestep subsequences, and
 /// the chain of a model (docs/design.md §5).
+#include "scoreflow/discrete_chain.h"
+
 #include <cmath>
 
-#include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::analytic {
@@ -16,11 +17,10 @@ DiscreteChain::DiscreteChain(const std::vector<double>& alphas_cumprod) {
   double previous = 1.0;
   for (size_t n = 0; n < alphas_cumprod.size(); ++n) {
     const double a = alphas_cumprod[n];
-    if (!(a > 0.0 && a < 1.0))
-      fail("DiscreteChain: alphas_cumprod[", n, "] = ", a, " is not in (0, 1)");
+    if (!(a > 0.0 && a < 1.0)) fail("DiscreteChain: alphas_cumprod[", n, "] = ", a, " is not in (0, 1)");
     if (!(a < previous))
-      fail("DiscreteChain: alphas_cumprod must decrease strictly, but alphas_cumprod[", n,
-           "] = ", a, " follows ", previous);
+      fail("DiscreteChain: alphas_cumprod must decrease strictly, but alphas_cumprod[", n, "] = ", a, " follows ",
+           previous);
     log_alpha_bar_.push_back(std::log(a));
     beta_bar_.push_back(1.0 - a);
     previous = a;
@@ -49,8 +49,7 @@ DiscreteChain DiscreteChain::from_betas(const std::vector<double>& betas) {
 }
 
 void DiscreteChain::check_t(int64_t t, const char* what) const {
-  if (t < 0 || t > num_steps())
-    fail("DiscreteChain: ", what, " = ", t, " is outside [0, ", num_steps(), "]");
+  if (t < 0 || t > num_steps()) fail("DiscreteChain: ", what, " = ", t, " is outside [0, ", num_steps(), "]");
 }
 
 double DiscreteChain::alpha_bar(int64_t t) const {
@@ -98,8 +97,7 @@ namespace {
 
 void check_nk(const char* kind, int64_t N, int64_t K) {
   if (N < 1) fail(kind, " timesteps: N must be >= 1, got ", N);
-  if (K < 2 && !(K == 1 && N == 1))
-    fail(kind, " timesteps: K must be >= 2 (the path holds 1 and N), got ", K);
+  if (K < 2 && !(K == 1 && N == 1)) fail(kind, " timesteps: K must be >= 2 (the path holds 1 and N), got ", K);
   if (K > N) fail(kind, " timesteps: K = ", K, " exceeds the number of steps N = ", N);
 }
 
@@ -141,16 +139,14 @@ std::vector<int64_t> explicit_timesteps(const std::vector<int64_t>& steps, int64
   if (steps.back() != N) fail("explicit timesteps must end at N = ", N, ", got ", steps.back());
   for (size_t k = 1; k < steps.size(); ++k)
     if (steps[k] <= steps[k - 1])
-      fail("explicit timesteps must increase strictly: ", steps[k - 1], " then ", steps[k],
-           " at position ", k);
+      fail("explicit timesteps must increase strictly: ", steps[k - 1], " then ", steps[k], " at position ", k);
   return steps;
 }
 
 std::vector<int64_t> timesteps_by_name(const std::string& name, int64_t N, int64_t K) {
   if (name == "even") return even_timesteps(N, K);
   if (name == "quadratic") return quadratic_timesteps(N, K);
-  fail("unknown trajectory '", name,
-       "' (valid here: even, quadratic; optimal needs a Gamma table)");
+  fail("unknown trajectory '", name, "' (valid here: even, quadratic; optimal needs a Gamma table)");
 }
 
 }  // namespace scoreflow::analytic
@@ -171,7 +167,8 @@ int64_t chain_timestep(const Model& model, double sigma) {
     fail("Analytic-DPM needs a discrete VP model (schedule vp_discrete); ", model.name(), " has ", s.describe());
   const double n = s.t_of_sigma(sigma);
   const double rounded = std::round(n);
-  if (std::abs(n - rounded) > 1e-4 || std::abs(s.discrete_sigmas()[static_cast<size_t>(rounded)] - sigma) > 1e-6 * sigma)
+  if (std::abs(n - rounded) > 1e-4 ||
+      std::abs(s.discrete_sigmas()[static_cast<size_t>(rounded)] - sigma) > 1e-6 * sigma)
     fail("sigma ", sigma, " is not one of the model's discrete noise levels (fractional timestep ", n,
          "); use a discrete grid: ", Field{"trajectory"}, " even|quadratic|optimal or ", Field{"schedule"},
          " leading|trailing|linspace|quadratic");

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <sstream>
 
+#include "mixture_posterior.h"
 #include "scoreflow/args.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
-#include "mixture_posterior.h"
 
 namespace scoreflow {
 namespace {
@@ -27,8 +27,8 @@ EmpiricalModel::EmpiricalModel(std::string name, std::string source, torch::Tens
   torch::Tensor rows = data.to(torch::kCPU, torch::kFloat64).reshape({data.size(0), -1});
   const int64_t n = rows.size(0);
   // p_σ is the mixture (1/N) Σ_i N(x^(i), σ² I): components of variance 0 and weight 1/N.
-  mixture_ = std::make_shared<const IsotropicMixture>(rows, torch::zeros({n}, torch::kFloat64),
-                                                      torch::full({n}, -std::log(static_cast<double>(n)), torch::kFloat64));
+  mixture_ = std::make_shared<const IsotropicMixture>(
+      rows, torch::zeros({n}, torch::kFloat64), torch::full({n}, -std::log(static_cast<double>(n)), torch::kFloat64));
 }
 
 torch::Tensor EmpiricalModel::data() const { return mixture_->means(); }
@@ -53,7 +53,8 @@ std::pair<torch::Tensor, torch::Tensor> EmpiricalModel::stream(const torch::Tens
   return {r.log_norm, r.mean};
 }
 
-torch::Tensor EmpiricalModel::denoise(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor&) const {
+torch::Tensor EmpiricalModel::denoise(const torch::Tensor& x, const std::vector<double>& sigma,
+                                      const torch::Tensor&) const {
   return stream(x, sigma, true, x.scalar_type()).second.reshape(x.sizes()).to(x.device(), x.scalar_type());
 }
 
@@ -83,7 +84,10 @@ std::shared_ptr<EmpiricalModel> make_empirical(const std::string& spec_in) {
   const int pad = args.get_int("pad", 0);  // a model's data_prep pad, e.g. pad=2 for models/fashion_ddpm.pt
   const double pad_value = args.get_double("pad_value", lo);
   args.finish(full);
-  if (path.empty()) fail(full, ": give the dataset, e.g. builtin:empirical:data=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz,limit=1000");
+  if (path.empty())
+    fail(full,
+         ": give the dataset, e.g. "
+         "builtin:empirical:data=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz,limit=1000");
   io::DatasetOptions opts;
   opts.lo = lo;
   opts.hi = hi;
@@ -100,11 +104,16 @@ std::shared_ptr<EmpiricalModel> make_empirical(const std::string& spec_in) {
   if (n < 1) fail(full, ": the dataset is empty");
   ModelMetadata meta;
   meta.prediction = Prediction::X0;
-  if (schedule == "edm") meta.schedule = NoiseSchedule::edm();
-  else if (schedule == "vp_discrete") meta.schedule = NoiseSchedule::vp_discrete("linear", 1e-4, 0.02, 1000);
-  else if (schedule == "vp_linear") meta.schedule = NoiseSchedule::vp_linear();
-  else if (schedule == "ve") meta.schedule = NoiseSchedule::ve();
-  else fail("unknown builtin schedule '", schedule, "'; valid: edm, vp_discrete, vp_linear, ve");
+  if (schedule == "edm")
+    meta.schedule = NoiseSchedule::edm();
+  else if (schedule == "vp_discrete")
+    meta.schedule = NoiseSchedule::vp_discrete("linear", 1e-4, 0.02, 1000);
+  else if (schedule == "vp_linear")
+    meta.schedule = NoiseSchedule::vp_linear();
+  else if (schedule == "ve")
+    meta.schedule = NoiseSchedule::ve();
+  else
+    fail("unknown builtin schedule '", schedule, "'; valid: edm, vp_discrete, vp_linear, ve");
   meta.time_input = TimeInput::Sigma;
   meta.shape = dataset->shape();
   meta.data_min = lo;

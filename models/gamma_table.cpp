@@ -1,5 +1,7 @@
 /// Γ_t = E‖ε̂(x_t, t)‖²/d per timestep (Bao et al., ICLR 2022, Thm 1; in the ε convention of the
 /// official code) with its standard error, and the Γ file format.
+#include "scoreflow/gamma_table.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -7,7 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "scoreflow/gamma_table.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::analytic {
@@ -67,8 +68,7 @@ torch::Tensor per_sample_sq_norm(const torch::Tensor& eps_hat) {
   return eps_hat.detach().to(torch::kFloat64).flatten(1).pow(2).mean(1);
 }
 
-GammaTable::GammaTable(GammaMeta meta, int64_t num_steps)
-    : meta_(std::move(meta)), num_steps_(num_steps) {
+GammaTable::GammaTable(GammaMeta meta, int64_t num_steps) : meta_(std::move(meta)), num_steps_(num_steps) {
   if (num_steps < 1) fail("GammaTable: num_steps must be >= 1, got ", num_steps);
   entries_.resize(static_cast<size_t>(num_steps + 1));
 }
@@ -86,9 +86,7 @@ void GammaTable::set(int64_t t, double mean, double std_err, int64_t count) {
   e.count = count;
 }
 
-void GammaTable::set(int64_t t, const GammaAccumulator& acc) {
-  set(t, acc.mean(), acc.std_err(), acc.count());
-}
+void GammaTable::set(int64_t t, const GammaAccumulator& acc) { set(t, acc.mean(), acc.std_err(), acc.count()); }
 
 bool GammaTable::has(int64_t t) const { return t >= 1 && t <= num_steps_ && entries_[t].count > 0; }
 
@@ -118,9 +116,7 @@ double GammaTable::eps(int64_t t) const {
   return (1.0 - w) * entries_[lo].gamma + w * entries_[hi].gamma;
 }
 
-double GammaTable::score_norm(int64_t t, const DiscreteChain& chain) const {
-  return eps(t) / chain.beta_bar(t);
-}
+double GammaTable::score_norm(int64_t t, const DiscreteChain& chain) const { return eps(t) / chain.beta_bar(t); }
 
 std::vector<double> GammaTable::dense() const {
   std::vector<double> out(static_cast<size_t>(num_steps_ + 1), 0.0);
@@ -141,8 +137,7 @@ std::string GammaTable::to_json() const {
   nlohmann::json j;
   j["format"] = kFormat;
   j["convention"] = kConvention;
-  j["convention_note"] =
-      "gamma[t] = E||eps_hat(x_t, t)||^2 / d; paper's score norm = gamma / beta_bar_t";
+  j["convention_note"] = "gamma[t] = E||eps_hat(x_t, t)||^2 / d; paper's score norm = gamma / beta_bar_t";
   j["model"] = meta_.model;
   j["schedule"] = meta_.schedule;
   j["dataset"] = meta_.dataset;
@@ -152,11 +147,8 @@ std::string GammaTable::to_json() const {
   j["num_clipped"] = num_clipped();
   nlohmann::json rows = nlohmann::json::array();
   for (const GammaEntry& e : entries())
-    rows.push_back({{"t", e.t},
-                    {"gamma", e.gamma},
-                    {"gamma_raw", e.gamma_raw},
-                    {"std_err", e.std_err},
-                    {"count", e.count}});
+    rows.push_back(
+        {{"t", e.t}, {"gamma", e.gamma}, {"gamma_raw", e.gamma_raw}, {"std_err", e.std_err}, {"count", e.count}});
   j["timesteps"] = rows;
   return j.dump(1);
 }
@@ -166,14 +158,14 @@ namespace {
 void check_field(const std::string& source, const char* field, const std::string& in_file,
                  const std::string& expected) {
   if (!expected.empty() && in_file != expected)
-    fail("Gamma file ", source, " was estimated for another ", field, ": field '", field, "' is '",
-         in_file, "' in the file but '", expected, "' here");
+    fail("Gamma file ", source, " was estimated for another ", field, ": field '", field, "' is '", in_file,
+         "' in the file but '", expected, "' here");
 }
 
 }  // namespace
 
-GammaTable GammaTable::from_json(const std::string& text, const DiscreteChain& chain,
-                                 const GammaMeta& expect, const std::string& source) {
+GammaTable GammaTable::from_json(const std::string& text, const DiscreteChain& chain, const GammaMeta& expect,
+                                 const std::string& source) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -182,8 +174,8 @@ GammaTable GammaTable::from_json(const std::string& text, const DiscreteChain& c
   }
   try {
     if (j.value("format", std::string()) != kFormat)
-      fail("Gamma file ", source, " has format '", j.value("format", std::string("(none)")),
-           "', expected '", kFormat, "'");
+      fail("Gamma file ", source, " has format '", j.value("format", std::string("(none)")), "', expected '", kFormat,
+           "'");
     GammaMeta meta;
     meta.model = j.at("model").get<std::string>();
     meta.schedule = j.at("schedule").get<std::string>();
@@ -195,8 +187,8 @@ GammaTable GammaTable::from_json(const std::string& text, const DiscreteChain& c
     check_field(source, "schedule", meta.schedule, expect.schedule);
     const int64_t n = j.at("num_steps").get<int64_t>();
     if (n != chain.num_steps())
-      fail("Gamma file ", source, " was estimated for another schedule: field 'num_steps' is ", n,
-           " in the file but ", chain.num_steps(), " here");
+      fail("Gamma file ", source, " was estimated for another schedule: field 'num_steps' is ", n, " in the file but ",
+           chain.num_steps(), " here");
     const std::string convention = j.at("convention").get<std::string>();
     if (convention != "eps" && convention != "score")
       fail("Gamma file ", source, ": unknown convention '", convention, "' (valid: eps, score)");
@@ -206,8 +198,7 @@ GammaTable GammaTable::from_json(const std::string& text, const DiscreteChain& c
       if (t < 1 || t > n) fail("Gamma file ", source, ": timestep ", t, " outside [1, ", n, "]");
       // Score-norm files: Γ_eps = β̄_t·Γ_score.
       const double scale = convention == "score" ? chain.beta_bar(t) : 1.0;
-      const double raw = row.contains("gamma_raw") ? row.at("gamma_raw").get<double>()
-                                                   : row.at("gamma").get<double>();
+      const double raw = row.contains("gamma_raw") ? row.at("gamma_raw").get<double>() : row.at("gamma").get<double>();
       table.set(t, scale * raw, scale * row.value("std_err", 0.0), row.at("count").get<int64_t>());
     }
     if (table.entries().empty()) fail("Gamma file ", source, " holds no timesteps");
@@ -233,8 +224,7 @@ void GammaTable::save(const std::string& path) const {
   }
 }
 
-GammaTable GammaTable::load(const std::string& path, const DiscreteChain& chain,
-                            const GammaMeta& expect) {
+GammaTable GammaTable::load(const std::string& path, const DiscreteChain& chain, const GammaMeta& expect) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot read Gamma file '", path, "'");
   std::ostringstream text;

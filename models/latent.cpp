@@ -4,11 +4,10 @@
 
 #include <torch/script.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "scoreflow/error.h"

@@ -1,7 +1,6 @@
 // scoreflow.json: parsing, merging with --meta-file / --meta overrides, validation.
-#include <nlohmann/json.hpp>
-
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "scoreflow/data.h"
@@ -31,7 +30,8 @@ double get_number(const json& obj, const std::string& key, double fallback, cons
 
 NoiseSchedule parse_schedule(const json& j) {
   if (!j.is_object()) fail("metadata field 'schedule' must be an object, got ", type_of(j), " ", j.dump());
-  if (!j.contains("type")) fail("metadata field 'schedule.type' is missing; valid: vp_discrete, vp_linear, ve, edm, flow");
+  if (!j.contains("type"))
+    fail("metadata field 'schedule.type' is missing; valid: vp_discrete, vp_linear, ve, edm, flow");
   std::string type = string_field(j.at("type"), "schedule.type");
   std::set<std::string> allowed;
   NoiseSchedule out = NoiseSchedule::edm();
@@ -41,23 +41,27 @@ NoiseSchedule parse_schedule(const json& j) {
     bool rescale = false;
     if (j.contains("rescale_zero_terminal_snr")) {
       if (!j.at("rescale_zero_terminal_snr").is_boolean())
-        fail("metadata field 'schedule.rescale_zero_terminal_snr' must be a boolean, got ", j.at("rescale_zero_terminal_snr").dump());
+        fail("metadata field 'schedule.rescale_zero_terminal_snr' must be a boolean, got ",
+             j.at("rescale_zero_terminal_snr").dump());
       rescale = j.at("rescale_zero_terminal_snr").get<bool>();
     }
     json betas = j.value("betas", json("linear"));
     if (betas.is_array()) {
       std::vector<double> values;
-      for (size_t i = 0; i < betas.size(); ++i) values.push_back(number(betas[i], p + "betas[" + std::to_string(i) + "]"));
+      for (size_t i = 0; i < betas.size(); ++i)
+        values.push_back(number(betas[i], p + "betas[" + std::to_string(i) + "]"));
       out = NoiseSchedule::vp_discrete(values, rescale);
     } else {
       std::string name = string_field(betas, p + "betas");
       if (name != "linear" && name != "scaled_linear" && name != "cosine")
-        fail("metadata field 'schedule.betas' has unknown value '", name, "'; valid: linear, scaled_linear, cosine, or a list");
+        fail("metadata field 'schedule.betas' has unknown value '", name,
+             "'; valid: linear, scaled_linear, cosine, or a list");
       bool scaled = name == "scaled_linear";
       double n = get_number(j, "num_train_steps", 1000, p);
       if (n != static_cast<int>(n)) fail("metadata field 'schedule.num_train_steps' must be an integer, got ", n);
-      out = NoiseSchedule::vp_discrete(name, get_number(j, "beta_start", scaled ? 0.00085 : 1e-4, p),
-                                       get_number(j, "beta_end", scaled ? 0.012 : 0.02, p), static_cast<int>(n), rescale);
+      out =
+          NoiseSchedule::vp_discrete(name, get_number(j, "beta_start", scaled ? 0.00085 : 1e-4, p),
+                                     get_number(j, "beta_end", scaled ? 0.012 : 0.02, p), static_cast<int>(n), rescale);
     }
   } else if (type == "vp_linear") {
     allowed = {"type", "beta_min", "beta_max", "t_eps"};
@@ -78,8 +82,8 @@ NoiseSchedule parse_schedule(const json& j) {
   }
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!allowed.count(it.key()))
-      fail("metadata field 'schedule.", it.key(), "' is not a ", type, " parameter; valid: ",
-           join(std::vector<std::string>(allowed.begin(), allowed.end())));
+      fail("metadata field 'schedule.", it.key(), "' is not a ", type,
+           " parameter; valid: ", join(std::vector<std::string>(allowed.begin(), allowed.end())));
   return out;
 }
 
@@ -316,14 +320,16 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
     if (!doc.contains(key)) missing.push_back(key);
   if (!missing.empty())
     fail("model ", source, (archive_json.empty() ? " has no scoreflow.json metadata and" : "'s metadata"),
-         " lacks: ", join(missing), " (give them with ", Field{"meta"}, " key=value or ", Field{"meta_file"}, " FILE.json)");
+         " lacks: ", join(missing), " (give them with ", Field{"meta"}, " key=value or ", Field{"meta_file"},
+         " FILE.json)");
 
   const std::set<std::string> known = {"prediction",  "schedule",   "time_input", "shape",   "data_range",
                                        "num_classes", "head",       "features",   "name",    "description",
                                        "data_prep",   "conditions", "uncond",     "decoder", "encoder"};
   for (auto it = doc.begin(); it != doc.end(); ++it)
     if (!known.count(it.key()))
-      fail("metadata field '", it.key(), "' is unknown; valid: ", join(std::vector<std::string>(known.begin(), known.end())));
+      fail("metadata field '", it.key(),
+           "' is unknown; valid: ", join(std::vector<std::string>(known.begin(), known.end())));
 
   ModelMetadata m;
   m.prediction = parse_prediction(string_field(doc.at("prediction"), "prediction"));
@@ -387,7 +393,8 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
     fail("metadata field 'time_input' is '", time_input_name(m.time_input), "' but the schedule is ",
          m.schedule.type_name(), " (", time_input_name(m.time_input), " needs vp_discrete)");
   if (m.prediction == Prediction::Flow && m.schedule.type() != ScheduleType::Flow)
-    fail("metadata field 'prediction' is 'flow' but the schedule is ", m.schedule.type_name(), " (flow needs schedule type flow)");
+    fail("metadata field 'prediction' is 'flow' but the schedule is ", m.schedule.type_name(),
+         " (flow needs schedule type flow)");
   if ((m.prediction == Prediction::V) &&
       !(m.schedule.type() == ScheduleType::VpDiscrete || m.schedule.type() == ScheduleType::VpLinear))
     fail("metadata field 'prediction' is 'v' but the schedule is ", m.schedule.type_name(), " (v needs a VP schedule)");

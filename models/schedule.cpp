@@ -71,7 +71,8 @@ NoiseSchedule NoiseSchedule::vp_discrete(const std::string& name, double b0, dou
 }
 
 NoiseSchedule NoiseSchedule::vp_linear(double beta_min, double beta_max, double t_eps) {
-  if (!(beta_min > 0 && beta_max > beta_min)) fail("vp_linear needs 0 < beta_min < beta_max, got ", beta_min, ", ", beta_max);
+  if (!(beta_min > 0 && beta_max > beta_min))
+    fail("vp_linear needs 0 < beta_min < beta_max, got ", beta_min, ", ", beta_max);
   if (!(t_eps > 0 && t_eps < 1)) fail("vp_linear t_eps must be in (0, 1), got ", t_eps);
   NoiseSchedule s;
   s.type_ = ScheduleType::VpLinear;
@@ -83,7 +84,8 @@ NoiseSchedule NoiseSchedule::vp_linear(double beta_min, double beta_max, double 
 }
 
 NoiseSchedule NoiseSchedule::ve(double sigma_min, double sigma_max) {
-  if (!(sigma_min > 0 && sigma_max > sigma_min)) fail("ve needs 0 < sigma_min < sigma_max, got ", sigma_min, ", ", sigma_max);
+  if (!(sigma_min > 0 && sigma_max > sigma_min))
+    fail("ve needs 0 < sigma_min < sigma_max, got ", sigma_min, ", ", sigma_max);
   NoiseSchedule s;
   s.type_ = ScheduleType::Ve;
   s.p0_ = sigma_min;
@@ -92,7 +94,8 @@ NoiseSchedule NoiseSchedule::ve(double sigma_min, double sigma_max) {
 }
 
 NoiseSchedule NoiseSchedule::edm(double sigma_min, double sigma_max, double sigma_data) {
-  if (!(sigma_min > 0 && sigma_max > sigma_min)) fail("edm needs 0 < sigma_min < sigma_max, got ", sigma_min, ", ", sigma_max);
+  if (!(sigma_min > 0 && sigma_max > sigma_min))
+    fail("edm needs 0 < sigma_min < sigma_max, got ", sigma_min, ", ", sigma_max);
   if (!(sigma_data > 0)) fail("edm sigma_data must be > 0, got ", sigma_data);
   NoiseSchedule s;
   s.type_ = ScheduleType::Edm;
@@ -115,11 +118,16 @@ NoiseSchedule NoiseSchedule::flow(double t_min, double t_max) {
 
 std::string NoiseSchedule::type_name() const {
   switch (type_) {
-    case ScheduleType::VpDiscrete: return "vp_discrete";
-    case ScheduleType::VpLinear: return "vp_linear";
-    case ScheduleType::Ve: return "ve";
-    case ScheduleType::Edm: return "edm";
-    case ScheduleType::Flow: return "flow";
+    case ScheduleType::VpDiscrete:
+      return "vp_discrete";
+    case ScheduleType::VpLinear:
+      return "vp_linear";
+    case ScheduleType::Ve:
+      return "ve";
+    case ScheduleType::Edm:
+      return "edm";
+    case ScheduleType::Flow:
+      return "flow";
   }
   return "?";
 }
@@ -135,10 +143,18 @@ std::string NoiseSchedule::describe() const {
       if (betas_name_ == "explicit") os << ", alphas_cumprod[N-1]=" << alphas_cumprod_.back();
       os << ", N=" << num_train_steps() << (rescaled_ ? ", zero_terminal_snr" : "");
       break;
-    case ScheduleType::VpLinear: os << "beta_min=" << p0_ << ", beta_max=" << p1_ << ", t_eps=" << t_min_; break;
-    case ScheduleType::Ve: os << "sigma_min=" << p0_ << ", sigma_max=" << p1_; break;
-    case ScheduleType::Edm: os << "sigma_min=" << p0_ << ", sigma_max=" << p1_ << ", sigma_data=" << sigma_data_; break;
-    case ScheduleType::Flow: os << "t_min=" << t_min_ << ", t_max=" << t_max_; break;
+    case ScheduleType::VpLinear:
+      os << "beta_min=" << p0_ << ", beta_max=" << p1_ << ", t_eps=" << t_min_;
+      break;
+    case ScheduleType::Ve:
+      os << "sigma_min=" << p0_ << ", sigma_max=" << p1_;
+      break;
+    case ScheduleType::Edm:
+      os << "sigma_min=" << p0_ << ", sigma_max=" << p1_ << ", sigma_data=" << sigma_data_;
+      break;
+    case ScheduleType::Flow:
+      os << "t_min=" << t_min_ << ", t_max=" << t_max_;
+      break;
   }
   os << ")";
   return os.str();
@@ -159,9 +175,12 @@ double NoiseSchedule::sigma(double t) const {
       double neg_log_ab = p0_ * t + 0.5 * (p1_ - p0_) * t * t;
       return std::sqrt(std::expm1(neg_log_ab));
     }
-    case ScheduleType::Ve: return p0_ * std::pow(p1_ / p0_, t);
-    case ScheduleType::Edm: return t;
-    case ScheduleType::Flow: return t / (1 - t);
+    case ScheduleType::Ve:
+      return p0_ * std::pow(p1_ / p0_, t);
+    case ScheduleType::Edm:
+      return t;
+    case ScheduleType::Flow:
+      return t / (1 - t);
   }
   return 0;
 }
@@ -169,10 +188,13 @@ double NoiseSchedule::sigma(double t) const {
 double NoiseSchedule::alpha_of_sigma(double sig) const {
   switch (type_) {
     case ScheduleType::VpDiscrete:
-    case ScheduleType::VpLinear: return 1 / std::sqrt(1 + sig * sig);
+    case ScheduleType::VpLinear:
+      return 1 / std::sqrt(1 + sig * sig);
     case ScheduleType::Ve:
-    case ScheduleType::Edm: return 1;
-    case ScheduleType::Flow: return 1 / (1 + sig);
+    case ScheduleType::Edm:
+      return 1;
+    case ScheduleType::Flow:
+      return 1 / (1 + sig);
   }
   return 1;
 }
@@ -207,9 +229,12 @@ double NoiseSchedule::t_of_sigma(double sig) const {
       double c = std::log1p(sig * sig), a = 0.5 * (p1_ - p0_), b = p0_;
       return 2 * c / (b + std::sqrt(b * b + 4 * a * c));
     }
-    case ScheduleType::Ve: return std::log(sig / p0_) / std::log(p1_ / p0_);
-    case ScheduleType::Edm: return sig;
-    case ScheduleType::Flow: return sig / (1 + sig);
+    case ScheduleType::Ve:
+      return std::log(sig / p0_) / std::log(p1_ / p0_);
+    case ScheduleType::Edm:
+      return sig;
+    case ScheduleType::Flow:
+      return sig / (1 + sig);
   }
   return 0;
 }
@@ -228,13 +253,20 @@ TimeInput parse_time_input(const std::string& name) {
 
 std::string time_input_name(TimeInput t) {
   switch (t) {
-    case TimeInput::Index: return "index";
-    case TimeInput::Continuous: return "continuous";
-    case TimeInput::Scaled: return "scaled";
-    case TimeInput::Sigma: return "sigma";
-    case TimeInput::EdmCNoise: return "edm_c_noise";
-    case TimeInput::IndexQuantized: return "index_quantized";
-    case TimeInput::DpmSolver: return "dpm_solver";
+    case TimeInput::Index:
+      return "index";
+    case TimeInput::Continuous:
+      return "continuous";
+    case TimeInput::Scaled:
+      return "scaled";
+    case TimeInput::Sigma:
+      return "sigma";
+    case TimeInput::EdmCNoise:
+      return "edm_c_noise";
+    case TimeInput::IndexQuantized:
+      return "index_quantized";
+    case TimeInput::DpmSolver:
+      return "dpm_solver";
   }
   return "?";
 }
@@ -296,8 +328,10 @@ double network_time(const NoiseSchedule& schedule, TimeInput input, double sig) 
       if (schedule.type() == ScheduleType::VpDiscrete) t = (t + 1) / schedule.num_train_steps();
       return input == TimeInput::Scaled ? 1000 * t : t;
     }
-    case TimeInput::Sigma: return sig;
-    case TimeInput::EdmCNoise: return 0.25 * std::log(sig);
+    case TimeInput::Sigma:
+      return sig;
+    case TimeInput::EdmCNoise:
+      return 0.25 * std::log(sig);
   }
   return 0;
 }

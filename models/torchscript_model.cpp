@@ -94,7 +94,8 @@ class TorchScriptModel : public Model {
     }
     has_labels_ = num_inputs_ - n_conds == 3;
     if (meta_.num_classes > 0 && !has_labels_)
-      fail("model ", path_, ": metadata says num_classes ", meta_.num_classes, " but forward takes no class labels (x, t)");
+      fail("model ", path_, ": metadata says num_classes ", meta_.num_classes,
+           " but forward takes no class labels (x, t)");
     if (meta_.uncond == UncondSource::Stored)
       for (const ConditionSpec& c : meta_.conditions) stored_uncond(c.name);  // refuses a missing/bad attribute now
     if (meta_.decoder && !module_.find_method(meta_.decoder->method))
@@ -104,7 +105,8 @@ class TorchScriptModel : public Model {
       fail("model ", path_, ": metadata 'encoder.method' names method '", meta_.encoder,
            "', which the module does not have");
     if (!meta_.features.empty() && !module_.find_method(meta_.features))
-      fail("model ", path_, ": metadata 'features' names method '", meta_.features, "', which the module does not have");
+      fail("model ", path_, ": metadata 'features' names method '", meta_.features,
+           "', which the module does not have");
   }
 
   std::string name() const override { return path_; }
@@ -161,7 +163,8 @@ class TorchScriptModel : public Model {
     cpu_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
-  torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels) const override {
+  torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma,
+                        const torch::Tensor& labels) const override {
     return denoise_conditioned(x, sigma, labels, {});
   }
 
@@ -172,7 +175,8 @@ class TorchScriptModel : public Model {
       fail("model ", path_, ": ", conds.size(), " conditioning inputs given, the metadata declares ",
            meta_.conditions.size());
     auto [alpha, sig, out] = forward(x, sigma, labels, conds);
-    return own(denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type()), out);
+    return own(denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type()),
+               out);
   }
 
   std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x, const std::vector<double>& sigma,
@@ -225,7 +229,8 @@ class TorchScriptModel : public Model {
 
   void configure(const InferenceOptions& options) override {
     if (options.dtype != torch::kFloat32 && !device_.is_cuda())
-      fail(Field{"dtype"}, " ", inference_dtype_name(options.dtype), " needs ", Field{"device"}, " cuda: reduced precision runs the network under CUDA autocast, "
+      fail(Field{"dtype"}, " ", inference_dtype_name(options.dtype), " needs ", Field{"device"},
+           " cuda: reduced precision runs the network under CUDA autocast, "
            "which the CPU does not have here; use fp32 on the CPU");
     inference_ = options;
     graph_.reset();
@@ -260,7 +265,8 @@ class TorchScriptModel : public Model {
   }
 
   bool has_features() const override { return !meta_.features.empty(); }
-  torch::Tensor features(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels) const override {
+  torch::Tensor features(const torch::Tensor& x, const std::vector<double>& sigma,
+                         const torch::Tensor& labels) const override {
     if (meta_.features.empty()) return Model::features(x, sigma, labels);
     auto [xt, t] = inputs(x, sigma);
     std::vector<torch::jit::IValue> in{xt, t};
@@ -279,7 +285,8 @@ class TorchScriptModel : public Model {
     torch::AutoGradMode grad_mode(keep_grad(x));
     if (sigma.size() == 1) {
       double a = sch.alpha_of_sigma(sigma[0]);
-      return {x * a, torch::full({b}, network_time(sch, meta_.time_input, sigma[0]), x.options().dtype(torch::kFloat32))};
+      return {x * a,
+              torch::full({b}, network_time(sch, meta_.time_input, sigma[0]), x.options().dtype(torch::kFloat32))};
     }
     std::vector<double> a(b), t(b);
     for (int64_t i = 0; i < b; ++i) {
@@ -319,8 +326,10 @@ class TorchScriptModel : public Model {
       return graph_->run(
           like,
           [&](std::vector<torch::Tensor>& in) {
-            if (a == 1.0) in[0].copy_(x);
-            else at::mul_out(in[0], x, torch::scalar_tensor(a, torch::kFloat64));
+            if (a == 1.0)
+              in[0].copy_(x);
+            else
+              at::mul_out(in[0], x, torch::scalar_tensor(a, torch::kFloat64));
             in[1].fill_(t);
             if (y.defined()) in[2].copy_(y, /*non_blocking=*/true);
             for (size_t k = 0; k < cvals.size(); ++k) in[first_cond + k].copy_(cvals[k], /*non_blocking=*/true);
@@ -494,10 +503,13 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
                                   const LoadOptions& load) {
   if (spec.rfind("builtin:", 0) == 0) {
     if (!meta_file.empty() || !overrides.empty())
-      fail("builtin models take no ", Field{"meta"}, "/", Field{"meta_file"}, "; give their args inline, e.g. builtin:gaussian:shape=3x8x8,std=0.5");
+      fail("builtin models take no ", Field{"meta"}, "/", Field{"meta_file"},
+           "; give their args inline, e.g. builtin:gaussian:shape=3x8x8,std=0.5");
     std::shared_ptr<Model> model;
-    if (spec.rfind("builtin:empirical", 0) == 0) model = make_empirical(spec);
-    else model = make_builtin(spec);
+    if (spec.rfind("builtin:empirical", 0) == 0)
+      model = make_empirical(spec);
+    else
+      model = make_builtin(spec);
     model->to(device);
     return model;
   }

@@ -19,10 +19,11 @@ void check_amed_pair(const std::string& student, const std::string& teacher) {
   for (const auto& [s, t] : pairs)
     if (s == student && t == teacher) return;
   ErrorMessage m;
-  m << "AMED does not define " << Field{"student"} << " '" << student << "' with " << Field{"teacher"} << " '" << teacher
-    << "'; valid:";
+  m << "AMED does not define " << Field{"student"} << " '" << student << "' with " << Field{"teacher"} << " '"
+    << teacher << "'; valid:";
   for (size_t i = 0; i < pairs.size(); ++i)
-    m << (i ? ", " : " ") << Field{"student"} << " " << pairs[i].first << " " << Field{"teacher"} << " " << pairs[i].second;
+    m << (i ? ", " : " ") << Field{"student"} << " " << pairs[i].first << " " << Field{"teacher"} << " "
+      << pairs[i].second;
   m.raise();
 }
 

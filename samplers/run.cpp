@@ -42,7 +42,8 @@ void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<i
   std::vector<int64_t> want{n};
   want.insert(want.end(), shape.begin(), shape.end());
   if (noise.sizes() != c10::IntArrayRef(want))
-    fail(Field{"init_noise"}, " has shape ", noise.sizes(), ", expected ", c10::IntArrayRef(want), " (one row per seed)");
+    fail(Field{"init_noise"}, " has shape ", noise.sizes(), ", expected ", c10::IntArrayRef(want),
+         " (one row per seed)");
 }
 
 void check_job_conditioning(const Model& model, const SampleJob& job) {

@@ -31,9 +31,12 @@ torch::Tensor NoiseSource::randn_like(const torch::Tensor& x) {
 
 int64_t Sampler::nfe_for(int steps, FinalStep final) const {
   switch (final) {
-    case FinalStep::Zero: return nfe(steps);
-    case FinalStep::None: return nfe_above_zero(steps);
-    case FinalStep::Denoise: return nfe_above_zero(steps) + 1;
+    case FinalStep::Zero:
+      return nfe(steps);
+    case FinalStep::None:
+      return nfe_above_zero(steps);
+    case FinalStep::Denoise:
+      return nfe_above_zero(steps) + 1;
   }
   return nfe(steps);
 }
@@ -41,8 +44,8 @@ int64_t Sampler::nfe_for(int steps, FinalStep final) const {
 int Sampler::steps_for_nfe(int64_t budget, FinalStep final) const {
   const int64_t least = nfe_for(min_steps(), final);
   if (least > budget)
-    fail(name(), " needs at least ", least, " NFE (", min_steps(), " steps, final ", final_step_name(final),
-         "); ", Field{"nfe"}, " ", budget, " is too small");
+    fail(name(), " needs at least ", least, " NFE (", min_steps(), " steps, final ", final_step_name(final), "); ",
+         Field{"nfe"}, " ", budget, " is too small");
   int steps = min_steps();
   while (steps < 100000 && nfe_for(steps + 1, final) <= budget) ++steps;
   return steps;
@@ -50,8 +53,7 @@ int Sampler::steps_for_nfe(int64_t budget, FinalStep final) const {
 
 void check_grid(const Sampler& sampler, const std::vector<double>& sigmas) {
   const int steps = static_cast<int>(sigmas.size()) - 1;
-  if (steps < sampler.min_steps())
-    fail(sampler.name(), " needs at least ", sampler.min_steps(), " steps, got ", steps);
+  if (steps < sampler.min_steps()) fail(sampler.name(), " needs at least ", sampler.min_steps(), " steps, got ", steps);
   for (size_t i = 0; i + 1 < sigmas.size(); ++i)
     if (!(sigmas[i + 1] < sigmas[i]) || !(sigmas[i + 1] >= 0))
       fail("sigma grid is not strictly decreasing to >= 0 at position ", i + 1);

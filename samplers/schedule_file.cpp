@@ -3,8 +3,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "scoreflow/amed.h"
 #include "io/fsutil.h"
+#include "scoreflow/amed.h"
 #include "scoreflow/sigmas.h"
 
 namespace scoreflow {
@@ -100,8 +100,7 @@ std::string schedule_file_path(const std::string& spec) {
 std::vector<double> resolve_sigmas(const std::string& spec, int steps, int default_steps, const Model& model,
                                    const KeyValueArgs& args, bool force, FinalStep final) {
   const std::string path = schedule_file_path(spec);
-  if (path.empty())
-    return make_sigmas(spec, steps > 0 ? steps : default_steps, model.metadata().schedule, args, final);
+  if (path.empty()) return make_sigmas(spec, steps > 0 ? steps : default_steps, model.metadata().schedule, args, final);
   if (!args.values().empty()) fail("schedule file '", path, "' takes no schedule args, got '", args.str(), "'");
   ScheduleFile f = load_schedule_file(path);
   if (!force) check_schedule_file(f, model, path);

@@ -149,11 +149,16 @@ std::vector<int> discrete_timesteps(const std::string& spacing, int n, int num_t
   std::vector<int> t(n);
   for (int i = 0; i < n; ++i) {
     int j = n - 1 - i;  // descending
-    if (spacing == "linspace") t[i] = static_cast<int>(std::lround(double(j) * (nt - 1) / std::max(n - 1, 1)));
-    else if (spacing == "leading") t[i] = j * (nt / n);
-    else if (spacing == "trailing") t[i] = static_cast<int>(std::lround(nt - double(i) * nt / n)) - 1;
-    else if (spacing == "quadratic") t[i] = static_cast<int>(std::pow(double(j) / std::max(n - 1, 1) * std::sqrt(0.8 * nt), 2));
-    else fail("unknown discrete spacing '", spacing, "'; valid: leading, trailing, linspace, quadratic");
+    if (spacing == "linspace")
+      t[i] = static_cast<int>(std::lround(double(j) * (nt - 1) / std::max(n - 1, 1)));
+    else if (spacing == "leading")
+      t[i] = j * (nt / n);
+    else if (spacing == "trailing")
+      t[i] = static_cast<int>(std::lround(nt - double(i) * nt / n)) - 1;
+    else if (spacing == "quadratic")
+      t[i] = static_cast<int>(std::pow(double(j) / std::max(n - 1, 1) * std::sqrt(0.8 * nt), 2));
+    else
+      fail("unknown discrete spacing '", spacing, "'; valid: leading, trailing, linspace, quadratic");
   }
   for (int i = 1; i < n; ++i)
     if (t[i] >= t[i - 1]) fail(spacing, " spacing with ", n, " steps repeats timestep ", t[i], "; use fewer steps");
@@ -188,7 +193,8 @@ const std::vector<GridInfo>& grid_names() {
   return names;
 }
 
-std::vector<double> make_sigmas(const std::string& name, int steps, const NoiseSchedule& schedule, const KeyValueArgs& args) {
+std::vector<double> make_sigmas(const std::string& name, int steps, const NoiseSchedule& schedule,
+                                const KeyValueArgs& args) {
   if (steps < 1) fail("steps must be >= 1, got ", steps);
   if (steps > 100000) fail("steps ", steps, " is absurdly large (limit 100000)");
   std::vector<double> s;
@@ -217,7 +223,8 @@ std::vector<double> make_sigmas(const std::string& name, int steps, const NoiseS
   } else if (name == "leading" || name == "trailing" || name == "linspace" || name == "quadratic") {
     if (schedule.type() != ScheduleType::VpDiscrete)
       fail("grid ", name, " needs a vp_discrete model schedule; this model has ", schedule.type_name());
-    for (int t : discrete_timesteps(name, steps, schedule.num_train_steps())) s.push_back(schedule.discrete_sigmas()[t]);
+    for (int t : discrete_timesteps(name, steps, schedule.num_train_steps()))
+      s.push_back(schedule.discrete_sigmas()[t]);
   } else if (name == "kl_optimal") {
     double lo = smin(), hi = smax();
     if (!(lo > 0 && hi > lo)) fail("grid kl_optimal: need 0 < sigma_min < sigma_max, got ", lo, ", ", hi);
@@ -265,8 +272,10 @@ std::vector<double> explicit_sigmas(const std::vector<double>& values) {
   if (s.back() != 0.0) s.push_back(0.0);
   if (s.size() < 2) fail(Field{"sigmas"}, ": need at least one positive sigma");
   for (size_t i = 0; i + 1 < s.size(); ++i) {
-    if (!(s[i] > 0) || !std::isfinite(s[i])) fail(Field{"sigmas"}, ": value ", s[i], " at position ", i, " must be positive and finite");
-    if (!(s[i + 1] < s[i])) fail(Field{"sigmas"}, ": not strictly decreasing at position ", i + 1, " (", s[i], " then ", s[i + 1], ")");
+    if (!(s[i] > 0) || !std::isfinite(s[i]))
+      fail(Field{"sigmas"}, ": value ", s[i], " at position ", i, " must be positive and finite");
+    if (!(s[i + 1] < s[i]))
+      fail(Field{"sigmas"}, ": not strictly decreasing at position ", i + 1, " (", s[i], " then ", s[i + 1], ")");
   }
   return s;
 }

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Fails when a tracked C++ file differs from clang-format's layout (.clang-format: Google style,
-# 120 columns). `bash scripts/check-format.sh --fix` rewrites them instead. Not yet in .ci/run: the
-# tree still has files from before the layout was fixed (issue #16 lists the reformat).
+# 120 columns). `bash scripts/check-format.sh --fix` rewrites them instead. .ci/run runs it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CF=${CLANG_FORMAT:-clang-format}

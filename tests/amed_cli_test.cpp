@@ -3,12 +3,11 @@
 // naming flags (the library side of AMED: amed_test.cpp).
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
@@ -69,9 +68,10 @@ TEST(AmedCli, TrainThenSampleWithPredictorAndTable) {
 TEST(AmedCli, RestartsKeepTheRunWithTheLowestEndToEndError) {
   // vp_time_uniform ρ = 2 on gmm 2-D is a grid where the training seed decides between a poor and a
   // good solution (docs/samplers.md); --restarts trains seeds 1..4 and keeps the best end-to-end run.
-  const std::string common = "train-amed --model builtin:gmm:shape=2 --student amed --teacher heun --steps 3 --afs "
-                             "--M 3 --scale-time 0.2 --schedule vp_time_uniform --schedule-args rho=2 "
-                             "--num-trajectories 2560 --json ";
+  const std::string common =
+      "train-amed --model builtin:gmm:shape=2 --student amed --teacher heun --steps 3 --afs "
+      "--M 3 --scale-time 0.2 --schedule vp_time_uniform --schedule-args rho=2 "
+      "--num-trajectories 2560 --json ";
   const std::string best = tmp("restarts_best.pt"), log = tmp("restarts.csv");
   CliResult r = cli(common + "--seed 1 --restarts 4 --out " + best + " --log " + log);
   ASSERT_EQ(r.code, 0) << r.err;
@@ -129,9 +129,30 @@ TEST(AmedCli, RestartsResumeAfterAKillAndEndAsAnUninterruptedRun) {
   using scoreflow::testing_cli::slurp;
   const std::string dir = fresh_dir("amed_restarts_resume");
   auto args = [&](const std::string& out, const std::string& lr) {
-    return std::vector<std::string>{"train-amed", "--model", "builtin:gmm:shape=2", "--student", "amed", "--teacher",
-                                    "heun", "--steps", "3", "--afs", "--M", "3", "--num-trajectories", "1280",
-                                    "--seed", "1", "--restarts", "4", "--lr", lr, "--json", "--out", out, "--log",
+    return std::vector<std::string>{"train-amed",
+                                    "--model",
+                                    "builtin:gmm:shape=2",
+                                    "--student",
+                                    "amed",
+                                    "--teacher",
+                                    "heun",
+                                    "--steps",
+                                    "3",
+                                    "--afs",
+                                    "--M",
+                                    "3",
+                                    "--num-trajectories",
+                                    "1280",
+                                    "--seed",
+                                    "1",
+                                    "--restarts",
+                                    "4",
+                                    "--lr",
+                                    lr,
+                                    "--json",
+                                    "--out",
+                                    out,
+                                    "--log",
                                     out + ".csv"};
   };
   const Outcome whole = run_cli(args(dir + "/whole.pt", "0.005"), dir + "/whole");

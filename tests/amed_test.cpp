@@ -6,14 +6,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 
@@ -288,8 +287,8 @@ TEST(Amed, PluginWithRestartsBeatsIpndmOnIpndmsBestGrid) {
   auto grid7 = positive(make_sigmas("vp_time_uniform", 7, model->metadata().schedule, KeyValueArgs("rho=4")));
   const double e_ipndm = rms(ipndm(*model, NoiseSource(seeds).randn({2}) * grid7[0], grid7, true), ref);
   const double e_dpm2 = rms(run("amed", "r=0.5,afs=true", kGmm, "karras", 4, n), ref);
-  std::printf("gmm 2-D, NFE 5, vp_time_uniform rho=4: AMED-Plugin(iPNDM), best of 4 seeds %.4f; iPNDM %.4f\n",
-              e_plugin, e_ipndm);
+  std::printf("gmm 2-D, NFE 5, vp_time_uniform rho=4: AMED-Plugin(iPNDM), best of 4 seeds %.4f; iPNDM %.4f\n", e_plugin,
+              e_ipndm);
   EXPECT_LT(e_plugin, e_ipndm);
   EXPECT_LT(e_plugin, e_dpm2);
 }

@@ -1,6 +1,7 @@
 // estimate-gamma (resume, refusal of mixed settings), trajectory, nll, and sample with
 // --trajectory/--gamma, through the scoreflow command.
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "scoreflow/npy.h"
@@ -25,7 +26,8 @@ std::string dataset() {
 TEST(AnalyticCli, EstimateGammaResumesAndRefusesMixedSettings) {
   const std::string data = dataset(), out = tmp("cli_gamma.json");
   std::filesystem::remove(out);
-  const std::string base = "estimate-gamma --model " + kModel + " --data " + data + " --timesteps 20 --batch 100 --out " + out;
+  const std::string base =
+      "estimate-gamma --model " + kModel + " --data " + data + " --timesteps 20 --batch 100 --out " + out;
   Result first = run(base + " --num-images 300 --json");
   ASSERT_EQ(first.code, 0) << first.err;
   auto doc = nlohmann::json::parse(first.out);
@@ -46,7 +48,8 @@ TEST(AnalyticCli, EstimateGammaResumesAndRefusesMixedSettings) {
   EXPECT_EQ(t["timesteps"][4], 1000);
   EXPECT_LE(t["cost"].get<double>(), t["even_cost"].get<double>() + 1e-12);
 
-  Result nll = run("nll --model " + kModel + " --data " + data + " --gamma " + out + " --steps 10 --num-images 100 --json");
+  Result nll =
+      run("nll --model " + kModel + " --data " + data + " --gamma " + out + " --steps 10 --num-images 100 --json");
   ASSERT_EQ(nll.code, 0) << nll.err;
   auto n = nlohmann::json::parse(nll.out);
   EXPECT_GT(n["bits_per_dim"].get<double>(), 0.0);
@@ -61,17 +64,22 @@ TEST(AnalyticCli, EstimateGammaResumesAndRefusesMixedSettings) {
 TEST(AnalyticCli, BadInputGetsOneErrorLine) {
   const std::string data = dataset(), gamma = tmp("cli_gamma_other.json");
   ASSERT_EQ(run("estimate-gamma --model builtin:gaussian:shape=1x4x4,schedule=vp_discrete --data " + data +
-                " --timesteps 5 --num-images 50 --out " + gamma).code, 0);
+                " --timesteps 5 --num-images 50 --out " + gamma)
+                .code,
+            0);
   expect_refused("nll --model " + kModel + " --data " + data + " --gamma " + gamma + " --steps 5", "model");
-  expect_refused("nll --model " + kModel + " --data " + data + " --steps 5000 --variance ddpm-beta", "larger than the model's 1000");
+  expect_refused("nll --model " + kModel + " --data " + data + " --steps 5000 --variance ddpm-beta",
+                 "larger than the model's 1000");
   expect_refused("nll --model " + kModel + " --data " + data + " --steps 5 --variance analytic", "needs --gamma");
   expect_refused("nll --model " + kModel + " --data " + data + " --steps 5 --variance bogus", "bogus");
   expect_refused("estimate-gamma --model builtin:gaussian:shape=1x4x4 --data " + data + " --out " + tmp("g.json"),
                  "needs a discrete VP model", tmp("g.json"));
-  expect_refused("estimate-gamma --model " + kModel + " --data /nonexistent.npy --out " + tmp("g.json"), "/nonexistent.npy",
-                 tmp("g.json"));
-  expect_refused("sample --model " + kModel + " --sampler analytic_ddpm --steps 5 --seeds 0-1 --json", "needs gamma=FILE");
-  expect_refused("sample --model " + kModel + " --sampler analytic_ddpm --gamma " + gamma + " --trajectory even --steps 5 --seeds 0-1 --json",
+  expect_refused("estimate-gamma --model " + kModel + " --data /nonexistent.npy --out " + tmp("g.json"),
+                 "/nonexistent.npy", tmp("g.json"));
+  expect_refused("sample --model " + kModel + " --sampler analytic_ddpm --steps 5 --seeds 0-1 --json",
+                 "needs gamma=FILE");
+  expect_refused("sample --model " + kModel + " --sampler analytic_ddpm --gamma " + gamma +
+                     " --trajectory even --steps 5 --seeds 0-1 --json",
                  "model");
 }
 

@@ -18,8 +18,7 @@ namespace {
 /// DDPM's linear schedule β_n = 1e-4 .. 0.02 (Ho et al. 2020), N steps.
 sa::DiscreteChain linear_chain(int64_t N) {
   std::vector<double> betas(N);
-  for (int64_t n = 0; n < N; ++n)
-    betas[n] = 1e-4 + (0.02 - 1e-4) * static_cast<double>(n) / static_cast<double>(N - 1);
+  for (int64_t n = 0; n < N; ++n) betas[n] = 1e-4 + (0.02 - 1e-4) * static_cast<double>(n) / static_cast<double>(N - 1);
   return sa::DiscreteChain::from_betas(betas);
 }
 
@@ -64,8 +63,7 @@ TEST(AnalyticChain, SkipQuantitiesCompose) {
       EXPECT_NEAR(chain.alpha(t, s) * chain.alpha_bar(s), chain.alpha_bar(t), 1e-15);
       EXPECT_NEAR(chain.beta(t, s), 1.0 - chain.alpha(t, s), 1e-15);
       // β̃_{s|t} = β_{t|s}β̄_s/β̄_t is the variance of q(x_s|x_t, x0).
-      EXPECT_NEAR(chain.beta_tilde(s, t), chain.beta(t, s) * chain.beta_bar(s) / chain.beta_bar(t),
-                  1e-17);
+      EXPECT_NEAR(chain.beta_tilde(s, t), chain.beta(t, s) * chain.beta_bar(s) / chain.beta_bar(t), 1e-17);
     }
   }
   // One-step skip keeps its relative precision: β_{2|1} = β_2.
@@ -95,23 +93,15 @@ TEST(AnalyticTimesteps, EvenAndQuadraticContainEndsAndIncrease) {
       EXPECT_LE(hi - lo, 1) << "even gaps differ by more than one for N=" << N << " K=" << K;
     }
   }
-  EXPECT_EQ(sa::even_timesteps(1000, 10),
-            (std::vector<int64_t>{1, 112, 223, 334, 445, 556, 667, 778, 889, 1000}));
+  EXPECT_EQ(sa::even_timesteps(1000, 10), (std::vector<int64_t>{1, 112, 223, 334, 445, 556, 667, 778, 889, 1000}));
   // Dense near the data: the first gap is the smallest.
   const auto quad = sa::quadratic_timesteps(1000, 10);
   EXPECT_LT(quad[1] - quad[0], quad[9] - quad[8]);
   EXPECT_EQ(sa::timesteps_by_name("even", 10, 4), sa::even_timesteps(10, 4));
-  EXPECT_NE(error_of([] { sa::timesteps_by_name("cubic", 10, 4); }).find("even, quadratic"),
-            std::string::npos);
+  EXPECT_NE(error_of([] { sa::timesteps_by_name("cubic", 10, 4); }).find("even, quadratic"), std::string::npos);
   EXPECT_NE(error_of([] { sa::even_timesteps(10, 11); }).find("exceeds"), std::string::npos);
-  EXPECT_NE(error_of([] {
-              sa::explicit_timesteps({1, 5, 5, 10}, 10);
-            }).find("strictly"),
-            std::string::npos);
-  EXPECT_NE(error_of([] {
-              sa::explicit_timesteps({2, 10}, 10);
-            }).find("start at 1"),
-            std::string::npos);
+  EXPECT_NE(error_of([] { sa::explicit_timesteps({1, 5, 5, 10}, 10); }).find("strictly"), std::string::npos);
+  EXPECT_NE(error_of([] { sa::explicit_timesteps({2, 10}, 10); }).find("start at 1"), std::string::npos);
 }
 
 // ---- the λ² family ----
@@ -131,8 +121,7 @@ TEST(AnalyticFamily, MeanCoefficientsAgreeInBothForms) {
   // DDPM: the posterior mean coefficients of Ho et al. (2020), Eq. 7.
   const auto ddpm = sa::step_coefficients(chain, 300, 310, 1.0);
   EXPECT_NEAR(ddpm.gamma, a_of(chain, 300) * chain.beta(310, 300) / chain.beta_bar(310), 1e-14);
-  EXPECT_NEAR(ddpm.coef_xt,
-              std::sqrt(chain.alpha(310, 300)) * chain.beta_bar(300) / chain.beta_bar(310), 1e-14);
+  EXPECT_NEAR(ddpm.coef_xt, std::sqrt(chain.alpha(310, 300)) * chain.beta_bar(300) / chain.beta_bar(310), 1e-14);
   // DDIM (η = 0) is Euler in σ-space: x_s/√ᾱ_s = x_t/√ᾱ_t + (σ_s − σ_t)·ε̂ (docs/design.md §2).
   const auto ddim = sa::step_coefficients(chain, 300, 700, 0.0);
   EXPECT_NEAR(ddim.c_x / a_of(chain, 300), 1.0 / a_of(chain, 700), 1e-13);
@@ -155,8 +144,7 @@ TEST(AnalyticVariance, BoundsAndClipping) {
     }
   // Near t = N, β̄/ᾱ ≫ 1, so the data-range bound ((b − a)/2)² = 1 is the binding one.
   const auto c = sa::step_coefficients(chain, 900, 1000, 1.0);
-  EXPECT_NEAR(sa::variance_bounds(chain, 900, 1000, 1.0).upper, c.lambda2 + c.gamma * c.gamma,
-              1e-15);
+  EXPECT_NEAR(sa::variance_bounds(chain, 900, 1000, 1.0).upper, c.lambda2 + c.gamma * c.gamma, 1e-15);
   EXPECT_GT(sa::analytic_variance(chain, 900, 1000, 0.0, 1.0, range, /*clip=*/false),
             sa::variance_bounds(chain, 900, 1000, 1.0).upper);
   EXPECT_NEAR(sa::sigma2_clip_threshold(2.0), std::pow(4.0 / 255.0, 2) * M_PI / 2.0, 1e-18);
@@ -196,8 +184,7 @@ TEST(AnalyticGaussian, TotalVarianceIdentityWithExactGamma) {
     for (double eta : {0.0, 0.5, 1.0})
       for (auto [s, t] : {std::pair<int64_t, int64_t>{1, 2}, {20, 80}, {100, 900}, {999, 1000}}) {
         const double a = a_of(chain, t), b = b_of(chain, t);
-        const double sigma2 =
-            sa::analytic_variance(chain, s, t, data.gamma_star(a, b), eta, wide, false);
+        const double sigma2 = sa::analytic_variance(chain, s, t, data.gamma_star(a, b), eta, wide, false);
         const sa::StepCoefficients c = sa::step_coefficients(chain, s, t, eta);
         double total = d * sigma2, target = 0.0;
         for (int64_t i = 0; i < d; ++i) {
@@ -243,8 +230,7 @@ TEST(AnalyticGaussian, SnAndNprDpmAreExactPerElement) {
   std::vector<double> eps_var;
   for (int64_t i = 0; i < data.dim(); ++i) eps_var.push_back(data.eps_posterior_var(i, a, b));
   const torch::Tensor g = torch::tensor(eps_var, torch::kFloat64).expand_as(x_t);
-  const torch::Tensor sn =
-      sa::sn_dpm_variance(chain, s, t, eps_hat * eps_hat + g, eps_hat, 1.0, wide);
+  const torch::Tensor sn = sa::sn_dpm_variance(chain, s, t, eps_hat * eps_hat + g, eps_hat, 1.0, wide);
   const torch::Tensor npr = sa::npr_dpm_variance(chain, s, t, g, 1.0, wide);
   for (int64_t i = 0; i < data.dim(); ++i) {
     const double var_s = data.marginal_var(i, a_of(chain, s), b_of(chain, s));
@@ -287,16 +273,15 @@ TEST(AnalyticGaussian, AnalyticVarianceHasTheSmallestExpectedKl) {
 
 TEST(AnalyticNll, KlTermsMatchTheirDefinitions) {
   const sa::DiscreteChain chain = linear_chain(1000);
-  EXPECT_NEAR(sa::gaussian_kl(0.3, 0.5, -0.1, 2.0),
-              0.5 * (std::log(2.0 / 0.5) + (0.5 + 0.16) / 2.0 - 1.0), 1e-15);
+  EXPECT_NEAR(sa::gaussian_kl(0.3, 0.5, -0.1, 2.0), 0.5 * (std::log(2.0 / 0.5) + (0.5 + 0.16) / 2.0 - 1.0), 1e-15);
   EXPECT_NEAR(sa::gaussian_kl(0.0, 1.0 + 1e-9, 0.0, 1.0), 0.25e-18, 1e-24);  // no cancellation
   const torch::Tensor x0 = torch::linspace(-1, 1, 7, torch::kFloat64).reshape({1, 7});
   const torch::Tensor prior = sa::prior_kl(chain, x0);
   const double abar = chain.alpha_bar(1000);
   for (int64_t i = 0; i < 7; ++i) {
     const double x = x0[0][i].item<double>();
-    EXPECT_NEAR(prior[0][i].item<double>(),
-                sa::gaussian_kl(std::sqrt(abar) * x, chain.beta_bar(1000), 0.0, 1.0), 1e-17);
+    EXPECT_NEAR(prior[0][i].item<double>(), sa::gaussian_kl(std::sqrt(abar) * x, chain.beta_bar(1000), 0.0, 1.0),
+                1e-17);
   }
   // Step KL against the KL of the two Gaussians written out with x_t.
   const int64_t s = 40, t = 90;
@@ -308,12 +293,10 @@ TEST(AnalyticNll, KlTermsMatchTheirDefinitions) {
       sa::gaussian_kl(c.coef_xt * x_t + c.gamma * x0, torch::full_like(x0, chain.beta_tilde(s, t)),
                       c.coef_xt * x_t + c.gamma * x0_hat, torch::full_like(x0, sigma2));
   EXPECT_TRUE(torch::allclose(sa::step_kl(chain, s, t, x0, x0_hat, sigma2), expect, 1e-12, 1e-15));
-  EXPECT_NEAR(sa::bits_per_dim(torch::full({2, 3, 4}, M_LN2, torch::kFloat64))[1].item<double>(),
-              1.0, 1e-15);
+  EXPECT_NEAR(sa::bits_per_dim(torch::full({2, 3, 4}, M_LN2, torch::kFloat64))[1].item<double>(), 1.0, 1e-15);
   EXPECT_EQ(sa::parse_reverse_variance("ddpm-tilde"), sa::ReverseVariance::ddpm_tilde);
-  EXPECT_NE(
-      error_of([] { sa::parse_reverse_variance("large"); }).find("analytic, ddpm-beta, ddpm-tilde"),
-      std::string::npos);
+  EXPECT_NE(error_of([] { sa::parse_reverse_variance("large"); }).find("analytic, ddpm-beta, ddpm-tilde"),
+            std::string::npos);
   EXPECT_NEAR(sa::decoder_variance(chain), chain.beta_tilde(1, 2), 0.0);
 }
 
@@ -321,8 +304,8 @@ TEST(AnalyticNll, DiscretizedGaussianSumsToOneOverTheBins) {
   const torch::Tensor bins = torch::linspace(-1, 1, 256, torch::kFloat64);  // x = −1 + 2i/255
   for (double mean : {-1.3, -0.4, 0.0, 0.77, 1.0})
     for (double std : {1e-4, 3e-3, 0.05, 0.5, 4.0, 300.0}) {
-      const torch::Tensor logp = sa::discretized_gaussian_log_likelihood(
-          bins, torch::full_like(bins, mean), torch::full_like(bins, std * std));
+      const torch::Tensor logp = sa::discretized_gaussian_log_likelihood(bins, torch::full_like(bins, mean),
+                                                                         torch::full_like(bins, std * std));
       ASSERT_TRUE(torch::isfinite(logp).all().item<bool>()) << mean << " " << std;
       EXPECT_NEAR(logp.exp().sum().item<double>(), 1.0, 1e-9) << mean << " " << std;
     }
@@ -336,26 +319,23 @@ TEST(AnalyticNll, DiscretizedGaussianMatchesCdfDifference) {
       for (double std : {0.01, 0.2, 1.5}) {
         const long double u = (x - mean + 1.0 / 255.0) / std, l = (x - mean - 1.0 / 255.0) / std;
         const long double direct = l > 0 ? phi_c(l) - phi_c(u) : phi_c(-u) - phi_c(-l);
-        const double got =
-            sa::discretized_gaussian_log_likelihood(torch::tensor({x}, torch::kFloat64),
-                                                    torch::tensor({mean}, torch::kFloat64),
-                                                    torch::tensor({std * std}, torch::kFloat64))[0]
-                .item<double>();
+        const double got = sa::discretized_gaussian_log_likelihood(torch::tensor({x}, torch::kFloat64),
+                                                                   torch::tensor({mean}, torch::kFloat64),
+                                                                   torch::tensor({std * std}, torch::kFloat64))[0]
+                               .item<double>();
         // Past z ≈ 150 even long double underflows: use the asymptotic series of log Φc(z)
         // (the upper bin edge's mass is e^{−z·Δz} smaller and drops out).
         const long double z = l > 0 ? l : -u;
         const double expected =
             direct > 0 ? static_cast<double>(std::log(direct))
-                       : static_cast<double>(
-                             -z * z / 2 - std::log(z * std::sqrt(2 * M_PIl)) +
-                             std::log1p(-1 / (z * z) + 3 / std::pow(z, 4) - 15 / std::pow(z, 6)));
+                       : static_cast<double>(-z * z / 2 - std::log(z * std::sqrt(2 * M_PIl)) +
+                                             std::log1p(-1 / (z * z) + 3 / std::pow(z, 4) - 15 / std::pow(z, 6)));
         EXPECT_NEAR(got, expected, 1e-9 * std::abs(got) + 1e-12) << x << " " << mean << " " << std;
       }
   // Edge bins reach to infinity.
-  const double edge =
-      sa::discretized_gaussian_log_likelihood(torch::tensor({1.0}, torch::kFloat64),
-                                              torch::tensor({1.0}, torch::kFloat64),
-                                              torch::tensor({0.25}, torch::kFloat64))[0]
-          .item<double>();
+  const double edge = sa::discretized_gaussian_log_likelihood(torch::tensor({1.0}, torch::kFloat64),
+                                                              torch::tensor({1.0}, torch::kFloat64),
+                                                              torch::tensor({0.25}, torch::kFloat64))[0]
+                          .item<double>();
   EXPECT_NEAR(edge, std::log(0.5 * std::erfc(-(1.0 / 255.0) / 0.5 / std::sqrt(2.0))), 1e-14);
 }

@@ -19,8 +19,7 @@ namespace {
 
 sa::DiscreteChain linear_chain(int64_t N) {
   std::vector<double> betas(N);
-  for (int64_t n = 0; n < N; ++n)
-    betas[n] = 1e-4 + (0.02 - 1e-4) * static_cast<double>(n) / static_cast<double>(N - 1);
+  for (int64_t n = 0; n < N; ++n) betas[n] = 1e-4 + (0.02 - 1e-4) * static_cast<double>(n) / static_cast<double>(N - 1);
   return sa::DiscreteChain::from_betas(betas);
 }
 
@@ -34,8 +33,7 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 /// Every K-point path 1 = τ_1 < … < τ_K = N, by recursion.
-void all_paths(int64_t N, int64_t K, std::vector<int64_t>& prefix,
-               std::vector<std::vector<int64_t>>& out) {
+void all_paths(int64_t N, int64_t K, std::vector<int64_t>& prefix, std::vector<std::vector<int64_t>>& out) {
   if (static_cast<int64_t>(prefix.size()) == K - 1) {
     prefix.push_back(N);
     out.push_back(prefix);
@@ -95,9 +93,7 @@ TEST(AnalyticTrajectory, DpAvoidsForbiddenStepsAndRefusesWhenNoPathIsLeft) {
   const sa::DiscreteChain chain = linear_chain(N);
   std::vector<double> gamma(N + 1, 0.5);
   gamma[N] = 1e6;
-  EXPECT_NE(error_of([&] {
-              sa::least_cost_path(sa::trajectory_cost(chain, gamma), 4);
-            }).find("forbidden"),
+  EXPECT_NE(error_of([&] { sa::least_cost_path(sa::trajectory_cost(chain, gamma), 4); }).find("forbidden"),
             std::string::npos);
   // Γ slightly above 1 only forbids long jumps into t; the DP routes around them.
   gamma[N] = 1.02;
@@ -123,8 +119,7 @@ TEST(AnalyticTrajectory, EvenIsOptimalWhenCostIsConvexInTheGap) {
   }
   // K − 1 not dividing N − 1: the optimum is any arrangement of the same ⌊⌋/⌈⌉ gaps.
   for (int64_t K : {7, 50, 300})
-    EXPECT_NEAR(sa::path_cost(cost, sa::least_cost_path(cost, K)),
-                sa::path_cost(cost, sa::even_timesteps(N, K)), 1e-9);
+    EXPECT_NEAR(sa::path_cost(cost, sa::least_cost_path(cost, K)), sa::path_cost(cost, sa::even_timesteps(N, K)), 1e-9);
 }
 
 TEST(AnalyticTrajectory, DpOnAThousandStepsIsFast) {
@@ -133,14 +128,12 @@ TEST(AnalyticTrajectory, DpOnAThousandStepsIsFast) {
   const scoreflow::testing::DiagonalGaussian data{{0.0, 0.2}, {0.05, 0.3}};
   sa::GammaTable table({"builtin:gaussian", "linear(1e-4,0.02,1000)", "", {}}, N);
   for (int64_t t = 1; t <= N; ++t)
-    table.set(t, data.gamma_star(std::sqrt(chain.alpha_bar(t)), std::sqrt(chain.beta_bar(t))), 0.0,
-              1);
+    table.set(t, data.gamma_star(std::sqrt(chain.alpha_bar(t)), std::sqrt(chain.beta_bar(t))), 0.0, 1);
   const auto start = std::chrono::steady_clock::now();
   const auto k10 = sa::optimal_trajectory(chain, table, 10);
   const auto k333 = sa::optimal_trajectory(chain, table, 333);
   const auto k1000 = sa::optimal_trajectory(chain, table, 1000);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(k10.size(), 10u);
   EXPECT_EQ(k1000, sa::even_timesteps(N, N));
   const sa::StepCostMatrix cost = sa::trajectory_cost(chain, table.dense());
@@ -171,17 +164,14 @@ TEST(AnalyticGamma, AccumulatorMatchesDirectMoments) {
   EXPECT_NEAR(batched.std_err(), se, 1e-14);
   EXPECT_EQ(batched.count(), 37);
   const torch::Tensor eps = torch::ones({3, 2, 2}) * torch::tensor({1.0, 2.0, 3.0}).view({3, 1, 1});
-  EXPECT_TRUE(torch::allclose(sa::per_sample_sq_norm(eps),
-                              torch::tensor({1.0, 4.0, 9.0}, torch::kFloat64)));
+  EXPECT_TRUE(torch::allclose(sa::per_sample_sq_norm(eps), torch::tensor({1.0, 4.0, 9.0}, torch::kFloat64)));
 }
 
 TEST(AnalyticGamma, JsonRoundTripAndClipping) {
   const int64_t N = 50;
   const sa::DiscreteChain chain = linear_chain(N);
-  sa::GammaMeta meta{"demo.pt sha256:abc",
-                     "linear(1e-4,0.02,50)",
-                     "fashion-mnist:train",
-                     {{"num_images", "100"}, {"seed", "7"}}};
+  sa::GammaMeta meta{
+      "demo.pt sha256:abc", "linear(1e-4,0.02,50)", "fashion-mnist:train", {{"num_images", "100"}, {"seed", "7"}}};
   sa::GammaTable table(meta, N);
   table.set(1, 1.0 + 1e-3, 2e-3, 100);  // noisy estimate above 1
   table.set(10, 0.75, 1e-3, 100);
@@ -228,17 +218,13 @@ TEST(AnalyticGamma, RefusesAnotherModelOrSchedule) {
   EXPECT_NE(schedule_error.find("field 'schedule'"), std::string::npos) << schedule_error;
   EXPECT_NE(schedule_error.find("cosine(20)"), std::string::npos);
   EXPECT_NE(schedule_error.find("g.json"), std::string::npos);
-  const std::string model_error = error_of([&] {
-    sa::GammaTable::from_json(text, chain, {"model-B", "", "", {}});
-  });
+  const std::string model_error = error_of([&] { sa::GammaTable::from_json(text, chain, {"model-B", "", "", {}}); });
   EXPECT_NE(model_error.find("field 'model'"), std::string::npos) << model_error;
-  const std::string steps_error =
-      error_of([&] { sa::GammaTable::from_json(text, linear_chain(30), {}); });
+  const std::string steps_error = error_of([&] { sa::GammaTable::from_json(text, linear_chain(30), {}); });
   EXPECT_NE(steps_error.find("field 'num_steps'"), std::string::npos) << steps_error;
   // The dataset is recorded, not checked; empty expectations are not checked.
   EXPECT_NO_THROW(sa::GammaTable::from_json(text, chain, {"model-A", "", "other-data", {}}));
-  EXPECT_NE(error_of([&] { sa::GammaTable::from_json("{nope", chain, {}); }).find("not valid JSON"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { sa::GammaTable::from_json("{nope", chain, {}); }).find("not valid JSON"), std::string::npos);
 }
 
 TEST(AnalyticGamma, ReadsScoreConvention) {
@@ -250,6 +236,5 @@ TEST(AnalyticGamma, ReadsScoreConvention) {
   const sa::GammaTable table = sa::GammaTable::from_json(j.dump(), chain, {"m", "s", "", {}});
   EXPECT_NEAR(table.eps(7), 0.4, 1e-15);
   j["convention"] = "norm";
-  EXPECT_NE(error_of([&] { sa::GammaTable::from_json(j.dump(), chain, {}); }).find("eps, score"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { sa::GammaTable::from_json(j.dump(), chain, {}); }).find("eps, score"), std::string::npos);
 }

@@ -1,9 +1,9 @@
 // The scoreflow command end to end: outputs, --json, and one `error:` line + non-zero exit + no
 // output file for each kind of bad input.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "tests/support/cli_run.h"
 
@@ -18,8 +18,8 @@ const std::string kFixtures = SCOREFLOW_FIXTURE_DIR;
 TEST(Cli, SampleWritesGridPerSeedPngsAndNpz) {
   std::string grid = tmp("grid.png"), dir = tmp("seeds"), npz = tmp("s.npz");
   fs::remove_all(dir);
-  Result r = run("sample --model builtin:gmm:shape=3x8x8 --sampler euler --steps 4 --seeds 3-6 --batch 3 --out " + grid +
-                 " --out-dir " + dir + " --npz " + npz + " --json");
+  Result r = run("sample --model builtin:gmm:shape=3x8x8 --sampler euler --steps 4 --seeds 3-6 --batch 3 --out " +
+                 grid + " --out-dir " + dir + " --npz " + npz + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
   auto doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["nfe"], 4);
@@ -83,7 +83,8 @@ TEST(Cli, BadInputGetsOneErrorLineAndNoOutput) {
   expect_refused("sample --model builtin:gmm --sampler nope" + base, "unknown sampler 'nope'; valid: euler, heun", out);
   expect_refused("sample --model builtin:gmm --schedule nope" + base, "unknown schedule 'nope'; valid: karras", out);
   expect_refused("sample --model builtin:nope" + base, "unknown builtin model 'nope'; valid: gaussian", out);
-  expect_refused("sample --model builtin:gmm --sampler-args eta=1" + base, "unknown sampler arg 'eta' for sampler heun", out);
+  expect_refused("sample --model builtin:gmm --sampler-args eta=1" + base, "unknown sampler arg 'eta' for sampler heun",
+                 out);
   expect_refused("sample --model builtin:gmm --steps 0 --out " + out, "steps must be", out);
   expect_refused("sample --model builtin:gmm --steps 100000000 --out " + out, "steps must be", out);
   expect_refused("sample --model builtin:gmm --seeds 0-x --out " + out, "malformed --seeds '0-x'", out);

@@ -1,15 +1,15 @@
 // Named conditioning inputs, guidance on them (interval, rescale), latent decoders: a fixture
 // network built here whose D is linear in its two conditions, so every value is computed by hand.
+#include "scoreflow/conditioning.h"
+
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
 #include <cmath>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "scoreflow/amed.h"
-#include "scoreflow/conditioning.h"
 #include "scoreflow/error.h"
 #include "scoreflow/latent.h"
 #include "scoreflow/model.h"

@@ -197,7 +197,7 @@ TEST(Pt2Package, ABuildBeforeLibTorch26RefusesItNamingTheBuildItNeeds) {
     EXPECT_NE(msg.find(std::string("this build has LibTorch ") + TORCH_VERSION), std::string::npos) << msg;
   }
   testing_cli::expect_refused("sample --model " + path + " --sampler euler --steps 2 --seeds 0 --npz " + path + ".npz",
-                          "needs scoreflow built against LibTorch >= 2.6", path + ".npz");
+                              "needs scoreflow built against LibTorch >= 2.6", path + ".npz");
 }
 
 TEST(Pt2Package, TheExportScriptRefusesATorchBefore26) {

@@ -1,9 +1,10 @@
 // builtin:empirical: the exact smoothed-empirical denoiser/score (docs/design.md §6).
+#include "scoreflow/empirical.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
-#include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/registry.h"

@@ -1,4 +1,6 @@
 // Library errors name fields; cli/error_flags.cpp spells them as flags (docs/design.md §7).
+#include "scoreflow/error.h"
+
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -6,7 +8,6 @@
 
 #include "cli/error_flags.h"
 #include "scoreflow/builtin.h"
-#include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/seeds.h"

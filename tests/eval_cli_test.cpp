@@ -151,13 +151,14 @@ TEST(EvalCli, FidOnSeveralDevicesEqualsOneDevice) {
   std::string images = tmp("fd_dev_images.npy");
   io::write_npy(images, io::from_tensor(torch::rand({23, 1, 4, 4}) * 2 - 1));
   std::string net = feature_net("feat_dev.pt", true);
-  const std::string model = " --model builtin:gmm:shape=1x4x4,k=2 --steps 4 --seeds 0-18 --batch 4 --kid --kid-subsets 5";
+  const std::string model =
+      " --model builtin:gmm:shape=1x4x4,k=2 --steps 4 --seeds 0-18 --batch 4 --kid --kid-subsets 5";
   Result one = run("eval fid --features " + net + " --ref-data " + images + model + " --json");
   ASSERT_EQ(one.code, 0) << one.err;
   std::string report = tmp("fd_dev_report.json");
   fs::remove(report);
-  Result three = run("eval fid --features " + net + " --ref-data " + images + model +
-                     " --devices cpu,cpu,cpu --out " + report + " --json");
+  Result three = run("eval fid --features " + net + " --ref-data " + images + model + " --devices cpu,cpu,cpu --out " +
+                     report + " --json");
   ASSERT_EQ(three.code, 0) << three.err;
   auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(three.out);
   EXPECT_EQ(b["sample_count"], 19);
@@ -208,8 +209,9 @@ TEST(EvalCli, FidRefusesBadInputWithOneErrorLine) {
                  "samples hold NaN or Inf (sample 7)");
   expect_refused("eval fid --features none --ref-data " + nan_points + " --samples " + points + " --batch 3",
                  "samples hold NaN or Inf (sample 7)");
-  expect_refused("eval fid --features none --ref-data " + points + " --samples " + points + " --device cpu --devices cpu,cpu",
-                 "give --device or --devices, not both");
+  expect_refused(
+      "eval fid --features none --ref-data " + points + " --samples " + points + " --device cpu --devices cpu,cpu",
+      "give --device or --devices, not both");
   expect_refused("eval fid --features " + feature_net("feat_nan.pt", true, true) + " --ref-data " + images +
                      " --samples " + images,
                  "NaN");
@@ -259,8 +261,10 @@ TEST(CompareCli, PerSamplerArgsReachTheirSampler) {
   // AMED needs its coefficients and DDIM takes eta: --sampler-args NAME:k=v gives each its own.
   std::string dir = tmp("compare_args");
   fs::remove_all(dir);
-  Result r = run("compare --model builtin:gaussian:shape=2,mean=0.5,std=0.5 --samplers amed,ddim --nfe 5 --num 100 "
-                 "--metric w2 --sampler-args amed:r=0.5,afs=true --sampler-args ddim:eta=1 --out-dir " + dir + " --json");
+  Result r =
+      run("compare --model builtin:gaussian:shape=2,mean=0.5,std=0.5 --samplers amed,ddim --nfe 5 --num 100 "
+          "--metric w2 --sampler-args amed:r=0.5,afs=true --sampler-args ddim:eta=1 --out-dir " +
+          dir + " --json");
   ASSERT_EQ(r.code, 0) << r.err;
   auto doc = nlohmann::json::parse(r.out);
   ASSERT_EQ(doc["cells"].size(), 2u);

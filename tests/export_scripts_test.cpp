@@ -77,8 +77,8 @@ nlohmann::json info_and_sample(const std::string& name, const std::string& sampl
   nlohmann::json doc = nlohmann::json::parse(info.out.empty() ? "{}" : info.out);
   const std::string npz = tmp(name + "_samples.npz");
   fs::remove(npz);
-  testing_cli::Result s = testing_cli::run("sample --model " + model + " --sampler heun --steps 3 --seeds 0-2 --npz " + npz +
-                                   " " + sample_extra);
+  testing_cli::Result s = testing_cli::run("sample --model " + model + " --sampler heun --steps 3 --seeds 0-2 --npz " +
+                                           npz + " " + sample_extra);
   EXPECT_EQ(s.code, 0) << s.err;
   if (fs::exists(npz)) {
     torch::Tensor samples = io::to_tensor(io::read_npz(npz).at("samples"));
@@ -214,7 +214,7 @@ TEST(ExportScripts, EdmVpVePreconditioningsMatchTheOriginalNetwork) {
   // Classifier-free guidance asks for label num_classes: EDM's all-zero class vector.
   testing_cli::Result cfg =
       testing_cli::run("sample --model " + tmp("edm_edm.pt") +
-                   " --sampler euler --steps 3 --seeds 0-1 --class 0 --guidance 2 --npz " + tmp("edm_cfg.npz"));
+                       " --sampler euler --steps 3 --seeds 0-1 --class 0 --guidance 2 --npz " + tmp("edm_cfg.npz"));
   EXPECT_EQ(cfg.code, 0) << cfg.err;
   // VPPrecond's range: sigma(epsilon_t = 1e-5) .. sigma(1) of the VP SDE with beta_d 19.9, beta_min 0.1.
   auto vp = open_model(tmp("edm_vp.pt"));

@@ -111,9 +111,9 @@ TEST(FinalStepCli, SampleNoneOnExplicitSigmasEqualsTheLibraryRun) {
     EXPECT_EQ(nlohmann::json::parse(d.out)["nfe"], nfe) << final;
   }
   scoreflow::testing_cli::expect_refused("sample --model " + model + " --final last --seeds 0 --json",
-                                     "--final: unknown value 'last'; valid: zero, none, denoise");
+                                         "--final: unknown value 'last'; valid: zero, none, denoise");
   scoreflow::testing_cli::expect_refused("sample --model " + model + " --sigmas 80,1,0 --final none --seeds 0 --json",
-                                     "ends at 0");
+                                         "ends at 0");
   scoreflow::testing_cli::expect_refused(
       "sample --model " + model + " --sampler ipndm --sampler-args denoise_to_zero=true --final none --json",
       "denoise_to_zero=true is --final denoise on a grid ending in 0");

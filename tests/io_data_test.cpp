@@ -3,11 +3,11 @@
 
 #include <filesystem>
 
+#include "io/prefetch.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
 #include "scoreflow/image.h"
 #include "scoreflow/npy.h"
-#include "io/prefetch.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow::io {
@@ -17,7 +17,8 @@ using testing_io::expect_error;
 /// idx3 bytes: magic 0 0 8 3, big-endian N, H, W (as claimed), then `pixels`.
 std::vector<uint8_t> idx_bytes(uint32_t n, uint32_t h, uint32_t w, const std::vector<uint8_t>& pixels) {
   std::vector<uint8_t> b = {0, 0, 8, 3};
-  for (uint32_t v : {n, h, w}) for (int s = 24; s >= 0; s -= 8) b.push_back((v >> s) & 0xff);
+  for (uint32_t v : {n, h, w})
+    for (int s = 24; s >= 0; s -= 8) b.push_back((v >> s) & 0xff);
   b.insert(b.end(), pixels.begin(), pixels.end());
   return b;
 }
@@ -41,8 +42,10 @@ TEST_F(IoIdx, RawAndGzipOpenWithScaledValues) {
   const std::vector<uint8_t> pixels = ramp(3 * 2 * 4);
   testing_io::write_bytes(path("tiny-images-idx3-ubyte"), idx_bytes(3, 2, 4, pixels));
   write_gz(path("tiny-images-idx3-ubyte.gz"), idx_bytes(3, 2, 4, pixels));
-  const torch::Tensor want = torch::tensor(std::vector<double>(pixels.begin(), pixels.end()))
-                                 .to(torch::kFloat).reshape({3, 1, 2, 4}) / 255.0f * 2 - 1;
+  const torch::Tensor want =
+      torch::tensor(std::vector<double>(pixels.begin(), pixels.end())).to(torch::kFloat).reshape({3, 1, 2, 4}) /
+          255.0f * 2 -
+      1;
   for (const std::string name : {"tiny-images-idx3-ubyte", "tiny-images-idx3-ubyte.gz"}) {
     const auto ds = open_dataset(path(name), {});
     EXPECT_EQ(ds->size(), 3) << name;
@@ -54,7 +57,8 @@ TEST_F(IoIdx, RawAndGzipOpenWithScaledValues) {
   }
   DatasetOptions unit;
   unit.lo = 0, unit.hi = 1;
-  EXPECT_FLOAT_EQ(open_dataset(path("tiny-images-idx3-ubyte"), unit)->batch(0, 1)[0][0][0][1].item<float>(), 37 / 255.0f);
+  EXPECT_FLOAT_EQ(open_dataset(path("tiny-images-idx3-ubyte"), unit)->batch(0, 1)[0][0][0][1].item<float>(),
+                  37 / 255.0f);
 }
 
 TEST_F(IoIdx, TruncatedAndLyingHeadersAreErrors) {

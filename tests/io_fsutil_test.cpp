@@ -2,8 +2,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow::io {
@@ -29,8 +29,7 @@ TEST_F(IoFs, AtomicWriteIntoMissingDirNamesPathAndLeavesNothing) {
 
 TEST_F(IoFs, AtomicWriteIntoReadOnlyDirNamesPathAndLeavesNothing) {
   // /proc refuses new files even to root; a chmod-ed directory covers ordinary users.
-  expect_error([&] { write_file_atomic("/proc/scoreflow-test.bin", std::string("x")); },
-               {"/proc/scoreflow-test.bin"});
+  expect_error([&] { write_file_atomic("/proc/scoreflow-test.bin", std::string("x")); }, {"/proc/scoreflow-test.bin"});
   const std::string ro = path("ro");
   make_dirs(ro);
   ::chmod(ro.c_str(), 0555);

@@ -13,8 +13,9 @@ class IoImage : public testing_io::TempDirTest {};
 
 TEST(IoImageConvert, Uint8RoundsHalfAwayAndClamps) {
   // In [-1, 1], 255 levels: x = 2*v/255 - 1 maps to v; v + 0.5 sits on a tie and rounds up.
-  const torch::Tensor x = torch::tensor({-1.0, 1.0, 2.0 * 127.5 / 255 - 1, -3.0, 7.0, 2.0 * 10.49 / 255 - 1},
-                                        torch::kDouble).reshape({1, 1, 1, 6});
+  const torch::Tensor x =
+      torch::tensor({-1.0, 1.0, 2.0 * 127.5 / 255 - 1, -3.0, 7.0, 2.0 * 10.49 / 255 - 1}, torch::kDouble)
+          .reshape({1, 1, 1, 6});
   const torch::Tensor u = to_uint8_nhwc(x, -1, 1);
   EXPECT_EQ(u.sizes(), (std::vector<int64_t>{1, 1, 6, 1}));
   EXPECT_TRUE(u.flatten().equal(torch::tensor({0, 255, 128, 0, 255, 10}).to(torch::kByte)));
@@ -33,7 +34,8 @@ TEST(IoImageConvert, LayoutAndInverse) {
 
 TEST(IoImageGrid, TilesPaddingAndEmptyCells) {
   // Five 2x3 tiles filled with 10, 20, ..., 50; three columns, padding 1 of value 200.
-  const torch::Tensor tiles = (torch::arange(1, 6) * 10).to(torch::kByte).reshape({5, 1, 1, 1}).expand({5, 2, 3, 3}).contiguous();
+  const torch::Tensor tiles =
+      (torch::arange(1, 6) * 10).to(torch::kByte).reshape({5, 1, 1, 1}).expand({5, 2, 3, 3}).contiguous();
   const torch::Tensor g = make_grid(tiles, 3, 1, 200);
   ASSERT_EQ(g.sizes(), (std::vector<int64_t>{2 * 2 + 1, 3 * 3 + 2, 3}));
   for (int64_t y = 0; y < g.size(0); ++y)
@@ -43,7 +45,7 @@ TEST(IoImageGrid, TilesPaddingAndEmptyCells) {
       const int expected = pad || tile >= 5 ? 200 : int(10 * (tile + 1));
       ASSERT_EQ(g[y][x][1].item<uint8_t>(), expected) << "y=" << y << " x=" << x;
     }
-  EXPECT_EQ(make_grid(tiles, 0, 0).sizes(), (std::vector<int64_t>{4, 9, 3}));  // ceil(sqrt(5)) = 3 columns
+  EXPECT_EQ(make_grid(tiles, 0, 0).sizes(), (std::vector<int64_t>{4, 9, 3}));   // ceil(sqrt(5)) = 3 columns
   EXPECT_EQ(make_grid(tiles, 8, 0).sizes(), (std::vector<int64_t>{2, 15, 3}));  // never empty columns
 }
 
@@ -63,7 +65,8 @@ TEST_F(IoImage, PngRoundTripEveryChannelCount) {
 /// A PNG that is only signature + IHDR: enough for stbi_info, with any claimed size.
 std::vector<uint8_t> png_header(uint32_t w, uint32_t h) {
   std::vector<uint8_t> b = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R'};
-  for (uint32_t v : {w, h}) for (int s = 24; s >= 0; s -= 8) b.push_back((v >> s) & 0xff);
+  for (uint32_t v : {w, h})
+    for (int s = 24; s >= 0; s -= 8) b.push_back((v >> s) & 0xff);
   for (uint8_t v : {8, 2, 0, 0, 0}) b.push_back(v);  // 8-bit RGB
   const uint32_t crc = crc32(0, b.data() + 12, 17);
   for (int s = 24; s >= 0; s -= 8) b.push_back((crc >> s) & 0xff);
@@ -73,7 +76,9 @@ std::vector<uint8_t> png_header(uint32_t w, uint32_t h) {
 /// A 54-byte BMP header (BITMAPINFOHEADER, 24-bit) claiming w x h, with no pixels.
 std::vector<uint8_t> bmp_header(int32_t w, int32_t h) {
   std::vector<uint8_t> b(54, 0);
-  auto put = [&](size_t o, uint32_t v) { for (int i = 0; i < 4; ++i) b[o + i] = (v >> (8 * i)) & 0xff; };
+  auto put = [&](size_t o, uint32_t v) {
+    for (int i = 0; i < 4; ++i) b[o + i] = (v >> (8 * i)) & 0xff;
+  };
   b[0] = 'B', b[1] = 'M';
   put(2, 54), put(10, 54), put(14, 40), put(18, uint32_t(w)), put(22, uint32_t(h));
   b[26] = 1, b[28] = 24;
@@ -93,9 +98,11 @@ TEST_F(IoImage, BrokenFilesFailNamingTheFile) {
   expect_error([&] { read_image(path("cut.png")); }, {path("cut.png")});
   // A chunk claiming 2^31 - 1 bytes in a tiny file: refused before stb allocates for it.
   std::vector<uint8_t> liar = png_header(59, 3);
-  for (int v : {0x7f, 0xff, 0xff, 0xff, 0x49, 0x44, 0x41, 0x54, 0, 0, 0, 0}) liar.push_back(static_cast<uint8_t>(v));  // len, "IDAT", crc
+  for (int v : {0x7f, 0xff, 0xff, 0xff, 0x49, 0x44, 0x41, 0x54, 0, 0, 0, 0})
+    liar.push_back(static_cast<uint8_t>(v));  // len, "IDAT", crc
   testing_io::write_bytes(path("liar.png"), liar);
-  expect_error([&] { read_image(path("liar.png")); }, {path("liar.png"), "truncated PNG (chunk 'IDAT' claims 2147483647"});
+  expect_error([&] { read_image(path("liar.png")); },
+               {path("liar.png"), "truncated PNG (chunk 'IDAT' claims 2147483647"});
 
   std::vector<uint8_t> bmp = bmp_header(8, 8);
   bmp.resize(54 + 8 * 8 * 3 / 2);  // half the pixel rows

@@ -38,8 +38,7 @@ void expect_error(Fn fn, const std::vector<std::string>& fragments) {
     ADD_FAILURE() << "expected scoreflow::Error";
   } catch (const scoreflow::Error& e) {
     for (const auto& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message '" << e.what() << "' lacks '" << f << "'";
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << "message '" << e.what() << "' lacks '" << f << "'";
   }
 }
 
@@ -68,8 +67,7 @@ torch::Tensor json_tensor(const nlohmann::json& j) {
 
 TEST(GaussianW2, OneDimensionalClosedForm) {
   // |m1 − m2|² + (s1 − s2)² with s = standard deviations 2 and 0.5.
-  const double w2 = sm::gaussian_w2_squared(vec({1.5}), vec({4.0}).view({1, 1}), vec({-0.5}),
-                                            vec({0.25}).view({1, 1}));
+  const double w2 = sm::gaussian_w2_squared(vec({1.5}), vec({4.0}).view({1, 1}), vec({-0.5}), vec({0.25}).view({1, 1}));
   EXPECT_NEAR(w2, 4.0 + 2.25, 1e-12);
 }
 
@@ -79,12 +77,10 @@ TEST(GaussianW2, CommutingCovariancesMatchDiagonalFormula) {
   const auto q = orthogonal(5, 1);
   const auto s1 = q.mm(torch::diag(a)).mm(q.t()), s2 = q.mm(torch::diag(b)).mm(q.t());
   const auto m1 = randn({5}, 2), m2 = randn({5}, 3);
-  const double expected =
-      ((m1 - m2).square().sum() + (a.sqrt() - b.sqrt()).square().sum()).item<double>();
+  const double expected = ((m1 - m2).square().sum() + (a.sqrt() - b.sqrt()).square().sum()).item<double>();
   EXPECT_NEAR(sm::gaussian_w2_squared(m1, s1, m2, s2), expected, 1e-10 * expected);
   // Rotating both means as well leaves the diagonal problem.
-  EXPECT_NEAR(sm::gaussian_w2_squared_diagonal(q.t().mv(m1), a, q.t().mv(m2), b), expected,
-              1e-10 * expected);
+  EXPECT_NEAR(sm::gaussian_w2_squared_diagonal(q.t().mv(m1), a, q.t().mv(m2), b), expected, 1e-10 * expected);
 }
 
 TEST(GaussianW2, TwoByTwoNonCommutingClosedForm) {
@@ -96,8 +92,7 @@ TEST(GaussianW2, TwoByTwoNonCommutingClosedForm) {
   const double tr_m = s1.mm(s2).trace().item<double>();
   const double det_m = (s1.det() * s2.det()).item<double>();
   const double expected = (m1 - m2).square().sum().item<double>() + s1.trace().item<double>() +
-                          s2.trace().item<double>() -
-                          2.0 * std::sqrt(tr_m + 2.0 * std::sqrt(det_m));
+                          s2.trace().item<double>() - 2.0 * std::sqrt(tr_m + 2.0 * std::sqrt(det_m));
   EXPECT_NEAR(sm::gaussian_w2_squared(m1, s1, m2, s2), expected, 1e-12 * std::abs(expected));
   EXPECT_NEAR(sm::gaussian_w2_squared(m2, s2, m1, s1), expected, 1e-12 * std::abs(expected));
 }
@@ -150,18 +145,13 @@ TEST(GaussianW2, SqrtmPsdSquaresBack) {
 
 TEST(GaussianW2, BadInputsAreNamed) {
   const auto s3 = torch::eye(3, kF64), s2 = torch::eye(2, kF64);
-  expect_error(
-      [&] { sm::gaussian_w2_squared(torch::zeros({3}, kF64), s3, torch::zeros({2}, kF64), s2); },
-      {"dimension mismatch", "3", "2"});
-  expect_error(
-      [&] { sm::gaussian_w2_squared(torch::zeros({3}, kF64), s2, torch::zeros({3}, kF64), s3); },
-      {"sigma1", "mu1 has dimension 3"});
+  expect_error([&] { sm::gaussian_w2_squared(torch::zeros({3}, kF64), s3, torch::zeros({2}, kF64), s2); },
+               {"dimension mismatch", "3", "2"});
+  expect_error([&] { sm::gaussian_w2_squared(torch::zeros({3}, kF64), s2, torch::zeros({3}, kF64), s3); },
+               {"sigma1", "mu1 has dimension 3"});
   const auto not_psd = torch::diag(vec({1.0, -0.5, 2.0}));
-  expect_error(
-      [&] {
-        sm::gaussian_w2_squared(torch::zeros({3}, kF64), not_psd, torch::zeros({3}, kF64), s3);
-      },
-      {"sigma1", "not positive semidefinite"});
+  expect_error([&] { sm::gaussian_w2_squared(torch::zeros({3}, kF64), not_psd, torch::zeros({3}, kF64), s3); },
+               {"sigma1", "not positive semidefinite"});
   const auto asym = torch::tensor({{1.0, 0.5}, {0.0, 1.0}}, kF64);
   expect_error([&] { sm::sqrtm_psd(asym); }, {"not symmetric"});
 }
@@ -189,8 +179,8 @@ TEST(MetricsReference, FidMatchesScipySqrtm) {
   const double expected = ref["fid_xy"].get<double>();
   EXPECT_NEAR(sm::frechet_distance(a, b), expected, 1e-6 * expected);
   // Same from the reference's own statistics.
-  EXPECT_NEAR(sm::frechet_distance(json_tensor(ref["mu_x"]), json_tensor(ref["sigma_x"]),
-                                   json_tensor(ref["mu_y"]), json_tensor(ref["sigma_y"])),
+  EXPECT_NEAR(sm::frechet_distance(json_tensor(ref["mu_x"]), json_tensor(ref["sigma_x"]), json_tensor(ref["mu_y"]),
+                                   json_tensor(ref["sigma_y"])),
               expected, 1e-6 * expected);
 }
 
@@ -203,8 +193,8 @@ TEST(MetricsReference, BuresW2MatchesScipy) {
     const double w2 = g["w2_squared"].get<double>(), fid = g["fid"].get<double>();
     EXPECT_NEAR(sm::gaussian_w2_squared(mu1, s1, mu2, s2), w2, 1e-6 * w2);
     // Float32 statistics (as pytorch-fid .npz files may hold) still agree to float32 precision.
-    EXPECT_NEAR(sm::frechet_distance(mu1.to(torch::kFloat32), s1.to(torch::kFloat32),
-                                     mu2.to(torch::kFloat32), s2.to(torch::kFloat32)),
+    EXPECT_NEAR(sm::frechet_distance(mu1.to(torch::kFloat32), s1.to(torch::kFloat32), mu2.to(torch::kFloat32),
+                                     s2.to(torch::kFloat32)),
                 fid, 1e-4 * fid);
     EXPECT_NEAR(sm::frechet_distance(mu1, s1, mu2, s2), fid, 1e-6 * fid);
   }
@@ -225,8 +215,7 @@ TEST(MetricsReference, KidMatchesNumpy) {
   for (const auto& s : ref["kid_subsets"])
     subsets.emplace_back(s["x"].get<std::vector<int64_t>>(), s["y"].get<std::vector<int64_t>>());
   const auto kid = sm::kernel_inception_distance(x, y, subsets);
-  const double mean = ref["kid_subsets_mean"].get<double>(),
-               std = ref["kid_subsets_std"].get<double>();
+  const double mean = ref["kid_subsets_mean"].get<double>(), std = ref["kid_subsets_std"].get<double>();
   EXPECT_NEAR(kid.mean, mean, 1e-6 * std::abs(mean));
   EXPECT_NEAR(kid.std, std, 1e-6 * std);
 }
@@ -315,11 +304,7 @@ TEST(Kid, TooFewSamplesSaysHowMany) {
         sm::kernel_inception_distance(x, randn({80, 5}, 15), sm::KidOptions{10, 20, 0});
       },
       {"dimension mismatch", "4", "5"});
-  expect_error(
-      [&] {
-        sm::kernel_inception_distance(x, y, {sm::KidSubset{{0, 50}, {0, 1}}});
-      },
-      {"index 50", "50 rows"});
+  expect_error([&] { sm::kernel_inception_distance(x, y, {sm::KidSubset{{0, 50}, {0, 1}}}); }, {"index 50", "50 rows"});
 }
 
 // ---- 1-D and sliced W2
@@ -354,8 +339,7 @@ TEST(SlicedW2, ShiftGivesShiftSquaredOverDimension) {
   const double expected = 25.0 / 2.0;
   const double sw2 = sm::sliced_w2_squared(x, x + c, sm::SlicedW2Options{4000, 3});
   EXPECT_NEAR(sw2, expected, 0.05 * expected);
-  const double sw2_unequal =
-      sm::sliced_w2_squared(x, x.repeat({3, 1}) + c, sm::SlicedW2Options{4000, 3});
+  const double sw2_unequal = sm::sliced_w2_squared(x, x.repeat({3, 1}) + c, sm::SlicedW2Options{4000, 3});
   EXPECT_NEAR(sw2_unequal, sw2, 1e-10 * sw2);  // same measure, same directions
   // In 3-D as well.
   const auto x3 = randn({100, 3}, 20);
@@ -370,11 +354,7 @@ TEST(SlicedW2, OneDimensionIsExactW2) {
 }
 
 TEST(SlicedW2, BadInputsAreNamed) {
-  expect_error(
-      [&] {
-        sm::sliced_w2_squared(randn({5, 2}, 0), randn({5, 3}, 1));
-      },
-      {"dimension mismatch", "2", "3"});
+  expect_error([&] { sm::sliced_w2_squared(randn({5, 2}, 0), randn({5, 3}, 1)); }, {"dimension mismatch", "2", "3"});
   auto bad = randn({5, 2}, 2);
   bad[3][1] = std::nan("");
   expect_error([&] { sm::sliced_w2_squared(randn({5, 2}, 0), bad); }, {"y row 3"});

@@ -1,5 +1,7 @@
 // TorchScript loading, metadata, prediction conversions against the exact Gaussian oracle,
 // classifier-free guidance, and the errors a bad model file must produce.
+#include "scoreflow/model.h"
+
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
@@ -7,7 +9,6 @@
 
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
-#include "scoreflow/model.h"
 #include "scoreflow/npy.h"
 
 using namespace scoreflow;
@@ -92,7 +93,8 @@ TEST(TorchScriptModel, FixtureFromPythonMatchesReferenceDenoiser) {
     double sigma = io::to_tensor(ref.at("sigma_" + std::to_string(n))).item<double>();
     torch::Tensor want = io::to_tensor(ref.at("denoised_" + std::to_string(n)));
     torch::Tensor got = Denoiser(model)(x, sigma).to(torch::kFloat64);
-    EXPECT_TRUE(torch::allclose(got, want, 1e-4, 1e-4)) << "n=" << n << " max diff " << (got - want).abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(got, want, 1e-4, 1e-4))
+        << "n=" << n << " max diff " << (got - want).abs().max().item<double>();
   }
   EXPECT_EQ(model->metadata().schedule.num_train_steps(), 1000);
   EXPECT_TRUE(model->has_features());
@@ -112,9 +114,11 @@ TEST(TorchScriptModel, PerSampleSigmasMatchPerBatchCalls) {
 TEST(TorchScriptModel, EveryPredictionConvertsToTheExactDenoiser) {
   // The Gaussian oracle's D(x, σ) in σ-space vs the wrapper applied to each exact network output.
   auto oracle = make_builtin("builtin:gaussian:shape=6,mean=0.3,std=0.5");
-  const std::string vp = R"("schedule":{"type":"vp_linear","beta_min":0.1,"beta_max":20},"time_input":"continuous","shape":[6])";
+  const std::string vp =
+      R"("schedule":{"type":"vp_linear","beta_min":0.1,"beta_max":20},"time_input":"continuous","shape":[6])";
   for (const std::string pred : {"eps", "x0", "v", "score"}) {
-    auto path = save_module(kGaussianNet, pred, "{\"prediction\":\"" + pred + "\"," + vp + "}", "gauss_" + pred + ".pt");
+    auto path =
+        save_module(kGaussianNet, pred, "{\"prediction\":\"" + pred + "\"," + vp + "}", "gauss_" + pred + ".pt");
     auto model = open_model(path);
     for (double sigma : {0.05, 0.7, 4.0, 30.0}) {
       torch::Tensor x = torch::randn({5, 6}, torch::kFloat64) * std::sqrt(0.25 + sigma * sigma) + 0.3;
@@ -124,7 +128,9 @@ TEST(TorchScriptModel, EveryPredictionConvertsToTheExactDenoiser) {
           << pred << " sigma=" << sigma << " max diff " << (got - want).abs().max().item<double>();
     }
   }
-  auto flow = open_model(save_module(kFlowNet, "", R"({"prediction":"flow","schedule":{"type":"flow"},"time_input":"continuous","shape":[6]})", "gauss_flow.pt"));
+  auto flow = open_model(save_module(
+      kFlowNet, "", R"({"prediction":"flow","schedule":{"type":"flow"},"time_input":"continuous","shape":[6]})",
+      "gauss_flow.pt"));
   for (double sigma : {0.05, 0.7, 4.0, 30.0}) {
     torch::Tensor x = torch::randn({5, 6}, torch::kFloat64) * std::sqrt(0.25 + sigma * sigma) + 0.3;
     torch::Tensor got = Denoiser(flow)(x.to(torch::kFloat32), sigma).to(torch::kFloat64);
@@ -133,8 +139,9 @@ TEST(TorchScriptModel, EveryPredictionConvertsToTheExactDenoiser) {
 }
 
 TEST(TorchScriptModel, MetadataOverridesCompleteAModelWithoutMetadata) {
-  auto model = open_model(fixture("no_meta.pt"), "",
-                          {"prediction=eps", R"(schedule={"type":"vp_discrete","betas":"linear"})", "time_input=index", "shape=[1,8,8]"});
+  auto model = open_model(
+      fixture("no_meta.pt"), "",
+      {"prediction=eps", R"(schedule={"type":"vp_discrete","betas":"linear"})", "time_input=index", "shape=[1,8,8]"});
   EXPECT_EQ(model->metadata().prediction, Prediction::Eps);
   auto edm = open_model(fixture("tiny_eps.pt"), "", {"prediction=x0"});
   EXPECT_EQ(edm->metadata().prediction, Prediction::X0);

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "scoreflow/error.h"
 #include "io/fsutil.h"
+#include "scoreflow/error.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow::io {
@@ -79,15 +79,15 @@ TEST(OutputPathsCli, RefusedBeforeAnyWorkWithTheFlagNamed) {
   const auto start = std::chrono::steady_clock::now();
   // 4096 seeds x 200 Heun steps would take minutes: the refusal comes first.
   testing_cli::expect_refused("sample --model builtin:gmm --steps 200 --seeds 0-4095 --out " + dir,
-                          "--out '" + dir + "': is a directory");
+                              "--out '" + dir + "': is a directory");
   testing_cli::expect_refused(
       "sample --model builtin:gmm --steps 200 --seeds 0-4095 --out " + dir + "/a.png --npz " + dir + "/./a.png",
       "are the same file", dir + "/a.png");
   testing_cli::expect_refused("train-amed --model builtin:ring8 --steps 4 --out " + dir + "/p.pt --log " + dir,
-                          "--log '" + dir + "': is a directory", dir + "/p.pt");
+                              "--log '" + dir + "': is a directory", dir + "/p.pt");
   testing_cli::expect_refused("compare --model builtin:ring8 --metric ode-error --out-dir " + dir + " --csv " + dir +
-                              "/x.csv --plot " + dir + "/x.csv",
-                          "--csv '" + dir + "/x.csv' and --plot '" + dir + "/x.csv' are the same file");
+                                  "/x.csv --plot " + dir + "/x.csv",
+                              "--csv '" + dir + "/x.csv' and --plot '" + dir + "/x.csv' are the same file");
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 30);
 }
 

@@ -1,10 +1,10 @@
 // `scoreflow bench`, `--cuda-graph` and `--dtype` as they behave on the CPU (the GPU numbers are
 // benchmarks: bench/gpu_performance.sh → docs/performance.md).
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "models/cuda_graph.h"
@@ -21,7 +21,8 @@ const std::string kFixtures = SCOREFLOW_FIXTURE_DIR;
 TEST(Perf, CudaGraphFallsBackToEagerOnCpuWithIdenticalSamples) {
   const std::string model = kFixtures + "/tiny_eps.pt";
   const std::string a = tmp("graph_off.npz"), b = tmp("graph_on.npz");
-  const std::string common = "sample --model " + model + " --sampler dpmpp_2m --nfe 6 --seeds 0-4 --batch 3 --json --npz ";
+  const std::string common =
+      "sample --model " + model + " --sampler dpmpp_2m --nfe 6 --seeds 0-4 --batch 3 --json --npz ";
   Result off = run(common + a);
   ASSERT_EQ(off.code, 0) << off.err;
   Result on = run(common + b + " --cuda-graph");
@@ -39,7 +40,8 @@ TEST(Perf, ReducedPrecisionOnCpuIsAClearError) {
                  "--dtype fp16 needs --device cuda", out);
   expect_refused("sample --model " + kFixtures + "/tiny_eps.pt --steps 2 --dtype bf16 --npz " + out,
                  "--dtype bf16 needs --device cuda", out);
-  expect_refused("sample --model builtin:gmm --steps 2 --dtype fp16 --npz " + out, "is for TorchScript networks on CUDA", out);
+  expect_refused("sample --model builtin:gmm --steps 2 --dtype fp16 --npz " + out,
+                 "is for TorchScript networks on CUDA", out);
   expect_refused("bench --model " + kFixtures + "/tiny_eps.pt --dtype fp16", "--dtype fp16 needs --device cuda");
   expect_refused("bench --model builtin:gmm --dtype half", "--dtype 'half' is unknown; valid: fp32, fp16, bf16");
   expect_refused("bench --model builtin:gmm --sampler euler,heun --nfe 0", "needs at least 1 NFE");
@@ -47,7 +49,8 @@ TEST(Perf, ReducedPrecisionOnCpuIsAClearError) {
 }
 
 TEST(Perf, BenchReportsNetworkAndSamplerTimesPerCall) {
-  Result r = run("bench --model " + kFixtures + "/tiny_eps.pt --sampler heun --nfe 7 --batch 4 --repeat 2 --iterations 3 --cuda-graph --json");
+  Result r = run("bench --model " + kFixtures +
+                 "/tiny_eps.pt --sampler heun --nfe 7 --batch 4 --repeat 2 --iterations 3 --cuda-graph --json");
   ASSERT_EQ(r.code, 0) << r.err;
   auto doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["sampler"], "heun");
@@ -65,8 +68,9 @@ TEST(Perf, GraphRunnerIsAStubWithoutCuda) {
   if (scoreflow::GraphRunner::available()) GTEST_SKIP() << "built with CUDA";
   scoreflow::GraphRunner runner;
   try {
-    runner.run({torch::zeros({2})}, [](std::vector<torch::Tensor>& in) { in[0].fill_(1); },
-               [](const std::vector<torch::Tensor>& in) { return in[0] * 2; });
+    runner.run(
+        {torch::zeros({2})}, [](std::vector<torch::Tensor>& in) { in[0].fill_(1); },
+        [](const std::vector<torch::Tensor>& in) { return in[0] * 2; });
     FAIL() << "expected an error";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("no CUDA support"), std::string::npos) << e.what();

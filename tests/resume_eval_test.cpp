@@ -11,9 +11,9 @@
 #include "tests/support/cli_run.h"
 
 namespace fs = std::filesystem;
+using scoreflow::testing_cli::fresh_dir;
 using scoreflow::testing_cli::Outcome;
 using scoreflow::testing_cli::run_cli;
-using scoreflow::testing_cli::fresh_dir;
 using scoreflow::testing_cli::slurp;
 
 namespace {
@@ -183,11 +183,11 @@ TEST(ResumeEval, FidOnSeveralDevicesResumesEachDevicesChunks) {
   const std::string ref_npz = fid_reference(dir);
   ASSERT_FALSE(ref_npz.empty());
   auto fid = [&](const std::string& out) {
-    return std::vector<std::string>{"eval",  "fid",       "--features", "none",    "--ref-data",
-                                    ref_npz, "--model",   "builtin:gaussian:shape=1x4x4,std=0.8",
-                                    "--sampler", "heun",  "--steps",    "6",       "--seeds",
-                                    "0-29",  "--batch",   "6",          "--devices", "cpu,cpu",
-                                    "--out", out};
+    return std::vector<std::string>{"eval",       "fid",     "--features", "none",
+                                    "--ref-data", ref_npz,   "--model",    "builtin:gaussian:shape=1x4x4,std=0.8",
+                                    "--sampler",  "heun",    "--steps",    "6",
+                                    "--seeds",    "0-29",    "--batch",    "6",
+                                    "--devices",  "cpu,cpu", "--out",      out};
   };
   Outcome r = run_cli(fid(dir + "/ref.json"), dir + "/ref");
   ASSERT_EQ(r.code, 0) << r.err;
@@ -204,4 +204,3 @@ TEST(ResumeEval, FidOnSeveralDevicesResumesEachDevicesChunks) {
   EXPECT_EQ(without_times(dir + "/run.json"), without_times(dir + "/ref.json"));
   EXPECT_FALSE(fs::exists(dir + "/run.json.parts"));
 }
-

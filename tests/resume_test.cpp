@@ -15,9 +15,9 @@
 #include "tests/support/cli_run.h"
 
 namespace fs = std::filesystem;
+using scoreflow::testing_cli::fresh_dir;
 using scoreflow::testing_cli::Outcome;
 using scoreflow::testing_cli::run_cli;
-using scoreflow::testing_cli::fresh_dir;
 using scoreflow::testing_cli::slurp;
 
 namespace {

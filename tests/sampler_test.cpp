@@ -130,7 +130,8 @@ class SamplerTest : public ::testing::TestWithParam<SamplerCase> {
 TEST(SamplerRegistry, EveryRegisteredSamplerIsInTheTestList) {
   std::set<std::string> listed;
   for (const SamplerCase& c : kSamplerCases) listed.insert(c.name);
-  for (const SamplerInfo& info : sampler_table()) EXPECT_TRUE(listed.count(info.name)) << info.name << " has no test line";
+  for (const SamplerInfo& info : sampler_table())
+    EXPECT_TRUE(listed.count(info.name)) << info.name << " has no test line";
 }
 
 TEST(SamplerRegistry, UnknownNameAndArgsListTheValidOnes) {
@@ -176,7 +177,8 @@ TEST_P(SamplerTest, ConvergesWithTheDeclaredOrderOnTheExactGaussianOde) {
   std::vector<double> steps_list, errors;
   for (int k : {1, 2, 4, 8}) steps_list.push_back(c.first_steps * k);
   for (double steps : steps_list) {
-    auto sigmas = make_sigmas("karras", static_cast<int>(steps), model->metadata().schedule, KeyValueArgs("sigma_max=20"));
+    auto sigmas =
+        make_sigmas("karras", static_cast<int>(steps), model->metadata().schedule, KeyValueArgs("sigma_max=20"));
     Denoiser d(model);
     NoiseSource noise({7, 8, 9});
     torch::Tensor x = s->sample(d, eps * sigmas[0], sigmas, noise);

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <functional>
 
+#include "eval/sweep.h"
 #include "scoreflow/error.h"
 #include "scoreflow/sigmas.h"
-#include "eval/sweep.h"
 #include "tests/support/cli_run.h"
 
 using namespace scoreflow;

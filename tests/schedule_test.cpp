@@ -1,9 +1,10 @@
+#include "scoreflow/schedule.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "scoreflow/error.h"
-#include "scoreflow/schedule.h"
 #include "scoreflow/sigmas.h"
 
 using namespace scoreflow;
@@ -158,8 +159,10 @@ TEST(Sigmas, VpTimeUniformIsTimeUniformOfTheFittedVpSchedule) {
 
 TEST(Sigmas, DiscreteSpacingsMatchDiffusers) {
   // Values worked out by hand from the diffusers/DDIM definitions for N = 1000, 10 steps.
-  EXPECT_EQ(discrete_timesteps("leading", 10, 1000), (std::vector<int>{900, 800, 700, 600, 500, 400, 300, 200, 100, 0}));
-  EXPECT_EQ(discrete_timesteps("trailing", 10, 1000), (std::vector<int>{999, 899, 799, 699, 599, 499, 399, 299, 199, 99}));
+  EXPECT_EQ(discrete_timesteps("leading", 10, 1000),
+            (std::vector<int>{900, 800, 700, 600, 500, 400, 300, 200, 100, 0}));
+  EXPECT_EQ(discrete_timesteps("trailing", 10, 1000),
+            (std::vector<int>{999, 899, 799, 699, 599, 499, 399, 299, 199, 99}));
   EXPECT_EQ(discrete_timesteps("linspace", 4, 1000), (std::vector<int>{999, 666, 333, 0}));
   EXPECT_EQ(discrete_timesteps("quadratic", 3, 1000), (std::vector<int>{800, 200, 0}));
   NoiseSchedule vp = NoiseSchedule::vp_discrete("linear", 1e-4, 0.02, 1000);

@@ -113,7 +113,8 @@ TEST(SamplerOptions, AfsSavesExactlyOneModelCallOnEverySampler) {
     // step of the chain, not an ODE step; AMED needs its coefficients.
     if (info.name.rfind("analytic_", 0) == 0 || info.name == "sn_dpm" || info.name == "npr_dpm") continue;
     const std::string base = info.name.rfind("amed", 0) == 0 ? "r=0.5" : "";
-    auto plain = make_sampler(info.name, base), afs = make_sampler(info.name, base + (base.empty() ? "" : ",") + "afs=true");
+    auto plain = make_sampler(info.name, base),
+         afs = make_sampler(info.name, base + (base.empty() ? "" : ",") + "afs=true");
     EXPECT_EQ(afs->nfe(6), plain->nfe(6) - 1) << info.name;
     int64_t counted = 0;
     torch::Tensor out = run(*afs, model, x, sigmas, &counted);

@@ -45,8 +45,7 @@ std::vector<int64_t> least_cost_path(const StepCostMatrix& cost, int64_t K);
 double path_cost(const StepCostMatrix& cost, const std::vector<int64_t>& path);
 
 /// The optimal K-point trajectory for a Γ table (all N timesteps used, interpolated if sparse).
-std::vector<int64_t> optimal_trajectory(const DiscreteChain& chain, const GammaTable& gamma,
-                                        int64_t K);
+std::vector<int64_t> optimal_trajectory(const DiscreteChain& chain, const GammaTable& gamma, int64_t K);
 
 // ---- NLL terms (nats; `bits_per_dim` converts) ----
 
@@ -57,12 +56,11 @@ ReverseVariance parse_reverse_variance(const std::string& name);
 std::string to_string(ReverseVariance v);
 
 /// σ²_{s|t} of the DDPM chain: analytic (σ*², η = 1, clipped), β_{t|s} or β̃_{s|t}.
-double ddpm_step_variance(const DiscreteChain& chain, int64_t s, int64_t t, ReverseVariance v,
-                          double gamma_eps, const DataRange& range = {});
+double ddpm_step_variance(const DiscreteChain& chain, int64_t s, int64_t t, ReverseVariance v, double gamma_eps,
+                          const DataRange& range = {});
 /// Variances of the K − 1 steps τ_{k+1} → τ_k along `traj`, in trajectory order (k = 1..K−1).
-std::vector<double> trajectory_variances(const DiscreteChain& chain,
-                                         const std::vector<int64_t>& traj, ReverseVariance v,
-                                         const GammaTable& gamma, const DataRange& range = {});
+std::vector<double> trajectory_variances(const DiscreteChain& chain, const std::vector<int64_t>& traj,
+                                         ReverseVariance v, const GammaTable& gamma, const DataRange& range = {});
 /// Decoder p(x_0|x_1) variance: β̃_{1|2} (improved-DDPM's clipped log variance; official code).
 double decoder_variance(const DiscreteChain& chain);
 
@@ -78,12 +76,10 @@ torch::Tensor prior_kl(const DiscreteChain& chain, const torch::Tensor& x0);
 torch::Tensor step_kl(const DiscreteChain& chain, int64_t s, int64_t t, const torch::Tensor& x0,
                       const torch::Tensor& x0_hat, double sigma2);
 /// Per-dimension E[step_kl] given mse = E‖x0 − x̂0‖²/d (closed form; exact-oracle checks).
-double expected_step_kl(const DiscreteChain& chain, int64_t s, int64_t t, double sigma2,
-                        double mse_x0);
+double expected_step_kl(const DiscreteChain& chain, int64_t s, int64_t t, double sigma2, double mse_x0);
 /// Element-wise log p(x0) under N(mean, var) discretised to 256 bins on [−1, 1] (bin half-width
 /// 1/255, edge bins extended to ±∞), computed stably in float64 via log Φ (log_ndtr).
-torch::Tensor discretized_gaussian_log_likelihood(const torch::Tensor& x0,
-                                                  const torch::Tensor& mean,
+torch::Tensor discretized_gaussian_log_likelihood(const torch::Tensor& x0, const torch::Tensor& mean,
                                                   const torch::Tensor& var);
 /// [B, ...] element-wise nats → [B] bits/dim (sum / (d·ln 2)).
 torch::Tensor bits_per_dim(const torch::Tensor& nats);

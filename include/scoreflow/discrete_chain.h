@@ -33,7 +33,7 @@ class DiscreteChain {
   double alpha(int64_t t, int64_t s) const;       ///< α_{t|s} = ᾱ_t / ᾱ_s, 0 ≤ s ≤ t ≤ N
   double beta(int64_t t, int64_t s) const;        ///< β_{t|s} = 1 − α_{t|s}
   double beta_tilde(int64_t s, int64_t t) const;  ///< β̃_{s|t} = β_{t|s}·β̄_s/β̄_t, 0 ≤ s < t
-  double sigma(int64_t t) const;  ///< σ-space level sqrt(β̄_t/ᾱ_t) (0 at t = 0)
+  double sigma(int64_t t) const;                  ///< σ-space level sqrt(β̄_t/ᾱ_t) (0 at t = 0)
   /// The network's own step index for timestep t ≥ 1 (t − 1).
   int64_t model_index(int64_t t) const;
 
@@ -89,20 +89,19 @@ VarianceBounds variance_bounds(const DiscreteChain& chain, int64_t s, int64_t t,
 
 /// σ*²_{s|t} = λ² + γ²·(β̄_t/ᾱ_t)(1 − Γ_t), the covariance term clipped to Theorem 2's bounds
 /// when `clip` (otherwise only at 0 below). Γ in the ε convention.
-double analytic_variance(const DiscreteChain& chain, int64_t s, int64_t t, double gamma_eps,
-                         double eta, const DataRange& range = {}, bool clip = true);
+double analytic_variance(const DiscreteChain& chain, int64_t s, int64_t t, double gamma_eps, double eta,
+                         const DataRange& range = {}, bool clip = true);
 
 /// Noise-variance cap for the step producing x_{τ_1}: (y·(2/255)·sqrt(π/2))², y = 1 or 2.
 double sigma2_clip_threshold(double y);
 
 /// SN-DPM (Bao et al., ICML 2022): per-element variance of p(x_s|x_t) from the second-moment
 /// head h ≈ E[ε²|x_t] and ε̂: λ² + γ²·clip((β̄_t/ᾱ_t)(h − ε̂²), 0, ((hi − lo)/2)²). Any shape.
-torch::Tensor sn_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t,
-                              const torch::Tensor& h, const torch::Tensor& eps_hat, double eta,
-                              const DataRange& range = {});
+torch::Tensor sn_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t, const torch::Tensor& h,
+                              const torch::Tensor& eps_hat, double eta, const DataRange& range = {});
 /// NPR-DPM: from g ≈ E[(ε − ε̂)²|x_t]: λ² + γ²·clip((β̄_t/ᾱ_t)·g, 0, ((hi − lo)/2)²). Any shape.
-torch::Tensor npr_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t,
-                               const torch::Tensor& g, double eta, const DataRange& range = {});
+torch::Tensor npr_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t, const torch::Tensor& g, double eta,
+                               const DataRange& range = {});
 
 }  // namespace scoreflow::analytic
 

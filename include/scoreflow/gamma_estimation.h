@@ -31,7 +31,7 @@ struct GammaEstimation {
   std::vector<int64_t> timesteps;  ///< chain timesteps 1..N to estimate
   int64_t num_images = 1000;       ///< first images of the dataset
   int batch = 100;
-  uint64_t seed = 0;               ///< noise for (t, batch b) comes from a generator seeded by (seed, t, b)
+  uint64_t seed = 0;  ///< noise for (t, batch b) comes from a generator seeded by (seed, t, b)
   /// A shard's share: batches [first_batch, end_batch) of the num_images/batch batches (end_batch
   /// −1: to the last). Batch b always holds images [b·batch, (b+1)·batch) and noise seeded by b,
   /// so shards see exactly what an unsharded run sees.
@@ -44,7 +44,8 @@ struct GammaEstimation {
 /// Estimates Γ for every timestep in `job.timesteps` that `table` does not hold yet (a timestep
 /// whose batch range is empty is left unset), calling
 /// `on_timestep(table, t, images_per_second)` after each finished timestep (for saving and progress).
-void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job, analytic::GammaTable& table,
+void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job,
+                    analytic::GammaTable& table,
                     const std::function<void(const analytic::GammaTable&, int64_t, double)>& on_timestep = {});
 
 /// Images/s of the network calls alone that `estimate_gamma` makes for `job` (same batch sizes and

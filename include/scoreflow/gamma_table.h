@@ -97,11 +97,10 @@ class GammaTable {
   /// Parses a Γ file and refuses it (naming the field, the file's value and ours) when its model,
   /// schedule or step count differ from `expect` / `chain`. Accepts convention "eps" or "score"
   /// (converted with the chain's β̄). `source` names the file in messages.
-  static GammaTable from_json(const std::string& text, const DiscreteChain& chain,
-                              const GammaMeta& expect, const std::string& source = "<json>");
+  static GammaTable from_json(const std::string& text, const DiscreteChain& chain, const GammaMeta& expect,
+                              const std::string& source = "<json>");
   void save(const std::string& path) const;  ///< atomic (temporary + rename)
-  static GammaTable load(const std::string& path, const DiscreteChain& chain,
-                         const GammaMeta& expect);
+  static GammaTable load(const std::string& path, const DiscreteChain& chain, const GammaMeta& expect);
 
  private:
   GammaMeta meta_;

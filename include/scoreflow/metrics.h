@@ -63,20 +63,20 @@ torch::Tensor sqrtm_psd(const torch::Tensor& sigma);
 
 /// Squared 2-Wasserstein distance between N(mu1, sigma1) and N(mu2, sigma2) (Bures):
 /// ‖mu1 − mu2‖² + tr S1 + tr S2 − 2 tr (S1^½ S2 S1^½)^½. mu [D], sigma [D, D].
-double gaussian_w2_squared(const torch::Tensor& mu1, const torch::Tensor& sigma1,
-                           const torch::Tensor& mu2, const torch::Tensor& sigma2);
+double gaussian_w2_squared(const torch::Tensor& mu1, const torch::Tensor& sigma1, const torch::Tensor& mu2,
+                           const torch::Tensor& sigma2);
 
 /// Fréchet distance of two Gaussians — the FID formula (Heusel et al. 2017); equals
 /// gaussian_w2_squared. mu [D], sigma [D, D] (e.g. pytorch-fid/ADM `mu`, `sigma` statistics).
-double frechet_distance(const torch::Tensor& mu1, const torch::Tensor& sigma1,
-                        const torch::Tensor& mu2, const torch::Tensor& sigma2);
+double frechet_distance(const torch::Tensor& mu1, const torch::Tensor& sigma1, const torch::Tensor& mu2,
+                        const torch::Tensor& sigma2);
 /// Fréchet distance between the mean/covariance of two feature streams (each count ≥ 2).
 double frechet_distance(const MomentAccumulator& a, const MomentAccumulator& b);
 
 /// Exact W2² between Gaussians with diagonal covariances: ‖mu1 − mu2‖² + Σ (√v1 − √v2)².
 /// mu, var [D]; var ≥ 0.
-double gaussian_w2_squared_diagonal(const torch::Tensor& mu1, const torch::Tensor& var1,
-                                    const torch::Tensor& mu2, const torch::Tensor& var2);
+double gaussian_w2_squared_diagonal(const torch::Tensor& mu1, const torch::Tensor& var1, const torch::Tensor& mu2,
+                                    const torch::Tensor& var2);
 
 /// Unbiased MMD² (Gretton et al. 2012) between rows x [m, D] and y [n, D] with the KID kernel
 /// k(a, b) = (a·b / D + 1)³ (Bińkowski et al. 2018); m, n ≥ 2.
@@ -101,8 +101,7 @@ struct KidResult {
 using KidSubset = std::pair<std::vector<int64_t>, std::vector<int64_t>>;
 
 /// Kernel Inception Distance of x [N, D] vs y [M, D]; needs N, M ≥ subset_size ≥ 2.
-KidResult kernel_inception_distance(const torch::Tensor& x, const torch::Tensor& y,
-                                    const KidOptions& options = {});
+KidResult kernel_inception_distance(const torch::Tensor& x, const torch::Tensor& y, const KidOptions& options = {});
 /// KID over given subsets (to reproduce another tool's draw exactly); indices are checked.
 KidResult kernel_inception_distance(const torch::Tensor& x, const torch::Tensor& y,
                                     const std::vector<KidSubset>& subsets);
@@ -121,7 +120,6 @@ struct SlicedW2Options {
 /// Monte Carlo sliced W2²: mean over `projections` random unit directions u of
 /// w2_squared_1d(x·u, y·u). x [N, D], y [M, D]; N ≠ M allowed. For a pure shift y = x + c it
 /// estimates |c|²/D (E[(u·c)²] on the sphere). Meant for low-dimensional point sets.
-double sliced_w2_squared(const torch::Tensor& x, const torch::Tensor& y,
-                         const SlicedW2Options& options = {});
+double sliced_w2_squared(const torch::Tensor& x, const torch::Tensor& y, const SlicedW2Options& options = {});
 
 }  // namespace scoreflow::metrics

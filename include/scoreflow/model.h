@@ -51,8 +51,8 @@ struct ModelMetadata {
   double data_min = -1, data_max = 1;
   int num_classes = 0;
   Head head = Head::None;
-  std::string features;        ///< TorchScript method returning AMED bottleneck features, or ""
-  std::string json;            ///< the resolved metadata as a JSON document
+  std::string features;                   ///< TorchScript method returning AMED bottleneck features, or ""
+  std::string json;                       ///< the resolved metadata as a JSON document
   std::vector<ConditionSpec> conditions;  ///< extra forward inputs after (x, t[, y]), in order
   UncondSource uncond = UncondSource::None;
   std::optional<DecoderSpec> decoder;  ///< latent models: how samples become images
@@ -141,8 +141,7 @@ class Model {
 /// Opens a model: "builtin:NAME[:k=v,...]" or a TorchScript path. `meta_file` and `overrides` as
 /// in resolve_metadata (builtins reject overrides except their own args).
 std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file = "",
-                                  const std::vector<std::string>& overrides = {},
-                                  torch::Device device = torch::kCPU);
+                                  const std::vector<std::string>& overrides = {}, torch::Device device = torch::kCPU);
 
 /// The line of a (multi-line, traceback-carrying) TorchScript error that says what went wrong: the
 /// last "...Error: message" line, else the first line; trimmed to 300 characters.

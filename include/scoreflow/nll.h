@@ -22,10 +22,10 @@ struct NllJob {
 };
 
 struct NllResult {
-  double bits_per_dim = 0, std_err = 0;  ///< mean over images and its standard error
+  double bits_per_dim = 0, std_err = 0;      ///< mean over images and its standard error
   double prior = 0, steps = 0, decoder = 0;  ///< the three terms, bits/dim (means)
-  std::vector<double> per_step;          ///< mean bits/dim of each step KL, trajectory order k = 1..K−1
-  std::vector<double> variances;         ///< σ²_{τ_k|τ_{k+1}} used
+  std::vector<double> per_step;              ///< mean bits/dim of each step KL, trajectory order k = 1..K−1
+  std::vector<double> variances;             ///< σ²_{τ_k|τ_{k+1}} used
   int64_t count = 0;
 };
 

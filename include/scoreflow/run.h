@@ -15,12 +15,12 @@
 namespace scoreflow {
 
 struct SampleJob {
-  std::vector<double> sigmas;    ///< the grid, σ_0 first, ending at 0 (final zero) or at σ_min > 0
-  std::vector<uint64_t> seeds;   ///< one sample per seed
+  std::vector<double> sigmas;   ///< the grid, σ_0 first, ending at 0 (final zero) or at σ_min > 0
+  std::vector<uint64_t> seeds;  ///< one sample per seed
   int batch = 64;
   torch::Device device = torch::kCPU;
-  torch::Tensor init_noise;      ///< optional [N, ...shape] standard normal replacing the seeded noise
-  torch::Tensor labels;          ///< optional [N] int64 class labels
+  torch::Tensor init_noise;  ///< optional [N, ...shape] standard normal replacing the seeded noise
+  torch::Tensor labels;      ///< optional [N] int64 class labels
   double guidance = 1.0;
   /// Conditioning inputs (metadata "conditions"): the tables and each sample's row in them ([N]).
   ConditionTables cond;
@@ -36,8 +36,8 @@ struct SampleJob {
 };
 
 struct SampleResult {
-  torch::Tensor samples;         ///< [N, ...shape] float32 on the CPU: x at the grid's end, or D there
-  int64_t nfe = 0;               ///< network evaluations per sample, the final denoise included
+  torch::Tensor samples;  ///< [N, ...shape] float32 on the CPU: x at the grid's end, or D there
+  int64_t nfe = 0;        ///< network evaluations per sample, the final denoise included
 };
 
 /// (finished samples, total samples) after each batch; (step, steps) inside a batch.

@@ -13,8 +13,8 @@ class NoiseSchedule {
   /// Discrete VP chain from explicit betas (index n = 0..N-1 is the network's timestep).
   static NoiseSchedule vp_discrete(std::vector<double> betas, bool rescale_zero_terminal_snr = false);
   /// Named betas: "linear", "scaled_linear", "cosine" (Nichol & Dhariwal, s = 0.008).
-  static NoiseSchedule vp_discrete(const std::string& betas, double beta_start, double beta_end,
-                                   int num_train_steps, bool rescale_zero_terminal_snr = false);
+  static NoiseSchedule vp_discrete(const std::string& betas, double beta_start, double beta_end, int num_train_steps,
+                                   bool rescale_zero_terminal_snr = false);
   /// Continuous VP with linear β(t) = β_min + t(β_max − β_min), t in [t_eps, 1] (Song et al. 2021).
   static NoiseSchedule vp_linear(double beta_min = 0.1, double beta_max = 20.0, double t_eps = 1e-3);
   /// Variance exploding: σ(t) = σ_min (σ_max/σ_min)^t, α = 1, t in [0, 1].
@@ -34,10 +34,10 @@ class NoiseSchedule {
   /// The network-native time range [t_min, t_max] (index range for vp_discrete).
   double t_min() const { return t_min_; }
   double t_max() const { return t_max_; }
-  double alpha(double t) const;  ///< signal scale α(t)
-  double s(double t) const;      ///< noise scale s(t)
-  double sigma(double t) const;  ///< σ(t) = s/α
-  double lambda(double t) const; ///< λ(t) = −log σ(t) (half log-SNR)
+  double alpha(double t) const;   ///< signal scale α(t)
+  double s(double t) const;       ///< noise scale s(t)
+  double sigma(double t) const;   ///< σ(t) = s/α
+  double lambda(double t) const;  ///< λ(t) = −log σ(t) (half log-SNR)
   /// Inverse of sigma(t): closed form where it exists, monotone log-σ interpolation for
   /// vp_discrete; σ outside [σ_min, σ_max] is clamped to the range.
   double t_of_sigma(double sigma) const;

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "scoreflow/args.h"
-#include "scoreflow/final_step.h"
 #include "scoreflow/error.h"
+#include "scoreflow/final_step.h"
 #include "scoreflow/model.h"
 
 namespace scoreflow {

@@ -15,7 +15,8 @@ std::vector<double> karras_sigmas(int n, double sigma_min, double sigma_max, dou
 /// Uniform in λ = −log σ (DPM-Solver's logSNR spacing), n points.
 std::vector<double> logsnr_sigmas(int n, double sigma_min, double sigma_max);
 /// Uniform in the schedule's time after the power ρ (1: time-uniform, 2: time-quadratic), n points.
-std::vector<double> time_uniform_sigmas(int n, const NoiseSchedule& schedule, double t_min, double t_max, double rho = 1.0);
+std::vector<double> time_uniform_sigmas(int n, const NoiseSchedule& schedule, double t_min, double t_max,
+                                        double rho = 1.0);
 /// The time of the VP-linear schedule through a σ range: log(1 + σ²) = β_min·t + β_d·t²/2 with
 /// σ(t_eps) = σ_min and σ(1) = σ_max — Song et al.'s VPSDE time for a vp_linear model (0.1, 20), and
 /// the VP time the DEIS and AMED authors give EDM models (their time_uniform grid, DEIS's tAB).

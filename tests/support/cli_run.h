@@ -4,12 +4,11 @@
 /// an exit code told from a crash signal), or `spawn_cli` in the background to kill it. The one
 /// helper for every CLI test.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <array>

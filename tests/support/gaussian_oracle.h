@@ -25,18 +25,14 @@ struct DiagonalGaussian {
     return b * b * sum / static_cast<double>(dim());
   }
   /// Cov[x0|x_t]_ii = v_i − a²v_i²/S_i = v_i·b²/S_i (independent of x_t).
-  double posterior_var(int64_t i, double a, double b) const {
-    return var[i] * b * b / marginal_var(i, a, b);
-  }
+  double posterior_var(int64_t i, double a, double b) const { return var[i] * b * b / marginal_var(i, a, b); }
   double mean_posterior_var(double a, double b) const {
     double sum = 0.0;
     for (int64_t i = 0; i < dim(); ++i) sum += posterior_var(i, a, b);
     return sum / static_cast<double>(dim());
   }
   /// Var[ε_i|x_t] = a²v_i/S_i.
-  double eps_posterior_var(int64_t i, double a, double b) const {
-    return a * a * var[i] / marginal_var(i, a, b);
-  }
+  double eps_posterior_var(int64_t i, double a, double b) const { return a * a * var[i] / marginal_var(i, a, b); }
   torch::Tensor mu_tensor() const { return torch::tensor(mu, torch::dtype(torch::kFloat64)); }
   torch::Tensor var_tensor() const { return torch::tensor(var, torch::dtype(torch::kFloat64)); }
   /// ε*(x_t) = b(x_t − aμ)/S, x_t: [B, d] float64.

@@ -21,9 +21,8 @@ class TempDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("scoreflow_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" +
-            std::to_string(::getpid()));
+    dir_ = std::filesystem::path(::testing::TempDir()) / ("scoreflow_" + std::string(info->test_suite_name()) + "_" +
+                                                          info->name() + "_" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
@@ -60,8 +59,7 @@ inline bool have_numpy() {
 
 /// Runs `script` (written to a file in `dir`) with /usr/bin/python3 and the given arguments;
 /// returns its exit status and its stdout+stderr in `output`.
-inline int run_python(const std::string& dir, const std::string& script, const std::string& args,
-                      std::string* output) {
+inline int run_python(const std::string& dir, const std::string& script, const std::string& args, std::string* output) {
   const std::string file = dir + "/script.py";
   std::ofstream(file) << script;
   const std::string cmd = "/usr/bin/python3 " + file + " " + args + " 2>&1";
@@ -82,7 +80,8 @@ void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
     ADD_FAILURE() << "expected scoreflow::Error";
   } catch (const scoreflow::Error& e) {
     const std::string msg = e.what();
-    for (const auto& part : parts) EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nmissing: " << part;
+    for (const auto& part : parts)
+      EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nmissing: " << part;
   }
 }
 
