@@ -1,6 +1,7 @@
 // `.pt2` packages. The loader below is compiled only against LibTorch >= 2.6 (the Debian LibTorch
 // 1.13 of CI builds the refusal alone), so this file keeps to the few calls of the package loader
-// that are stable since 2.6: the constructor (path, model name), get_metadata() and run(inputs).
+// that are stable since 2.6: the constructor (path, model name), get_metadata() and run(inputs), plus
+// the constructor's single-threaded flag from 2.7 on (CUDA-graph capture needs it).
 #include "models/aoti_model.h"
 
 #include <torch/version.h>
@@ -200,7 +201,15 @@ std::shared_ptr<Model> open_aoti_model(const std::string& path, const std::strin
                                        const std::vector<std::string>& overrides, torch::Device device) {
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
   try {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 7)
+    // Single-threaded mode (LibTorch >= 2.7): the default mode's pool of model instances checks
+    // CUDA events between runs, which a stream under CUDA-graph capture forbids ("operation not
+    // permitted when stream is capturing", measured on PyTorch 2.11); scoreflow calls a model from
+    // one thread, so nothing is lost.
+    loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", /*run_single_threaded=*/true);
+#else
     loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model");
+#endif
   } catch (const std::exception& e) {
     fail("model file '", path, "' could not be loaded as an AOTInductor package: ", summarize_torch_error(e.what()));
   }

@@ -19,8 +19,10 @@ on a mismatch both files are deleted and the script exits with one `error:` line
       --meta meta.json --out net.pt2 --device cuda
 """
 import argparse
+import faulthandler
 import json
 import os
+import subprocess
 import sys
 
 import torch
@@ -86,40 +88,73 @@ def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batc
                   f"the metadata goes into {out}.json alone", file=sys.stderr)
     with open(out + ".json", "w") as f:
         f.write(meta_json + "\n")
+    # The reload runs in a fresh interpreter: on PyTorch 2.11 + CUDA, loading the package in the
+    # process that compiled it crashed with a segmentation fault inside torch's own package loader
+    # (_package.py, _load_aoti), while scoreflow's C++ loader loaded the same file fine.
+    cases_path = out + ".check.pt"
+    torch.save(reference_cases(net, meta, dev), cases_path)
+    print(f"wrote {path}; reloading it in a fresh process for the self-check", file=sys.stderr, flush=True)
     try:
-        check(path, net, meta, dev)
-    except sx.CheckFailed as e:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--self-check", path, "--cases", cases_path,
+                               "--device", str(dev)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finally:
+        os.remove(cases_path)
+    if proc.returncode != 0:
         for p in (out, out + ".json"):
             if os.path.exists(p):
                 os.remove(p)
-        sx.die(f"export self-check failed: {e}")
+        lines = proc.stdout.strip().splitlines()
+        why = lines[-1] if lines else f"exit status {proc.returncode}"
+        if proc.returncode < 0:
+            why = f"the reload crashed with signal {-proc.returncode}"
+        sx.die(f"export self-check failed: {why.removeprefix('error: ')}")
     return path
 
 
-def check(path: str, net, meta: dict, dev):
-    """D(x, sigma) from the reloaded package vs the eager module at three sigmas, batch 3."""
-    package = torch._inductor.aoti_load_package(path)
-
-    def on_device(fn):
-        return lambda *a: fn(*(v.to(dev) for v in a)).cpu()
-
+def reference_cases(net, meta: dict, dev):
+    """Inputs at three sigmas (batch 3) and D(x, sigma) of the eager module for them."""
     sch = meta["schedule"]
     sigmas = [0.05, 1.0, 20.0] if sch["type"] != "vp_discrete" else [0.05, 1.0, 50.0]
     g = torch.Generator().manual_seed(3)
     labels = sx.check_labels(meta, 3)
+    cases = []
     with torch.no_grad():
         for sigma in sigmas:
             x = 0.5 * torch.randn(3, *meta["shape"], generator=g) + sigma * torch.randn(3, *meta["shape"], generator=g)
-            d_pkg = sx.scoreflow_denoise(on_device(package), meta, x, sigma, labels)
-            d_ref = sx.scoreflow_denoise(on_device(net), meta, x, sigma, labels)
-            err = (d_pkg - d_ref).abs().max().item()
-            scale = max(1.0, d_ref.abs().max().item())
+            d_ref = sx.scoreflow_denoise(on_device(net, dev), meta, x, sigma, labels)
+            cases.append({"sigma": sigma, "x": x, "labels": labels, "d": d_ref})
+    return {"meta": meta, "cases": cases}
+
+
+def on_device(fn, dev):
+    return lambda *a: fn(*(v.to(dev) for v in a)).cpu()
+
+
+def self_check(path: str, cases_path: str, device: str):
+    """D(x, sigma) from the package at `path` vs the eager module's values saved in `cases_path`."""
+    dev = torch.device(device)
+    saved = torch.load(cases_path)
+    meta = saved["meta"]
+    package = torch._inductor.aoti_load_package(path)
+    with torch.no_grad():
+        for c in saved["cases"]:
+            d_pkg = sx.scoreflow_denoise(on_device(package, dev), meta, c["x"], c["sigma"], c["labels"])
+            err = (d_pkg - c["d"]).abs().max().item()
+            scale = max(1.0, c["d"].abs().max().item())
             if not err <= 1e-3 * scale:  # compiled kernels reorder float32 sums
-                raise sx.CheckFailed(f"D(x, sigma={sigma:.6g}) of the reloaded package differs from the eager "
-                                     f"module by {err:.3g}")
+                sx.die(f"D(x, sigma={c['sigma']:.6g}) of the reloaded package differs from the eager module by {err:.3g}")
 
 
 def main():
+    faulthandler.enable()  # a crash inside the compiled package's loader names the Python line
+    if len(sys.argv) > 1 and sys.argv[1] == "--self-check":  # the fresh process of export_pt2's reload
+        q = argparse.ArgumentParser()
+        q.add_argument("--self-check", required=True)
+        q.add_argument("--cases", required=True)
+        q.add_argument("--device", required=True)
+        a = q.parse_args()
+        self_check(a.self_check, a.cases, a.device)
+        return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--demo", metavar="PT", help="the demo model's TorchScript file (weights and metadata)")
