@@ -9,6 +9,7 @@
 #include "io/fsutil.h"
 #include "scoreflow/error.h"
 #include "scoreflow/gamma_estimation.h"
+#include "scoreflow/latent.h"
 #include "scoreflow/nll.h"
 
 namespace scoreflow::cli {
@@ -23,11 +24,12 @@ struct DataOptions {
                  "resize + centre-crop items to the model's shape where its data_prep does not make them fit");
     app.add_flag("--skip-bad", skip_bad, "skip unreadable files (counted) instead of failing");
   }
-  std::unique_ptr<io::Dataset> open(const ModelMetadata& m) const {
-    io::DatasetOptions o = io::dataset_options(m);  // shape, range and data_prep
+  /// The dataset in the model's sample space (a latent model's encoder applied to images).
+  std::unique_ptr<io::Dataset> open(std::shared_ptr<const Model> model) const {
+    ModelDataOptions o;
     o.resize = resize;
     o.skip_bad = skip_bad;
-    return io::open_dataset(data, o);
+    return open_model_dataset(data, std::move(model), o);
   }
 };
 
@@ -80,7 +82,7 @@ void register_estimate_gamma(CLI::App& app) {
     const std::vector<std::shared_ptr<const Model>> models = open_on_devices(model_opts, devices);
     const std::shared_ptr<const Model> model = models[0];
     const analytic::DiscreteChain chain = chain_of(*model);
-    auto data = data_opts.open(model->metadata());
+    auto data = data_opts.open(model);
     GammaEstimation job;
     job.num_images = num_images;
     job.batch = batch;
@@ -246,7 +248,7 @@ void register_nll(CLI::App& app) {
     auto model = model_opts.open();
     const analytic::DiscreteChain chain = chain_of(*model);
     auto gamma = load_gamma(gamma_path, *model);
-    auto data = data_opts.open(model->metadata());
+    auto data = data_opts.open(model);
     NllJob job;
     job.trajectory = make_trajectory(kind, chain, steps, gamma.get());
     job.variance = analytic::parse_reverse_variance(variance);

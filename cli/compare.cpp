@@ -64,23 +64,23 @@ class Metric {
       } else {
         if (o.ref_data.empty())
           fail("--metric w2 on a model other than builtin:gaussian needs --ref-data (sliced W2 against the data)");
-        ref_rows_ = eval::load_data_rows(o.ref_data, meta);
+        ref_rows_ = eval::load_data_rows(o.ref_data, model_);  // a latent model's encoder applies
         label_ = "sliced W2 vs " + o.ref_data;
       }
     } else if (o.metric == "fd") {
-      if (decoder_.latent() && !o.ref_data.empty())
-        fail("--metric fd --ref-data on a latent model is not supported yet; give --ref statistics of decoded images");
       features_ = std::make_unique<eval::FeatureExtractor>(o.features, model_->device());
       if (!o.ref.empty() == !o.ref_data.empty())
         fail("--metric fd needs exactly one of --ref stats.npz or --ref-data DATASET");
       if (!o.ref.empty()) {
         std::tie(mu_, cov_) = eval::load_feature_stats(o.ref);
       } else {
-        torch::Tensor rows = eval::load_data_rows(o.ref_data, meta);
+        // The reference data are images, so a latent model's images' shape and range read them.
+        const ModelMetadata image = decoder_.image_metadata(meta);
+        torch::Tensor rows = eval::load_data_rows(o.ref_data, image);
         std::vector<int64_t> shape{rows.size(0)};
-        shape.insert(shape.end(), meta.shape.begin(), meta.shape.end());
+        shape.insert(shape.end(), image.shape.begin(), image.shape.end());
         metrics::MomentAccumulator acc;
-        acc.add((*features_)(rows.reshape(shape).to(torch::kFloat32), meta.data_min, meta.data_max));
+        acc.add((*features_)(rows.reshape(shape).to(torch::kFloat32), image.data_min, image.data_max));
         if (acc.count() < 2)
           fail("--ref-data ", o.ref_data, " has ", acc.count(), " items; a covariance needs at least 2");
         mu_ = acc.mean();

@@ -25,7 +25,7 @@ void run(const Options& o) {
   io::check_outputs({{"--out", o.out}});
   auto model = o.model.open();
   const ModelMetadata& meta = model->metadata();
-  eval::ExactTarget target(o.data, meta, o.limit);
+  eval::ExactTarget target(o.data, model, o.limit);
   eval::ScoreMatchingOptions sm;
   sm.sigmas = eval_sigmas(o.sigmas, o.timesteps, meta.schedule);
   sm.num_images = o.num_images;

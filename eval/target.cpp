@@ -9,6 +9,7 @@
 #include "scoreflow/data.h"
 #include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
+#include "scoreflow/latent.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/score_matching.h"
 
@@ -85,7 +86,28 @@ torch::Tensor load_data_rows(const std::string& path, const ModelMetadata& like,
   return rows.contiguous();
 }
 
-ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int64_t limit) {
+torch::Tensor load_data_rows(const std::string& path, std::shared_ptr<const Model> model, int64_t limit) {
+  if (model->metadata().encoder.empty()) return load_data_rows(path, model->metadata(), limit);
+  auto dataset = open_model_dataset(path, model);
+  int64_t n = dataset->size();
+  if (limit > 0) n = std::min(n, limit);
+  if (n < 1) fail("data '", path, "' is empty");
+  return dataset->batch(0, n).reshape({n, -1}).to(torch::kFloat64).contiguous();
+}
+
+ExactTarget::ExactTarget(const std::string& data, std::shared_ptr<const Model> model, int64_t limit)
+    : ExactTarget(data, model->metadata(), limit, load_rows_for(data, model, limit)) {}
+
+ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int64_t limit)
+    : ExactTarget(data, like, limit, torch::Tensor()) {}
+
+torch::Tensor ExactTarget::load_rows_for(const std::string& data, const std::shared_ptr<const Model>& model,
+                                         int64_t limit) {
+  if (data.rfind("builtin:", 0) == 0 || model->metadata().encoder.empty()) return {};
+  return load_data_rows(data, model, limit);
+}
+
+ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int64_t limit, torch::Tensor rows) {
   dim_ = numel_of(like.shape);
   if (data.rfind("builtin:", 0) == 0) {
     if (data.rfind("builtin:empirical", 0) == 0)
@@ -102,7 +124,7 @@ ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int
     model_ = mixture;
     return;
   }
-  data_rows_ = load_data_rows(data, like, limit);
+  data_rows_ = rows.defined() ? rows : load_data_rows(data, like, limit);
   ModelMetadata meta = like;
   meta.prediction = Prediction::X0;
   meta.head = Head::None;

@@ -42,6 +42,13 @@ ImageDecoder ImageDecoder::for_model(std::shared_ptr<const Model> model) {
   return d;
 }
 
+ModelMetadata ImageDecoder::image_metadata(const ModelMetadata& model) const {
+  ModelMetadata m = model;
+  m.shape = image_shape_;
+  m.data_min = lo_, m.data_max = hi_;
+  return m;
+}
+
 ImageDecoder ImageDecoder::from_file(const std::string& path, std::shared_ptr<const Model> model,
                                      torch::Device device) {
   {
@@ -128,6 +135,69 @@ torch::Tensor ImageDecoder::images(const torch::Tensor& samples, int64_t batch) 
 
 torch::Tensor ImageDecoder::uint8_nhwc(const torch::Tensor& samples, int64_t batch) const {
   return io::to_uint8_nhwc(images(samples, batch), lo_, hi_);
+}
+
+namespace {
+
+/// Images read at the decoder's shape and range, handed out as the encoder's latents.
+class EncodedDataset : public io::Dataset {
+ public:
+  EncodedDataset(std::unique_ptr<io::Dataset> images, std::shared_ptr<const Model> model, int64_t batch)
+      : images_(std::move(images)), model_(std::move(model)), batch_(batch) {}
+
+  int64_t size() const override { return images_->size(); }
+  std::vector<int64_t> shape() const override { return model_->metadata().shape; }
+  int64_t skipped() const override { return images_->skipped(); }
+  std::string describe() const override {
+    return images_->describe() + ", encoded by " + model_->name() + " " + model_->metadata().encoder + "()";
+  }
+
+  torch::Tensor batch(int64_t begin, int64_t count) const override {
+    torch::NoGradGuard no_grad;
+    const std::string& method = model_->metadata().encoder;
+    std::vector<int64_t> want{0};
+    const std::vector<int64_t>& latent = model_->metadata().shape;
+    want.insert(want.end(), latent.begin(), latent.end());
+    std::vector<torch::Tensor> out;
+    for (int64_t b = begin; b < begin + count; b += batch_) {
+      const int64_t n = std::min(batch_, begin + count - b);
+      torch::Tensor z = model_->call_method(method, images_->batch(b, n).to(model_->device()));
+      want[0] = n;
+      if (z.sizes() != c10::IntArrayRef(want))
+        fail("encoder of ", model_->name(), ": ", method, "() returned shape ", dims_text(z.sizes()), " for ", n,
+             " images, expected ", dims_text(want), " (metadata 'shape')");
+      z = z.to(torch::kCPU, torch::kFloat32);
+      if (!torch::isfinite(z).all().item<bool>())
+        fail("encoder of ", model_->name(), ": ", method, "() returned NaN or Inf for items ", b, "..", b + n - 1);
+      out.push_back(z);
+    }
+    if (out.empty()) return torch::empty(want, torch::kFloat32);
+    return torch::cat(out);
+  }
+
+ private:
+  std::unique_ptr<io::Dataset> images_;
+  std::shared_ptr<const Model> model_;
+  int64_t batch_;
+};
+
+}  // namespace
+
+std::unique_ptr<io::Dataset> open_model_dataset(const std::string& path, std::shared_ptr<const Model> model,
+                                                const ModelDataOptions& options) {
+  const ModelMetadata& meta = model->metadata();
+  const bool encode = !meta.encoder.empty();
+  if (encode && options.encode_batch < 1) fail(Field{"encode_batch"}, " must be >= 1, got ", options.encode_batch);
+  if (encode && !meta.decoder)
+    fail("model ", model->name(), ": metadata 'encoder' needs 'decoder' too (its image_shape and image_range say ",
+         "how to read the images that are encoded)");
+  const ModelMetadata like = encode ? ImageDecoder::for_model(model).image_metadata(meta) : meta;
+  io::DatasetOptions o = io::dataset_options(like);  // shape, range and data_prep
+  o.resize = options.resize;
+  o.skip_bad = options.skip_bad;
+  std::unique_ptr<io::Dataset> data = io::open_dataset(path, o);
+  if (!encode) return data;
+  return std::make_unique<EncodedDataset>(std::move(data), std::move(model), options.encode_batch);
 }
 
 }  // namespace scoreflow

@@ -16,6 +16,7 @@
 #include "scoreflow/npy.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
+#include "scoreflow/score_matching.h"
 #include "support/cli_run.h"
 
 using namespace scoreflow;
@@ -48,7 +49,8 @@ std::string vector_net(double a, const std::string& extra_meta = "", bool stored
 }
 
 // A latent model: latents [4, 2, 2], D = the scalar condition "pooled" everywhere (so a sample is
-// its row's value); `decode` upsamples channels 0..2 by 2 → images [3, 4, 4].
+// its row's value); `decode` upsamples channels 0..2 by 2 → images [3, 4, 4]; `encode` averages
+// 2×2 blocks back and applies the scale and shift (channel 3 is 0).
 std::string latent_net(const std::string& dir) {
   torch::jit::Module m("LatentNet");
   m.define(
@@ -56,13 +58,17 @@ std::string latent_net(const std::string& dir) {
       "    return 0.0 * x + pooled.view(-1, 1, 1, 1)\n"
       "\n"
       "def decode(self, z):\n"
-      "    return z[:, 0:3].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)\n");
+      "    return z[:, 0:3].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)\n"
+      "\n"
+      "def encode(self, img):\n"
+      "    p = img.reshape([img.size(0), 3, 2, 2, 2, 2]).mean([3, 5])\n"
+      "    return torch.cat([(p - 0.1) * 0.5, torch.zeros_like(p[:, 0:1])], 1)\n");
   const std::string path = dir + "/latent.pt";
-  m.save(path,
-         {{"scoreflow.json",
-           R"({"prediction":"x0","schedule":{"type":"edm"},"time_input":"sigma","shape":[4,2,2],)"
-           R"("conditions":[{"name":"pooled","shape":[]}],)"
-           R"("decoder":{"method":"decode","scale":0.5,"shift":0.1,"image_shape":[3,4,4],"image_range":[-1,1]}})"}});
+  m.save(path, {{"scoreflow.json",
+                 R"({"prediction":"x0","schedule":{"type":"edm"},"time_input":"sigma","shape":[4,2,2],)"
+                 R"("conditions":[{"name":"pooled","shape":[]}],)"
+                 R"("decoder":{"method":"decode","scale":0.5,"shift":0.1,"image_shape":[3,4,4],"image_range":[-1,1]},)"
+                 R"("encoder":{"method":"encode"}})"}});
   return path;
 }
 
@@ -421,4 +427,54 @@ TEST(ConditioningCli, EvalFidMeasuresDecodedImages) {
                             " --sampler euler --steps 3 --ref " + dir + "/ref.npz --json");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NEAR(nlohmann::json::parse(r.out).at("fd").get<double>(), 80.889, 2e-3);
+}
+
+TEST(ConditioningCli, CompareFdReadsReferenceImagesForALatentModel) {
+  // The samples decode to constant images v ∈ {0.5, −0.7, 1.3} (two each, as above). The reference
+  // data are those six images plus 0.1 everywhere: same covariance, means 0.1 apart in each of the
+  // 48 image values, so FD = 48 · 0.1² = 0.48. Read in the latent shape [4, 2, 2] they would not fit.
+  const std::string dir = testing_cli::fresh_dir("cond_compare_fd");
+  const std::string model = latent_net(dir);
+  io::write_npz(dir + "/cond.npz", {{"pooled", io::from_tensor(torch::tensor({0.2f, -0.4f, 0.6f}))}});
+  torch::Tensor v = torch::tensor({0.5, -0.7, 1.3, 0.5, -0.7, 1.3}, torch::kFloat32) + 0.1;
+  io::write_npy(dir + "/ref.npy", io::from_tensor(v.view({6, 1, 1, 1}).expand({6, 3, 4, 4}).contiguous()));
+  auto r = testing_cli::run("compare --model " + model + " --cond " + dir + "/cond.npz --metric fd --features none" +
+                            " --ref-data " + dir + "/ref.npy --samplers euler --nfe 3 --seeds 0-5 --out-dir " + dir +
+                            "/cmp --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto cells = nlohmann::json::parse(r.out).at("cells");
+  ASSERT_EQ(cells.size(), 1u);
+  EXPECT_NEAR(cells.at(0).at("metric").get<double>(), 0.48, 1e-3) << r.out;
+}
+
+TEST(LatentEncoder, DatasetCommandsSeeImagesEncodedInBatches) {
+  // Five images [3, 4, 4]; the encoder's latents are (2×2 block means − 0.1) · 0.5, channel 3 zero.
+  const std::string dir = testing_cli::fresh_dir("latent_encoder");
+  auto model = open_model(latent_net(dir));
+  torch::Tensor img = torch::rand({5, 3, 4, 4}, torch::TensorOptions().dtype(torch::kFloat32)) * 2 - 1;
+  io::write_npy(dir + "/images.npy", io::from_tensor(img));
+  torch::Tensor blocks = img.reshape({5, 3, 2, 2, 2, 2}).mean({3, 5});
+  torch::Tensor want = torch::cat({(blocks - 0.1) * 0.5, torch::zeros({5, 1, 2, 2})}, 1);
+
+  ModelDataOptions o;
+  o.encode_batch = 2;  // three encoder calls
+  auto data = open_model_dataset(dir + "/images.npy", model, o);
+  EXPECT_EQ(data->size(), 5);
+  EXPECT_EQ(data->shape(), (std::vector<int64_t>{4, 2, 2}));
+  EXPECT_NE(data->describe().find("encode()"), std::string::npos) << data->describe();
+  EXPECT_TRUE(torch::allclose(data->batch(0, 5), want, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(data->batch(3, 2), want.narrow(0, 3, 2), 1e-6, 1e-6));
+  // Decoding the latents gives the block-averaged images back.
+  torch::Tensor back = ImageDecoder::for_model(model).images(data->batch(0, 5));
+  EXPECT_TRUE(torch::allclose(back, blocks.repeat_interleave(2, 2).repeat_interleave(2, 3), 1e-5, 1e-5));
+
+  // Score matching and the W2 bound see the same latents as their empirical target.
+  eval::ExactTarget target(dir + "/images.npy", model, 4);
+  EXPECT_EQ(target.size(), 4);
+  EXPECT_EQ(target.dim(), 16);
+  EXPECT_TRUE(torch::allclose(target.moments().first, want.narrow(0, 0, 4).reshape({4, 16}).mean(0).to(torch::kFloat64),
+                              1e-6, 1e-6));
+  // Images of another shape are refused naming the images' shape, not the latents'.
+  io::write_npy(dir + "/small.npy", io::from_tensor(torch::zeros({2, 3, 2, 2})));
+  expect_error([&] { open_model_dataset(dir + "/small.npy", model); }, {"small.npy", "3x4x4"});
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "scoreflow/data.h"
 #include "scoreflow/model.h"
 
 namespace scoreflow {
@@ -29,6 +30,10 @@ class ImageDecoder {
   bool image_shaped() const;
   double image_min() const { return lo_; }
   double image_max() const { return hi_; }
+  /// `model`'s metadata as seen by anything that reads images for it (reference datasets of image
+  /// metrics): shape image_shape(), data range [image_min(), image_max()]; data_prep is kept (it
+  /// describes the dataset's images). The metadata itself for a pixel-space model.
+  ModelMetadata image_metadata(const ModelMetadata& model) const;
   /// Images [N, ...image_shape] float32 on the CPU, `batch` samples per decoder call on the
   /// decoder's device. Throws Error when the decoder returns another shape or NaN/Inf.
   torch::Tensor images(const torch::Tensor& samples, int64_t batch = 16) const;
@@ -43,5 +48,22 @@ class ImageDecoder {
   torch::Device device_ = torch::kCPU;
   std::string source_;
 };
+
+/// How open_model_dataset reads a dataset for a model.
+struct ModelDataOptions {
+  bool resize = false;        ///< resize + centre-crop items that data_prep does not make fit
+  bool skip_bad = false;      ///< skip unreadable image files (counted) instead of failing
+  int64_t encode_batch = 16;  ///< images per encoder call (latent models with an encoder)
+};
+
+/// The dataset at `path` in `model`'s sample space, for the commands that read data (Γ
+/// estimation, NLL, score matching, the W2 bound). A model with metadata "encoder" reads images:
+/// the file is opened at the decoder's image_shape and image_range with the model's data_prep, and
+/// each batch goes through the encoder method on the model's device, which returns latents in the
+/// network's own space (already scaled: diffusers' vae.encode(x).latent_dist.mean ·
+/// scaling_factor). Any other model reads its items directly (io::dataset_options of its metadata).
+/// Throws Error naming the file, the field and the shapes.
+std::unique_ptr<io::Dataset> open_model_dataset(const std::string& path, std::shared_ptr<const Model> model,
+                                                const ModelDataOptions& options = {});
 
 }  // namespace scoreflow

@@ -27,6 +27,9 @@ class ExactTarget {
   /// `like` gives the expected sample shape and the data range for image datasets; `limit` > 0
   /// keeps the first `limit` dataset items.
   ExactTarget(const std::string& data, const ModelMetadata& like, int64_t limit = 0);
+  /// The target for `model`'s samples: as above with its metadata, except that a latent model with
+  /// an encoder reads a dataset's images and encodes them (open_model_dataset).
+  ExactTarget(const std::string& data, std::shared_ptr<const Model> model, int64_t limit = 0);
   /// Values per sample.
   int64_t dim() const { return dim_; }
   /// One line: what the target is.
@@ -47,6 +50,10 @@ class ExactTarget {
   std::pair<torch::Tensor, torch::Tensor> moments() const;
 
  private:
+  /// `rows`, when defined, are the dataset's rows already loaded.
+  ExactTarget(const std::string& data, const ModelMetadata& like, int64_t limit, torch::Tensor rows);
+  static torch::Tensor load_rows_for(const std::string& data, const std::shared_ptr<const Model>& model, int64_t limit);
+
   std::shared_ptr<Model> model_;
   torch::Tensor data_rows_;                    // [N, d] float64 (empirical)
   torch::Tensor means_, variances_, weights_;  // analytic mixture
@@ -58,6 +65,9 @@ class ExactTarget {
 /// arrays [N, ...shape] (or [N, d]) are taken as they are (data range); image sources go through
 /// io::open_dataset with the model's data range. Throws naming the file and the shape mismatch.
 torch::Tensor load_data_rows(const std::string& path, const ModelMetadata& like, int64_t limit = 0);
+/// Rows for `model`'s samples: load_data_rows with its metadata, or, for a latent model with an
+/// encoder, the dataset's images encoded (open_model_dataset).
+torch::Tensor load_data_rows(const std::string& path, std::shared_ptr<const Model> model, int64_t limit = 0);
 
 /// K evaluation noise levels over a schedule's range, descending: for vp_discrete K of its discrete
 /// timesteps (evenly spaced indices, σ_n of the chain), otherwise log-uniform in σ.
