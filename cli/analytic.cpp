@@ -5,10 +5,11 @@
 #include <fstream>
 
 #include "cli/common.h"
-#include "cli/gamma_shard.h"
+#include "cli/job_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/error.h"
 #include "scoreflow/gamma_estimation.h"
+#include "scoreflow/jobs.h"
 #include "scoreflow/latent.h"
 #include "scoreflow/nll.h"
 
@@ -76,7 +77,7 @@ void register_estimate_gamma(CLI::App& app) {
     auto start = std::chrono::steady_clock::now();
     if (out.empty() && !forward_only) fail("--out is required (the Gamma file to write)");
     if (!forward_only) io::check_outputs({{"--out", out}});
-    const Shard shard = resolve_shard(shard_flag);
+    const jobs::Shard shard = resolve_shard_flag(shard_flag);
     const std::vector<std::string> devices = parse_devices(devices_flag);
     if (!devices.empty() && device_option->count() > 0) fail("give --device or --devices, not both");
     const std::vector<std::shared_ptr<const Model>> models = open_on_devices(model_opts, devices);
@@ -122,15 +123,28 @@ void register_estimate_gamma(CLI::App& app) {
                      {"seed", std::to_string(seed)},
                      {"timesteps", timesteps}};
     if (shard.sharded()) {  // partial statistics for scoreflow merge
-      nlohmann::json doc =
-          run_gamma_shard(models, model_opts.model, *data, job, meta, shard, shard_path(out, shard, ".npz"));
-      doc.update({{"command", "estimate-gamma"},
-                  {"model", model->name()},
-                  {"dataset", data->describe()},
-                  {"timesteps", job.timesteps.size()},
-                  {"num_images", num_images},
-                  {"wall_seconds", seconds_since(start)}});
-      if (as_json) print_json(doc);
+      const std::string path = jobs::shard_path(out, shard, ".npz");
+      io::check_writable(path);
+      if (num_images >= 1 && num_images <= data->size() && batch >= 1) {
+        const auto [b, e] = jobs::shard_range(num_images, batch, shard);
+        std::fprintf(stderr, "%s (from %s): images %lld..%lld of %lld\n", shard.label().c_str(), shard.source.c_str(),
+                     static_cast<long long>(b), static_cast<long long>(e) - 1, static_cast<long long>(num_images));
+      }
+      Progress progress("estimate-gamma", static_cast<int64_t>(job.timesteps.size() * models.size()), "timesteps");
+      int64_t finished = 0;
+      const auto [begin, end] =
+          jobs::estimate_gamma_shard(models, *data, job, meta, shard, path, [&] { progress.update(++finished); });
+      progress.finish();
+      if (as_json)
+        print_json({{"command", "estimate-gamma"},
+                    {"shard", shard.to_json()},
+                    {"image_range", {begin, end}},
+                    {"out", path},
+                    {"model", model->name()},
+                    {"dataset", data->describe()},
+                    {"timesteps", job.timesteps.size()},
+                    {"num_images", num_images},
+                    {"wall_seconds", seconds_since(start)}});
       return;
     }
     analytic::GammaTable table(meta, n);
@@ -156,7 +170,7 @@ void register_estimate_gamma(CLI::App& app) {
       for (int64_t t : job.timesteps)
         if (!table.has(t)) todo.push_back(t);
       job.timesteps = todo;
-      replay_gamma(estimate_gamma_batches(models, *data, job, [&] {}), table);
+      jobs::replay_gamma(jobs::estimate_gamma_batches(models, *data, job), table);
     } else
       estimate_gamma(*model, *data, job, table, [&](const analytic::GammaTable& t, int64_t, double rate) {
         ++finished;

@@ -9,8 +9,8 @@
 
 #include "cli/common.h"
 #include "cli/cond_options.h"
+#include "cli/job_flags.h"
 #include "cli/list_arg.h"
-#include "cli/sample_chunks.h"
 #include "eval/sweep.h"
 #include "io/fsutil.h"
 #include "scoreflow/amed.h"
@@ -188,24 +188,23 @@ void run(const Options& o) {
   io::check_outputs({{"--out-dir", o.out_dir, true}});
   io::make_dirs(o.out_dir);  // before the files, which may be inside it
   io::check_outputs({{"--out-dir", o.out_dir, true}, {"--csv", csv_path}, {"--plot", plot_path}});
-  // Finished cells (and the ode-error reference) are kept in OUT_DIR/.scoreflow-parts, so that
+  // Finished cells (and the ode-error reference) are kept in OUT_DIR.parts, so that
   // re-running the command after a kill redoes none of them.
-  io::Settings settings = model_settings(o.model, *model);
-  std::string all_args, seed_list;
-  for (uint64_t seed : job.seeds) seed_list += std::to_string(seed) + ",";
+  io::Settings settings = jobs::model_settings(*model);
+  std::string all_args;
   for (const auto& [name, args] : args_of) all_args += name + ":" + args + ";";
   settings.insert(settings.end(), {{"samplers", o.samplers},
                                    {"sampler args", all_args},
                                    {"nfe", o.nfe},
-                                   {"seeds", std::to_string(job.seeds.size()) + " seeds, " + io::hash_text(seed_list)},
+                                   {"seeds", seeds_fingerprint(job.seeds)},
                                    {"batch", std::to_string(o.batch)},
                                    {"schedule", o.schedule},
                                    {"schedule args", o.schedule_args},
                                    {"final", o.final},
                                    {"metric", o.metric},
-                                   {"features", input_fingerprint(o.features == "none" ? "" : o.features)},
-                                   {"ref", input_fingerprint(o.ref)},
-                                   {"ref data", input_fingerprint(o.ref_data)},
+                                   {"features", io::path_fingerprint(o.features == "none" ? "" : o.features)},
+                                   {"ref", io::path_fingerprint(o.ref)},
+                                   {"ref data", io::path_fingerprint(o.ref_data)},
                                    {"reference", o.reference_sampler + " " + std::to_string(o.reference_steps)}});
   if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
     settings.push_back({"conditioning", std::to_string(o.guidance) + "|" + o.cond.fingerprint()});
@@ -213,11 +212,11 @@ void run(const Options& o) {
     std::string files;  // a file's content, not just its name, identifies the cells made with it
     for (const std::string& sch : schedules)
       if (!schedule_file_path(sch).empty())
-        files += sch + "=" + exact_list(grid_sigmas(sch, "", 0, 0, *model, o.force)) + ";";
+        files += sch + "=" + jobs::exact_list(grid_sigmas(sch, "", 0, 0, *model, o.force)) + ";";
     if (!o.schedules.empty() || !files.empty())
       settings.push_back({"schedules", o.schedules + (files.empty() ? "" : " " + io::hash_text(files))});
   }
-  io::ChunkStore store(o.out_dir + "/.scoreflow-parts", std::move(settings), o.overwrite, "--out-dir");
+  io::ChunkStore store(jobs::chunk_folder(o.out_dir), std::move(settings), o.overwrite, "--out-dir");
   io::remove_stale_temporaries(o.out_dir, "");  // of grids a killed run was writing
   Metric metric(o, model, job, store.memo(), decoder);
 

@@ -36,6 +36,7 @@ std::string flag_for_field(const std::string& field) {
       {"scale_time", "--scale-time"},
       {"schedule", "--schedule"},
       {"seeds", "--seeds"},
+      {"shard", "--shard"},
       {"sigmas", "--sigmas"},
       {"steps", "--steps"},
       {"student", "--student"},

@@ -5,9 +5,7 @@
 
 #include "cli/cond_options.h"
 #include "cli/eval.h"
-#include "cli/sample_chunks.h"
-#include "cli/sample_devices.h"
-#include "cli/shard.h"
+#include "cli/job_flags.h"
 #include "io/fsutil.h"
 #include "io/prefetch.h"
 #include "scoreflow/amed.h"
@@ -16,6 +14,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
 #include "scoreflow/image.h"
+#include "scoreflow/jobs.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/registry.h"
@@ -31,7 +30,7 @@ struct Options {
   ModelOptions model;
   std::string features, ref, ref_data, samples, save_stats, out, data_range = "-1,1";
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255", final;
-  std::string shard, devices;  // cli/shard.h
+  std::string shard, devices;  // scoreflow/jobs.h
   CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1;
   int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
@@ -160,19 +159,17 @@ Extractors open_extractors(const std::string& path, const std::vector<std::strin
   return fx;
 }
 
-/// featurise over several devices: device k takes the k-th contiguous run of whole batches (as
-/// `--shard k/K` would), on its own thread; the moments are merged in device order, which equals
-/// one pass up to rounding (MomentAccumulator::merge), and kept rows are joined in row order. The
-/// steady rate is all devices' steady rows over the slowest device's steady time.
+/// featurise over several devices, split by jobs::split_over_workers (device k takes the k-th
+/// contiguous run of whole batches, as `--shard k/K` would); the moments are merged in device
+/// order, which equals one pass up to rounding (MomentAccumulator::merge), and kept rows are
+/// joined in row order. The steady rate is all devices' steady rows over the slowest device's time.
 Side featurise(const Extractors& fx, const torch::Tensor& x, double lo, double hi, int64_t batch, bool keep,
                int64_t first_row = 0) {
   const int64_t k_devices = static_cast<int64_t>(fx.on.size());
   if (k_devices == 1 || !x.defined()) return featurise(fx.first(), x, lo, hi, batch, keep, first_row);
   std::vector<Side> parts(static_cast<size_t>(k_devices));
-  run_on_threads(k_devices, [&](int64_t k) {
-    const auto [begin, end] = shard_range(x.size(0), batch, k, k_devices);
-    if (end > begin)
-      parts[k] = featurise(*fx.on[k], x.narrow(0, begin, end - begin), lo, hi, batch, keep, first_row + begin);
+  jobs::split_over_workers(x.size(0), batch, k_devices, [&](int64_t k, int64_t begin, int64_t end) {
+    parts[k] = featurise(*fx.on[k], x.narrow(0, begin, end - begin), lo, hi, batch, keep, first_row + begin);
   });
   Side side;
   std::vector<torch::Tensor> kept;
@@ -186,18 +183,15 @@ Side featurise(const Extractors& fx, const torch::Tensor& x, double lo, double h
   return side;
 }
 
-/// Samples of `job` from the model: on one device, or split over `models` (one per --devices entry).
-/// With `out`, finished batches are kept under OUT.parts (`store` on one device, `stores` per
-/// device's seed range when several), removed by the caller once the report is written.
-ChunkedResult sample_for_fid(const Sampler& sampler, const std::vector<std::shared_ptr<const Model>>& models,
-                             const SampleJob& job, std::optional<io::ChunkStore>& store, DeviceStores& stores,
-                             const std::string& out, const io::Settings& settings, bool overwrite) {
-  if (models.size() == 1) {
-    store = chunks_for(out, settings, overwrite, "--out");
-    return run_chunked(sampler, models.front(), job, store ? &*store : nullptr, {}, {}, {});
-  }
-  if (!out.empty()) stores = {out + ".parts", settings, overwrite, "--out"};
-  return run_on_devices(sampler, models, job, stores, {}, {});
+/// Samples of `job` from the model, on one device or split over `models` (one per --devices
+/// entry); with a store, finished batches are kept there (removed by the caller once the report
+/// is written).
+jobs::ChunkedResult sample_for_fid(const Sampler& sampler, const std::vector<std::shared_ptr<const Model>>& models,
+                                   const SampleJob& job, io::ChunkStore* store) {
+  jobs::ChunkOptions chunking;
+  chunking.store = store;
+  return models.size() == 1 ? jobs::run_chunked(sampler, models.front(), job, chunking)
+                            : jobs::run_on_devices(sampler, models, job, chunking);
 }
 
 void need_covariance(int64_t count, const std::string& what) {
@@ -205,16 +199,10 @@ void need_covariance(int64_t count, const std::string& what) {
     fail("Frechet distance needs at least 2 ", what, " to estimate a covariance (it divides by N - 1); got ", count);
 }
 
-/// A file's hash, or for a folder (an image dataset) its path: what names a source in a shard record.
-std::string source_identity(const std::string& path) {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(path, ec) ? io::hash_file(path) : path;
-}
-
 /// --shard: feature sums of this shard's rows (whole batches) of the samples (from --model or
 /// --samples), or of --ref-data when there are no samples, written for scoreflow merge.
-void run_shard(const Options& o, const Shard& shard, const std::vector<std::string>& devices, double lo, double hi,
-               std::chrono::steady_clock::time_point start) {
+void run_shard(const Options& o, const jobs::Shard& shard, const std::vector<std::string>& devices, double lo,
+               double hi, std::chrono::steady_clock::time_point start) {
   const bool have_model = !o.model.model.empty();
   const bool samples_side = have_model || !o.samples.empty();
   if (o.save_stats.empty())
@@ -226,10 +214,10 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
     fail(
         "a sharded eval fid splits the samples; give the reference as --ref STATS.npz (sharded: eval fid --ref-data "
         "DATA --save-stats STATS.npz --shard i/n, then scoreflow merge)");
-  const std::string path = shard_path(o.save_stats, shard);
+  const std::string path = jobs::shard_path(o.save_stats, shard);
   io::check_writable(path);
   const Extractors fx = open_extractors(o.features, devices, o.model.device);
-  io::Settings settings = {{"features", o.features == "none" ? "none" : io::hash_file(o.features)},
+  io::Settings settings = {{"features", o.features == "none" ? "none" : io::path_fingerprint(o.features)},
                            {"side", samples_side ? "samples" : "reference"},
                            {"data range", o.data_range},
                            {"batch", std::to_string(o.batch)}};
@@ -239,13 +227,12 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
   if (have_model) {
     const auto models = open_on_devices(o.model, devices);
     const auto& model = models.front();
-    const ModelMetadata& meta = model->metadata();
     auto sampler = make_sampler(o.sampler, o.sampler_args);
     const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
     if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
     const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
     total = static_cast<int64_t>(seeds.size());
-    std::tie(begin, end) = shard_range(total, o.batch, shard);
+    std::tie(begin, end) = jobs::shard_range(total, o.batch, shard);
     SampleJob job;
     job.sigmas = grid_for(o, *sampler, *model, final);
     job.final = final;
@@ -256,20 +243,18 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
     job.guidance = o.guidance;
     o.cond.apply(*model, job, total, begin, end);
     const ImageDecoder decoder = o.cond.image_decoder(model);
-    if (!job.seeds.empty())
-      x = models.size() == 1 ? run_sampler(*sampler, model, job).samples
-                             : run_on_devices(*sampler, models, job, {}, {}, {}).result.samples;
+    if (!job.seeds.empty()) x = sample_for_fid(*sampler, models, job, nullptr).result.samples;
     // FD/KID see images: a latent model's samples go through its decoder.
     if (x.defined()) x = decoder.images(x, o.cond.decode_batch);
     x_lo = decoder.image_min(), x_hi = decoder.image_max();
-    settings.insert(settings.end(), {{"model", model_identity(o.model.model)},
-                                     {"model metadata", io::hash_text(meta.json)},
-                                     {"sampler", sampler->name()},
+    const io::Settings identity = jobs::model_settings(*model);
+    settings.insert(settings.end(), identity.begin(), identity.end() - 1);  // not the device kind
+    settings.insert(settings.end(), {{"sampler", sampler->name()},
                                      {"sampler args", o.sampler_args},
                                      {"schedule", o.schedule},
                                      {"schedule args", o.schedule_args},
                                      {"steps", std::to_string(job.sigmas.size() - 1)},
-                                     {"sigmas", exact_list(job.sigmas)},
+                                     {"sigmas", jobs::exact_list(job.sigmas)},
                                      {"final", final_step_name(final)},
                                      {"seeds", o.seeds}});
     if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
@@ -278,15 +263,15 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
     const std::string& source = samples_side ? o.samples : o.ref_data;
     x = load_samples(source, lo, hi, samples_side ? 0 : o.limit);
     total = x.size(0);
-    std::tie(begin, end) = shard_range(total, o.batch, shard);
+    std::tie(begin, end) = jobs::shard_range(total, o.batch, shard);
     x = x.narrow(0, begin, end - begin);
-    settings.insert(settings.end(), {{"data", source_identity(source)}, {"limit", std::to_string(o.limit)}});
+    settings.insert(settings.end(), {{"data", io::path_fingerprint(source)}, {"limit", std::to_string(o.limit)}});
   }
   std::fprintf(stderr, "%s (from %s): rows %lld..%lld of %lld\n", shard.label().c_str(), shard.source.c_str(),
                static_cast<long long>(begin), static_cast<long long>(end) - 1, static_cast<long long>(total));
   metrics::MomentAccumulator moments;
   if (x.defined() && x.size(0) > 0) moments = featurise(fx, x, x_lo, x_hi, o.batch, false, begin).moments;
-  nlohmann::json record = shard_record("fid", shard, settings, begin, end, total);
+  nlohmann::json record = jobs::shard_record("fid", shard, settings, begin, end, total);
   if (!o.ref.empty()) record["ref"] = {{"path", o.ref}, {"hash", io::hash_file(o.ref)}};
   const bool any = moments.count() > 0;
   auto or_empty = [&](const torch::Tensor& t) { return any ? t : torch::zeros({0}, torch::kFloat64); };
@@ -294,7 +279,7 @@ void run_shard(const Options& o, const Shard& shard, const std::vector<std::stri
                        {"shift", io::from_tensor(or_empty(moments.shift()))},
                        {"sum", io::from_tensor(or_empty(moments.sum()))},
                        {"outer", io::from_tensor(or_empty(moments.outer()))},
-                       {kShardKey, record_array(record)}});
+                       {jobs::kShardKey, jobs::record_array(record)}});
   nlohmann::json doc = {{"command", "eval fid"},
                         {"shard", shard.to_json()},
                         {"rows", {begin, end}},
@@ -322,7 +307,7 @@ void run(const Options& o) {
   double lo = range[0], hi = range[1];
   const std::vector<std::string> devices = parse_devices(o.devices);
   if (!devices.empty() && o.device_option && o.device_option->count() > 0) fail("give --device or --devices, not both");
-  const Shard shard = resolve_shard(o.shard);
+  const jobs::Shard shard = resolve_shard_flag(o.shard);
   if (shard.sharded()) return run_shard(o, shard, devices, lo, hi, start);
 
   const Extractors fx = open_extractors(o.features, devices, o.model.device);
@@ -346,9 +331,7 @@ void run(const Options& o) {
   // Sample side.
   Side gen;
   nlohmann::json sampling;
-  std::optional<io::ChunkStore> store;  // --out on one device
-  DeviceStores stores;                  // --out with --devices
-  int64_t resumed_samples = 0;
+  std::optional<io::ChunkStore> store;  // --out: OUT.parts, on one device or several
   double s_lo = lo, s_hi = hi;
   torch::Tensor x;
   if (have_model) {
@@ -368,21 +351,18 @@ void run(const Options& o) {
     o.cond.apply(*model, job, static_cast<int64_t>(job.seeds.size()), 0, static_cast<int64_t>(job.seeds.size()));
     const ImageDecoder decoder = o.cond.image_decoder(model);
     // With --out, finished batches of samples are kept in OUT.parts so that a killed run resumes.
-    io::Settings settings = model_settings(o.model, *model);
-    std::string seed_list;
-    for (uint64_t seed : job.seeds) seed_list += std::to_string(seed) + ",";
-    settings.insert(settings.end(),
-                    {{"sampler", sampler->name()},
-                     {"sampler args", o.sampler_args},
-                     {"sigmas", exact_list(job.sigmas)},
-                     {"final", final_step_name(final)},
-                     {"seeds", std::to_string(job.seeds.size()) + " seeds, " + io::hash_text(seed_list)},
-                     {"batch", std::to_string(o.batch)}});
+    io::Settings settings = jobs::model_settings(*model);
+    settings.insert(settings.end(), {{"sampler", sampler->name()},
+                                     {"sampler args", o.sampler_args},
+                                     {"sigmas", jobs::exact_list(job.sigmas)},
+                                     {"final", final_step_name(final)},
+                                     {"seeds", seeds_fingerprint(job.seeds)},
+                                     {"batch", std::to_string(o.batch)}});
     if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
       settings.push_back({"conditioning", std::to_string(o.guidance) + "|" + o.cond.fingerprint()});
-    const ChunkedResult sampled = sample_for_fid(*sampler, models, job, store, stores, o.out, settings, o.overwrite);
+    store = chunks_for(o.out, settings, o.overwrite, "--out");
+    const jobs::ChunkedResult sampled = sample_for_fid(*sampler, models, job, store ? &*store : nullptr);
     const SampleResult& result = sampled.result;
-    resumed_samples = sampled.resumed;
     // FD/KID see images: a latent model's samples go through its decoder.
     x = decoder.images(result.samples, o.cond.decode_batch);
     s_lo = decoder.image_min(), s_hi = decoder.image_max();
@@ -458,10 +438,7 @@ void run(const Options& o) {
   if (store) {
     note_resumed(&*store);
     store->remove();
-  } else {
-    note_resumed(stores.dir, resumed_samples, "samples");
   }
-  stores.remove();
   if (o.json) return print_json(doc);
   for (const auto& n : notes) std::fprintf(stderr, "note: %s\n", n.c_str());
   if (doc.contains("fd")) std::printf("%s %.6f\n", sliced ? "FD (raw samples)" : "FD", doc["fd"].get<double>());

@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "cli/eval.h"
-#include "cli/sample_chunks.h"
+#include "cli/job_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/error.h"
 #include "scoreflow/score_matching.h"
@@ -32,10 +32,10 @@ void run(const Options& o) {
   sm.batch = o.batch;
   sm.seed = o.seed;
   // With --out, each finished level is kept in OUT.parts so that a killed run resumes.
-  io::Settings settings = model_settings(o.model, *model);
-  settings.insert(settings.end(), {{"data", input_fingerprint(o.data)},
+  io::Settings settings = jobs::model_settings(*model);
+  settings.insert(settings.end(), {{"data", io::path_fingerprint(o.data)},
                                    {"limit", std::to_string(o.limit)},
-                                   {"sigmas", exact_list(sm.sigmas)},
+                                   {"sigmas", jobs::exact_list(sm.sigmas)},
                                    {"num images", std::to_string(o.num_images)},
                                    {"batch", std::to_string(o.batch)},
                                    {"seed", std::to_string(o.seed)}});

@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "cli/eval.h"
-#include "cli/sample_chunks.h"
+#include "cli/job_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/error.h"
 #include "scoreflow/wbound.h"
@@ -40,10 +40,10 @@ void run(const Options& o) {
   // Builtins compute in float64 anyway; TorchScript networks take float32.
   w.dtype = model->name().rfind("builtin:", 0) == 0 ? torch::kFloat64 : torch::kFloat32;
   // With --out, each finished level and the coupling are kept in OUT.parts so that a killed run resumes.
-  io::Settings settings = model_settings(o.model, *model);
-  settings.insert(settings.end(), {{"data", input_fingerprint(o.data)},
+  io::Settings settings = jobs::model_settings(*model);
+  settings.insert(settings.end(), {{"data", io::path_fingerprint(o.data)},
                                    {"limit", std::to_string(o.limit)},
-                                   {"sigmas", exact_list(w.sigmas)},
+                                   {"sigmas", jobs::exact_list(w.sigmas)},
                                    {"points", std::to_string(o.points)},
                                    {"iterations", std::to_string(o.iterations)},
                                    {"num images", std::to_string(o.num_images)},

@@ -6,15 +6,14 @@
 
 #include "cli/common.h"
 #include "cli/cond_options.h"
-#include "cli/sample_chunks.h"
-#include "cli/sample_devices.h"
-#include "cli/shard.h"
+#include "cli/job_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/image.h"
+#include "scoreflow/jobs.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
@@ -28,7 +27,7 @@ struct SampleOptions {
   CondOptions cond;
   std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, sigmas, seeds = "0-63";
   std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma, final;
-  std::string shard, devices;  // cli/shard.h
+  std::string shard, devices;  // scoreflow/jobs.h
   CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1, batch = 64;  // -1: not given
   double guidance = 1.0;
@@ -66,27 +65,19 @@ std::string seed_name(uint64_t seed) {
 /// manifest that lets a killed run resume and refuses to mix in a run with other settings.
 io::Settings resume_settings(const SampleOptions& o, const Model& model, const Sampler& sampler,
                              const std::vector<double>& sigmas, FinalStep final, const std::vector<uint64_t>& seeds) {
-  const bool builtin = o.model.model.rfind("builtin:", 0) == 0;
-  std::string grid, seed_list;
-  char buf[32];
-  for (double s : sigmas) std::snprintf(buf, sizeof buf, "%.17g,", s), grid += buf;
-  for (uint64_t s : seeds) seed_list += std::to_string(s) + ",";
-  std::string meta = model.metadata().json;
-  io::Settings settings = {{"model", builtin ? o.model.model : io::hash_file(o.model.model)},
-                           {"model metadata", io::hash_text(meta)},
-                           {"sampler", sampler.name()},
-                           {"sampler args", o.sampler_args},
-                           {"sigmas", grid},
-                           {"final", final_step_name(final)},
-                           {"seeds", std::to_string(seeds.size()) + " seeds, " + io::hash_text(seed_list)},
-                           {"init noise", o.init_noise.empty() ? "seeded" : io::hash_file(o.init_noise)},
-                           {"class", o.label},
-                           {"guidance", std::to_string(o.guidance)},
-                           // Per sample, results do not depend on the batch in exact arithmetic, but CPU conv
-                           // kernels round differently for another batch size: resume only with the same one.
-                           {"batch", std::to_string(o.batch)},
-                           {"device", model.device().is_cuda() ? "cuda" : "cpu"},
-                           {"dtype", o.dtype}};
+  io::Settings settings = jobs::model_settings(model);  // model, model metadata, device
+  settings.insert(settings.end(), {{"sampler", sampler.name()},
+                                   {"sampler args", o.sampler_args},
+                                   {"sigmas", jobs::exact_list(sigmas)},
+                                   {"final", final_step_name(final)},
+                                   {"seeds", seeds_fingerprint(seeds)},
+                                   {"init noise", o.init_noise.empty() ? "seeded" : io::hash_file(o.init_noise)},
+                                   {"class", o.label},
+                                   {"guidance", std::to_string(o.guidance)},
+                                   // Per sample, results do not depend on the batch in exact arithmetic, but CPU conv
+                                   // kernels round differently for another batch size: resume only with the same one.
+                                   {"batch", std::to_string(o.batch)},
+                                   {"dtype", o.dtype}});
   // Conditioning inputs decide the samples too (absent for runs without them, as before).
   const CondOptions plain;
   if (o.cond.fingerprint() != plain.fingerprint()) settings.push_back({"conditioning", o.cond.fingerprint()});
@@ -114,13 +105,13 @@ void run(const SampleOptions& o) {
   const FinalStep final = final_step_for(o.final, *sampler, sampler_args);
   const std::vector<uint64_t> all_seeds = parse_seeds(o.seeds);
   // This process's share (--shard i/n or the launcher's variables): whole batches of the seeds.
-  const Shard shard = resolve_shard(o.shard);
+  const jobs::Shard shard = resolve_shard_flag(o.shard);
   if (o.batch < 1) fail("--batch must be >= 1, got ", o.batch);
-  const auto shard_seeds = shard_range(static_cast<int64_t>(all_seeds.size()), o.batch, shard);
+  const auto shard_seeds = jobs::shard_range(static_cast<int64_t>(all_seeds.size()), o.batch, shard);
   const int64_t shard_begin = shard_seeds.first, shard_end = shard_seeds.second;
   const std::vector<uint64_t> seeds(all_seeds.begin() + shard_begin, all_seeds.begin() + shard_end);
-  const std::string out_grid = shard.sharded() && !o.out.empty() ? shard_path(o.out, shard) : o.out;
-  const std::string out_npz = shard.sharded() && !o.npz.empty() ? shard_path(o.npz, shard) : o.npz;
+  const std::string out_grid = shard.sharded() && !o.out.empty() ? jobs::shard_path(o.out, shard) : o.out;
+  const std::string out_npz = shard.sharded() && !o.npz.empty() ? jobs::shard_path(o.npz, shard) : o.npz;
   if (shard.sharded())
     std::fprintf(stderr, "%s (from %s): seeds %lld..%lld of %zu\n", shard.label().c_str(), shard.source.c_str(),
                  static_cast<long long>(shard_begin), static_cast<long long>(shard_end) - 1, all_seeds.size());
@@ -198,18 +189,17 @@ void run(const SampleOptions& o) {
   io::check_outputs({{"--out", out_grid}, {"--npz", out_npz}, {"--out-dir", o.out_dir, true}});
   if (!o.out_dir.empty()) io::make_dirs(o.out_dir);
 
-  // With --npz/--out-dir, finished chunks are kept (next to the .npz, or inside the directory) so
-  // that re-running this command after a kill resumes; the folder goes once the outputs are written.
-  // A shard keeps its own (the per-seed PNGs of all shards can share one --out-dir).
+  // With --npz/--out-dir, finished chunks are kept (in NPZ.parts, else DIR.parts; a shard's in its
+  // own) so that re-running this command after a kill resumes, on any number of devices; the
+  // folder goes once the outputs are written.
   const io::Settings settings = resume_settings(o, *model, *sampler, sigmas, final, all_seeds);
-  const std::string parts_dir = out_npz.empty()
-                                    ? o.out_dir + "/.scoreflow-parts" + (shard.sharded() ? "." + shard.label() : "")
-                                    : out_npz + ".parts";
-  const std::string parts_option = out_npz.empty() ? "--out-dir" : "--npz";
+  const std::string parts_dir = jobs::chunk_folder(!out_npz.empty()  ? out_npz
+                                                   : shard.sharded() ? jobs::shard_path(o.out_dir, shard)
+                                                                     : o.out_dir);
   const bool keep_parts = !out_npz.empty() || !o.out_dir.empty();
   std::optional<io::ChunkStore> store;
-  if (keep_parts && devices.size() <= 1 && !seeds.empty())
-    store.emplace(parts_dir, settings, o.overwrite, parts_option);
+  if (keep_parts && !seeds.empty())
+    store.emplace(parts_dir, settings, o.overwrite, out_npz.empty() ? "--out-dir" : "--npz");
   if (keep_parts) {  // temporaries of outputs a killed run was writing
     if (!o.out_dir.empty()) io::remove_stale_temporaries(o.out_dir, "seed");
     if (!out_npz.empty()) {
@@ -225,8 +215,18 @@ void run(const SampleOptions& o) {
   };
   Progress progress("sampling", static_cast<int64_t>(seeds.size()), "samples");
   int64_t done = 0;
-  ChunkedResult chunked;
-  DeviceStores stores;  // --devices: the per-device chunk stores
+  jobs::ChunkOptions chunking;
+  chunking.store = store ? &*store : nullptr;
+  chunking.first_index = shard_begin;
+  chunking.on_chunk = write_pngs;
+  chunking.on_batch = [&](int64_t d, int64_t) {
+    done = d;
+    progress.update(d);
+  };
+  chunking.on_step = [&](int i, int n, double) {
+    progress.update(done, "step " + std::to_string(i + 1) + "/" + std::to_string(n));
+  };
+  jobs::ChunkedResult chunked;
   if (seeds.empty()) {  // an empty shard: fewer batches than shards
     std::vector<int64_t> empty{0};
     empty.insert(empty.end(), meta.shape.begin(), meta.shape.end());
@@ -242,19 +242,9 @@ void run(const SampleOptions& o) {
       extra->configure({dtype, o.cuda_graph});
       models.push_back(extra);
     }
-    if (keep_parts) stores = {parts_dir, settings, o.overwrite, parts_option};
-    chunked =
-        run_on_devices(*sampler, models, job, stores, write_pngs, [&](int64_t d, int64_t) { progress.update(d); });
+    chunked = jobs::run_on_devices(*sampler, models, job, chunking);
   } else {
-    chunked = run_chunked(
-        *sampler, model, job, store ? &*store : nullptr, write_pngs,
-        [&](int64_t d, int64_t) {
-          done = d;
-          progress.update(d);
-        },
-        [&](int i, int n, double) {
-          progress.update(done, "step " + std::to_string(i + 1) + "/" + std::to_string(n));
-        });
+    chunked = jobs::run_chunked(*sampler, model, job, chunking);
   }
   progress.finish();
   const SampleResult& result = chunked.result;
@@ -274,8 +264,9 @@ void run(const SampleOptions& o) {
       arrays.emplace_back("cond_rows", io::from_tensor(torch::tensor(job.cond_rows, torch::kLong)));
     // A shard's file says which run and which seeds it holds, for `scoreflow merge`.
     if (shard.sharded())
-      arrays.emplace_back(kShardKey, record_array(shard_record("samples", shard, settings, shard_begin, shard_end,
-                                                               static_cast<int64_t>(all_seeds.size()))));
+      arrays.emplace_back(jobs::kShardKey,
+                          jobs::record_array(jobs::shard_record("samples", shard, settings, shard_begin, shard_end,
+                                                                static_cast<int64_t>(all_seeds.size()))));
     io::write_npz(out_npz, arrays);
     outputs["npz"] = out_npz;
   }
@@ -285,7 +276,6 @@ void run(const SampleOptions& o) {
   }
   if (!o.out_dir.empty()) outputs["out_dir"] = o.out_dir;  // written chunk by chunk
   if (store) store->remove();
-  stores.remove();
   if (o.json) {
     torch::Tensor s = result.samples.to(torch::kFloat64);
     const bool any = s.numel() > 0;

@@ -9,7 +9,7 @@
 
 #include "cli/common.h"
 #include "cli/cond_options.h"
-#include "cli/sample_chunks.h"
+#include "cli/job_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
@@ -60,19 +60,19 @@ std::vector<double> teacher_grid(const TrainOptions& o, const std::vector<double
 
 /// What a restart's result depends on: a folder of finished restarts is reused only for these.
 io::Settings restart_settings(const AmedTrainOptions& t, const TrainOptions& o, const Model& model) {
-  io::Settings settings = model_settings(o.model, model);
+  io::Settings settings = jobs::model_settings(model);
   const io::Settings rest = {{"student", t.student},
                              {"teacher", t.teacher},
                              {"M", std::to_string(t.M)},
                              {"afs", t.afs ? "true" : "false"},
                              {"final", final_step_name(t.final)},
-                             {"sigmas", exact_list(t.sigmas)},
-                             {"teacher sigmas", exact_list(t.teacher_sigmas)},
+                             {"sigmas", jobs::exact_list(t.sigmas)},
+                             {"teacher sigmas", jobs::exact_list(t.teacher_sigmas)},
                              {"trajectories", std::to_string(t.num_trajectories)},
                              {"batch", std::to_string(t.batch)},
-                             {"lr", exact_list({t.lr})},
-                             {"scale_dir", exact_list({t.scale_dir})},
-                             {"scale_time", exact_list({t.scale_time})},
+                             {"lr", jobs::exact_list({t.lr})},
+                             {"scale_dir", jobs::exact_list({t.scale_dir})},
+                             {"scale_time", jobs::exact_list({t.scale_time})},
                              {"seed", std::to_string(o.seed)},
                              {"validate", std::to_string(o.validate)}};
   settings.insert(settings.end(), rest.begin(), rest.end());
@@ -181,7 +181,7 @@ void train(TrainOptions o) {
   // With restarts, each finished run is kept in OUT.parts (its per-step losses and end-to-end error
   // as a chunk, its predictor beside it) until the outputs are written, so a killed job resumes.
   std::optional<io::ChunkStore> store;
-  if (o.restarts > 1) store.emplace(o.out + ".parts", restart_settings(t, o, *model), o.overwrite, "--out");
+  if (o.restarts > 1) store.emplace(jobs::chunk_folder(o.out), restart_settings(t, o, *model), o.overwrite, "--out");
   int reused = 0;
   for (int k = 0; k < o.restarts; ++k) {
     t.seed = o.seed + static_cast<uint64_t>(k);

@@ -1,6 +1,5 @@
 #include "scoreflow/checkpoint.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -24,44 +23,10 @@ namespace {
 constexpr const char* kFormat = "scoreflow-chunks/1";
 constexpr const char* kManifest = "manifest.json";
 
-std::string hex(uint64_t h) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
 /// Values can be long (a grid of 1000 sigmas); the message shows a readable prefix.
 std::string shorten(const std::string& v) { return v.size() > 80 ? v.substr(0, 77) + "..." : v; }
 
 }  // namespace
-
-uint64_t fnv1a64(const void* data, size_t size, uint64_t h) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < size; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
-}
-
-std::string hash_text(const std::string& text) { return hex(fnv1a64(text.data(), text.size())); }
-
-std::string hash_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot read '", path, "': ", std::strerror(errno));
-  uint64_t h = 0xcbf29ce484222325ull;
-  uint8_t buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      fail("cannot read '", path, "': ", std::strerror(err));
-    }
-    h = fnv1a64(buf, static_cast<size_t>(n), h);
-  }
-  ::close(fd);
-  return hex(h);
-}
 
 void remove_stale_temporaries(const std::string& dir, const std::string& prefix) {
   std::error_code ec;
@@ -120,8 +85,10 @@ ChunkStore::ChunkStore(std::string dir, Settings settings, bool overwrite, const
 
 std::vector<std::string> ChunkStore::chunks() const {
   std::vector<std::string> out;
-  std::error_code ec;
-  if (!manifest_written_) return out;
+  {
+    std::lock_guard<std::mutex> guard(*lock_);
+    if (!manifest_written_) return out;
+  }
   for (const std::string& name : list_dir(dir_)) {
     const fs::path p(name);
     if (p.extension() == ".npy" && name.find(".tmp.") == std::string::npos) out.push_back(p.stem().string());
@@ -131,9 +98,13 @@ std::vector<std::string> ChunkStore::chunks() const {
 }
 
 std::optional<NpyArray> ChunkStore::load(const std::string& name) const {
-  if (!manifest_written_) return std::nullopt;
+  {
+    std::lock_guard<std::mutex> guard(*lock_);
+    if (!manifest_written_) return std::nullopt;
+  }
   try {
     NpyArray array = read_npy(dir_ + "/" + name + ".npy");
+    std::lock_guard<std::mutex> guard(*lock_);
     ++loaded_;
     return array;
   } catch (const Error&) {
@@ -142,6 +113,7 @@ std::optional<NpyArray> ChunkStore::load(const std::string& name) const {
 }
 
 void ChunkStore::save(const std::string& name, const NpyArray& array) {
+  std::unique_lock<std::mutex> guard(*lock_);
   if (!manifest_written_) {
     make_dirs(dir_);
     nlohmann::json doc = {{"format", kFormat}, {"settings", nlohmann::json::array()}};
@@ -149,6 +121,7 @@ void ChunkStore::save(const std::string& name, const NpyArray& array) {
     write_file_atomic(dir_ + "/" + kManifest, doc.dump(1) + "\n");
     manifest_written_ = true;
   }
+  guard.unlock();  // chunks have their own names: several threads may write at once
   write_npy(dir_ + "/" + name + ".npy", array);
   // Test hook (tests/resume_eval_test.cpp): SCOREFLOW_TEST_KILL_AFTER_CHUNKS=k makes the process
   // SIGKILL itself right after its k-th chunk is stored — a kill -9 at a known point.

@@ -1,11 +1,7 @@
 #include "models/amed_predictor.h"
 
-#include <sys/stat.h>
-
 #include <cmath>
-#include <fstream>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -13,6 +9,7 @@
 #include "scoreflow/amed.h"
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
+#include "scoreflow/fingerprint.h"
 
 namespace scoreflow {
 
@@ -129,18 +126,6 @@ AmedRecord record_from_json(const nlohmann::json& j, const std::string& source) 
 
 AmedNet& as_net(const std::shared_ptr<void>& p) { return *static_cast<AmedNet*>(p.get()); }
 
-std::string hex64(uint64_t h) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
-uint64_t fnv1a(const void* data, size_t size, uint64_t h = 1469598103934665603ull) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < size; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
 std::string grid_text(const std::vector<double>& s) {
   std::ostringstream os;
   os << "[";
@@ -249,7 +234,7 @@ void AmedPredictor::check_compatible(const Model& model, const std::vector<doubl
 
 void check_amed_record(const AmedRecord& r, const Model& model, const std::vector<double>& sigmas,
                        const std::string& source) {
-  const std::string hash = model_content_hash(model);
+  const std::string hash = model_fingerprint(model);
   if (r.model_hash != hash)
     fail(source, " was trained for model '", r.model, "' (model_hash ", r.model_hash, "), not '", model.name(),
          "' (model_hash ", hash, "): field 'model_hash' differs");
@@ -274,33 +259,6 @@ std::vector<double> amed_trained_sigmas(const std::string& sampler, const std::s
   if (!predictor.empty()) return AmedPredictor::load(predictor).record().sigmas;
   if (!table.empty()) return load_amed_table(table).first.sigmas;
   return {};
-}
-
-std::string model_content_hash(const Model& model) {
-  const std::string name = model.name();
-  if (name.rfind("builtin:", 0) == 0) {
-    const std::string text = name + "\n" + model.metadata().json;
-    return hex64(fnv1a(text.data(), text.size()));
-  }
-  struct stat st {};
-  if (stat(name.c_str(), &st) != 0) fail("cannot hash model file '", name, "' (not found)");
-  static std::mutex mutex;
-  static std::map<std::string, std::pair<std::string, std::string>> cache;  // path -> (size:mtime, hash)
-  const std::string stamp =
-      std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache.find(name);
-  if (it != cache.end() && it->second.first == stamp) return it->second.second;
-  std::ifstream in(name, std::ios::binary);
-  if (!in) fail("cannot read model file '", name, "' to hash it");
-  uint64_t h = 1469598103934665603ull;
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    h = fnv1a(buf.data(), static_cast<size_t>(in.gcount()), h);
-  }
-  cache[name] = {stamp, hex64(h)};
-  return hex64(h);
 }
 
 void save_amed_table(const std::string& path, const AmedRecord& record, const std::vector<AmedTableRow>& rows) {

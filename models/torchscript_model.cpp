@@ -19,6 +19,7 @@
 #include "scoreflow/cpu_fast_path.h"
 #include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
+#include "scoreflow/fingerprint.h"
 #include "scoreflow/model.h"
 #include "scoreflow/prediction.h"
 
@@ -134,7 +135,7 @@ class TorchScriptModel : public Model {
     if (!meta_.features.empty()) methods.push_back(meta_.features);
     cpu_.max_batch = load.optimize_max_batch;
     cpu_.cache_file = cpu_cache_file(load.cache_dir.empty() ? default_model_cache_dir() : load.cache_dir,
-                                     model_content_hash(*this), methods);
+                                     model_fingerprint(*this), methods);
     try {
       fast_ = optimize_for_cpu(module_, methods, cpu_.cache_file, &cpu_.cache_hit);
       cpu_.probe_rel_diff = probe_difference(methods);

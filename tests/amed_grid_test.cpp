@@ -9,6 +9,7 @@
 #include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
+#include "scoreflow/fingerprint.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
@@ -43,7 +44,7 @@ const Files& files() {
     r.sigmas = make_sigmas("vp_time_uniform", 4, model->metadata().schedule, KeyValueArgs());
     r.schedule = model->metadata().schedule.describe();
     r.model = model->name();
-    r.model_hash = model_content_hash(*model);
+    r.model_hash = model_fingerprint(*model);
     torch::manual_seed(0);
     AmedPredictor p(r);
     out.predictor = tmp_path("ring.pt");

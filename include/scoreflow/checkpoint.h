@@ -5,21 +5,17 @@
 /// naming the setting that differs, rather than mixing two runs in one output.
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "scoreflow/fingerprint.h"
 #include "scoreflow/npy.h"
 
 namespace scoreflow::io {
-
-/// 64-bit FNV-1a of `size` bytes, continuing from `h` (so that pieces can be chained).
-uint64_t fnv1a64(const void* data, size_t size, uint64_t h = 0xcbf29ce484222325ull);
-/// FNV-1a of a file's contents, streamed; "fnv1a64:<16 hex digits>". Throws Error naming the file.
-std::string hash_file(const std::string& path);
-/// "fnv1a64:<16 hex digits>" of a string.
-std::string hash_text(const std::string& text);
 
 /// Removes files in `dir` whose names start with `prefix` and end in the ".tmp.<pid>.<n>" of
 /// io::write_file_atomic, left by a writer that was killed (only when <pid> no longer runs).
@@ -38,7 +34,8 @@ using Memo = std::function<torch::Tensor(const std::string& name, const std::fun
 /// compute() through `memo`, or directly when `memo` is empty.
 torch::Tensor memoize(const Memo& memo, const std::string& name, const std::function<torch::Tensor()>& compute);
 
-/// A folder of finished chunks (`<name>.npy`) plus `manifest.json` holding the settings.
+/// A folder of finished chunks (`<name>.npy`) plus `manifest.json` holding the settings. One store
+/// may be shared by several threads (the devices of one job): load() and save() lock.
 class ChunkStore {
  public:
   /// Opens `dir` for a job with `settings`; nothing is created until the first save(). An
@@ -67,6 +64,7 @@ class ChunkStore {
   Settings settings_;
   bool manifest_written_ = false;
   mutable int64_t loaded_ = 0;
+  std::shared_ptr<std::mutex> lock_ = std::make_shared<std::mutex>();  // shared_ptr: the store stays movable
 };
 
 }  // namespace scoreflow::io

@@ -1,7 +1,8 @@
 #pragma once
 /// Everything a library user needs, in one include: models (σ-space denoisers, metadata, built-in
 /// analytic models), σ grids and samplers, running a sampler over seeds, the Analytic-DPM chain,
-/// Γ tables and estimators, evaluation metrics, and reading and writing data (docs/design.md §1).
+/// Γ tables and estimators, evaluation metrics, reading and writing data, and the job layer (shards,
+/// resume, devices, fingerprints; docs/design.md §1, §8).
 #include "scoreflow/amed.h"
 #include "scoreflow/analytic_dpm.h"
 #include "scoreflow/args.h"
@@ -13,9 +14,11 @@
 #include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
+#include "scoreflow/fingerprint.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/gamma_table.h"
 #include "scoreflow/image.h"
+#include "scoreflow/jobs.h"
 #include "scoreflow/latent.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/model.h"

@@ -1,15 +1,12 @@
-#include "cli/shard.h"
-
+// Shard plans and shard records (scoreflow/jobs.h).
 #include <algorithm>
 #include <cstdlib>
-#include <exception>
 #include <optional>
-#include <thread>
 
-#include "cli/common.h"
 #include "scoreflow/error.h"
+#include "scoreflow/jobs.h"
 
-namespace scoreflow::cli {
+namespace scoreflow::jobs {
 namespace {
 
 constexpr const char* kRecordFormat = "scoreflow.shard/1";
@@ -44,22 +41,28 @@ std::string Shard::label() const { return "shard-" + std::to_string(index) + "-o
 
 nlohmann::json Shard::to_json() const { return {{"index", index}, {"count", count}, {"source", source}}; }
 
-Shard parse_shard(const std::string& text, const std::string& what) {
+Shard parse_shard(const std::string& text, const std::string& source) {
+  // An explicit choice is the field `shard` (a front end shows its own name for it); launcher
+  // variables are named as they are.
+  auto bad = [&](const auto&... rest) {
+    if (source == "shard") fail(Field{"shard"}, " '", text, "'", rest...);
+    fail(source, " '", text, "'", rest...);
+  };
   const size_t slash = text.find('/');
-  if (slash == std::string::npos) fail(what, " '", text, "' is malformed; expected i/n with 0 <= i < n (e.g. 0/4)");
+  if (slash == std::string::npos) bad(" is malformed; expected i/n with 0 <= i < n (e.g. 0/4)");
   const auto i = parse_count(text.substr(0, slash)), n = parse_count(text.substr(slash + 1));
-  if (!i || !n) fail(what, " '", text, "' is malformed; expected i/n with 0 <= i < n (e.g. 0/4)");
-  if (*n < 1) fail(what, " '", text, "': the number of shards must be >= 1");
-  if (*i >= *n) fail(what, " '", text, "': shard index ", *i, " must be < the number of shards ", *n, " (0-based)");
+  if (!i || !n) bad(" is malformed; expected i/n with 0 <= i < n (e.g. 0/4)");
+  if (*n < 1) bad(": the number of shards must be >= 1");
+  if (*i >= *n) bad(": shard index ", *i, " must be < the number of shards ", *n, " (0-based)");
   Shard shard;
   shard.index = *i;
   shard.count = *n;
-  shard.source = what;
+  shard.source = source;
   return shard;
 }
 
-Shard resolve_shard(const std::string& flag) {
-  if (!flag.empty()) return parse_shard(flag, "--shard");
+Shard resolve_shard(const std::string& shard_text) {
+  if (!shard_text.empty()) return parse_shard(shard_text, "shard");
   // torchrun, then Open MPI, then srun tasks, then a Slurm job array; a launcher that reports a
   // single process gives way to the next (srun -n1 inside a job array, say).
   const std::pair<const char*, const char*> pairs[] = {
@@ -77,7 +80,7 @@ Shard resolve_shard(const std::string& flag) {
     if (!id_v || !min_v || !step_v || *step_v < 1 || *id_v < *min_v)
       fail("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_MIN/SLURM_ARRAY_TASK_STEP '", *id, "/",
            env("SLURM_ARRAY_TASK_MIN").value_or("(unset)"), "/", env("SLURM_ARRAY_TASK_STEP").value_or("(unset)"),
-           "' are malformed; give --shard i/n");
+           "' are malformed; give ", Field{"shard"}, " i/n");
     Shard shard = parse_shard(std::to_string((*id_v - *min_v) / *step_v) + "/" + *count,
                               "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT");
     if (shard.sharded()) return shard;
@@ -86,7 +89,7 @@ Shard resolve_shard(const std::string& flag) {
 }
 
 std::pair<int64_t, int64_t> shard_range(int64_t items, int64_t block, int64_t index, int64_t count) {
-  if (block < 1) fail("--batch must be >= 1, got ", block);
+  if (block < 1) fail(Field{"batch"}, " must be >= 1, got ", block);
   if (count < 1 || index < 0 || index >= count) fail("shard ", index, "/", count, " is out of range");
   const int64_t blocks = (items + block - 1) / block;
   const int64_t first = index * blocks / count, last = (index + 1) * blocks / count;
@@ -101,55 +104,6 @@ std::string shard_path(const std::string& path, const Shard& shard, const std::s
   const std::string stem = has_ext ? path.substr(0, dot) : path;
   const std::string tail = !ext.empty() ? ext : (has_ext ? path.substr(dot) : "");
   return stem + "." + shard.label() + tail;
-}
-
-std::vector<std::string> parse_devices(const std::string& text) {
-  std::vector<std::string> out;
-  if (text.empty()) return out;
-  size_t at = 0;
-  for (;;) {
-    const size_t comma = text.find(',', at);
-    const std::string item = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-    if (item.empty()) fail("--devices '", text, "' has an empty entry; use e.g. cuda:0,cuda:1 or cpu,cpu");
-    parse_device(item);  // refuses unknown names and missing GPUs
-    out.push_back(item);
-    if (comma == std::string::npos) break;
-    at = comma + 1;
-  }
-  return out;
-}
-
-std::vector<std::shared_ptr<const Model>> open_on_devices(const ModelOptions& options,
-                                                          const std::vector<std::string>& devices) {
-  if (devices.empty()) return {options.open()};
-  std::vector<std::shared_ptr<const Model>> models;
-  for (const std::string& d : devices) {
-    ModelOptions copy = options;
-    copy.device = d;
-    models.push_back(copy.open());
-  }
-  return models;
-}
-
-std::string model_identity(const std::string& spec) {
-  return spec.rfind("builtin:", 0) == 0 ? spec : io::hash_file(spec);
-}
-
-void run_on_threads(int64_t n, const std::function<void(int64_t)>& work) {
-  if (n == 1) return work(0);
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
-  std::vector<std::thread> threads;
-  for (int64_t k = 0; k < n; ++k)
-    threads.emplace_back([&, k] {
-      try {
-        work(k);
-      } catch (...) {
-        errors[static_cast<size_t>(k)] = std::current_exception();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (const auto& e : errors)
-    if (e) std::rethrow_exception(e);
 }
 
 nlohmann::json shard_record(const std::string& kind, const Shard& shard, const io::Settings& settings, int64_t begin,
@@ -175,7 +129,7 @@ io::NpyArray record_array(const nlohmann::json& record) {
 nlohmann::json read_record(const std::map<std::string, io::NpyArray>& arrays, const std::string& path) {
   auto it = arrays.find(kShardKey);
   if (it == arrays.end())
-    fail("'", path, "' is not a shard file (no '", kShardKey, "' record); merge takes the files written with --shard");
+    fail("'", path, "' is not a shard file (no '", kShardKey, "' record); merge takes the files of a sharded run");
   try {
     nlohmann::json r = nlohmann::json::parse(it->second.data.begin(), it->second.data.end());
     if (r.at("format") != kRecordFormat) fail("format ", r.at("format").dump());
@@ -237,4 +191,20 @@ std::vector<size_t> check_shard_set(const std::vector<nlohmann::json>& records, 
   return order;
 }
 
-}  // namespace scoreflow::cli
+ShardSet read_shard_set(const std::vector<std::string>& paths) {
+  std::vector<std::map<std::string, io::NpyArray>> files;
+  std::vector<nlohmann::json> records;
+  for (const std::string& path : paths) {
+    files.push_back(io::read_npz(path));
+    records.push_back(read_record(files.back(), path));
+  }
+  ShardSet set;
+  for (size_t f : check_shard_set(records, paths)) {
+    set.files.push_back(std::move(files[f]));
+    set.records.push_back(std::move(records[f]));
+    set.paths.push_back(paths[f]);
+  }
+  return set;
+}
+
+}  // namespace scoreflow::jobs

@@ -1,0 +1,52 @@
+#include "cli/job_flags.h"
+
+#include "scoreflow/error.h"
+
+namespace scoreflow::cli {
+
+jobs::Shard resolve_shard_flag(const std::string& flag) {
+  jobs::Shard shard = jobs::resolve_shard(flag);
+  if (shard.source == "shard") shard.source = "--shard";
+  return shard;
+}
+
+std::vector<std::string> parse_devices(const std::string& text) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  size_t at = 0;
+  for (;;) {
+    const size_t comma = text.find(',', at);
+    const std::string item = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    if (item.empty()) fail("--devices '", text, "' has an empty entry; use e.g. cuda:0,cuda:1 or cpu,cpu");
+    parse_device(item);  // refuses unknown names and missing GPUs
+    out.push_back(item);
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return out;
+}
+
+std::vector<std::shared_ptr<const Model>> open_on_devices(const ModelOptions& options,
+                                                          const std::vector<std::string>& devices) {
+  if (devices.empty()) return {options.open()};
+  std::vector<std::shared_ptr<const Model>> models;
+  for (const std::string& d : devices) {
+    ModelOptions copy = options;
+    copy.device = d;
+    models.push_back(copy.open());
+  }
+  return models;
+}
+
+std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings settings, bool overwrite,
+                                         const std::string& option) {
+  if (output.empty()) return std::nullopt;
+  return std::optional<io::ChunkStore>(std::in_place, jobs::chunk_folder(output), std::move(settings), overwrite,
+                                       option);
+}
+
+void note_resumed(const io::ChunkStore* store) {
+  if (store) jobs::note_resumed(store->dir(), store->loaded(), "chunks");
+}
+
+}  // namespace scoreflow::cli

@@ -1,0 +1,33 @@
+#pragma once
+// What the CLI adds to the job layer (scoreflow/jobs.h): --devices parsing, one model copy per
+// device, and the chunk store named after a command's output.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/common.h"
+#include "scoreflow/checkpoint.h"
+#include "scoreflow/jobs.h"
+
+namespace scoreflow::cli {
+
+/// jobs::resolve_shard for --shard, with an explicit choice's source shown as "--shard".
+jobs::Shard resolve_shard_flag(const std::string& flag);
+
+/// "cuda:0,cuda:1" or "cpu,cpu" -> the list (each checked by parse_device); empty text -> {}.
+std::vector<std::string> parse_devices(const std::string& text);
+
+/// The model opened once per entry of `devices` (once on options.device when `devices` is empty).
+std::vector<std::shared_ptr<const Model>> open_on_devices(const ModelOptions& options,
+                                                          const std::vector<std::string>& devices);
+
+/// The chunk store jobs::chunk_folder(output) for a command whose final output is `output`, or
+/// nothing when no output file is given (then nothing is kept). `option` names the flag, for messages.
+std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings settings, bool overwrite,
+                                         const std::string& option);
+
+/// "note: resumed ...: N finished chunks reused" on stderr when the store loaded any.
+void note_resumed(const io::ChunkStore* store);
+
+}  // namespace scoreflow::cli
