@@ -101,20 +101,18 @@ void check_nk(const char* kind, int64_t N, int64_t K) {
   if (K > N) fail(kind, " timesteps: K = ", K, " exceeds the number of steps N = ", N);
 }
 
-/// round(q / r) for q, r > 0 with ties to even (Python's round), in exact integer arithmetic.
-int64_t round_half_even(int64_t q, int64_t r) {
-  const int64_t f = q / r, rem = q % r;
-  if (2 * rem > r || (2 * rem == r && (f % 2) == 1)) return f + 1;
-  return f;
-}
-
 }  // namespace
 
 std::vector<int64_t> even_timesteps(int64_t N, int64_t K) {
   check_nk("even", N, K);
   if (K == 1) return {1};
   std::vector<int64_t> steps(K);
-  for (int64_t k = 0; k < K; ++k) steps[k] = 1 + round_half_even(k * (N - 1), K - 1);
+  // As the authors' `_choice_steps_linear` (baofff/Analytic-DPM): a double index from 1.0 advanced by
+  // the stride (N − 1)/(K − 1), each point rounded half to even (Python's round). The accumulated
+  // index is what decides the ties: 1 + 12·41.625 = 500.5 gives 500 for N = 1000, K = 25.
+  const double stride = static_cast<double>(N - 1) / static_cast<double>(K - 1);
+  double index = 1.0;
+  for (int64_t k = 0; k < K; ++k, index += stride) steps[k] = static_cast<int64_t>(std::nearbyint(index));
   return steps;
 }
 

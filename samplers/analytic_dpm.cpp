@@ -14,14 +14,21 @@ namespace {
 
 enum class VarianceSource { Gamma, SecondMoment, Residual };
 
-/// p(x_s|x_t) = N(coef_xt·x_t + γ·x̂0, σ²) in VP coordinates (x_t = α_t·x), with σ² from Γ
-/// (Analytic-DPM, Thm 1), or per element from a second-moment head (SN-DPM) or a residual head
-/// (NPR-DPM). Heuristics of the paper, each switchable: clamp x̂0 to the data range, clip the
-/// variance to Thm 2's bounds, cap the noise of the step that produces x_{τ1} at
-/// (y·(2/255)·sqrt(π/2))², output the mean at the last step; `noise=false` keeps only the means.
+/// p(x_s|x_t) = N(μ, σ²) in VP coordinates (x_t = α_t·x), with σ² from Γ (Analytic-DPM, Thm 1),
+/// or per element from a second-moment head (SN-DPM) or a residual head (NPR-DPM). The mean, as
+/// the authors' code writes it (baofff/Analytic-DPM, core/inference/sampler):
+///   mean=posterior: μ = coef_xt·x_t + γ·x̂0, the ε it implies recomputed from the clamped x̂0
+///                   (reverse_ddpm_ms_eps; default of analytic_ddpm, sn_dpm, npr_dpm);
+///   mean=eps:       μ = sqrt(ᾱ_s)·x̂0 + sqrt(β̄_s − λ²)·ε̂ with the network's own ε̂
+///                   (reverse_ddim_ms_eps; default of analytic_ddim).
+/// The two agree unless the clamp acts. Heuristics of the paper, each switchable: clamp x̂0 to the
+/// data range, clip the variance to Thm 2's bounds, cap the noise of the step that produces x_{τ1}
+/// at (y·(2/255)·sqrt(π/2))² (y = 2 for Analytic-DDPM and 1 for Analytic-DDIM, as the authors'
+/// run scripts), output the mean at the last step; `noise=false` keeps only the means.
 class AnalyticDpm : public Sampler {
  public:
-  AnalyticDpm(std::string name, const KeyValueArgs& args, double default_eta, bool eta_fixed, VarianceSource source)
+  AnalyticDpm(std::string name, const KeyValueArgs& args, double default_eta, bool eta_fixed, VarianceSource source,
+              double default_y, const char* default_mean)
       : name_(std::move(name)), source_(source) {
     eta_ = eta_fixed ? default_eta : args.get_double("eta", default_eta);
     if (!(eta_ >= 0 && eta_ <= 1)) fail(name_, ": eta must be in [0, 1], got ", eta_);
@@ -29,7 +36,10 @@ class AnalyticDpm : public Sampler {
     clip_variance_ = args.get_bool("clip_variance", true);
     mean_last_ = args.get_bool("mean_last", true);
     noise_ = args.get_bool("noise", true);  // false: means only (η = 0 and no clamp is then DDIM)
-    y_ = args.get_double("sigma2_clip", 2.0);
+    y_ = args.get_double("sigma2_clip", default_y);
+    const std::string mean = args.get_string("mean", default_mean);
+    if (mean != "posterior" && mean != "eps") fail(name_, ": mean must be posterior or eps, got '", mean, "'");
+    eps_mean_ = mean == "eps";
     if (y_ < 0) fail(name_, ": sigma2_clip must be >= 0 (0 = off), got ", y_);
     if (source_ == VarianceSource::Gamma) {
       const std::string path = args.get_string("gamma", "");
@@ -77,7 +87,13 @@ class AnalyticDpm : public Sampler {
       // ᾱ_0 = 1, β̄_0 = 0), plus the noise, all rescaled back to σ-space by 1/sqrt(ᾱ_s): one
       // combination with host coefficients (detail::lincomb).
       const double scale = s == 0 ? 1.0 : 1.0 / std::sqrt(chain.alpha_bar(s));
-      std::vector<detail::Term> terms{{scale * c.coef_xt * std::sqrt(chain.alpha_bar(t)), x}, {scale * c.gamma, x0}};
+      // coef_xt·sqrt(ᾱ_t) = sqrt(β̄_s − λ²)/σ_t: the weight of x_t in both forms, and of ε̂·σ_t = x − D.
+      const double w_x = scale * c.coef_xt * std::sqrt(chain.alpha_bar(t));
+      std::vector<detail::Term> terms;
+      if (eps_mean_ && clip_x0_)  // sqrt(ᾱ_s)·x̂0 + sqrt(β̄_s − λ²)·ε̂, ε̂ = (x − D)/σ_t the network's
+        terms = {{w_x, x}, {-w_x, denoised}, {scale * std::sqrt(chain.alpha_bar(s)), x0}};
+      else  // coef_xt·x_t + γ·x̂0 (without the clamp the same as the eps form)
+        terms = {{w_x, x}, {scale * c.gamma, x0}};
       if (noise_ && !(s == 0 && mean_last_)) {
         // The step that produces x_{τ1} (the last noisy state) gets its noise capped: the one before
         // the step into 0, or the last step of a grid that stops at τ_1 (final none/denoise).
@@ -106,23 +122,23 @@ class AnalyticDpm : public Sampler {
   std::string name_;
   VarianceSource source_;
   double eta_ = 1, y_ = 2;
-  bool clip_x0_ = true, clip_variance_ = true, mean_last_ = true, noise_ = true;
+  bool clip_x0_ = true, clip_variance_ = true, mean_last_ = true, noise_ = true, eps_mean_ = false;
   GammaFile gamma_file_;  // read when built, checked against the model when run
 };
 
 }  // namespace
 
 std::unique_ptr<Sampler> make_analytic_ddpm(const KeyValueArgs& args) {
-  return std::make_unique<AnalyticDpm>("analytic_ddpm", args, 1.0, true, VarianceSource::Gamma);
+  return std::make_unique<AnalyticDpm>("analytic_ddpm", args, 1.0, true, VarianceSource::Gamma, 2.0, "posterior");
 }
 std::unique_ptr<Sampler> make_analytic_ddim(const KeyValueArgs& args) {
-  return std::make_unique<AnalyticDpm>("analytic_ddim", args, 0.0, false, VarianceSource::Gamma);
+  return std::make_unique<AnalyticDpm>("analytic_ddim", args, 0.0, false, VarianceSource::Gamma, 1.0, "eps");
 }
 std::unique_ptr<Sampler> make_sn_dpm(const KeyValueArgs& args) {
-  return std::make_unique<AnalyticDpm>("sn_dpm", args, 1.0, false, VarianceSource::SecondMoment);
+  return std::make_unique<AnalyticDpm>("sn_dpm", args, 1.0, false, VarianceSource::SecondMoment, 2.0, "posterior");
 }
 std::unique_ptr<Sampler> make_npr_dpm(const KeyValueArgs& args) {
-  return std::make_unique<AnalyticDpm>("npr_dpm", args, 1.0, false, VarianceSource::Residual);
+  return std::make_unique<AnalyticDpm>("npr_dpm", args, 1.0, false, VarianceSource::Residual, 2.0, "posterior");
 }
 
 }  // namespace scoreflow

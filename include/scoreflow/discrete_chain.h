@@ -45,8 +45,9 @@ class DiscreteChain {
 
 // ---- Timestep subsequences (all contain 1 and N, strictly increasing, 2 ≤ K ≤ N) ----
 
-/// "even": τ_k = round(1 + k(N−1)/(K−1)), k = 0..K−1, rounding half to even (as Python's round in
-/// the official code's `_choice_steps_linear`); gaps differ by at most one.
+/// "even": τ_k = round(1 + k(N−1)/(K−1)), k = 0..K−1, exactly as the official code's
+/// `_choice_steps_linear` computes it (the index accumulated in double, rounded half to even as
+/// Python's round); gaps differ by at most one.
 std::vector<int64_t> even_timesteps(int64_t N, int64_t K);
 /// "quadratic": τ_k = round(1 + (N−1)(k/(K−1))²), repeats pushed up by one (dense near data).
 /// Unlike DDIM's code (which stops at ≈ 0.8N), it ends at N so the prior term sits at N.
