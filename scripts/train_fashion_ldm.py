@@ -24,8 +24,10 @@ Data: --data DIR with fashion_train.npy + fashion_train_labels.npy (and optional
 as written by scripts/prepare_gpujob.sh (uint8 [N, 1, 32, 32], 0 = background), or a folder of
 Fashion-MNIST idx.gz files (default: Debian's /usr/share/datasets/fashion-mnist).
 
-    GPU (about 7 minutes wall, from the repository root after bash scripts/prepare_gpujob.sh):
-        python3 scripts/train_fashion_ldm.py --data .gpujob --minutes 6.5 --out $OUT/ldm   # (--bf16: autocast)
+    GPU, from the repository root after bash scripts/prepare_gpujob.sh (the shipped models/fashion_ldm.pt:
+    154 s wall on one H200; the defaults, --minutes 6.5, train about twice as long):
+        python3 scripts/train_fashion_ldm.py --data .gpujob --minutes 3 --vae-minutes 0.6 --clf-epochs 8 \
+            --out $OUT/ldm   # (--bf16: autocast)
     CPU smoke run (seconds):
         /usr/bin/python3 scripts/train_fashion_ldm.py --smoke --out /tmp/ldm_smoke
 """
