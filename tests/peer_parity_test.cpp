@@ -157,6 +157,13 @@ TEST(PeerParity, EveryPeerCaseMatchesTheLibrary) {
               << (has_note ? "  (documented difference)" : "") << "\n";
     EXPECT_LE(rel, tolerance) << id << ": " << c["peer"].get<std::string>() << " " << c["call"].get<std::string>()
                               << " vs scoreflow " << c["sampler"].get<std::string>() << " " << p.args;
+    if (c.contains("peer_float32_rel_l2")) {
+      // A round-off case: the peer's own code with a float32 state moves this far from its float64
+      // reference; the library's float32 run may not be much further away than that.
+      const double spread = c["peer_float32_rel_l2"].get<double>();
+      std::cout << "  the peer's own float32 run: rel L2 " << spread << "\n";
+      EXPECT_LE(rel, 2 * spread) << id << ": further from the peer than float32 round-off explains";
+    }
     const std::string peer = c["peer"];
     peers.insert(peer);
     if (!has_note) worst[peer] = std::max(worst[peer], rel);
