@@ -10,6 +10,7 @@ std::string flag_for_field(const std::string& field) {
   static const std::map<std::string, std::string> flags = {
       {"M", "--M"},
       {"batch", "--batch"},
+      {"coeff", "--coeff"},
       {"cond", "--cond"},
       {"cond_rows", "--cond-rows"},
       {"data", "--data"},
@@ -28,6 +29,7 @@ std::string flag_for_field(const std::string& field) {
       {"lr", "--lr"},
       {"meta", "--meta"},
       {"meta_file", "--meta-file"},
+      {"metric", "--metric"},
       {"nfe", "--nfe"},
       {"num_images", "--num-images"},
       {"num_trajectories", "--num-trajectories"},

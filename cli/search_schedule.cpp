@@ -1,6 +1,8 @@
 // scoreflow search-schedule: a searched σ grid for one model, solver and NFE, written as a schedule
 // file (`--schedule file:PATH.json`). The search itself is library code (samplers/gits.cpp).
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/common.h"
 #include "io/fsutil.h"
@@ -15,12 +17,25 @@ namespace {
 
 struct Options {
   ModelOptions model;
-  std::string method = "gits", sampler = "ipndm", sampler_args, teacher = "heun:60", grid = "karras", grid_args, out;
+  std::string method = "gits", sampler = "ipndm", sampler_args, teacher = "ipndm:60", grid = "karras", grid_args, out,
+              metric = "dev";
   int nfe = -1, batch = 256, teacher_substeps = 1;
   int64_t warmup = 256;
   uint64_t seed = 0;
-  bool json = false;
+  double coeff = 1.15;
+  bool json = false, student_step = false;
 };
+
+std::string shortest(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  for (int digits = 1; digits <= 17; ++digits) {  // the shortest form that reads back as v
+    char b[32];
+    std::snprintf(b, sizeof b, "%.*g", digits, v);
+    if (std::strtod(b, nullptr) == v) return b;
+  }
+  return buf;
+}
 
 void run(const Options& o) {
   auto start = std::chrono::steady_clock::now();
@@ -34,6 +49,8 @@ void run(const Options& o) {
       teacher_steps[0] != static_cast<int>(teacher_steps[0]))
     fail("--teacher '", o.teacher, "': STEPS must be one integer in [2, 1000]");
   if (o.nfe < 1) fail("give --nfe N (the student's network-call budget)");
+  const GitsMetric metric = parse_gits_metric(o.metric);
+  if (!(o.coeff > 0) || !std::isfinite(o.coeff)) fail("--coeff must be positive and finite, got ", o.coeff);
   const int steps = student->steps_for_nfe(o.nfe);
   io::check_writable(o.out);
   auto model = o.model.open();
@@ -45,6 +62,9 @@ void run(const Options& o) {
   g.seed = o.seed;
   g.batch = o.batch;
   g.teacher_substeps = o.teacher_substeps;
+  g.metric = metric;
+  g.coeff = o.coeff;
+  g.student_step = o.student_step;
   std::fprintf(
       stderr,
       "search-schedule: GITS for %s at NFE %d (%d steps) from %zu %s candidates, teacher %s, %lld warm-up samples\n",
@@ -57,7 +77,8 @@ void run(const Options& o) {
   f.sampler = student->name() + (o.sampler_args.empty() ? "" : ":" + o.sampler_args);
   f.nfe = student->nfe(steps);
   f.teacher = o.teacher + " on " + o.grid + (o.grid_args.empty() ? "" : ":" + o.grid_args) +
-              (o.teacher_substeps > 1 ? " x" + std::to_string(o.teacher_substeps) : "");
+              (o.teacher_substeps > 1 ? " x" + std::to_string(o.teacher_substeps) : "") + ", metric " + o.metric +
+              ", coeff " + shortest(o.coeff) + (o.student_step ? ", student steps" : "");
   f.warmup = o.warmup;
   f.seed = o.seed;
   f.cost = r.cost;
@@ -97,6 +118,10 @@ void register_search_schedule(CLI::App& app) {
   sub->add_option("--grid-args", o.grid_args, "its options k=v,...");
   sub->add_option("--teacher-substeps", o.teacher_substeps, "teacher steps per candidate interval")
       ->capture_default_str();
+  sub->add_option("--metric", o.metric, "step cost: dev (trajectory deviation), l2 or l1")->capture_default_str();
+  sub->add_option("--coeff", o.coeff, "DP weight on the rest of the path (1 = plain sum)")->capture_default_str();
+  sub->add_flag("--student-step", o.student_step,
+                "cost the student's own first step instead of an Euler step with the teacher's derivative");
   sub->add_option("--warmup", o.warmup, "warm-up samples (teacher trajectories)")->capture_default_str();
   sub->add_option("--seed", o.seed, "first seed of the warm-up noise")->capture_default_str();
   sub->add_option("--batch", o.batch, "samples per denoiser call")->capture_default_str();

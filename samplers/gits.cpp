@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 
 #include "scoreflow/error.h"
 #include "scoreflow/schedule_search.h"
@@ -30,7 +31,34 @@ std::vector<double> teacher_interval(double sigma, double sigma_next, int n) {
   return g;
 }
 
+/// Per sample, the distance of each row of `p` [B, d] from the line through `a` and `e` [B, d] (the
+/// teacher's first and last states): the authors' trajectory deviation.
+torch::Tensor deviation(const torch::Tensor& p, const torch::Tensor& a, const torch::Tensor& e) {
+  const torch::Tensor u = (e - a) / (e - a).norm(2, 1, true).clamp_min(1e-300);
+  const torch::Tensor to_end = e - p;
+  return (to_end - (to_end * u).sum(1, true) * u).norm(2, 1);
+}
+
 }  // namespace
+
+GitsMetric parse_gits_metric(const std::string& name) {
+  if (name == "dev") return GitsMetric::Dev;
+  if (name == "l2") return GitsMetric::L2;
+  if (name == "l1") return GitsMetric::L1;
+  fail(Field{"metric"}, " '", name, "' is unknown; valid: dev, l2, l1");
+}
+
+std::string gits_metric_name(GitsMetric metric) {
+  switch (metric) {
+    case GitsMetric::Dev:
+      return "dev";
+    case GitsMetric::L2:
+      return "l2";
+    case GitsMetric::L1:
+      return "l1";
+  }
+  return "?";
+}
 
 analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, const Sampler& student,
                                           const Sampler& teacher, const GitsOptions& o, const GitsProgress& progress) {
@@ -57,13 +85,34 @@ analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, co
     x[0] = (noise.randn(meta.shape) * c[0]).to(model->device(), o.dtype);
     for (int64_t i = 0; i < M; ++i)
       x[i + 1] = teacher.sample(denoise, x[i], teacher_interval(c[i], c[i + 1], o.teacher_substeps), noise);
-    // Student: one step from the teacher's state at i to every later candidate j.
-    for (int64_t i = 0; i < M; ++i)
+    // One step from the teacher's state at i to every later candidate j, measured against x_j.
+    auto flat = [](const torch::Tensor& t) { return t.to(torch::kFloat64).flatten(1); };
+    const torch::Tensor first = flat(x[0]), last = flat(x[M]);
+    std::vector<torch::Tensor> teacher_dev(static_cast<size_t>(M + 1));
+    if (o.metric == GitsMetric::Dev)
+      for (int64_t j = 1; j < M; ++j) teacher_dev[j] = deviation(flat(x[j]), first, last);
+    for (int64_t i = 0; i < M; ++i) {
+      torch::Tensor derivative;  // the teacher's (x_i − D(x_i, σ_i))/σ_i, for the Euler steps
+      if (!o.student_step) derivative = (x[i] - denoise(x[i], c[i])) / c[i];
       for (int64_t j = i + 1; j <= M; ++j) {
-        const torch::Tensor step = student.sample(denoise, x[i], {c[i], c[j]}, noise);
-        const double err = (step - x[j]).to(torch::kFloat64).flatten(1).norm(2, 1).sum().item<double>();
-        sum[i * (M + 1) + j] += err;
+        const torch::Tensor step =
+            o.student_step ? student.sample(denoise, x[i], {c[i], c[j]}, noise) : x[i] + (c[j] - c[i]) * derivative;
+        torch::Tensor err;
+        switch (o.metric) {
+          case GitsMetric::Dev:  // the teacher's own deviation is 0 at the end point
+            err = deviation(flat(step), first, last);
+            if (j < M) err = err - teacher_dev[j];
+            break;
+          case GitsMetric::L2:
+            err = flat(step - x[j]).norm(2, 1);
+            break;
+          case GitsMetric::L1:
+            err = flat(step - x[j]).abs().sum(1);
+            break;
+        }
+        sum[i * (M + 1) + j] += err.sum().item<double>();
       }
+    }
     denoise.check_finite();
     if (progress) progress(end, o.warmup);
   }
@@ -73,29 +122,45 @@ analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, co
   return cost;
 }
 
-GitsResult gits_select(const analytic::StepCostMatrix& cost, const std::vector<double>& candidates, int steps) {
+GitsResult gits_select(const analytic::StepCostMatrix& cost, const std::vector<double>& candidates, int steps,
+                       double coeff) {
   const int64_t M = static_cast<int64_t>(candidates.size()) - 1;
   if (cost.num_steps() != M + 1) fail("GITS: cost matrix has ", cost.num_steps(), " nodes for ", M + 1, " candidates");
   if (steps < 1 || steps > M)
     fail("GITS: steps = ", steps, " must be in [1, ", M, "] (the candidate grid has ", M, " intervals)");
-  const std::vector<int64_t> path = analytic::least_cost_path(cost, steps + 1);
+  if (!(coeff > 0) || !std::isfinite(coeff)) fail(Field{"coeff"}, " must be positive and finite, got ", coeff);
+  // best[k][n]: the least Σ coeff^m · cost over paths from candidate n to M in exactly k steps (m counted
+  // from n's step); next[k][n] the candidate after n on it. The authors' `dp` recursion.
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<std::vector<double>> best(steps + 1, std::vector<double>(M + 1, inf));
+  std::vector<std::vector<int64_t>> next(steps + 1, std::vector<int64_t>(M + 1, -1));
+  for (int64_t n = 0; n < M; ++n) best[1][n] = cost(n + 1, M + 1), next[1][n] = M;
+  for (int k = 2; k <= steps; ++k)
+    for (int64_t n = 0; n < M; ++n)
+      for (int64_t m = n + 1; m < M; ++m) {
+        const double v = cost(n + 1, m + 1) + coeff * best[k - 1][m];
+        if (v < best[k][n]) best[k][n] = v, next[k][n] = m;
+      }
+  if (!std::isfinite(best[steps][0])) fail("GITS: no finite-cost grid of ", steps, " steps");
   GitsResult r;
-  for (int64_t node : path) {
-    r.indices.push_back(node - 1);
-    r.sigmas.push_back(candidates[static_cast<size_t>(node - 1)]);
+  r.cost = best[steps][0];
+  for (int64_t n = 0, k = steps;; n = next[k--][n]) {
+    r.indices.push_back(n);
+    r.sigmas.push_back(candidates[static_cast<size_t>(n)]);
+    if (k == 0) break;
   }
-  r.cost = analytic::path_cost(cost, path);
   return r;
 }
 
 GitsResult search_gits(std::shared_ptr<const Model> model, const Sampler& student, const Sampler& teacher,
                        const GitsOptions& o, const GitsProgress& progress) {
   check_candidates(o.candidates);
+  if (!(o.coeff > 0) || !std::isfinite(o.coeff)) fail(Field{"coeff"}, " must be positive and finite, got ", o.coeff);
   const int M = static_cast<int>(o.candidates.size()) - 1;
   if (o.steps < student.min_steps() || o.steps > M)
     fail("GITS: steps = ", o.steps, " must be in [", student.min_steps(), ", ", M, "] (", student.name(),
          "'s minimum; the candidate grid's ", M, " intervals)");
-  return gits_select(gits_cost_matrix(std::move(model), student, teacher, o, progress), o.candidates, o.steps);
+  return gits_select(gits_cost_matrix(std::move(model), student, teacher, o, progress), o.candidates, o.steps, o.coeff);
 }
 
 }  // namespace scoreflow
