@@ -3,6 +3,8 @@
 # from the same noise, seeds 1000-1511) of euler, ipndm, dpmpp_2m and unipc at NFE 3, 5, 7, 9 on
 # karras, logsnr, time_uniform, kl_optimal and the GITS grid that `search-schedule` finds for that
 # sampler and NFE (teacher heun:60 on karras, 256 warm-up samples, seed 0). Writes a markdown table.
+# GITS_ARGS (environment) adds search-schedule options, e.g. GITS_ARGS="--metric l2 --coeff 1 --student-step"
+# for scoreflow's earlier GITS settings (the docs/samplers.md table's GITS column).
 #   bash bench/schedule_sweep.sh [build/scoreflow] [MODEL] > table.md
 set -euo pipefail
 BIN=${1:-./build/scoreflow}
@@ -15,7 +17,7 @@ echo "|---|---|---|---|---|---|---|"
 for S in euler ipndm dpmpp_2m unipc; do
   for N in 3 5 7 9; do
     "$BIN" search-schedule --method gits --model "$MODEL" --sampler "$S" --nfe "$N" --teacher heun:60 \
-      --warmup 256 --seed 0 --out "$WORK/gits_${S}_$N.json" >/dev/null 2>&1
+      --warmup 256 --seed 0 ${GITS_ARGS:-} --out "$WORK/gits_${S}_$N.json" >/dev/null 2>&1
     "$BIN" compare --model "$MODEL" --samplers "$S" --nfe "$N" --seeds 1000-1511 --metric ode-error \
       --schedules "karras,logsnr,time_uniform,kl_optimal,file:$WORK/gits_${S}_$N.json" \
       --out-dir "$WORK/cmp_${S}_$N" >/dev/null 2>&1

@@ -72,7 +72,7 @@ class AotiModel : public Model {
   std::string inference_note() const override {
     if (!inference_.cuda_graph) return "";
     if (!graph_failed_.empty()) return graph_failed_;
-    if (!device_.is_cuda()) return "CUDA graphs need --device cuda; running the package directly";
+    if (!device_.is_cuda()) return "CUDA graphs need a CUDA device; running the package directly";
     return GraphRunner::available() ? "" : "this scoreflow build has no CUDA support; running the package directly";
   }
 

@@ -6,7 +6,6 @@
 #include <mutex>
 #include <utility>
 
-#include "scoreflow/amed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
 
@@ -33,8 +32,6 @@ std::string model_fingerprint(const Model& model) {
   cache[name] = {stamp, hash};
   return hash;
 }
-
-std::string model_content_hash(const Model& model) { return model_fingerprint(model); }
 
 std::string seeds_fingerprint(const std::vector<uint64_t>& seeds) {
   std::string list;

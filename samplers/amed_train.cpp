@@ -10,6 +10,7 @@
 #include "samplers/amed_steps.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/error.h"
+#include "scoreflow/fingerprint.h"
 
 namespace scoreflow {
 
@@ -138,7 +139,7 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
   record.sigmas = sigmas;
   record.schedule = model->metadata().schedule.describe();
   record.model = model->name();
-  record.model_hash = model_content_hash(*model);
+  record.model_hash = model_fingerprint(*model);
   record.schedule_name = o.schedule_name;
   std::vector<int64_t> one_shape{1};
   one_shape.insert(one_shape.end(), shape.begin(), shape.end());

@@ -39,12 +39,13 @@ std::vector<double> make_sigmas(const std::string& name, int steps, const NoiseS
 std::vector<double> explicit_sigmas(const std::vector<double>& values, FinalStep final) {
   if (final == FinalStep::Zero) return explicit_sigmas(values);
   if (!values.empty() && values.back() == 0)
-    fail("--sigmas: the list ends at 0, but final '", final_step_name(final),
+    fail(Field{"sigmas"}, ": the list ends at 0, but final '", final_step_name(final),
          "' stops at the last positive sigma (leave the 0 out)");
   std::vector<double> s = explicit_sigmas(values);
   s.pop_back();
   if (s.size() < 2)
-    fail("--sigmas: final '", final_step_name(final), "' needs at least two sigmas (one step), got ", s.size());
+    fail(Field{"sigmas"}, ": final '", final_step_name(final), "' needs at least two sigmas (one step), got ",
+         s.size());
   return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include "io/fsutil.h"
 #include "scoreflow/amed.h"
+#include "scoreflow/fingerprint.h"
 #include "scoreflow/sigmas.h"
 
 namespace scoreflow {
@@ -31,7 +32,7 @@ ScheduleFile schedule_file_for(const Model& model, std::vector<double> sigmas, s
   f.sigmas = std::move(sigmas);
   f.method = std::move(method);
   f.model = model.name();
-  f.model_hash = model_content_hash(model);
+  f.model_hash = model_fingerprint(model);
   f.schedule = model.metadata().schedule.describe();
   return f;
 }
@@ -82,7 +83,7 @@ ScheduleFile load_schedule_file(const std::string& path) {
 }
 
 void check_schedule_file(const ScheduleFile& f, const Model& model, const std::string& path) {
-  const std::string hash = model_content_hash(model);
+  const std::string hash = model_fingerprint(model);
   if (f.model_hash != hash)
     throw ScheduleMismatch("schedule file '" + path + "' was made for model '" + f.model + "' (model_hash " +
                            f.model_hash + "), not '" + model.name() + "' (model_hash " + hash +

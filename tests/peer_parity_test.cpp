@@ -24,6 +24,7 @@
 
 #include "scoreflow/amed.h"
 #include "scoreflow/analytic_dpm.h"
+#include "scoreflow/fingerprint.h"
 #include "scoreflow/model.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/registry.h"
@@ -73,7 +74,7 @@ std::string write_amed_table(const Model& model, const nlohmann::json& spec, con
   record.sigmas = grid;
   record.schedule = model.metadata().schedule.describe();
   record.model = model.name();
-  record.model_hash = model_content_hash(model);
+  record.model_hash = model_fingerprint(model);
   record.final = grid.back() == 0 ? FinalStep::Zero : FinalStep::None;
   std::vector<AmedTableRow> rows;
   const auto& r = spec["rows"];

@@ -30,7 +30,7 @@ struct AmedRecord {
   std::vector<double> sigmas;    ///< the student grid, σ_0 … σ_min, 0
   std::string schedule;          ///< NoiseSchedule::describe() of the model
   std::string model;             ///< Model::name() (informational)
-  std::string model_hash;        ///< content hash of the model (model_content_hash)
+  std::string model_hash;        ///< the model's fingerprint (model_fingerprint)
   std::string schedule_name;     ///< grid name and args used in training (informational)
   int64_t trajectories = 0;      ///< training trajectories seen
   uint64_t seed = 0;             ///< training seed (of the kept run with train-amed --restarts)
@@ -96,10 +96,6 @@ void check_amed_record(const AmedRecord& record, const Model& model, const std::
 /// for commands given no grid of their own; empty when `sampler` is not amed / amed_plugin or the
 /// args name no file (fixed r, c, a). Throws Error naming the file when it cannot be read.
 std::vector<double> amed_trained_sigmas(const std::string& sampler, const std::string& sampler_args);
-
-/// FNV-1a (64-bit, hex) of the model file's bytes, or of the builtin spec and metadata for builtins.
-/// Cached per path, size and modification time.
-std::string model_content_hash(const Model& model);
 
 /// Teacher/student pairs the method defines: amed ← heun, euler ← heun, ipndm ← ipndm,
 /// dpmpp_2m ← dpmpp_2m. Throws Error listing them otherwise.

@@ -21,7 +21,7 @@ struct LoadOptions {
   bool optimize = false;
   int optimize_max_batch = 8;
   double probe_tolerance = 1e-4;
-  /// Where the frozen module is cached, keyed by the model file's content hash (model_content_hash),
+  /// Where the frozen module is cached, keyed by the model file's content hash (model_fingerprint),
   /// the LibTorch version and the kept methods; "" = default_model_cache_dir(), "none" = no cache.
   std::string cache_dir;
 };

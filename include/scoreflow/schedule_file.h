@@ -21,7 +21,7 @@ struct ScheduleFile {
   std::string sampler;         ///< the solver it was made for (informational; "" = any)
   int64_t nfe = 0;             ///< that solver's network evaluations on this grid (0 = unknown)
   std::string model;           ///< Model::name() (informational)
-  std::string model_hash;      ///< model_content_hash of the model it was made for
+  std::string model_hash;      ///< model_fingerprint of the model it was made for
   std::string schedule;        ///< NoiseSchedule::describe() of that model
   std::string teacher;         ///< search settings (GITS: the teacher sampler:steps)
   int64_t warmup = 0;
