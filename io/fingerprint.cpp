@@ -1,15 +1,10 @@
 #include "scoreflow/fingerprint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 
-#include "scoreflow/error.h"
+#include "io/fsutil.h"
 
 namespace scoreflow::io {
 namespace {
@@ -31,22 +26,8 @@ uint64_t fnv1a64(const void* data, size_t size, uint64_t h) {
 std::string hash_text(const std::string& text) { return hex(fnv1a64(text.data(), text.size())); }
 
 std::string hash_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot read '", path, "': ", std::strerror(errno));
   uint64_t h = 0xcbf29ce484222325ull;
-  uint8_t buf[1 << 16];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      fail("cannot read '", path, "': ", std::strerror(err));
-    }
-    h = fnv1a64(buf, static_cast<size_t>(n), h);
-  }
-  ::close(fd);
+  read_file_chunks(path, [&](const uint8_t* data, size_t n) { h = fnv1a64(data, n, h); });
   return hex(h);
 }
 

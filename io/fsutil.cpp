@@ -83,7 +83,7 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
-std::vector<uint8_t> read_file(const std::string& path) {
+void read_file_chunks(const std::string& path, const std::function<void(const uint8_t*, size_t)>& consume) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("cannot read '", path, "': ", errno_text(errno));
   struct stat st {};
@@ -92,8 +92,6 @@ std::vector<uint8_t> read_file(const std::string& path) {
     ::close(fd);
     fail("cannot read '", path, "': ", errno_text(err));
   }
-  std::vector<uint8_t> bytes;
-  bytes.reserve(static_cast<size_t>(st.st_size));
   uint8_t chunk[1 << 16];
   for (;;) {
     const ssize_t n = ::read(fd, chunk, sizeof chunk);
@@ -104,9 +102,19 @@ std::vector<uint8_t> read_file(const std::string& path) {
       ::close(fd);
       fail("cannot read '", path, "': ", errno_text(err));
     }
-    bytes.insert(bytes.end(), chunk, chunk + n);
+    try {
+      consume(chunk, static_cast<size_t>(n));
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
   }
   ::close(fd);
+}
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  std::vector<uint8_t> bytes;
+  read_file_chunks(path, [&](const uint8_t* data, size_t n) { bytes.insert(bytes.end(), data, data + n); });
   return bytes;
 }
 

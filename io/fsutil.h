@@ -4,6 +4,7 @@
 /// Private to the library, its CLI and tests: not installed (docs/design.md §1).
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ class AtomicFile {
 
 /// Reads a whole file; throws Error("cannot read '<path>': <reason>").
 std::vector<uint8_t> read_file(const std::string& path);
+/// Reads a file in chunks of up to 64 KiB, passing each to `consume` (retrying interrupted reads);
+/// throws as read_file.
+void read_file_chunks(const std::string& path, const std::function<void(const uint8_t*, size_t)>& consume);
 
 /// Throws Error naming `path` unless its directory exists and is writable (checked before long
 /// jobs start, so that they do not fail at the end).
