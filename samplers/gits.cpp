@@ -61,7 +61,8 @@ std::string gits_metric_name(GitsMetric metric) {
 }
 
 analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, const Sampler& student,
-                                          const Sampler& teacher, const GitsOptions& o, const GitsProgress& progress) {
+                                          const Sampler& teacher, const GitsOptions& o, const GitsProgress& progress,
+                                          const io::Memo& memo) {
   const std::vector<double>& c = o.candidates;
   check_candidates(c);
   if (student.stochastic() || teacher.stochastic())
@@ -76,44 +77,53 @@ analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, co
   std::vector<double> sum(static_cast<size_t>((M + 1) * (M + 1)), 0.0);
   for (int64_t begin = 0; begin < o.warmup; begin += o.batch) {
     const int64_t end = std::min<int64_t>(o.warmup, begin + o.batch);
-    std::vector<uint64_t> seeds;
-    for (int64_t s = begin; s < end; ++s) seeds.push_back(o.seed + static_cast<uint64_t>(s));
-    NoiseSource noise(seeds);
-    Denoiser denoise(model);
-    // Teacher trajectory: its state at every candidate.
-    std::vector<torch::Tensor> x(static_cast<size_t>(M + 1));
-    x[0] = (noise.randn(meta.shape) * c[0]).to(model->device(), o.dtype);
-    for (int64_t i = 0; i < M; ++i)
-      x[i + 1] = teacher.sample(denoise, x[i], teacher_interval(c[i], c[i + 1], o.teacher_substeps), noise);
-    // One step from the teacher's state at i to every later candidate j, measured against x_j.
-    auto flat = [](const torch::Tensor& t) { return t.to(torch::kFloat64).flatten(1); };
-    const torch::Tensor first = flat(x[0]), last = flat(x[M]);
-    std::vector<torch::Tensor> teacher_dev(static_cast<size_t>(M + 1));
-    if (o.metric == GitsMetric::Dev)
-      for (int64_t j = 1; j < M; ++j) teacher_dev[j] = deviation(flat(x[j]), first, last);
-    for (int64_t i = 0; i < M; ++i) {
-      torch::Tensor derivative;  // the teacher's (x_i − D(x_i, σ_i))/σ_i, for the Euler steps
-      if (!o.student_step) derivative = (x[i] - denoise(x[i], c[i])) / c[i];
-      for (int64_t j = i + 1; j <= M; ++j) {
-        const torch::Tensor step =
-            o.student_step ? student.sample(denoise, x[i], {c[i], c[j]}, noise) : x[i] + (c[j] - c[i]) * derivative;
-        torch::Tensor err;
-        switch (o.metric) {
-          case GitsMetric::Dev:  // the teacher's own deviation is 0 at the end point
-            err = deviation(flat(step), first, last);
-            if (j < M) err = err - teacher_dev[j];
-            break;
-          case GitsMetric::L2:
-            err = flat(step - x[j]).norm(2, 1);
-            break;
-          case GitsMetric::L1:
-            err = flat(step - x[j]).abs().sum(1);
-            break;
+    // One batch's cost sums (float64, exact through the memo), added in batch order: a resumed run
+    // adds what an uninterrupted one adds.
+    const torch::Tensor batch_sum = io::memoize(memo, "gits-batch-" + std::to_string(begin), [&] {
+      std::vector<uint64_t> seeds;
+      for (int64_t s = begin; s < end; ++s) seeds.push_back(o.seed + static_cast<uint64_t>(s));
+      NoiseSource noise(seeds);
+      Denoiser denoise(model);
+      // Teacher trajectory: its state at every candidate.
+      std::vector<torch::Tensor> x(static_cast<size_t>(M + 1));
+      x[0] = (noise.randn(meta.shape) * c[0]).to(model->device(), o.dtype);
+      for (int64_t i = 0; i < M; ++i)
+        x[i + 1] = teacher.sample(denoise, x[i], teacher_interval(c[i], c[i + 1], o.teacher_substeps), noise);
+      // One step from the teacher's state at i to every later candidate j, measured against x_j.
+      auto flat = [](const torch::Tensor& t) { return t.to(torch::kFloat64).flatten(1); };
+      const torch::Tensor first = flat(x[0]), last = flat(x[M]);
+      std::vector<torch::Tensor> teacher_dev(static_cast<size_t>(M + 1));
+      if (o.metric == GitsMetric::Dev)
+        for (int64_t j = 1; j < M; ++j) teacher_dev[j] = deviation(flat(x[j]), first, last);
+      torch::Tensor out = torch::zeros({(M + 1) * (M + 1)}, torch::kFloat64);
+      double* total = out.data_ptr<double>();
+      for (int64_t i = 0; i < M; ++i) {
+        torch::Tensor derivative;  // the teacher's (x_i − D(x_i, σ_i))/σ_i, for the Euler steps
+        if (!o.student_step) derivative = (x[i] - denoise(x[i], c[i])) / c[i];
+        for (int64_t j = i + 1; j <= M; ++j) {
+          const torch::Tensor step =
+              o.student_step ? student.sample(denoise, x[i], {c[i], c[j]}, noise) : x[i] + (c[j] - c[i]) * derivative;
+          torch::Tensor err;
+          switch (o.metric) {
+            case GitsMetric::Dev:  // the teacher's own deviation is 0 at the end point
+              err = deviation(flat(step), first, last);
+              if (j < M) err = err - teacher_dev[j];
+              break;
+            case GitsMetric::L2:
+              err = flat(step - x[j]).norm(2, 1);
+              break;
+            case GitsMetric::L1:
+              err = flat(step - x[j]).abs().sum(1);
+              break;
+          }
+          total[i * (M + 1) + j] = err.sum().item<double>();
         }
-        sum[i * (M + 1) + j] += err.sum().item<double>();
       }
-    }
-    denoise.check_finite();
+      denoise.check_finite();
+      return out;
+    });
+    const torch::Tensor b = batch_sum.to(torch::kFloat64).contiguous();
+    for (int64_t k = 0; k < (M + 1) * (M + 1); ++k) sum[k] += b.data_ptr<double>()[k];
     if (progress) progress(end, o.warmup);
   }
   analytic::StepCostMatrix cost(M + 1);
@@ -153,14 +163,15 @@ GitsResult gits_select(const analytic::StepCostMatrix& cost, const std::vector<d
 }
 
 GitsResult search_gits(std::shared_ptr<const Model> model, const Sampler& student, const Sampler& teacher,
-                       const GitsOptions& o, const GitsProgress& progress) {
+                       const GitsOptions& o, const GitsProgress& progress, const io::Memo& memo) {
   check_candidates(o.candidates);
   if (!(o.coeff > 0) || !std::isfinite(o.coeff)) fail(Field{"coeff"}, " must be positive and finite, got ", o.coeff);
   const int M = static_cast<int>(o.candidates.size()) - 1;
   if (o.steps < student.min_steps() || o.steps > M)
     fail("GITS: steps = ", o.steps, " must be in [", student.min_steps(), ", ", M, "] (", student.name(),
          "'s minimum; the candidate grid's ", M, " intervals)");
-  return gits_select(gits_cost_matrix(std::move(model), student, teacher, o, progress), o.candidates, o.steps, o.coeff);
+  return gits_select(gits_cost_matrix(std::move(model), student, teacher, o, progress, memo), o.candidates, o.steps,
+                     o.coeff);
 }
 
 }  // namespace scoreflow

@@ -44,6 +44,11 @@ void save_schedule_file(const std::string& path, const ScheduleFile& f) {
                       {"model", f.model},     {"model_hash", f.model_hash}, {"schedule", f.schedule},
                       {"teacher", f.teacher}, {"warmup", f.warmup},         {"seed", f.seed},
                       {"cost", f.cost}};
+  if (!f.settings.empty()) {
+    nlohmann::json settings = nlohmann::json::object();
+    for (const auto& [k, v] : f.settings) settings[k] = v;
+    j["settings"] = settings;
+  }
   // 17 significant digits: the grid reads back bit for bit.
   io::write_file_atomic(path, j.dump(2) + "\n");
 }
@@ -73,6 +78,8 @@ ScheduleFile load_schedule_file(const std::string& path) {
     f.warmup = j.value("warmup", int64_t{0});
     f.seed = j.value("seed", uint64_t{0});
     f.cost = j.value("cost", -1.0);
+    if (j.contains("settings"))
+      for (const auto& [k, v] : j.at("settings").items()) f.settings.emplace_back(k, v.get<std::string>());
   } catch (const nlohmann::json::exception& e) {
     fail(where, ": ", e.what());
   }

@@ -44,6 +44,7 @@ TEST(ScheduleFile, RoundTripsBitForBitWithItsRecord) {
   f.warmup = 256;
   f.seed = 12345678901234ull;
   f.cost = 0.125;
+  f.settings = {{"final", "zero"}, {"lr", "0.02"}};
   save_schedule_file(dir + "/g.json", f);
   const ScheduleFile g = load_schedule_file(dir + "/g.json");
   EXPECT_EQ(g.sigmas, f.sigmas);
@@ -57,6 +58,7 @@ TEST(ScheduleFile, RoundTripsBitForBitWithItsRecord) {
   EXPECT_EQ(g.warmup, 256);
   EXPECT_EQ(g.seed, 12345678901234ull);
   EXPECT_EQ(g.cost, 0.125);
+  EXPECT_EQ(g.settings, f.settings);  // read back sorted by name: already so here
   // resolve_sigmas: the file's steps when none are asked, the same when they agree, refused otherwise.
   EXPECT_EQ(resolve_sigmas("file:" + dir + "/g.json", 0, 20, *model, KeyValueArgs("")), f.sigmas);
   EXPECT_EQ(resolve_sigmas("file:" + dir + "/g.json", 6, 20, *model, KeyValueArgs("")), f.sigmas);

@@ -25,8 +25,10 @@
 #include "scoreflow/fingerprint.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/gamma_table.h"
+#include "scoreflow/ld3.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/run.h"
+#include "scoreflow/schedule_search.h"
 
 namespace scoreflow::jobs {
 
@@ -94,6 +96,16 @@ std::string chunk_folder(const std::string& output);
 
 /// "note: resumed the unfinished run in 'DIR': N finished WHAT reused" on stderr when count > 0.
 void note_resumed(const std::string& dir, int64_t count, const char* what);
+
+// ---- schedule searches ---------------------------------------------------------------------------
+
+/// The resume manifest of search_gits: model_settings and every option that changes its result
+/// (`student_args` as given to make_sampler).
+io::Settings gits_settings(const Model& model, const Sampler& student, const std::string& student_args,
+                           const Sampler& teacher, const GitsOptions& options);
+/// The resume manifest of search_ld3.
+io::Settings ld3_settings(const Model& model, const Ld3Student& student, const Sampler& teacher,
+                          const Ld3Options& options);
 
 // ---- resumable chunked sampling ------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 /// bench — and refused for another model, naming the field that differs.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "scoreflow/args.h"
@@ -14,7 +15,8 @@
 namespace scoreflow {
 
 /// What a schedule file holds. JSON: {"format": "scoreflow-schedule/1", "sigmas": [...], "steps",
-/// "method", "sampler", "nfe", "model", "model_hash", "schedule", "teacher", "warmup", "seed", "cost"}.
+/// "method", "sampler", "nfe", "model", "model_hash", "schedule", "teacher", "warmup", "seed", "cost"
+/// [, "settings": {name: value, ...}]}.
 struct ScheduleFile {
   std::vector<double> sigmas;  ///< σ_0 > … > σ_{N−1} > 0 = σ_N, as sampled
   std::string method;          ///< how it was made: "gits", "list", ...
@@ -27,6 +29,9 @@ struct ScheduleFile {
   int64_t warmup = 0;
   uint64_t seed = 0;
   double cost = -1;  ///< the search's objective at this grid (-1: none)
+  /// Further search settings (LD3: final, iterations, lr, ...); written only when not empty, read back
+  /// sorted by name.
+  std::vector<std::pair<std::string, std::string>> settings;
   int steps() const { return static_cast<int>(sigmas.size()) - 1; }
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "scoreflow/analytic_dpm.h"
+#include "scoreflow/checkpoint.h"
 #include "scoreflow/model.h"
 #include "scoreflow/sampler.h"
 
@@ -54,10 +55,12 @@ using GitsProgress = std::function<void(int64_t done, int64_t total)>;
 /// metric between x̂_j and x_j, x_j the teacher's state at candidate j and x̂_j one step from the
 /// teacher's x_i: Euler with the teacher's derivative (x_i − D(x_i, σ_i))/σ_i, or with
 /// `student_step` the student's `sample` over the grid {σ_i, σ_j} (the first, lower-order step of a
-/// multistep method). Stored as StepCostMatrix nodes i + 1 → j + 1 (its nodes start at 1).
+/// multistep method). Stored as StepCostMatrix nodes i + 1 → j + 1 (its nodes start at 1). Each
+/// warm-up batch's sums go through `memo` ("gits-batch-<first sample>"), so a run over the memo a killed
+/// run left redoes only the unfinished batches and returns exactly what an uninterrupted run returns.
 analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, const Sampler& student,
                                           const Sampler& teacher, const GitsOptions& options,
-                                          const GitsProgress& progress = {});
+                                          const GitsProgress& progress = {}, const io::Memo& memo = {});
 
 struct GitsResult {
   std::vector<double> sigmas;    ///< the coarse grid σ_0 … 0 (options.steps intervals)
@@ -73,6 +76,6 @@ GitsResult gits_select(const analytic::StepCostMatrix& cost, const std::vector<d
 /// gits_cost_matrix, then gits_select. Throws Error for a stochastic student or teacher, a candidate grid
 /// that is not strictly decreasing to 0, or steps outside [student's minimum, M].
 GitsResult search_gits(std::shared_ptr<const Model> model, const Sampler& student, const Sampler& teacher,
-                       const GitsOptions& options, const GitsProgress& progress = {});
+                       const GitsOptions& options, const GitsProgress& progress = {}, const io::Memo& memo = {});
 
 }  // namespace scoreflow

@@ -20,6 +20,7 @@
 #include "scoreflow/image.h"
 #include "scoreflow/jobs.h"
 #include "scoreflow/latent.h"
+#include "scoreflow/ld3.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/model.h"
 #include "scoreflow/nll.h"
