@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -138,8 +139,16 @@ TEST(LatentConditions, DatasetCommandsUseTheUnconditionalInputByDefault) {
   const eval::WBoundReport r1 = eval::wasserstein_bound(model, target, w);
   w.conditions = given;
   const eval::WBoundReport r2 = eval::wasserstein_bound(model, target, w);
-  EXPECT_EQ(r1.kwon_bound, r2.kwon_bound);
+  ASSERT_EQ(r1.rows.size(), 2u);
+  for (size_t k = 0; k < 2; ++k) {
+    // (The power iteration gives NaN on this linear TorchScript fixture, with or without the
+    // default; equal here means bitwise the same run.)
+    const double l1 = r1.rows[k].lipschitz_max, l2 = r2.rows[k].lipschitz_max;
+    EXPECT_TRUE(l1 == l2 || (std::isnan(l1) && std::isnan(l2))) << k;
+    EXPECT_EQ(r1.rows[k].score_error, r2.rows[k].score_error) << k;
+  }
   EXPECT_EQ(r1.su_coupling, r2.su_coupling);
+  EXPECT_TRUE(std::isfinite(r1.su_coupling));
 }
 
 TEST(LatentConditions, OneRowIsSharedAndNRowsGiveItemIItsRow) {
