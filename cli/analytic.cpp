@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "cli/common.h"
+#include "cli/cond_options.h"
 #include "cli/job_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/error.h"
@@ -48,6 +49,7 @@ void register_estimate_gamma(CLI::App& app) {
   auto* sub = app.add_subcommand("estimate-gamma", "estimate Analytic-DPM's Gamma_t = E||eps_hat||^2/d over a dataset");
   static ModelOptions model_opts;
   static DataOptions data_opts;
+  static DataCondOptions cond_opts;
   static std::string out, timesteps = "all";
   static int64_t num_images = 1000;
   static int batch = 100;
@@ -57,6 +59,7 @@ void register_estimate_gamma(CLI::App& app) {
   model_opts.add(*sub);
   static CLI::Option* device_option = sub->get_option("--device");
   data_opts.add(*sub);
+  cond_opts.add(*sub);
   sub->add_option("--shard", shard_flag,
                   "i/n: only shard i of n (whole batches of the images) into OUT's .shard-i-of-n.npz for scoreflow "
                   "merge (default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
@@ -88,6 +91,7 @@ void register_estimate_gamma(CLI::App& app) {
     job.num_images = num_images;
     job.batch = batch;
     job.seed = seed;
+    job.conditions = cond_opts.resolve(*model, num_images);
     const int64_t n = chain.num_steps();
     if (timesteps == "all") {
       for (int64_t t = 1; t <= n; ++t) job.timesteps.push_back(t);
@@ -122,6 +126,7 @@ void register_estimate_gamma(CLI::App& app) {
                      {"batch", std::to_string(batch)},
                      {"seed", std::to_string(seed)},
                      {"timesteps", timesteps}};
+    if (!job.conditions.empty()) meta.settings["conditions"] = job.conditions.fingerprint();
     if (shard.sharded()) {  // partial statistics for scoreflow merge
       const std::string path = jobs::shard_path(out, shard, ".npz");
       io::check_writable(path);
@@ -241,6 +246,7 @@ void register_nll(CLI::App& app) {
   auto* sub = app.add_subcommand("nll", "negative log-likelihood (bits/dim) of a discrete VP model along a trajectory");
   static ModelOptions model_opts;
   static DataOptions data_opts;
+  static DataCondOptions cond_opts;
   static std::string gamma_path, kind = "even", variance = "analytic";
   static int64_t steps = 10, num_images = 1000;
   static int batch = 100;
@@ -248,6 +254,7 @@ void register_nll(CLI::App& app) {
   static bool as_json = false, no_clip = false;
   model_opts.add(*sub);
   data_opts.add(*sub);
+  cond_opts.add(*sub);
   sub->add_option("--gamma", gamma_path, "Gamma file (needed for --variance analytic and --trajectory optimal)");
   sub->add_option("--steps", steps, "K, the number of timesteps")->capture_default_str();
   sub->add_option("--trajectory", kind, "even | quadratic | optimal")->capture_default_str();
@@ -270,6 +277,7 @@ void register_nll(CLI::App& app) {
     job.batch = batch;
     job.seed = seed;
     job.clip_x0 = !no_clip;
+    job.conditions = cond_opts.resolve(*model, num_images);
     Progress progress("nll", num_images, "images");
     NllResult r = compute_nll(*model, *data, gamma.get(), job, [&](int64_t d, int64_t) { progress.update(d); });
     progress.finish();

@@ -182,7 +182,14 @@ void run(const Options& o) {
   job.batch = o.batch;
   job.device = model->device();
   job.guidance = o.guidance;
-  // Conditioning and guidance inputs, checked before any output or network call.
+  // Conditioning and guidance inputs, checked before any output or network call. A conditional
+  // model given no conditions is compared as its unconditional model.
+  if (o.cond.cond.empty()) {
+    const std::string note = use_unconditional_input(
+        *model, job,
+        o.cond.uncond.empty() ? std::map<std::string, torch::Tensor>{} : read_arrays(o.cond.uncond, "uncond"));
+    if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
+  }
   o.cond.apply(*model, job, static_cast<int64_t>(job.seeds.size()), 0, static_cast<int64_t>(job.seeds.size()));
   const ImageDecoder decoder = o.cond.image_decoder(model);
   io::check_outputs({{"--out-dir", o.out_dir, true}});

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 #include "cli/list_arg.h"
@@ -28,16 +29,24 @@ void CondOptions::add(CLI::App& app) {
   app.add_option("--decode-batch", decode_batch, "latents per decoder call (latent models)")->capture_default_str();
 }
 
+void DataCondOptions::add(CLI::App& app) {
+  app.add_option("--cond", cond,
+                 "conditional models: .npz with one array per metadata condition, 1 row (every item) or one row "
+                 "per dataset item used (item i uses row i); default: the model's unconditional input");
+  app.add_option("--uncond", uncond,
+                 "conditional models: .npz of the unconditional input to use instead of the metadata's uncond");
+}
+
+ItemConditions DataCondOptions::resolve(const Model& model, int64_t items) const {
+  const std::map<std::string, torch::Tensor> none;
+  ItemConditions c = item_conditions(model, items, cond.empty() ? none : read_arrays(cond, "cond"),
+                                     uncond.empty() ? none : read_arrays(uncond, "uncond"));
+  if (!c.empty()) std::fprintf(stderr, "note: %s\n", c.note(model).c_str());
+  return c;
+}
+
 std::map<std::string, torch::Tensor> read_arrays(const std::string& path, const char* field) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& [name, array] : io::read_npz(path)) {
-    try {
-      out[name] = io::to_tensor(array);
-    } catch (const Error& e) {
-      fail(Field{field}, " array '", name, "' cannot be read: ", e.what());
-    }
-  }
-  return out;
+  return read_condition_arrays(path, field);
 }
 
 namespace {

@@ -27,6 +27,15 @@ struct CondOptions {
   std::string fingerprint() const;
 };
 
+/// --cond/--uncond of the dataset commands (estimate-gamma, nll, eval score-matching, eval wbound):
+/// parsing only; item_conditions (scoreflow/conditioning.h) decides and checks.
+struct DataCondOptions {
+  std::string cond, uncond;
+  void add(CLI::App& app);
+  /// What `model` is conditioned on for `items` dataset items; prints its one `note:` line.
+  ItemConditions resolve(const Model& model, int64_t items) const;
+};
+
 /// An npz's arrays as tensors (name → tensor); `field` names the input in messages.
 std::map<std::string, torch::Tensor> read_arrays(const std::string& path, const char* field);
 

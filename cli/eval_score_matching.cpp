@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "cli/cond_options.h"
 #include "cli/eval.h"
 #include "cli/job_flags.h"
 #include "io/fsutil.h"
@@ -13,6 +14,7 @@ namespace {
 
 struct Options {
   ModelOptions model;
+  DataCondOptions cond;
   std::string data, sigmas, out;
   int timesteps = 10;
   int64_t num_images = 256, batch = 64, limit = 0;
@@ -26,13 +28,16 @@ void run(const Options& o) {
   auto model = o.model.open();
   const ModelMetadata& meta = model->metadata();
   eval::ExactTarget target(o.data, model, o.limit);
+  const ItemConditions conditions = o.cond.resolve(*model, target.size());
   eval::ScoreMatchingOptions sm;
   sm.sigmas = eval_sigmas(o.sigmas, o.timesteps, meta.schedule);
   sm.num_images = o.num_images;
   sm.batch = o.batch;
   sm.seed = o.seed;
   // With --out, each finished level is kept in OUT.parts so that a killed run resumes.
+  sm.conditions = conditions;
   io::Settings settings = jobs::model_settings(*model);
+  if (!conditions.empty()) settings.push_back({"conditions", conditions.fingerprint()});
   settings.insert(settings.end(), {{"data", io::path_fingerprint(o.data)},
                                    {"limit", std::to_string(o.limit)},
                                    {"sigmas", jobs::exact_list(sm.sigmas)},
@@ -104,6 +109,7 @@ void register_eval_score_matching(CLI::App& eval) {
                                   "DSM vs exact score matching against a dataset's smoothed empirical distribution");
   static Options o;
   o.model.add(*sub);
+  o.cond.add(*sub);
   sub->add_option("--data", o.data,
                   "dataset (.npy/.npz points or images, image folder, idx) or builtin:gaussian|gmm|ring8[:...]")
       ->required();

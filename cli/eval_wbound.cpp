@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "cli/cond_options.h"
 #include "cli/eval.h"
 #include "cli/job_flags.h"
 #include "io/fsutil.h"
@@ -13,6 +14,7 @@ namespace {
 
 struct Options {
   ModelOptions model;
+  DataCondOptions cond;
   std::string data, sigmas, out, sampler = "heun";
   int timesteps = 12, iterations = 30, ode_steps = 40;
   int64_t num_images = 256, points = 32, ode_samples = 256, batch = 64, limit = 0;
@@ -26,6 +28,7 @@ void run(const Options& o) {
   auto model = o.model.open();
   const ModelMetadata& meta = model->metadata();
   eval::ExactTarget target(o.data, model, o.limit);
+  const ItemConditions conditions = o.cond.resolve(*model, target.size());
   eval::WBoundOptions w;
   w.sigmas = eval_sigmas(o.sigmas, o.timesteps, meta.schedule);
   w.lipschitz_points = o.points;
@@ -40,7 +43,9 @@ void run(const Options& o) {
   // Builtins compute in float64 anyway; TorchScript networks take float32.
   w.dtype = model->name().rfind("builtin:", 0) == 0 ? torch::kFloat64 : torch::kFloat32;
   // With --out, each finished level and the coupling are kept in OUT.parts so that a killed run resumes.
+  w.conditions = conditions;
   io::Settings settings = jobs::model_settings(*model);
+  if (!conditions.empty()) settings.push_back({"conditions", conditions.fingerprint()});
   settings.insert(settings.end(), {{"data", io::path_fingerprint(o.data)},
                                    {"limit", std::to_string(o.limit)},
                                    {"sigmas", jobs::exact_list(w.sigmas)},
@@ -124,6 +129,7 @@ void register_eval_wbound(CLI::App& eval) {
       "wbound", "Lipschitz estimates of the score and Wasserstein bounds (Kwon et al.; PF-ODE coupling)");
   static Options o;
   o.model.add(*sub);
+  o.cond.add(*sub);
   sub->add_option("--data", o.data, "dataset (its smoothed empirical distribution) or builtin:gaussian|gmm|ring8[:...]")
       ->required();
   sub->add_option("--timesteps", o.timesteps, "noise levels over the model's range")->capture_default_str();

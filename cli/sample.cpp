@@ -64,7 +64,8 @@ std::string seed_name(uint64_t seed) {
 /// Everything that decides the samples (not --batch: samples do not depend on it), for the chunk
 /// manifest that lets a killed run resume and refuses to mix in a run with other settings.
 io::Settings resume_settings(const SampleOptions& o, const Model& model, const Sampler& sampler,
-                             const std::vector<double>& sigmas, FinalStep final, const std::vector<uint64_t>& seeds) {
+                             const std::vector<double>& sigmas, FinalStep final, const std::vector<uint64_t>& seeds,
+                             const SampleJob& job) {
   io::Settings settings = jobs::model_settings(model);  // model, model metadata, device
   settings.insert(settings.end(), {{"sampler", sampler.name()},
                                    {"sampler args", o.sampler_args},
@@ -78,9 +79,10 @@ io::Settings resume_settings(const SampleOptions& o, const Model& model, const S
                                    // kernels round differently for another batch size: resume only with the same one.
                                    {"batch", std::to_string(o.batch)},
                                    {"dtype", o.dtype}});
-  // Conditioning inputs decide the samples too (absent for runs without them, as before).
-  const CondOptions plain;
-  if (o.cond.fingerprint() != plain.fingerprint()) settings.push_back({"conditioning", o.cond.fingerprint()});
+  // Conditioning inputs decide the samples too, by content (absent for runs without them, as before).
+  const io::Settings conditioning = jobs::conditioning_settings(job);
+  settings.insert(settings.end(), conditioning.begin(), conditioning.end());
+  if (!o.cond.cond_rows.empty()) settings.push_back({"cond rows", o.cond.cond_rows});
   return settings;
 }
 
@@ -192,7 +194,7 @@ void run(const SampleOptions& o) {
   // With --npz/--out-dir, finished chunks are kept (in NPZ.parts, else DIR.parts; a shard's in its
   // own) so that re-running this command after a kill resumes, on any number of devices; the
   // folder goes once the outputs are written.
-  const io::Settings settings = resume_settings(o, *model, *sampler, sigmas, final, all_seeds);
+  const io::Settings settings = resume_settings(o, *model, *sampler, sigmas, final, all_seeds, job);
   const std::string parts_dir = jobs::chunk_folder(!out_npz.empty()  ? out_npz
                                                    : shard.sharded() ? jobs::shard_path(o.out_dir, shard)
                                                                      : o.out_dir);

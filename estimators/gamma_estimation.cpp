@@ -93,9 +93,13 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
   }
   if (work.empty()) return;
   torch::NoGradGuard no_grad;
-  Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}));
+  const std::shared_ptr<const Model> shared(&model, [](const Model*) {});
   const torch::Device device = model.device();
   const bool gpu = !device.is_cpu();
+  // One denoiser for every batch, unless the conditions have a row per image: then one per batch
+  // (its Conditioning is that batch's rows), checked when its timestep is read back.
+  const bool per_image = job.conditions.tables.rows > 1;
+  Denoiser denoise(shared, job.conditions.range(0, 1, device));
 
   // Pipeline (GPU): a helper thread prepares batch i+1 (dataset read, seeded CPU noise, pinned
   // copy) while the network runs on batch i; per-sample norms stay on the device, and timestep t
@@ -104,12 +108,15 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
   // do not depend on the device or on the pipelining.
   struct Pending {
     int64_t t = 0;
-    std::vector<torch::Tensor> norms;  // [count] float64 per batch, on the device
-    std::vector<int64_t> batches;      // their batch indices
+    std::vector<torch::Tensor> norms;                  // [count] float64 per batch, on the device
+    std::vector<int64_t> batches;                      // their batch indices
+    std::vector<std::shared_ptr<Denoiser>> denoisers;  // per-image conditions: each batch's own
   } pending, current;
   auto last_finish = std::chrono::steady_clock::now();
   auto finish = [&](Pending& p) {
     if (p.norms.empty()) return;
+    for (const auto& d : p.denoisers) d->check_finite();
+    p.denoisers.clear();
     // One read-back per timestep (the only host sync), then batch by batch on the CPU in batch
     // order: the same arithmetic whatever the device, and what shard files replay exactly.
     const torch::Tensor all = torch::cat(p.norms).to(torch::kCPU);
@@ -140,13 +147,20 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
       next = std::async(std::launch::async, prepare_batch, std::cref(data), std::cref(job), work[i + 1], gpu);
     if (w.t != current.t) {  // `pending` was read back during this timestep's first call
       pending = std::move(current);
-      current = Pending{w.t, {}};
+      current = Pending{w.t, {}, {}, {}};
     }
     const double sigma = chain.sigma(w.t);
     torch::Tensor x0 = host.x0.to(device, /*non_blocking=*/gpu);
     torch::Tensor eps = host.eps.to(device, /*non_blocking=*/gpu);
     torch::Tensor x = x0 + sigma * eps;  // σ-space x = x_t/α
-    torch::Tensor eps_hat = (x - denoise(x, sigma)) / sigma;
+    torch::Tensor denoised;
+    if (per_image) {
+      current.denoisers.push_back(std::make_shared<Denoiser>(shared, job.conditions.range(w.begin, w.count, device)));
+      denoised = (*current.denoisers.back())(x, sigma);
+    } else {
+      denoised = denoise(x, sigma);
+    }
+    torch::Tensor eps_hat = (x - denoised) / sigma;
     current.norms.push_back(analytic::per_sample_sq_norm(eps_hat));
     current.batches.push_back(w.b);
     // Read the previous timestep back once this one's first call is queued.
@@ -164,7 +178,9 @@ double forward_throughput(const Model& model, const io::Dataset& data, const Gam
     fail(Field{"num_images"}, " must be in [1, ", data.size(), "], got ", job.num_images);
   if (job.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", job.batch);
   torch::NoGradGuard no_grad;
-  Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}));
+  // The network calls only: the first image's conditions (one shared row) stand for every batch.
+  Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}),
+                   job.conditions.range(0, 1, model.device()));
   const int64_t width = std::min<int64_t>(job.batch, job.num_images);
   torch::Tensor x0 = data.batch(0, width).to(model.device());
   torch::Tensor eps = torch::randn_like(x0);

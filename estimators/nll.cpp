@@ -36,12 +36,12 @@ NllResult compute_nll(const Model& model, const io::Dataset& data, const analyti
   const int64_t d = std::accumulate(meta.shape.begin(), meta.shape.end(), int64_t{1}, std::multiplies<int64_t>());
   const double to_bpd = 1.0 / (static_cast<double>(d) * std::log(2.0));
   torch::NoGradGuard no_grad;
-  Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}));
+  const std::shared_ptr<const Model> shared(&model, [](const Model*) {});
   std::vector<torch::Tensor> totals;
   std::vector<double> step_sums(traj.size() - 1, 0.0);
   double prior_sum = 0, decoder_sum = 0;
   // x̂0 at chain timestep t from one fresh draw x_t ~ q(x_t|x0).
-  auto x0_hat = [&](const torch::Tensor& x0, int64_t t, uint64_t b) {
+  auto x0_hat = [&](const Denoiser& denoise, const torch::Tensor& x0, int64_t t, uint64_t b) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(job.seed * 1000003ULL + static_cast<uint64_t>(t) * 7919ULL + b);
     torch::Tensor eps = at::randn(x0.sizes(), gen, torch::dtype(torch::kFloat32)).to(x0.device());
     const double sigma = chain.sigma(t);
@@ -51,6 +51,7 @@ NllResult compute_nll(const Model& model, const io::Dataset& data, const analyti
   for (int64_t begin = 0, b = 0; begin < job.num_images; begin += job.batch, ++b) {
     const int64_t count = std::min<int64_t>(job.batch, job.num_images - begin);
     torch::Tensor x0 = data.batch(begin, count).to(model.device());
+    const Denoiser denoise(shared, job.conditions.range(begin, count, model.device()));
     auto per_image = [&](const torch::Tensor& nats) {
       return nats.to(torch::kCPU, torch::kFloat64).reshape({count, -1}).sum(1);
     };
@@ -59,18 +60,18 @@ NllResult compute_nll(const Model& model, const io::Dataset& data, const analyti
     prior_sum += prior.sum().item<double>();
     for (size_t k = 1; k < traj.size(); ++k) {
       const int64_t s = traj[k - 1], t = traj[k];
-      torch::Tensor kl = per_image(analytic::step_kl(chain, s, t, x0, x0_hat(x0, t, b), r.variances[k - 1]));
+      torch::Tensor kl = per_image(analytic::step_kl(chain, s, t, x0, x0_hat(denoise, x0, t, b), r.variances[k - 1]));
       step_sums[k - 1] += kl.sum().item<double>();
       total += kl;
     }
-    torch::Tensor mean = x0_hat(x0, traj.front(), b);
+    torch::Tensor mean = x0_hat(denoise, x0, traj.front(), b);
     torch::Tensor nll_dec = -per_image(analytic::discretized_gaussian_log_likelihood(
         x0, mean, torch::full_like(mean, dec_var, torch::dtype(torch::kFloat64))));
     decoder_sum += nll_dec.sum().item<double>();
     totals.push_back(total + nll_dec);
+    denoise.check_finite();
     if (on_batch) on_batch(begin + count, job.num_images);
   }
-  denoise.check_finite();
   torch::Tensor bpd = torch::cat(totals) * to_bpd;
   const double n = static_cast<double>(job.num_images);
   r.count = job.num_images;

@@ -38,11 +38,18 @@ torch::Tensor power_iteration(const std::function<torch::Tensor(const torch::Ten
 }  // namespace
 
 JacobianExtremes score_jacobian_extremes(const Model& model, const torch::Tensor& x_in, double sigma, int iterations,
-                                         uint64_t seed) {
+                                         uint64_t seed, const std::vector<torch::Tensor>& conds) {
   if (iterations < 1) fail(Field{"iterations"}, " must be >= 1, got ", iterations);
   torch::AutoGradMode grad_mode(true);
   torch::Tensor x = x_in.detach().clone().requires_grad_(true);
-  torch::Tensor denoised = model.denoise(x, {sigma}, {});
+  std::vector<torch::Tensor> batch_conds;  // one shared row expanded to the batch
+  for (const torch::Tensor& c : conds) {
+    std::vector<int64_t> size(c.sizes().begin(), c.sizes().end());
+    size[0] = x.size(0);
+    batch_conds.push_back(c.size(0) == 1 ? c.expand(size).contiguous() : c);
+  }
+  torch::Tensor denoised =
+      conds.empty() ? model.denoise(x, {sigma}, {}) : model.denoise_conditioned(x, {sigma}, {}, batch_conds);
   if (!denoised.requires_grad())
     fail("model ", model.name(), " is not differentiable in x (its denoiser output carries no gradient); ",
          "the Lipschitz estimate needs autograd through the network");

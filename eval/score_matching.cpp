@@ -32,7 +32,12 @@ std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarg
   const int64_t d = target.dim(), n = options.num_images;
   std::vector<int64_t> shape{0};
   shape.insert(shape.end(), meta.shape.begin(), meta.shape.end());
-  Denoiser denoise(std::shared_ptr<const Model>(&model, [](const Model*) {}));
+  const std::shared_ptr<const Model> shared(&model, [](const Model*) {});
+  // A conditional model sees each drawn item's conditions (or the one shared row).
+  const auto conditioning = [&](const torch::Tensor& items, int64_t begin, int64_t m) {
+    return items.defined() ? options.conditions.of(items.narrow(0, begin, m), model.device())
+                           : options.conditions.range(0, 1, model.device());
+  };
 
   std::vector<ScoreMatchingRow> rows;
   for (size_t k = 0; k < options.sigmas.size(); ++k) {
@@ -44,7 +49,8 @@ std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarg
     const torch::Tensor per_sample = io::memoize(memo, name, [&] {
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1000003ull * k);
       // All draws for this σ up front, so that the batch size changes nothing.
-      torch::Tensor x0 = target.sample(n, gen);  // [n, d]
+      torch::Tensor items;
+      torch::Tensor x0 = target.sample(n, gen, &items);  // [n, d]
       torch::Tensor eps = at::randn({n, d}, gen, torch::kFloat64);
       torch::Tensor a = torch::empty({n}, torch::kFloat64), b = torch::empty_like(a), g = torch::empty_like(a);
       for (int64_t begin = 0; begin < n; begin += options.batch) {
@@ -54,8 +60,10 @@ std::vector<ScoreMatchingRow> score_matching(const Model& model, const ExactTarg
         torch::Tensor x32 = (x0.narrow(0, begin, m) + sigma * eps.narrow(0, begin, m)).to(torch::kFloat32);
         torch::Tensor x = x32.to(torch::kFloat64);
         torch::Tensor e = (x - x0.narrow(0, begin, m)) / sigma;
+        const Denoiser denoise(shared, conditioning(items, begin, m));
         torch::Tensor denoised =
             denoise(x32.reshape(shape).to(model.device()), sigma).to(torch::kCPU, torch::kFloat64).reshape({m, d});
+        denoise.check_finite();
         torch::Tensor eps_theta = (x - denoised) / sigma;
         torch::Tensor eps_star = (x - target.denoise(x, sigma)) / sigma;
         a.narrow(0, begin, m).copy_((eps_theta - e).pow(2).sum(1));

@@ -130,6 +130,11 @@ ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int
   meta.head = Head::None;
   meta.num_classes = 0;
   meta.features.clear();
+  // The oracle is the data's own (unconditional) distribution in the model's space.
+  meta.conditions.clear();
+  meta.uncond = UncondSource::None;
+  meta.decoder.reset();
+  meta.encoder.clear();
   std::vector<int64_t> shape{data_rows_.size(0)};
   shape.insert(shape.end(), like.shape.begin(), like.shape.end());
   auto empirical = std::make_shared<EmpiricalModel>("empirical:" + data, data, data_rows_.reshape(shape), meta);
@@ -137,11 +142,13 @@ ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int
   model_ = empirical;
 }
 
-torch::Tensor ExactTarget::sample(int64_t n, at::Generator& gen) const {
+torch::Tensor ExactTarget::sample(int64_t n, at::Generator& gen, torch::Tensor* items) const {
+  if (items) *items = torch::Tensor();
   if (data_rows_.defined()) {
     const int64_t size = data_rows_.size(0);
     torch::Tensor idx =
         n <= size ? at::randperm(size, gen, torch::kLong).narrow(0, 0, n) : at::randint(size, {n}, gen, torch::kLong);
+    if (items) *items = idx;
     return data_rows_.index_select(0, idx);
   }
   torch::Tensor k = at::multinomial(weights_, n, true, gen);

@@ -47,6 +47,7 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
   sm_options.num_images = o.num_images;
   sm_options.batch = o.batch;
   sm_options.seed = o.seed;
+  sm_options.conditions = o.conditions;
   std::vector<ScoreMatchingRow> sm = score_matching(*model, target, sm_options, memo);
 
   for (size_t k = 0; k < sigmas.size(); ++k) {
@@ -55,10 +56,13 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
     std::snprintf(name, sizeof name, "lipschitz-level-%03zu", k);
     const torch::Tensor extremes = io::memoize(memo, name, [&] {
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 7919ull * (k + 1));
-      torch::Tensor x0 = target.sample(o.lipschitz_points, gen);
+      torch::Tensor items;
+      torch::Tensor x0 = target.sample(o.lipschitz_points, gen, &items);
       torch::Tensor x = (x0 + sigma * at::randn({o.lipschitz_points, d}, gen, torch::kFloat64)).reshape(shape);
+      const Conditioning c =
+          items.defined() ? o.conditions.of(items, model->device()) : o.conditions.range(0, 1, model->device());
       JacobianExtremes j =
-          score_jacobian_extremes(*model, x.to(model->device(), o.dtype), sigma, o.iterations, o.seed + k);
+          score_jacobian_extremes(*model, x.to(model->device(), o.dtype), sigma, o.iterations, o.seed + k, c.conds);
       return torch::stack({j.one_sided, j.spectral}).to(torch::kCPU, torch::kFloat64);
     });
     WBoundRow row;
@@ -106,7 +110,12 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
       for (int64_t i = 0; i < o.ode_samples; ++i) job.seeds.push_back(static_cast<uint64_t>(i));
       job.batch = static_cast<int>(o.batch);
       job.device = model->device();
-      SampleResult xs = run_sampler(*sampler, model, job);
+      SampleJob model_job = job;
+      if (!o.conditions.empty()) {  // seed i uses row i mod P, as sampling does
+        model_job.cond = o.conditions.tables;
+        model_job.cond_rows = condition_rows(o.ode_samples, o.conditions.tables.rows, {});
+      }
+      SampleResult xs = run_sampler(*sampler, model, model_job);
       job.device = torch::kCPU;
       SampleResult ys = run_sampler(*sampler, target.model(), job);
       torch::Tensor dist2 = (xs.samples.to(torch::kFloat64).reshape({o.ode_samples, -1}) -

@@ -1,5 +1,6 @@
 // Resumable chunked sampling on one device or several (scoreflow/jobs.h).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <future>
 #include <map>
@@ -14,6 +15,15 @@ io::Settings model_settings(const Model& model) {
   return {{"model", model_fingerprint(model)},
           {"model metadata", io::hash_text(model.metadata().json)},
           {"device", model.device().is_cuda() ? "cuda" : "cpu"}};
+}
+
+io::Settings conditioning_settings(const SampleJob& job) {
+  if (job.cond.empty() && job.uncond.empty() && job.guidance_lo == 0 && std::isinf(job.guidance_hi) &&
+      job.guidance_rescale == 0)
+    return {};
+  return {{"conditioning", "cond " + tables_fingerprint(job.cond) + " uncond " + tables_fingerprint(job.uncond) +
+                               " guidance " +
+                               exact_list({job.guidance, job.guidance_lo, job.guidance_hi, job.guidance_rescale})}};
 }
 
 std::string exact_list(const std::vector<double>& values) {

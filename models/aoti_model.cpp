@@ -39,8 +39,10 @@ bool aoti_available() { return true; }
 
 namespace {
 
-/// A compiled package: one graph `forward(x_t, t[, y])` for the device it was compiled for, with a
-/// dynamic batch dimension. Features methods and autocast do not exist in a package.
+/// A compiled package: one graph `forward(x_t, t[, y], cond_1, ..., cond_n)` for the device it was
+/// compiled for, with a dynamic batch dimension on every input; the conditions follow the metadata's
+/// `conditions` in order, as for TorchScript archives (docs/design.md §3). Features methods,
+/// decoder/encoder methods, stored unconditional values and autocast do not exist in a package.
 class AotiModel : public Model {
  public:
   AotiModel(std::string path, std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader, ModelMetadata meta,
@@ -78,7 +80,15 @@ class AotiModel : public Model {
 
   torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma,
                         const torch::Tensor& labels) const override {
-    auto [alpha, sig, out] = forward(x, sigma, labels);
+    return denoise_conditioned(x, sigma, labels, {});
+  }
+  torch::Tensor denoise_conditioned(const torch::Tensor& x, const std::vector<double>& sigma,
+                                    const torch::Tensor& labels,
+                                    const std::vector<torch::Tensor>& conds) const override {
+    if (!conds.empty() && conds.size() != meta_.conditions.size())
+      fail("model ", path_, ": ", conds.size(), " conditioning inputs given, the metadata declares ",
+           meta_.conditions.size());
+    auto [alpha, sig, out] = forward(x, sigma, labels, conds);
     return denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type());
   }
   std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x, const std::vector<double>& sigma,
@@ -92,8 +102,8 @@ class AotiModel : public Model {
   }
   void network_only(const torch::Tensor& x, double sigma, int iterations, bool graph) const override {
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> in = inputs(x, {sigma}, {});
-    if (graph && graph_ && graph_run(x, sigma, {}).defined()) {
+    std::vector<torch::Tensor> in = inputs(x, {sigma}, {}, {});
+    if (graph && graph_ && graph_run(x, sigma, {}, {}).defined()) {
       for (int i = 0; i < iterations; ++i) graph_->replay(in);
       return;
     }
@@ -101,8 +111,11 @@ class AotiModel : public Model {
   }
 
  private:
+  /// The package's inputs: x_t, t, labels when the model has classes, then one tensor per declared
+  /// condition ([B, ...shape] in its dtype; zeros where the caller gives none, as TorchScript
+  /// archives get them).
   std::vector<torch::Tensor> inputs(const torch::Tensor& x, const std::vector<double>& sigma,
-                                    const torch::Tensor& labels) const {
+                                    const torch::Tensor& labels, const std::vector<torch::Tensor>& conds) const {
     const int64_t b = x.size(0);
     std::vector<double> a(sigma.size()), t(sigma.size());
     for (size_t i = 0; i < sigma.size(); ++i) {
@@ -117,6 +130,17 @@ class AotiModel : public Model {
     if (meta_.num_classes > 0)
       in.push_back(labels.defined() ? labels.to(x.device(), torch::kLong)
                                     : torch::zeros({b}, x.options().dtype(torch::kLong)));
+    for (size_t k = 0; k < meta_.conditions.size(); ++k) {
+      const ConditionSpec& c = meta_.conditions[k];
+      std::vector<int64_t> size{b};
+      size.insert(size.end(), c.shape.begin(), c.shape.end());
+      if (conds.empty()) {
+        in.push_back(torch::zeros(size, x.options().dtype(c.dtype)));
+        continue;
+      }
+      torch::Tensor v = conds[k].to(x.device(), c.dtype);
+      in.push_back((v.size(0) == 1 && b != 1 ? v.expand(size) : v).contiguous());
+    }
     return in;
   }
 
@@ -134,9 +158,10 @@ class AotiModel : public Model {
 
   /// The package replayed from a CUDA graph for this batch shape (one σ); undefined when graphs are
   /// off or capture failed, which turns them off with a warning.
-  torch::Tensor graph_run(const torch::Tensor& x, double sigma, const torch::Tensor& labels) const {
+  torch::Tensor graph_run(const torch::Tensor& x, double sigma, const torch::Tensor& labels,
+                          const std::vector<torch::Tensor>& conds) const {
     if (!graph_ || !x.is_cuda() || torch::GradMode::is_enabled()) return {};
-    std::vector<torch::Tensor> like = inputs(x, {sigma}, labels);
+    std::vector<torch::Tensor> like = inputs(x, {sigma}, labels, conds);
     try {
       return graph_->run(
           like,
@@ -155,13 +180,14 @@ class AotiModel : public Model {
 
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x,
                                                                   const std::vector<double>& sigma,
-                                                                  const torch::Tensor& labels) const {
+                                                                  const torch::Tensor& labels,
+                                                                  const std::vector<torch::Tensor>& conds = {}) const {
     torch::NoGradGuard no_grad;  // a compiled package has no autograd
-    torch::Tensor out = sigma.size() == 1 ? graph_run(x, sigma[0], labels) : torch::Tensor();
+    torch::Tensor out = sigma.size() == 1 ? graph_run(x, sigma[0], labels, conds) : torch::Tensor();
     if (out.defined())
       out = out.clone();  // the graph's static output is overwritten by the next replay
     else
-      out = run(inputs(x, sigma, labels), sigma.front());
+      out = run(inputs(x, sigma, labels, conds), sigma.front());
     std::vector<int64_t> want(x.sizes().begin(), x.sizes().end());
     if (meta_.head != Head::None) want[1] *= 2;
     if (out.sizes() != c10::IntArrayRef(want))
@@ -225,10 +251,15 @@ std::shared_ptr<Model> open_aoti_model(const std::string& path, const std::strin
   if (!meta.features.empty())
     fail("model '", path, "': metadata field 'features' names method '", meta.features,
          "', which an AOTInductor package cannot carry (it holds forward alone)");
-  if (!meta.conditions.empty() || meta.decoder || !meta.encoder.empty())
+  if (meta.decoder || !meta.encoder.empty())
     fail("model '", path,
-         "': metadata fields 'conditions'/'decoder'/'encoder' are for TorchScript archives; "
-         "an AOTInductor package is run as forward(x, t[, y]) alone");
+         "': metadata fields 'decoder'/'encoder' name TorchScript methods, which an AOTInductor package cannot carry ",
+         "(it holds forward alone); export without them and decode with the TorchScript archive (decoder file)");
+  if (meta.uncond == UncondSource::Stored)
+    fail("model '", path,
+         "': metadata 'uncond' is 'stored' (tensor attributes of a TorchScript archive), which an AOTInductor ",
+         "package cannot carry; export without it and give the unconditional values as uncond arrays ",
+         "(scripts/export_pt2.py writes them to OUT.uncond.npz)");
   return std::make_shared<AotiModel>(path, std::move(loader), std::move(meta), device);
 }
 

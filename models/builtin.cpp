@@ -265,7 +265,8 @@ std::vector<std::pair<std::string, std::string>> builtin_models() {
       {"ring8", "the 8-Gaussians ring in 2-D (radius 2, std 0.1); args radius, std, features"},
       {"empirical",
        "exact denoiser of a dataset's smoothed empirical distribution (memorises it); args data=PATH, limit, pad, "
-       "pad_value"}};
+       "pad_value, encoder=MODEL.pt (a latent model: its encoder's latents of the images, in its space and "
+       "schedule)"}};
 }
 
 }  // namespace scoreflow

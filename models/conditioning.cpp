@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "scoreflow/error.h"
+#include "scoreflow/fingerprint.h"
+#include "scoreflow/npy.h"
 
 namespace scoreflow {
 namespace {
@@ -154,6 +156,110 @@ std::vector<torch::Tensor> ConditionTables::gather(const std::vector<int64_t>& r
     out.push_back(g.to(device));
   }
   return out;
+}
+
+std::map<std::string, torch::Tensor> read_condition_arrays(const std::string& path, const char* field) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, array] : io::read_npz(path)) {
+    try {
+      out[name] = io::to_tensor(array);
+    } catch (const Error& e) {
+      fail(Field{field}, " array '", name, "' cannot be read: ", e.what());
+    }
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> unconditional_values(const Model& model, const char* field) {
+  const ModelMetadata& m = model.metadata();
+  std::vector<std::string> names;
+  for (const ConditionSpec& s : m.conditions) names.push_back(s.name);
+  if (m.uncond == UncondSource::None)
+    fail("model ", model.name(), " declares no unconditional value for its conditions (", join(names),
+         "; metadata 'uncond' is absent): give ", Field{field});
+  std::vector<torch::Tensor> out;
+  for (const ConditionSpec& s : m.conditions) {
+    std::vector<int64_t> shape{1};
+    shape.insert(shape.end(), s.shape.begin(), s.shape.end());
+    out.push_back(m.uncond == UncondSource::Zeros
+                      ? torch::zeros(shape, torch::TensorOptions().dtype(s.dtype).device(model.device()))
+                      : model.stored_uncond(s.name).reshape(shape).to(model.device(), s.dtype));
+  }
+  return out;
+}
+
+ItemConditions item_conditions(const Model& model, int64_t items, const std::map<std::string, torch::Tensor>& cond,
+                               const std::map<std::string, torch::Tensor>& uncond) {
+  const ModelMetadata& m = model.metadata();
+  ItemConditions out;
+  if (m.conditions.empty()) {
+    if (!cond.empty()) fail(Field{"cond"}, " is given but model ", model.name(), " declares no conditioning inputs");
+    if (!uncond.empty())
+      fail(Field{"uncond"}, " is given but model ", model.name(), " declares no conditioning inputs");
+    return out;
+  }
+  if (!cond.empty() && !uncond.empty())
+    fail(Field{"uncond"}, " is given with ", Field{"cond"},
+         ": the data commands denoise with one of them (no guidance), give only one");
+  const char* field = !cond.empty() ? "cond" : "uncond";
+  if (!cond.empty() || !uncond.empty()) {
+    out.tables = check_condition_tables(m.conditions, cond.empty() ? uncond : cond, field);
+    out.source = field;
+  } else {
+    for (torch::Tensor& v : unconditional_values(model)) out.tables.values.push_back(v.to(torch::kCPU).contiguous());
+    out.tables.rows = 1;
+    out.source = m.uncond == UncondSource::Zeros ? "metadata uncond (zeros)" : "metadata uncond (stored)";
+  }
+  // Item i uses row i: a table has one row for every item, or one shared row.
+  for (size_t k = 0; k < m.conditions.size(); ++k) {
+    const int64_t rows = out.tables.values[k].size(0);
+    if (rows != 1 && rows != items)
+      fail(Field{field}, " array '", m.conditions[k].name, "' has ", rows,
+           " rows; the data commands take 1 (shared by ", "every item) or ", items,
+           " (one per dataset item used, item i uses row i), shape ", table_shape_text(m.conditions[k]));
+  }
+  return out;
+}
+
+Conditioning ItemConditions::range(int64_t first, int64_t count, const torch::Device& device) const {
+  Conditioning c;
+  for (const torch::Tensor& v : tables.values)
+    c.conds.push_back((v.size(0) == 1 ? v : v.narrow(0, first, count)).to(device));
+  return c;
+}
+
+Conditioning ItemConditions::of(const torch::Tensor& items, const torch::Device& device) const {
+  Conditioning c;
+  for (const torch::Tensor& v : tables.values)
+    c.conds.push_back((v.size(0) == 1 ? v : v.index_select(0, items.to(torch::kCPU, torch::kLong))).to(device));
+  return c;
+}
+
+std::string ItemConditions::note(const Model& model) const {
+  if (empty()) return "";
+  if (source == "cond")
+    return "model " + model.name() + " is conditioned on the cond arrays (" +
+           (tables.rows == 1 ? std::string("one row shared by every item") : "item i uses row i") + ")";
+  return "model " + model.name() + " is conditional; the data are denoised with its unconditional input (" +
+         (source == "uncond" ? std::string("the uncond arrays") : source) + ")";
+}
+
+std::string tables_fingerprint(const ConditionTables& tables) {
+  if (tables.empty()) return "none";
+  std::string bytes;
+  for (const torch::Tensor& v : tables.values) {
+    const torch::Tensor c = v.to(torch::kCPU).contiguous();
+    std::ostringstream os;
+    os << c.sizes() << c10::toString(c.scalar_type()) << ';';
+    bytes += os.str();
+    bytes.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  }
+  return io::hash_text(bytes);
+}
+
+std::string ItemConditions::fingerprint() const {
+  if (empty()) return "none";
+  return (unconditional() ? "uncond " : "cond ") + tables_fingerprint(tables);
 }
 
 }  // namespace scoreflow

@@ -116,13 +116,7 @@ Denoiser::Denoiser(std::shared_ptr<const Model> model, Conditioning cond)
     if (m.uncond == UncondSource::None)
       fail(Field{"guidance"}, " ", cond_.guidance, " needs unconditional values for the conditions (", join(names),
            "): give ", Field{"uncond"}, " or declare metadata 'uncond' (zeros or stored)");
-    for (const ConditionSpec& s : specs) {
-      std::vector<int64_t> shape{1};
-      shape.insert(shape.end(), s.shape.begin(), s.shape.end());
-      cond_.unconds.push_back(m.uncond == UncondSource::Zeros
-                                  ? torch::zeros(shape, torch::TensorOptions().dtype(s.dtype).device(model_->device()))
-                                  : model_->stored_uncond(s.name).reshape(shape).to(model_->device(), s.dtype));
-    }
+    cond_.unconds = unconditional_values(*model_);
   }
 }
 

@@ -9,6 +9,7 @@
 #include "scoreflow/args.h"
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
+#include "scoreflow/latent.h"
 
 namespace scoreflow {
 namespace {
@@ -72,6 +73,46 @@ torch::Tensor EmpiricalModel::log_prob(const torch::Tensor& x, const std::vector
   return stream(x, sigma, false).first - 0.5 * d * std::log(2 * kPi);
 }
 
+namespace {
+
+NoiseSchedule builtin_schedule(const std::string& schedule) {
+  if (schedule == "edm") return NoiseSchedule::edm();
+  if (schedule == "vp_discrete") return NoiseSchedule::vp_discrete("linear", 1e-4, 0.02, 1000);
+  if (schedule == "vp_linear") return NoiseSchedule::vp_linear();
+  if (schedule == "ve") return NoiseSchedule::ve();
+  fail("unknown builtin schedule '", schedule, "'; valid: edm, vp_discrete, vp_linear, ve");
+}
+
+/// The empirical distribution of a dataset's latents: the images are read and encoded as the
+/// latent model in `encoder` reads data (open_model_dataset: its data_prep, the decoder's image
+/// shape and range, its encoder method, scale and shift included). Shape, range and, unless
+/// schedule= is given, the schedule are the latent model's.
+std::shared_ptr<EmpiricalModel> make_encoded_empirical(const std::string& full, const KeyValueArgs& args,
+                                                       const std::string& path, int limit, const std::string& encoder) {
+  for (const char* key : {"lo", "hi", "pad", "pad_value"})
+    if (args.has(key))
+      fail(full, ": ", key, " is not used with encoder=: the images are read as ", encoder,
+           " reads them (its data_prep and decoder image_range)");
+  std::shared_ptr<const Model> latent = open_model(encoder);
+  if (latent->metadata().encoder.empty())
+    fail(full, ": encoder archive '", encoder, "' has no metadata 'encoder' (a method mapping images to latents)");
+  auto dataset = open_model_dataset(path, latent);
+  int64_t n = dataset->size();
+  if (limit > 0) n = std::min<int64_t>(n, limit);
+  if (n < 1) fail(full, ": the dataset is empty");
+  const ModelMetadata& m = latent->metadata();
+  ModelMetadata meta;
+  meta.prediction = Prediction::X0;
+  meta.schedule = args.has("schedule") ? builtin_schedule(args.get_string("schedule", "edm")) : m.schedule;
+  meta.time_input = TimeInput::Sigma;
+  meta.shape = m.shape;
+  meta.data_min = m.data_min;
+  meta.data_max = m.data_max;
+  return std::make_shared<EmpiricalModel>(full, dataset->describe(), dataset->batch(0, n), meta);
+}
+
+}  // namespace
+
 std::shared_ptr<EmpiricalModel> make_empirical(const std::string& spec_in) {
   std::string spec = spec_in.rfind("builtin:", 0) == 0 ? spec_in.substr(8) : spec_in;
   size_t colon = spec.find(':');
@@ -83,11 +124,13 @@ std::shared_ptr<EmpiricalModel> make_empirical(const std::string& spec_in) {
   const double lo = args.get_double("lo", -1), hi = args.get_double("hi", 1);
   const int pad = args.get_int("pad", 0);  // a model's data_prep pad, e.g. pad=2 for models/fashion_ddpm.pt
   const double pad_value = args.get_double("pad_value", lo);
+  const std::string encoder = args.get_string("encoder", "");
   args.finish(full);
   if (path.empty())
     fail(full,
          ": give the dataset, e.g. "
          "builtin:empirical:data=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz,limit=1000");
+  if (!encoder.empty()) return make_encoded_empirical(full, args, path, limit, encoder);
   io::DatasetOptions opts;
   opts.lo = lo;
   opts.hi = hi;
@@ -104,16 +147,7 @@ std::shared_ptr<EmpiricalModel> make_empirical(const std::string& spec_in) {
   if (n < 1) fail(full, ": the dataset is empty");
   ModelMetadata meta;
   meta.prediction = Prediction::X0;
-  if (schedule == "edm")
-    meta.schedule = NoiseSchedule::edm();
-  else if (schedule == "vp_discrete")
-    meta.schedule = NoiseSchedule::vp_discrete("linear", 1e-4, 0.02, 1000);
-  else if (schedule == "vp_linear")
-    meta.schedule = NoiseSchedule::vp_linear();
-  else if (schedule == "ve")
-    meta.schedule = NoiseSchedule::ve();
-  else
-    fail("unknown builtin schedule '", schedule, "'; valid: edm, vp_discrete, vp_linear, ve");
+  meta.schedule = builtin_schedule(schedule);
   meta.time_input = TimeInput::Sigma;
   meta.shape = dataset->shape();
   meta.data_min = lo;

@@ -99,6 +99,18 @@ void check_job_conditioning(const Model& model, const SampleJob& job) {
   }
 }
 
+std::string use_unconditional_input(const Model& model, SampleJob& job,
+                                    const std::map<std::string, torch::Tensor>& uncond) {
+  if (model.metadata().conditions.empty() || !job.cond.empty()) return "";
+  const int64_t n = static_cast<int64_t>(job.seeds.size());
+  const ItemConditions c = item_conditions(model, n, {}, uncond);
+  job.cond = c.tables;
+  job.cond_rows = condition_rows(n, c.tables.rows, {});
+  return "model " + model.name() +
+         " is conditional and no cond is given; it is sampled with its unconditional input (" +
+         (c.source == "uncond" ? std::string("the uncond arrays") : c.source) + ")";
+}
+
 Conditioning batch_conditioning(const SampleJob& job, int64_t begin, int64_t count, const torch::Device& device) {
   Conditioning cond;
   if (job.labels.defined()) cond.labels = job.labels.narrow(0, begin, count).to(device);

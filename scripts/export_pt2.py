@@ -3,8 +3,12 @@
 built against LibTorch >= 2.6 (models/aoti_model.cpp; a LibTorch 1.13 build refuses .pt2 files).
 Needs PyTorch >= 2.6 here too; this script cannot run under Debian's torch 1.13.
 
-The package holds one compiled graph `forward(x_t, t[, y])` with a dynamic batch dimension
-(1..--max-batch), compiled for one device (--device cpu|cuda), float32. The scoreflow metadata
+The package holds one compiled graph `forward(x_t, t[, y], cond_1, ..., cond_n)` with a dynamic batch
+dimension on every input (1..--max-batch), compiled for one device (--device cpu|cuda), float32; the
+conditions are the metadata's `conditions`, in order, with example inputs of their declared shapes and
+dtypes. A package holds forward alone: `decoder`/`encoder` are dropped from its metadata (decode with the
+TorchScript archive: scoreflow sample --decoder MODEL.pt), and a stored unconditional value
+(`"uncond": "stored"`) is written to OUT.uncond.npz instead (give it as --uncond). The scoreflow metadata
 (docs/design.md section 3, without `features`: a package carries forward alone) goes into the package's
 own metadata (key "scoreflow.json") when this PyTorch accepts it, and always into the sidecar file
 OUT.json next to it (keep the two together). After writing, the package is reloaded and scoreflow's
@@ -14,6 +18,8 @@ on a mismatch both files are deleted and the script exits with one `error:` line
   # the shipped demo model: its eager architecture (scripts/train_demo.py) with the weights and
   # metadata of the TorchScript file
   python3 scripts/export_pt2.py --demo models/fashion_ddpm.pt --out fashion_ddpm.pt2 --device cuda
+  # the shipped conditional latent demo's denoiser (scripts/train_fashion_ldm.py's Denoiser)
+  python3 scripts/export_pt2.py --ldm models/fashion_ldm.pt --out fashion_ldm.pt2 --device cuda
   # any module with forward(x, t[, y]): its class, constructor arguments, weights and metadata
   python3 scripts/export_pt2.py --module pkg.mod:Class --kwargs '{"ch": 64}' --state-dict W.pt \\
       --meta meta.json --out net.pt2 --device cuda
@@ -57,13 +63,62 @@ def demo_eager(pt_path: str):
     return net.eval(), meta
 
 
-def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batch: int = 1024):
-    """Exports `net` (eval mode, forward(x, t[, y])) to the package `out` plus the sidecar `out`.json,
-    reloads it and checks D against the eager module. Returns the path."""
+DTYPES = {"float32": torch.float32, "int64": torch.long, "int32": torch.int32}
+
+
+def condition_inputs(meta: dict, batch: int, generator=None, device="cpu"):
+    """One example tensor per metadata condition, [batch, ...shape] in its dtype (float: normal draws,
+    integer: small non-negative values)."""
+    out = []
+    for c in meta.get("conditions", []):
+        dtype = DTYPES[c.get("dtype", "float32")]
+        if dtype == torch.float32:
+            v = torch.randn(batch, *c["shape"], generator=generator)
+        else:
+            v = torch.randint(0, 4, (batch, *c["shape"]), generator=generator).to(dtype)
+        out.append(v.to(device))
+    return out
+
+
+def ldm_eager(pt_path: str):
+    """The conditional latent demo's denoiser (scripts/train_fashion_ldm.py's Denoiser) with the
+    weights, metadata and stored unconditional values of the TorchScript file `pt_path`
+    (scripts/export_fashion_ldm.py: forward(x, sigma, context) is den)."""
+    import train_fashion_ldm as tl  # noqa: E402  (scripts/ is on sys.path)
+    extra = {"scoreflow.json": ""}
+    scripted = torch.jit.load(pt_path, map_location="cpu", _extra_files=extra)
+    meta = json.loads(extra["scoreflow.json"])
+    state = scripted.state_dict()
+    den = tl.Denoiser(tl.build_unet())
+    sx.load_weights(den, {k[4:]: v for k, v in state.items() if k.startswith("den.")}, pt_path)
+    uncond = None
+    if meta.get("uncond") == "stored":
+        uncond = {c["name"]: getattr(scripted, "uncond_" + c["name"]).detach() for c in meta["conditions"]}
+    return den.eval(), meta, uncond
+
+
+def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batch: int = 1024, uncond=None):
+    """Exports `net` (eval mode, forward(x, t[, y], cond...)) to the package `out` plus the sidecar
+    `out`.json, reloads it and checks D against the eager module. `uncond` (name -> tensor), for a
+    metadata "uncond": "stored", goes to `out`.uncond.npz. Returns the path."""
     require_torch()
     from torch.export import Dim, export  # noqa: E402
 
-    meta = {k: v for k, v in meta.items() if k != "features"}
+    dropped = [k for k in ("features", "decoder", "encoder") if k in meta]
+    meta = {k: v for k, v in meta.items() if k not in ("features", "decoder", "encoder")}
+    if dropped:
+        print(f"note: {', '.join(dropped)} dropped from the package's metadata (a package holds forward alone)",
+              file=sys.stderr)
+    if meta.get("uncond") == "stored":
+        if not uncond:
+            sx.die("metadata 'uncond' is 'stored' but no stored values were given; a package cannot hold them")
+        import numpy as np  # noqa: E402
+        arrays = {c["name"]: uncond[c["name"]].detach().cpu().reshape(1, *c["shape"]).numpy()
+                  for c in meta["conditions"]}
+        np.savez(out + ".uncond.npz", **arrays)
+        print(f"note: the stored unconditional values went to {out}.uncond.npz; give it as --uncond",
+              file=sys.stderr)
+        meta = {k: v for k, v in meta.items() if k != "uncond"}
     dev = torch.device(device)
     net = net.eval().to(dev)
     shape = meta["shape"]
@@ -71,9 +126,10 @@ def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batc
     # Example batch 2 (torch.export specialises a dimension whose example size is 0 or 1).
     x = torch.randn(2, *shape, device=dev)
     t = torch.full((2,), 0.5, device=dev)
-    args = (x, t) + ((torch.zeros(2, dtype=torch.long, device=dev),) if classes > 0 else ())
+    conds = condition_inputs(meta, 2, device=dev)
+    args = (x, t) + ((torch.zeros(2, dtype=torch.long, device=dev),) if classes > 0 else ()) + tuple(conds)
     batch = Dim("batch", min=1, max=max_batch)
-    dynamic = ({0: batch}, {0: batch}) + (({0: batch},) if classes > 0 else ())
+    dynamic = ({0: batch}, {0: batch}) + (({0: batch},) if classes > 0 else ()) + tuple({0: batch} for _ in conds)
     with torch.no_grad():
         program = export(net, args, dynamic_shapes=dynamic)
     meta_json = json.dumps(meta)
@@ -100,7 +156,7 @@ def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batc
     finally:
         os.remove(cases_path)
     if proc.returncode != 0:
-        for p in (out, out + ".json"):
+        for p in (out, out + ".json", out + ".uncond.npz"):
             if os.path.exists(p):
                 os.remove(p)
         lines = proc.stdout.strip().splitlines()
@@ -121,8 +177,9 @@ def reference_cases(net, meta: dict, dev):
     with torch.no_grad():
         for sigma in sigmas:
             x = 0.5 * torch.randn(3, *meta["shape"], generator=g) + sigma * torch.randn(3, *meta["shape"], generator=g)
-            d_ref = sx.scoreflow_denoise(on_device(net, dev), meta, x, sigma, labels)
-            cases.append({"sigma": sigma, "x": x, "labels": labels, "d": d_ref})
+            conds = condition_inputs(meta, 3, generator=g)
+            d_ref = sx.scoreflow_denoise(on_device(net, dev), meta, x, sigma, labels, conds)
+            cases.append({"sigma": sigma, "x": x, "labels": labels, "conds": conds, "d": d_ref})
     return {"meta": meta, "cases": cases}
 
 
@@ -138,7 +195,8 @@ def self_check(path: str, cases_path: str, device: str):
     package = torch._inductor.aoti_load_package(path)
     with torch.no_grad():
         for c in saved["cases"]:
-            d_pkg = sx.scoreflow_denoise(on_device(package, dev), meta, c["x"], c["sigma"], c["labels"])
+            d_pkg = sx.scoreflow_denoise(on_device(package, dev), meta, c["x"], c["sigma"], c["labels"],
+                                         c.get("conds", []))
             err = (d_pkg - c["d"]).abs().max().item()
             scale = max(1.0, c["d"].abs().max().item())
             if not err <= 1e-3 * scale:  # compiled kernels reorder float32 sums
@@ -158,7 +216,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--demo", metavar="PT", help="the demo model's TorchScript file (weights and metadata)")
-    src.add_argument("--module", help="package.module:Class with forward(x, t[, y])")
+    src.add_argument("--ldm", metavar="PT", help="the conditional latent demo's TorchScript file (models/fashion_ldm.pt)")
+    src.add_argument("--module", help="package.module:Class with forward(x, t[, y][, cond...])")
     p.add_argument("--kwargs", default="{}", help="constructor arguments of --module, JSON")
     p.add_argument("--state-dict", help="weights for --module (.pt/.pth/.npz)")
     p.add_argument("--meta", help="scoreflow.json metadata for --module (a JSON file)")
@@ -169,9 +228,13 @@ def main():
     require_torch()
     if not args.out.endswith(".pt2"):
         sx.die(f"--out '{args.out}' must end in .pt2 (scoreflow recognises packages by the extension)")
+    uncond = None
     if args.demo:
         sx.require_file(args.demo, "--demo")
         net, meta = demo_eager(args.demo)
+    elif args.ldm:
+        sx.require_file(args.ldm, "--ldm")
+        net, meta, uncond = ldm_eager(args.ldm)
     else:
         sx.require_file(args.meta, "--meta")
         with open(args.meta) as f:
@@ -179,7 +242,7 @@ def main():
         net = sx.import_class(args.module)(**json.loads(args.kwargs))
         if args.state_dict:
             sx.load_weights(net, sx.load_state_dict(args.state_dict), args.state_dict)
-    path = export_pt2(net, meta, args.out, args.device, args.max_batch)
+    path = export_pt2(net, meta, args.out, args.device, args.max_batch, uncond)
     print(f"exported {path} (+ {args.out}.json) for {args.device}, batch 1..{args.max_batch}")
 
 

@@ -154,11 +154,12 @@ def network_inputs(meta: dict, sigma: float):
     raise ValueError(f"schedule {sch['type']} with time_input {ti} is not exported by these scripts")
 
 
-def scoreflow_denoise(net, meta: dict, x: torch.Tensor, sigma: float, labels):
-    """D(x, sigma) the way scoreflow computes it from `net`'s output and the metadata."""
+def scoreflow_denoise(net, meta: dict, x: torch.Tensor, sigma: float, labels, conds=()):
+    """D(x, sigma) the way scoreflow computes it from `net`'s output and the metadata; `conds` are
+    the metadata's conditioning inputs in order ([B, ...shape] each)."""
     alpha, t = network_inputs(meta, sigma)
     tt = torch.full((x.shape[0],), t, dtype=torch.float32)
-    args = (x * alpha, tt) + ((labels,) if meta.get("num_classes", 0) > 0 else ())
+    args = (x * alpha, tt) + ((labels,) if meta.get("num_classes", 0) > 0 else ()) + tuple(conds)
     f = net(*args)[:, : x.shape[1]].double()
     xd = x.double()
     p = meta["prediction"]

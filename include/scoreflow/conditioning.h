@@ -46,4 +46,45 @@ void check_uncond_rows(const ConditionTables& cond, const ConditionTables& uncon
 /// "[P, 77, 768]"-style text for a condition's table shape.
 std::string table_shape_text(const ConditionSpec& spec);
 
+/// "none", or the tables' shapes, dtypes and values hashed ("fnv1a64:…"): identifies them in resume
+/// records and shard records whatever file they came from.
+std::string tables_fingerprint(const ConditionTables& tables);
+
+/// An npz's arrays as tensors (name → tensor), for check_condition_tables; `field` (e.g. "cond")
+/// names the input in messages.
+std::map<std::string, torch::Tensor> read_condition_arrays(const std::string& path, const char* field);
+
+/// The model's declared unconditional value of every condition (metadata "uncond": zeros, or the
+/// archive's stored uncond_<name>), [1, ...shape] each in the declared dtype on the model's device.
+/// Throws Error naming `field` when the metadata declares none.
+std::vector<torch::Tensor> unconditional_values(const Model& model, const char* field = "uncond");
+
+/// What a conditional model is conditioned on when the dataset commands (Γ estimation, NLL, score
+/// matching, the W2 bound) denoise dataset items (docs/design.md §3): one table per declared
+/// condition with 1 row (every item) or one row per item used (item i uses row i). Empty for a
+/// model without conditions, so that Conditioning stays empty as before.
+struct ItemConditions {
+  ConditionTables tables;
+  std::string source;  ///< "cond", "uncond" or "metadata uncond (zeros|stored)"; "" when empty
+  bool empty() const { return tables.empty(); }
+  /// True when the tables are the unconditional input (the default).
+  bool unconditional() const { return source != "cond"; }
+  /// The Conditioning (guidance 1) of items [first, first + count) on `device`.
+  Conditioning range(int64_t first, int64_t count, const torch::Device& device) const;
+  /// The Conditioning of the items `items` ([n] int64 dataset indices) on `device`.
+  Conditioning of(const torch::Tensor& items, const torch::Device& device) const;
+  /// One line for a `note:`: what the model is conditioned on ("" when empty).
+  std::string note(const Model& model) const;
+  /// The tables' identity for resume records: "none", else source, shapes and a hash of the values.
+  std::string fingerprint() const;
+};
+
+/// Resolves what `model`'s conditions are for `items` dataset items: the `cond` arrays when given
+/// (1 row, or exactly `items` rows), else the unconditional input: the `uncond` arrays when given
+/// (same row counts), else the metadata's uncond. Throws Error naming the field and the array (its
+/// rows and the valid counts) before any network call; arrays given to a model without conditions,
+/// or both cond and uncond, are refused.
+ItemConditions item_conditions(const Model& model, int64_t items, const std::map<std::string, torch::Tensor>& cond = {},
+                               const std::map<std::string, torch::Tensor>& uncond = {});
+
 }  // namespace scoreflow

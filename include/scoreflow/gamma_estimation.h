@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "scoreflow/analytic_dpm.h"
+#include "scoreflow/conditioning.h"
 #include "scoreflow/data.h"
 #include "scoreflow/final_step.h"
 #include "scoreflow/model.h"
@@ -37,6 +38,9 @@ struct GammaEstimation {
   /// so shards see exactly what an unsharded run sees.
   int64_t first_batch = 0;
   int64_t end_batch = -1;
+  /// A conditional model's inputs per image (item_conditions over num_images): image i uses row i,
+  /// or the one shared row. Empty for models without conditions.
+  ItemConditions conditions;
   /// Called with each finished batch's statistics (timestep t, batch b), for shard files.
   std::function<void(int64_t t, int64_t b, const analytic::GammaBatchStats&)> on_batch;
 };

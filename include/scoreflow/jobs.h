@@ -87,6 +87,15 @@ std::vector<std::pair<int64_t, int64_t>> split_over_workers(
 /// (model_fingerprint), "model metadata" (hash of the resolved metadata) and "device" (cpu/cuda).
 io::Settings model_settings(const Model& model);
 
+/// What a sampling job's conditioning adds to its record: "conditioning" = the condition tables'
+/// values, the unconditional tables, guidance weight, interval and rescale (the arrays by content,
+/// so a resume with other conditions is refused whatever file they came from). Not the rows: a
+/// shard's job holds its own slice of them, and every shard records the same settings; the caller
+/// records how rows were chosen (the explicit list, or i mod P).
+/// Nothing for a job without condition tables and with the default interval and rescale, so that
+/// older records still match (the caller records the guidance weight and labels).
+io::Settings conditioning_settings(const SampleJob& job);
+
 /// "%.17g" values joined by commas (grids and noise levels, exact).
 std::string exact_list(const std::vector<double>& values);
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "scoreflow/analytic_dpm.h"
+#include "scoreflow/conditioning.h"
 #include "scoreflow/data.h"
 #include "scoreflow/model.h"
 
@@ -19,6 +20,8 @@ struct NllJob {
   int batch = 100;
   uint64_t seed = 0;
   bool clip_x0 = true;  ///< clamp x̂0 to the data range (as the paper's code does)
+  /// A conditional model's inputs per image (item_conditions over num_images); empty otherwise.
+  ItemConditions conditions;
 };
 
 struct NllResult {

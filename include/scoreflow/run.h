@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -57,6 +58,12 @@ void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<i
 /// when the model declares conditions, one row index per seed inside the tables, guidance settings
 /// (interval lo <= hi, rescale in [0, 1]) and an unconditional source when guidance needs one.
 void check_job_conditioning(const Model& model, const SampleJob& job);
+/// For a conditional model sampled without conditions (job.cond empty): every seed gets the
+/// model's unconditional input (item_conditions: the `uncond` arrays, 1 row or one per seed, else
+/// the metadata's uncond) as its conditions. Returns the `note:` sentence; a model without
+/// conditions or a job that has them is left as it is (returns "").
+std::string use_unconditional_input(const Model& model, SampleJob& job,
+                                    const std::map<std::string, torch::Tensor>& uncond = {});
 /// The Conditioning of samples [begin, begin + count) of `job` on `device`.
 Conditioning batch_conditioning(const SampleJob& job, int64_t begin, int64_t count, const torch::Device& device);
 

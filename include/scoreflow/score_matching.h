@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "scoreflow/checkpoint.h"
+#include "scoreflow/conditioning.h"
 #include "scoreflow/model.h"
 
 namespace scoreflow::eval {
@@ -38,8 +39,9 @@ class ExactTarget {
   bool empirical() const { return data_rows_.defined(); }
   /// Dataset items (0 for an analytic target).
   int64_t size() const { return data_rows_.defined() ? data_rows_.size(0) : 0; }
-  /// n draws from p_0, [n, d] float64 CPU. Datasets: without replacement while n ≤ size().
-  torch::Tensor sample(int64_t n, at::Generator& gen) const;
+  /// n draws from p_0, [n, d] float64 CPU. Datasets: without replacement while n ≤ size(); `items`,
+  /// when given, receives the dataset index of each draw ([n] int64; undefined for analytic targets).
+  torch::Tensor sample(int64_t n, at::Generator& gen, torch::Tensor* items = nullptr) const;
   /// Exact E[x0 | x0 + σε = x] for x [B, d] (any float dtype); returns [B, d] float64 CPU.
   torch::Tensor denoise(const torch::Tensor& x, double sigma) const;
   /// The oracle as a Model (the sample shape of `like`), e.g. to run its exact PF-ODE.
@@ -80,6 +82,9 @@ struct ScoreMatchingOptions {
   int64_t num_images = 256;    ///< x0 draws per σ (one noise draw each)
   int64_t batch = 64;          ///< network batch size (results do not depend on it)
   uint64_t seed = 0;           ///< σ level k draws from a generator seeded by seed + 1000003·k
+  /// A conditional model's inputs per dataset item (item_conditions over the target's size());
+  /// empty for models without conditions.
+  ItemConditions conditions;
 };
 
 /// One σ level. Totals are sums over the d values of a sample, then means over samples; `_se` are

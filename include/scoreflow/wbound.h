@@ -24,9 +24,10 @@ struct JacobianExtremes {
 /// VJP of that VJP with respect to u (the "double-backward" JVP). λ_max of the symmetric part is
 /// found by a first pass for the eigenvalue of largest magnitude ρ and, where that one is negative,
 /// a second pass on the shifted operator M + ρI. x: [B, ...shape] in the dtype the model takes.
+/// `conds`: a conditional model's inputs ([B or 1, ...shape] each, Model::denoise_conditioned).
 /// Throws Error when the model's output does not depend differentiably on x.
 JacobianExtremes score_jacobian_extremes(const Model& model, const torch::Tensor& x, double sigma, int iterations = 30,
-                                         uint64_t seed = 0);
+                                         uint64_t seed = 0, const std::vector<torch::Tensor>& conds = {});
 
 struct WBoundOptions {
   std::vector<double> sigmas;     ///< noise levels (evaluation_sigmas), any order
@@ -40,6 +41,10 @@ struct WBoundOptions {
   int64_t ode_samples = 256;  ///< seeds 0..ode_samples−1
   uint64_t seed = 0;
   torch::ScalarType dtype = torch::kFloat32;  ///< dtype fed to the model for Jacobians
+  /// A conditional model's inputs per dataset item (item_conditions over the target's size()): the
+  /// score matching and Lipschitz points use their items' rows; the coupling ODE's seed i uses
+  /// row i mod P (as sampling does). Empty for models without conditions.
+  ItemConditions conditions;
 };
 
 struct WBoundRow {
