@@ -29,7 +29,7 @@ io::Settings gits_settings(const Model& model, const Sampler& student, const std
                      {"batch", std::to_string(o.batch)},
                      {"dtype", c10::toString(o.dtype)},
                      {"metric", gits_metric_name(o.metric)},
-                     {"coeff", exact(o.coeff)},
+                     // Not `coeff`: it weighs only the DP over the memoised sums, so a resume may change it.
                      {"student step", o.student_step ? "true" : "false"}});
   return s;
 }

@@ -95,11 +95,12 @@ analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, co
       std::vector<torch::Tensor> teacher_dev(static_cast<size_t>(M + 1));
       if (o.metric == GitsMetric::Dev)
         for (int64_t j = 1; j < M; ++j) teacher_dev[j] = deviation(flat(x[j]), first, last);
-      torch::Tensor out = torch::zeros({(M + 1) * (M + 1)}, torch::kFloat64);
-      double* total = out.data_ptr<double>();
+      // Each (i, j) sum stays on the model's device; one copy to the host per batch, not one sync per pair.
+      torch::Tensor sums = torch::zeros({(M + 1) * (M + 1)}, x[0].options().dtype(torch::kFloat64));
       for (int64_t i = 0; i < M; ++i) {
         torch::Tensor derivative;  // the teacher's (x_i − D(x_i, σ_i))/σ_i, for the Euler steps
         if (!o.student_step) derivative = (x[i] - denoise(x[i], c[i])) / c[i];
+        std::vector<torch::Tensor> row;
         for (int64_t j = i + 1; j <= M; ++j) {
           const torch::Tensor step =
               o.student_step ? student.sample(denoise, x[i], {c[i], c[j]}, noise) : x[i] + (c[j] - c[i]) * derivative;
@@ -116,11 +117,12 @@ analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, co
               err = flat(step - x[j]).abs().sum(1);
               break;
           }
-          total[i * (M + 1) + j] = err.sum().item<double>();
+          row.push_back(err.sum());
         }
+        sums.narrow(0, i * (M + 1) + i + 1, M - i).copy_(torch::stack(row));
       }
       denoise.check_finite();
-      return out;
+      return sums.cpu();
     });
     const torch::Tensor b = batch_sum.to(torch::kFloat64).contiguous();
     for (int64_t k = 0; k < (M + 1) * (M + 1); ++k) sum[k] += b.data_ptr<double>()[k];
