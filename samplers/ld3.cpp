@@ -4,6 +4,7 @@
 #include "scoreflow/ld3.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <numeric>
@@ -181,7 +182,13 @@ Ld3Result search_ld3(std::shared_ptr<const Model> model, const Ld3Student& stude
   // The live state: ξ (zeros: uniform in log σ), Adam, the moved training noises ε'.
   torch::Tensor xi = torch::zeros({N}, torch::kFloat64).requires_grad_(true);
   torch::optim::Adam adam(std::vector<torch::Tensor>{xi}, torch::optim::AdamOptions(o.lr));
+  // Adam keeps its per-parameter state under the parameter's TensorImpl: as a string before LibTorch
+  // 2.0, as the pointer since.
+#if TORCH_VERSION_MAJOR >= 2
+  void* const adam_key = xi.unsafeGetTensorImpl();
+#else
   const std::string adam_key = c10::guts::to_string(xi.unsafeGetTensorImpl());
+#endif
   torch::Tensor shifted = ball > 0 ? eps.narrow(0, 0, T).clone() : torch::Tensor();
   Checkpoint best;  // best_xi, best_loss, best_iteration, initial_loss of the live run
 
