@@ -239,14 +239,17 @@ void Denoiser::record_extremes(const torch::Tensor& x, const torch::Tensor& out,
     extremes_ = torch::Tensor();
   }
   if (!extremes_.defined()) extremes_ = torch::empty({check_every_, 4}, x.options());
+  // Outside autograd: under a differentiated search (LD3) x and out require grad, and LibTorch >= 2
+  // refuses a multi-output op writing into views of a buffer that would then be tracked.
+  torch::NoGradGuard no_grad;
   torch::Tensor row = extremes_[static_cast<int64_t>(pending_.size())];
   torch::Tensor lo_x = row[0], hi_x = row[1], lo_d = row[2], hi_d = row[3];
   if (x.numel() > 0)
-    at::aminmax_out(lo_x, hi_x, x);
+    at::aminmax_out(lo_x, hi_x, x.detach());
   else
     row.narrow(0, 0, 2).zero_();
   if (out.numel() > 0)
-    at::aminmax_out(lo_d, hi_d, out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type()));
+    at::aminmax_out(lo_d, hi_d, (out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type())).detach());
   else
     row.narrow(0, 2, 2).zero_();
   pending_.push_back(site);

@@ -151,6 +151,21 @@ TEST(NumericsGuard, DeferredChecksSeeInfinitiesAndNaNInEitherTensor) {
   EXPECT_EQ(error_of([&] { big.check_finite(); }), "(no error)");
 }
 
+TEST(NumericsGuard, DeferredChecksLeaveAutogradThroughTheDenoiserWorking) {
+  // LD3 differentiates through D on the GPU, where the checks are deferred: recording the extremes
+  // of a state that requires grad must neither fail nor enter the graph.
+  auto model = scoreflow::open_model("builtin:gaussian:shape=1x4x4");
+  Denoiser denoise(model);
+  denoise.defer_checks(8);
+  torch::Tensor x = torch::randn({2, 1, 4, 4}).requires_grad_(true);
+  torch::Tensor out;
+  ASSERT_NO_THROW(out = denoise(x * 2.0, 3.0));
+  out.sum().backward();
+  // D is linear in x for the Gaussian oracle: the gradient of the sum is one number per element.
+  EXPECT_TRUE(torch::allclose(x.grad(), torch::full_like(x, x.grad()[0][0][0][0].item<float>())));
+  EXPECT_EQ(error_of([&] { denoise.check_finite(); }), "(no error)");
+}
+
 TEST(NumericsGuard, NetworkNaNBelowASigmaIsReportedAtTheFirstGridStepBelowIt) {
   // tests/data/bad corpus: eps = NaN for discrete timesteps below 500 (scripts/make_bad_inputs.py).
   auto model = scoreflow::open_model(std::string(SCOREFLOW_FIXTURE_DIR) + "/bad/models/forward_nan_below.pt");
