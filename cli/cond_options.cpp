@@ -12,7 +12,7 @@
 
 namespace scoreflow::cli {
 
-void CondOptions::add(CLI::App& app) {
+void CondOptions::add(CLI::App& app, bool outputs) {
   app.add_option("--cond", cond,
                  ".npz with one array per metadata condition, shape [P, ...shape] (P = 1: shared by every sample)");
   app.add_option("--cond-rows", cond_rows,
@@ -25,6 +25,7 @@ void CondOptions::add(CLI::App& app) {
                  "lo,hi: apply guidance only for sigma in [lo, hi] (else conditional D)");
   app.add_option("--guidance-rescale", rescale, "phi in [0, 1]: rescale the guided noise prediction (Lin et al. 2024)")
       ->capture_default_str();
+  if (!outputs) return;
   app.add_option("--decoder", decoder, "separate TorchScript decoder archive (its scoreflow.json has \"decoder\")");
   app.add_option("--decode-batch", decode_batch, "latents per decoder call (latent models)")->capture_default_str();
 }
@@ -43,6 +44,27 @@ ItemConditions DataCondOptions::resolve(const Model& model, int64_t items) const
                                      uncond.empty() ? none : read_arrays(uncond, "uncond"));
   if (!c.empty()) std::fprintf(stderr, "note: %s\n", c.note(model).c_str());
   return c;
+}
+
+torch::Tensor class_labels(const std::string& label, const Model& model, const std::vector<uint64_t>& seeds) {
+  if (label.empty()) return {};
+  const int num_classes = model.metadata().num_classes;
+  if (num_classes == 0) fail("--class needs a class-conditional model; ", model.name(), " has num_classes 0");
+  std::vector<int64_t> labels;
+  for (uint64_t seed : seeds) {
+    if (label == "random") {
+      labels.push_back(static_cast<int64_t>(seed % static_cast<uint64_t>(num_classes)));
+    } else {
+      try {
+        size_t pos = 0;
+        labels.push_back(std::stoll(label, &pos));
+        if (pos != label.size()) throw std::invalid_argument("trailing");
+      } catch (const std::exception&) {
+        fail("--class '", label, "' is not an integer or 'random'");
+      }
+    }
+  }
+  return torch::tensor(labels, torch::kLong);
 }
 
 std::map<std::string, torch::Tensor> read_arrays(const std::string& path, const char* field) {

@@ -16,7 +16,8 @@ struct CondOptions {
   std::string cond, cond_rows, uncond, interval, decoder;
   double rescale = 0;
   int decode_batch = 16;
-  void add(CLI::App& app);
+  /// The flags; `outputs` false leaves out --decoder/--decode-batch (commands that write no images).
+  void add(CLI::App& app, bool outputs = true);
   /// Reads --cond/--uncond and fills job.cond, job.uncond, job.cond_rows (the rows of samples
   /// [begin, end) of `total`, rows counted over all seeds) and the interval/rescale; every check
   /// runs here, before any network call.
@@ -35,6 +36,10 @@ struct DataCondOptions {
   /// What `model` is conditioned on for `items` dataset items; prints its one `note:` line.
   ItemConditions resolve(const Model& model, int64_t items) const;
 };
+
+/// --class: `label` (an integer) for every seed, or "random" (seed mod num_classes); undefined when
+/// `label` is empty. Throws for a model without classes or a label that is not an integer.
+torch::Tensor class_labels(const std::string& label, const Model& model, const std::vector<uint64_t>& seeds);
 
 /// An npz's arrays as tensors (name → tensor); `field` names the input in messages.
 std::map<std::string, torch::Tensor> read_arrays(const std::string& path, const char* field);

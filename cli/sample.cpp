@@ -35,26 +35,6 @@ struct SampleOptions {
   bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
 };
 
-torch::Tensor labels_for(const SampleOptions& o, const ModelMetadata& m, const std::vector<uint64_t>& seeds) {
-  if (o.label.empty()) return {};
-  if (m.num_classes == 0) fail("--class needs a class-conditional model; ", o.model.model, " has num_classes 0");
-  std::vector<int64_t> labels;
-  for (uint64_t seed : seeds) {
-    if (o.label == "random") {
-      labels.push_back(static_cast<int64_t>(seed % static_cast<uint64_t>(m.num_classes)));
-    } else {
-      try {
-        size_t pos = 0;
-        labels.push_back(std::stoll(o.label, &pos));
-        if (pos != o.label.size()) throw std::invalid_argument("trailing");
-      } catch (const std::exception&) {
-        fail("--class '", o.label, "' is not an integer or 'random'");
-      }
-    }
-  }
-  return torch::tensor(labels, torch::kLong);
-}
-
 std::string seed_name(uint64_t seed) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "seed%06llu.png", static_cast<unsigned long long>(seed));
@@ -157,7 +137,7 @@ void run(const SampleOptions& o) {
   job.seeds = seeds;
   job.batch = o.batch;
   job.device = model->device();
-  job.labels = labels_for(o, meta, seeds);
+  job.labels = class_labels(o.label, *model, seeds);
   job.guidance = o.guidance;
   // Conditioning and guidance inputs, checked here before any network call or output.
   o.cond.apply(*model, job, static_cast<int64_t>(all_seeds.size()), shard_begin, shard_end);

@@ -3,12 +3,12 @@
 // a killed search resumes from OUT.parts (the job layer's chunk store).
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <utility>
 
 #include "cli/common.h"
+#include "cli/cond_options.h"
 #include "cli/job_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/error.h"
@@ -24,6 +24,9 @@ namespace {
 
 struct Options {
   ModelOptions model;
+  CondOptions cond;
+  std::string label;  // --class
+  double guidance = 1.0;
   std::string method = "gits", sampler = "ipndm", sampler_args, teacher = "ipndm:60", grid = "karras", grid_args, out,
               metric = "dev";
   std::string final;
@@ -36,17 +39,6 @@ struct Options {
   double lr = 0.02, ball = -1, shift_lr = -1;
   bool json = false, overwrite = false;
 };
-
-std::string shortest(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  for (int digits = 1; digits <= 17; ++digits) {  // the shortest form that reads back as v
-    char b[32];
-    std::snprintf(b, sizeof b, "%.*g", digits, v);
-    if (std::strtod(b, nullptr) == v) return b;
-  }
-  return buf;
-}
 
 /// The teacher of --teacher SAMPLER:STEPS and its step count.
 std::pair<std::unique_ptr<Sampler>, int> parse_teacher(const std::string& text) {
@@ -79,6 +71,48 @@ class PhaseProgress {
   std::unique_ptr<Progress> bar_;
 };
 
+/// The conditioning of `n` search samples (seeds seed, seed + 1, …): what `sample --seeds` gives its
+/// k-th sample, checked here. A conditional model without --cond uses its unconditional input.
+SampleJob search_conditioning(const Options& o, const Model& model, int64_t n) {
+  SampleJob job;
+  for (int64_t k = 0; k < n; ++k) job.seeds.push_back(o.seed + static_cast<uint64_t>(k));
+  job.guidance = o.guidance;
+  job.labels = class_labels(o.label, model, job.seeds);
+  if (o.cond.cond.empty()) {
+    const std::string note = use_unconditional_input(
+        model, job,
+        o.cond.uncond.empty() ? std::map<std::string, torch::Tensor>{} : read_arrays(o.cond.uncond, "uncond"));
+    if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
+  }
+  o.cond.apply(model, job, n, 0, n);
+  return job;
+}
+
+/// The schedule file's record of the samples' conditioning (nothing for an unconditional search).
+void record_conditioning(ScheduleFile& f, const SampleJob& job) {
+  const io::Settings c = jobs::search_conditioning_settings(job);
+  f.settings.insert(f.settings.end(), c.begin(), c.end());
+}
+
+/// The --json summary: what both methods report, with `extra`.
+void print_summary(const Options& o, const Model& model, const ScheduleFile& f, int steps,
+                   const std::vector<double>& sigmas, const nlohmann::json& extra,
+                   std::chrono::steady_clock::time_point start) {
+  nlohmann::json doc = {{"command", "search-schedule"},
+                        {"method", o.method},
+                        {"model", model.name()},
+                        {"sampler", f.sampler},
+                        {"nfe", f.nfe},
+                        {"steps", steps},
+                        {"sigmas", sigmas},
+                        {"cond", o.cond.cond},
+                        {"guidance", o.guidance},
+                        {"out", o.out}};
+  doc.update(extra);
+  doc["wall_seconds"] = seconds_since(start);
+  print_json(doc);
+}
+
 std::string grid_text(const std::vector<double>& sigmas) {
   std::string out;
   for (double s : sigmas) out += (out.empty() ? "" : ", ") + std::to_string(s);
@@ -106,6 +140,7 @@ void run_gits(const Options& o, std::chrono::steady_clock::time_point start) {
   g.metric = metric;
   g.coeff = o.coeff;
   g.student_step = o.student_step;
+  g.conditioning = search_conditioning(o, *model, o.warmup);
   // Finished warm-up batches are kept in OUT.parts: the same command after a kill continues.
   io::ChunkStore store(jobs::chunk_folder(o.out), jobs::gits_settings(*model, *student, o.sampler_args, *teacher, g),
                        o.overwrite, "--out");
@@ -124,25 +159,17 @@ void run_gits(const Options& o, std::chrono::steady_clock::time_point start) {
   f.nfe = student->nfe(steps);
   f.teacher = o.teacher + " on " + o.grid + (o.grid_args.empty() ? "" : ":" + o.grid_args) +
               (o.teacher_substeps > 1 ? " x" + std::to_string(o.teacher_substeps) : "") + ", metric " + o.metric +
-              ", coeff " + shortest(o.coeff) + (o.student_step ? ", student steps" : "");
+              ", coeff " + jobs::exact(o.coeff) + (o.student_step ? ", student steps" : "");
   f.warmup = o.warmup;
   f.seed = o.seed;
   f.cost = r.cost;
+  record_conditioning(f, g.conditioning);
   save_schedule_file(o.out, f);
   store.remove();  // the file is written: nothing left to resume
   if (o.json)
-    return print_json({{"command", "search-schedule"},
-                       {"method", o.method},
-                       {"model", model->name()},
-                       {"sampler", f.sampler},
-                       {"nfe", f.nfe},
-                       {"steps", steps},
-                       {"sigmas", r.sigmas},
-                       {"candidate_indices", r.indices},
-                       {"cost", r.cost},
-                       {"resumed_batches", store.loaded()},
-                       {"out", o.out},
-                       {"wall_seconds", seconds_since(start)}});
+    return print_summary(o, *model, f, steps, r.sigmas,
+                         {{"candidate_indices", r.indices}, {"cost", r.cost}, {"resumed_batches", store.loaded()}},
+                         start);
   std::printf("%s NFE %lld: sigmas %s (cost %.6g)\nwrote %s (use: --schedule file:%s)\n", f.sampler.c_str(),
               static_cast<long long>(f.nfe), grid_text(r.sigmas).c_str(), r.cost, o.out.c_str(), o.out.c_str());
 }
@@ -171,6 +198,7 @@ void run_ld3(const Options& o, std::chrono::steady_clock::time_point start) {
   l.shift_lr = o.shift_lr;
   l.validate_every = o.validate_every;
   l.teacher_batch = o.batch;
+  l.conditioning = search_conditioning(o, *model, o.warmup + o.valid);  // training, then validation seeds
   // Teacher blocks and checkpoints (every --validate-every steps) are kept in OUT.parts.
   io::ChunkStore store(jobs::chunk_folder(o.out), jobs::ld3_settings(*model, student, *teacher, l), o.overwrite,
                        "--out");
@@ -196,8 +224,7 @@ void run_ld3(const Options& o, std::chrono::steady_clock::time_point start) {
   f.warmup = o.warmup;
   f.seed = o.seed;
   f.cost = r.valid_loss;
-  char buf[32];
-  auto exact = [&](double v) { return std::snprintf(buf, sizeof buf, "%.17g", v), std::string(buf); };
+  using jobs::exact;
   f.settings = {{"final", final_step_name(final)},
                 {"valid", std::to_string(o.valid)},
                 {"iterations", std::to_string(o.iterations)},
@@ -208,24 +235,18 @@ void run_ld3(const Options& o, std::chrono::steady_clock::time_point start) {
                 {"validate_every", std::to_string(o.validate_every)},
                 {"best_iteration", std::to_string(r.best_iteration)},
                 {"initial_valid_loss", exact(r.initial_valid_loss)}};
+  record_conditioning(f, l.conditioning);
   save_schedule_file(o.out, f);
   store.remove();  // the file is written: nothing left to resume
   if (o.json)
-    return print_json({{"command", "search-schedule"},
-                       {"method", o.method},
-                       {"model", model->name()},
-                       {"sampler", f.sampler},
-                       {"nfe", f.nfe},
-                       {"steps", steps},
-                       {"final", final_step_name(final)},
-                       {"sigmas", sigmas},
-                       {"initial_sigmas", r.initial_sigmas},
-                       {"valid_loss", r.valid_loss},
-                       {"initial_valid_loss", r.initial_valid_loss},
-                       {"best_iteration", r.best_iteration},
-                       {"resumed_chunks", r.resumed},
-                       {"out", o.out},
-                       {"wall_seconds", seconds_since(start)}});
+    return print_summary(o, *model, f, steps, sigmas,
+                         {{"final", final_step_name(final)},
+                          {"initial_sigmas", r.initial_sigmas},
+                          {"valid_loss", r.valid_loss},
+                          {"initial_valid_loss", r.initial_valid_loss},
+                          {"best_iteration", r.best_iteration},
+                          {"resumed_chunks", r.resumed}},
+                         start);
   std::printf(
       "%s NFE %lld: sigmas %s (validation loss %.6g, initial %.6g, best at step %d)\nwrote %s (use: "
       "--schedule file:%s%s)\n",
@@ -247,6 +268,10 @@ void register_search_schedule(CLI::App& app) {
       "search-schedule", "search a sigma grid for one model, solver and NFE (GITS or LD3) and write a schedule file");
   static Options o;
   o.model.add(*sub);
+  o.cond.add(*sub, /*outputs=*/false);
+  sub->add_option("--class", o.label, "class label for every warm-up sample, or 'random' (seed mod num_classes)");
+  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w of teacher and student (as sample)")
+      ->capture_default_str();
   sub->add_option("--method", o.method, "gits | ld3")->capture_default_str();
   sub->add_option("--sampler", o.sampler, "the student solver the grid is for (ld3: euler, ipndm, dpmpp_2m, unipc)")
       ->capture_default_str();

@@ -26,10 +26,15 @@ io::Settings conditioning_settings(const SampleJob& job) {
                                exact_list({job.guidance, job.guidance_lo, job.guidance_hi, job.guidance_rescale})}};
 }
 
+std::string exact(double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", value);
+  return buf;
+}
+
 std::string exact_list(const std::vector<double>& values) {
   std::string out;
-  char buf[32];
-  for (double v : values) std::snprintf(buf, sizeof buf, "%.17g,", v), out += buf;
+  for (double v : values) out += exact(v) + ",";
   return out;
 }
 

@@ -1,20 +1,34 @@
 // What identifies a schedule search's run (its resume manifest): include/scoreflow/jobs.h.
-#include <cstdio>
+#include <string>
 
 #include "scoreflow/jobs.h"
 
 namespace scoreflow::jobs {
 namespace {
 
-std::string exact(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
-}
-
 std::string named(const std::string& name, const std::string& args) { return args.empty() ? name : name + ":" + args; }
 
+/// "N entries, fnv1a64:…" of an integer list, in order.
+std::string list_fingerprint(const std::vector<int64_t>& values) {
+  std::string text;
+  for (int64_t v : values) text += std::to_string(v) + ",";
+  return std::to_string(values.size()) + " entries, " + io::hash_text(text);
+}
+
 }  // namespace
+
+io::Settings search_conditioning_settings(const SampleJob& c) {
+  io::Settings s = conditioning_settings(c);  // tables by content, guidance settings (when tables)
+  if (!c.cond.empty()) s.push_back({"cond rows", list_fingerprint(c.cond_rows)});
+  if (c.labels.defined()) {
+    const torch::Tensor labels = c.labels.to(torch::kCPU, torch::kLong).contiguous();
+    s.push_back(
+        {"labels", list_fingerprint({labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel()})});
+  }
+  // conditioning_settings records the weight only along with tables; class guidance has none.
+  if (c.guidance != 1.0 && c.cond.empty()) s.push_back({"guidance", exact(c.guidance)});
+  return s;
+}
 
 io::Settings gits_settings(const Model& model, const Sampler& student, const std::string& student_args,
                            const Sampler& teacher, const GitsOptions& o) {
@@ -31,6 +45,8 @@ io::Settings gits_settings(const Model& model, const Sampler& student, const std
                      {"metric", gits_metric_name(o.metric)},
                      // Not `coeff`: it weighs only the DP over the memoised sums, so a resume may change it.
                      {"student step", o.student_step ? "true" : "false"}});
+  const io::Settings conditioning = search_conditioning_settings(o.conditioning);
+  s.insert(s.end(), conditioning.begin(), conditioning.end());
   return s;
 }
 
@@ -53,6 +69,8 @@ io::Settings ld3_settings(const Model& model, const Ld3Student& student, const S
                      {"validate every", std::to_string(o.validate_every)},
                      {"teacher batch", std::to_string(o.teacher_batch)},
                      {"dtype", c10::toString(o.dtype)}});
+  const io::Settings conditioning = search_conditioning_settings(o.conditioning);
+  s.insert(s.end(), conditioning.begin(), conditioning.end());
   return s;
 }
 

@@ -73,6 +73,11 @@ analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, co
   if (o.teacher_substeps < 1) fail("GITS: teacher_substeps must be >= 1, got ", o.teacher_substeps);
   const int64_t M = static_cast<int64_t>(c.size()) - 1;  // candidate M is σ = 0
   const ModelMetadata& meta = model->metadata();
+  // The warm-up samples' conditioning, checked before any network call (and before the memo).
+  SampleJob job = o.conditioning;
+  job.seeds.clear();
+  for (int64_t s = 0; s < o.warmup; ++s) job.seeds.push_back(o.seed + static_cast<uint64_t>(s));
+  check_job_conditioning(*model, job);
   torch::NoGradGuard no_grad;
   std::vector<double> sum(static_cast<size_t>((M + 1) * (M + 1)), 0.0);
   for (int64_t begin = 0; begin < o.warmup; begin += o.batch) {
@@ -80,10 +85,8 @@ analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, co
     // One batch's cost sums (float64, exact through the memo), added in batch order: a resumed run
     // adds what an uninterrupted one adds.
     const torch::Tensor batch_sum = io::memoize(memo, "gits-batch-" + std::to_string(begin), [&] {
-      std::vector<uint64_t> seeds;
-      for (int64_t s = begin; s < end; ++s) seeds.push_back(o.seed + static_cast<uint64_t>(s));
-      NoiseSource noise(seeds);
-      Denoiser denoise(model);
+      NoiseSource noise(std::vector<uint64_t>(job.seeds.begin() + begin, job.seeds.begin() + end));
+      Denoiser denoise(model, batch_conditioning(job, begin, end - begin, model->device()));
       // Teacher trajectory: its state at every candidate.
       std::vector<torch::Tensor> x(static_cast<size_t>(M + 1));
       x[0] = (noise.randn(meta.shape) * c[0]).to(model->device(), o.dtype);

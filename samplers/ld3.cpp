@@ -136,6 +136,10 @@ Ld3Result search_ld3(std::shared_ptr<const Model> model, const Ld3Student& stude
   std::vector<uint64_t> seeds;
   for (int64_t i = 0; i < total; ++i) seeds.push_back(o.seed + static_cast<uint64_t>(i));
   const torch::Tensor eps = NoiseSource(seeds).randn(meta.shape).to(o.dtype);
+  // Their conditioning (training then validation samples), checked before any network call.
+  SampleJob job = o.conditioning;
+  job.seeds = seeds;
+  check_job_conditioning(*model, job);
 
   Ld3Result result;
   // Teacher targets x*(ε) [T + V, ...shape] on the model's device, computed (or loaded) on first use.
@@ -150,7 +154,7 @@ Ld3Result search_ld3(std::shared_ptr<const Model> model, const Ld3Student& stude
                          computed = true;
                          torch::NoGradGuard no_grad;
                          NoiseSource noise(std::vector<uint64_t>(seeds.begin() + begin, seeds.begin() + end));
-                         Denoiser denoise(model);
+                         Denoiser denoise(model, batch_conditioning(job, begin, end - begin, device));
                          const torch::Tensor x = (eps.narrow(0, begin, end - begin) * sigma_max).to(device);
                          torch::Tensor out = teacher.sample(denoise, x, teacher_grid, noise);
                          denoise.check_finite();
@@ -171,7 +175,7 @@ Ld3Result search_ld3(std::shared_ptr<const Model> model, const Ld3Student& stude
     double sum = 0;
     for (int64_t begin = T; begin < total; begin += o.teacher_batch) {
       const int64_t n = std::min<int64_t>(total - begin, o.teacher_batch);
-      Denoiser denoise(model);
+      Denoiser denoise(model, batch_conditioning(job, begin, n, device));
       const torch::Tensor out = student.sample(denoise, (eps.narrow(0, begin, n) * sigma_max).to(device), grid);
       denoise.check_finite();
       sum += per_sample_mse(out, y.narrow(0, begin, n)).sum().item<double>();
@@ -238,7 +242,8 @@ Ld3Result search_ld3(std::shared_ptr<const Model> model, const Ld3Student& stude
     const torch::Tensor e0 = eps.index_select(0, idx).to(device);
     torch::Tensor e = (ball > 0 ? shifted.index_select(0, idx).to(device) : e0).clone();
     if (ball > 0) e.requires_grad_(true);
-    Denoiser denoise(model);
+    const Conditioning conditioning = samples_conditioning(job, pick, device);
+    Denoiser denoise(model, conditioning);
     const torch::Tensor per =
         per_sample_mse(student.sample(denoise, e * sigma_max, ld3_grid(xi, sigma_max, sigma_min, o.final)), target);
     adam.zero_grad();
@@ -256,7 +261,7 @@ Ld3Result search_ld3(std::shared_ptr<const Model> model, const Ld3Student& stude
       const torch::Tensor norm = delta.flatten(1).norm(2, 1).to(torch::kFloat64);
       const torch::Tensor scale = (ball / norm.clamp_min(1e-300)).clamp_max(1.0).to(e.scalar_type()).reshape(column);
       const torch::Tensor moved = e0 + delta * scale;
-      Denoiser again(model);
+      Denoiser again(model, conditioning);
       const torch::Tensor moved_loss =
           per_sample_mse(student.sample(again, moved * sigma_max, ld3_grid(xi, sigma_max, sigma_min, o.final)), target);
       const torch::Tensor keep = (moved_loss < per.detach()).reshape(column);

@@ -70,6 +70,8 @@ void check_job_conditioning(const Model& model, const SampleJob& job) {
              c10::toString(m.conditions[k].dtype), ")");
     }
   };
+  if (job.labels.defined() && (job.labels.dim() != 1 || job.labels.size(0) != n))
+    fail(Field{"labels"}, " has shape ", job.labels.sizes(), " for ", n, " samples; expected [", n, "]");
   if (!job.cond.empty()) {
     check_tables(job.cond, "cond");
     if (static_cast<int64_t>(job.cond_rows.size()) != n)
@@ -127,6 +129,24 @@ Conditioning batch_conditioning(const SampleJob& job, int64_t begin, int64_t cou
     }
   }
   return cond;
+}
+
+Conditioning samples_conditioning(const SampleJob& job, const std::vector<int64_t>& samples,
+                                  const torch::Device& device) {
+  // The picked samples as a job of their own: the same tables and guidance, their rows and labels.
+  SampleJob picked = job;
+  picked.cond_rows.clear();
+  for (int64_t s : samples) {
+    if (!job.cond.empty()) {
+      if (s < 0 || s >= static_cast<int64_t>(job.cond_rows.size()))
+        fail(Field{"samples"}, " index ", s, " is outside the job's ", job.cond_rows.size(), " samples");
+      picked.cond_rows.push_back(job.cond_rows[static_cast<size_t>(s)]);
+    }
+    if (job.labels.defined() && (s < 0 || s >= job.labels.size(0)))
+      fail(Field{"samples"}, " index ", s, " is outside the job's ", job.labels.size(0), " labels");
+  }
+  if (job.labels.defined()) picked.labels = job.labels.index_select(0, torch::tensor(samples, torch::kLong));
+  return batch_conditioning(picked, 0, static_cast<int64_t>(samples.size()), device);
 }
 
 SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> model, const SampleJob& job,

@@ -96,7 +96,9 @@ io::Settings model_settings(const Model& model);
 /// older records still match (the caller records the guidance weight and labels).
 io::Settings conditioning_settings(const SampleJob& job);
 
-/// "%.17g" values joined by commas (grids and noise levels, exact).
+/// "%.17g": a double that reads back exactly (settings, records, schedule files).
+std::string exact(double value);
+/// exact() values joined by commas (grids and noise levels).
 std::string exact_list(const std::vector<double>& values);
 
 /// The folder holding the unfinished chunks of a job whose output is `output` (a file or a
@@ -109,12 +111,19 @@ void note_resumed(const std::string& dir, int64_t count, const char* what);
 // ---- schedule searches ---------------------------------------------------------------------------
 
 /// The resume manifest of search_gits: model_settings and every option that changes its result
-/// (`student_args` as given to make_sampler).
+/// (`student_args` as given to make_sampler), the samples' conditioning included (its tables by
+/// content, rows, labels and guidance, as search_conditioning_settings gives them).
 io::Settings gits_settings(const Model& model, const Sampler& student, const std::string& student_args,
                            const Sampler& teacher, const GitsOptions& options);
-/// The resume manifest of search_ld3.
+/// The resume manifest of search_ld3 (with its samples' conditioning, as gits_settings).
 io::Settings ld3_settings(const Model& model, const Ld3Student& student, const Sampler& teacher,
                           const Ld3Options& options);
+
+/// What a search's conditioning (GitsOptions/Ld3Options::conditioning) adds to its manifest:
+/// conditioning_settings, and "cond rows", "labels" and "guidance" (hashes of the per-sample lists,
+/// the weight) when there are any. Nothing for an unconditional search with guidance 1, so that
+/// the manifests of searches made before conditioning existed still match.
+io::Settings search_conditioning_settings(const SampleJob& conditioning);
 
 // ---- resumable chunked sampling ------------------------------------------------------------------
 

@@ -18,6 +18,7 @@
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/final_step.h"
 #include "scoreflow/model.h"
+#include "scoreflow/run.h"
 #include "scoreflow/sampler.h"
 
 namespace scoreflow {
@@ -73,6 +74,11 @@ struct Ld3Options {
   int validate_every = 10;                    ///< validation (and a resumable checkpoint) every this many steps
   int teacher_batch = 256;                    ///< samples per denoiser call for the teacher and validation
   torch::ScalarType dtype = torch::kFloat32;  ///< the state's dtype
+  /// The samples' conditioning, as GitsOptions::conditioning: one `labels`/`cond_rows` entry per
+  /// sample, training samples 0 … T − 1 first, then the validation samples T … T + V − 1 (seeds
+  /// seed + k throughout); the teacher targets, the student in training (each minibatch's own
+  /// rows) and in validation all see their samples' Conditioning.
+  SampleJob conditioning;
 };
 
 struct Ld3Result {

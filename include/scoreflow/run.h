@@ -55,7 +55,8 @@ void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<i
 /// Samples `job.seeds` with `sampler`. Sample i starts from σ_0·ε_i, ε_i drawn from the generator
 /// seeded by seeds[i] (or job.init_noise[i]); later noise draws come from the same generator.
 /// Checks the job's conditioning against the model before any network call: tables present exactly
-/// when the model declares conditions, one row index per seed inside the tables, guidance settings
+/// when the model declares conditions, one row index (and one label, when labels are given) per seed
+/// inside the tables, guidance settings
 /// (interval lo <= hi, rescale in [0, 1]) and an unconditional source when guidance needs one.
 void check_job_conditioning(const Model& model, const SampleJob& job);
 /// For a conditional model sampled without conditions (job.cond empty): every seed gets the
@@ -66,6 +67,11 @@ std::string use_unconditional_input(const Model& model, SampleJob& job,
                                     const std::map<std::string, torch::Tensor>& uncond = {});
 /// The Conditioning of samples [begin, begin + count) of `job` on `device`.
 Conditioning batch_conditioning(const SampleJob& job, int64_t begin, int64_t count, const torch::Device& device);
+/// The Conditioning of the samples `samples` of `job` (indices into its seeds, in any order, e.g. a
+/// random minibatch) on `device`: sample k of the batch gets the labels and rows of job sample
+/// samples[k]. Throws Error naming the field `samples` for an index outside the job.
+Conditioning samples_conditioning(const SampleJob& job, const std::vector<int64_t>& samples,
+                                  const torch::Device& device);
 
 SampleResult run_sampler(const Sampler& sampler, std::shared_ptr<const Model> model, const SampleJob& job,
                          const BatchCallback& on_batch = {}, const StepCallback& on_step = {});

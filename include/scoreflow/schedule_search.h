@@ -15,6 +15,7 @@
 #include "scoreflow/analytic_dpm.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/model.h"
+#include "scoreflow/run.h"
 #include "scoreflow/sampler.h"
 
 namespace scoreflow {
@@ -46,6 +47,13 @@ struct GitsOptions {
   /// false (the authors' code): the cost of i → j is one Euler step with the teacher's derivative at
   /// x_i, for every student. true: the student's own one-step `sample` over {σ_i, σ_j}.
   bool student_step = false;
+  /// The warm-up samples' conditioning, as a sampling job gives it (docs/design.md §3): `labels`
+  /// and `cond_rows` hold one entry per warm-up sample (sample k, seed seed + k, uses entry k, as
+  /// `sample` gives its k-th seed), with `cond`, `uncond`, `guidance` and the guidance interval and
+  /// rescale. Only those fields are read. Empty (the default) for a model without conditions; a
+  /// conditional model needs its tables (e.g. use_unconditional_input). Checked (check_job_conditioning)
+  /// before any network call; every denoiser the search builds gets its samples' Conditioning.
+  SampleJob conditioning;
 };
 
 /// (finished warm-up samples, total) after each batch.
