@@ -24,10 +24,12 @@ struct DtypeInfo {
   const char* descr;
   size_t itemsize;
   torch::ScalarType scalar;
+  const char* name;  ///< numpy's name
 };
 const DtypeInfo kDtypes[] = {
-    {"<f4", 4, torch::kFloat}, {"<f8", 8, torch::kDouble}, {"<f2", 2, torch::kHalf}, {"|u1", 1, torch::kByte},
-    {"|i1", 1, torch::kChar},  {"<i4", 4, torch::kInt},    {"<i8", 8, torch::kLong}, {"|b1", 1, torch::kBool},
+    {"<f4", 4, torch::kFloat, "float32"}, {"<f8", 8, torch::kDouble, "float64"}, {"<f2", 2, torch::kHalf, "float16"},
+    {"|u1", 1, torch::kByte, "uint8"},    {"|i1", 1, torch::kChar, "int8"},      {"<i4", 4, torch::kInt, "int32"},
+    {"<i8", 8, torch::kLong, "int64"},    {"|b1", 1, torch::kBool, "bool"},
 };
 
 std::string supported_list() {
@@ -119,6 +121,12 @@ std::string canonical_descr(std::string descr, const std::string& what) {
 }
 
 }  // namespace
+
+std::string numpy_dtype_name(torch::ScalarType t) {
+  for (const auto& d : kDtypes)
+    if (d.scalar == t) return d.name;
+  return t == torch::kShort ? "int16" : c10::toString(t);
+}
 
 size_t npy_itemsize(const std::string& dtype, const std::string& what) {
   const DtypeInfo* d = find_dtype(dtype);

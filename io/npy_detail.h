@@ -8,6 +8,8 @@
 
 namespace scoreflow::io {
 
+/// numpy's name of a dtype ("float32", "int64", …; c10's name for a type numpy lacks), for messages.
+std::string numpy_dtype_name(torch::ScalarType t);
 /// Bytes per element of a canonical dtype string; throws Error naming `what` otherwise.
 size_t npy_itemsize(const std::string& dtype, const std::string& what);
 /// Product of `shape`, refusing negative or overflowing dimensions.

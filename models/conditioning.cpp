@@ -7,37 +7,13 @@
 #include <set>
 #include <sstream>
 
+#include "io/npy_detail.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fingerprint.h"
 #include "scoreflow/npy.h"
 
 namespace scoreflow {
 namespace {
-
-std::string numpy_name(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat32:
-      return "float32";
-    case torch::kFloat64:
-      return "float64";
-    case torch::kHalf:
-      return "float16";
-    case torch::kByte:
-      return "uint8";
-    case torch::kChar:
-      return "int8";
-    case torch::kShort:
-      return "int16";
-    case torch::kInt:
-      return "int32";
-    case torch::kLong:
-      return "int64";
-    case torch::kBool:
-      return "bool";
-    default:
-      return c10::toString(t);
-  }
-}
 
 bool is_integer(torch::ScalarType t) {
   return t == torch::kByte || t == torch::kChar || t == torch::kShort || t == torch::kInt || t == torch::kLong;
@@ -72,7 +48,8 @@ ConditionTables check_condition_tables(const std::vector<ConditionSpec>& specs,
     auto it = arrays.find(spec.name);
     const std::string want = table_shape_text(spec);
     if (it == arrays.end())
-      fail(Field{field}, " has no array '", spec.name, "'; expected shape ", want, " (", numpy_name(spec.dtype), ")");
+      fail(Field{field}, " has no array '", spec.name, "'; expected shape ", want, " (",
+           io::numpy_dtype_name(spec.dtype), ")");
     const torch::Tensor& a = it->second;
     const bool shape_ok =
         a.dim() == static_cast<int64_t>(spec.shape.size()) + 1 && a.sizes().slice(1) == c10::IntArrayRef(spec.shape);
@@ -84,16 +61,16 @@ ConditionTables check_condition_tables(const std::vector<ConditionSpec>& specs,
     torch::Tensor v;
     if (spec.dtype == torch::kFloat32) {
       if (!a.is_floating_point())
-        fail(Field{field}, " array '", spec.name, "' has dtype ", numpy_name(t), "; the input takes float32 (shape ",
-             want, "; float16/float64 are converted)");
+        fail(Field{field}, " array '", spec.name, "' has dtype ", io::numpy_dtype_name(t),
+             "; the input takes float32 (shape ", want, "; float16/float64 are converted)");
       v = a.to(torch::kFloat32);
       if (!torch::isfinite(a.to(torch::kFloat64)).all().item<bool>() || !torch::isfinite(v).all().item<bool>())
         fail(Field{field}, " array '", spec.name,
              "' has NaN or Inf values (or values beyond float32); expected finite ", want);
     } else {
       if (!is_integer(t))
-        fail(Field{field}, " array '", spec.name, "' has dtype ", numpy_name(t), "; the input takes ",
-             numpy_name(spec.dtype), " (shape ", want, "; integer arrays only)");
+        fail(Field{field}, " array '", spec.name, "' has dtype ", io::numpy_dtype_name(t), "; the input takes ",
+             io::numpy_dtype_name(spec.dtype), " (shape ", want, "; integer arrays only)");
       v = a.to(torch::kLong);
       if (spec.dtype == torch::kInt && v.numel() > 0 &&
           (v.min().item<int64_t>() < INT32_MIN || v.max().item<int64_t>() > INT32_MAX))

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "io/npy_detail.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow {
@@ -13,31 +14,9 @@ void check_final_grid(const Sampler& sampler, const std::vector<double>& sigmas,
          sigmas.back());
 }
 
-namespace {
-/// numpy's names for the integer types (c10 calls int64 "Long").
-std::string dtype_name(torch::ScalarType t) {
-  switch (t) {
-    case torch::kByte:
-      return "uint8";
-    case torch::kChar:
-      return "int8";
-    case torch::kShort:
-      return "int16";
-    case torch::kInt:
-      return "int32";
-    case torch::kLong:
-      return "int64";
-    case torch::kBool:
-      return "bool";
-    default:
-      return c10::toString(t);
-  }
-}
-}  // namespace
-
 void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<int64_t>& shape) {
   if (!noise.is_floating_point())
-    fail(Field{"init_noise"}, " has dtype ", dtype_name(noise.scalar_type()),
+    fail(Field{"init_noise"}, " has dtype ", io::numpy_dtype_name(noise.scalar_type()),
          "; initial noise must be floating point (float32/float64 standard normal draws)");
   std::vector<int64_t> want{n};
   want.insert(want.end(), shape.begin(), shape.end());
