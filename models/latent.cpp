@@ -188,9 +188,6 @@ std::unique_ptr<io::Dataset> open_model_dataset(const std::string& path, std::sh
   const ModelMetadata& meta = model->metadata();
   const bool encode = !meta.encoder.empty();
   if (encode && options.encode_batch < 1) fail(Field{"encode_batch"}, " must be >= 1, got ", options.encode_batch);
-  if (encode && !meta.decoder)
-    fail("model ", model->name(), ": metadata 'encoder' needs 'decoder' too (its image_shape and image_range say ",
-         "how to read the images that are encoded)");
   const ModelMetadata like = encode ? ImageDecoder::for_model(model).image_metadata(meta) : meta;
   io::DatasetOptions o = io::dataset_options(like);  // shape, range and data_prep
   o.resize = options.resize;

@@ -386,6 +386,9 @@ ModelMetadata resolve_metadata(const std::string& archive_json, const std::strin
       fail("metadata field 'encoder' must be {\"method\": NAME}, got ", e.dump());
     m.encoder = string_field(e.at("method"), "encoder.method");
     if (m.encoder.empty()) fail("metadata field 'encoder.method' must name a TorchScript method, got \"\"");
+    if (!m.decoder)
+      fail("metadata field 'encoder' needs 'decoder' too (its image_shape and image_range say how to read the images ",
+           "that are encoded)");
   }
   const bool discrete_time = m.time_input == TimeInput::Index || m.time_input == TimeInput::IndexQuantized ||
                              m.time_input == TimeInput::DpmSolver;

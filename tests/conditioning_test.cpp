@@ -113,6 +113,8 @@ TEST(Conditioning, MetadataDeclaresInputsInOrder) {
         resolve_metadata(base + R"("decoder":{"method":"decode","scale":0,"image_shape":[3,4,4]}})", "", {}, "m");
       },
       {"decoder.scale", "non-zero"});
+  expect_error([&] { resolve_metadata(base + R"("encoder":{"method":"encode"}})", "", {}, "m"); },
+               {"'encoder' needs 'decoder'", "image_shape"});
   // forward must take the declared conditions after (x, t[, y]).
   expect_error(
       [&] {
