@@ -13,11 +13,14 @@ namespace {
 
 torch::Tensor rowdot(const torch::Tensor& a, const torch::Tensor& b) { return (a * b).flatten(1).sum(1); }
 
-/// Each row scaled to unit norm (rows of zeros stay zero).
+/// Each row scaled to unit norm; rows of zeros stay zero. (Not a clamp of the norm at a tiny value:
+/// in float32 1e-300 is 0, and the exact zero rows a linear denoiser gives the shifted iteration
+/// became 0/0 = NaN.)
 torch::Tensor normalise(const torch::Tensor& v) {
   std::vector<int64_t> shape(v.dim(), 1);
   shape[0] = v.size(0);
-  return v / v.flatten(1).norm(2, 1).clamp_min(1e-300).reshape(shape);
+  const torch::Tensor n = v.flatten(1).norm(2, 1).reshape(shape);
+  return torch::where(n > 0, v / n, torch::zeros_like(v));
 }
 
 torch::Tensor per_row(const torch::Tensor& s, const torch::Tensor& like) {

@@ -63,6 +63,22 @@ TEST(Lipschitz, NonSymmetricNetworkUsesTheSymmetricPart) {
   EXPECT_NEAR(j.spectral.max().item<double>(), spectral, 1e-3 * spectral);
 }
 
+TEST(Lipschitz, AScaledIdentityNetworkInFloat32GivesItsEigenvalueNotNaN) {
+  // D = c·x: the score Jacobian is (c − 1)/σ² · I, so the shifted second pass meets exact zero
+  // vectors; in float32 they once normalised to 0/0 = NaN. c = 1 (the identity) has score Jacobian 0.
+  for (double c : {0.5, 1.0}) {
+    auto model = open_model(linear_net(torch::eye(4, torch::kFloat64) * c, "lip_scaled.pt"));
+    for (double sigma : {0.5, 3.0}) {
+      auto j = eval::score_jacobian_extremes(*model, torch::randn({6, 4}), sigma, 10, 3);
+      const double want = (c - 1) / (sigma * sigma);
+      EXPECT_TRUE(torch::allclose(j.one_sided, torch::full({6}, want, torch::kFloat64), 1e-5, 1e-6))
+          << "c " << c << " sigma " << sigma << ": " << j.one_sided;
+      EXPECT_TRUE(torch::allclose(j.spectral, torch::full({6}, std::abs(want), torch::kFloat64), 1e-5, 1e-6))
+          << "c " << c << " sigma " << sigma << ": " << j.spectral;
+    }
+  }
+}
+
 TEST(Lipschitz, GaussianOracleScoreJacobianIsMinusIdentityOverTotalVariance) {
   auto model = open_model("builtin:gaussian:shape=3,std=2");  // score −x/(σ² + 4)
   auto j = eval::score_jacobian_extremes(*model, torch::randn({4, 3}, torch::kFloat64), 1.5, 20);
