@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <utility>
 
 #include "cli/common.h"
@@ -21,6 +22,13 @@
 
 namespace scoreflow::cli {
 namespace {
+
+/// A weight as a person writes it (1.15, not the exact 1.1499999999999999), for the file's description.
+std::string readable(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
 
 struct Options {
   ModelOptions model;
@@ -159,7 +167,7 @@ void run_gits(const Options& o, std::chrono::steady_clock::time_point start) {
   f.nfe = student->nfe(steps);
   f.teacher = o.teacher + " on " + o.grid + (o.grid_args.empty() ? "" : ":" + o.grid_args) +
               (o.teacher_substeps > 1 ? " x" + std::to_string(o.teacher_substeps) : "") + ", metric " + o.metric +
-              ", coeff " + jobs::exact(o.coeff) + (o.student_step ? ", student steps" : "");
+              ", coeff " + readable(o.coeff) + (o.student_step ? ", student steps" : "");
   f.warmup = o.warmup;
   f.seed = o.seed;
   f.cost = r.cost;
