@@ -19,6 +19,7 @@
 #include "scoreflow/schedule_search.h"
 #include "scoreflow/sigmas.h"
 #include "support/cli_run.h"
+#include "support/io_test_util.h"
 
 using namespace scoreflow;
 
@@ -131,15 +132,7 @@ double largest(const std::vector<double>& a) {
   return d;
 }
 
-template <typename Fn>
-void expect_error(Fn fn, const std::vector<std::string>& needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
-  }
-}
+using testing_io::expect_error;  // tests/support/io_test_util.h
 
 GitsOptions gits_options(const Model& model) {
   GitsOptions o;
