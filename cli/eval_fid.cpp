@@ -28,8 +28,9 @@ struct Options {
   std::string shard, devices;  // scoreflow/jobs.h
   CLI::Option* device_option = nullptr;
   int steps = -1, nfe = -1;
-  int64_t batch = 64, limit = 0, kid_subsets = 100, kid_subset_size = 1000, projections = 256;
-  bool kid = false, json = false, overwrite = false, force = false;
+  int64_t limit = 0;
+  jobs::FidOptions fid;  // --batch, --kid, --kid-subsets, --kid-subset-size, --projections
+  bool json = false, overwrite = false, force = false;
   bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
 };
 
@@ -64,10 +65,10 @@ Sampled sample_images(const Options& o, const std::vector<std::string>& devices,
   Sampled s;
   const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
   s.total = s.end = static_cast<int64_t>(seeds.size());
-  if (shard) std::tie(s.begin, s.end) = jobs::shard_range(s.total, o.batch, *shard);
+  if (shard) std::tie(s.begin, s.end) = jobs::shard_range(s.total, o.fid.batch, *shard);
   job.final = final;
   job.seeds.assign(seeds.begin() + s.begin, seeds.begin() + s.end);
-  job.batch = static_cast<int>(o.batch);
+  job.batch = static_cast<int>(o.fid.batch);
   job.device = model->device();
   job.guidance = o.guidance;
   o.cond.apply(*model, job, s.total, s.begin, s.end);
@@ -95,7 +96,7 @@ Sampled sample_images(const Options& o, const std::vector<std::string>& devices,
                                      {"sigmas", sigmas},
                                      {"final", final_step_name(final)},
                                      {"seeds", seeds_fingerprint(job.seeds)},
-                                     {"batch", std::to_string(o.batch)}});
+                                     {"batch", std::to_string(o.fid.batch)}});
     settings.insert(settings.end(), conditioning.begin(), conditioning.end());
     store = chunks_for(o.out, settings, o.overwrite, "--out");
   }
@@ -124,7 +125,7 @@ void run_shard(const Options& o, const jobs::Shard& shard, const std::vector<std
     fail("a sharded eval fid (", shard.label(), " from ", shard.source,
          "; --shard 0/1 turns it off) writes partial feature statistics: give --save-stats FILE.npz (shard files "
          "are named FILE.shard-i-of-n.npz; scoreflow merge combines them)");
-  if (o.kid) fail("--kid needs every feature row in one process; it cannot be sharded");
+  if (o.fid.kid) fail("--kid needs every feature row in one process; it cannot be sharded");
   if (samples_side && !o.ref_data.empty())
     fail(
         "a sharded eval fid splits the samples; give the reference as --ref STATS.npz (sharded: eval fid --ref-data "
@@ -135,7 +136,7 @@ void run_shard(const Options& o, const jobs::Shard& shard, const std::vector<std
   io::Settings settings = {{"features", o.features == "none" ? "none" : io::path_fingerprint(o.features)},
                            {"side", samples_side ? "samples" : "reference"},
                            {"data range", o.data_range},
-                           {"batch", std::to_string(o.batch)}};
+                           {"batch", std::to_string(o.fid.batch)}};
   Sampled x;
   if (!o.model.model.empty()) {
     std::optional<io::ChunkStore> no_store;
@@ -145,7 +146,7 @@ void run_shard(const Options& o, const jobs::Shard& shard, const std::vector<std
     const std::string& source = samples_side ? o.samples : o.ref_data;
     x.images = io::load_sample_rows(source, lo, hi, samples_side ? 0 : o.limit);
     x.lo = lo, x.hi = hi, x.total = x.images.size(0);
-    std::tie(x.begin, x.end) = jobs::shard_range(x.total, o.batch, shard);
+    std::tie(x.begin, x.end) = jobs::shard_range(x.total, o.fid.batch, shard);
     x.images = x.images.narrow(0, x.begin, x.end - x.begin);
     settings.insert(settings.end(), {{"data", io::path_fingerprint(source)}, {"limit", std::to_string(o.limit)}});
   }
@@ -153,7 +154,7 @@ void run_shard(const Options& o, const jobs::Shard& shard, const std::vector<std
                static_cast<long long>(x.begin), static_cast<long long>(x.end) - 1, static_cast<long long>(x.total));
   metrics::MomentAccumulator moments;
   if (x.images.defined() && x.images.size(0) > 0)
-    moments = jobs::extract_features(fx, x.images, x.lo, x.hi, o.batch, false, x.begin).moments;
+    moments = jobs::extract_features(fx, x.images, x.lo, x.hi, o.fid.batch, false, x.begin).moments;
   nlohmann::json record = jobs::shard_record("fid", shard, settings, x.begin, x.end, x.total);
   if (!o.ref.empty()) record["ref"] = {{"path", o.ref}, {"hash", io::hash_file(o.ref)}};
   jobs::write_fid_shard(path, moments, record);
@@ -176,7 +177,7 @@ void run(const Options& o) {
   if (o.ref.empty() && o.ref_data.empty()) fail("give the reference: --ref stats.npz or --ref-data DATASET");
   if (!have_model && o.samples.empty() && o.save_stats.empty())
     fail("nothing to compare: give --samples or --model (or --save-stats to only compute reference statistics)");
-  if (o.kid && o.ref_data.empty()) fail("--kid needs the reference features: use --ref-data, not --ref statistics");
+  if (o.fid.kid && o.ref_data.empty()) fail("--kid needs the reference features: use --ref-data, not --ref statistics");
   io::check_outputs({{"--save-stats", o.save_stats}, {"--out", o.out}});
   std::vector<double> range = parse_double_list(o.data_range, "--data-range");
   if (range.size() != 2 || !(range[1] > range[0]))
@@ -190,22 +191,16 @@ void run(const Options& o) {
     on.push_back(parse_device(d));
   if (shard.sharded()) return run_shard(o, shard, devices, on, lo, hi, start);
   const jobs::FeatureNetworks fx(o.features, on);
-  jobs::FidOptions fid;
-  fid.batch = o.batch;
-  fid.kid = o.kid;
-  fid.kid_options.subsets = o.kid_subsets;
-  fid.kid_options.subset_size = o.kid_subset_size;
-  fid.projections = o.projections;
   const jobs::FidReference ref =
       o.ref.empty() ? jobs::fid_reference_from_rows(fx, io::load_sample_rows(o.ref_data, lo, hi, o.limit), lo, hi,
-                                                    o.ref_data, fid)
+                                                    o.ref_data, o.fid)
                     : jobs::fid_reference_from_stats(o.ref);
   std::optional<io::ChunkStore> store;  // --out: OUT.parts, on one device or several
   Sampled x;
   x.lo = lo, x.hi = hi;
   if (have_model) x = sample_images(o, devices, nullptr, store);
   if (!o.samples.empty()) x.images = io::load_sample_rows(o.samples, lo, hi, 0);
-  const jobs::FidReport report = jobs::fid_report(fx, ref, x.images, x.lo, x.hi, fid);
+  const jobs::FidReport report = jobs::fid_report(fx, ref, x.images, x.lo, x.hi, o.fid);
   nlohmann::json doc = report.to_json(), outputs = nlohmann::json::object();
   if (!o.save_stats.empty()) {
     eval::save_feature_stats(o.save_stats, report.mu, report.sigma);
@@ -267,12 +262,13 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--limit", o.limit, "use the first N reference items (0: all)");
   sub->add_option("--save-stats", o.save_stats,
                   "write mu/sigma of the samples (or of --ref-data when no samples) to .npz");
-  sub->add_flag("--kid", o.kid, "also Kernel Inception Distance (needs --ref-data)");
-  sub->add_option("--kid-subsets", o.kid_subsets, "KID subsets")->capture_default_str();
-  sub->add_option("--kid-subset-size", o.kid_subset_size, "KID subset size (capped at the set sizes)")
+  sub->add_flag("--kid", o.fid.kid, "also Kernel Inception Distance (needs --ref-data)");
+  sub->add_option("--kid-subsets", o.fid.kid_options.subsets, "KID subsets")->capture_default_str();
+  sub->add_option("--kid-subset-size", o.fid.kid_options.subset_size, "KID subset size (capped at the set sizes)")
       ->capture_default_str();
-  sub->add_option("--projections", o.projections, "sliced-W2 directions (with --features none)")->capture_default_str();
-  sub->add_option("--batch", o.batch, "batch size")->capture_default_str();
+  sub->add_option("--projections", o.fid.projections, "sliced-W2 directions (with --features none)")
+      ->capture_default_str();
+  sub->add_option("--batch", o.fid.batch, "batch size")->capture_default_str();
   sub->add_flag("--json", o.json, "print one JSON document");
   sub->add_option("--shard", o.shard,
                   "i/n: feature sums of shard i of n (whole batches of the samples, or of --ref-data) into "
