@@ -180,6 +180,15 @@ TEST(Fid, DeferredNanChecksNameTheRowAndDimensionsMustAgree) {
               jobs::fid_report(cpu_identity(), ref, torch::randn({1, 3}), -1, 1, options);
             }).find("at least 2 samples"),
             std::string::npos);
+  options.kid = true;  // statistics hold no rows to draw KID subsets from
+  const std::string kid = error_of([&] {
+    jobs::fid_report(cpu_identity(), ref, torch::randn({10, 3}), -1, 1, options);
+  });
+  EXPECT_NE(kid.find("KID needs the reference features"), std::string::npos) << kid;
+  const std::string one = error_of([&] {
+    jobs::fid_reference_from_rows(cpu_identity(), torch::randn({1, 3}), -1, 1, "r", options);
+  });
+  EXPECT_NE(one.find("at least 2 reference items"), std::string::npos) << one;
 }
 
 TEST(SampleFiles, FloatPointsAsTheyAreAndUint8ImagesScaled) {
