@@ -115,11 +115,18 @@ Sampled sample_images(const Options& o, const std::vector<std::string>& devices,
   return s;
 }
 
+/// The feature network on each of --devices, or on --device.
+jobs::FeatureNetworks feature_networks(const Options& o, const std::vector<std::string>& devices) {
+  std::vector<torch::Device> on;
+  for (const std::string& d : devices.empty() ? std::vector<std::string>{o.model.device} : devices)
+    on.push_back(parse_device(d));
+  return jobs::FeatureNetworks(o.features, on);
+}
+
 /// --shard: feature sums of this shard's rows (whole batches) of the samples (from --model or
 /// --samples), or of --ref-data when there are no samples, written for scoreflow merge.
-void run_shard(const Options& o, const jobs::Shard& shard, const std::vector<std::string>& devices,
-               const std::vector<torch::Device>& on, double lo, double hi,
-               std::chrono::steady_clock::time_point start) {
+void run_shard(const Options& o, const jobs::Shard& shard, const std::vector<std::string>& devices, double lo,
+               double hi, std::chrono::steady_clock::time_point start) {
   const bool samples_side = !o.model.model.empty() || !o.samples.empty();
   if (o.save_stats.empty())
     fail("a sharded eval fid (", shard.label(), " from ", shard.source,
@@ -132,7 +139,7 @@ void run_shard(const Options& o, const jobs::Shard& shard, const std::vector<std
         "DATA --save-stats STATS.npz --shard i/n, then scoreflow merge)");
   const std::string path = jobs::shard_path(o.save_stats, shard);
   io::check_writable(path);
-  const jobs::FeatureNetworks fx(o.features, on);
+  const jobs::FeatureNetworks fx = feature_networks(o, devices);
   io::Settings settings = {{"features", o.features == "none" ? "none" : io::path_fingerprint(o.features)},
                            {"side", samples_side ? "samples" : "reference"},
                            {"data range", o.data_range},
@@ -186,11 +193,8 @@ void run(const Options& o) {
   const std::vector<std::string> devices = parse_devices(o.devices);
   if (!devices.empty() && o.device_option && o.device_option->count() > 0) fail("give --device or --devices, not both");
   const jobs::Shard shard = resolve_shard_flag(o.shard);
-  std::vector<torch::Device> on;
-  for (const std::string& d : devices.empty() ? std::vector<std::string>{o.model.device} : devices)
-    on.push_back(parse_device(d));
-  if (shard.sharded()) return run_shard(o, shard, devices, on, lo, hi, start);
-  const jobs::FeatureNetworks fx(o.features, on);
+  if (shard.sharded()) return run_shard(o, shard, devices, lo, hi, start);
+  const jobs::FeatureNetworks fx = feature_networks(o, devices);
   const jobs::FidReference ref =
       o.ref.empty() ? jobs::fid_reference_from_rows(fx, io::load_sample_rows(o.ref_data, lo, hi, o.limit), lo, hi,
                                                     o.ref_data, o.fid)
