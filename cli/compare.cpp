@@ -79,8 +79,8 @@ class Metric {
         torch::Tensor rows = eval::load_data_rows(o.ref_data, image);
         std::vector<int64_t> shape{rows.size(0)};
         shape.insert(shape.end(), image.shape.begin(), image.shape.end());
-        metrics::MomentAccumulator acc;
-        acc.add((*features_)(rows.reshape(shape).to(torch::kFloat32), image.data_min, image.data_max));
+        const metrics::MomentAccumulator acc =
+            feature_moments(rows.reshape(shape).to(torch::kFloat32), image.data_min, image.data_max);
         if (acc.count() < 2)
           fail("--ref-data ", o.ref_data, " has ", acc.count(), " items; a covariance needs at least 2");
         mu_ = acc.mean();
@@ -110,8 +110,8 @@ class Metric {
       return std::sqrt(std::max(0.0, metrics::gaussian_w2_squared(acc.mean(), acc.covariance(), mu_, cov_)));
     }
     // Image metrics see images: a latent model's samples go through its decoder.
-    metrics::MomentAccumulator acc;
-    acc.add((*features_)(decoder_.images(samples, o_.cond.decode_batch), decoder_.image_min(), decoder_.image_max()));
+    const metrics::MomentAccumulator acc =
+        feature_moments(decoder_.images(samples, o_.cond.decode_batch), decoder_.image_min(), decoder_.image_max());
     if (acc.dim() != mu_.size(0))
       fail("--ref statistics have dimension ", mu_.size(0), " but the features have ", acc.dim());
     return metrics::frechet_distance(acc.mean(), acc.covariance(), mu_, cov_);
@@ -120,6 +120,12 @@ class Metric {
   const std::string& label() const { return label_; }
 
  private:
+  /// Feature moments of x through eval fid's extraction (scoreflow/features.h), in one network
+  /// call as compare always made it.
+  metrics::MomentAccumulator feature_moments(const torch::Tensor& x, double lo, double hi) const {
+    return eval::extract_features(*features_, x, lo, hi, std::max<int64_t>(1, x.size(0)), false).moments;
+  }
+
   const Options& o_;
   std::shared_ptr<const Model> model_;
   const ImageDecoder& decoder_;

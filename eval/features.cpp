@@ -5,9 +5,11 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/prefetch.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
 #include "scoreflow/npy.h"
@@ -146,6 +148,41 @@ torch::Tensor FeatureExtractor::extract(const torch::Tensor& x_in, double lo, do
     features = features.to(torch::kFloat64);
   }
   return features;
+}
+
+FeatureSet extract_features(const FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch,
+                            bool keep_rows, int64_t first_row) {
+  FeatureSet set;
+  if (!x.defined() || x.size(0) == 0) return set;
+  io::RowPrefetcher rows(x, batch, fx.identity() ? x.device() : fx.device());
+  std::vector<torch::Tensor> finite, kept;  // kept: float64 features, never views of the prefetch buffers
+  auto check_batch = [&](int64_t b) {
+    const int64_t begin = rows.batch_begin(b), m = rows.batch_size(b);
+    fx(x.narrow(0, begin, m), lo, hi, first_row + begin);  // throws naming the row
+    fail(fx.identity() ? "samples" : "feature network '" + fx.path() + "' features", " hold NaN or Inf in rows ",
+         first_row + begin, "..", first_row + begin + m - 1, " (not reproduced when that batch was run again)");
+  };
+  std::chrono::steady_clock::time_point first_done;
+  for (int64_t b = 0; b < rows.batches(); ++b) {
+    torch::Tensor f = fx.extract(rows.get(b), lo, hi);
+    finite.push_back(torch::isfinite(f).all());
+    set.moments.add(f, /*check_finite=*/false);  // the flags below check the same rows
+    if (keep_rows) kept.push_back(f);
+    if (b == 0) {
+      if (!finite[0].item<bool>()) check_batch(0);
+      first_done = std::chrono::steady_clock::now();
+    } else {
+      set.steady_rows += f.size(0);
+    }
+  }
+  const torch::Tensor ok = torch::stack(finite).to(torch::kCPU);  // waits for every batch
+  if (set.steady_rows > 0)
+    set.steady_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - first_done).count();
+  const auto* flags = ok.data_ptr<bool>();
+  for (int64_t b = 0; b < ok.numel(); ++b)
+    if (!flags[b]) check_batch(b);
+  if (keep_rows) set.rows = torch::cat(kept);
+  return set;
 }
 
 void save_feature_stats(const std::string& path, const torch::Tensor& mu, const torch::Tensor& sigma) {

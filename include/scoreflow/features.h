@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "scoreflow/metrics.h"
+
 namespace scoreflow::eval {
 
 class FeatureExtractor {
@@ -52,6 +54,25 @@ class FeatureExtractor {
   bool has_range_ = false;
   mutable std::vector<std::string> notes_;
 };
+
+/// The features of a set of rows: their moment sums, the rows themselves when kept (float64,
+/// for KID and sliced W2), and the rate of extraction after the first batch (which also warms the
+/// network up).
+struct FeatureSet {
+  metrics::MomentAccumulator moments;
+  torch::Tensor rows;  ///< [N, D] float64 when kept, else undefined
+  int64_t steady_rows = 0;
+  double steady_seconds = 0;
+};
+
+/// Features of x's rows [N, ...] (values in [lo, hi]), `batch` rows at a time. The rows stream to
+/// the network's device, the copy of batch b+1 overlapping the work on b (io::RowPrefetcher), and
+/// each batch's NaN/Inf check stays on the device as one flag: the host waits for the device only
+/// after the first batch (to start the steady-rate clock) and once at the end, when the flags are
+/// read. A failing batch is run again through the checking operator(), whose Error names the row
+/// (offset by `first_row`). `keep_rows` keeps the features (on the CPU or the device).
+FeatureSet extract_features(const FeatureExtractor& fx, const torch::Tensor& x, double lo, double hi, int64_t batch,
+                            bool keep_rows, int64_t first_row = 0);
 
 /// Writes `mu` [D] and `sigma` [D, D] as float64 arrays in an uncompressed .npz (the layout
 /// pytorch-fid's --save-stats and ADM's reference batches use), atomically.
