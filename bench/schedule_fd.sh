@@ -6,7 +6,9 @@
 # --teacher heun:60 (GITS l2), and the grid LD3 learns with its defaults (LD3). Writes a markdown table
 # (docs/samplers.md, "on the demo model").
 #   bash bench/schedule_fd.sh [BIN] [DEVICE] > table.md        # e.g. build-cuda/scoreflow cuda
-# Knobs (environment): MODEL (models/fashion_ddpm.pt), NUM (2000), BATCH (1000), SAMPLERS, NFES, WARMUP (256).
+# Knobs (environment): MODEL (models/fashion_ddpm.pt), NUM (2000), BATCH (1000), SAMPLERS, NFES, WARMUP (256),
+# LD3_DIR (unset: learn each LD3 grid here; set: read DIR/ld3_SAMPLER_NFE.json, grids an earlier run learned,
+# to re-measure them with more samples without the minute of learning per cell).
 set -euo pipefail
 BIN=${1:-./build/scoreflow}
 DEVICE=${2:-cpu}
@@ -25,8 +27,12 @@ for S in $SAMPLERS; do
             --warmup "$WARMUP" --seed 0)
     "${search[@]}" --out "$WORK/gits_${S}_$N.json" >/dev/null 2>&1
     "${search[@]}" --metric l2 --coeff 1 --student-step --teacher heun:60 --out "$WORK/gitsl2_${S}_$N.json" >/dev/null 2>&1
-    "$BIN" search-schedule --method ld3 --model "$MODEL" --device "$DEVICE" --sampler "$S" --nfe "$N" --seed 0 \
-      --out "$WORK/ld3_${S}_$N.json" >/dev/null 2>&1
+    if [[ -n ${LD3_DIR:-} ]]; then
+      cp "$LD3_DIR/ld3_${S}_$N.json" "$WORK/ld3_${S}_$N.json"
+    else
+      "$BIN" search-schedule --method ld3 --model "$MODEL" --device "$DEVICE" --sampler "$S" --nfe "$N" --seed 0 \
+        --out "$WORK/ld3_${S}_$N.json" >/dev/null 2>&1
+    fi
     "$BIN" compare "${FD[@]}" --samplers "$S" --nfe "$N" --out-dir "$WORK/cmp_${S}_$N" \
       --schedules "karras,logsnr,time_uniform,kl_optimal,file:$WORK/gits_${S}_$N.json,file:$WORK/gitsl2_${S}_$N.json,file:$WORK/ld3_${S}_$N.json" \
       >/dev/null 2>&1
