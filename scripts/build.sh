@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 # ccache keys relative to the checkout, so that clones in other folders (CI) reuse the cache.
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
-# What ccache needs to cache sources compiled with a precompiled header (SCOREFLOW_PCH, on by default).
+# What ccache needs to cache sources compiled with a precompiled header (-DSCOREFLOW_PCH=ON; off by default).
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 TARGETS=()
