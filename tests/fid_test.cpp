@@ -14,6 +14,7 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/sample_files.h"
 #include "scoreflow/sigmas.h"
+#include "support/jobs_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
@@ -140,14 +141,8 @@ TEST(Fid, ResumedSamplesGiveTheUninterruptedFd) {
 
   const std::string parts = jobs::chunk_folder(dir + "/report.json");
   const io::Settings settings = jobs::model_settings(*model);
-  {  // killed after two chunks
-    io::ChunkStore store(parts, settings, false, "the output");
-    SampleJob first = job;
-    first.seeds.resize(6);
-    jobs::ChunkOptions o;
-    o.store = &store;
-    jobs::run_chunked(*sampler, model, first, o);
-  }
+  // killed after two chunks
+  testing_jobs::run_killed_after(*sampler, model, job, parts, settings, 6);
   io::ChunkStore store(parts, settings, false, "the output");
   jobs::ChunkOptions o;
   o.store = &store;

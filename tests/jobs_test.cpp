@@ -20,6 +20,7 @@
 #include "scoreflow/model.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/sigmas.h"
+#include "support/jobs_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
@@ -204,14 +205,7 @@ TEST(Jobs, ResumeReusesFinishedChunksAndEqualsAnUninterruptedRun) {
   const std::string parts = jobs::chunk_folder(dir + "/out.npz");
   EXPECT_EQ(parts, dir + "/out.npz.parts");
   EXPECT_EQ(jobs::chunk_folder(dir + "/png/"), dir + "/png.parts");
-  {
-    io::ChunkStore store(parts, settings, false, "the output");
-    SampleJob first = job;
-    first.seeds.resize(4);
-    jobs::ChunkOptions o;
-    o.store = &store;
-    jobs::run_chunked(*sampler, model, first, o);
-  }
+  testing_jobs::run_killed_after(*sampler, model, job, parts, settings, 4);
   // Mark one finished chunk so that reusing it shows (an honest store holds the same values).
   const std::string marked = parts + "/samples-000000002-000000004.npy";
   ASSERT_TRUE(fs::exists(marked));
@@ -272,14 +266,7 @@ TEST(Jobs, DeviceSplitterOnTwoCpuWorkersEqualsOneDevice) {
   const torch::Tensor one = jobs::run_chunked(*sampler, model, job).result.samples;
   const io::Settings settings = jobs::model_settings(*model);
   const std::string parts = jobs::chunk_folder(dir + "/out.npz");
-  {
-    io::ChunkStore store(parts, settings, false, "the output");
-    SampleJob first = job;
-    first.seeds.resize(6);
-    jobs::ChunkOptions o;
-    o.store = &store;
-    jobs::run_chunked(*sampler, model, first, o);
-  }
+  testing_jobs::run_killed_after(*sampler, model, job, parts, settings, 6);
   io::ChunkStore store(parts, settings, false, "the output");
   jobs::ChunkOptions o;
   o.store = &store;

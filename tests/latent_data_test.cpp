@@ -20,6 +20,7 @@
 #include "scoreflow/score_matching.h"
 #include "scoreflow/wbound.h"
 #include "support/cli_run.h"
+#include "support/jobs_test_util.h"
 
 using namespace scoreflow;
 
@@ -284,15 +285,7 @@ TEST(ConditioningResume, AnInterruptedChunkedRunResumesByteForByte) {
   const torch::Tensor whole = jobs::run_chunked(*sampler, model, job).result.samples;
   // A run killed after its first two chunks (seeds 0..3) left them in its store ...
   const std::string parts = dir + "/out.npz.parts";
-  {
-    io::ChunkStore store(parts, settings, false, "npz");
-    SampleJob first = job;
-    first.seeds.resize(4);
-    first.cond_rows.resize(4);
-    jobs::ChunkOptions o;
-    o.store = &store;
-    jobs::run_chunked(*sampler, model, first, o);
-  }
+  testing_jobs::run_killed_after(*sampler, model, job, parts, settings, 4, "npz");
   // ... and the same command resumes them: equal to the uninterrupted run byte for byte.
   io::ChunkStore store(parts, settings, false, "npz");
   jobs::ChunkOptions o;

@@ -1,0 +1,28 @@
+#pragma once
+/// Helpers for the job-layer tests (chunked sampling with a ChunkStore).
+#include <memory>
+#include <string>
+
+#include "scoreflow/checkpoint.h"
+#include "scoreflow/jobs.h"
+
+namespace scoreflow::testing_jobs {
+
+/// What a run of `job` killed after its first `seeds` seeds leaves in the chunk store at `parts`: only
+/// those seeds (with their labels, noise and conditioning rows where the job has them) sampled into the store.
+inline void run_killed_after(const Sampler& sampler, const std::shared_ptr<const Model>& model, const SampleJob& job,
+                             const std::string& parts, const io::Settings& settings, size_t seeds,
+                             const std::string& option = "the output") {
+  io::ChunkStore store(parts, settings, false, option);
+  SampleJob first = job;
+  first.seeds.resize(seeds);
+  const auto n = static_cast<int64_t>(seeds);
+  if (!first.cond_rows.empty()) first.cond_rows.resize(seeds);
+  if (first.labels.defined()) first.labels = first.labels.narrow(0, 0, n);
+  if (first.init_noise.defined()) first.init_noise = first.init_noise.narrow(0, 0, n);
+  jobs::ChunkOptions o;
+  o.store = &store;
+  jobs::run_chunked(sampler, model, first, o);
+}
+
+}  // namespace scoreflow::testing_jobs
