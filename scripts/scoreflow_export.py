@@ -146,6 +146,13 @@ def network_inputs(meta: dict, sigma: float):
         if ti != "index":
             raise ValueError(f"time_input {ti} with vp_discrete is not exported by these scripts")
         return alpha, t
+    if sch["type"] == "vp_linear" and ti in ("continuous", "scaled"):
+        # log(1 + sigma^2) = beta_min t + (beta_max - beta_min) t^2 / 2, t clamped to [t_eps, 1] as scoreflow does
+        b0, b1, t_eps = sch.get("beta_min", 0.1), sch.get("beta_max", 20.0), sch.get("t_eps", 1e-3)
+        c = math.log1p(sigma * sigma)
+        t = 2 * c / (b0 + math.sqrt(b0 * b0 + 2 * (b1 - b0) * c))
+        t = min(max(t, t_eps), 1.0)
+        return 1 / math.sqrt(1 + sigma * sigma), (1000 * t if ti == "scaled" else t)
     if sch["type"] in ("edm", "ve"):
         if ti == "sigma":
             return 1.0, sigma
