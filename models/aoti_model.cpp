@@ -16,6 +16,7 @@
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include "models/cuda_graph.h"
+#include "models/network_model.h"
 #include "scoreflow/prediction.h"
 #endif
 
@@ -43,18 +44,16 @@ namespace {
 /// compiled for, with a dynamic batch dimension on every input; the conditions follow the metadata's
 /// `conditions` in order, as for TorchScript archives (docs/design.md §3). Features methods,
 /// decoder/encoder methods, stored unconditional values and autocast do not exist in a package.
-class AotiModel : public Model {
+class AotiModel : public NetworkModel {
  public:
   AotiModel(std::string path, std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader, ModelMetadata meta,
             torch::Device device)
-      : path_(std::move(path)), loader_(std::move(loader)), meta_(std::move(meta)), device_(device) {}
+      : NetworkModel(std::move(path), std::move(meta)), loader_(std::move(loader)), device_(device) {}
 
-  std::string name() const override { return path_; }
   std::string summary() const override {
     return "AOTInductor package, " + prediction_name(meta_.prediction) + "-prediction network, " +
            meta_.schedule.describe();
   }
-  const ModelMetadata& metadata() const override { return meta_; }
   torch::Device device() const override { return device_; }
   void to(torch::Device device) override {
     if (device.type() != device_.type())
@@ -78,28 +77,6 @@ class AotiModel : public Model {
     return GraphRunner::available() ? "" : "this scoreflow build has no CUDA support; running the package directly";
   }
 
-  torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma,
-                        const torch::Tensor& labels) const override {
-    return denoise_conditioned(x, sigma, labels, {});
-  }
-  torch::Tensor denoise_conditioned(const torch::Tensor& x, const std::vector<double>& sigma,
-                                    const torch::Tensor& labels,
-                                    const std::vector<torch::Tensor>& conds) const override {
-    if (!conds.empty() && conds.size() != meta_.conditions.size())
-      fail("model ", path_, ": ", conds.size(), " conditioning inputs given, the metadata declares ",
-           meta_.conditions.size());
-    auto [alpha, sig, out] = forward(x, sigma, labels, conds);
-    return denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type());
-  }
-  std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x, const std::vector<double>& sigma,
-                                                            const torch::Tensor& labels) const override {
-    if (meta_.head == Head::None) return Model::denoise_with_head(x, sigma, labels);
-    if (meta_.prediction != Prediction::Eps) fail("model ", path_, ": a second-moment head needs eps prediction");
-    auto [alpha, sig, out] = forward(x, sigma, labels);
-    const int64_t c = x.size(1);
-    return {denoised_from_output(meta_.prediction, x, out.narrow(1, 0, c), alpha, sig).to(x.scalar_type()),
-            out.narrow(1, c, c).to(x.scalar_type())};
-  }
   void network_only(const torch::Tensor& x, double sigma, int iterations, bool graph) const override {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> in = inputs(x, {sigma}, {}, {});
@@ -122,10 +99,8 @@ class AotiModel : public Model {
       a[i] = meta_.schedule.alpha_of_sigma(sigma[i]);
       t[i] = network_time(meta_.schedule, meta_.time_input, sigma[i]);
     }
-    std::vector<int64_t> shape(x.dim(), 1);
-    shape[0] = static_cast<int64_t>(a.size());
     std::vector<torch::Tensor> in{
-        (x * torch::tensor(a, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape)).contiguous(),
+        (x * column(a, x)).contiguous(),
         torch::tensor(t, torch::kFloat64).to(x.device(), torch::kFloat32).expand({b}).contiguous()};
     if (meta_.num_classes > 0)
       in.push_back(labels.defined() ? labels.to(x.device(), torch::kLong)
@@ -178,36 +153,18 @@ class AotiModel : public Model {
     }
   }
 
-  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x,
-                                                                  const std::vector<double>& sigma,
-                                                                  const torch::Tensor& labels,
-                                                                  const std::vector<torch::Tensor>& conds = {}) const {
+  bool has_autograd() const override { return false; }
+  const char* output_source() const override { return "the package"; }
+
+  torch::Tensor network_output(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels,
+                               const std::vector<torch::Tensor>& conds) const override {
     torch::NoGradGuard no_grad;  // a compiled package has no autograd
     torch::Tensor out = sigma.size() == 1 ? graph_run(x, sigma[0], labels, conds) : torch::Tensor();
-    if (out.defined())
-      out = out.clone();  // the graph's static output is overwritten by the next replay
-    else
-      out = run(inputs(x, sigma, labels, conds), sigma.front());
-    std::vector<int64_t> want(x.sizes().begin(), x.sizes().end());
-    if (meta_.head != Head::None) want[1] *= 2;
-    if (out.sizes() != c10::IntArrayRef(want))
-      fail("model ", path_, ": the package returned shape ", out.sizes(), ", expected ", c10::IntArrayRef(want));
-    std::vector<double> a(sigma.size());
-    for (size_t i = 0; i < sigma.size(); ++i) a[i] = meta_.schedule.alpha_of_sigma(sigma[i]);
-    std::vector<int64_t> shape(x.dim(), 1);
-    shape[0] = static_cast<int64_t>(sigma.size());
-    torch::Tensor alpha = torch::tensor(a, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape);
-    torch::Tensor sig = torch::tensor(sigma, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape);
-    if (sigma.size() == 1) {
-      alpha = torch::scalar_tensor(a[0], torch::kFloat64);
-      sig = torch::scalar_tensor(sigma[0], torch::kFloat64);
-    }
-    return {alpha, sig, out.to(x.scalar_type())};
+    if (out.defined()) return out.clone();  // the graph's static output is overwritten by the next replay
+    return run(inputs(x, sigma, labels, conds), sigma.front());
   }
 
-  std::string path_;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader_;
-  ModelMetadata meta_;
   torch::Device device_;
   mutable std::unique_ptr<GraphRunner> graph_;
   mutable std::string graph_failed_;

@@ -14,6 +14,7 @@
 #include "models/aoti_model.h"
 #include "models/cpu_optimize.h"
 #include "models/cuda_graph.h"
+#include "models/network_model.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/cpu_fast_path.h"
@@ -74,10 +75,10 @@ std::string shape_str(c10::IntArrayRef s) {
   return os.str();
 }
 
-class TorchScriptModel : public Model {
+class TorchScriptModel : public NetworkModel {
  public:
   TorchScriptModel(std::string path, torch::jit::Module module, ModelMetadata meta, torch::Device device)
-      : path_(std::move(path)), module_(std::move(module)), meta_(std::move(meta)), device_(device) {
+      : NetworkModel(std::move(path), std::move(meta)), module_(std::move(module)), device_(device) {
     module_.eval();
     const auto& schema = module_.get_method("forward").function().getSchema();
     num_inputs_ = static_cast<int>(schema.arguments().size()) - 1;  // minus self
@@ -110,11 +111,9 @@ class TorchScriptModel : public Model {
            "', which the module does not have");
   }
 
-  std::string name() const override { return path_; }
   std::string summary() const override {
     return "TorchScript " + prediction_name(meta_.prediction) + "-prediction network, " + meta_.schedule.describe();
   }
-  const ModelMetadata& metadata() const override { return meta_; }
   torch::Device device() const override { return device_; }
   void to(torch::Device device) override {
     module_.to(device);
@@ -162,32 +161,6 @@ class TorchScriptModel : public Model {
       std::fprintf(stderr, "note: model '%s': %s\n", path_.c_str(), cpu_.note.c_str());
     }
     cpu_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-
-  torch::Tensor denoise(const torch::Tensor& x, const std::vector<double>& sigma,
-                        const torch::Tensor& labels) const override {
-    return denoise_conditioned(x, sigma, labels, {});
-  }
-
-  torch::Tensor denoise_conditioned(const torch::Tensor& x, const std::vector<double>& sigma,
-                                    const torch::Tensor& labels,
-                                    const std::vector<torch::Tensor>& conds) const override {
-    if (!conds.empty() && conds.size() != meta_.conditions.size())
-      fail("model ", path_, ": ", conds.size(), " conditioning inputs given, the metadata declares ",
-           meta_.conditions.size());
-    auto [alpha, sig, out] = forward(x, sigma, labels, conds);
-    return own(denoised_from_output(meta_.prediction, x, out.narrow(1, 0, x.size(1)), alpha, sig).to(x.scalar_type()),
-               out);
-  }
-
-  std::pair<torch::Tensor, torch::Tensor> denoise_with_head(const torch::Tensor& x, const std::vector<double>& sigma,
-                                                            const torch::Tensor& labels) const override {
-    if (meta_.head == Head::None) return Model::denoise_with_head(x, sigma, labels);
-    if (meta_.prediction != Prediction::Eps) fail("model ", path_, ": a second-moment head needs eps prediction");
-    auto [alpha, sig, out] = forward(x, sigma, labels);
-    const int64_t c = x.size(1);
-    torch::Tensor d = denoised_from_output(meta_.prediction, x, out.narrow(1, 0, c), alpha, sig).to(x.scalar_type());
-    return {own(d, out), own(out.narrow(1, c, c).to(x.scalar_type()), out)};
   }
 
   torch::Tensor stored_uncond(const std::string& name) const override {
@@ -299,7 +272,7 @@ class TorchScriptModel : public Model {
 
   /// A result that still aliases a CUDA graph's static output would be overwritten by the next
   /// replay: give the caller its own copy then.
-  torch::Tensor own(const torch::Tensor& result, const torch::Tensor& out) const {
+  torch::Tensor own(const torch::Tensor& result, const torch::Tensor& out) const override {
     if (graph_ && result.is_cuda() && result.storage().is_alias_of(out.storage())) return result.clone();
     return result;
   }
@@ -358,13 +331,6 @@ class TorchScriptModel : public Model {
 
   /// Inference runs without autograd, except when the caller asks for gradients with respect to
   /// the input (x.requires_grad() with grad mode on: eval/ Jacobian-vector products).
-  static bool keep_grad(const torch::Tensor& x) { return x.requires_grad() && torch::GradMode::is_enabled(); }
-
-  static torch::Tensor column(const std::vector<double>& v, const torch::Tensor& x) {
-    std::vector<int64_t> shape(x.dim(), 1);
-    shape[0] = static_cast<int64_t>(v.size());
-    return torch::tensor(v, torch::kFloat64).to(x.device(), x.scalar_type()).reshape(shape);
-  }
 
   /// The optimised module serves CPU float32 batches up to its size limit that need no gradients.
   bool use_fast(const std::vector<torch::jit::IValue>& in) const {
@@ -417,40 +383,23 @@ class TorchScriptModel : public Model {
     }
   }
 
-  std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> forward(const torch::Tensor& x,
-                                                                  const std::vector<double>& sigma,
-                                                                  const torch::Tensor& labels,
-                                                                  const std::vector<torch::Tensor>& given = {}) const {
+  const char* output_source() const override { return "forward"; }
+
+  torch::Tensor network_output(const torch::Tensor& x, const std::vector<double>& sigma, const torch::Tensor& labels,
+                               const std::vector<torch::Tensor>& given) const override {
     torch::AutoGradMode grad_mode(keep_grad(x));
     // A conditioned model called without its inputs (the second-moment head, probes) gets zeros.
     const std::vector<torch::Tensor> conds = given.empty() ? zero_conds(x.size(0), x.device()) : given;
     torch::Tensor out = sigma.size() == 1 ? graph_forward(x, sigma[0], labels, conds) : torch::Tensor();
-    if (!out.defined()) {
-      auto [xt, t] = inputs(x, sigma);
-      std::vector<torch::jit::IValue> in{xt, t};
-      if (has_labels_)
-        in.push_back(labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
-      for (const torch::Tensor& c : conds) in.push_back(c);
-      torch::jit::IValue result = run_network(in, sigma.front());
-      if (!result.isTensor()) fail("model ", path_, ": forward returned ", result.tagKind(), ", expected a Tensor");
-      out = result.toTensor();
-    }
-    std::vector<int64_t> want(x.sizes().begin(), x.sizes().end());
-    if (meta_.head != Head::None) want[1] *= 2;
-    if (out.sizes() != c10::IntArrayRef(want))
-      fail("model ", path_, ": forward returned shape ", shape_str(out.sizes()), ", expected ", shape_str(want),
-           meta_.head != Head::None ? " (head " + head_name(meta_.head) + " doubles the channels)" : "");
-    torch::Tensor alpha, sig;
-    if (sigma.size() == 1) {
-      alpha = torch::scalar_tensor(meta_.schedule.alpha_of_sigma(sigma[0]), torch::kFloat64);
-      sig = torch::scalar_tensor(sigma[0], torch::kFloat64);
-    } else {
-      std::vector<double> a(sigma.size());
-      for (size_t i = 0; i < sigma.size(); ++i) a[i] = meta_.schedule.alpha_of_sigma(sigma[i]);
-      alpha = column(a, x);
-      sig = column(sigma, x);
-    }
-    return {alpha, sig, out.to(x.scalar_type())};
+    if (out.defined()) return out;
+    auto [xt, t] = inputs(x, sigma);
+    std::vector<torch::jit::IValue> in{xt, t};
+    if (has_labels_)
+      in.push_back(labels.defined() ? labels : torch::zeros({x.size(0)}, x.options().dtype(torch::kLong)));
+    for (const torch::Tensor& c : conds) in.push_back(c);
+    torch::jit::IValue result = run_network(in, sigma.front());
+    if (!result.isTensor()) fail("model ", path_, ": forward returned ", result.tagKind(), ", expected a Tensor");
+    return result.toTensor();
   }
 
   /// Zero values of every declared condition for a batch of `b` (empty when there are none).
@@ -464,9 +413,7 @@ class TorchScriptModel : public Model {
     return out;
   }
 
-  std::string path_;
   torch::jit::Module module_;
-  ModelMetadata meta_;
   torch::Device device_;
   int num_inputs_ = 2;
   bool has_labels_ = false;
