@@ -13,6 +13,7 @@
 #include "cli/cond_options.h"
 #include "cli/cpu_path.h"
 #include "cli/list_arg.h"
+#include "cli/sampling_flags.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/sigmas.h"
@@ -22,12 +23,10 @@ namespace {
 
 struct BenchOptions {
   ModelOptions model;
-  CondOptions cond;  // conditioned models: --cond (and --uncond, --guidance-*) for the sampled batch
-  double guidance = 1.0;
-  std::string sampler = "dpmpp_2m", sampler_args, schedule = "karras", schedule_args, dtype = "fp32", batches = "64";
-  std::string final;  // "": each sampler's default
+  SamplingFlags s;  // conditioning (--cond, --guidance, ...) for the sampled batch; --schedule, --final, --force
+  std::string sampler = "dpmpp_2m", sampler_args, dtype = "fp32", batches = "64";
   int nfe = 10, repeat = 5, iterations = 50;
-  bool cuda_graph = false, json = false, force = false;
+  bool cuda_graph = false, json = false;
   int optimize_max_batch = LoadOptions().optimize_max_batch;
 };
 
@@ -87,7 +86,7 @@ void run(const BenchOptions& o) {
   for (const std::string& name : split_commas(o.sampler)) {
     for (int b : batches) {
       Case c{make_sampler(name, o.sampler_args), o.sampler_args, b, FinalStep::Zero};
-      c.final = final_step_for(o.final, *c.sampler, o.sampler_args);
+      c.final = final_step_for(o.s.final, *c.sampler, o.sampler_args);
       c.sampler->steps_for_nfe(o.nfe, c.final);  // refuses an NFE too small for the method
       cases.push_back(std::move(c));
     }
@@ -96,8 +95,8 @@ void run(const BenchOptions& o) {
   for (const Case& c : cases) {  // conditioning is checked for every batch size before any timing
     SampleJob job;
     job.seeds.resize(static_cast<size_t>(c.batch));
-    job.guidance = o.guidance;
-    o.cond.apply(*model, job, c.batch, 0, c.batch);
+    job.guidance = o.s.guidance;
+    o.s.cond.apply(*model, job, c.batch, 0, c.batch);
   }
   for (const Case& c : cases) run_case(o, model, dtype, c);
 }
@@ -109,15 +108,16 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
   const int batch = c.batch;
   const int steps = sampler->steps_for_nfe(o.nfe, c.final);
   const int64_t nfe = sampler->nfe_for(steps, c.final);
-  const std::vector<double> sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, steps, *model, o.force, c.final);
+  const std::vector<double> sigmas =
+      grid_sigmas(o.s.schedule, o.s.schedule_args, steps, steps, *model, o.s.force, c.final);
   std::vector<uint64_t> seeds(batch);
   for (int i = 0; i < batch; ++i) seeds[i] = static_cast<uint64_t>(i);
   const torch::Tensor x0 = (NoiseSource(seeds).randn(meta.shape) * sigmas.front()).to(device);
   const double sigma_mid = sigmas[sigmas.size() / 2];
   SampleJob job;  // the conditioning of seeds 0..batch-1 (guidance doubles the network batch)
   job.seeds = seeds;
-  job.guidance = o.guidance;
-  o.cond.apply(*model, job, batch, 0, batch);
+  job.guidance = o.s.guidance;
+  o.s.cond.apply(*model, job, batch, 0, batch);
   const Conditioning conditioning = batch_conditioning(job, 0, batch, device);
   torch::NoGradGuard no_grad;
 
@@ -213,16 +213,10 @@ void register_bench(CLI::App& app) {
       app.add_subcommand("bench", "time per network call: network alone, from a CUDA graph, and inside a sampler");
   static BenchOptions o;
   o.model.add(*sub);
-  o.cond.add(*sub);
-  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (class labels or conditions)")
-      ->capture_default_str();
+  o.s.add(*sub, SamplingFlags::kConditioning | SamplingFlags::kGrid);
   sub->add_option("--sampler", o.sampler, "sampler name, or a comma list (one measurement each)")
       ->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
-  sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();
-  sub->add_flag("--force", o.force, kForceHelp);
-  sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
-  sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--batch", o.batches, "samples per network call, or a comma list, e.g. 1,2,4,8,64")
       ->capture_default_str();
   sub->add_option("--nfe", o.nfe, "network calls per sampler run")->capture_default_str();

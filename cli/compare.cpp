@@ -11,6 +11,7 @@
 #include "cli/cond_options.h"
 #include "cli/job_flags.h"
 #include "cli/list_arg.h"
+#include "cli/sampling_flags.h"
 #include "eval/sweep.h"
 #include "io/fsutil.h"
 #include "scoreflow/amed.h"
@@ -30,13 +31,12 @@ namespace {
 
 struct Options {
   ModelOptions model;
-  CondOptions cond;
-  double guidance = 1.0;
+  SamplingFlags s;  // conditioning, guidance, --schedule, --schedule-args, --final, --force
   std::string samplers = "euler,heun", nfe = "3,5,7,9", seeds, metric = "w2", features = "none", ref, ref_data;
-  std::string schedule = "karras", schedule_args, schedules, out_dir, csv, plot, reference_sampler = "heun", final;
+  std::string schedules, out_dir, csv, plot, reference_sampler = "heun";
   std::vector<std::string> sampler_args;  // "NAME:k=v,..." per sampler
   int num = 64, reference_steps = 500, batch = 64;
-  bool json = false, log_x = false, log_y = false, overwrite = false, force = false;
+  bool json = false, log_x = false, log_y = false, overwrite = false;
   bool grid_given = false;  // --schedule/--schedules/--schedule-args given (else an AMED predictor's own grid)
 };
 
@@ -90,7 +90,8 @@ class Metric {
     } else if (o.metric == "ode-error") {
       auto sampler = make_sampler(o.reference_sampler);
       SampleJob ref = job;
-      ref.sigmas = grid_sigmas(o.schedule, o.schedule_args, o.reference_steps, o.reference_steps, *model_, o.force);
+      ref.sigmas =
+          grid_sigmas(o.s.schedule, o.s.schedule_args, o.reference_steps, o.reference_steps, *model_, o.s.force);
       reference_ = io::memoize(memo, "reference", [&] { return run_sampler(*sampler, model_, ref).samples; })
                        .to(torch::kFloat64)
                        .flatten(1);
@@ -111,7 +112,7 @@ class Metric {
     }
     // Image metrics see images: a latent model's samples go through its decoder.
     const metrics::MomentAccumulator acc =
-        feature_moments(decoder_.images(samples, o_.cond.decode_batch), decoder_.image_min(), decoder_.image_max());
+        feature_moments(decoder_.images(samples, o_.s.cond.decode_batch), decoder_.image_min(), decoder_.image_max());
     if (acc.dim() != mu_.size(0))
       fail("--ref statistics have dimension ", mu_.size(0), " but the features have ", acc.dim());
     return metrics::frechet_distance(acc.mean(), acc.covariance(), mu_, cov_);
@@ -156,7 +157,7 @@ void run(const Options& o) {
   std::map<std::string, std::vector<double>> own_grid;  // AMED predictors' grids, used when no --schedule is given
   for (const auto& n : names) {
     samplers.push_back(make_sampler(n, args_of[n]));  // bad names/args fail before any work
-    finals.push_back(final_step_for(o.final, *samplers.back(), args_of[n]));
+    finals.push_back(final_step_for(o.s.final, *samplers.back(), args_of[n]));
     if (!o.grid_given) own_grid[samplers.back()->name()] = amed_trained_sigmas(n, args_of[n]);
   }
   std::vector<int> budgets;
@@ -168,15 +169,15 @@ void run(const Options& o) {
   // The schedule axis, and any schedule file: each grid name is checked by building it once, each
   // file against the model, before any sampling.
   const std::vector<std::string> schedules =
-      o.schedules.empty() ? std::vector<std::string>{o.schedule} : split_commas(o.schedules);
+      o.schedules.empty() ? std::vector<std::string>{o.s.schedule} : split_commas(o.schedules);
   if (!o.schedules.empty()) {
     if (schedules.empty()) fail("--schedules is empty; give e.g. karras,kl_optimal,file:g.json");
-    if (!o.schedule_args.empty())
+    if (!o.s.schedule_args.empty())
       fail("--schedule-args applies to --schedule alone; the --schedules grids take their defaults (or are files)");
   }
   for (const std::string& s : schedules)
-    if (!o.schedules.empty() || !schedule_file_path(s).empty()) grid_sigmas(s, "", 0, 10, *model, o.force);
-  if (o.metric == "ode-error" && !schedule_file_path(o.schedule).empty())
+    if (!o.schedules.empty() || !schedule_file_path(s).empty()) grid_sigmas(s, "", 0, 10, *model, o.s.force);
+  if (o.metric == "ode-error" && !schedule_file_path(o.s.schedule).empty())
     fail("--metric ode-error needs a named --schedule for its ", o.reference_steps, "-step reference, not a file");
   if (o.metric != "ode-error" && o.metric != "w2" && o.metric != "fd")
     fail("--metric '", o.metric, "' is unknown; valid: fd, w2, ode-error");
@@ -187,17 +188,17 @@ void run(const Options& o) {
   if (job.seeds.size() < 2) fail("--num/--seeds must give at least 2 samples, got ", job.seeds.size());
   job.batch = o.batch;
   job.device = model->device();
-  job.guidance = o.guidance;
+  job.guidance = o.s.guidance;
   // Conditioning and guidance inputs, checked before any output or network call. A conditional
   // model given no conditions is compared as its unconditional model.
-  if (o.cond.cond.empty()) {
+  if (o.s.cond.cond.empty()) {
     const std::string note = use_unconditional_input(
         *model, job,
-        o.cond.uncond.empty() ? std::map<std::string, torch::Tensor>{} : read_arrays(o.cond.uncond, "uncond"));
+        o.s.cond.uncond.empty() ? std::map<std::string, torch::Tensor>{} : read_arrays(o.s.cond.uncond, "uncond"));
     if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
   }
-  o.cond.apply(*model, job, static_cast<int64_t>(job.seeds.size()), 0, static_cast<int64_t>(job.seeds.size()));
-  const ImageDecoder decoder = o.cond.image_decoder(model);
+  o.s.cond.apply(*model, job, static_cast<int64_t>(job.seeds.size()), 0, static_cast<int64_t>(job.seeds.size()));
+  const ImageDecoder decoder = o.s.cond.image_decoder(model);
   io::check_outputs({{"--out-dir", o.out_dir, true}});
   io::make_dirs(o.out_dir);  // before the files, which may be inside it
   io::check_outputs({{"--out-dir", o.out_dir, true}, {"--csv", csv_path}, {"--plot", plot_path}});
@@ -211,21 +212,21 @@ void run(const Options& o) {
                                    {"nfe", o.nfe},
                                    {"seeds", seeds_fingerprint(job.seeds)},
                                    {"batch", std::to_string(o.batch)},
-                                   {"schedule", o.schedule},
-                                   {"schedule args", o.schedule_args},
-                                   {"final", o.final},
+                                   {"schedule", o.s.schedule},
+                                   {"schedule args", o.s.schedule_args},
+                                   {"final", o.s.final},
                                    {"metric", o.metric},
                                    {"features", io::path_fingerprint(o.features == "none" ? "" : o.features)},
                                    {"ref", io::path_fingerprint(o.ref)},
                                    {"ref data", io::path_fingerprint(o.ref_data)},
                                    {"reference", o.reference_sampler + " " + std::to_string(o.reference_steps)}});
-  if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
-    settings.push_back({"conditioning", std::to_string(o.guidance) + "|" + o.cond.fingerprint()});
+  if (o.s.guidance != 1.0 || o.s.cond.fingerprint() != CondOptions().fingerprint())
+    settings.push_back({"conditioning", std::to_string(o.s.guidance) + "|" + o.s.cond.fingerprint()});
   {
     std::string files;  // a file's content, not just its name, identifies the cells made with it
     for (const std::string& sch : schedules)
       if (!schedule_file_path(sch).empty())
-        files += sch + "=" + jobs::exact_list(grid_sigmas(sch, "", 0, 0, *model, o.force)) + ";";
+        files += sch + "=" + jobs::exact_list(grid_sigmas(sch, "", 0, 0, *model, o.s.force)) + ";";
     if (!o.schedules.empty() || !files.empty())
       settings.push_back({"schedules", o.schedules + (files.empty() ? "" : " " + io::hash_text(files))});
   }
@@ -260,14 +261,15 @@ void run(const Options& o) {
             const bool use_own = !own.empty() && sampler->nfe_for(static_cast<int>(own.size()) - 1, final) == budget;
             const int steps = use_own ? static_cast<int>(own.size()) - 1 : sampler->steps_for_nfe(budget, final);
             SampleJob cj = job;
-            cj.sigmas = use_own ? own : grid_sigmas(schedule, o.schedule_args, steps, steps, *model, o.force, final);
+            cj.sigmas =
+                use_own ? own : grid_sigmas(schedule, o.s.schedule_args, steps, steps, *model, o.s.force, final);
             cj.final = final;
             SampleResult r = run_sampler(*sampler, model, cj);
             const double value = metric(r.samples);
             if (decoder.image_shaped()) {
               const int64_t shown = std::min<int64_t>(64, r.samples.size(0));
               io::write_png(grid,
-                            io::make_grid(decoder.uint8_nhwc(r.samples.narrow(0, 0, shown), o.cond.decode_batch)));
+                            io::make_grid(decoder.uint8_nhwc(r.samples.narrow(0, 0, shown), o.s.cond.decode_batch)));
             }
             done = torch::tensor({static_cast<double>(steps), static_cast<double>(r.nfe), value, seconds_since(t0)},
                                  torch::kFloat64);
@@ -292,9 +294,9 @@ void run(const Options& o) {
   const std::string table = eval::sweep_markdown(cells, o.metric);
   write_text(o.out_dir + "/table.md",
              "# " + metric.label() + "\n\nmodel: " + model->name() + ", " + std::to_string(job.seeds.size()) +
-                 " samples from the same seeds in every cell, grid " + (o.schedules.empty() ? o.schedule : "per row") +
-                 ", final " + (o.final.empty() ? "each sampler's default (zero; none for amed)" : o.final) + "\n\n" +
-                 table);
+                 " samples from the same seeds in every cell, grid " +
+                 (o.schedules.empty() ? o.s.schedule : "per row") + ", final " +
+                 (o.s.final.empty() ? "each sampler's default (zero; none for amed)" : o.s.final) + "\n\n" + table);
   write_text(csv_path, eval::sweep_csv(cells, o.metric));
   eval::PlotOptions plot;
   plot.title = o.metric + " vs NFE: " + model->name();
@@ -325,7 +327,7 @@ void run(const Options& o) {
          {"metric", o.metric},
          {"metric_label", metric.label()},
          {"num_samples", job.seeds.size()},
-         {"schedule", o.schedule},
+         {"schedule", o.s.schedule},
          {"schedules", schedules},
          {"cells", list},
          {"outputs", {{"table", o.out_dir + "/table.md"}, {"csv", csv_path}, {"plot", plot_path}, {"grids", grids}}},
@@ -343,9 +345,7 @@ void register_compare(CLI::App& app) {
       app.add_subcommand("compare", "sweep samplers x NFE budgets from the same seeds: table, CSV, SVG plot, grids");
   static Options o;
   o.model.add(*sub);
-  o.cond.add(*sub);
-  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (class labels or conditions)")
-      ->capture_default_str();
+  o.s.add(*sub, SamplingFlags::kConditioning | SamplingFlags::kGrid);
   sub->add_option("--samplers", o.samplers, "comma-separated sampler names")->capture_default_str();
   sub->add_option("--sampler-args", o.sampler_args,
                   "options of one sampler, NAME:k=v,... (repeatable; e.g. amed:predictor=amed.pt, ddim:eta=0.5)");
@@ -360,13 +360,9 @@ void register_compare(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--reference-sampler", o.reference_sampler, "sampler of the ode-error reference")
       ->capture_default_str();
-  sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();
   sub->add_option("--schedules", o.schedules,
                   "a schedule axis: comma-separated grids and files, e.g. karras,kl_optimal,file:g.json (the "
                   "ode-error reference stays on --schedule)");
-  sub->add_flag("--force", o.force, kForceHelp);
-  sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
-  sub->add_option("--final", o.final, kFinalHelp);
   sub->add_option("--out-dir", o.out_dir, "directory for table.md, results.csv, plot.svg and grids")->required();
   sub->add_option("--csv", o.csv, "CSV path (default OUT_DIR/results.csv)");
   sub->add_option("--plot", o.plot, "SVG path (default OUT_DIR/plot.svg)");
@@ -377,7 +373,7 @@ void register_compare(CLI::App& app) {
   sub->add_flag("--overwrite", o.overwrite,
                 "discard the finished cells of an earlier, unfinished run instead of resuming it");
   set_action(sub, [sub] {
-    o.grid_given = sub->count("--schedule") + sub->count("--schedules") + sub->count("--schedule-args") > 0;
+    o.grid_given = o.s.grid_given() || sub->count("--schedules") > 0;
     run(o);
   });
 }

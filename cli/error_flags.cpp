@@ -20,6 +20,7 @@ std::string flag_for_field(const std::string& field) {
       {"device", "--device"},
       {"dtype", "--dtype"},
       {"final", "--final"},
+      {"force", "--force"},
       {"forward_only", "--forward-only"},
       {"gamma", "--gamma"},
       {"guidance", "--guidance"},

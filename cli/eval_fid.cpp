@@ -6,6 +6,7 @@
 #include "cli/cond_options.h"
 #include "cli/eval.h"
 #include "cli/job_flags.h"
+#include "cli/sampling_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/error.h"
@@ -20,18 +21,14 @@ namespace scoreflow::cli {
 namespace {
 
 struct Options {
-  CondOptions cond;  // --model: conditioning, guidance inputs, decoder
-  double guidance = 1.0;
+  SamplingFlags s;  // --model: sampler, grid, seeds, guidance, conditioning, decoder
   ModelOptions model;
   std::string features, ref, ref_data, samples, save_stats, out, data_range = "-1,1";
-  std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, seeds = "0-255", final;
   std::string shard, devices;  // scoreflow/jobs.h
   CLI::Option* device_option = nullptr;
-  int steps = -1, nfe = -1;
   int64_t limit = 0;
   jobs::FidOptions fid;  // --batch, --kid, --kid-subsets, --kid-subset-size, --projections
-  bool json = false, overwrite = false, force = false;
-  bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
+  bool json = false, overwrite = false;
 };
 
 /// Images sampled from --model (FD/KID see images: a latent model's samples go through its
@@ -52,47 +49,34 @@ Sampled sample_images(const Options& o, const std::vector<std::string>& devices,
                       std::optional<io::ChunkStore>& store) {
   const auto models = open_on_devices(o.model, devices);
   const auto& model = models.front();
-  auto sampler = make_sampler(o.sampler, o.sampler_args);
-  const FinalStep final = final_step_for(o.final, *sampler, o.sampler_args);
-  if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-  SampleJob job;
-  if (o.steps == -1 && o.nfe == -1 && !o.grid_given) job.sigmas = amed_trained_sigmas(o.sampler, o.sampler_args);
-  if (job.sigmas.empty()) {
-    if (o.steps != -1 && o.steps < 1) fail("--steps must be >= 1, got ", o.steps);
-    const int steps = o.nfe != -1 ? sampler->steps_for_nfe(o.nfe, final) : o.steps;
-    job.sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
-  }
+  const PreparedJob p = o.s.build(*model, static_cast<int>(o.fid.batch), shard);
+  const Sampler& sampler = *p.sampler;
+  const FinalStep final = p.final;
+  const SampleJob& job = p.job;
   Sampled s;
-  const std::vector<uint64_t> seeds = parse_seeds(o.seeds);
-  s.total = s.end = static_cast<int64_t>(seeds.size());
-  if (shard) std::tie(s.begin, s.end) = jobs::shard_range(s.total, o.fid.batch, *shard);
-  job.final = final;
-  job.seeds.assign(seeds.begin() + s.begin, seeds.begin() + s.end);
-  job.batch = static_cast<int>(o.fid.batch);
-  job.device = model->device();
-  job.guidance = o.guidance;
-  o.cond.apply(*model, job, s.total, s.begin, s.end);
-  const ImageDecoder decoder = o.cond.image_decoder(model);
+  s.total = static_cast<int64_t>(p.all_seeds.size());
+  s.begin = p.begin, s.end = p.end;
+  const ImageDecoder decoder = o.s.cond.image_decoder(model);
   s.lo = decoder.image_min(), s.hi = decoder.image_max();
   const std::string steps = std::to_string(job.sigmas.size() - 1), sigmas = jobs::exact_list(job.sigmas);
   io::Settings settings = jobs::model_settings(*model), conditioning;
-  if (o.guidance != 1.0 || o.cond.fingerprint() != CondOptions().fingerprint())
-    conditioning.push_back({"conditioning", std::to_string(o.guidance) + "|" + o.cond.fingerprint()});
+  if (o.s.guidance != 1.0 || o.s.cond.fingerprint() != CondOptions().fingerprint())
+    conditioning.push_back({"conditioning", std::to_string(o.s.guidance) + "|" + o.s.cond.fingerprint()});
   if (shard) {
     settings.pop_back();  // not the device kind
-    settings.insert(settings.end(), {{"sampler", sampler->name()},
-                                     {"sampler args", o.sampler_args},
-                                     {"schedule", o.schedule},
-                                     {"schedule args", o.schedule_args},
+    settings.insert(settings.end(), {{"sampler", sampler.name()},
+                                     {"sampler args", o.s.sampler_args},
+                                     {"schedule", o.s.schedule},
+                                     {"schedule args", o.s.schedule_args},
                                      {"steps", steps},
                                      {"sigmas", sigmas},
                                      {"final", final_step_name(final)},
-                                     {"seeds", o.seeds}});
+                                     {"seeds", o.s.seeds}});
     settings.insert(settings.end(), conditioning.begin(), conditioning.end());
     s.record = settings;
   } else {
-    settings.insert(settings.end(), {{"sampler", sampler->name()},
-                                     {"sampler args", o.sampler_args},
+    settings.insert(settings.end(), {{"sampler", sampler.name()},
+                                     {"sampler args", o.s.sampler_args},
                                      {"sigmas", sigmas},
                                      {"final", final_step_name(final)},
                                      {"seeds", seeds_fingerprint(job.seeds)},
@@ -103,15 +87,15 @@ Sampled sample_images(const Options& o, const std::vector<std::string>& devices,
   if (job.seeds.empty()) return s;
   jobs::ChunkOptions chunking;
   chunking.store = store ? &*store : nullptr;
-  const jobs::ChunkedResult sampled = models.size() == 1 ? jobs::run_chunked(*sampler, model, job, chunking)
-                                                         : jobs::run_on_devices(*sampler, models, job, chunking);
-  s.images = decoder.images(sampled.result.samples, o.cond.decode_batch);
+  const jobs::ChunkedResult sampled = models.size() == 1 ? jobs::run_chunked(sampler, model, job, chunking)
+                                                         : jobs::run_on_devices(sampler, models, job, chunking);
+  s.images = decoder.images(sampled.result.samples, o.s.cond.decode_batch);
   s.sampling = {{"model", model->name()},
-                {"sampler", sampler->name()},
+                {"sampler", sampler.name()},
                 {"steps", static_cast<int>(job.sigmas.size()) - 1},
                 {"final", final_step_name(final)},
                 {"nfe", sampled.result.nfe},
-                {"seeds", o.seeds}};
+                {"seeds", o.s.seeds}};
   return s;
 }
 
@@ -249,18 +233,7 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--devices", o.devices,
                   "several devices in one process, e.g. cuda:0,cuda:1: the samples (--model) and the features are "
                   "split in whole batches, one model and feature-network copy and thread each");
-  sub->add_option("--sampler", o.sampler, "sampler for --model")->capture_default_str();
-  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w for --model")->capture_default_str();
-  o.cond.add(*sub);
-  sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,...");
-  sub->add_option("--steps", o.steps,
-                  "sampler steps (default 20, or the grid an AMED predictor= / table= was trained on)");
-  sub->add_option("--nfe", o.nfe, "network-call budget instead of --steps");
-  sub->add_option("--schedule", o.schedule, "sigma grid, or file:PATH.json")->capture_default_str();
-  sub->add_flag("--force", o.force, kForceHelp);
-  sub->add_option("--final", o.final, kFinalHelp);
-  sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,...");
-  sub->add_option("--seeds", o.seeds, "seeds for --model")->capture_default_str();
+  o.s.add(*sub, SamplingFlags::kConditioning | SamplingFlags::kSampler | SamplingFlags::kGrid, "0-255");
   sub->add_option("--data-range", o.data_range, "value range lo,hi of --samples/--ref-data (uint8 is scaled into it)")
       ->capture_default_str();
   sub->add_option("--limit", o.limit, "use the first N reference items (0: all)");
@@ -280,10 +253,7 @@ void register_eval_fid(CLI::App& eval) {
   sub->add_option("--out", o.out,
                   "write the JSON report to this file (with --model, a killed run resumes from OUT.parts)");
   sub->add_flag("--overwrite", o.overwrite, "discard the finished samples of an earlier, unfinished run");
-  set_action(sub, [sub] {
-    o.grid_given = sub->count("--schedule") + sub->count("--schedule-args") > 0;
-    run(o);
-  });
+  set_action(sub, [] { run(o); });
 }
 
 }  // namespace scoreflow::cli

@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "cli/cond_options.h"
 #include "cli/job_flags.h"
+#include "cli/sampling_flags.h"
 #include "io/fsutil.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/checkpoint.h"
@@ -24,15 +25,12 @@ namespace {
 
 struct SampleOptions {
   ModelOptions model;
-  CondOptions cond;
-  std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, sigmas, seeds = "0-63";
-  std::string out, out_dir, npz, init_noise, dtype = "fp32", label, trajectory, gamma, final;
+  SamplingFlags s;  // sampler, grid, seeds, class, guidance, conditioning, initial noise
+  std::string out, out_dir, npz, dtype = "fp32";
   std::string shard, devices;  // scoreflow/jobs.h
   CLI::Option* device_option = nullptr;
-  int steps = -1, nfe = -1, batch = 64;  // -1: not given
-  double guidance = 1.0;
-  bool json = false, overwrite = false, cuda_graph = false, force = false;
-  bool grid_given = false;  // --schedule/--schedule-args given (else an AMED predictor's own grid is used)
+  int batch = 64;
+  bool json = false, overwrite = false, cuda_graph = false;
 };
 
 std::string seed_name(uint64_t seed) {
@@ -43,26 +41,24 @@ std::string seed_name(uint64_t seed) {
 
 /// Everything that decides the samples (not --batch: samples do not depend on it), for the chunk
 /// manifest that lets a killed run resume and refuses to mix in a run with other settings.
-io::Settings resume_settings(const SampleOptions& o, const Model& model, const Sampler& sampler,
-                             const std::vector<double>& sigmas, FinalStep final, const std::vector<uint64_t>& seeds,
-                             const SampleJob& job) {
+io::Settings resume_settings(const SampleOptions& o, const Model& model, const PreparedJob& p) {
   io::Settings settings = jobs::model_settings(model);  // model, model metadata, device
-  settings.insert(settings.end(), {{"sampler", sampler.name()},
-                                   {"sampler args", o.sampler_args},
-                                   {"sigmas", jobs::exact_list(sigmas)},
-                                   {"final", final_step_name(final)},
-                                   {"seeds", seeds_fingerprint(seeds)},
-                                   {"init noise", o.init_noise.empty() ? "seeded" : io::hash_file(o.init_noise)},
-                                   {"class", o.label},
-                                   {"guidance", std::to_string(o.guidance)},
+  settings.insert(settings.end(), {{"sampler", p.sampler->name()},
+                                   {"sampler args", o.s.sampler_args},
+                                   {"sigmas", jobs::exact_list(p.job.sigmas)},
+                                   {"final", final_step_name(p.final)},
+                                   {"seeds", seeds_fingerprint(p.all_seeds)},
+                                   {"init noise", o.s.init_noise.empty() ? "seeded" : io::hash_file(o.s.init_noise)},
+                                   {"class", o.s.label},
+                                   {"guidance", std::to_string(o.s.guidance)},
                                    // Per sample, results do not depend on the batch in exact arithmetic, but CPU conv
                                    // kernels round differently for another batch size: resume only with the same one.
                                    {"batch", std::to_string(o.batch)},
                                    {"dtype", o.dtype}});
   // Conditioning inputs decide the samples too, by content (absent for runs without them, as before).
-  const io::Settings conditioning = jobs::conditioning_settings(job);
+  const io::Settings conditioning = jobs::conditioning_settings(p.job);
   settings.insert(settings.end(), conditioning.begin(), conditioning.end());
-  if (!o.cond.cond_rows.empty()) settings.push_back({"cond rows", o.cond.cond_rows});
+  if (!o.s.cond.cond_rows.empty()) settings.push_back({"cond rows", o.s.cond.cond_rows});
   return settings;
 }
 
@@ -78,20 +74,16 @@ void run(const SampleOptions& o) {
   model->configure({dtype, o.cuda_graph});
   if (!model->inference_note().empty()) std::fprintf(stderr, "note: %s\n", model->inference_note().c_str());
   const ModelMetadata& meta = model->metadata();
-  // --gamma feeds both the optimal trajectory and the Analytic-DPM samplers' gamma= arg.
-  std::string sampler_args = o.sampler_args;
-  if (!o.gamma.empty() && (o.sampler == "analytic_ddpm" || o.sampler == "analytic_ddim") &&
-      sampler_args.find("gamma=") == std::string::npos)
-    sampler_args += (sampler_args.empty() ? "gamma=" : ",gamma=") + o.gamma;
-  auto sampler = make_sampler(o.sampler, sampler_args);
-  const FinalStep final = final_step_for(o.final, *sampler, sampler_args);
-  const std::vector<uint64_t> all_seeds = parse_seeds(o.seeds);
   // This process's share (--shard i/n or the launcher's variables): whole batches of the seeds.
   const jobs::Shard shard = resolve_shard_flag(o.shard);
-  if (o.batch < 1) fail("--batch must be >= 1, got ", o.batch);
-  const auto shard_seeds = jobs::shard_range(static_cast<int64_t>(all_seeds.size()), o.batch, shard);
-  const int64_t shard_begin = shard_seeds.first, shard_end = shard_seeds.second;
-  const std::vector<uint64_t> seeds(all_seeds.begin() + shard_begin, all_seeds.begin() + shard_end);
+  const PreparedJob prepared = o.s.build(*model, o.batch, &shard);
+  const Sampler* sampler = prepared.sampler.get();
+  const FinalStep final = prepared.final;
+  const std::vector<uint64_t>& all_seeds = prepared.all_seeds;
+  const int64_t shard_begin = prepared.begin, shard_end = prepared.end;
+  const SampleJob& job = prepared.job;
+  const std::vector<uint64_t>& seeds = job.seeds;
+  const std::vector<double>& sigmas = job.sigmas;
   const std::string out_grid = shard.sharded() && !o.out.empty() ? jobs::shard_path(o.out, shard) : o.out;
   const std::string out_npz = shard.sharded() && !o.npz.empty() ? jobs::shard_path(o.npz, shard) : o.npz;
   if (shard.sharded())
@@ -102,64 +94,9 @@ void run(const SampleOptions& o) {
         stderr,
         "note: %s has no seeds (%zu seeds make fewer batches of %d than shards); lower --batch to spread them\n",
         shard.label().c_str(), all_seeds.size(), o.batch);
-  if (o.steps != -1 && o.nfe != -1) fail("give --steps or --nfe, not both");
-  if (o.steps != -1 && (o.steps < 1 || o.steps > 100000)) fail("--steps must be in [1, 100000], got ", o.steps);
-  int steps = o.steps == -1 ? 0 : o.steps;
-  std::string nfe_note;
-  if (o.nfe != -1) {
-    steps = sampler->steps_for_nfe(o.nfe, final);
-    nfe_note = sampler->name() + ": --nfe " + std::to_string(o.nfe) + " -> " + std::to_string(steps) + " steps (" +
-               std::to_string(sampler->nfe_for(steps, final)) + " network calls, --final " + final_step_name(final) +
-               ")";
-    std::fprintf(stderr, "%s\n", nfe_note.c_str());
-  }
-  std::vector<double> sigmas;
-  if (!o.trajectory.empty()) {
-    if (!o.sigmas.empty()) fail("give --trajectory or --sigmas, not both");
-    const analytic::DiscreteChain chain = chain_of(*model);
-    std::unique_ptr<analytic::GammaTable> gamma;
-    if (!o.gamma.empty()) gamma = std::make_unique<analytic::GammaTable>(load_gamma_for(*model, o.gamma));
-    sigmas = trajectory_grid(o.trajectory, chain, steps ? steps : 10, gamma.get(), final);
-  } else if (!o.sigmas.empty()) {
-    sigmas = explicit_sigmas(parse_double_list(o.sigmas, "--sigmas"), final);
-    if (steps && steps != static_cast<int>(sigmas.size()) - 1)
-      fail("--sigmas gives ", sigmas.size() - 1, " steps but --steps/--nfe asks for ", steps);
-  } else if (!steps && !o.grid_given && !(sigmas = amed_trained_sigmas(o.sampler, sampler_args)).empty()) {
-    std::fprintf(stderr, "%s: the %zu-step grid its predictor/table was trained on\n", o.sampler.c_str(),
-                 sigmas.size() - 1);
-  } else {
-    sigmas = grid_sigmas(o.schedule, o.schedule_args, steps, 20, *model, o.force, final);
-  }
-  check_final_grid(*sampler, sigmas, final);
-  SampleJob job;
-  job.sigmas = sigmas;
-  job.final = final;
-  job.seeds = seeds;
-  job.batch = o.batch;
-  job.device = model->device();
-  job.labels = class_labels(o.label, *model, seeds);
-  job.guidance = o.guidance;
-  // Conditioning and guidance inputs, checked here before any network call or output.
-  o.cond.apply(*model, job, static_cast<int64_t>(all_seeds.size()), shard_begin, shard_end);
-  if (!o.init_noise.empty()) {
-    auto arrays = io::read_npz(o.init_noise);
-    auto it = arrays.find("noise");
-    if (it == arrays.end()) fail("--init-noise ", o.init_noise, " has no array 'noise'");
-    job.init_noise = io::to_tensor(it->second);
-    if (!job.init_noise.is_floating_point())  // as check_init_noise (run.h) says it, with the file named
-      fail("--init-noise ", o.init_noise, ": array 'noise' has dtype ", it->second.dtype,
-           "; initial noise must be floating point (float32/float64 standard normal draws)");
-    std::vector<int64_t> want{static_cast<int64_t>(all_seeds.size())};
-    want.insert(want.end(), meta.shape.begin(), meta.shape.end());
-    if (job.init_noise.sizes() != c10::IntArrayRef(want))
-      fail("--init-noise ", o.init_noise, ": array 'noise' has shape ", job.init_noise.sizes(), ", expected ",
-           c10::IntArrayRef(want), " (one row per seed)");
-    if (!torch::isfinite(job.init_noise.to(torch::kFloat64)).all().item<bool>())
-      fail("--init-noise ", o.init_noise, ": array 'noise' has NaN or Inf values");
-    job.init_noise = job.init_noise.narrow(0, shard_begin, shard_end - shard_begin);
-  }
+  if (!prepared.note.empty()) std::fprintf(stderr, "%s\n", prepared.note.c_str());
 
-  const ImageDecoder decoder = o.cond.image_decoder(model);
+  const ImageDecoder decoder = o.s.cond.image_decoder(model);
   if ((!o.out.empty() || !o.out_dir.empty()) && !decoder.image_shaped()) {
     std::ostringstream os;
     os << c10::IntArrayRef(decoder.image_shape());
@@ -174,7 +111,7 @@ void run(const SampleOptions& o) {
   // With --npz/--out-dir, finished chunks are kept (in NPZ.parts, else DIR.parts; a shard's in its
   // own) so that re-running this command after a kill resumes, on any number of devices; the
   // folder goes once the outputs are written.
-  const io::Settings settings = resume_settings(o, *model, *sampler, sigmas, final, all_seeds, job);
+  const io::Settings settings = resume_settings(o, *model, prepared);
   const std::string parts_dir = jobs::chunk_folder(!out_npz.empty()  ? out_npz
                                                    : shard.sharded() ? jobs::shard_path(o.out_dir, shard)
                                                                      : o.out_dir);
@@ -191,7 +128,7 @@ void run(const SampleOptions& o) {
   }
   auto write_pngs = [&](int64_t begin, const torch::Tensor& samples) {
     if (o.out_dir.empty()) return;
-    torch::Tensor images = decoder.uint8_nhwc(samples, o.cond.decode_batch);
+    torch::Tensor images = decoder.uint8_nhwc(samples, o.s.cond.decode_batch);
     for (int64_t i = 0; i < images.size(0); ++i)
       io::write_png(o.out_dir + "/" + seed_name(seeds[begin + i]), images[i]);
   };
@@ -240,7 +177,7 @@ void run(const SampleOptions& o) {
     arrays.emplace_back("seeds", io::from_tensor(torch::tensor(seed_values, torch::kLong)));
     // Latent models: `samples` stay latents, `images` are decoded.
     if (decoder.image_shaped())
-      arrays.emplace_back("images", io::from_tensor(decoder.uint8_nhwc(result.samples, o.cond.decode_batch)));
+      arrays.emplace_back("images", io::from_tensor(decoder.uint8_nhwc(result.samples, o.s.cond.decode_batch)));
     if (job.labels.defined()) arrays.emplace_back("labels", io::from_tensor(job.labels));
     if (!job.cond_rows.empty())
       arrays.emplace_back("cond_rows", io::from_tensor(torch::tensor(job.cond_rows, torch::kLong)));
@@ -253,7 +190,7 @@ void run(const SampleOptions& o) {
     outputs["npz"] = out_npz;
   }
   if (!out_grid.empty() && !seeds.empty()) {
-    io::write_png(out_grid, io::make_grid(decoder.uint8_nhwc(result.samples, o.cond.decode_batch)));
+    io::write_png(out_grid, io::make_grid(decoder.uint8_nhwc(result.samples, o.s.cond.decode_batch)));
     outputs["grid"] = out_grid;
   }
   if (!o.out_dir.empty()) outputs["out_dir"] = o.out_dir;  // written chunk by chunk
@@ -266,16 +203,16 @@ void run(const SampleOptions& o) {
          {"model", model->name()},
          {"model_summary", model->summary()},
          {"sampler", sampler->name()},
-         {"sampler_args", sampler_args},
-         {"trajectory", o.trajectory},
-         {"schedule", o.sigmas.empty() ? o.schedule : "explicit"},
-         {"schedule_args", o.schedule_args},
+         {"sampler_args", prepared.sampler_args},
+         {"trajectory", o.s.trajectory},
+         {"schedule", o.s.sigmas.empty() ? o.s.schedule : "explicit"},
+         {"schedule_args", o.s.schedule_args},
          {"steps", static_cast<int>(sigmas.size()) - 1},
          {"final", final_step_name(final)},
          {"nfe", result.nfe},
-         {"nfe_note", nfe_note},
+         {"nfe_note", o.s.nfe != -1 ? prepared.note : ""},
          {"sigmas", sigmas},
-         {"seeds", o.seeds},
+         {"seeds", o.s.seeds},
          {"num_samples", seeds.size()},
          {"shard", shard.to_json()},
          {"seed_range", {shard_begin, shard_end}},
@@ -283,11 +220,11 @@ void run(const SampleOptions& o) {
          {"device", devices.empty() ? o.model.device : join(devices, ",")},
          {"dtype", o.dtype},
          {"cuda_graph", o.cuda_graph && model->inference_note().empty()},
-         {"guidance", o.guidance},
-         {"class", o.label},
-         {"cond", o.cond.cond},
+         {"guidance", o.s.guidance},
+         {"class", o.s.label},
+         {"cond", o.s.cond.cond},
          {"cond_rows", job.cond_rows},
-         {"uncond", o.cond.uncond},
+         {"uncond", o.s.cond.uncond},
          {"guidance_interval",
           {job.guidance_lo, std::isinf(job.guidance_hi) ? nlohmann::json("inf") : nlohmann::json(job.guidance_hi)}},
          {"guidance_rescale", job.guidance_rescale},
@@ -307,24 +244,8 @@ void register_sample(CLI::App& app) {
   auto* sub = app.add_subcommand("sample", "generate samples from a model with a chosen sampler");
   static SampleOptions o;
   o.model.add(*sub);
-  o.cond.add(*sub);
+  o.s.add(*sub, SamplingFlags::kAll, "0-63");
   o.device_option = sub->get_option("--device");
-  sub->add_option("--sampler", o.sampler, "sampler name (scoreflow list samplers)")->capture_default_str();
-  sub->add_option("--sampler-args", o.sampler_args, "sampler options k=v,... (e.g. eta=0.5)");
-  sub->add_option("--steps", o.steps,
-                  "number of steps (default 20, or the grid an AMED predictor= / table= was trained on)");
-  sub->add_option("--nfe", o.nfe, "network-call budget; the sampler works out its steps");
-  sub->add_option("--schedule", o.schedule,
-                  "sigma grid (scoreflow list schedules), or file:PATH.json (a schedule file)")
-      ->capture_default_str();
-  sub->add_option("--schedule-args", o.schedule_args, "grid options k=v,... (rho, sigma_min, sigma_max, ...)");
-  sub->add_option("--trajectory", o.trajectory,
-                  "discrete timesteps even|quadratic|optimal (vp_discrete models; --steps = K)");
-  sub->add_option("--gamma", o.gamma, "Gamma file (estimate-gamma) for --trajectory optimal and the analytic samplers");
-  sub->add_option("--sigmas", o.sigmas,
-                  "explicit descending sigma list, e.g. 80,40,10,1 (0 appended with --final zero)");
-  sub->add_option("--final", o.final, kFinalHelp);
-  sub->add_option("--seeds", o.seeds, "seeds: 0-63 or 1,5,9-12 (one sample each)")->capture_default_str();
   sub->add_option("--batch", o.batch, "samples per network call")->capture_default_str();
   sub->add_option("--dtype", o.dtype, "network precision fp32 | fp16 | bf16 (CUDA autocast; state stays float32)")
       ->capture_default_str();
@@ -335,13 +256,7 @@ void register_sample(CLI::App& app) {
   sub->add_option(
       "--npz", o.npz,
       ".npz with samples (float32; latents for latent models), seeds, images (uint8 NHWC, decoded), cond_rows");
-  sub->add_option("--init-noise", o.init_noise,
-                  ".npz with array 'noise' [N, ...shape] replacing the seeded initial noise");
-  sub->add_option("--class", o.label, "class label for every sample, or 'random' (seed mod num_classes)");
-  sub->add_option("--guidance", o.guidance, "classifier-free guidance weight w (1 = plain conditional)")
-      ->capture_default_str();
   sub->add_flag("--json", o.json, "print a JSON summary on stdout");
-  sub->add_flag("--force", o.force, kForceHelp);
   sub->add_flag("--overwrite", o.overwrite,
                 "discard the finished chunks of an earlier, unfinished run instead of resuming it");
   sub->add_option("--shard", o.shard,
@@ -349,10 +264,7 @@ void register_sample(CLI::App& app) {
                   "default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
   sub->add_option("--devices", o.devices,
                   "several devices in one process, e.g. cuda:0,cuda:1 (one model copy and thread each)");
-  set_action(sub, [sub] {
-    o.grid_given = sub->count("--schedule") + sub->count("--schedule-args") > 0;
-    run(o);
-  });
+  set_action(sub, [] { run(o); });
 }
 
 }  // namespace scoreflow::cli

@@ -4,6 +4,7 @@
 
 #include "io/npy_detail.h"
 #include "scoreflow/error.h"
+#include "scoreflow/npy.h"
 
 namespace scoreflow {
 
@@ -23,6 +24,25 @@ void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<i
   if (noise.sizes() != c10::IntArrayRef(want))
     fail(Field{"init_noise"}, " has shape ", noise.sizes(), ", expected ", c10::IntArrayRef(want),
          " (one row per seed)");
+}
+
+torch::Tensor load_init_noise(const std::string& path, int64_t n, const std::vector<int64_t>& shape) {
+  const std::map<std::string, io::NpyArray> arrays = io::read_npz(path);
+  const auto it = arrays.find("noise");
+  if (it == arrays.end()) fail(Field{"init_noise"}, " ", path, " has no array 'noise'");
+  torch::Tensor noise = io::to_tensor(it->second);
+  // check_init_noise's checks, with the file and the array named (the dtype as the file spells it).
+  if (!noise.is_floating_point())
+    fail(Field{"init_noise"}, " ", path, ": array 'noise' has dtype ", it->second.dtype,
+         "; initial noise must be floating point (float32/float64 standard normal draws)");
+  std::vector<int64_t> want{n};
+  want.insert(want.end(), shape.begin(), shape.end());
+  if (noise.sizes() != c10::IntArrayRef(want))
+    fail(Field{"init_noise"}, " ", path, ": array 'noise' has shape ", noise.sizes(), ", expected ",
+         c10::IntArrayRef(want), " (one row per seed)");
+  if (!torch::isfinite(noise.to(torch::kFloat64)).all().item<bool>())
+    fail(Field{"init_noise"}, " ", path, ": array 'noise' has NaN or Inf values");
+  return noise;
 }
 
 void check_job_conditioning(const Model& model, const SampleJob& job) {

@@ -108,6 +108,36 @@ std::string chunk_folder(const std::string& output);
 /// "note: resumed the unfinished run in 'DIR': N finished WHAT reused" on stderr when count > 0.
 void note_resumed(const std::string& dir, int64_t count, const char* what);
 
+// ---- a sampling job's grid -----------------------------------------------------------------------
+
+/// How a sampling job's σ grid is chosen, as plain settings: explicit `sigmas`, a `trajectory`
+/// (not both), else the grid an AMED predictor= / table= file was trained on (when neither steps,
+/// nfe nor a schedule is given), else `schedule`. steps and nfe: -1 when not given (not both).
+struct GridChoice {
+  std::vector<double> sigmas;       ///< explicit descending σ (explicit_sigmas: 0 appended under final zero)
+  std::string trajectory;           ///< discrete timesteps even|quadratic|optimal (vp_discrete models)
+  std::string gamma;                ///< Γ file for the optimal trajectory (load_gamma_for); "" none
+  std::string schedule = "karras";  ///< a grid name or file:PATH (resolve_sigmas)
+  std::string schedule_args;        ///< the named grid's k=v,... options
+  bool schedule_given = false;      ///< schedule or schedule_args chosen (then no AMED file's own grid)
+  int steps = -1, nfe = -1;
+  int default_steps = 20;  ///< a schedule's steps when neither steps nor nfe is given (a trajectory's: 10)
+  bool force = false;      ///< use a schedule file made for another model
+};
+
+/// The grid choose_grid chose, and from what.
+struct ChosenGrid {
+  std::vector<double> sigmas;
+  std::string source;  ///< "sigmas", "trajectory", "trained" (the AMED file's grid) or "schedule"
+  int nfe_steps = 0;   ///< the steps `nfe` gave (Sampler::steps_for_nfe), 0 when nfe was not given
+};
+
+/// The grid `sampler` (made from `sampler_args`) runs under `final` on `model`, as `choice` says;
+/// checked against the final step (check_final_grid). Throws Error naming the fields (steps, nfe,
+/// sigmas, trajectory, force) and the values in conflict.
+ChosenGrid choose_grid(const GridChoice& choice, const Model& model, const Sampler& sampler,
+                       const std::string& sampler_args, FinalStep final);
+
 // ---- schedule searches ---------------------------------------------------------------------------
 
 /// The resume manifest of search_gits: model_settings and every option that changes its result

@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "scoreflow/conditioning.h"
@@ -51,6 +52,10 @@ void check_final_grid(const Sampler& sampler, const std::vector<double>& sigmas,
 /// integers cannot be) of shape [n, ...shape]. Throws Error naming the field init_noise and the
 /// dtype or shape found.
 void check_init_noise(const torch::Tensor& noise, int64_t n, const std::vector<int64_t>& shape);
+/// Initial noise for `n` samples of `shape` from the array 'noise' of the .npz at `path`: floating
+/// point (float32 or float64 draws), of shape [n, ...shape], every value finite. Throws Error naming
+/// the field init_noise, the path, and the dtype or shape found.
+torch::Tensor load_init_noise(const std::string& path, int64_t n, const std::vector<int64_t>& shape);
 
 /// Samples `job.seeds` with `sampler`. Sample i starts from σ_0·ε_i, ε_i drawn from the generator
 /// seeded by seeds[i] (or job.init_noise[i]); later noise draws come from the same generator.

@@ -1,0 +1,54 @@
+#pragma once
+// The flags every command that samples a model shares (sample, eval fid --model): sampler, grid,
+// final step, seeds, guidance and conditioning (and, for sample, explicit σ, a trajectory, --class
+// and --init-noise), registered once, and the SampleJob they make. The choices and checks are the
+// library's (jobs::choose_grid, load_init_noise, CondOptions' conditioning); this reads flags.
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/cond_options.h"
+#include "scoreflow/jobs.h"
+
+namespace scoreflow::cli {
+
+/// What SamplingFlags::build made: the sampler and the job for seeds [begin, end) of all_seeds.
+struct PreparedJob {
+  std::unique_ptr<Sampler> sampler;
+  std::string sampler_args;  ///< as the sampler got them (--gamma added for the analytic samplers)
+  FinalStep final = FinalStep::Zero;
+  jobs::ChosenGrid grid;
+  std::vector<uint64_t> all_seeds;
+  int64_t begin = 0, end = 0;
+  SampleJob job;
+  std::string note;  ///< how --nfe or an AMED file chose the grid, for stderr; "" when neither did
+};
+
+struct SamplingFlags {
+  CondOptions cond;
+  std::string sampler = "heun", sampler_args, schedule = "karras", schedule_args, final, seeds;
+  std::string sigmas, trajectory, gamma, label, init_noise;  // with `all` (sample) only
+  int steps = -1, nfe = -1;                                  // -1: not given
+  double guidance = 1.0;
+  bool force = false;
+
+  /// Which flags add() registers: conditioning (CondOptions' and --guidance), the sampler (--sampler,
+  /// --sampler-args, --steps, --nfe, --seeds), the grid (--schedule, --schedule-args, --final,
+  /// --force) and sample's own (--sigmas, --trajectory, --gamma, --class, --init-noise).
+  enum Parts : unsigned { kConditioning = 1, kSampler = 2, kGrid = 4, kSampleOnly = 8, kAll = 15 };
+  /// Registers the `parts` flags, `default_seeds` the default of --seeds; `cond_outputs` as CondOptions::add.
+  void add(CLI::App& app, unsigned parts, const std::string& default_seeds = "", bool cond_outputs = true);
+  /// The sampler and job on `model`: `shard`'s whole batches of `batch` seeds (all of them without
+  /// one), the grid (jobs::choose_grid), labels, guidance, conditioning and initial noise, every
+  /// input checked before any network call.
+  PreparedJob build(const Model& model, int batch, const jobs::Shard* shard = nullptr) const;
+  /// --schedule or --schedule-args given (then no AMED file's own grid).
+  bool grid_given() const;
+
+ private:
+  CLI::Option* schedule_option_ = nullptr;
+  CLI::Option* schedule_args_option_ = nullptr;
+};
+
+}  // namespace scoreflow::cli
