@@ -422,6 +422,15 @@ TEST(Jobs, GammaKilledAfterTwoTimestepsResumesToTheUninterruptedTableBitForBit) 
   const jobs::GammaJobResult again = f.run({f.model}, out, 1);
   EXPECT_EQ(again.resumed, 6);
   EXPECT_EQ(slurp(out), slurp(dir + "/whole.json"));
+  // The partial table an interrupted run of an older version saved in the Γ file resumes too.
+  const std::string legacy = dir + "/legacy.json";
+  GammaEstimation first_two = f.job;
+  first_two.timesteps.resize(2);
+  analytic::GammaTable partial(f.meta, chain_of(*f.model).num_steps());
+  estimate_gamma(*f.model, *f.data, first_two, partial);
+  partial.save(legacy);
+  EXPECT_EQ(f.run({f.model}, legacy).resumed, 2);
+  EXPECT_EQ(slurp(legacy), slurp(dir + "/whole.json"));
 }
 
 TEST(Jobs, GammaShardsResumedAndMergedEqualOneRun) {
