@@ -13,8 +13,10 @@ namespace {
 
 const std::string kModel = "builtin:gaussian:shape=1x4x4,mean=0.2,std=0.3,schedule=vp_discrete";
 
+/// Per process: ctest runs these tests in parallel processes, and one must not read the file while
+/// another rewrites it.
 std::string dataset() {
-  std::string path = tmp("analytic_cli_data.npy");
+  std::string path = tmp("analytic_cli_data_" + std::to_string(::getpid()) + ".npy");
   torch::manual_seed(3);
   torch::Tensor x = (0.2 + 0.3 * torch::randn({300, 1, 4, 4})).clamp(-1, 1);
   scoreflow::io::write_npy(path, scoreflow::io::from_tensor(torch::round((x + 1) * 127.5) / 127.5 - 1));
