@@ -1,8 +1,5 @@
 // scoreflow estimate-gamma | trajectory | nll — Analytic-DPM (Bao et al. 2022) on a dataset.
-#include <sys/stat.h>
-
 #include <cstdio>
-#include <fstream>
 
 #include "cli/common.h"
 #include "cli/cond_options.h"
@@ -35,11 +32,6 @@ struct DataOptions {
   }
 };
 
-bool exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
-}
-
 std::unique_ptr<analytic::GammaTable> load_gamma(const std::string& path, const Model& model) {
   if (path.empty()) return nullptr;
   return std::make_unique<analytic::GammaTable>(load_gamma_for(model, path));
@@ -65,13 +57,15 @@ void register_estimate_gamma(CLI::App& app) {
                   "merge (default: RANK/WORLD_SIZE, OMPI_COMM_WORLD_*, SLURM_* when set)");
   sub->add_option("--devices", devices_flag,
                   "several devices in one process, e.g. cuda:0,cuda:1 (one model copy each)");
-  sub->add_option("--out", out, "Gamma file (JSON); an existing file from an interrupted run is resumed");
+  sub->add_option("--out", out,
+                  "Gamma file (JSON); an interrupted run resumes from OUT.parts (or an older version's partial OUT)");
   sub->add_option("--timesteps", timesteps, "all, or K (K evenly spaced timesteps; the rest interpolated)")
       ->capture_default_str();
   sub->add_option("--num-images", num_images, "images (the first ones of --data)")->capture_default_str();
   sub->add_option("--batch", batch, "images per network call")->capture_default_str();
   sub->add_option("--seed", seed, "noise seed")->capture_default_str();
-  sub->add_flag("--overwrite", overwrite, "start afresh even if --out exists with other settings");
+  sub->add_flag("--overwrite", overwrite,
+                "start afresh: discard OUT.parts and an existing --out (even with other settings)");
   sub->add_flag("--json", as_json, "print a JSON summary on stdout");
   sub->add_flag("--forward-only", forward_only,
                 "benchmark: time only the network calls this run would make (no data, noise or read-back); "
@@ -127,89 +121,37 @@ void register_estimate_gamma(CLI::App& app) {
                      {"seed", std::to_string(seed)},
                      {"timesteps", timesteps}};
     if (!job.conditions.empty()) meta.settings["conditions"] = job.conditions.fingerprint();
-    if (shard.sharded()) {  // partial statistics for scoreflow merge
-      const std::string path = jobs::shard_path(out, shard, ".npz");
-      io::check_writable(path);
-      if (num_images >= 1 && num_images <= data->size() && batch >= 1) {
-        const auto [b, e] = jobs::shard_range(num_images, batch, shard);
-        std::fprintf(stderr, "%s (from %s): images %lld..%lld of %lld\n", shard.label().c_str(), shard.source.c_str(),
-                     static_cast<long long>(b), static_cast<long long>(e) - 1, static_cast<long long>(num_images));
-      }
-      Progress progress("estimate-gamma", static_cast<int64_t>(job.timesteps.size() * models.size()), "timesteps");
-      int64_t finished = 0;
-      const auto [begin, end] =
-          jobs::estimate_gamma_shard(models, *data, job, meta, shard, path, [&] { progress.update(++finished); });
-      progress.finish();
-      if (as_json)
-        print_json({{"command", "estimate-gamma"},
-                    {"shard", shard.to_json()},
-                    {"image_range", {begin, end}},
-                    {"out", path},
-                    {"model", model->name()},
-                    {"dataset", data->describe()},
-                    {"timesteps", job.timesteps.size()},
-                    {"num_images", num_images},
-                    {"wall_seconds", seconds_since(start)}});
-      return;
-    }
-    analytic::GammaTable table(meta, n);
-    if (exists(out) && !overwrite) {
-      // Resume: the same settings continue; anything else is refused, naming the setting.
-      analytic::GammaTable done = analytic::GammaTable::load(out, chain, gamma_meta_for(*model));
-      for (const auto& [key, value] : meta.settings) {
-        auto it = done.meta().settings.find(key);
-        if (it == done.meta().settings.end() || it->second != value)
-          fail("--out ", out, " was made with ", key, "=", it == done.meta().settings.end() ? "(unset)" : it->second,
-               ", this run has ", key, "=", value, "; use --overwrite to start afresh");
-      }
-      table = done;
-      std::fprintf(stderr, "resuming %s: %zu of %zu timesteps done\n", out.c_str(), table.entries().size(),
-                   job.timesteps.size());
-    }
+    jobs::GammaJobOptions options;
+    options.out = out;
+    options.shard = shard;
+    options.overwrite = overwrite;
+    options.on_note = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    if (shard.sharded()) io::check_writable(jobs::shard_path(out, shard, ".npz"));
     Progress progress("estimate-gamma", static_cast<int64_t>(job.timesteps.size()), "timesteps");
-    int64_t finished = static_cast<int64_t>(table.entries().size()), this_run = 0;
-    auto last_save = std::chrono::steady_clock::now(), first_done = last_save;
-    if (models.size() > 1) {
-      // Batches split over the devices; replayed in batch order, as one device would add them.
-      std::vector<int64_t> todo;
-      for (int64_t t : job.timesteps)
-        if (!table.has(t)) todo.push_back(t);
-      job.timesteps = todo;
-      jobs::replay_gamma(jobs::estimate_gamma_batches(models, *data, job), table);
-    } else
-      estimate_gamma(*model, *data, job, table, [&](const analytic::GammaTable& t, int64_t, double rate) {
-        ++finished;
-        if (++this_run == 1) first_done = std::chrono::steady_clock::now();
-        progress.update(finished, std::to_string(static_cast<int64_t>(rate)) + " images/s");
-        // Save finished timesteps regularly so that a killed run loses at most a few seconds.
-        if (seconds_since(last_save) > 2.0 || finished == static_cast<int64_t>(job.timesteps.size())) {
-          t.save(out);
-          last_save = std::chrono::steady_clock::now();
-        }
-      });
+    options.on_timestep = [&](int64_t done, int64_t, double rate) {
+      progress.update(done, std::to_string(static_cast<int64_t>(rate)) + " images/s");
+    };
+    const jobs::GammaJobResult r = jobs::estimate_gamma_job(models, *data, job, meta, options);
     progress.finish();
-    // Steady-state rate: the first timestep (network warm-up) left out, as in --forward-only.
-    const double steady = this_run > 1 ? static_cast<double>(num_images) * static_cast<double>(this_run - 1) /
-                                             std::max(seconds_since(first_done), 1e-9)
-                                       : 0.0;
-    table.save(out);
-    if (table.num_clipped() > 0)
+    if (r.table && r.table->num_clipped() > 0)
       std::fprintf(stderr, "warning: %lld timesteps had Gamma outside [0, 1] and were clipped\n",
-                   static_cast<long long>(table.num_clipped()));
-    if (as_json) {
-      nlohmann::json doc = {{"command", "estimate-gamma"},
-                            {"model", model->name()},
-                            {"dataset", data->describe()},
-                            {"out", out},
-                            {"timesteps", job.timesteps.size()},
-                            {"num_images", num_images},
-                            {"clipped", table.num_clipped()},
-                            {"device", model->device().str()},
-                            {"batch", batch},
-                            {"images_per_second", steady},
-                            {"wall_seconds", seconds_since(start)}};
-      print_json(doc);
+                   static_cast<long long>(r.table->num_clipped()));
+    if (!as_json) return;
+    nlohmann::json doc = {{"command", "estimate-gamma"},       {"model", model->name()},
+                          {"dataset", data->describe()},       {"out", r.path},
+                          {"timesteps", job.timesteps.size()}, {"num_images", num_images},
+                          {"resumed_timesteps", r.resumed},    {"wall_seconds", seconds_since(start)}};
+    if (shard.sharded()) {
+      doc["shard"] = shard.to_json();
+      doc["image_range"] = {r.image_range.first, r.image_range.second};
+    } else {
+      doc["clipped"] = r.table->num_clipped();
+      doc["device"] = model->device().str();
+      doc["batch"] = batch;
+      // Steady-state rate: the first timestep computed (network warm-up) left out, as in --forward-only.
+      doc["images_per_second"] = r.images_per_second;
     }
+    print_json(doc);
   });
 }
 

@@ -1,5 +1,5 @@
-// estimate-gamma (resume, refusal of mixed settings), trajectory, nll, and sample with
-// --trajectory/--gamma, through the scoreflow command.
+// estimate-gamma (resume from a finished file and from the chunks of a killed run, refusal of mixed
+// settings), trajectory, nll, and sample with --trajectory/--gamma, through the scoreflow command.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -13,8 +13,10 @@ namespace {
 
 const std::string kModel = "builtin:gaussian:shape=1x4x4,mean=0.2,std=0.3,schedule=vp_discrete";
 
+/// Per process: ctest runs these tests in parallel processes, and one must not read the file while
+/// another rewrites it.
 std::string dataset() {
-  std::string path = tmp("analytic_cli_data.npy");
+  std::string path = tmp("analytic_cli_data_" + std::to_string(::getpid()) + ".npy");
   torch::manual_seed(3);
   torch::Tensor x = (0.2 + 0.3 * torch::randn({300, 1, 4, 4})).clamp(-1, 1);
   scoreflow::io::write_npy(path, scoreflow::io::from_tensor(torch::round((x + 1) * 127.5) / 127.5 - 1));
@@ -59,6 +61,26 @@ TEST(AnalyticCli, EstimateGammaResumesAndRefusesMixedSettings) {
                  " --trajectory optimal --steps 6 --seeds 0-7 --json");
   ASSERT_EQ(s.code, 0) << s.err;
   EXPECT_EQ(nlohmann::json::parse(s.out)["nfe"], 6);
+}
+
+TEST(AnalyticCli, EstimateGammaKilledAfterThreeTimestepsResumesFromItsChunks) {
+  const std::string data = dataset(), dir = fresh_dir("analytic_cli_kill");
+  auto args = [&](const std::string& out) {
+    return std::vector<std::string>{
+        "estimate-gamma", "--model", kModel,  "--data", data, "--timesteps", "8", "--batch", "100",
+        "--num-images",   "300",     "--out", out};
+  };
+  ASSERT_EQ(run_cli(args(dir + "/whole.json"), dir + "/whole").code, 0);
+  const std::string out = dir + "/gamma.json", parts = out + ".parts";
+  const Outcome killed = run_cli(args(out), dir + "/killed", {"SCOREFLOW_TEST_KILL_AFTER_CHUNKS=3"});
+  ASSERT_EQ(killed.signal, SIGKILL) << "exit " << killed.code << ": " << killed.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  ASSERT_TRUE(std::filesystem::exists(parts));
+  const Outcome resumed = run_cli(args(out), dir + "/resumed");
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("3 finished timesteps reused"), std::string::npos) << resumed.err;
+  EXPECT_EQ(slurp(out), slurp(dir + "/whole.json")) << "the resumed Gamma file differs from an uninterrupted run";
+  EXPECT_FALSE(std::filesystem::exists(parts));
 }
 
 TEST(AnalyticCli, BadInputGetsOneErrorLine) {

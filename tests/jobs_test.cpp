@@ -340,6 +340,133 @@ TEST(Jobs, GammaShardsAndDevicesMergeToTheUnshardedFileByteForByte) {
   EXPECT_NE(error_of([&] { jobs::read_shard_set(paths); }).find("seed is '7' there but '3'"), std::string::npos);
 }
 
+/// The Γ fixture of the chunked tests: 230 images of a Gaussian, 6 timesteps, batches of 40.
+struct GammaFixture {
+  std::string spec = "builtin:gaussian:shape=1x4x4,mean=0.2,std=0.3,schedule=vp_discrete";
+  std::shared_ptr<const Model> model;
+  std::unique_ptr<io::Dataset> data;
+  GammaEstimation job;
+  analytic::GammaMeta meta;
+  explicit GammaFixture(const std::string& dir) : model(open_model(spec)) {
+    torch::manual_seed(5);
+    io::write_npy(dir + "/data.npy", io::from_tensor((0.2 + 0.3 * torch::randn({230, 1, 4, 4})).clamp(-1, 1)));
+    data = io::open_dataset(dir + "/data.npy", io::dataset_options(model->metadata()));
+    job.timesteps = analytic::even_timesteps(chain_of(*model).num_steps(), 6);
+    job.num_images = 230;
+    job.batch = 40;
+    job.seed = 3;
+    meta = gamma_meta_for(*model);
+    meta.dataset = data->describe();
+    meta.settings = {{"num_images", "230"}, {"batch", "40"}, {"seed", "3"}, {"timesteps", "6"}};
+  }
+  /// estimate_gamma_job, "killed" (an exception out of the progress callback) after `kill_after`
+  /// timesteps computed now when >= 0.
+  jobs::GammaJobResult run(const std::vector<std::shared_ptr<const Model>>& models, const std::string& out,
+                           int64_t kill_after = -1, const jobs::Shard& shard = {}) const {
+    jobs::GammaJobOptions o;
+    o.out = out;
+    o.shard = shard;
+    int64_t computed = 0;
+    o.on_timestep = [&](int64_t, int64_t, double) {
+      if (++computed == kill_after) throw std::runtime_error("killed");
+    };
+    return jobs::estimate_gamma_job(models, *data, job, meta, o);
+  }
+};
+
+size_t chunk_files(const std::string& dir) {
+  size_t n = 0;
+  if (fs::exists(dir))
+    for (const auto& e : fs::directory_iterator(dir)) n += e.path().extension() == ".npy";
+  return n;
+}
+
+TEST(Jobs, GammaKilledAfterTwoTimestepsResumesToTheUninterruptedTableBitForBit) {
+  const std::string dir = scratch();
+  const GammaFixture f(dir);
+  const jobs::GammaJobResult whole = f.run({f.model}, dir + "/whole.json");
+  EXPECT_EQ(whole.resumed, 0);
+  EXPECT_FALSE(fs::exists(jobs::chunk_folder(dir + "/whole.json")));
+  // The estimator's numbers are unchanged: the table estimate_gamma fills by itself.
+  analytic::GammaTable direct(f.meta, chain_of(*f.model).num_steps());
+  estimate_gamma(*f.model, *f.data, f.job, direct);
+  direct.save(dir + "/direct.json");
+  EXPECT_EQ(slurp(dir + "/whole.json"), slurp(dir + "/direct.json"));
+
+  const std::string out = dir + "/gamma.json", parts = jobs::chunk_folder(out);
+  EXPECT_THROW(f.run({f.model}, out, 2), std::runtime_error);
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_EQ(chunk_files(parts), 2u);
+  // Killed again after one more, now on two devices: the chunks do not depend on the device count.
+  const std::vector<std::shared_ptr<const Model>> two{f.model, open_model(f.spec)};
+  EXPECT_THROW(f.run(two, out, 1), std::runtime_error);
+  EXPECT_EQ(chunk_files(parts), 3u);
+  const jobs::GammaJobResult resumed = f.run({f.model}, out);
+  EXPECT_EQ(resumed.resumed, 3);
+  EXPECT_EQ(slurp(out), slurp(dir + "/whole.json")) << "the resumed Gamma table differs from an uninterrupted run";
+  EXPECT_FALSE(fs::exists(parts)) << "the chunk folder outlived the Gamma file";
+  // The finished file counts as done: nothing is recomputed, the file stays the same.
+  const jobs::GammaJobResult again = f.run({f.model}, out, 1);
+  EXPECT_EQ(again.resumed, 6);
+  EXPECT_EQ(slurp(out), slurp(dir + "/whole.json"));
+  // The partial table an interrupted run of an older version saved in the Γ file resumes too.
+  const std::string legacy = dir + "/legacy.json";
+  GammaEstimation first_two = f.job;
+  first_two.timesteps.resize(2);
+  analytic::GammaTable partial(f.meta, chain_of(*f.model).num_steps());
+  estimate_gamma(*f.model, *f.data, first_two, partial);
+  partial.save(legacy);
+  EXPECT_EQ(f.run({f.model}, legacy).resumed, 2);
+  EXPECT_EQ(slurp(legacy), slurp(dir + "/whole.json"));
+}
+
+TEST(Jobs, GammaShardsResumedAndMergedEqualOneRun) {
+  const std::string dir = scratch();
+  const GammaFixture f(dir);
+  f.run({f.model}, dir + "/whole.json");
+  std::vector<std::string> paths;
+  for (int64_t i : {1, 0}) {
+    jobs::Shard shard;
+    shard.index = i;
+    shard.count = 2;
+    const std::string path = jobs::shard_path(dir + "/gamma.json", shard, ".npz");
+    // Shard 1 (images 120..229) killed after 4 timesteps, then resumed.
+    if (i == 1) {
+      EXPECT_THROW(f.run({f.model}, dir + "/gamma.json", 4, shard), std::runtime_error);
+      EXPECT_EQ(chunk_files(jobs::chunk_folder(path)), 4u);
+    }
+    const jobs::GammaJobResult r = f.run({f.model}, dir + "/gamma.json", -1, shard);
+    EXPECT_EQ(r.path, path);
+    EXPECT_EQ(r.resumed, i == 1 ? 4 : 0);
+    EXPECT_EQ(r.image_range, (std::pair<int64_t, int64_t>(i == 1 ? 120 : 0, i == 1 ? 230 : 120)));
+    EXPECT_FALSE(fs::exists(jobs::chunk_folder(path)));
+    paths.push_back(path);
+  }
+  jobs::merge_shards(jobs::read_shard_set(paths), dir + "/merged.json");
+  EXPECT_EQ(slurp(dir + "/merged.json"), slurp(dir + "/whole.json")) << "merged shards differ from one run";
+}
+
+TEST(Jobs, GammaResumeWithAnotherSettingIsRefusedNamingIt) {
+  const std::string dir = scratch();
+  GammaFixture f(dir);
+  const std::string out = dir + "/gamma.json";
+  EXPECT_THROW(f.run({f.model}, out, 2), std::runtime_error);
+  f.job.seed = 4;
+  f.meta.settings["seed"] = "4";
+  const std::string seed = error_of([&] { f.run({f.model}, out); });
+  EXPECT_NE(seed.find("seed was '3', now '4'"), std::string::npos) << seed;
+  f.job.seed = 3;
+  f.meta.settings["seed"] = "3";
+  f.job.num_images = 200;
+  f.meta.settings["num_images"] = "200";
+  const std::string images = error_of([&] { f.run({f.model}, out); });
+  EXPECT_NE(images.find("num_images was '230', now '200'"), std::string::npos) << images;
+  // The refused runs left the chunks alone: the same settings resume them.
+  f.job.num_images = 230;
+  f.meta.settings["num_images"] = "230";
+  EXPECT_EQ(f.run({f.model}, out).resumed, 2);
+}
+
 TEST(Jobs, FeatureMomentShardsMergeToOnePass) {
   const std::string dir = scratch();
   torch::manual_seed(11);

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -229,20 +230,83 @@ nlohmann::json merge_shards(const ShardSet& set, const std::string& out);
 using GammaBatches = std::map<int64_t, std::vector<analytic::GammaBatchStats>>;
 
 /// Runs `job` (its first_batch/end_batch give the range) split over `models` (one per device) by
-/// split_over_workers; `on_timestep()` after each timestep of each device (one call at a time).
+/// split_over_workers; `on_timestep()` after each timestep, once every device has finished it (one
+/// call at a time).
 GammaBatches estimate_gamma_batches(const std::vector<std::shared_ptr<const Model>>& models, const io::Dataset& data,
                                     const GammaEstimation& job, const std::function<void()>& on_timestep = {});
 
 /// Replays `batches` into `table` as one run adds them (timesteps with no batch are left unset).
 void replay_gamma(const GammaBatches& batches, analytic::GammaTable& table);
 
-/// `shard`'s part of `job` over `models`, written to `path` as a gamma shard file (record with
-/// the Γ file's metadata; arrays timesteps [T], batch_count / batch_sum / batch_m2 [T, B]).
-/// Returns the image range [begin, end).
+/// What a Γ job's results depend on, for shard records and its chunk store: model_settings but the
+/// device (shards and resumes may run on other kinds, as merges always allowed), the schedule, the
+/// dataset and `meta.settings` (num_images, batch, seed, timesteps, conditions).
+io::Settings gamma_settings(const Model& model, const analytic::GammaMeta& meta);
+
+struct GammaChunkOptions {
+  /// Where finished timesteps are kept and found again (null: nothing kept). One chunk per
+  /// timestep, "gamma-t<t>": [B, 3] float64 (count, Σv, M2) of its batches in batch order, written
+  /// once every device has finished the timestep. The store's settings are the caller's
+  /// (gamma_settings plus the batch range); a chunk of another batch count is redone.
+  io::ChunkStore* store = nullptr;
+  /// After each timestep computed now (not loaded), with the timesteps done so far (loaded ones
+  /// included), the job's total and that timestep's images/s; one call at a time.
+  std::function<void(int64_t done, int64_t total, double images_per_second)> on_timestep;
+};
+
+struct GammaChunked {
+  GammaBatches batches;          ///< every timestep of the job, in batch order: replay_gamma makes the table
+  int64_t resumed = 0;           ///< timesteps loaded from the store
+  double images_per_second = 0;  ///< timesteps computed now after the first (warm-up), per second; 0 if < 2
+};
+
+/// estimate_gamma_batches over the timesteps `options.store` does not hold yet, keeping each
+/// finished one there; loaded and computed timesteps together replay to the table of one
+/// uninterrupted run, bit for bit, whatever the devices and however often it was interrupted.
+GammaChunked estimate_gamma_chunked(const std::vector<std::shared_ptr<const Model>>& models, const io::Dataset& data,
+                                    const GammaEstimation& job, const GammaChunkOptions& options = {});
+
+/// `shard`'s part of `job` over `models` (resumable through `options.store`), written to `path` as
+/// a gamma shard file (record with the Γ file's metadata; arrays timesteps [T], batch_count /
+/// batch_sum / batch_m2 [T, B]). Returns the image range [begin, end).
 std::pair<int64_t, int64_t> estimate_gamma_shard(const std::vector<std::shared_ptr<const Model>>& models,
                                                  const io::Dataset& data, const GammaEstimation& job,
                                                  const analytic::GammaMeta& meta, const Shard& shard,
-                                                 const std::string& path,
-                                                 const std::function<void()>& on_timestep = {});
+                                                 const std::string& path, const GammaChunkOptions& options = {});
+
+/// `scoreflow estimate-gamma` as a library call: the files, resume and shards around
+/// estimate_gamma_chunked.
+struct GammaJobOptions {
+  /// The Γ file (JSON). A shard writes shard_path(out, shard, ".npz") for `scoreflow merge`
+  /// instead. Unfinished timesteps are kept in chunk_folder(<that file>) until it is written.
+  std::string out;
+  Shard shard;
+  /// Discard an unfinished run (the chunk folder) and an existing Γ file instead of resuming.
+  bool overwrite = false;
+  /// The flag naming `out` in messages ("--out").
+  std::string out_option = "--out";
+  /// One-line notes: the shard's image range, what was resumed.
+  std::function<void(const std::string&)> on_note;
+  /// As GammaChunkOptions::on_timestep.
+  std::function<void(int64_t done, int64_t total, double images_per_second)> on_timestep;
+};
+
+struct GammaJobResult {
+  std::string path;                               ///< the file written
+  std::pair<int64_t, int64_t> image_range{0, 0};  ///< images this run covers (a shard's share)
+  int64_t resumed = 0;                            ///< timesteps taken from an earlier run
+  double images_per_second = 0;                   ///< as GammaChunked
+  std::optional<analytic::GammaTable> table;      ///< unsharded: the table written to `out`
+};
+
+/// Estimates Γ for `job` (`meta` describes it in the file: gamma_meta_for, dataset, settings) and
+/// writes options.out (or the shard file). Resumes the chunk folder an interrupted run left; a
+/// folder made with other settings is refused naming the setting, unless options.overwrite.
+/// An existing Γ file (a finished run, or an interrupted run of a version that saved partial
+/// tables there) counts as done for the timesteps it holds when its settings match, and is
+/// refused naming the setting otherwise.
+GammaJobResult estimate_gamma_job(const std::vector<std::shared_ptr<const Model>>& models, const io::Dataset& data,
+                                  const GammaEstimation& job, const analytic::GammaMeta& meta,
+                                  const GammaJobOptions& options);
 
 }  // namespace scoreflow::jobs
