@@ -10,18 +10,13 @@
 #include <sstream>
 
 #include "io/prefetch.h"
+#include "models/sizes_text.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
 #include "scoreflow/npy.h"
 
 namespace scoreflow::eval {
 namespace {
-
-std::string shape_text(c10::IntArrayRef s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
-}
 
 std::string first_line(const std::string& text) { return summarize_torch_error(text); }
 
@@ -98,8 +93,8 @@ torch::Tensor FeatureExtractor::extract(const torch::Tensor& x_in, double lo, do
     torch::Tensor x = x_in.to(device_, torch::kFloat32, /*non_blocking=*/x_in.is_pinned());
     if (!input_shape_.empty()) {
       if (x.dim() != 4)
-        fail("feature network '", path_, "' takes images ", shape_text(input_shape_), "; the samples have shape ",
-             shape_text(x.sizes().slice(1)));
+        fail("feature network '", path_, "' takes images ", sizes_text(input_shape_), "; the samples have shape ",
+             sizes_text(x.sizes().slice(1)));
       const int64_t c = x.size(1), want_c = input_shape_[0];
       if (c != want_c) {
         if (c == 1 && want_c == 3) {
@@ -109,7 +104,7 @@ torch::Tensor FeatureExtractor::extract(const torch::Tensor& x_in, double lo, do
           x = (0.299 * x.select(1, 0) + 0.587 * x.select(1, 1) + 0.114 * x.select(1, 2)).unsqueeze(1);
           note("3 -> 1 channel (ITU-R BT.601 luminance)");
         } else {
-          fail("feature network '", path_, "' takes ", want_c, "-channel input ", shape_text(input_shape_),
+          fail("feature network '", path_, "' takes ", want_c, "-channel input ", sizes_text(input_shape_),
                "; the samples have ", c, " channels (only 1 <-> 3 is converted)");
         }
       }
@@ -134,16 +129,16 @@ torch::Tensor FeatureExtractor::extract(const torch::Tensor& x_in, double lo, do
     try {
       out = impl_->module.forward({x});
     } catch (const c10::Error& e) {
-      fail("feature network '", path_, "' rejected input of shape ", shape_text(x.sizes()), ": ",
+      fail("feature network '", path_, "' rejected input of shape ", sizes_text(x.sizes()), ": ",
            first_line(e.what_without_backtrace()),
            input_shape_.empty() ? " (its scoreflow.json gives no input_shape to adapt to)" : "");
     } catch (const std::exception& e) {
-      fail("feature network '", path_, "' rejected input of shape ", shape_text(x.sizes()), ": ", first_line(e.what()));
+      fail("feature network '", path_, "' rejected input of shape ", sizes_text(x.sizes()), ": ", first_line(e.what()));
     }
     if (!out.isTensor()) fail("feature network '", path_, "' returned ", out.tagKind(), ", expected a Tensor [B, D]");
     features = out.toTensor();
     if (features.dim() != 2 || features.size(0) != x.size(0))
-      fail("feature network '", path_, "' returned shape ", shape_text(features.sizes()), " for a batch of ", x.size(0),
+      fail("feature network '", path_, "' returned shape ", sizes_text(features.sizes()), " for a batch of ", x.size(0),
            ", expected [B, D]");
     features = features.to(torch::kFloat64);
   }
@@ -200,9 +195,9 @@ std::pair<torch::Tensor, torch::Tensor> load_feature_stats(const std::string& pa
            "); expected 'mu' [D] and 'sigma' [D, D]");
   torch::Tensor mu = io::to_tensor(arrays.at("mu")).to(torch::kFloat64);
   torch::Tensor sigma = io::to_tensor(arrays.at("sigma")).to(torch::kFloat64);
-  if (mu.dim() != 1) fail("statistics '", path, "': 'mu' has shape ", shape_text(mu.sizes()), ", expected [D]");
+  if (mu.dim() != 1) fail("statistics '", path, "': 'mu' has shape ", sizes_text(mu.sizes()), ", expected [D]");
   if (sigma.dim() != 2 || sigma.size(0) != mu.size(0) || sigma.size(1) != mu.size(0))
-    fail("statistics '", path, "': 'sigma' has shape ", shape_text(sigma.sizes()), " but 'mu' has D = ", mu.size(0),
+    fail("statistics '", path, "': 'sigma' has shape ", sizes_text(sigma.sizes()), " but 'mu' has D = ", mu.size(0),
          "; expected [", mu.size(0), ", ", mu.size(0), "]");
   if (!torch::isfinite(mu).all().item<bool>() || !torch::isfinite(sigma).all().item<bool>())
     fail("statistics '", path, "' hold NaN or Inf values");

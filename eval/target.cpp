@@ -5,6 +5,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "models/sizes_text.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/data.h"
 #include "scoreflow/empirical.h"
@@ -20,12 +21,6 @@ int64_t numel_of(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
   return n;
-}
-
-std::string shape_text(c10::IntArrayRef s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
 }
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -63,18 +58,18 @@ torch::Tensor load_data_rows(const std::string& path, const ModelMetadata& like,
     torch::Tensor t = read_float_points(path);
     if (t.defined()) {
       if (t.dim() < 2 || t.size(0) < 1)
-        fail("data '", path, "': expected [N, ...shape] points, got shape ", shape_text(t.sizes()));
+        fail("data '", path, "': expected [N, ...shape] points, got shape ", sizes_text(t.sizes()));
       const int64_t per = t.numel() / t.size(0);
       if (per != d)
-        fail("data '", path, "' holds items of shape ", shape_text(t.sizes().slice(1)), " (", per,
-             " values) but the model's samples are ", shape_text(like.shape), " (", d, " values)");
+        fail("data '", path, "' holds items of shape ", sizes_text(t.sizes().slice(1)), " (", per,
+             " values) but the model's samples are ", sizes_text(like.shape), " (", d, " values)");
       rows = t.reshape({t.size(0), d}).to(torch::kFloat64);
     }
   }
   if (!rows.defined()) {
     if (like.shape.size() != 3)
       fail("data '", path, "': an image dataset needs an image-shaped model [C, H, W]; this model's shape is ",
-           shape_text(like.shape), " (give a float .npy of points [N, ", d, "])");
+           sizes_text(like.shape), " (give a float .npy of points [N, ", d, "])");
     auto dataset = io::open_dataset(path, io::dataset_options(like));  // shape, range and data_prep
     int64_t n = dataset->size();
     if (limit > 0) n = std::min(n, limit);
@@ -115,8 +110,8 @@ ExactTarget::ExactTarget(const std::string& data, const ModelMetadata& like, int
            ": give the dataset path itself; its smoothed empirical distribution is the target");
     auto mixture = make_builtin(data);
     if (numel_of(mixture->metadata().shape) != dim_)
-      fail(Field{"data"}, " ", data, " has samples of shape ", shape_text(mixture->metadata().shape),
-           " but the model's are ", shape_text(like.shape));
+      fail(Field{"data"}, " ", data, " has samples of shape ", sizes_text(mixture->metadata().shape),
+           " but the model's are ", sizes_text(like.shape));
     means_ = mixture->means();
     variances_ = mixture->variances();
     weights_ = mixture->weights();

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "io/npy_detail.h"
+#include "models/sizes_text.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fingerprint.h"
 #include "scoreflow/npy.h"
@@ -17,12 +18,6 @@ namespace {
 
 bool is_integer(torch::ScalarType t) {
   return t == torch::kByte || t == torch::kChar || t == torch::kShort || t == torch::kInt || t == torch::kLong;
-}
-
-std::string shape_text(c10::IntArrayRef s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
 }
 
 }  // namespace
@@ -54,7 +49,7 @@ ConditionTables check_condition_tables(const std::vector<ConditionSpec>& specs,
     const bool shape_ok =
         a.dim() == static_cast<int64_t>(spec.shape.size()) + 1 && a.sizes().slice(1) == c10::IntArrayRef(spec.shape);
     if (!shape_ok)
-      fail(Field{field}, " array '", spec.name, "' has shape ", shape_text(a.sizes()), ", expected ", want);
+      fail(Field{field}, " array '", spec.name, "' has shape ", sizes_text(a.sizes()), ", expected ", want);
     if (a.size(0) < 1)
       fail(Field{field}, " array '", spec.name, "' has no rows; expected shape ", want, " with P >= 1");
     const torch::ScalarType t = a.scalar_type();

@@ -10,19 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "models/sizes_text.h"
 #include "scoreflow/error.h"
 #include "scoreflow/image.h"
 
 namespace scoreflow {
-namespace {
-
-std::string dims_text(c10::IntArrayRef s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
-}
-
-}  // namespace
 
 ImageDecoder ImageDecoder::for_model(std::shared_ptr<const Model> model) {
   ImageDecoder d;
@@ -121,8 +113,8 @@ torch::Tensor ImageDecoder::images(const torch::Tensor& samples, int64_t batch) 
     torch::Tensor img = call_(z);
     want[0] = count;
     if (img.sizes() != c10::IntArrayRef(want))
-      fail("decoder of ", source_, ": ", spec_.method, "() returned shape ", dims_text(img.sizes()), " for ",
-           dims_text(z.sizes()), ", expected ", dims_text(want), " (metadata 'decoder.image_shape')");
+      fail("decoder of ", source_, ": ", spec_.method, "() returned shape ", sizes_text(img.sizes()), " for ",
+           sizes_text(z.sizes()), ", expected ", sizes_text(want), " (metadata 'decoder.image_shape')");
     img = img.to(torch::kCPU, torch::kFloat32);
     if (!torch::isfinite(img).all().item<bool>())
       fail("decoder of ", source_, ": ", spec_.method, "() returned NaN or Inf for samples ", begin, "..",
@@ -164,8 +156,8 @@ class EncodedDataset : public io::Dataset {
       torch::Tensor z = model_->call_method(method, images_->batch(b, n).to(model_->device()));
       want[0] = n;
       if (z.sizes() != c10::IntArrayRef(want))
-        fail("encoder of ", model_->name(), ": ", method, "() returned shape ", dims_text(z.sizes()), " for ", n,
-             " images, expected ", dims_text(want), " (metadata 'shape')");
+        fail("encoder of ", model_->name(), ": ", method, "() returned shape ", sizes_text(z.sizes()), " for ", n,
+             " images, expected ", sizes_text(want), " (metadata 'shape')");
       z = z.to(torch::kCPU, torch::kFloat32);
       if (!torch::isfinite(z).all().item<bool>())
         fail("encoder of ", model_->name(), ": ", method, "() returned NaN or Inf for items ", b, "..", b + n - 1);

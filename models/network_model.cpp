@@ -1,21 +1,10 @@
 #include "models/network_model.h"
 
-#include <sstream>
-
+#include "models/sizes_text.h"
 #include "scoreflow/error.h"
 #include "scoreflow/prediction.h"
 
 namespace scoreflow {
-
-namespace {
-
-std::string shape_text(c10::IntArrayRef s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
-}
-
-}  // namespace
 
 bool NetworkModel::keep_grad(const torch::Tensor& x) const {
   return has_autograd() && x.requires_grad() && torch::GradMode::is_enabled();
@@ -37,8 +26,8 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> NetworkModel::forward(
   std::vector<int64_t> want(x.sizes().begin(), x.sizes().end());
   if (meta_.head != Head::None) want[1] *= 2;
   if (out.sizes() != c10::IntArrayRef(want))
-    fail("model ", path_, ": ", output_source(), " returned shape ", shape_text(out.sizes()), ", expected ",
-         shape_text(want),
+    fail("model ", path_, ": ", output_source(), " returned shape ", sizes_text(out.sizes()), ", expected ",
+         sizes_text(want),
          meta_.head != Head::None ? " (head " + head_name(meta_.head) + " doubles the channels)" : "");
   if (sigma.size() == 1)
     return {torch::scalar_tensor(meta_.schedule.alpha_of_sigma(sigma[0]), torch::kFloat64),

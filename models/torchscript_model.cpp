@@ -15,6 +15,7 @@
 #include "models/cpu_optimize.h"
 #include "models/cuda_graph.h"
 #include "models/network_model.h"
+#include "models/sizes_text.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/cpu_fast_path.h"
@@ -68,12 +69,6 @@ class AutocastGuard {
   bool active_, prev_enabled_ = false, prev_cache_ = true;
   torch::ScalarType prev_dtype_ = torch::kHalf;
 };
-
-std::string shape_str(c10::IntArrayRef s) {
-  std::ostringstream os;
-  os << s;
-  return os.str();
-}
 
 class TorchScriptModel : public NetworkModel {
  public:
@@ -175,8 +170,8 @@ class TorchScriptModel : public NetworkModel {
     std::vector<int64_t> with_batch{1};
     with_batch.insert(with_batch.end(), spec->shape.begin(), spec->shape.end());
     if (t.sizes() != c10::IntArrayRef(spec->shape) && t.sizes() != c10::IntArrayRef(with_batch))
-      fail("model ", path_, ": attribute '", attr, "' has shape ", shape_str(t.sizes()), ", expected ",
-           shape_str(spec->shape), " or ", shape_str(with_batch));
+      fail("model ", path_, ": attribute '", attr, "' has shape ", sizes_text(t.sizes()), ", expected ",
+           sizes_text(spec->shape), " or ", sizes_text(with_batch));
     if (spec->dtype == torch::kFloat32 ? !t.is_floating_point() : t.is_floating_point())
       fail("model ", path_, ": attribute '", attr, "' has dtype ", c10::toString(t.scalar_type()), ", expected ",
            c10::toString(spec->dtype));
