@@ -170,7 +170,9 @@ void replay_gamma(const GammaBatches& batches, analytic::GammaTable& table) {
 
 io::Settings gamma_settings(const Model& model, const analytic::GammaMeta& meta) {
   io::Settings settings = model_settings(model);
-  settings.pop_back();  // not the device: shards may run on different kinds
+  // Not the device: shards may run on different kinds.
+  settings.erase(std::remove_if(settings.begin(), settings.end(), [](const auto& s) { return s.first == "device"; }),
+                 settings.end());
   settings.insert(settings.end(), {{"schedule", meta.schedule}, {"dataset", meta.dataset}});
   for (const auto& [k, v] : meta.settings) settings.emplace_back(k, v);
   return settings;
