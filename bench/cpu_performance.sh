@@ -10,7 +10,9 @@
 # Knobs (environment): BUILD (build), PYTHON (/usr/bin/python3), THREADS (all cores), ROUNDS (2),
 # BATCHES (1,8,64), REPEAT (1) and ITER (3): timed runs and network-alone calls per run (the
 # warm-up run makes the TorchScript profiling executor optimise before timing),
-# DEEP (64,2: channels and blocks per level of the U-Net; EDM's CIFAR-10 network is 128,4).
+# DEEP (64,2: channels and blocks per level of the U-Net; EDM's CIFAR-10 network is 128,4), MODELS
+# ("demo unet", or one of them, to split the run). OUTDIR/TAG.choice.json keeps the module choice the
+# commands make by default on this machine (timed at load; `scoreflow info`).
 # Writes OUTDIR/*.jsonl and OUTDIR/cpu_performance.md (bench/summarize_cpu.py).
 set -euo pipefail
 OUTDIR=${1:?usage: cpu_performance.sh OUTDIR}
@@ -22,14 +24,23 @@ BATCHES=${BATCHES:-1,8,64}
 REPEAT=${REPEAT:-1}
 ITER=${ITER:-3}
 DEEP=${DEEP:-64,2}
+MODELS=${MODELS:-demo unet}
 SAMPLERS=euler,dpmpp_2m
 mkdir -p "$OUTDIR"
 export SCOREFLOW_CACHE_DIR="$OUTDIR/cache"
-"$PY" bench/make_edm_unet.py --out "$OUTDIR/edm_unet.pt" --channels "${DEEP%,*}" --blocks "${DEEP#*,}" \
-  > "$OUTDIR/edm_unet.json"
+paths=()
+[[ " $MODELS " == *" demo "* ]] && paths+=(models/fashion_ddpm.pt)
+if [[ " $MODELS " == *" unet "* ]]; then
+  "$PY" bench/make_edm_unet.py --out "$OUTDIR/edm_unet.pt" --channels "${DEEP%,*}" --blocks "${DEEP#*,}" \
+    > "$OUTDIR/edm_unet.json"
+  paths+=("$OUTDIR/edm_unet.pt")
+fi
+for model in "${paths[@]}"; do
+  "$SF" --threads "$THREADS" info --json --model "$model" > "$OUTDIR/$(basename "$model" .pt).choice.json"
+done
 { date -u +%FT%TZ; nproc; grep -m1 'model name' /proc/cpuinfo; uptime; } > "$OUTDIR/machine.txt"
 for round in $(seq 1 "$ROUNDS"); do
-  for model in models/fashion_ddpm.pt "$OUTDIR/edm_unet.pt"; do
+  for model in "${paths[@]}"; do
     tag=$(basename "$model" .pt)
     common=(--threads "$THREADS" bench --model "$model" --batch "$BATCHES" --nfe 10 --sampler "$SAMPLERS"
             --repeat "$REPEAT" --iterations "$ITER" --json)

@@ -27,7 +27,7 @@ struct BenchOptions {
   std::string sampler = "dpmpp_2m", sampler_args, dtype = "fp32", batches = "64";
   int nfe = 10, repeat = 5, iterations = 50;
   bool cuda_graph = false, json = false;
-  int optimize_max_batch = LoadOptions().optimize_max_batch;
+  int optimize_max_batch = LoadOptions::kTimedChoice;
 };
 
 void sync(const torch::Device& device) {
@@ -62,7 +62,8 @@ void run_case(const BenchOptions& o, const std::shared_ptr<Model>& model, torch:
 void run(const BenchOptions& o) {
   if (o.repeat < 1) fail("--repeat must be >= 1, got ", o.repeat);
   if (o.iterations < 1) fail("--iterations must be >= 1, got ", o.iterations);
-  if (o.optimize_max_batch < 0) fail("--optimize-max-batch must be >= 0, got ", o.optimize_max_batch);
+  if (o.optimize_max_batch < LoadOptions::kTimedChoice)
+    fail("--optimize-max-batch must be >= 0 (or -1: timed at load), got ", o.optimize_max_batch);
   cli_load_options().optimize_max_batch = o.optimize_max_batch;
   const torch::ScalarType dtype = parse_inference_dtype(o.dtype);
   // Everything is checked before the first (slow) measurement.
@@ -226,8 +227,10 @@ void register_bench(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--dtype", o.dtype, "fp32 | fp16 | bf16 (CUDA autocast)")->capture_default_str();
   sub->add_flag("--cuda-graph", o.cuda_graph, "also time the network and the sampler replayed from a CUDA graph");
-  sub->add_option("--optimize-max-batch", o.optimize_max_batch,
-                  "CPU: the largest batch the optimised module serves (to time it beyond the default)")
+  sub->add_option(
+         "--optimize-max-batch", o.optimize_max_batch,
+         "CPU: the largest batch the optimised module serves (to time it beyond the default; -1: chosen by timing "
+         "at load, as every command does)")
       ->capture_default_str();
   sub->add_flag("--json", o.json, "print one JSON line per (sampler, batch) on stdout");
   set_action(sub, [] { run(o); });

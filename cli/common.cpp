@@ -29,8 +29,9 @@ void ModelOptions::add(CLI::App& app, bool with_device) {
   if (with_device) app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_flag_callback(
       "--no-optimize", [] { cli_load_options().optimize = false; },
-      "CPU: run the TorchScript network as loaded (default: frozen + optimize_for_inference for batches <= 8, "
-      "checked against the plain network at load; cached in $SCOREFLOW_CACHE_DIR or ~/.cache/scoreflow)");
+      "CPU: run the TorchScript network as loaded (default: frozen + optimize_for_inference, checked against the "
+      "plain network at load and used for batches up to 1 or 8 where timing both at load found it faster; "
+      "module and choice cached in $SCOREFLOW_CACHE_DIR or ~/.cache/scoreflow)");
 }
 
 std::shared_ptr<Model> ModelOptions::open() const {
@@ -42,6 +43,7 @@ LoadOptions& cli_load_options() {
   static LoadOptions options = [] {
     LoadOptions o;
     o.optimize = true;
+    o.optimize_max_batch = LoadOptions::kTimedChoice;
     return o;
   }();
   return options;
@@ -53,9 +55,16 @@ std::string cpu_path_text(const Model& model) {
   const CpuOptimization c = cpu_optimization(model);
   if (!c.active) return "plain module: " + c.note;
   char buf[160];
-  std::snprintf(buf, sizeof buf, "optimised for batches <= %d (%.2f s at load%s; probe difference %.2g)", c.max_batch,
+  std::snprintf(buf, sizeof buf, "optimised for batches <= %d (%.2f s at load%s; probe difference %.2g", c.max_batch,
                 c.seconds, c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
-  return buf;
+  std::string text = buf;
+  if (c.choice == "cached") text += "; batch limit timed at an earlier load";
+  if (c.plain_ms.size() == 2 && c.optimized_ms.size() == 2) {
+    std::snprintf(buf, sizeof buf, "; ms per call plain/optimised: %.3g/%.3g at batch 1, %.3g/%.3g at 8", c.plain_ms[0],
+                  c.optimized_ms[0], c.plain_ms[1], c.optimized_ms[1]);
+    text += buf;
+  }
+  return text + ")";
 }
 
 namespace {

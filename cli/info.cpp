@@ -61,10 +61,17 @@ void register_info(CLI::App& app) {
     const std::string cpu_path = cpu_path_text(*model);
     if (!cpu_path.empty()) {
       const CpuOptimization c = cpu_optimization(*model);
-      doc["cpu_path"] = {{"optimized", c.active},     {"max_batch", c.max_batch},
-                         {"cache_hit", c.cache_hit},  {"cache_file", c.cache_file},
-                         {"load_seconds", c.seconds}, {"probe_rel_diff", c.probe_rel_diff},
-                         {"note", cpu_path}};
+      doc["cpu_path"] = {{"optimized", c.active},
+                         {"max_batch", c.max_batch},
+                         {"cache_hit", c.cache_hit},
+                         {"cache_file", c.cache_file},
+                         {"load_seconds", c.seconds},
+                         {"probe_rel_diff", c.probe_rel_diff},
+                         {"note", cpu_path},
+                         {"choice", c.choice},
+                         {"choice_file", c.choice_file},
+                         {"plain_ms", c.plain_ms},
+                         {"optimized_ms", c.optimized_ms}};
     }
     if (as_json) return print_json(doc);
     std::printf("model        %s\n", model->name().c_str());

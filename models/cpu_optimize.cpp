@@ -7,9 +7,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/cpu_fast_path.h"
+#include "scoreflow/fingerprint.h"
 
 namespace scoreflow {
 
@@ -80,6 +83,75 @@ torch::jit::Module optimize_for_cpu(const torch::jit::Module& module, const std:
   // A frozen module has no `training` attribute, so optimize_for_inference does not freeze it again
   // (which would drop the kept methods).
   return torch::jit::optimize_for_inference(frozen, std::vector<std::string>(methods.begin() + 1, methods.end()));
+}
+
+int choose_max_batch(const CpuChoice& timing) {
+  const auto faster = [&](size_t i) {
+    return i < timing.plain_ms.size() && i < timing.optimized_ms.size() && timing.optimized_ms[i] < timing.plain_ms[i];
+  };
+  return !faster(0) ? 0 : faster(1) ? 8 : 1;
+}
+
+namespace {
+
+/// The CPU's model name (Linux /proc/cpuinfo; "" elsewhere): a choice timed on one CPU says nothing
+/// about another that shares the cache folder.
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 1);
+  return "";
+}
+
+}  // namespace
+
+std::string cpu_choice_file(const std::string& frozen_cache_file, int threads) {
+  if (frozen_cache_file.empty()) return "";
+  const std::string stem = frozen_cache_file.substr(0, frozen_cache_file.rfind(".frozen.pt"));
+  std::string cpu = io::hash_text(cpu_model_name() + "; threads " + std::to_string(threads));
+  cpu = cpu.substr(cpu.find(':') + 1);
+  return stem + "-" + cpu + ".choice.json";
+}
+
+std::optional<CpuChoice> read_cpu_choice(const std::string& file) {
+  if (file.empty()) return std::nullopt;
+  std::ifstream in(file);
+  if (!in) return std::nullopt;
+  try {
+    const nlohmann::json doc = nlohmann::json::parse(in);
+    CpuChoice c;
+    c.max_batch = doc.at("max_batch").get<int>();
+    c.plain_ms = doc.at("plain_ms").get<std::vector<double>>();
+    c.optimized_ms = doc.at("optimized_ms").get<std::vector<double>>();
+    if (c.max_batch < 0) return std::nullopt;
+    return c;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+CpuChoice store_cpu_choice(const std::string& file, const CpuChoice& choice) {
+  if (file.empty()) return choice;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(fs::path(file).parent_path(), ec);
+  const std::string tmp = file + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp);
+    out << nlohmann::json{{"max_batch", choice.max_batch},
+                          {"plain_ms", choice.plain_ms},
+                          {"optimized_ms", choice.optimized_ms},
+                          {"cpu", cpu_model_name()}}
+               .dump()
+        << "\n";
+  }
+  // link() refuses to replace an existing file: the first complete choice stays.
+  const bool stored = ::link(tmp.c_str(), file.c_str()) == 0;
+  fs::remove(tmp, ec);
+  if (stored) return choice;
+  const std::optional<CpuChoice> first = read_cpu_choice(file);
+  return first ? *first : choice;
 }
 
 }  // namespace scoreflow

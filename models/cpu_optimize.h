@@ -3,6 +3,7 @@
 // passed through optimize_for_inference, the frozen module cached on disk.
 #include <torch/script.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,5 +22,29 @@ torch::jit::Module optimize_for_cpu(const torch::jit::Module& module, const std:
 /// "" or "none".
 std::string cpu_cache_file(const std::string& dir, const std::string& content_hash,
                            const std::vector<std::string>& methods);
+
+/// The CPU module chosen by timing at load (LoadOptions::kTimedChoice): the largest batch the
+/// optimised module serves (0, 1 or 8) and the milliseconds per call that decided it, plain and
+/// optimised at batch 1 and 8.
+struct CpuChoice {
+  int max_batch = 0;
+  std::vector<double> plain_ms, optimized_ms;
+};
+
+/// The rule: the optimised module serves batch 1 when it was faster there, and up to batch 8 when it
+/// was faster at 8 too; larger batches always run the plain module.
+int choose_max_batch(const CpuChoice& timing);
+
+/// Where the choice for `frozen_cache_file` (cpu_cache_file) on `threads` threads of this machine's
+/// CPU model is kept: "" when there is no cache.
+std::string cpu_choice_file(const std::string& frozen_cache_file, int threads);
+
+/// The choice stored in `file`, or nothing when it is absent or unreadable.
+std::optional<CpuChoice> read_cpu_choice(const std::string& file);
+
+/// Stores `choice` in `file` unless a choice is already there, and returns the stored one: the first
+/// process to finish timing decides for every later load (and for processes timing at the same
+/// moment), so that runs on one machine use the same module.
+CpuChoice store_cpu_choice(const std::string& file, const CpuChoice& choice);
 
 }  // namespace scoreflow

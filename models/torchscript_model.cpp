@@ -1,14 +1,17 @@
 // TorchScript networks + scoreflow.json metadata, wrapped as σ-space denoisers.
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <torch/script.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "models/aoti_model.h"
@@ -127,9 +130,20 @@ class TorchScriptModel : public NetworkModel {
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::string> methods{"forward"};
     if (!meta_.features.empty()) methods.push_back(meta_.features);
-    cpu_.max_batch = load.optimize_max_batch;
+    cpu_.max_batch = std::max(0, load.optimize_max_batch);
     cpu_.cache_file = cpu_cache_file(load.cache_dir.empty() ? default_model_cache_dir() : load.cache_dir,
                                      model_fingerprint(*this), methods);
+    const bool timed = load.optimize_max_batch == LoadOptions::kTimedChoice;
+    std::optional<CpuChoice> stored;
+    if (timed) {
+      cpu_.choice_file = cpu_choice_file(cpu_.cache_file, at::get_num_threads());
+      stored = read_cpu_choice(cpu_.choice_file);
+      if (stored && stored->max_batch == 0) {  // the plain module, decided earlier: nothing to build
+        use_choice(*stored, "cached");
+        cpu_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        return;
+      }
+    }
     try {
       fast_ = optimize_for_cpu(module_, methods, cpu_.cache_file, &cpu_.cache_hit);
       cpu_.probe_rel_diff = probe_difference(methods);
@@ -149,8 +163,11 @@ class TorchScriptModel : public NetworkModel {
     } catch (const std::exception& e) {
       cpu_.note = "could not be built: " + first_line(e.what());
     }
+    if (cpu_.note.empty() && timed) stored ? use_choice(*stored, "cached") : choose_by_timing(methods);
     cpu_.active = cpu_.note.empty();
-    if (!cpu_.active) {
+    if (!cpu_.active && !cpu_.choice.empty()) {
+      fast_ = torch::jit::Module();  // slower here: a choice, not a failure, so no note on stderr
+    } else if (!cpu_.active) {
       fast_ = torch::jit::Module();
       cpu_.note = "the optimised CPU module " + cpu_.note + "; using the plain module";
       std::fprintf(stderr, "note: model '%s': %s\n", path_.c_str(), cpu_.note.c_str());
@@ -335,19 +352,68 @@ class TorchScriptModel : public NetworkModel {
            !(torch::GradMode::is_enabled() && x.requires_grad());
   }
 
-  /// Largest relative L2 difference between the optimised and the plain module over `methods`, on a
-  /// fixed batch of 2 at σ = 1; -1 when the plain module throws or gives non-finite values there.
-  double probe_difference(const std::vector<std::string>& methods) const {
-    torch::NoGradGuard no_grad;
-    std::vector<int64_t> shape{2};
+  /// The network's inputs for a fixed batch of `b` at σ = 1 (zero labels and conditions).
+  std::vector<torch::jit::IValue> probe_inputs(int64_t b) const {
+    std::vector<int64_t> shape{b};
     shape.insert(shape.end(), meta_.shape.begin(), meta_.shape.end());
     int64_t n = 1;
     for (int64_t s : shape) n *= s;
     const torch::Tensor x = torch::sin(torch::arange(n, torch::kFloat32) * 0.37).reshape(shape);
     auto [xt, t] = inputs(x, {1.0});
     std::vector<torch::jit::IValue> in{xt, t};
-    if (has_labels_) in.push_back(torch::zeros({2}, torch::kLong));
-    for (const torch::Tensor& c : zero_conds(2, torch::kCPU)) in.push_back(c);
+    if (has_labels_) in.push_back(torch::zeros({b}, torch::kLong));
+    for (const torch::Tensor& c : zero_conds(b, torch::kCPU)) in.push_back(c);
+    return in;
+  }
+
+  /// LoadOptions::kTimedChoice: both modules timed at batch 1 (two warm-up calls, which let the
+  /// profiling executor specialise, then the median of three) and, when the optimised one won there,
+  /// at batch 8; the choice is stored for later loads (the first stored choice stays).
+  void choose_by_timing(const std::vector<std::string>& methods) {
+    torch::NoGradGuard no_grad;
+    auto ms_per_call = [&](torch::jit::Module& m, const std::vector<torch::jit::IValue>& in) {
+      std::vector<double> ms;
+      for (int k = 0; k < 5; ++k) {
+        std::vector<torch::jit::IValue> args = in;
+        const auto t0 = std::chrono::steady_clock::now();
+        m.get_method(methods.front())(args);
+        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(ms.begin() + 2, ms.end());
+      return ms[3];
+    };
+    CpuChoice timed;
+    for (int64_t b : {1, 8}) {
+      const std::vector<torch::jit::IValue> in = probe_inputs(b);
+      timed.plain_ms.push_back(ms_per_call(module_, in));
+      timed.optimized_ms.push_back(ms_per_call(fast_, in));
+      if (timed.optimized_ms.back() >= timed.plain_ms.back()) break;  // lost at batch 1: batch 8 cannot help
+    }
+    timed.max_batch = choose_max_batch(timed);
+    use_choice(store_cpu_choice(cpu_.choice_file, timed), "timed");
+  }
+
+  /// Applies a timed or stored choice; one that keeps the plain module says why in the note.
+  void use_choice(const CpuChoice& choice, const char* how) {
+    cpu_.choice = how;
+    cpu_.max_batch = choice.max_batch;
+    cpu_.plain_ms = choice.plain_ms;
+    cpu_.optimized_ms = choice.optimized_ms;
+    if (cpu_.max_batch > 0) return;
+    char buf[240];
+    std::snprintf(buf, sizeof buf,
+                  "the optimised CPU module is slower than the plain module at batch 1 here (%.3g vs %.3g ms per "
+                  "call, timed at %s); using the plain module",
+                  cpu_.optimized_ms.empty() ? 0.0 : cpu_.optimized_ms[0],
+                  cpu_.plain_ms.empty() ? 0.0 : cpu_.plain_ms[0], cpu_.choice == "cached" ? "an earlier load" : "load");
+    cpu_.note = buf;
+  }
+
+  /// Largest relative L2 difference between the optimised and the plain module over `methods`, on a
+  /// fixed batch of 2 at σ = 1; -1 when the plain module throws or gives non-finite values there.
+  double probe_difference(const std::vector<std::string>& methods) const {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::jit::IValue> in = probe_inputs(2);
     double worst = 0;
     for (const std::string& m : methods) {
       torch::jit::IValue plain;

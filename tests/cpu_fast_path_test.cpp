@@ -1,7 +1,8 @@
 // The CPU fast path of TorchScript networks (LoadOptions::optimize): the frozen, inference-optimised
 // module gives the plain module's outputs to 1e-4 relative on the same noise, keeps the methods
 // scoreflow calls (the SN-DPM head through forward, AMED features), is cached and reused, steps
-// aside when its probe disagrees, and `--no-optimize` turns it off.
+// aside when its probe disagrees, serves the batches that timing at load found it faster for (a choice
+// stored once per machine), and `--no-optimize` turns it off.
 #include "scoreflow/cpu_fast_path.h"
 
 #include <gtest/gtest.h>
@@ -16,6 +17,7 @@
 #include <sstream>
 
 #include "models/aoti_model.h"
+#include "models/cpu_optimize.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
 #include "scoreflow/registry.h"
@@ -164,16 +166,91 @@ TEST(CpuFastPath, BatchesAboveTheLimitRunThePlainModule) {
   EXPECT_TRUE(torch::equal(Denoiser(fast)(x, 0.5), Denoiser(plain)(x, 0.5)));  // batch 3 > 2
 }
 
+TEST(CpuFastPath, TheRuleKeepsTheOptimisedModuleWhereItWasFaster) {
+  EXPECT_EQ(choose_max_batch({-1, {10, 50}, {5, 40}}), 8);
+  EXPECT_EQ(choose_max_batch({-1, {10, 50}, {5, 60}}), 1);
+  EXPECT_EQ(choose_max_batch({-1, {10, 50}, {12, 40}}), 0);
+  EXPECT_EQ(choose_max_batch({-1, {10, 50}, {10, 50}}), 0);  // a tie keeps the plain module
+  EXPECT_EQ(choose_max_batch({-1, {}, {}}), 0);
+}
+
+TEST(CpuFastPath, TheBatchLimitIsTimedOnceAndTheStoredChoiceDecides) {
+  const std::string path = kFixtures + "/tiny_eps.pt";
+  LoadOptions load = optimized(fresh_cache("timed"));
+  load.optimize_max_batch = LoadOptions::kTimedChoice;
+  auto first = open_model(path, "", {}, torch::kCPU, load);
+  const CpuOptimization c1 = cpu_optimization(*first);
+  EXPECT_EQ(c1.choice, "timed");
+  // Batch 8 is timed only when the optimised module won at batch 1.
+  ASSERT_EQ(c1.plain_ms.size(), c1.optimized_ms.size());
+  ASSERT_EQ(c1.plain_ms.size(), c1.optimized_ms[0] < c1.plain_ms[0] ? 2u : 1u);
+  for (size_t i = 0; i < c1.plain_ms.size(); ++i) EXPECT_TRUE(c1.plain_ms[i] > 0 && c1.optimized_ms[i] > 0);
+  EXPECT_EQ(c1.max_batch, choose_max_batch({-1, c1.plain_ms, c1.optimized_ms}));
+  EXPECT_EQ(c1.active, c1.max_batch > 0) << c1.note;
+  ASSERT_TRUE(std::filesystem::exists(c1.choice_file));
+  // A second load takes the stored choice and does not time again.
+  auto second = open_model(path, "", {}, torch::kCPU, load);
+  const CpuOptimization c2 = cpu_optimization(*second);
+  EXPECT_EQ(c2.choice, "cached");
+  EXPECT_EQ(c2.max_batch, c1.max_batch);
+  EXPECT_EQ(c2.plain_ms, c1.plain_ms);
+  // Whatever the stored choice says is what runs: "slower at batch 1" gives the plain module's bits.
+  auto write_choice = [&](int max_batch) {
+    std::ofstream(c1.choice_file) << nlohmann::json{
+        {"max_batch", max_batch},
+        {"plain_ms", {2.0, 9.0}},
+        {"optimized_ms", {3.0, 8.0}}}.dump();
+  };
+  write_choice(0);
+  auto slower = open_model(path, "", {}, torch::kCPU, load);
+  const CpuOptimization c3 = cpu_optimization(*slower);
+  EXPECT_FALSE(c3.active);
+  EXPECT_EQ(c3.max_batch, 0);
+  EXPECT_NE(c3.note.find("slower than the plain module at batch 1"), std::string::npos) << c3.note;
+  const torch::Tensor x = torch::randn({1, 1, 8, 8});
+  EXPECT_TRUE(torch::equal(Denoiser(slower)(x, 0.5), Denoiser(open_model(path))(x, 0.5)));
+  write_choice(8);
+  auto faster = open_model(path, "", {}, torch::kCPU, load);
+  EXPECT_TRUE(cpu_optimization(*faster).active);
+  EXPECT_EQ(cpu_optimization(*faster).max_batch, 8);
+  // Without a cache each load times for itself.
+  load.cache_dir = "none";
+  auto uncached = open_model(path, "", {}, torch::kCPU, load);
+  EXPECT_EQ(cpu_optimization(*uncached).choice, "timed");
+  EXPECT_TRUE(cpu_optimization(*uncached).choice_file.empty());
+}
+
+TEST(CpuFastPath, TheFirstStoredChoiceStays) {
+  const std::string dir = fresh_cache("first"), file = dir + "/m.choice.json";
+  EXPECT_FALSE(read_cpu_choice(file).has_value());
+  EXPECT_EQ(store_cpu_choice(file, {8, {2, 9}, {1, 7}}).max_batch, 8);
+  const CpuChoice second = store_cpu_choice(file, {0, {1, 5}, {2, 6}});
+  EXPECT_EQ(second.max_batch, 8);
+  EXPECT_EQ(second.plain_ms, (std::vector<double>{2, 9}));
+  EXPECT_EQ(read_cpu_choice(file)->optimized_ms, (std::vector<double>{1, 7}));
+  std::ofstream(file) << "{not json";
+  EXPECT_FALSE(read_cpu_choice(file).has_value());
+  // Another thread count or CPU keeps its own choice.
+  EXPECT_NE(cpu_choice_file(dir + "/a.frozen.pt", 1), cpu_choice_file(dir + "/a.frozen.pt", 2));
+  EXPECT_EQ(cpu_choice_file("", 1), "");
+}
+
 TEST(CpuFastPath, CliTurnsItOnByDefaultAndOffWithNoOptimize) {
   setenv("SCOREFLOW_CACHE_DIR", fresh_cache("cli").c_str(), 1);
   const std::string model = "--model " + kFixtures + "/tiny_eps.pt";
   auto on = testing_cli::run("info --json " + model);
   ASSERT_EQ(on.code, 0) << on.err;
   auto doc = nlohmann::json::parse(on.out);
-  EXPECT_TRUE(doc["cpu_path"]["optimized"].get<bool>()) << on.out;
+  // On by default: frozen, probed, and its batch limit timed at load.
+  EXPECT_EQ(doc["cpu_path"]["choice"], "timed") << on.out;
+  EXPECT_EQ(doc["cpu_path"]["optimized"].get<bool>(), doc["cpu_path"]["max_batch"].get<int>() > 0) << on.out;
   auto again = testing_cli::run("info --json " + model);
   ASSERT_EQ(again.code, 0) << again.err;
-  EXPECT_TRUE(nlohmann::json::parse(again.out)["cpu_path"]["cache_hit"].get<bool>()) << again.out;
+  const auto doc2 = nlohmann::json::parse(again.out);
+  EXPECT_EQ(doc2["cpu_path"]["choice"], "cached") << again.out;
+  // The frozen module comes from the cache; a stored "plain is faster" builds nothing at all.
+  EXPECT_EQ(doc2["cpu_path"]["cache_hit"].get<bool>(), doc["cpu_path"]["optimized"].get<bool>()) << again.out;
+  EXPECT_EQ(doc2["cpu_path"]["max_batch"], doc["cpu_path"]["max_batch"]);
   auto off = testing_cli::run("info --json --no-optimize " + model);
   ASSERT_EQ(off.code, 0) << off.err;
   doc = nlohmann::json::parse(off.out);

@@ -14,11 +14,15 @@ namespace scoreflow {
 struct LoadOptions {
   /// The module frozen (weights become constants; `forward` and the metadata's `features` method
   /// kept) and passed through optimize_for_inference (oneDNN convolutions with prepacked weights,
-  /// fused ops), used for batches up to `optimize_max_batch`, where it was measured to be faster;
-  /// larger batches run the plain module. Guarded: one probe batch runs both ways at load, and the
-  /// optimised module is dropped with a one-line note on stderr when the two differ by more than
-  /// `probe_tolerance` (relative L2). Ignored on CUDA and for builtin models.
+  /// fused ops), used for batches up to `optimize_max_batch`; larger batches run the plain module.
+  /// Guarded: one probe batch runs both ways at load, and the optimised module is dropped with a
+  /// one-line note on stderr when the two differ by more than `probe_tolerance` (relative L2).
+  /// Ignored on CUDA and for builtin models.
   bool optimize = false;
+  /// kTimedChoice: both modules are timed at load at batch 1 and 8 on this machine and thread count
+  /// (cpu_optimize.h, choose_max_batch), and the choice is kept in the cache folder, so that every
+  /// later load on this machine uses the same module without timing again.
+  static constexpr int kTimedChoice = -1;
   int optimize_max_batch = 8;
   double probe_tolerance = 1e-4;
   /// Where the frozen module is cached, keyed by the model file's content hash (model_fingerprint),
@@ -44,6 +48,11 @@ struct CpuOptimization {
   double probe_rel_diff = -1;  ///< relative L2 difference on the probe batch (-1: no probe)
   std::string cache_file;      ///< the cache file read or written ("" when none)
   std::string note;            ///< why it is not active, when it was asked for
+  /// LoadOptions::kTimedChoice: "timed" (measured at this load) or "cached" (a stored choice), the
+  /// file that keeps it, and the ms per call plain and optimised at batch 1 and 8 behind it.
+  std::string choice;
+  std::string choice_file;
+  std::vector<double> plain_ms, optimized_ms;
 };
 
 /// The fast path's state for a model from open_model (all fields default for builtins and models
