@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Markdown tables from bench/cpu_performance.sh's OUTDIR/*.jsonl: ms per network call of every
-variant, the ratios of the Python loops to scoreflow's default path (the optimised module up to
-batch 8, the plain one above: LoadOptions::optimize_max_batch), each ratio taken within one round and
+variant, the ratios of the Python loops to scoreflow's default path (the optimised module up to the
+batch limit the commands chose by timing at load, OUTDIR/TAG.choice.json, the plain one above), each
+ratio taken within one round and
 shown as its range over the rounds, and the sampler's overhead over the network alone.
 """
 import collections
@@ -10,7 +11,7 @@ import json
 import os
 import sys
 
-DEFAULT_MAX_BATCH = 8
+DEFAULT_MAX_BATCH = 8  # the fixed limit before the choice was timed at load (no TAG.choice.json)
 VARIANTS = ["scoreflow plain", "scoreflow optimised", "python", "python optimised"]
 
 
@@ -33,7 +34,11 @@ def main():
         rounds = sorted({r["round"] for r in rows})
         for r in rows:
             t[(r["sampler"], r["batch"])][(r["round"], r["variant"])] = r
+        max_batch, choice = DEFAULT_MAX_BATCH, os.path.join(outdir, tag + ".choice.json")
+        if os.path.exists(choice):
+            max_batch = json.load(open(choice))["cpu_path"]["max_batch"]
         print(f"### {tag}\n")
+        print(f"scoreflow's default here: the optimised module for batches <= {max_batch}, the plain one above\n")
         print("ms per network call (mean over rounds " + ", ".join(map(str, rounds)) + "); ratios > 1: scoreflow's default faster\n")
         print("| sampler | batch | scoreflow plain | scoreflow optimised | Python loop | Python frozen+optimised | "
               "Python ÷ scoreflow default | Python optimised ÷ scoreflow default | optimised ÷ plain (scoreflow) |")
@@ -42,7 +47,7 @@ def main():
             ms = {v: [per_call(cell[(rd, v)]) for rd in rounds if (rd, v) in cell] for v in VARIANTS}
             if any(not ms[v] for v in VARIANTS):
                 continue
-            default = "scoreflow optimised" if batch <= DEFAULT_MAX_BATCH else "scoreflow plain"
+            default = "scoreflow optimised" if batch <= max_batch else "scoreflow plain"
             ratio = lambda v: [per_call(cell[(rd, v)]) / per_call(cell[(rd, default)]) for rd in rounds
                                if (rd, v) in cell and (rd, default) in cell]
             speed = [per_call(cell[(rd, "scoreflow plain")]) / per_call(cell[(rd, "scoreflow optimised")]) for rd in rounds
