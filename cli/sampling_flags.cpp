@@ -34,13 +34,16 @@ void SamplingFlags::add(CLI::App& app, unsigned parts, const std::string& defaul
     app.add_option("--final", final, final_help ? final_help : kFinalHelp);
     app.add_flag("--force", force, kForceHelp);
   }
-  if (parts & (kSampleOnly | kClass))
-    app.add_option("--class", label, "class label for every sample, or 'random' (seed mod num_classes)");
-  if (!(parts & kSampleOnly)) return;
+  const char* class_help = "class label for every sample, or 'random' (seed mod num_classes)";
+  if (!(parts & kSampleOnly)) {
+    if (parts & kClass) app.add_option("--class", label, class_help);
+    return;
+  }
   app.add_option("--trajectory", trajectory,
                  "discrete timesteps even|quadratic|optimal (vp_discrete models; --steps = K)");
   app.add_option("--gamma", gamma, "Gamma file (estimate-gamma) for --trajectory optimal and the analytic samplers");
   app.add_option("--sigmas", sigmas, "explicit descending sigma list, e.g. 80,40,10,1 (0 appended with --final zero)");
+  app.add_option("--class", label, class_help);
   app.add_option("--init-noise", init_noise,
                  ".npz with array 'noise' [N, ...shape] replacing the seeded initial noise");
 }
