@@ -160,3 +160,21 @@ TEST(AmedJob, TeacherGridNestsTheStudentsOrInsertsLogUniformPoints) {
   EXPECT_NEAR(log_uniform[3], std::sqrt(1.5), 1e-12);
   EXPECT_DOUBLE_EQ(log_uniform[4], 0.5);
 }
+
+TEST(AmedJob, RestartSettingsRecordConditioningOnlyWhenThereIsAny) {
+  auto model = make_builtin("builtin:ring8");
+  AmedTrainOptions t;
+  t.sigmas = {2.0, 1.0, 0.5};
+  t.teacher_sigmas = {2.0, 1.4, 1.0, 0.7, 0.5};
+  jobs::AmedJobOptions o;
+  o.restarts = 2;
+  // Unconditioned with guidance 1: the model's entries and the 14 training ones, as folders made
+  // before conditioning existed recorded them.
+  const io::Settings plain = jobs::amed_restart_settings(*model, t, o);
+  ASSERT_EQ(plain.size(), jobs::model_settings(*model).size() + 14);
+  EXPECT_EQ(plain.back(), (std::pair<std::string, std::string>{"validate", "1024"}));
+  o.conditioning.guidance = 2;
+  const io::Settings guided = jobs::amed_restart_settings(*model, t, o);
+  ASSERT_EQ(guided.size(), plain.size() + 1);
+  EXPECT_EQ(guided.back(), (std::pair<std::string, std::string>{"guidance", "2"}));
+}
