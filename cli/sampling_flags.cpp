@@ -10,7 +10,8 @@ namespace scoreflow::cli {
 void SamplingFlags::add(CLI::App& app, unsigned parts, const std::string& default_seeds, bool cond_outputs) {
   if (parts & kConditioning) {
     cond.add(app, cond_outputs);
-    app.add_option("--guidance", guidance, "classifier-free guidance weight w (1 = plain conditional)")
+    app.add_option("--guidance", guidance,
+                   guidance_help ? guidance_help : "classifier-free guidance weight w (1 = plain conditional)")
         ->capture_default_str();
   }
   if (parts & kSampler) {
@@ -23,20 +24,26 @@ void SamplingFlags::add(CLI::App& app, unsigned parts, const std::string& defaul
     app.add_option("--seeds", seeds, "seeds: 0-63 or 1,5,9-12 (one sample each)")->capture_default_str();
   }
   if (parts & kGrid) {
-    schedule_option_ = app.add_option("--schedule", schedule,
-                                      "sigma grid (scoreflow list schedules), or file:PATH.json (a schedule file)")
-                           ->capture_default_str();
+    schedule_option_ =
+        app.add_option("--schedule", schedule,
+                       schedule_help ? schedule_help
+                                     : "sigma grid (scoreflow list schedules), or file:PATH.json (a schedule file)")
+            ->capture_default_str();
     schedule_args_option_ =
         app.add_option("--schedule-args", schedule_args, "grid options k=v,... (rho, sigma_min, sigma_max, ...)");
-    app.add_option("--final", final, kFinalHelp);
+    app.add_option("--final", final, final_help ? final_help : kFinalHelp);
     app.add_flag("--force", force, kForceHelp);
   }
-  if (!(parts & kSampleOnly)) return;
+  const char* class_help = "class label for every sample, or 'random' (seed mod num_classes)";
+  if (!(parts & kSampleOnly)) {
+    if (parts & kClass) app.add_option("--class", label, class_help);
+    return;
+  }
   app.add_option("--trajectory", trajectory,
                  "discrete timesteps even|quadratic|optimal (vp_discrete models; --steps = K)");
   app.add_option("--gamma", gamma, "Gamma file (estimate-gamma) for --trajectory optimal and the analytic samplers");
   app.add_option("--sigmas", sigmas, "explicit descending sigma list, e.g. 80,40,10,1 (0 appended with --final zero)");
-  app.add_option("--class", label, "class label for every sample, or 'random' (seed mod num_classes)");
+  app.add_option("--class", label, class_help);
   app.add_option("--init-noise", init_noise,
                  ".npz with array 'noise' [N, ...shape] replacing the seeded initial noise");
 }
@@ -44,6 +51,22 @@ void SamplingFlags::add(CLI::App& app, unsigned parts, const std::string& defaul
 bool SamplingFlags::grid_given() const {
   return (schedule_option_ && schedule_option_->count() > 0) ||
          (schedule_args_option_ && schedule_args_option_->count() > 0);
+}
+
+SampleJob SamplingFlags::conditioning(const Model& model, std::vector<uint64_t> seeds, bool unconditional,
+                                      std::string* note) const {
+  SampleJob job;
+  job.seeds = std::move(seeds);
+  job.guidance = guidance;
+  job.labels = class_labels(label, model, job.seeds);
+  if (unconditional && cond.cond.empty()) {
+    const std::string text = use_unconditional_input(
+        model, job, cond.uncond.empty() ? std::map<std::string, torch::Tensor>{} : read_arrays(cond.uncond, "uncond"));
+    if (note) *note = text;
+  }
+  const auto n = static_cast<int64_t>(job.seeds.size());
+  cond.apply(model, job, n, 0, n);
+  return job;
 }
 
 PreparedJob SamplingFlags::build(const Model& model, int batch, const jobs::Shard* shard) const {

@@ -32,11 +32,16 @@ struct SamplingFlags {
   int steps = -1, nfe = -1;                                  // -1: not given
   double guidance = 1.0;
   bool force = false;
+  /// Help texts of --guidance, --schedule and --final for commands whose defaults differ (nullptr: the
+  /// sampling commands'); set before add().
+  const char* guidance_help = nullptr;
+  const char* schedule_help = nullptr;
+  const char* final_help = nullptr;
 
   /// Which flags add() registers: conditioning (CondOptions' and --guidance), the sampler (--sampler,
   /// --sampler-args, --steps, --nfe, --seeds), the grid (--schedule, --schedule-args, --final,
-  /// --force) and sample's own (--sigmas, --trajectory, --gamma, --class, --init-noise).
-  enum Parts : unsigned { kConditioning = 1, kSampler = 2, kGrid = 4, kSampleOnly = 8, kAll = 15 };
+  /// --force), sample's own (--sigmas, --trajectory, --gamma, --class, --init-noise) and --class alone.
+  enum Parts : unsigned { kConditioning = 1, kSampler = 2, kGrid = 4, kSampleOnly = 8, kAll = 15, kClass = 16 };
   /// Registers the `parts` flags, `default_seeds` the default of --seeds; `cond_outputs` as CondOptions::add.
   void add(CLI::App& app, unsigned parts, const std::string& default_seeds = "", bool cond_outputs = true);
   /// The sampler and job on `model`: `shard`'s whole batches of `batch` seeds (all of them without
@@ -45,6 +50,11 @@ struct SamplingFlags {
   PreparedJob build(const Model& model, int batch, const jobs::Shard* shard = nullptr) const;
   /// --schedule or --schedule-args given (then no AMED file's own grid).
   bool grid_given() const;
+  /// The conditioning of samples with `seeds`, as build() gives a job: --class labels, guidance
+  /// and conditions, checked. `unconditional`: a conditional model given no --cond uses its
+  /// unconditional input (use_unconditional_input), the note on it in *note.
+  SampleJob conditioning(const Model& model, std::vector<uint64_t> seeds, bool unconditional = false,
+                         std::string* note = nullptr) const;
 
  private:
   CLI::Option* schedule_option_ = nullptr;

@@ -4,6 +4,7 @@
 /// Γ tables and estimators, evaluation metrics, reading and writing data, and the job layer (shards,
 /// resume, devices, fingerprints; docs/design.md §1, §8).
 #include "scoreflow/amed.h"
+#include "scoreflow/amed_job.h"
 #include "scoreflow/analytic_dpm.h"
 #include "scoreflow/args.h"
 #include "scoreflow/builtin.h"
@@ -32,7 +33,9 @@
 #include "scoreflow/sample_files.h"
 #include "scoreflow/sampler.h"
 #include "scoreflow/schedule.h"
+#include "scoreflow/schedule_search.h"
 #include "scoreflow/score_matching.h"
+#include "scoreflow/search_job.h"
 #include "scoreflow/seeds.h"
 #include "scoreflow/sigmas.h"
 #include "scoreflow/wbound.h"
