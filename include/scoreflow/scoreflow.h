@@ -20,6 +20,7 @@
 #include "scoreflow/gamma_table.h"
 #include "scoreflow/image.h"
 #include "scoreflow/jobs.h"
+#include "scoreflow/jobs/sample.h"
 #include "scoreflow/latent.h"
 #include "scoreflow/ld3.h"
 #include "scoreflow/metrics.h"
