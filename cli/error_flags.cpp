@@ -42,6 +42,7 @@ std::string flag_for_field(const std::string& field) {
       {"outputs.result_only", "--json"},
       {"overwrite", "--overwrite"},
       {"sampler", "--sampler"},
+      {"sampler_args", "--sampler-args"},
       {"scale_dir", "--scale-dir"},
       {"scale_time", "--scale-time"},
       {"schedule", "--schedule"},

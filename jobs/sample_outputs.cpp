@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "io/fsutil.h"
+#include "scoreflow/args.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fingerprint.h"
 #include "scoreflow/image.h"
@@ -30,6 +31,22 @@ std::vector<std::shared_ptr<const Model>> open_on_devices(
   for (const std::string& d : devices.empty() ? std::vector<std::string>{default_device} : devices)
     models.push_back(open(d));
   return models;
+}
+
+FinalStep choose_final(const std::string& value, const Sampler& sampler, const std::string& sampler_args) {
+  FinalStep final = sampler.default_final();
+  if (!value.empty()) {
+    try {
+      final = parse_final_step(value);
+    } catch (const Error&) {
+      fail(Field{"final"}, ": unknown value '", value, "'; valid: zero, none, denoise");
+    }
+  }
+  sampler.check_final(final);
+  if (final != FinalStep::Zero && KeyValueArgs(sampler_args).get_bool("denoise_to_zero", false))
+    fail(Field{"sampler_args"}, " denoise_to_zero=true is ", Field{"final"}, " denoise on a grid ending in 0; with ",
+         Field{"final"}, " ", final_step_name(final), " leave it out");
+  return final;
 }
 
 io::Settings sample_settings(const Model& model, const Sampler& sampler, const SampleJob& job,

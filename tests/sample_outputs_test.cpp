@@ -8,7 +8,9 @@
 #include <sstream>
 
 #include "cli/error_flags.h"
+#include "scoreflow/device.h"
 #include "scoreflow/error.h"
+#include "scoreflow/jobs/analytic.h"
 #include "scoreflow/jobs/sample.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/sigmas.h"
@@ -174,6 +176,40 @@ TEST_F(SampleOutputs, RefusalsNameTheFieldsAndWriteNothing) {
       },
       {"outputs.npz '" + path("nowhere/x.npz") + "'"});
   EXPECT_TRUE(entries().empty());
+}
+
+TEST(JobChoices, DevicesFinalStepsAndGammaTimestepsAreRefusedNamingTheField) {
+  EXPECT_EQ(parse_device("cpu"), torch::Device(torch::kCPU));
+  expect_error([] { parse_device("tpu"); }, {"device 'tpu' is unknown; valid: cpu, cuda, cuda:N"});
+  try {
+    parse_device("tpu");
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), "device");
+    EXPECT_EQ(cli::flag_message(e), "--device 'tpu' is unknown; valid: cpu, cuda, cuda:N");
+  }
+  auto ddim = make_sampler("ddim", "");
+  EXPECT_EQ(jobs::choose_final("", *ddim, ""), FinalStep::Zero);
+  EXPECT_EQ(jobs::choose_final("denoise", *ddim, ""), FinalStep::Denoise);
+  expect_error([&] { jobs::choose_final("last", *ddim, ""); },
+               {"final: unknown value 'last'; valid: zero, none, denoise"});
+  try {
+    jobs::choose_final("none", *ddim, "denoise_to_zero=true");
+    ADD_FAILURE() << "denoise_to_zero with final none was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(cli::flag_message(e),
+              "--sampler-args denoise_to_zero=true is --final denoise on a grid ending in 0; with --final none leave "
+              "it out");
+  }
+
+  // A discrete VP chain of N steps: "all" is 1..N, "4" the four evenly spaced ones.
+  const analytic::DiscreteChain chain = chain_of(*open_model("builtin:gaussian:schedule=vp_discrete"));
+  const std::vector<int64_t> all = jobs::gamma_timesteps(chain, "all");
+  ASSERT_EQ(all.size(), static_cast<size_t>(chain.num_steps()));
+  EXPECT_EQ(all.front(), 1);
+  EXPECT_EQ(all.back(), chain.num_steps());
+  EXPECT_EQ(jobs::gamma_timesteps(chain, "4"), analytic::even_timesteps(chain.num_steps(), 4));
+  expect_error([&] { jobs::gamma_timesteps(chain, "1"); }, {"timesteps must be in [2, "});
+  expect_error([&] { jobs::gamma_timesteps(chain, "some"); }, {"timesteps 'some' is not 'all' or a number"});
 }
 
 }  // namespace
