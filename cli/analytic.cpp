@@ -1,4 +1,7 @@
-// scoreflow estimate-gamma | trajectory | nll — Analytic-DPM (Bao et al. 2022) on a dataset.
+// scoreflow estimate-gamma — Analytic-DPM (Bao et al. 2022): Γ over a dataset; trajectory and nll are in
+// cli/analytic_nll.cpp. The run is the library's (jobs::estimate_gamma_job); this reads flags.
+#include "cli/analytic.h"
+
 #include <cstdio>
 
 #include "cli/common.h"
@@ -8,34 +11,12 @@
 #include "scoreflow/error.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/jobs.h"
+#include "scoreflow/jobs/analytic.h"
 #include "scoreflow/latent.h"
 #include "scoreflow/nll.h"
 
 namespace scoreflow::cli {
 namespace {
-
-struct DataOptions {
-  std::string data;
-  bool resize = false, skip_bad = false;
-  void add(CLI::App& app) {
-    app.add_option("--data", data, "dataset: image folder, idx/idx.gz, .npy or .npz")->required();
-    app.add_flag("--resize", resize,
-                 "resize + centre-crop items to the model's shape where its data_prep does not make them fit");
-    app.add_flag("--skip-bad", skip_bad, "skip unreadable files (counted) instead of failing");
-  }
-  /// The dataset in the model's sample space (a latent model's encoder applied to images).
-  std::unique_ptr<io::Dataset> open(std::shared_ptr<const Model> model) const {
-    ModelDataOptions o;
-    o.resize = resize;
-    o.skip_bad = skip_bad;
-    return open_model_dataset(data, std::move(model), o);
-  }
-};
-
-std::unique_ptr<analytic::GammaTable> load_gamma(const std::string& path, const Model& model) {
-  if (path.empty()) return nullptr;
-  return std::make_unique<analytic::GammaTable>(load_gamma_for(model, path));
-}
 
 void register_estimate_gamma(CLI::App& app) {
   auto* sub = app.add_subcommand("estimate-gamma", "estimate Analytic-DPM's Gamma_t = E||eps_hat||^2/d over a dataset");
@@ -86,19 +67,7 @@ void register_estimate_gamma(CLI::App& app) {
     job.batch = batch;
     job.seed = seed;
     job.conditions = cond_opts.resolve(*model, num_images);
-    const int64_t n = chain.num_steps();
-    if (timesteps == "all") {
-      for (int64_t t = 1; t <= n; ++t) job.timesteps.push_back(t);
-    } else {
-      int64_t k = 0;
-      try {
-        k = std::stoll(timesteps);
-      } catch (const std::exception&) {
-        fail("--timesteps '", timesteps, "' is not 'all' or a number");
-      }
-      if (k < 2 || k > n) fail("--timesteps must be in [2, ", n, "], got ", k);
-      job.timesteps = analytic::even_timesteps(n, k);
-    }
+    job.timesteps = jobs::gamma_timesteps(chain, timesteps);
     if (forward_only) {
       const double rate = forward_throughput(*model, *data, job);
       std::fprintf(stderr, "estimate-gamma --forward-only: %.1f images/s (%zu timesteps x %lld images, batch %d)\n",
@@ -114,13 +83,7 @@ void register_estimate_gamma(CLI::App& app) {
                     {"images_per_second", rate}});
       return;
     }
-    analytic::GammaMeta meta = gamma_meta_for(*model);
-    meta.dataset = data->describe();
-    meta.settings = {{"num_images", std::to_string(num_images)},
-                     {"batch", std::to_string(batch)},
-                     {"seed", std::to_string(seed)},
-                     {"timesteps", timesteps}};
-    if (!job.conditions.empty()) meta.settings["conditions"] = job.conditions.fingerprint();
+    const analytic::GammaMeta meta = jobs::gamma_job_meta(*model, *data, job, timesteps);
     jobs::GammaJobOptions options;
     options.out = out;
     options.shard = shard;
@@ -152,98 +115,6 @@ void register_estimate_gamma(CLI::App& app) {
       doc["images_per_second"] = r.images_per_second;
     }
     print_json(doc);
-  });
-}
-
-void register_trajectory(CLI::App& app) {
-  auto* sub = app.add_subcommand("trajectory", "print an even/quadratic/optimal K-step trajectory and its cost");
-  static ModelOptions model_opts;
-  static std::string gamma_path, kind = "optimal";
-  static int64_t steps = 10;
-  static bool as_json = false;
-  model_opts.add(*sub, false);
-  sub->add_option("--gamma", gamma_path, "Gamma file from estimate-gamma");
-  sub->add_option("--steps", steps, "K, the number of timesteps")->capture_default_str();
-  sub->add_option("--trajectory", kind, "even | quadratic | optimal")->capture_default_str();
-  sub->add_flag("--json", as_json, "print one JSON document");
-  set_action(sub, [] {
-    auto model = model_opts.open();
-    const analytic::DiscreteChain chain = chain_of(*model);
-    auto gamma = load_gamma(gamma_path, *model);
-    std::vector<int64_t> traj = make_trajectory(kind, chain, steps, gamma.get());
-    nlohmann::json doc = {{"trajectory", kind}, {"steps", steps}, {"timesteps", traj}};
-    if (gamma) {
-      auto cost = analytic::trajectory_cost(chain, gamma->dense());
-      doc["cost"] = analytic::path_cost(cost, traj);
-      doc["even_cost"] = analytic::path_cost(cost, analytic::even_timesteps(chain.num_steps(), steps));
-    }
-    if (as_json) return print_json(doc);
-    for (size_t i = 0; i < traj.size(); ++i) std::printf("%s%lld", i ? " " : "", static_cast<long long>(traj[i]));
-    std::printf("\n");
-    if (gamma) std::printf("cost %.6f (even: %.6f)\n", doc["cost"].get<double>(), doc["even_cost"].get<double>());
-  });
-}
-
-void register_nll(CLI::App& app) {
-  auto* sub = app.add_subcommand("nll", "negative log-likelihood (bits/dim) of a discrete VP model along a trajectory");
-  static ModelOptions model_opts;
-  static DataOptions data_opts;
-  static DataCondOptions cond_opts;
-  static std::string gamma_path, kind = "even", variance = "analytic";
-  static int64_t steps = 10, num_images = 1000;
-  static int batch = 100;
-  static uint64_t seed = 0;
-  static bool as_json = false, no_clip = false;
-  model_opts.add(*sub);
-  data_opts.add(*sub);
-  cond_opts.add(*sub);
-  sub->add_option("--gamma", gamma_path, "Gamma file (needed for --variance analytic and --trajectory optimal)");
-  sub->add_option("--steps", steps, "K, the number of timesteps")->capture_default_str();
-  sub->add_option("--trajectory", kind, "even | quadratic | optimal")->capture_default_str();
-  sub->add_option("--variance", variance, "analytic | ddpm-beta | ddpm-tilde")->capture_default_str();
-  sub->add_option("--num-images", num_images, "images (the first ones of --data)")->capture_default_str();
-  sub->add_option("--batch", batch, "images per network call")->capture_default_str();
-  sub->add_option("--seed", seed, "noise seed")->capture_default_str();
-  sub->add_flag("--no-clip-x0", no_clip, "do not clamp x0_hat to the data range");
-  sub->add_flag("--json", as_json, "print one JSON document with the per-term breakdown");
-  set_action(sub, [] {
-    auto start = std::chrono::steady_clock::now();
-    auto model = model_opts.open();
-    const analytic::DiscreteChain chain = chain_of(*model);
-    auto gamma = load_gamma(gamma_path, *model);
-    auto data = data_opts.open(model);
-    NllJob job;
-    job.trajectory = make_trajectory(kind, chain, steps, gamma.get());
-    job.variance = analytic::parse_reverse_variance(variance);
-    job.num_images = num_images;
-    job.batch = batch;
-    job.seed = seed;
-    job.clip_x0 = !no_clip;
-    job.conditions = cond_opts.resolve(*model, num_images);
-    Progress progress("nll", num_images, "images");
-    NllResult r = compute_nll(*model, *data, gamma.get(), job, [&](int64_t d, int64_t) { progress.update(d); });
-    progress.finish();
-    if (as_json) {
-      print_json({{"command", "nll"},
-                  {"model", model->name()},
-                  {"dataset", data->describe()},
-                  {"trajectory", kind},
-                  {"timesteps", job.trajectory},
-                  {"variance", variance},
-                  {"bits_per_dim", r.bits_per_dim},
-                  {"std_err", r.std_err},
-                  {"prior", r.prior},
-                  {"steps_kl", r.steps},
-                  {"decoder", r.decoder},
-                  {"per_step", r.per_step},
-                  {"step_variances", r.variances},
-                  {"num_images", r.count},
-                  {"wall_seconds", seconds_since(start)}});
-      return;
-    }
-    std::printf("%.4f +- %.4f bits/dim (prior %.4f, steps %.4f, decoder %.4f; K=%lld %s, %s variance, %lld images)\n",
-                r.bits_per_dim, r.std_err, r.prior, r.steps, r.decoder, static_cast<long long>(steps), kind.c_str(),
-                variance.c_str(), static_cast<long long>(r.count));
   });
 }
 

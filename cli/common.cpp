@@ -1,22 +1,15 @@
 #include "cli/common.h"
 
-#include <ATen/Parallel.h>
-#include <sched.h>
-#include <torch/cuda.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <map>
-#include <thread>
 
 #include "cli/cpu_path.h"
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
+#include "scoreflow/jobs/sample.h"
 #include "scoreflow/schedule_file.h"
 
 namespace scoreflow::cli {
@@ -65,58 +58,6 @@ std::string cpu_path_text(const Model& model) {
     text += buf;
   }
   return text + ")";
-}
-
-namespace {
-bool threads_requested = false;
-
-void cap_threads_for_gpu() {
-  if (!threads_requested && at::get_num_threads() > kGpuHostThreads) at::set_num_threads(kGpuHostThreads);
-}
-
-/// The cores this process may use: its CPU affinity mask (taskset, Slurm, docker --cpuset-cpus),
-/// lowered to a cgroup v2 CPU quota (docker --cpus, Kubernetes limits) rounded up, so that "all
-/// cores" never oversubscribes a container on a large host.
-int usable_cores() {
-  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) cores = std::max(1, CPU_COUNT(&set));
-  std::ifstream quota_file("/sys/fs/cgroup/cpu.max");
-  std::string quota;
-  double period = 0;
-  if (quota_file >> quota >> period && quota != "max" && period > 0) {
-    const double limit = std::atof(quota.c_str()) / period;
-    if (limit > 0) cores = std::min(cores, std::max(1, static_cast<int>(std::ceil(limit))));
-  }
-  return cores;
-}
-}  // namespace
-
-void set_cpu_threads(int requested) {
-  threads_requested = requested > 0;
-  at::set_num_threads(requested > 0 ? requested : usable_cores());
-}
-
-torch::Device parse_device(const std::string& text) {
-  if (text == "cpu") return torch::kCPU;
-  if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
-    if (!torch::cuda::is_available())
-      fail("--device ", text, ": CUDA is not available (this LibTorch build or machine has no GPU)");
-    int index = 0;
-    if (text.size() > 5) {
-      try {
-        index = std::stoi(text.substr(5));
-      } catch (const std::exception&) {
-        fail("--device '", text, "' is malformed; use cpu, cuda or cuda:N");
-      }
-    }
-    if (index < 0 || index >= static_cast<int>(torch::cuda::device_count()))
-      fail("--device ", text, ": only ", torch::cuda::device_count(), " CUDA device(s)");
-    cap_threads_for_gpu();
-    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
-  }
-  fail("--device '", text, "' is unknown; valid: cpu, cuda, cuda:N");
 }
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
@@ -181,19 +122,7 @@ const char* const kFinalHelp =
     "sigma and return x there), denoise (return D(x, sigma_last), one more NFE); default zero, none for amed";
 
 FinalStep final_step_for(const std::string& flag_value, const Sampler& sampler, const std::string& sampler_args) {
-  FinalStep final = sampler.default_final();
-  if (!flag_value.empty()) {
-    try {
-      final = parse_final_step(flag_value);
-    } catch (const Error&) {
-      fail("--final: unknown value '", flag_value, "'; valid: zero, none, denoise");
-    }
-  }
-  sampler.check_final(final);
-  if (final != FinalStep::Zero && KeyValueArgs(sampler_args).get_bool("denoise_to_zero", false))
-    fail("--sampler-args denoise_to_zero=true is --final denoise on a grid ending in 0; with --final ",
-         final_step_name(final), " leave it out");
-  return final;
+  return jobs::choose_final(flag_value, sampler, sampler_args);
 }
 
 }  // namespace scoreflow::cli

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "scoreflow/device.h"
 #include "scoreflow/model.h"
 #include "scoreflow/sampler.h"
 #include "scoreflow/seeds.h"
@@ -26,17 +27,10 @@ struct ModelOptions {
   std::shared_ptr<Model> open() const;
 };
 
-/// "cpu", "cuda", "cuda:1"; throws Error when CUDA is not available. A CUDA device also caps
-/// LibTorch's CPU threads (see set_cpu_threads).
-torch::Device parse_device(const std::string& text);
-
-/// LibTorch's CPU (intra-op) threads: `requested` (--threads) when > 0, else every core. Without
-/// --threads, the first CUDA device parsed lowers the count to kGpuHostThreads: the CPU then only
-/// prepares batches, and idle OpenMP workers spinning on every core starve the threads that launch
-/// the kernels (estimate-gamma ran 2x slower with 32 threads than with 1-8 on a 32-core host;
-/// docs/performance.md).
-void set_cpu_threads(int requested);
-inline constexpr int kGpuHostThreads = 4;
+// Devices and CPU threads are the library's (scoreflow/device.h).
+using scoreflow::kGpuHostThreads;
+using scoreflow::parse_device;
+using scoreflow::set_cpu_threads;
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.
 class Progress {
@@ -52,9 +46,7 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
-/// --final zero|none|denoise, or "" for the sampler's own default (Sampler::default_final: zero, the
-/// paper's none for AMED); checked against the sampler (an AMED predictor's recorded convention) and
-/// its args: denoise_to_zero=true is --final denoise on a grid ending in 0, refused with none/denoise.
+/// --final zero|none|denoise, or "" for the sampler's own default: jobs::choose_final.
 FinalStep final_step_for(const std::string& flag_value, const Sampler& sampler, const std::string& sampler_args);
 /// The help text of --final, the same for every command.
 extern const char* const kFinalHelp;

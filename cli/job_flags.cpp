@@ -1,6 +1,7 @@
 #include "cli/job_flags.h"
 
 #include "scoreflow/error.h"
+#include "scoreflow/jobs/sample.h"
 
 namespace scoreflow::cli {
 
@@ -28,14 +29,12 @@ std::vector<std::string> parse_devices(const std::string& text) {
 
 std::vector<std::shared_ptr<const Model>> open_on_devices(const ModelOptions& options,
                                                           const std::vector<std::string>& devices) {
-  if (devices.empty()) return {options.open()};
-  std::vector<std::shared_ptr<const Model>> models;
-  for (const std::string& d : devices) {
+  auto open = [&](const std::string& device) {
     ModelOptions copy = options;
-    copy.device = d;
-    models.push_back(copy.open());
-  }
-  return models;
+    copy.device = device;
+    return std::shared_ptr<const Model>(copy.open());
+  };
+  return jobs::open_on_devices(open, devices, options.device);
 }
 
 std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings settings, bool overwrite,

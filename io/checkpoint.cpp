@@ -46,7 +46,8 @@ ChunkStore::ChunkStore(std::string dir, Settings settings, bool overwrite, const
     : dir_(std::move(dir)), settings_(std::move(settings)) {
   std::error_code ec;
   if (!fs::exists(dir_, ec)) return;
-  if (!fs::is_directory(dir_, ec)) fail("cannot keep the chunks of ", option, " in '", dir_, "': a file is in the way");
+  if (!fs::is_directory(dir_, ec))
+    fail("cannot keep the chunks of ", Field{option.c_str()}, " in '", dir_, "': a file is in the way");
   const std::string manifest = dir_ + "/" + kManifest;
   if (overwrite || !fs::exists(manifest, ec)) {
     // --overwrite, or a writer killed before its first chunk landed: nothing worth keeping.
@@ -65,9 +66,9 @@ ChunkStore::ChunkStore(std::string dir, Settings settings, bool overwrite, const
          dir_, "'");
   }
   auto differ = [&](const std::string& name, const std::string& was, const std::string& now) {
-    fail("'", dir_, "' holds an unfinished run of ", option, " with different settings: ", name, " was '", shorten(was),
-         "', now '", shorten(now), "'; re-run with the same settings to resume, or start over with ",
-         Field{"overwrite"});
+    fail("'", dir_, "' holds an unfinished run of ", Field{option.c_str()}, " with different settings: ", name,
+         " was '", shorten(was), "', now '", shorten(now),
+         "'; re-run with the same settings to resume, or start over with ", Field{"overwrite"});
   };
   for (const auto& [name, value] : settings_) {
     auto it = std::find_if(old.begin(), old.end(), [&](const auto& p) { return p.first == name; });

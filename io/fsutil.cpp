@@ -170,13 +170,13 @@ void check_outputs(const std::vector<OutputPath>& outputs) {
         check_writable(dir);
       }
     } catch (const Error& e) {
-      fail(o.field, " '", o.path, "': ", e.what());
+      fail(Field{o.field.c_str()}, " '", o.path, "': ", e.what());
     }
     const std::string key = identity(o.path);
     for (const auto& [other_key, other] : seen)
       if (other_key == key)
-        fail(other->field, " '", other->path, "' and ", o.field, " '", o.path, "' are the same ",
-             o.directory || other->directory ? "path" : "file", "; give each output its own");
+        fail(Field{other->field.c_str()}, " '", other->path, "' and ", Field{o.field.c_str()}, " '", o.path,
+             "' are the same ", o.directory || other->directory ? "path" : "file", "; give each output its own");
     seen.emplace_back(key, &o);
   }
 }
