@@ -115,7 +115,9 @@ CompareResult run_compare(std::shared_ptr<const Model> model, const ImageDecoder
   // after a kill redoes none of them.
   io::Settings settings = model_settings(*model);
   std::string all_args, samplers_text = join(o.samplers, ","), nfe_text;
-  for (const auto& [name, args] : o.sampler_args) all_args += name + ":" + args + ";";
+  std::map<std::string, std::string> args_of;  // every sampler, by name ("" without args), as records always held it
+  for (const std::string& n : o.samplers) args_of[n] = arg_of(o, n);
+  for (const auto& [name, args] : args_of) all_args += name + ":" + args + ";";
   for (int v : o.nfe) nfe_text += (nfe_text.empty() ? "" : ",") + std::to_string(v);
   settings.insert(settings.end(), {{"samplers", samplers_text},
                                    {"sampler args", all_args},

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -132,6 +133,36 @@ TEST_F(CompareJob, SweepsSamplersTimesBudgetsWithTheirNfeCountsAndWritesTheRepor
   EXPECT_EQ(r.csv_path, path("out") + "/results.csv");
   EXPECT_FALSE(fs::exists(path("out") + ".parts"));  // nothing left to resume
   EXPECT_TRUE(r.grids.empty());                      // points, not images
+}
+
+TEST_F(CompareJob, AnInterruptedSweepResumesItsFinishedCellsToTheSameResults) {
+  auto model = open_model("builtin:gmm:shape=1x2x2,k=2");
+  const ImageDecoder decoder = ImageDecoder::for_model(model);
+  jobs::CompareOptions o;
+  o.samplers = {"euler", "heun"};
+  o.nfe = {3, 5};
+  o.job.seeds = {0, 1, 2, 3};
+  o.metric.metric = "ode-error";
+  o.metric.reference_steps = 20;
+  o.out_dir = path("out");
+  const jobs::CompareResult whole = jobs::run_compare(model, decoder, o);
+  EXPECT_EQ(whole.resumed, 0);
+  jobs::CompareOptions killed = o;
+  killed.out_dir = path("again");
+  killed.on_cell = [](int64_t done, int64_t) {
+    if (done == 2) throw std::runtime_error("killed");
+  };
+  EXPECT_THROW(jobs::run_compare(model, decoder, killed), std::runtime_error);
+  EXPECT_TRUE(fs::exists(path("again") + ".parts"));
+  o.out_dir = path("again");
+  const jobs::CompareResult resumed = jobs::run_compare(model, decoder, o);
+  EXPECT_EQ(resumed.resumed, 3);  // the reference and two cells
+  ASSERT_EQ(resumed.cells.size(), whole.cells.size());
+  for (size_t i = 0; i < whole.cells.size(); ++i) {
+    EXPECT_EQ(resumed.cells[i].metric, whole.cells[i].metric) << i;
+    EXPECT_EQ(resumed.cells[i].nfe_used, whole.cells[i].nfe_used) << i;
+  }
+  EXPECT_FALSE(fs::exists(path("again") + ".parts"));
 }
 
 TEST_F(CompareJob, RefusesBadSettingsNamingTheField) {
