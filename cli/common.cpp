@@ -17,6 +17,7 @@
 #include "cli/cpu_path.h"
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
+#include "scoreflow/jobs.h"
 #include "scoreflow/schedule_file.h"
 
 namespace scoreflow::cli {
@@ -172,19 +173,7 @@ const char* const kFinalHelp =
     "sigma and return x there), denoise (return D(x, sigma_last), one more NFE); default zero, none for amed";
 
 FinalStep final_step_for(const std::string& flag_value, const Sampler& sampler, const std::string& sampler_args) {
-  FinalStep final = sampler.default_final();
-  if (!flag_value.empty()) {
-    try {
-      final = parse_final_step(flag_value);
-    } catch (const Error&) {
-      fail("--final: unknown value '", flag_value, "'; valid: zero, none, denoise");
-    }
-  }
-  sampler.check_final(final);
-  if (final != FinalStep::Zero && KeyValueArgs(sampler_args).get_bool("denoise_to_zero", false))
-    fail("--sampler-args denoise_to_zero=true is --final denoise on a grid ending in 0; with --final ",
-         final_step_name(final), " leave it out");
-  return final;
+  return jobs::choose_final(flag_value, sampler, sampler_args);
 }
 
 }  // namespace scoreflow::cli

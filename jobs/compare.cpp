@@ -46,23 +46,6 @@ std::vector<double> named_grid(const std::string& schedule, const std::string& s
   }
 }
 
-/// `final` ("" for the sampler's default) checked against the sampler and its args.
-FinalStep final_for(const std::string& final_name, const Sampler& sampler, const std::string& sampler_args) {
-  FinalStep final = sampler.default_final();
-  if (!final_name.empty()) {
-    try {
-      final = parse_final_step(final_name);
-    } catch (const Error&) {
-      fail(Field{"final"}, ": unknown value '", final_name, "'; valid: zero, none, denoise");
-    }
-  }
-  sampler.check_final(final);
-  if (final != FinalStep::Zero && KeyValueArgs(sampler_args).get_bool("denoise_to_zero", false))
-    fail(Field{"sampler_args"}, " denoise_to_zero=true is ", Field{"final"}, " denoise on a grid ending in 0; with ",
-         Field{"final"}, " ", final_step_name(final), " leave it out");
-  return final;
-}
-
 std::string arg_of(const CompareOptions& o, const std::string& name) {
   auto it = o.sampler_args.find(name);
   return it == o.sampler_args.end() ? std::string() : it->second;
@@ -81,7 +64,7 @@ CompareResult run_compare(std::shared_ptr<const Model> model, const ImageDecoder
   std::map<std::string, std::vector<double>> own_grid;  // AMED predictors' grids, used when no schedule is given
   for (const auto& n : o.samplers) {
     samplers.push_back(make_sampler(n, arg_of(o, n)));  // bad names/args fail before any work
-    finals.push_back(final_for(o.final, *samplers.back(), arg_of(o, n)));
+    finals.push_back(choose_final(o.final, *samplers.back(), arg_of(o, n)));
     if (!o.schedule_given) own_grid[samplers.back()->name()] = amed_trained_sigmas(n, arg_of(o, n));
   }
   for (int v : o.nfe)

@@ -11,8 +11,10 @@
 
 #include "scoreflow/compare.h"
 #include "scoreflow/error.h"
+#include "scoreflow/jobs.h"
 #include "scoreflow/latent.h"
 #include "scoreflow/model.h"
+#include "scoreflow/registry.h"
 #include "scoreflow/sample_metric.h"
 #include "support/io_test_util.h"
 
@@ -87,6 +89,21 @@ TEST(SampleMetric, OdeErrorIsTheRmsDistanceToTheReferenceSamples) {
   // Sample i is off by i + 1 in each of 4 entries: distances 2, 4, 6; RMS √((4 + 16 + 36) / 3).
   const torch::Tensor x = torch::arange(1, 4, torch::kFloat32).reshape({3, 1, 1, 1}).expand({3, 1, 2, 2});
   EXPECT_NEAR(metric->value(x), std::sqrt(56.0 / 3), 1e-6);
+}
+
+TEST(ChooseFinal, SamplersDefaultOrTheNamedStepCheckedAgainstItsArgs) {
+  auto heun = make_sampler("heun");
+  auto amed = make_sampler("amed", "r=0.5");
+  EXPECT_EQ(jobs::choose_final("", *heun, ""), FinalStep::Zero);
+  EXPECT_EQ(jobs::choose_final("", *amed, "r=0.5"), FinalStep::None);  // the AMED paper's convention
+  EXPECT_EQ(jobs::choose_final("denoise", *heun, ""), FinalStep::Denoise);
+  const Error unknown = error_of([&] { jobs::choose_final("last", *heun, ""); });
+  EXPECT_STREQ(unknown.what(), "final: unknown value 'last'; valid: zero, none, denoise");
+  EXPECT_EQ(unknown.field(), "final");
+  auto ipndm = make_sampler("ipndm", "denoise_to_zero=true");
+  EXPECT_EQ(jobs::choose_final("", *ipndm, "denoise_to_zero=true"), FinalStep::Zero);
+  EXPECT_EQ(field_names(error_of([&] { jobs::choose_final("none", *ipndm, "denoise_to_zero=true"); })),
+            (std::vector<std::string>{"sampler_args", "final", "final"}));
 }
 
 class CompareJob : public testing_io::TempDirTest {};
