@@ -9,6 +9,7 @@
 #include "cli/cpu_path.h"
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
+#include "scoreflow/jobs.h"
 #include "scoreflow/jobs/sample.h"
 #include "scoreflow/schedule_file.h"
 

@@ -6,19 +6,9 @@
 #include <string>
 #include <vector>
 
-namespace scoreflow::eval {
+#include "scoreflow/compare.h"  // SweepCell
 
-struct SweepCell {
-  std::string sampler;
-  std::string schedule;  ///< the σ grid when the sweep has a schedule axis ("" otherwise)
-  int nfe_budget = 0;
-  int steps = 0;      ///< steps the sampler chose for the budget (Sampler::steps_for_nfe)
-  long nfe_used = 0;  ///< network calls actually made per sample
-  double metric = 0;
-  double seconds = 0;  ///< wall time of sampling + metric
-  std::string error;   ///< non-empty when the cell could not run (e.g. NFE below the minimum)
-  bool ok() const { return error.empty(); }
-};
+namespace scoreflow::eval {
 
 /// Markdown table: one row per sampler (per sampler and schedule, in a second column, with a schedule
 /// axis), one column per NFE budget; a cell shows the metric and "(NFE n)" when fewer calls than the

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "scoreflow/amed.h"
+#include "scoreflow/args.h"
 #include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
 #include "scoreflow/gamma_estimation.h"
@@ -48,6 +49,22 @@ ChosenGrid choose_grid(const GridChoice& choice, const Model& model, const Sampl
   }
   check_final_grid(sampler, grid.sigmas, final);
   return grid;
+}
+
+FinalStep choose_final(const std::string& final_name, const Sampler& sampler, const std::string& sampler_args) {
+  FinalStep final = sampler.default_final();
+  if (!final_name.empty()) {
+    try {
+      final = parse_final_step(final_name);
+    } catch (const Error&) {
+      fail(Field{"final"}, ": unknown value '", final_name, "'; valid: zero, none, denoise");
+    }
+  }
+  sampler.check_final(final);
+  if (final != FinalStep::Zero && KeyValueArgs(sampler_args).get_bool("denoise_to_zero", false))
+    fail(Field{"sampler_args"}, " denoise_to_zero=true is ", Field{"final"}, " denoise on a grid ending in 0; with ",
+         Field{"final"}, " ", final_step_name(final), " leave it out");
+  return final;
 }
 
 }  // namespace scoreflow::jobs

@@ -33,22 +33,6 @@ std::vector<std::shared_ptr<const Model>> open_on_devices(
   return models;
 }
 
-FinalStep choose_final(const std::string& value, const Sampler& sampler, const std::string& sampler_args) {
-  FinalStep final = sampler.default_final();
-  if (!value.empty()) {
-    try {
-      final = parse_final_step(value);
-    } catch (const Error&) {
-      fail(Field{"final"}, ": unknown value '", value, "'; valid: zero, none, denoise");
-    }
-  }
-  sampler.check_final(final);
-  if (final != FinalStep::Zero && KeyValueArgs(sampler_args).get_bool("denoise_to_zero", false))
-    fail(Field{"sampler_args"}, " denoise_to_zero=true is ", Field{"final"}, " denoise on a grid ending in 0; with ",
-         Field{"final"}, " ", final_step_name(final), " leave it out");
-  return final;
-}
-
 io::Settings sample_settings(const Model& model, const Sampler& sampler, const SampleJob& job,
                              const std::vector<uint64_t>& all_seeds, const SampleSettings& s) {
   io::Settings settings = model_settings(model);  // model, model metadata, device

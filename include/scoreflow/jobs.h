@@ -139,6 +139,11 @@ struct ChosenGrid {
 ChosenGrid choose_grid(const GridChoice& choice, const Model& model, const Sampler& sampler,
                        const std::string& sampler_args, FinalStep final);
 
+/// The final step named `final` (zero | none | denoise), or the sampler's own default for "";
+/// checked against the sampler (Sampler::check_final) and its args (denoise_to_zero=true is final
+/// denoise on a grid ending in 0, refused with none or denoise). Throws Error naming the field.
+FinalStep choose_final(const std::string& final, const Sampler& sampler, const std::string& sampler_args);
+
 // ---- schedule searches ---------------------------------------------------------------------------
 
 /// The resume manifest of search_gits: model_settings and every option that changes its result

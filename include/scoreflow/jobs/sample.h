@@ -23,12 +23,6 @@ std::vector<std::shared_ptr<const Model>> open_on_devices(
     const std::function<std::shared_ptr<const Model>(const std::string& device)>& open,
     const std::vector<std::string>& devices, const std::string& default_device);
 
-/// The final step of a sampling job: `value` ("zero", "none", "denoise"), or the sampler's own
-/// default (Sampler::default_final) when empty; checked against the sampler (Sampler::check_final)
-/// and its args: denoise_to_zero=true is final denoise on a grid ending in 0, refused with none or
-/// denoise. Throws Error naming the fields final and sampler_args.
-FinalStep choose_final(const std::string& value, const Sampler& sampler, const std::string& sampler_args);
-
 /// Where a sampling job's results go; empty: not written. For a shard, the grid and npz get
 /// shard_path() names; PNGs of every shard go into the one png_dir.
 struct SampleOutputs {
