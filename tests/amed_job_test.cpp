@@ -88,7 +88,8 @@ TEST(AmedJob, RestartsResumeAfterAnInterruptionAsAnUninterruptedJob) {
   // Another learning rate: refused, naming the setting, the finished restarts left alone.
   jobs::AmedJobOptions other = tiny(dir + "/run");
   other.lr = 1e-3;
-  expect_error([&] { jobs::train_amed_job(model, other); }, "overwrite", "with different settings: lr was");
+  // The error names the output whose run it is (field "out"), then the way to start over.
+  expect_error([&] { jobs::train_amed_job(model, other); }, "out", "with different settings: lr was");
   EXPECT_TRUE(std::filesystem::exists(o.out + ".parts/seed-2.pt"));
 
   o.on_progress = nullptr;

@@ -61,8 +61,9 @@ TEST(ChunkStore, KeepsChunksAndRefusesOtherSettingsUnlessOverwrite) {
   } catch (const scoreflow::Error& e) {
     EXPECT_NE(std::string(e.what()).find("sampler was 'heun', now 'euler'"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("or start over with overwrite"), std::string::npos) << e.what();
-    ASSERT_EQ(e.fields().size(), 1u);
-    EXPECT_EQ(e.fields()[0].name, "overwrite");
+    ASSERT_EQ(e.fields().size(), 2u);  // the output the run belongs to, then how to start over
+    EXPECT_EQ(e.fields()[0].name, "--npz");
+    EXPECT_EQ(e.fields()[1].name, "overwrite");
   }
   EXPECT_THROW(scoreflow::io::ChunkStore(dir, {{"sampler", "heun"}}, false, "--npz"), scoreflow::Error);
   scoreflow::io::ChunkStore fresh(dir, {{"sampler", "euler"}, {"seeds", "0-7"}}, true, "--npz");
