@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -85,11 +87,31 @@ Kernel pick_kernel() {
 }
 
 /// C[m×n] += A[m×k]·B[k×n] in float64, m a multiple of 4 and n of 12 (callers pad with zeros).
+/// `torch_mm`: through LibTorch's addmm (its BLAS; single-threaded inside the caller's parallel
+/// region), else the register-tiled kernel above.
 void gemm(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb, double* c,
-          int64_t ldc, bool skip_zero) {
+          int64_t ldc, bool skip_zero, bool torch_mm) {
+  if (torch_mm) {
+    const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+    torch::Tensor cm = torch::from_blob(c, {m, n}, {ldc, 1}, opts);
+    cm.addmm_(torch::from_blob(const_cast<double*>(a), {m, k}, {lda, 1}, opts),
+              torch::from_blob(const_cast<double*>(b), {k, n}, {ldb, 1}, opts));
+    return;
+  }
   static const Kernel kernel = pick_kernel();
   for (int64_t j = 0; j < n; j += kNr)
     for (int64_t i = 0; i < m; i += kMr) kernel(k, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, skip_zero);
+}
+
+/// The products go through LibTorch when it has MKL (PyTorch's own LibTorch: `torch::mm` reached
+/// 107–412 GFLOP/s on a 16-core host, the kernel 5–15) and through the kernel otherwise (Debian's
+/// LibTorch calls reference BLAS, 0.4–1.7 GFLOP/s; docs/performance.md, "CPU: exact oracles").
+/// $SCOREFLOW_ORACLE_PRODUCTS=kernel|torch overrides it, for tests and benchmarks.
+bool products_through_torch() {
+  const char* env = std::getenv("SCOREFLOW_ORACLE_PRODUCTS");
+  if (env && std::string(env) == "torch") return true;
+  if (env && std::string(env) == "kernel") return false;
+  return at::hasMKL();
 }
 
 }  // namespace
@@ -101,6 +123,7 @@ IsotropicMixture::IsotropicMixture(const torch::Tensor& means, const torch::Tens
               "mixture: means must be [K, d] with K variances and K weights");
   k_ = mu.size(0);
   d_ = mu.size(1);
+  torch_mm_ = products_through_torch();
   kpad_ = round_up(k_, kMr);
   dpad_ = round_up(d_, kNr);
   centre_ = mu.mean(0);
@@ -229,7 +252,7 @@ void IsotropicMixture::run(const torch::Tensor& x, const std::vector<double>& si
         const double* mk = means_.data() + k0 * dpad_;
         // Product 1: g = M_block · x_blockᵀ, [kw, bb].
         std::fill(g, g + kw * bb, 0.0);
-        gemm(kw, bb, d_, mk, dpad_, xt, bb, g, bb, false);
+        gemm(kw, bb, d_, mk, dpad_, xt, bb, g, bb, false, torch_mm_);
         for (int64_t r = 0; r < rows; ++r) {
           double* l = coef + r * kb;  // logits first, then the product-2 coefficients
           double block_max = kNegInf;
@@ -261,7 +284,7 @@ void IsotropicMixture::run(const torch::Tensor& x, const std::vector<double>& si
           m[r] = m_new;
         }
         // Product 2: acc += coef · M_block, [bb, dpad].
-        if (mean) gemm(bb, dpad_, kw, coef, kb, mk, dpad_, acc, dpad_, true);
+        if (mean) gemm(bb, dpad_, kw, coef, kb, mk, dpad_, acc, dpad_, true, torch_mm_);
       }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t i = i0 + r;

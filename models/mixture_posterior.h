@@ -4,7 +4,8 @@
 // coordinates centred on the mean of the μ_k to limit cancellation) and the posterior mean
 // Σ_k r_k (σ²/(v_k+σ²) μ_k + v_k/(v_k+σ²) x) = (r ⊙ σ²/(v+σ²)) · M + (Σ_k r_k v_k/(v_k+σ²)) x.
 // Streams over components in blocks with a running log-sum-exp, so no [B, K, d] temporary exists;
-// at::parallel_for over sample blocks. Serves builtin:gmm/ring8/gaussian (isotropic components) and
+// at::parallel_for over sample blocks; the products through LibTorch where it has MKL, else a
+// register-tiled kernel. Serves builtin:gmm/ring8/gaussian (isotropic components) and
 // builtin:empirical (v_k = 0, π_k = 1/N). Only models/ includes this header.
 #include <torch/torch.h>
 
@@ -41,6 +42,7 @@ class IsotropicMixture {
   std::vector<double> means_;                     // [kpad, dpad] centred μ_k, zero padded
   std::vector<double> norm2_, var_, log_weight_;  // [kpad]; padding has log weight −inf
   bool uniform_var_ = true;
+  bool torch_mm_ = false;  // the two products through LibTorch's BLAS (products_through_torch)
 };
 
 }  // namespace scoreflow

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "scoreflow/builtin.h"
 #include "scoreflow/empirical.h"
@@ -112,6 +114,32 @@ TEST(OraclePosterior, BuiltinMixturesMatchTheDirectSums) {
                                   3 * torch::ones({1, d}, torch::kFloat64)});
     check_mixture(*model, x, spec);
   }
+}
+
+TEST(OraclePosterior, ProductsThroughLibTorchGiveTheSameExactValues) {
+  // The other path of the two products (LibTorch's addmm where it has MKL, the kernel elsewhere),
+  // forced: the same direct sums to the same tolerance, on both sides of the 128-component blocks.
+  const char* before = std::getenv("SCOREFLOW_ORACLE_PRODUCTS");
+  const std::string saved = before ? before : "";
+  for (const char* path : {"torch", "kernel"}) {
+    setenv("SCOREFLOW_ORACLE_PRODUCTS", path, 1);
+    auto model = make_builtin("builtin:gmm:shape=1x4x4,k=3,features=true");
+    torch::Tensor x = torch::cat({noisy_points(model->means(), 17, 0.05, 1), noisy_points(model->means(), 9, 1.0, 2)});
+    check_mixture(*model, x, std::string("gmm, products: ") + path);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+    const int64_t k = 200, d = 5;
+    torch::Tensor means = at::randn({k, d}, gen, torch::kFloat64);
+    ModelMetadata meta;
+    meta.shape = {d};
+    meta.features = "responsibilities";
+    GaussianMixtureModel many("test", "test", means, torch::full({k, d}, 0.05, torch::kFloat64),
+                              torch::full({k}, 1.0 / k, torch::kFloat64), meta);
+    check_mixture(many, noisy_points(means, 25, 0.3, 5), std::string("200 components, products: ") + path);
+  }
+  if (before)
+    setenv("SCOREFLOW_ORACLE_PRODUCTS", saved.c_str(), 1);
+  else
+    unsetenv("SCOREFLOW_ORACLE_PRODUCTS");
 }
 
 TEST(OraclePosterior, ManyUnequalComponentsStreamAcrossBlocks) {
