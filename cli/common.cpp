@@ -7,11 +7,9 @@
 #include <map>
 
 #include "cli/cpu_path.h"
-#include "scoreflow/args.h"
 #include "scoreflow/error.h"
 #include "scoreflow/jobs.h"
 #include "scoreflow/jobs/sample.h"
-#include "scoreflow/schedule_file.h"
 
 namespace scoreflow::cli {
 
@@ -104,16 +102,6 @@ void run_action(CLI::App* sub) {
   auto it = actions().find(sub);
   if (it != actions().end()) it->second();
   for (CLI::App* nested : sub->get_subcommands()) run_action(nested);  // e.g. eval fid
-}
-
-std::vector<double> grid_sigmas(const std::string& schedule, const std::string& schedule_args, int steps,
-                                int default_steps, const Model& model, bool force, FinalStep final) {
-  try {
-    return resolve_sigmas(schedule, steps, default_steps, model, KeyValueArgs(schedule_args, "schedule arg"), force,
-                          final);
-  } catch (const ScheduleMismatch& e) {
-    fail(e.what(), " (--force uses it anyway)");
-  }
 }
 
 void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::endl; }

@@ -54,11 +54,6 @@ extern const char* const kFinalHelp;
 /// Seconds since `start`.
 double seconds_since(std::chrono::steady_clock::time_point start);
 
-/// The σ grid of --schedule/--schedule-args: a grid name, or file:PATH (a schedule file) checked
-/// against `model`; steps <= 0 when neither --steps nor --nfe was given (the file's own count, or
-/// `default_steps`). A file made for another model is refused, naming --force, unless `force`.
-std::vector<double> grid_sigmas(const std::string& schedule, const std::string& schedule_args, int steps,
-                                int default_steps, const Model& model, bool force, FinalStep final = FinalStep::Zero);
 inline constexpr const char* kForceHelp = "use a --schedule file:PATH made for another model anyway";
 
 /// Prints `doc` on stdout as one JSON document.

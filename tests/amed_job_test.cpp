@@ -14,6 +14,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/jobs.h"
 #include "scoreflow/sigmas.h"
+#include "tests/support/jobs_test_util.h"
 
 using namespace scoreflow;
 
@@ -50,16 +51,6 @@ jobs::AmedJobOptions tiny(const std::string& dir) {
 
 struct Interrupted {};
 
-void expect_error(const std::function<void()>& call, const std::string& field, const std::string& message) {
-  try {
-    call();
-    FAIL() << "accepted; expected: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.field(), field) << e.what();
-    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
-  }
-}
-
 }  // namespace
 
 TEST(AmedJob, RestartsResumeAfterAnInterruptionAsAnUninterruptedJob) {
@@ -89,7 +80,8 @@ TEST(AmedJob, RestartsResumeAfterAnInterruptionAsAnUninterruptedJob) {
   jobs::AmedJobOptions other = tiny(dir + "/run");
   other.lr = 1e-3;
   // The error names the output whose run it is (field "out"), then the way to start over.
-  expect_error([&] { jobs::train_amed_job(model, other); }, "out", "with different settings: lr was");
+  testing_jobs::expect_field_error([&] { jobs::train_amed_job(model, other); }, "out",
+                                   "with different settings: lr was");
   EXPECT_TRUE(std::filesystem::exists(o.out + ".parts/seed-2.pt"));
 
   o.on_progress = nullptr;
@@ -122,19 +114,22 @@ TEST(AmedJob, OptionErrorsNameTheFieldBeforeAnythingIsWritten) {
   const std::string dir = fresh("errors");
   jobs::AmedJobOptions o = tiny(dir);
   o.restarts = 0;
-  expect_error([&] { jobs::train_amed_job(model, o); }, "restarts", "restarts must be >= 1, got 0");
+  testing_jobs::expect_field_error([&] { jobs::train_amed_job(model, o); }, "restarts", "restarts must be >= 1, got 0");
   o.restarts = 2;
   o.validate = 0;
-  expect_error([&] { jobs::train_amed_job(model, o); }, "restarts",
-               "restarts 2 keeps the run with the lowest end-to-end error, so it needs validate N > 0");
+  testing_jobs::expect_field_error(
+      [&] { jobs::train_amed_job(model, o); }, "restarts",
+      "restarts 2 keeps the run with the lowest end-to-end error, so it needs validate N > 0");
   o = tiny(dir);
   o.final = FinalStep::Zero;
   o.steps = 1;
-  expect_error([&] { jobs::train_amed_job(model, o); }, "steps",
-               "steps must be in [2, 1000] with final zero (AMED needs one interval between positive sigmas), got 1");
+  testing_jobs::expect_field_error(
+      [&] { jobs::train_amed_job(model, o); }, "steps",
+      "steps must be in [2, 1000] with final zero (AMED needs one interval between positive sigmas), got 1");
   o = tiny(dir);
   o.teacher = "ipndm";
-  expect_error([&] { jobs::train_amed_job(model, o); }, "student", "valid: student amed teacher heun");
+  testing_jobs::expect_field_error([&] { jobs::train_amed_job(model, o); }, "student",
+                                   "valid: student amed teacher heun");
   EXPECT_TRUE(std::filesystem::is_empty(dir));
 }
 

@@ -13,6 +13,7 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/schedule_search.h"
 #include "scoreflow/sigmas.h"
+#include "tests/support/jobs_test_util.h"
 
 using namespace scoreflow;
 
@@ -25,16 +26,6 @@ std::string fresh(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
-}
-
-void expect_error(const std::function<void()>& call, const std::string& field, const std::string& message) {
-  try {
-    call();
-    FAIL() << "accepted; expected: " << message;
-  } catch (const Error& e) {
-    EXPECT_EQ(e.field(), field) << e.what();
-    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
-  }
 }
 
 jobs::ScheduleSearchOptions gits(const std::string& out) {
@@ -57,9 +48,11 @@ TEST(SearchJob, ParsesTheTeacher) {
   auto [heun, steps] = jobs::parse_teacher("heun:60");
   EXPECT_EQ(heun->name(), "heun");
   EXPECT_EQ(steps, 60);
-  expect_error([] { jobs::parse_teacher("heun"); }, "teacher", "teacher 'heun' must be SAMPLER:STEPS, e.g. heun:60");
+  testing_jobs::expect_field_error([] { jobs::parse_teacher("heun"); }, "teacher",
+                                   "teacher 'heun' must be SAMPLER:STEPS, e.g. heun:60");
   for (const char* bad : {"heun:1", "heun:1001", "heun:2.5", "heun:x", "heun:4,5"})
-    expect_error([&] { jobs::parse_teacher(bad); }, "teacher", "': STEPS must be one integer in [2, 1000]");
+    testing_jobs::expect_field_error([&] { jobs::parse_teacher(bad); }, "teacher",
+                                     "': STEPS must be one integer in [2, 1000]");
 }
 
 TEST(SearchJob, GitsIsTheLibrarySearchAndResumesAfterAnInterruption) {
@@ -140,20 +133,24 @@ TEST(SearchJob, OptionErrorsNameTheFieldBeforeAnythingIsWritten) {
   const std::string dir = fresh("errors");
   jobs::ScheduleSearchOptions o = gits(dir + "/sched.json");
   o.method = "dp";
-  expect_error([&] { jobs::search_schedule_job(model, o); }, "method", "method 'dp' is unknown; valid: gits, ld3");
+  testing_jobs::expect_field_error([&] { jobs::search_schedule_job(model, o); }, "method",
+                                   "method 'dp' is unknown; valid: gits, ld3");
   o = gits(dir + "/sched.json");
   o.nfe = -1;
-  expect_error([&] { jobs::search_schedule_job(model, o); }, "nfe", "give nfe N");
+  testing_jobs::expect_field_error([&] { jobs::search_schedule_job(model, o); }, "nfe", "give nfe N");
   o = gits(dir + "/sched.json");
   o.final = "none";
-  expect_error([&] { jobs::search_schedule_job(model, o); }, "final",
-               "final none: GITS grids end in 0 (the candidates' last point); final none is for method ld3");
+  testing_jobs::expect_field_error(
+      [&] { jobs::search_schedule_job(model, o); }, "final",
+      "final none: GITS grids end in 0 (the candidates' last point); final none is for method ld3");
   o = gits(dir + "/sched.json");
   o.coeff = 0;
-  expect_error([&] { jobs::search_schedule_job(model, o); }, "coeff", "coeff must be positive and finite, got 0");
+  testing_jobs::expect_field_error([&] { jobs::search_schedule_job(model, o); }, "coeff",
+                                   "coeff must be positive and finite, got 0");
   o = gits(dir + "/sched.json");
   o.method = "ld3";
   o.final = "denoise";
-  expect_error([&] { jobs::search_schedule_job(model, o); }, "final", "final denoise is not searched by LD3");
+  testing_jobs::expect_field_error([&] { jobs::search_schedule_job(model, o); }, "final",
+                                   "final denoise is not searched by LD3");
   EXPECT_TRUE(std::filesystem::is_empty(dir));
 }

@@ -1,9 +1,13 @@
 #pragma once
 /// Helpers for the job-layer tests (chunked sampling with a ChunkStore).
+#include <gtest/gtest.h>
+
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "scoreflow/checkpoint.h"
+#include "scoreflow/error.h"
 #include "scoreflow/jobs.h"
 
 namespace scoreflow::testing_jobs {
@@ -23,6 +27,18 @@ inline void run_killed_after(const Sampler& sampler, const std::shared_ptr<const
   jobs::ChunkOptions o;
   o.store = &store;
   jobs::run_chunked(sampler, model, first, o);
+}
+
+/// `call` throws an Error whose first field is `field` and whose message contains `message`.
+inline void expect_field_error(const std::function<void()>& call, const std::string& field,
+                               const std::string& message) {
+  try {
+    call();
+    FAIL() << "accepted; expected: " << message;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), field) << e.what();
+    EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace scoreflow::testing_jobs
