@@ -7,32 +7,17 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "scoreflow/builtin.h"
 #include "scoreflow/error.h"
 #include "scoreflow/jobs.h"
 #include "scoreflow/sigmas.h"
+#include "tests/support/io_test_util.h"
 #include "tests/support/jobs_test_util.h"
 
 using namespace scoreflow;
 
 namespace {
-
-std::string fresh(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/scoreflow_amed_job/" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 /// Three restarts of a tiny AMED-Solver job on the 2-D mixture: 2 batches x 3 steps each.
 jobs::AmedJobOptions tiny(const std::string& dir) {
@@ -53,9 +38,12 @@ struct Interrupted {};
 
 }  // namespace
 
-TEST(AmedJob, RestartsResumeAfterAnInterruptionAsAnUninterruptedJob) {
+/// Each test gets its own empty folder (dir_).
+class AmedJob : public testing_io::TempDirTest {};
+
+TEST_F(AmedJob, RestartsResumeAfterAnInterruptionAsAnUninterruptedJob) {
   auto model = make_builtin("builtin:gmm:shape=2");
-  const std::string dir = fresh("resume");
+  const std::string dir = dir_.string();
   std::filesystem::create_directories(dir + "/whole");
   std::filesystem::create_directories(dir + "/run");
   const jobs::AmedJobResult whole = jobs::train_amed_job(model, tiny(dir + "/whole"));
@@ -98,7 +86,7 @@ TEST(AmedJob, RestartsResumeAfterAnInterruptionAsAnUninterruptedJob) {
     EXPECT_EQ(resumed.runs[k].validation_rms, whole.runs[k].validation_rms);
   }
   EXPECT_EQ(resumed.kept, whole.kept);
-  EXPECT_EQ(slurp(dir + "/run/loss.csv"), slurp(dir + "/whole/loss.csv"));
+  EXPECT_EQ(testing_io::read_bytes(dir + "/run/loss.csv"), testing_io::read_bytes(dir + "/whole/loss.csv"));
   const auto a = AmedPredictor::load(o.out).table(), b = AmedPredictor::load(dir + "/whole/amed.pt").table();
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
@@ -109,9 +97,9 @@ TEST(AmedJob, RestartsResumeAfterAnInterruptionAsAnUninterruptedJob) {
   EXPECT_FALSE(std::filesystem::exists(o.out + ".parts"));
 }
 
-TEST(AmedJob, OptionErrorsNameTheFieldBeforeAnythingIsWritten) {
+TEST_F(AmedJob, OptionErrorsNameTheFieldBeforeAnythingIsWritten) {
   auto model = make_builtin("builtin:ring8");
-  const std::string dir = fresh("errors");
+  const std::string dir = dir_.string();
   jobs::AmedJobOptions o = tiny(dir);
   o.restarts = 0;
   testing_jobs::expect_field_error([&] { jobs::train_amed_job(model, o); }, "restarts", "restarts must be >= 1, got 0");
@@ -133,7 +121,7 @@ TEST(AmedJob, OptionErrorsNameTheFieldBeforeAnythingIsWritten) {
   EXPECT_TRUE(std::filesystem::is_empty(dir));
 }
 
-TEST(AmedJob, TeacherGridNestsTheStudentsOrInsertsLogUniformPoints) {
+TEST_F(AmedJob, TeacherGridNestsTheStudentsOrInsertsLogUniformPoints) {
   auto model = make_builtin("builtin:gmm:shape=2");
   const NoiseSchedule& noise = model->metadata().schedule;
   // Karras ρ = 7 with 3 intervals and M = 2: the 10-point Karras grid holds every student point.
@@ -157,7 +145,7 @@ TEST(AmedJob, TeacherGridNestsTheStudentsOrInsertsLogUniformPoints) {
   EXPECT_DOUBLE_EQ(log_uniform[4], 0.5);
 }
 
-TEST(AmedJob, RestartSettingsRecordConditioningOnlyWhenThereIsAny) {
+TEST_F(AmedJob, RestartSettingsRecordConditioningOnlyWhenThereIsAny) {
   auto model = make_builtin("builtin:ring8");
   AmedTrainOptions t;
   t.sigmas = {2.0, 1.0, 0.5};

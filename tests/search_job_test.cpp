@@ -13,6 +13,7 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/schedule_search.h"
 #include "scoreflow/sigmas.h"
+#include "tests/support/io_test_util.h"
 #include "tests/support/jobs_test_util.h"
 
 using namespace scoreflow;
@@ -20,13 +21,6 @@ using namespace scoreflow;
 namespace {
 
 const char* const kGaussian = "builtin:gaussian:shape=3,mean=0.3,std=0.5";
-
-std::string fresh(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/scoreflow_search_job/" + name;
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 jobs::ScheduleSearchOptions gits(const std::string& out) {
   jobs::ScheduleSearchOptions o;
@@ -44,7 +38,10 @@ struct Interrupted {};
 
 }  // namespace
 
-TEST(SearchJob, ParsesTheTeacher) {
+/// Each test gets its own empty folder (dir_).
+class SearchJob : public testing_io::TempDirTest {};
+
+TEST_F(SearchJob, ParsesTheTeacher) {
   auto [heun, steps] = jobs::parse_teacher("heun:60");
   EXPECT_EQ(heun->name(), "heun");
   EXPECT_EQ(steps, 60);
@@ -55,9 +52,9 @@ TEST(SearchJob, ParsesTheTeacher) {
                                      "': STEPS must be one integer in [2, 1000]");
 }
 
-TEST(SearchJob, GitsIsTheLibrarySearchAndResumesAfterAnInterruption) {
+TEST_F(SearchJob, GitsIsTheLibrarySearchAndResumesAfterAnInterruption) {
   auto model = make_builtin(kGaussian);
-  const std::string dir = fresh("gits");
+  const std::string dir = dir_.string();
   jobs::ScheduleSearchOptions o = gits(dir + "/sched.json");
   // Interrupted after the second of four warm-up batches.
   o.on_progress = [](const std::string& phase, int64_t done, int64_t total) {
@@ -90,9 +87,9 @@ TEST(SearchJob, GitsIsTheLibrarySearchAndResumesAfterAnInterruption) {
   EXPECT_FALSE(std::filesystem::exists(o.out + ".parts"));
 }
 
-TEST(SearchJob, Ld3IsTheLibrarySearchAndItsFileEndsInZero) {
+TEST_F(SearchJob, Ld3IsTheLibrarySearchAndItsFileEndsInZero) {
   auto model = make_builtin(kGaussian);
-  const std::string dir = fresh("ld3");
+  const std::string dir = dir_.string();
   jobs::ScheduleSearchOptions o = gits(dir + "/sched.json");
   o.method = "ld3";
   o.final = "none";
@@ -128,9 +125,9 @@ TEST(SearchJob, Ld3IsTheLibrarySearchAndItsFileEndsInZero) {
   EXPECT_EQ(r.details.at("best_iteration").get<int>(), want.best_iteration);
 }
 
-TEST(SearchJob, OptionErrorsNameTheFieldBeforeAnythingIsWritten) {
+TEST_F(SearchJob, OptionErrorsNameTheFieldBeforeAnythingIsWritten) {
   auto model = make_builtin(kGaussian);
-  const std::string dir = fresh("errors");
+  const std::string dir = dir_.string();
   jobs::ScheduleSearchOptions o = gits(dir + "/sched.json");
   o.method = "dp";
   testing_jobs::expect_field_error([&] { jobs::search_schedule_job(model, o); }, "method",
