@@ -241,6 +241,34 @@ TEST_F(EvalJobs, FidOfAModelsSamplesResumesToTheSameReport) {
   EXPECT_FALSE(fs::exists(path("again.json.parts")));
 }
 
+TEST_F(EvalJobs, FidShardsOfTheSamplesMergeToTheUnshardedStatistics) {
+  torch::manual_seed(3);
+  jobs::FidJob job;
+  job.features = "none";
+  job.ref = path("ref.npz");
+  eval::save_feature_stats(job.ref, torch::zeros({3}, torch::kFloat64), torch::eye(3, torch::kFloat64));
+  job.samples_path = points("samples.npy", torch::randn({50, 3}));
+  job.fid.batch = 8;  // 7 batches: shard 0 takes 3 (24 rows), shard 1 takes 4
+  job.save_stats = path("whole.npz");
+  jobs::fid_job(job);
+  std::vector<std::string> parts;
+  for (const char* s : {"0/2", "1/2"}) {
+    jobs::FidJob shard = job;
+    shard.save_stats = path("part.npz");
+    shard.shard = jobs::parse_shard(s);
+    const auto r = jobs::fid_job(shard);
+    EXPECT_EQ(r.count, shard.shard.index == 0 ? 24 : 26);
+    EXPECT_EQ(r.report["rows"], shard.shard.index == 0 ? nlohmann::json({0, 24}) : nlohmann::json({24, 50}));
+    parts.push_back(r.partial_stats);
+  }
+  EXPECT_EQ(parts[0], path("part.shard-0-of-2.npz"));
+  jobs::merge_shards(jobs::read_shard_set(parts), path("merged.npz"));
+  const auto [mu, sigma] = eval::load_feature_stats(path("merged.npz"));
+  const auto [mu1, sigma1] = eval::load_feature_stats(path("whole.npz"));
+  EXPECT_TRUE(torch::allclose(mu, mu1, 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(sigma, sigma1, 1e-12, 1e-12));
+}
+
 TEST_F(EvalJobs, RefusalsNameTheFieldsAndReadAsTheFlagsOfTheCli) {
   const std::string data = points("points.npy", torch::randn({10, 2}));
   jobs::FidJob ok;
