@@ -51,6 +51,7 @@ std::string flag_for_field(const std::string& field) {
       {"overwrite", "--overwrite"},
       {"ref", "--ref"},
       {"ref_data", "--ref-data"},
+      {"repeat", "--repeat"},
       {"restarts", "--restarts"},
       {"sampler", "--sampler"},
       {"sampler_args", "--sampler-args"},
