@@ -17,5 +17,11 @@ UniPc::UniPc(const UnipcOptions& options) : TypedSampler(options, detail::make_u
 Ipndm::Ipndm(const IpndmOptions& options) : TypedSampler(options, detail::make_ipndm(options)) {}
 IpndmV::IpndmV(const IpndmVOptions& options) : TypedSampler(options, detail::make_ipndm_v(options)) {}
 Deis::Deis(const DeisOptions& options) : TypedSampler(options, detail::make_deis(options)) {}
+AnalyticDdpm::AnalyticDdpm(const AnalyticDdpmOptions& options)
+    : TypedSampler(options, detail::make_analytic_ddpm(options)) {}
+AnalyticDdim::AnalyticDdim(const AnalyticDdimOptions& options)
+    : TypedSampler(options, detail::make_analytic_ddim(options)) {}
+SnDpm::SnDpm(const SnDpmOptions& options) : TypedSampler(options, detail::make_sn_dpm(options)) {}
+NprDpm::NprDpm(const NprDpmOptions& options) : TypedSampler(options, detail::make_npr_dpm(options)) {}
 
 }  // namespace scoreflow

@@ -20,5 +20,9 @@ std::unique_ptr<Sampler> make_unipc(const UnipcOptions& options);
 std::unique_ptr<Sampler> make_ipndm(const IpndmOptions& options);
 std::unique_ptr<Sampler> make_ipndm_v(const IpndmVOptions& options);
 std::unique_ptr<Sampler> make_deis(const DeisOptions& options);
+std::unique_ptr<Sampler> make_analytic_ddpm(const AnalyticDdpmOptions& options);
+std::unique_ptr<Sampler> make_analytic_ddim(const AnalyticDdimOptions& options);
+std::unique_ptr<Sampler> make_sn_dpm(const SnDpmOptions& options);
+std::unique_ptr<Sampler> make_npr_dpm(const NprDpmOptions& options);
 
 }  // namespace scoreflow::detail

@@ -6,7 +6,10 @@
 #include <functional>
 
 #include "scoreflow/builtin.h"
+#include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
+#include "scoreflow/gamma_estimation.h"
+#include "scoreflow/gamma_table.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/samplers.h"
 #include "scoreflow/sigmas.h"
@@ -179,4 +182,58 @@ TEST(TypedSamplers, TypedSamplersAreValues) {
   const UniPc b = a;
   EXPECT_EQ(b.options().order(), 3);
   EXPECT_TRUE(torch::equal(run(a), run(b)));
+}
+
+// The Analytic-DPM family on a vp_discrete model with a Γ file (any Γ: the comparison is between the
+// two ways of building the same sampler).
+TEST(TypedSamplers, AnalyticSamplersMatchTheStringRegistry) {
+  auto model = make_builtin("builtin:gaussian:shape=1x4x4,mean=0.2,std=0.3,schedule=vp_discrete");
+  const analytic::DiscreteChain chain = chain_of(*model);
+  analytic::GammaTable table(gamma_meta_for(*model), chain.num_steps());
+  for (int64_t t = 1; t <= chain.num_steps(); ++t) table.set(t, 0.5 + 0.4 * t / chain.num_steps(), 0.0, 1);
+  const std::string gamma = ::testing::TempDir() + "/typed_samplers_gamma.json";
+  table.save(gamma);
+  const std::vector<double> sigmas = trajectory_sigmas(chain, make_trajectory("even", chain, 5, nullptr));
+  auto draw = [&](const Sampler& sampler) {
+    torch::manual_seed(5);
+    torch::Tensor x = torch::randn({3, 1, 4, 4}) * sigmas[0];
+    NoiseSource noise({4, 5, 6});
+    return sampler.sample(Denoiser(model), x, sigmas, noise);
+  };
+  const std::vector<TypedCase> analytic_cases = {
+      {"analytic_ddpm", "", typed<AnalyticDdpm>(AnalyticDdpmOptions().gamma(gamma))},
+      {"analytic_ddpm", "clip_x0=false,clip_variance=false,mean_last=false,sigma2_clip=0,mean=eps",
+       typed<AnalyticDdpm>(
+           AnalyticDdpmOptions().gamma(gamma).clip_x0(false).clip_variance(false).mean_last(false).sigma2_clip(0).mean(
+               AnalyticMean::Eps))},
+      {"analytic_ddim", "", typed<AnalyticDdim>(AnalyticDdimOptions().gamma(gamma))},
+      {"analytic_ddim", "eta=0.5,noise=false,mean=posterior,sigma2_clip=3",
+       typed<AnalyticDdim>(
+           AnalyticDdimOptions().gamma(gamma).eta(0.5).noise(false).mean(AnalyticMean::Posterior).sigma2_clip(3))},
+  };
+  for (const TypedCase& c : analytic_cases) {
+    const std::string args = std::string(c.args) + (std::string(c.args).empty() ? "" : ",") + "gamma=" + gamma;
+    SCOPED_TRACE(std::string(c.name) + " '" + args + "'");
+    const std::unique_ptr<Sampler> from_text = make_sampler(c.name, args), from_options = c.make();
+    EXPECT_EQ(from_options->name(), c.name);
+    EXPECT_EQ(from_options->nfe(7), from_text->nfe(7));
+    const torch::Tensor typed_samples = draw(*from_options);
+    EXPECT_TRUE(torch::equal(typed_samples, draw(*from_text)));
+    if (*c.args) EXPECT_FALSE(torch::equal(typed_samples, draw(*make_sampler(c.name, "gamma=" + gamma))));
+  }
+  // SN-/NPR-DPM need a model with a variance head: on one without, both ways refuse alike.
+  for (const auto& [name, sampler] : std::vector<std::pair<std::string, std::shared_ptr<Sampler>>>{
+           {"sn_dpm", std::make_shared<SnDpm>(SnDpmOptions().eta(0.5))},
+           {"npr_dpm", std::make_shared<NprDpm>(NprDpmOptions().eta(0.5))}}) {
+    EXPECT_EQ(sampler->name(), name);
+    const std::string from_options = message([&] { draw(*sampler); });
+    EXPECT_NE(from_options.find("head"), std::string::npos) << from_options;
+    EXPECT_EQ(from_options, message([&] { draw(*make_sampler(name, "eta=0.5")); }));
+  }
+  EXPECT_EQ(message([&] { AnalyticDdim(AnalyticDdimOptions().gamma(gamma).eta(2)); }),
+            message([&] { make_sampler("analytic_ddim", "eta=2,gamma=" + gamma); }));
+  EXPECT_EQ(message([] { SnDpm(SnDpmOptions().sigma2_clip(-1)); }),
+            message([] { make_sampler("sn_dpm", "sigma2_clip=-1"); }));
+  EXPECT_EQ(message([] { AnalyticDdpm{AnalyticDdpmOptions()}; }), message([] { make_sampler("analytic_ddpm"); }));
+  EXPECT_NE(message([] { AnalyticDdpm{AnalyticDdpmOptions()}; }).find("gamma"), std::string::npos);
 }

@@ -6,6 +6,7 @@
 #include <torch/arg.h>
 
 #include <cmath>
+#include <string>
 
 namespace scoreflow {
 
@@ -21,6 +22,8 @@ enum class SdeSolverType { Midpoint, Heun };
 enum class UnipcVariant { Bh1, Bh2 };
 enum class IpndmWeights { Deis, Exact };
 enum class DeisVariant { Tab, Rhoab };
+/// The Analytic-DPM family's mean: the posterior mean from the clamped x̂0, or the network's ε̂.
+enum class AnalyticMean { Posterior, Eps };
 
 /// `euler`.
 struct EulerOptions {
@@ -111,5 +114,40 @@ struct DeisOptions {
   TORCH_ARG(bool, afs) = false;
   TORCH_ARG(bool, denoise_to_zero) = false;
 };
+
+/// `analytic_ddpm`: gamma = a Γ file from `scoreflow estimate-gamma` (required).
+struct AnalyticDdpmOptions {
+  TORCH_ARG(std::string, gamma) = "";
+  TORCH_ARG(bool, clip_x0) = true;
+  TORCH_ARG(bool, clip_variance) = true;
+  TORCH_ARG(bool, mean_last) = true;
+  TORCH_ARG(bool, noise) = true;
+  TORCH_ARG(double, sigma2_clip) = 2.0;
+  TORCH_ARG(AnalyticMean, mean) = AnalyticMean::Posterior;
+};
+
+/// `analytic_ddim`: gamma required, eta in [0, 1].
+struct AnalyticDdimOptions {
+  TORCH_ARG(std::string, gamma) = "";
+  TORCH_ARG(double, eta) = 0.0;
+  TORCH_ARG(bool, clip_x0) = true;
+  TORCH_ARG(bool, clip_variance) = true;
+  TORCH_ARG(bool, mean_last) = true;
+  TORCH_ARG(bool, noise) = true;
+  TORCH_ARG(double, sigma2_clip) = 1.0;
+  TORCH_ARG(AnalyticMean, mean) = AnalyticMean::Eps;
+};
+
+/// `sn_dpm` (the model's eps2 head) and `npr_dpm` (its epsc head): eta in [0, 1].
+struct SnDpmOptions {
+  TORCH_ARG(double, eta) = 1.0;
+  TORCH_ARG(bool, clip_x0) = true;
+  TORCH_ARG(bool, clip_variance) = true;
+  TORCH_ARG(bool, mean_last) = true;
+  TORCH_ARG(bool, noise) = true;
+  TORCH_ARG(double, sigma2_clip) = 2.0;
+  TORCH_ARG(AnalyticMean, mean) = AnalyticMean::Posterior;
+};
+using NprDpmOptions = SnDpmOptions;
 
 }  // namespace scoreflow

@@ -102,4 +102,25 @@ class Deis : public TypedSampler<DeisOptions> {
   explicit Deis(const DeisOptions& options = {});
 };
 
+/// `analytic_ddpm`: Analytic-DDPM on the model's discrete chain.
+class AnalyticDdpm : public TypedSampler<AnalyticDdpmOptions> {
+ public:
+  explicit AnalyticDdpm(const AnalyticDdpmOptions& options);
+};
+/// `analytic_ddim`: Analytic-DDIM.
+class AnalyticDdim : public TypedSampler<AnalyticDdimOptions> {
+ public:
+  explicit AnalyticDdim(const AnalyticDdimOptions& options);
+};
+/// `sn_dpm`: SN-DPM (variance from the model's eps2 head).
+class SnDpm : public TypedSampler<SnDpmOptions> {
+ public:
+  explicit SnDpm(const SnDpmOptions& options = {});
+};
+/// `npr_dpm`: NPR-DPM (variance from the model's epsc head).
+class NprDpm : public TypedSampler<NprDpmOptions> {
+ public:
+  explicit NprDpm(const NprDpmOptions& options = {});
+};
+
 }  // namespace scoreflow
