@@ -21,12 +21,15 @@ int main(int argc, char** argv) {
     job.sigmas = scoreflow::make_sigmas("karras", 10, meta.schedule, {});
     for (uint64_t seed = 0; seed < 8; ++seed) job.seeds.push_back(seed);
 
+    // One sampler by name with "k=v" options (as the CLI takes them), one from typed options.
+    const std::unique_ptr<scoreflow::Sampler> heun = scoreflow::make_sampler("heun");
+    const scoreflow::DpmppMultistep dpmpp_3m(scoreflow::DpmppOptions().order(3));
+    const std::vector<const scoreflow::Sampler*> samplers = {heun.get(), &dpmpp_3m};
     std::vector<torch::Tensor> rows;
-    for (const char* name : {"heun", "dpmpp_2m"}) {
-      const std::unique_ptr<scoreflow::Sampler> sampler = scoreflow::make_sampler(name);
+    for (const scoreflow::Sampler* sampler : samplers) {
       const scoreflow::SampleResult result = scoreflow::run_sampler(*sampler, model, job);
-      std::printf("%-9s %lld samples, %lld network calls each\n", name, static_cast<long long>(result.samples.size(0)),
-                  static_cast<long long>(result.nfe));
+      std::printf("%-9s %lld samples, %lld network calls each\n", sampler->name().c_str(),
+                  static_cast<long long>(result.samples.size(0)), static_cast<long long>(result.nfe));
       rows.push_back(scoreflow::io::to_uint8_nhwc(result.samples, meta.data_min, meta.data_max));
     }
     scoreflow::io::write_png(out, scoreflow::io::make_grid(torch::cat(rows), 8));

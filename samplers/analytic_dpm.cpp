@@ -2,8 +2,11 @@
 // the λ²-family step on the model's discrete chain with the optimal reverse variance.
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <type_traits>
 
 #include "samplers/lincomb.h"
+#include "samplers/typed.h"
 #include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
 #include "scoreflow/gamma_table.h"
@@ -13,6 +16,19 @@ namespace scoreflow {
 namespace {
 
 enum class VarianceSource { Gamma, SecondMoment, Residual };
+
+/// The options of the whole family in one place (analytic_ddpm has η = 1 fixed, sn/npr_dpm no Γ file).
+struct Settings {
+  double eta, sigma2_clip;
+  bool clip_x0, clip_variance, mean_last, noise;
+  AnalyticMean mean;
+  std::string gamma;
+
+  template <class Options>
+  static Settings from(const Options& o, double eta, std::string gamma) {
+    return {eta, o.sigma2_clip(), o.clip_x0(), o.clip_variance(), o.mean_last(), o.noise(), o.mean(), std::move(gamma)};
+  }
+};
 
 /// p(x_s|x_t) = N(μ, σ²) in VP coordinates (x_t = α_t·x), with σ² from Γ (Analytic-DPM, Thm 1),
 /// or per element from a second-moment head (SN-DPM) or a residual head (NPR-DPM). The mean, as
@@ -27,22 +43,19 @@ enum class VarianceSource { Gamma, SecondMoment, Residual };
 /// run scripts), output the mean at the last step; `noise=false` keeps only the means.
 class AnalyticDpm : public Sampler {
  public:
-  AnalyticDpm(std::string name, const KeyValueArgs& args, double default_eta, bool eta_fixed, VarianceSource source,
-              double default_y, const char* default_mean)
+  AnalyticDpm(std::string name, VarianceSource source, const Settings& settings)
       : name_(std::move(name)), source_(source) {
-    eta_ = eta_fixed ? default_eta : args.get_double("eta", default_eta);
+    eta_ = settings.eta;
     if (!(eta_ >= 0 && eta_ <= 1)) fail(name_, ": eta must be in [0, 1], got ", eta_);
-    clip_x0_ = args.get_bool("clip_x0", true);
-    clip_variance_ = args.get_bool("clip_variance", true);
-    mean_last_ = args.get_bool("mean_last", true);
-    noise_ = args.get_bool("noise", true);  // false: means only (η = 0 and no clamp is then DDIM)
-    y_ = args.get_double("sigma2_clip", default_y);
-    const std::string mean = args.get_string("mean", default_mean);
-    if (mean != "posterior" && mean != "eps") fail(name_, ": mean must be posterior or eps, got '", mean, "'");
-    eps_mean_ = mean == "eps";
+    clip_x0_ = settings.clip_x0;
+    clip_variance_ = settings.clip_variance;
+    mean_last_ = settings.mean_last;
+    noise_ = settings.noise;  // false: means only (η = 0 and no clamp is then DDIM)
+    y_ = settings.sigma2_clip;
+    eps_mean_ = settings.mean == AnalyticMean::Eps;
     if (y_ < 0) fail(name_, ": sigma2_clip must be >= 0 (0 = off), got ", y_);
     if (source_ == VarianceSource::Gamma) {
-      const std::string path = args.get_string("gamma", "");
+      const std::string& path = settings.gamma;
       if (path.empty()) fail(name_, " needs gamma=FILE.json (from scoreflow estimate-gamma)");
       try {
         gamma_file_ = GammaFile::read(path);
@@ -128,17 +141,56 @@ class AnalyticDpm : public Sampler {
 
 }  // namespace
 
+std::unique_ptr<Sampler> detail::make_analytic_ddpm(const AnalyticDdpmOptions& options) {
+  return std::make_unique<AnalyticDpm>("analytic_ddpm", VarianceSource::Gamma,
+                                       Settings::from(options, 1.0, options.gamma()));
+}
+std::unique_ptr<Sampler> detail::make_analytic_ddim(const AnalyticDdimOptions& options) {
+  return std::make_unique<AnalyticDpm>("analytic_ddim", VarianceSource::Gamma,
+                                       Settings::from(options, options.eta(), options.gamma()));
+}
+std::unique_ptr<Sampler> detail::make_sn_dpm(const SnDpmOptions& options) {
+  return std::make_unique<AnalyticDpm>("sn_dpm", VarianceSource::SecondMoment,
+                                       Settings::from(options, options.eta(), ""));
+}
+std::unique_ptr<Sampler> detail::make_npr_dpm(const NprDpmOptions& options) {
+  return std::make_unique<AnalyticDpm>("npr_dpm", VarianceSource::Residual, Settings::from(options, options.eta(), ""));
+}
+
+namespace {
+
+/// The "k=v" options shared by the family, in the order the samplers always read them.
+template <class Options>
+Options read_analytic_options(const KeyValueArgs& args, const std::string& name) {
+  Options options;
+  if constexpr (!std::is_same_v<Options, AnalyticDdpmOptions>)  // Analytic-DDPM: η = 1
+    options.eta(args.get_double("eta", options.eta()));
+  options.clip_x0(args.get_bool("clip_x0", options.clip_x0()))
+      .clip_variance(args.get_bool("clip_variance", options.clip_variance()))
+      .mean_last(args.get_bool("mean_last", options.mean_last()))
+      .noise(args.get_bool("noise", options.noise()))
+      .sigma2_clip(args.get_double("sigma2_clip", options.sigma2_clip()));
+  const std::string mean = args.get_string("mean", options.mean() == AnalyticMean::Eps ? "eps" : "posterior");
+  if (mean != "posterior" && mean != "eps") fail(name, ": mean must be posterior or eps, got '", mean, "'");
+  options.mean(mean == "eps" ? AnalyticMean::Eps : AnalyticMean::Posterior);
+  if constexpr (!std::is_same_v<Options, SnDpmOptions>)  // the Γ samplers
+    options.gamma(args.get_string("gamma", options.gamma()));
+  return options;
+}
+
+}  // namespace
+
 std::unique_ptr<Sampler> make_analytic_ddpm(const KeyValueArgs& args) {
-  return std::make_unique<AnalyticDpm>("analytic_ddpm", args, 1.0, true, VarianceSource::Gamma, 2.0, "posterior");
+  return detail::make_analytic_ddpm(read_analytic_options<AnalyticDdpmOptions>(args, "analytic_ddpm"));
 }
 std::unique_ptr<Sampler> make_analytic_ddim(const KeyValueArgs& args) {
-  return std::make_unique<AnalyticDpm>("analytic_ddim", args, 0.0, false, VarianceSource::Gamma, 1.0, "eps");
+  return detail::make_analytic_ddim(read_analytic_options<AnalyticDdimOptions>(args, "analytic_ddim"));
 }
 std::unique_ptr<Sampler> make_sn_dpm(const KeyValueArgs& args) {
-  return std::make_unique<AnalyticDpm>("sn_dpm", args, 1.0, false, VarianceSource::SecondMoment, 2.0, "posterior");
+  return detail::make_sn_dpm(read_analytic_options<SnDpmOptions>(args, "sn_dpm"));
 }
 std::unique_ptr<Sampler> make_npr_dpm(const KeyValueArgs& args) {
-  return std::make_unique<AnalyticDpm>("npr_dpm", args, 1.0, false, VarianceSource::Residual, 2.0, "posterior");
+  return detail::make_npr_dpm(read_analytic_options<NprDpmOptions>(args, "npr_dpm"));
 }
 
 }  // namespace scoreflow

@@ -9,6 +9,7 @@
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
+#include "scoreflow/sampler_options.h"
 
 namespace scoreflow::detail {
 
@@ -54,6 +55,31 @@ inline LowerOrderFinal read_lower_order_final(const KeyValueArgs& args, const st
   fail(sampler, ": lower_order_final must be true, false, always or below10, got '", v, "'");
 }
 
+/// Reads `lower_order_final` into the typed option (true → Official). `sampler` names the sampler in
+/// the error.
+inline scoreflow::LowerOrderFinal read_lower_order_final_option(const KeyValueArgs& args, const std::string& sampler) {
+  const std::string v = args.get_string("lower_order_final", "true");
+  if (v == "true" || v == "1" || v == "yes" || v == "on") return scoreflow::LowerOrderFinal::Official;
+  if (v == "false" || v == "0" || v == "no" || v == "off") return scoreflow::LowerOrderFinal::Never;
+  if (v == "always") return scoreflow::LowerOrderFinal::Always;
+  if (v == "below10") return scoreflow::LowerOrderFinal::Below10;
+  fail(sampler, ": lower_order_final must be true, false, always or below10, got '", v, "'");
+}
+
+/// The rule a typed `lower_order_final` names, `official` for Official.
+inline LowerOrderFinal lower_order_rule(scoreflow::LowerOrderFinal option, LowerOrderFinal official) {
+  switch (option) {
+    case scoreflow::LowerOrderFinal::Never:
+      return LowerOrderFinal::Never;
+    case scoreflow::LowerOrderFinal::Always:
+      return LowerOrderFinal::Always;
+    case scoreflow::LowerOrderFinal::Below10:
+      return LowerOrderFinal::Below10;
+    default:
+      return official;
+  }
+}
+
 /// The order of step i of `total` under the rule, given the order the history allows.
 inline int final_order(LowerOrderFinal rule, int order, int i, int total) {
   if (rule == LowerOrderFinal::Always || (rule == LowerOrderFinal::Below10 && total < 10))
@@ -66,6 +92,11 @@ inline bool read_thresholding(const KeyValueArgs& args, const std::string& sampl
   const std::string v = args.get_string("thresholding", "none");
   if (v != "none" && v != "dynamic") fail(sampler, ": unknown thresholding '", v, "'; valid: none, dynamic");
   return v == "dynamic";
+}
+
+/// Reads `thresholding` into the typed option.
+inline Thresholding read_thresholding_option(const KeyValueArgs& args, const std::string& sampler) {
+  return read_thresholding(args, sampler) ? Thresholding::Dynamic : Thresholding::None;
 }
 
 /// Imagen's dynamic thresholding of a data prediction, as the DPM-Solver and UniPC codes apply it

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "samplers/common.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -12,7 +13,7 @@ namespace {
 /// (deterministic part) and σ_up (fresh noise), σ_up² = η² σ'²(σ² − σ'²)/σ².
 class Ddim : public Sampler {
  public:
-  explicit Ddim(const KeyValueArgs& args) : eta_(args.get_double("eta", 0.0)), afs_(detail::read_afs(args)) {
+  explicit Ddim(const DdimOptions& options) : eta_(options.eta()), afs_(options.afs()) {
     if (!(eta_ >= 0 && eta_ <= 1)) fail("ddim: eta must be in [0, 1], got ", eta_);
   }
   std::string name() const override { return "ddim"; }
@@ -46,6 +47,10 @@ class Ddim : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_ddim(const KeyValueArgs& args) { return std::make_unique<Ddim>(args); }
+std::unique_ptr<Sampler> detail::make_ddim(const DdimOptions& options) { return std::make_unique<Ddim>(options); }
+
+std::unique_ptr<Sampler> make_ddim(const KeyValueArgs& args) {
+  return detail::make_ddim(DdimOptions().eta(args.get_double("eta", DdimOptions().eta())).afs(detail::read_afs(args)));
+}
 
 }  // namespace scoreflow

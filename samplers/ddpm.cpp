@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "samplers/common.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -12,11 +13,8 @@ namespace {
 /// β_{t|s}/ᾱ_s = (1 + σ'²)(σ² − σ'²)/(1 + σ²) in σ-space).
 class Ddpm : public Sampler {
  public:
-  explicit Ddpm(const KeyValueArgs& args)
-      : variance_(args.get_string("variance", "beta_tilde")), afs_(detail::read_afs(args)) {
-    if (variance_ != "beta_tilde" && variance_ != "beta")
-      fail("ddpm: unknown variance '", variance_, "'; valid: beta_tilde, beta");
-  }
+  explicit Ddpm(const DdpmOptions& options)
+      : variance_(options.variance() == DdpmVariance::Beta ? "beta" : "beta_tilde"), afs_(options.afs()) {}
   std::string name() const override { return "ddpm"; }
   int order() const override { return 1; }
   bool stochastic() const override { return true; }
@@ -49,6 +47,15 @@ class Ddpm : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_ddpm(const KeyValueArgs& args) { return std::make_unique<Ddpm>(args); }
+std::unique_ptr<Sampler> detail::make_ddpm(const DdpmOptions& options) { return std::make_unique<Ddpm>(options); }
+
+std::unique_ptr<Sampler> make_ddpm(const KeyValueArgs& args) {
+  const std::string variance = args.get_string("variance", "beta_tilde");
+  const bool afs = detail::read_afs(args);
+  if (variance != "beta_tilde" && variance != "beta")
+    fail("ddpm: unknown variance '", variance, "'; valid: beta_tilde, beta");
+  return detail::make_ddpm(
+      DdpmOptions().variance(variance == "beta" ? DdpmVariance::Beta : DdpmVariance::BetaTilde).afs(afs));
+}
 
 }  // namespace scoreflow

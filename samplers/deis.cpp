@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "samplers/common.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/sigmas.h"
@@ -52,13 +53,12 @@ struct TimeVariable {
 /// x ← D(x, σ) (the AMED authors' DEIS; d ∝ σ is not polynomial in t near 0). One NFE per step.
 class Deis : public Sampler {
  public:
-  explicit Deis(const KeyValueArgs& args)
-      : order_(args.get_int("order", 3)),
-        variant_(args.get_string("variant", "tab")),
-        afs_(detail::read_afs(args)),
-        denoise_to_zero_(detail::read_denoise_to_zero(args)) {
+  explicit Deis(const DeisOptions& options)
+      : order_(options.order()),
+        variant_(options.variant() == DeisVariant::Rhoab ? "rhoab" : "tab"),
+        afs_(options.afs()),
+        denoise_to_zero_(options.denoise_to_zero()) {
     if (order_ < 1 || order_ > 3) fail("deis: order must be 1..3, got ", order_);
-    if (variant_ != "tab" && variant_ != "rhoab") fail("deis: variant '", variant_, "' is unknown; valid: tab, rhoab");
   }
   std::string name() const override { return "deis"; }
   int order() const override { return order_; }
@@ -135,6 +135,15 @@ class Deis : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_deis(const KeyValueArgs& args) { return std::make_unique<Deis>(args); }
+std::unique_ptr<Sampler> detail::make_deis(const DeisOptions& options) { return std::make_unique<Deis>(options); }
+
+std::unique_ptr<Sampler> make_deis(const KeyValueArgs& args) {
+  DeisOptions options;
+  options.order(args.get_int("order", options.order()));
+  const std::string variant = args.get_string("variant", "tab");
+  options.afs(detail::read_afs(args)).denoise_to_zero(detail::read_denoise_to_zero(args));
+  if (variant != "tab" && variant != "rhoab") fail("deis: variant '", variant, "' is unknown; valid: tab, rhoab");
+  return detail::make_deis(options.variant(variant == "rhoab" ? DeisVariant::Rhoab : DeisVariant::Tab));
+}
 
 }  // namespace scoreflow

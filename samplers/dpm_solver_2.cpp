@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "samplers/common.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -14,10 +15,8 @@ namespace {
 /// into σ = 0 is an Euler step, i.e. x ← D(x, σ): 2 NFE per step, 1 for the last.
 class DpmSolver2 : public Sampler {
  public:
-  explicit DpmSolver2(const KeyValueArgs& args)
-      : r_(args.get_double("r", 0.5)),
-        afs_(detail::read_afs(args)),
-        denoise_to_zero_(detail::read_denoise_to_zero(args)) {
+  explicit DpmSolver2(const DpmSolver2Options& options)
+      : r_(options.r()), afs_(options.afs()), denoise_to_zero_(options.denoise_to_zero()) {
     if (!(r_ > 0 && r_ <= 1)) fail("dpm_solver_2: r must be in (0, 1], got ", r_);
   }
   std::string name() const override { return "dpm_solver_2"; }
@@ -63,6 +62,15 @@ class DpmSolver2 : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_dpm_solver_2(const KeyValueArgs& args) { return std::make_unique<DpmSolver2>(args); }
+std::unique_ptr<Sampler> detail::make_dpm_solver_2(const DpmSolver2Options& options) {
+  return std::make_unique<DpmSolver2>(options);
+}
+
+std::unique_ptr<Sampler> make_dpm_solver_2(const KeyValueArgs& args) {
+  return detail::make_dpm_solver_2(DpmSolver2Options()
+                                       .r(args.get_double("r", DpmSolver2Options().r()))
+                                       .afs(detail::read_afs(args))
+                                       .denoise_to_zero(detail::read_denoise_to_zero(args)));
+}
 
 }  // namespace scoreflow

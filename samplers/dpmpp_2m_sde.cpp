@@ -2,6 +2,7 @@
 
 #include "samplers/common.h"
 #include "samplers/lincomb.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -16,13 +17,11 @@ namespace {
 /// The step into σ = 0 returns D. One NFE per step: N for N steps.
 class DpmppSde : public Sampler {
  public:
-  explicit DpmppSde(const KeyValueArgs& args)
-      : eta_(args.get_double("eta", 1.0)),
-        solver_type_(args.get_string("solver_type", "midpoint")),
-        afs_(detail::read_afs(args)) {
+  explicit DpmppSde(const Dpmpp2mSdeOptions& options)
+      : eta_(options.eta()),
+        solver_type_(options.solver_type() == SdeSolverType::Heun ? "heun" : "midpoint"),
+        afs_(options.afs()) {
     if (!(eta_ >= 0 && std::isfinite(eta_))) fail("dpmpp_2m_sde: eta must be >= 0, got ", eta_);
-    if (solver_type_ != "midpoint" && solver_type_ != "heun")
-      fail("dpmpp_2m_sde: unknown solver_type '", solver_type_, "'; valid: midpoint, heun");
   }
   std::string name() const override { return "dpmpp_2m_sde"; }
   int order() const override { return eta_ == 0 ? 2 : 1; }
@@ -72,6 +71,21 @@ class DpmppSde : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_dpmpp_2m_sde(const KeyValueArgs& args) { return std::make_unique<DpmppSde>(args); }
+std::unique_ptr<Sampler> detail::make_dpmpp_2m_sde(const Dpmpp2mSdeOptions& options) {
+  return std::make_unique<DpmppSde>(options);
+}
+
+std::unique_ptr<Sampler> make_dpmpp_2m_sde(const KeyValueArgs& args) {
+  const double eta = args.get_double("eta", Dpmpp2mSdeOptions().eta());
+  const std::string solver_type = args.get_string("solver_type", "midpoint");
+  const bool afs = detail::read_afs(args);
+  if (solver_type != "midpoint" && solver_type != "heun")
+    fail("dpmpp_2m_sde: unknown solver_type '", solver_type, "'; valid: midpoint, heun");
+  return detail::make_dpmpp_2m_sde(
+      Dpmpp2mSdeOptions()
+          .eta(eta)
+          .solver_type(solver_type == "heun" ? SdeSolverType::Heun : SdeSolverType::Midpoint)
+          .afs(afs));
+}
 
 }  // namespace scoreflow

@@ -3,6 +3,7 @@
 
 #include "samplers/common.h"
 #include "samplers/lincomb.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -23,18 +24,14 @@ namespace {
 /// dynamic thresholding (off in the official code by default, always on in diff-sampler).
 class DpmppMultistep : public Sampler {
  public:
-  DpmppMultistep(const KeyValueArgs& args, int max_order)
-      : max_order_(max_order),
-        lower_order_final_(detail::read_lower_order_final(args, max_order == 2 ? "dpmpp_2m" : "dpmpp_3m",
-                                                          detail::LowerOrderFinal::Below10)),
-        taylor_d2_(max_order == 3 && args.get_string("d2", "official") == "taylor"),
-        thresholding_(detail::read_thresholding(args, max_order == 2 ? "dpmpp_2m" : "dpmpp_3m")),
-        afs_(detail::read_afs(args)),
-        denoise_to_zero_(detail::read_denoise_to_zero(args)) {
-    if (max_order == 3) {
-      const std::string d2 = args.get_string("d2", "official");
-      if (d2 != "official" && d2 != "taylor") fail("dpmpp_3m: unknown d2 '", d2, "'; valid: official, taylor");
-    }
+  explicit DpmppMultistep(const DpmppOptions& options)
+      : max_order_(options.order()),
+        lower_order_final_(detail::lower_order_rule(options.lower_order_final(), detail::LowerOrderFinal::Below10)),
+        taylor_d2_(max_order_ == 3 && options.d2() == DpmppD2::Taylor),
+        thresholding_(options.thresholding() == Thresholding::Dynamic),
+        afs_(options.afs()),
+        denoise_to_zero_(options.denoise_to_zero()) {
+    if (max_order_ != 2 && max_order_ != 3) fail("dpmpp: order must be 2 or 3, got ", max_order_);
   }
   std::string name() const override { return max_order_ == 2 ? "dpmpp_2m" : "dpmpp_3m"; }
   /// The official 3M's halved second difference leaves an O(h³) local error: second order.
@@ -112,7 +109,32 @@ class DpmppMultistep : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_dpmpp_2m(const KeyValueArgs& args) { return std::make_unique<DpmppMultistep>(args, 2); }
-std::unique_ptr<Sampler> make_dpmpp_3m(const KeyValueArgs& args) { return std::make_unique<DpmppMultistep>(args, 3); }
+std::unique_ptr<Sampler> detail::make_dpmpp(const DpmppOptions& options) {
+  return std::make_unique<DpmppMultistep>(options);
+}
+
+namespace {
+
+/// The "k=v" options of dpmpp_2m (order 2) and dpmpp_3m (order 3, which also takes d2).
+DpmppOptions read_dpmpp_options(const KeyValueArgs& args, int order) {
+  const std::string sampler = order == 2 ? "dpmpp_2m" : "dpmpp_3m";
+  DpmppOptions options;
+  options.order(order).lower_order_final(detail::read_lower_order_final_option(args, sampler));
+  const std::string d2 = order == 3 ? args.get_string("d2", "official") : "official";
+  options.thresholding(detail::read_thresholding_option(args, sampler))
+      .afs(detail::read_afs(args))
+      .denoise_to_zero(detail::read_denoise_to_zero(args));
+  if (d2 != "official" && d2 != "taylor") fail("dpmpp_3m: unknown d2 '", d2, "'; valid: official, taylor");
+  return options.d2(d2 == "taylor" ? DpmppD2::Taylor : DpmppD2::Official);
+}
+
+}  // namespace
+
+std::unique_ptr<Sampler> make_dpmpp_2m(const KeyValueArgs& args) {
+  return detail::make_dpmpp(read_dpmpp_options(args, 2));
+}
+std::unique_ptr<Sampler> make_dpmpp_3m(const KeyValueArgs& args) {
+  return detail::make_dpmpp(read_dpmpp_options(args, 3));
+}
 
 }  // namespace scoreflow

@@ -1,4 +1,5 @@
 #include "samplers/common.h"
+#include "samplers/typed.h"
 #include "scoreflow/registry.h"
 
 namespace scoreflow {
@@ -7,8 +8,7 @@ namespace {
 /// Euler's method on the PF-ODE (Karras et al. 2022, Algorithm 2 without the correction).
 class Euler : public Sampler {
  public:
-  explicit Euler(const KeyValueArgs& args)
-      : afs_(detail::read_afs(args)), denoise_to_zero_(detail::read_denoise_to_zero(args)) {}
+  explicit Euler(const EulerOptions& options) : afs_(options.afs()), denoise_to_zero_(options.denoise_to_zero()) {}
   std::string name() const override { return "euler"; }
   int order() const override { return 1; }
   int64_t nfe(int steps) const override { return steps - afs_; }
@@ -40,6 +40,11 @@ class Euler : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_euler(const KeyValueArgs& args) { return std::make_unique<Euler>(args); }
+std::unique_ptr<Sampler> detail::make_euler(const EulerOptions& options) { return std::make_unique<Euler>(options); }
+
+std::unique_ptr<Sampler> make_euler(const KeyValueArgs& args) {
+  return detail::make_euler(
+      EulerOptions().afs(detail::read_afs(args)).denoise_to_zero(detail::read_denoise_to_zero(args)));
+}
 
 }  // namespace scoreflow

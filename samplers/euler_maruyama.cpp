@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "samplers/common.h"
+#include "samplers/typed.h"
 #include "scoreflow/registry.h"
 
 namespace scoreflow {
@@ -11,7 +12,7 @@ namespace {
 /// returns the denoised mean.
 class EulerMaruyama : public Sampler {
  public:
-  explicit EulerMaruyama(const KeyValueArgs& args) : afs_(detail::read_afs(args)) {}
+  explicit EulerMaruyama(const EulerMaruyamaOptions& options) : afs_(options.afs()) {}
   std::string name() const override { return "euler_maruyama"; }
   int order() const override { return 1; }
   bool stochastic() const override { return true; }
@@ -42,6 +43,12 @@ class EulerMaruyama : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_euler_maruyama(const KeyValueArgs& args) { return std::make_unique<EulerMaruyama>(args); }
+std::unique_ptr<Sampler> detail::make_euler_maruyama(const EulerMaruyamaOptions& options) {
+  return std::make_unique<EulerMaruyama>(options);
+}
+
+std::unique_ptr<Sampler> make_euler_maruyama(const KeyValueArgs& args) {
+  return detail::make_euler_maruyama(EulerMaruyamaOptions().afs(detail::read_afs(args)));
+}
 
 }  // namespace scoreflow

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "samplers/common.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -10,13 +11,13 @@ namespace {
 /// Heun's 2nd-order method with optional churn: Algorithm 2 of Karras et al. (2022).
 class Heun : public Sampler {
  public:
-  explicit Heun(const KeyValueArgs& args)
-      : s_churn_(args.get_double("s_churn", 0.0)),
-        s_tmin_(args.get_double("s_tmin", 0.0)),
-        s_tmax_(args.get_double("s_tmax", INFINITY)),
-        s_noise_(args.get_double("s_noise", 1.0)),
-        afs_(detail::read_afs(args)),
-        denoise_to_zero_(detail::read_denoise_to_zero(args)) {
+  explicit Heun(const HeunOptions& options)
+      : s_churn_(options.s_churn()),
+        s_tmin_(options.s_tmin()),
+        s_tmax_(options.s_tmax()),
+        s_noise_(options.s_noise()),
+        afs_(options.afs()),
+        denoise_to_zero_(options.denoise_to_zero()) {
     if (s_churn_ < 0) fail("heun: s_churn must be >= 0, got ", s_churn_);
     if (s_noise_ < 0) fail("heun: s_noise must be >= 0, got ", s_noise_);
   }
@@ -64,6 +65,17 @@ class Heun : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_heun(const KeyValueArgs& args) { return std::make_unique<Heun>(args); }
+std::unique_ptr<Sampler> detail::make_heun(const HeunOptions& options) { return std::make_unique<Heun>(options); }
+
+std::unique_ptr<Sampler> make_heun(const KeyValueArgs& args) {
+  const HeunOptions defaults;
+  return detail::make_heun(HeunOptions()
+                               .s_churn(args.get_double("s_churn", defaults.s_churn()))
+                               .s_tmin(args.get_double("s_tmin", defaults.s_tmin()))
+                               .s_tmax(args.get_double("s_tmax", defaults.s_tmax()))
+                               .s_noise(args.get_double("s_noise", defaults.s_noise()))
+                               .afs(detail::read_afs(args))
+                               .denoise_to_zero(detail::read_denoise_to_zero(args)));
+}
 
 }  // namespace scoreflow

@@ -4,6 +4,7 @@
 
 #include "samplers/common.h"
 #include "samplers/lincomb.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -61,17 +62,21 @@ std::vector<double> deis_ab_weights(const std::deque<double>& nodes, double sigm
 /// extrapolates d like any other step unless denoise_to_zero. One NFE per step: N for N steps.
 class Ipndm : public Sampler {
  public:
-  Ipndm(const KeyValueArgs& args, bool variable)
-      : variable_(variable),
-        max_order_(args.get_int("max_order", 4)),
-        exact_(variable && args.get_string("weights", "deis") == "exact"),
-        afs_(detail::read_afs(args)),
-        denoise_to_zero_(detail::read_denoise_to_zero(args)) {
+  explicit Ipndm(const IpndmOptions& options)
+      : variable_(false),
+        max_order_(options.max_order()),
+        exact_(false),
+        afs_(options.afs()),
+        denoise_to_zero_(options.denoise_to_zero()) {
     if (max_order_ < 1 || max_order_ > 4) fail(name(), ": max_order must be 1..4, got ", max_order_);
-    if (variable) {
-      const std::string weights = args.get_string("weights", "deis");
-      if (weights != "deis" && weights != "exact") fail("ipndm_v: unknown weights '", weights, "'; valid: deis, exact");
-    }
+  }
+  explicit Ipndm(const IpndmVOptions& options)
+      : variable_(true),
+        max_order_(options.max_order()),
+        exact_(options.weights() == IpndmWeights::Exact),
+        afs_(options.afs()),
+        denoise_to_zero_(options.denoise_to_zero()) {
+    if (max_order_ < 1 || max_order_ > 4) fail(name(), ": max_order must be 1..4, got ", max_order_);
   }
   std::string name() const override { return variable_ ? "ipndm_v" : "ipndm"; }
   /// Fixed coefficients assume equal steps: on the smoothly non-uniform grids used in practice
@@ -128,7 +133,24 @@ class Ipndm : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_ipndm(const KeyValueArgs& args) { return std::make_unique<Ipndm>(args, false); }
-std::unique_ptr<Sampler> make_ipndm_v(const KeyValueArgs& args) { return std::make_unique<Ipndm>(args, true); }
+std::unique_ptr<Sampler> detail::make_ipndm(const IpndmOptions& options) { return std::make_unique<Ipndm>(options); }
+std::unique_ptr<Sampler> detail::make_ipndm_v(const IpndmVOptions& options) { return std::make_unique<Ipndm>(options); }
+
+std::unique_ptr<Sampler> make_ipndm(const KeyValueArgs& args) {
+  IpndmOptions options;
+  options.max_order(args.get_int("max_order", options.max_order()))
+      .afs(detail::read_afs(args))
+      .denoise_to_zero(detail::read_denoise_to_zero(args));
+  return detail::make_ipndm(options);
+}
+
+std::unique_ptr<Sampler> make_ipndm_v(const KeyValueArgs& args) {
+  IpndmVOptions options;
+  options.max_order(args.get_int("max_order", options.max_order()));
+  const std::string weights = args.get_string("weights", "deis");
+  options.afs(detail::read_afs(args)).denoise_to_zero(detail::read_denoise_to_zero(args));
+  if (weights != "deis" && weights != "exact") fail("ipndm_v: unknown weights '", weights, "'; valid: deis, exact");
+  return detail::make_ipndm_v(options.weights(weights == "exact" ? IpndmWeights::Exact : IpndmWeights::Deis));
+}
 
 }  // namespace scoreflow

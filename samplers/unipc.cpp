@@ -3,6 +3,7 @@
 
 #include "samplers/common.h"
 #include "samplers/lincomb.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -46,14 +47,13 @@ std::vector<double> solve(std::vector<std::vector<double>> a, std::vector<double
 /// UniPC-p is of order p + 1.
 class UniPc : public Sampler {
  public:
-  explicit UniPc(const KeyValueArgs& args)
-      : variant_(args.get_string("variant", "bh2")),
-        max_order_(args.get_int("order", 2)),
-        lower_order_final_(detail::read_lower_order_final(args, "unipc", detail::LowerOrderFinal::Always)),
-        thresholding_(detail::read_thresholding(args, "unipc")),
-        afs_(detail::read_afs(args)),
-        denoise_to_zero_(detail::read_denoise_to_zero(args)) {
-    if (variant_ != "bh1" && variant_ != "bh2") fail("unipc: unknown variant '", variant_, "'; valid: bh1, bh2");
+  explicit UniPc(const UnipcOptions& options)
+      : variant_(options.variant() == UnipcVariant::Bh1 ? "bh1" : "bh2"),
+        max_order_(options.order()),
+        lower_order_final_(detail::lower_order_rule(options.lower_order_final(), detail::LowerOrderFinal::Always)),
+        thresholding_(options.thresholding() == Thresholding::Dynamic),
+        afs_(options.afs()),
+        denoise_to_zero_(options.denoise_to_zero()) {
     if (max_order_ < 1 || max_order_ > 3) fail("unipc: order must be 1..3, got ", max_order_);
   }
   std::string name() const override { return "unipc"; }
@@ -152,6 +152,18 @@ class UniPc : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_unipc(const KeyValueArgs& args) { return std::make_unique<UniPc>(args); }
+std::unique_ptr<Sampler> detail::make_unipc(const UnipcOptions& options) { return std::make_unique<UniPc>(options); }
+
+std::unique_ptr<Sampler> make_unipc(const KeyValueArgs& args) {
+  const std::string variant = args.get_string("variant", "bh2");
+  UnipcOptions options;
+  options.order(args.get_int("order", options.order()))
+      .lower_order_final(detail::read_lower_order_final_option(args, "unipc"))
+      .thresholding(detail::read_thresholding_option(args, "unipc"))
+      .afs(detail::read_afs(args))
+      .denoise_to_zero(detail::read_denoise_to_zero(args));
+  if (variant != "bh1" && variant != "bh2") fail("unipc: unknown variant '", variant, "'; valid: bh1, bh2");
+  return detail::make_unipc(options.variant(variant == "bh1" ? UnipcVariant::Bh1 : UnipcVariant::Bh2));
+}
 
 }  // namespace scoreflow

@@ -38,6 +38,8 @@
 #include "scoreflow/sample_files.h"
 #include "scoreflow/sample_metric.h"
 #include "scoreflow/sampler.h"
+#include "scoreflow/sampler_options.h"
+#include "scoreflow/samplers.h"
 #include "scoreflow/schedule.h"
 #include "scoreflow/schedule_search.h"
 #include "scoreflow/score_matching.h"
