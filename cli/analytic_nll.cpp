@@ -35,11 +35,8 @@ void register_trajectory(CLI::App& app) {
     const analytic::DiscreteChain chain = chain_of(*model);
     auto gamma = load_gamma(gamma_path, *model);
     const nlohmann::json doc = jobs::trajectory_report(chain, kind, steps, gamma.get());
-    const auto traj = doc["timesteps"].get<std::vector<int64_t>>();
     if (as_json) return print_json(doc);
-    for (size_t i = 0; i < traj.size(); ++i) std::printf("%s%lld", i ? " " : "", static_cast<long long>(traj[i]));
-    std::printf("\n");
-    if (gamma) std::printf("cost %.6f (even: %.6f)\n", doc["cost"].get<double>(), doc["even_cost"].get<double>());
+    std::fputs(jobs::trajectory_text(doc).c_str(), stdout);
   });
 }
 
@@ -49,9 +46,8 @@ void register_nll(CLI::App& app) {
   static DataOptions data_opts;
   static DataCondOptions cond_opts;
   static std::string gamma_path, kind = "even", variance = "analytic";
-  static int64_t steps = 10, num_images = 1000;
-  static int batch = 100;
-  static uint64_t seed = 0;
+  static int64_t steps = 10;
+  static NllJob job;  // --num-images, --batch, --seed
   static bool as_json = false, no_clip = false;
   model_opts.add(*sub);
   data_opts.add(*sub);
@@ -60,9 +56,9 @@ void register_nll(CLI::App& app) {
   sub->add_option("--steps", steps, "K, the number of timesteps")->capture_default_str();
   sub->add_option("--trajectory", kind, "even | quadratic | optimal")->capture_default_str();
   sub->add_option("--variance", variance, "analytic | ddpm-beta | ddpm-tilde")->capture_default_str();
-  sub->add_option("--num-images", num_images, "images (the first ones of --data)")->capture_default_str();
-  sub->add_option("--batch", batch, "images per network call")->capture_default_str();
-  sub->add_option("--seed", seed, "noise seed")->capture_default_str();
+  sub->add_option("--num-images", job.num_images, "images (the first ones of --data)")->capture_default_str();
+  sub->add_option("--batch", job.batch, "images per network call")->capture_default_str();
+  sub->add_option("--seed", job.seed, "noise seed")->capture_default_str();
   sub->add_flag("--no-clip-x0", no_clip, "do not clamp x0_hat to the data range");
   sub->add_flag("--json", as_json, "print one JSON document with the per-term breakdown");
   set_action(sub, [] {
@@ -71,31 +67,19 @@ void register_nll(CLI::App& app) {
     const analytic::DiscreteChain chain = chain_of(*model);
     auto gamma = load_gamma(gamma_path, *model);
     auto data = data_opts.open(model);
-    NllJob job;
     job.trajectory = make_trajectory(kind, chain, steps, gamma.get());
     job.variance = analytic::parse_reverse_variance(variance);
-    job.num_images = num_images;
-    job.batch = batch;
-    job.seed = seed;
     job.clip_x0 = !no_clip;
-    job.conditions = cond_opts.resolve(*model, num_images);
-    Progress progress("nll", num_images, "images");
+    job.conditions = cond_opts.resolve(*model, job.num_images);
+    Progress progress("nll", job.num_images, "images");
     NllResult r = compute_nll(*model, *data, gamma.get(), job, [&](int64_t d, int64_t) { progress.update(d); });
     progress.finish();
     if (as_json) {
-      nlohmann::json doc = jobs::to_json(r);
-      doc.update({{"command", "nll"},
-                  {"model", model->name()},
-                  {"dataset", data->describe()},
-                  {"trajectory", kind},
-                  {"timesteps", job.trajectory},
-                  {"variance", variance},
-                  {"wall_seconds", seconds_since(start)}});
+      nlohmann::json doc = jobs::nll_report(r, job, kind, variance);
+      doc.update({{"model", model->name()}, {"dataset", data->describe()}, {"wall_seconds", seconds_since(start)}});
       return print_json(doc);
     }
-    std::printf("%.4f +- %.4f bits/dim (prior %.4f, steps %.4f, decoder %.4f; K=%lld %s, %s variance, %lld images)\n",
-                r.bits_per_dim, r.std_err, r.prior, r.steps, r.decoder, static_cast<long long>(steps), kind.c_str(),
-                variance.c_str(), static_cast<long long>(r.count));
+    std::fputs(jobs::nll_text(r, kind, steps, variance).c_str(), stdout);
   });
 }
 

@@ -3,14 +3,11 @@
 #include "scoreflow/bench.h"
 
 #include <cstdio>
-#include <numeric>
 
 #include "cli/common.h"
 #include "cli/cpu_path.h"
-#include "cli/list_arg.h"
 #include "cli/sampling_flags.h"
 #include "scoreflow/error.h"
-#include "scoreflow/registry.h"
 
 namespace scoreflow::cli {
 namespace {
@@ -24,49 +21,19 @@ struct BenchOptions {
   int optimize_max_batch = LoadOptions::kTimedChoice;
 };
 
-struct Case {
-  std::unique_ptr<Sampler> sampler;
-  FinalStep final;
-  SampleJob job;  // seeds 0..batch-1 and their conditioning (guidance doubles the network batch)
-};
-
 void run(BenchOptions& o) {
-  if (o.b.repeat < 1) fail("--repeat must be >= 1, got ", o.b.repeat);
-  if (o.b.iterations < 1) fail("--iterations must be >= 1, got ", o.b.iterations);
+  o.b.validate();
   if (o.optimize_max_batch < LoadOptions::kTimedChoice)
     fail("--optimize-max-batch must be >= 0 (or -1: timed at load), got ", o.optimize_max_batch);
   cli_load_options().optimize_max_batch = o.optimize_max_batch;
   const torch::ScalarType dtype = parse_inference_dtype(o.b.dtype);
   // Everything is checked before the first (slow) measurement.
-  std::vector<int> batches;
-  for (const std::string& b : split_commas(o.batches)) {
-    int v = 0;
-    try {
-      size_t pos = 0;
-      v = std::stoi(b, &pos);
-      if (pos != b.size()) v = 0;
-    } catch (const std::exception&) {
-    }
-    if (v < 1) fail("--batch must be a list of integers >= 1, got '", o.batches, "'");
-    batches.push_back(v);
-  }
-  if (batches.empty()) fail("--batch must be a list of integers >= 1, got '", o.batches, "'");
+  const std::vector<int> batches = jobs::parse_batch_sizes(o.batches);
   auto model = o.model.open();
   model->configure({dtype, false});
   if (const std::string cpu = cpu_path_text(*model); !cpu.empty()) std::fprintf(stderr, "cpu path: %s\n", cpu.c_str());
-  std::vector<Case> cases;
-  for (const std::string& name : split_commas(o.sampler)) {
-    for (int b : batches) {
-      Case c{make_sampler(name, o.sampler_args), FinalStep::Zero, {}};
-      c.final = final_step_for(o.s.final, *c.sampler, o.sampler_args);
-      c.sampler->steps_for_nfe(o.b.nfe, c.final);  // refuses an NFE too small for the method
-      cases.push_back(std::move(c));
-      cases.back().job.seeds.resize(static_cast<size_t>(b));
-      std::iota(cases.back().job.seeds.begin(), cases.back().job.seeds.end(), uint64_t{0});
-    }
-  }
-  if (cases.empty()) fail("--sampler names no sampler");
-  for (Case& c : cases) {  // conditioning is checked for every batch size before any timing
+  std::vector<jobs::BenchCase> cases = jobs::bench_cases(o.sampler, o.sampler_args, o.s.final, batches, o.b.nfe);
+  for (jobs::BenchCase& c : cases) {  // conditioning is checked for every batch size before any timing
     const auto batch = static_cast<int64_t>(c.job.seeds.size());
     c.job.guidance = o.s.guidance;
     o.s.cond.apply(*model, c.job, batch, 0, batch);
@@ -74,7 +41,7 @@ void run(BenchOptions& o) {
   o.b.grid.schedule = o.s.schedule;
   o.b.grid.schedule_args = o.s.schedule_args;
   o.b.grid.force = o.s.force;
-  for (const Case& c : cases) {
+  for (const jobs::BenchCase& c : cases) {
     const jobs::BenchResult r = jobs::bench_sampler(model, *c.sampler, o.sampler_args, c.final, c.job, o.b);
     if (!r.cuda_graph_note.empty()) std::fprintf(stderr, "note: %s\n", r.cuda_graph_note.c_str());
     std::fputs(r.text().c_str(), stderr);

@@ -2,7 +2,6 @@
 // table, CSV, SVG plot and one image grid per cell. The sweep is jobs::run_compare; this reads flags.
 #include "scoreflow/compare.h"
 
-#include <cmath>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -31,16 +30,8 @@ void run(Options& o) {
   auto model = o.model.open();
   jobs::CompareOptions& c = o.c;
   c.samplers = split_commas(o.samplers);
-  for (const std::string& item : o.sampler_args) {
-    const size_t colon = item.find(':');
-    if (colon == std::string::npos || colon == 0)
-      fail("--sampler-args '", item, "' must be NAME:k=v,... (e.g. amed:predictor=amed.pt)");
-    c.sampler_args[item.substr(0, colon)] = item.substr(colon + 1);
-  }
-  for (double v : parse_double_list(o.nfe, "--nfe")) {
-    if (v < 0 || v != std::floor(v)) fail("--nfe values must be non-negative integers, got ", v);
-    c.nfe.push_back(static_cast<int>(v));
-  }
+  c.sampler_args = jobs::parse_named_sampler_args(o.sampler_args);
+  c.nfe = jobs::nfe_budgets(parse_double_list(o.nfe, "--nfe"));
   c.schedules = split_commas(o.schedules);
   if (!o.schedules.empty() && c.schedules.empty())
     fail("--schedules is empty; give e.g. karras,kl_optimal,file:g.json");
@@ -75,33 +66,11 @@ void run(Options& o) {
   if (progress) progress->finish();
 
   if (o.json) {
-    nlohmann::json list = nlohmann::json::array();
-    for (size_t i = 0; i < r.cells.size(); ++i) {
-      const eval::SweepCell& cell = r.cells[i];
-      nlohmann::json j = {
-          {"sampler", cell.sampler}, {"nfe_budget", cell.nfe_budget}, {"final", final_step_name(r.finals[i])}};
-      if (!cell.schedule.empty()) j["schedule"] = cell.schedule;
-      if (cell.ok())
-        j.update(
-            {{"steps", cell.steps}, {"nfe_used", cell.nfe_used}, {"metric", cell.metric}, {"seconds", cell.seconds}});
-      else
-        j["error"] = cell.error;
-      list.push_back(j);
-    }
-    return print_json(
-        {{"command", "compare"},
-         {"model", model->name()},
-         {"metric", c.metric.metric},
-         {"metric_label", r.label},
-         {"num_samples", r.num_samples},
-         {"schedule", c.schedule},
-         {"schedules", r.schedules},
-         {"cells", list},
-         {"outputs", {{"table", r.table_path}, {"csv", r.csv_path}, {"plot", r.plot_path}, {"grids", r.grids}}},
-         {"wall_seconds", seconds_since(start)}});
+    nlohmann::json doc = jobs::to_json(r, c);
+    doc.update({{"model", model->name()}, {"wall_seconds", seconds_since(start)}});
+    return print_json(doc);
   }
-  std::printf("%s\n\n%s\ntable %s, CSV %s, plot %s%s\n", r.label.c_str(), r.table.c_str(), r.table_path.c_str(),
-              r.csv_path.c_str(), r.plot_path.c_str(), r.grids.empty() ? "" : (", grids in " + c.out_dir).c_str());
+  std::fputs(jobs::compare_text(r, c).c_str(), stdout);
 }
 
 }  // namespace

@@ -2,17 +2,11 @@
 #include "cli/eval.h"
 
 #include "scoreflow/args.h"
-#include "scoreflow/error.h"
-#include "scoreflow/score_matching.h"
 
 namespace scoreflow::cli {
 
-std::vector<double> eval_sigmas(const std::string& explicit_list, int timesteps, const NoiseSchedule& schedule) {
-  if (explicit_list.empty()) return eval::evaluation_sigmas(schedule, timesteps);
-  std::vector<double> sigmas = parse_double_list(explicit_list, "--sigmas");
-  for (double s : sigmas)
-    if (!(s > 0)) fail("--sigmas: noise levels must be > 0, got ", s);
-  return sigmas;
+std::vector<double> parse_sigmas(const std::string& text) {
+  return text.empty() ? std::vector<double>{} : parse_double_list(text, "--sigmas");
 }
 
 void register_eval(CLI::App& app) {

@@ -1,5 +1,6 @@
 #pragma once
 // `scoreflow eval ...`: one file per evaluation subcommand, registered under the `eval` command.
+// The jobs are the library's (scoreflow/jobs/eval.h); these files read flags and print.
 #include "cli/common.h"
 
 namespace scoreflow::cli {
@@ -8,7 +9,7 @@ void register_eval_score_matching(CLI::App& eval);
 void register_eval_wbound(CLI::App& eval);
 void register_eval_fid(CLI::App& eval);
 
-/// "0.5,1,2" -> σ levels, or K levels over the model's range (evaluation_sigmas) when empty.
-std::vector<double> eval_sigmas(const std::string& explicit_list, int timesteps, const NoiseSchedule& schedule);
+/// "0.5,1,2" -> σ levels ({} when empty: the job's --timesteps levels).
+std::vector<double> parse_sigmas(const std::string& text);
 
 }  // namespace scoreflow::cli

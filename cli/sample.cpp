@@ -1,7 +1,6 @@
 // scoreflow sample: seeds → PNG grid / per-seed PNGs / .npz, with a --json summary.
 #include "scoreflow/jobs/sample.h"
 
-#include <cmath>
 #include <cstdio>
 
 #include "cli/common.h"
@@ -73,49 +72,21 @@ void run(const SampleOptions& o) {
   progress.finish();
   const double sample_seconds = seconds_since(start);
   if (!o.json) return;
-  nlohmann::json outputs = nlohmann::json::object();
-  if (!r.written.npz.empty()) outputs["npz"] = r.written.npz;
-  if (!r.written.grid.empty()) outputs["grid"] = r.written.grid;
-  if (!r.written.png_dir.empty()) outputs["out_dir"] = r.written.png_dir;
-  torch::Tensor s = r.result.samples.to(torch::kFloat64);
-  const bool any = s.numel() > 0;
-  print_json(
-      {{"command", "sample"},
-       {"model", model->name()},
-       {"model_summary", model->summary()},
-       {"sampler", p.sampler->name()},
-       {"sampler_args", p.sampler_args},
-       {"trajectory", o.s.trajectory},
-       {"schedule", o.s.sigmas.empty() ? o.s.schedule : "explicit"},
-       {"schedule_args", o.s.schedule_args},
-       {"steps", static_cast<int>(job.sigmas.size()) - 1},
-       {"final", final_step_name(p.final)},
-       {"nfe", r.result.nfe},
-       {"nfe_note", o.s.nfe != -1 ? p.note : ""},
-       {"sigmas", job.sigmas},
-       {"seeds", o.s.seeds},
-       {"num_samples", job.seeds.size()},
-       {"shard", shard.to_json()},
-       {"seed_range", {p.begin, p.end}},
-       {"batch", o.batch},
-       {"device", devices.empty() ? o.model.device : join(devices, ",")},
-       {"dtype", o.dtype},
-       {"cuda_graph", o.cuda_graph && model->inference_note().empty()},
-       {"guidance", o.s.guidance},
-       {"class", o.s.label},
-       {"cond", o.s.cond.cond},
-       {"cond_rows", job.cond_rows},
-       {"uncond", o.s.cond.uncond},
-       {"guidance_interval",
-        {job.guidance_lo, std::isinf(job.guidance_hi) ? nlohmann::json("inf") : nlohmann::json(job.guidance_hi)}},
-       {"guidance_rescale", job.guidance_rescale},
-       {"latent", run.decoder->latent()},
-       {"sample_mean", any ? s.mean().item<double>() : 0.0},
-       {"sample_std", any ? s.std().item<double>() : 0.0},
-       {"wall_seconds", seconds_since(start)},
-       {"sampling_seconds", sample_seconds},
-       {"resumed_samples", r.resumed},
-       {"outputs", outputs}});
+  nlohmann::json doc = jobs::sample_report(model, *p.sampler, job, run, r);
+  doc.update({{"sampler_args", p.sampler_args},
+              {"trajectory", o.s.trajectory},
+              {"schedule", o.s.sigmas.empty() ? o.s.schedule : "explicit"},
+              {"schedule_args", o.s.schedule_args},
+              {"final", final_step_name(p.final)},
+              {"nfe_note", o.s.nfe != -1 ? p.note : ""},
+              {"seeds", o.s.seeds},
+              {"device", devices.empty() ? o.model.device : join(devices, ",")},
+              {"cuda_graph", o.cuda_graph && model->inference_note().empty()},
+              {"cond", o.s.cond.cond},
+              {"uncond", o.s.cond.uncond},
+              {"wall_seconds", seconds_since(start)},
+              {"sampling_seconds", sample_seconds}});
+  print_json(doc);
 }
 
 }  // namespace

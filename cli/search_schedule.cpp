@@ -32,20 +32,12 @@ class PhaseProgress {
   std::unique_ptr<Progress> bar_;
 };
 
-std::string grid_text(const std::vector<double>& sigmas) {
-  std::string out;
-  for (double s : sigmas) out += (out.empty() ? "" : ", ") + std::to_string(s);
-  return out;
-}
-
 void run(jobs::ScheduleSearchOptions o, const SamplingFlags& flags, const ModelOptions& model_options, bool json) {
   const auto start = std::chrono::steady_clock::now();
   auto model = model_options.open();
   // The samples' conditioning: what `sample --seeds` gives its k-th sample (seed + k), checked here.
-  std::vector<uint64_t> seeds;
-  for (int64_t k = 0; k < o.samples(); ++k) seeds.push_back(o.seed + static_cast<uint64_t>(k));
   std::string note;
-  o.conditioning = flags.conditioning(*model, seeds, /*unconditional=*/true, &note);
+  o.conditioning = flags.conditioning(*model, o.sample_seeds(), /*unconditional=*/true, &note);
   if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
   o.on_note = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto progress = std::make_shared<PhaseProgress>();
@@ -55,30 +47,17 @@ void run(jobs::ScheduleSearchOptions o, const SamplingFlags& flags, const ModelO
   const jobs::ScheduleSearchResult r = jobs::search_schedule_job(model, o);
   o.on_progress = nullptr;
   progress.reset();  // the last bar ends before the summary
-  const ScheduleFile& f = r.file;
   if (json) {
-    nlohmann::json doc = {{"command", "search-schedule"},
-                          {"method", o.method},
-                          {"model", model->name()},
-                          {"sampler", f.sampler},
-                          {"nfe", f.nfe},
-                          {"steps", r.steps},
-                          {"sigmas", r.sigmas},
-                          {"cond", flags.cond.cond},
-                          {"guidance", flags.guidance},
-                          {"out", o.out}};
-    doc.update(r.details);
-    doc["wall_seconds"] = seconds_since(start);
+    nlohmann::json doc = jobs::to_json(r, o);
+    doc.update({{"model", model->name()},
+                {"cond", flags.cond.cond},
+                {"guidance", flags.guidance},
+                {"wall_seconds", seconds_since(start)}});
     return print_json(doc);
   }
-  std::printf("%s NFE %lld: sigmas %s (", f.sampler.c_str(), static_cast<long long>(f.nfe),
-              grid_text(r.sigmas).c_str());
-  if (o.method == "gits")
-    std::printf("cost %.6g)\nwrote %s (use: --schedule file:%s)\n", r.cost, o.out.c_str(), o.out.c_str());
-  else
-    std::printf("validation loss %.6g, initial %.6g, best at step %d)\nwrote %s (use: --schedule file:%s%s)\n", r.cost,
-                r.details.at("initial_valid_loss").get<double>(), r.details.at("best_iteration").get<int>(),
-                o.out.c_str(), o.out.c_str(), r.final == FinalStep::None ? " --final none" : "");
+  const bool none = o.method != "gits" && r.final == FinalStep::None;
+  std::printf("%s\nwrote %s (use: --schedule file:%s%s)\n", jobs::search_summary(r, o).c_str(), o.out.c_str(),
+              o.out.c_str(), none ? " --final none" : "");
 }
 
 }  // namespace

@@ -6,14 +6,11 @@
 
 #include "cli/common.h"
 #include "cli/sampling_flags.h"
-#include "io/fsutil.h"
 #include "scoreflow/amed_job.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::cli {
 namespace {
-
-nlohmann::json validation_json(double rms) { return rms < 0 ? nlohmann::json() : nlohmann::json(rms); }
 
 void train(jobs::AmedJobOptions o, const SamplingFlags& flags, const ModelOptions& model_options, bool json) {
   const auto start = std::chrono::steady_clock::now();
@@ -25,7 +22,7 @@ void train(jobs::AmedJobOptions o, const SamplingFlags& flags, const ModelOption
   } catch (const Error&) {
     fail("--final: unknown value '", flags.final, "'; valid: zero, none, denoise");
   }
-  io::check_outputs({{"--out", o.out}, {"--table", o.table}, {"--log", o.log}});
+  o.check();
   auto model = model_options.open();
   // Conditioning of trajectory i (training and validation count from 0), checked here.
   o.conditioning = flags.conditioning(*model, std::vector<uint64_t>(static_cast<size_t>(o.trajectories())));
@@ -41,38 +38,9 @@ void train(jobs::AmedJobOptions o, const SamplingFlags& flags, const ModelOption
   std::fprintf(stderr, "train-amed: wrote %s (loss %.6g -> %.6g) in %.1fs\n", o.out.c_str(), kept.first_loss,
                kept.last_loss, seconds_since(start));
   if (!json) return;
-  const AmedRecord& rec = r.predictor->record();
-  nlohmann::json restarts = nlohmann::json::array();
-  for (const jobs::AmedRun& run : r.runs)
-    restarts.push_back({{"seed", run.seed},
-                        {"first_loss", run.first_loss},
-                        {"last_loss", run.last_loss},
-                        {"validation_rms", validation_json(run.validation_rms)}});
-  print_json({{"command", "train-amed"},
-              {"model", model->name()},
-              {"student", rec.student},
-              {"teacher", rec.teacher},
-              {"steps", rec.steps},
-              {"final", final_step_name(rec.final)},
-              {"nfe", r.nfe},
-              {"M", rec.M},
-              {"afs", rec.afs},
-              {"features", rec.features},
-              {"sigmas", rec.sigmas},
-              {"num_trajectories", o.num_trajectories},
-              {"batch", o.batch},
-              {"lr", o.lr},
-              {"scale_dir", rec.scale_dir},
-              {"scale_time", rec.scale_time},
-              {"first_loss", kept.first_loss},
-              {"last_loss", kept.last_loss},
-              {"seed", kept.seed},
-              {"validation_rms", validation_json(kept.validation_rms)},
-              {"restarts", restarts},
-              {"out", o.out},
-              {"table", o.table},
-              {"log", o.log},
-              {"wall_seconds", seconds_since(start)}});
+  nlohmann::json doc = jobs::to_json(r, o);
+  doc.update({{"model", model->name()}, {"wall_seconds", seconds_since(start)}});
+  print_json(doc);
 }
 
 }  // namespace
@@ -132,11 +100,7 @@ void register_train_amed(CLI::App& app) {
   static std::string predictor, out;
   tab->add_option("--predictor", predictor, "predictor file from train-amed")->required();
   tab->add_option("--out", out, "JSON table to write")->required();
-  set_action(tab, [] {
-    io::check_outputs({{"--out", out}});
-    AmedPredictor p = AmedPredictor::load(predictor);
-    save_amed_table(out, p.record(), p.table());
-  });
+  set_action(tab, [] { jobs::write_amed_table(predictor, out, "--out"); });
 }
 
 }  // namespace scoreflow::cli

@@ -43,17 +43,21 @@ AmedJobOptions resolved(AmedJobOptions o) {
   if (o.steps < least || o.steps > 1000)
     fail(Field{"steps"}, " must be in [", least, ", 1000] with ", Field{"final"}, " ", final_step_name(o.final),
          " (AMED needs one interval between positive sigmas), got ", o.steps);
-  if (o.restarts < 1) fail(Field{"restarts"}, " must be >= 1, got ", o.restarts);
+  o.check();
   o.validate = o.validation();
-  if (o.validate < 0) fail(Field{"validate"}, " must be >= 0, got ", o.validate);
-  if (o.restarts > 1 && o.validate == 0)
-    fail(Field{"restarts"}, " ", o.restarts, " keeps the run with the lowest end-to-end error, so it needs ",
-         Field{"validate"}, " N > 0");
-  io::check_outputs({{o.out_field, o.out}, {"table", o.table}, {"log", o.log}});
   return o;
 }
 
 }  // namespace
+
+void AmedJobOptions::check() const {
+  if (restarts < 1) fail(Field{"restarts"}, " must be >= 1, got ", restarts);
+  if (validation() < 0) fail(Field{"validate"}, " must be >= 0, got ", validation());
+  if (restarts > 1 && validation() == 0)
+    fail(Field{"restarts"}, " ", restarts, " keeps the run with the lowest end-to-end error, so it needs ",
+         Field{"validate"}, " N > 0");
+  io::check_outputs({{out_field, out}, {"table", table}, {"log", log}});
+}
 
 std::vector<double> amed_teacher_grid(const std::string& schedule, const std::string& schedule_args, int M,
                                       const std::vector<double>& sigmas, const NoiseSchedule& noise, bool* nested) {
@@ -235,6 +239,47 @@ AmedJobResult train_amed_job(std::shared_ptr<const Model> model, const AmedJobOp
   if (!o.table.empty()) save_amed_table(o.table, predictor.record(), predictor.table());
   if (store) store->remove();  // every output is written: nothing left to resume
   return result;
+}
+
+void write_amed_table(const std::string& predictor, const std::string& out, const std::string& out_field) {
+  io::check_outputs({{out_field, out}});
+  const AmedPredictor p = AmedPredictor::load(predictor);
+  save_amed_table(out, p.record(), p.table());
+}
+
+nlohmann::json to_json(const AmedJobResult& r, const AmedJobOptions& o) {
+  auto rms = [](double v) { return v < 0 ? nlohmann::json() : nlohmann::json(v); };  // -1: not measured
+  const AmedRecord& rec = r.predictor->record();
+  const AmedRun& kept = r.runs[r.kept];
+  nlohmann::json restarts = nlohmann::json::array();
+  for (const AmedRun& run : r.runs)
+    restarts.push_back({{"seed", run.seed},
+                        {"first_loss", run.first_loss},
+                        {"last_loss", run.last_loss},
+                        {"validation_rms", rms(run.validation_rms)}});
+  return {{"command", "train-amed"},
+          {"student", rec.student},
+          {"teacher", rec.teacher},
+          {"steps", rec.steps},
+          {"final", final_step_name(rec.final)},
+          {"nfe", r.nfe},
+          {"M", rec.M},
+          {"afs", rec.afs},
+          {"features", rec.features},
+          {"sigmas", rec.sigmas},
+          {"num_trajectories", o.num_trajectories},
+          {"batch", o.batch},
+          {"lr", o.lr},
+          {"scale_dir", rec.scale_dir},
+          {"scale_time", rec.scale_time},
+          {"first_loss", kept.first_loss},
+          {"last_loss", kept.last_loss},
+          {"seed", kept.seed},
+          {"validation_rms", rms(kept.validation_rms)},
+          {"restarts", restarts},
+          {"out", o.out},
+          {"table", o.table},
+          {"log", o.log}};
 }
 
 }  // namespace scoreflow::jobs

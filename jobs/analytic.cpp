@@ -1,6 +1,8 @@
 // Analytic-DPM runs from plain settings (scoreflow/jobs/analytic.h).
 #include "scoreflow/jobs/analytic.h"
 
+#include <cstdio>
+
 #include "scoreflow/error.h"
 
 namespace scoreflow::jobs {
@@ -55,6 +57,65 @@ nlohmann::json to_json(const NllResult& r) {
           {"per_step", r.per_step},
           {"step_variances", r.variances},
           {"num_images", r.count}};
+}
+
+std::string trajectory_text(const nlohmann::json& report) {
+  std::string out;
+  for (int64_t t : report.at("timesteps").get<std::vector<int64_t>>())
+    out += (out.empty() ? "" : " ") + std::to_string(t);
+  out += "\n";
+  if (report.contains("cost")) {
+    char line[128];
+    std::snprintf(line, sizeof line, "cost %.6f (even: %.6f)\n", report.at("cost").get<double>(),
+                  report.at("even_cost").get<double>());
+    out += line;
+  }
+  return out;
+}
+
+nlohmann::json nll_report(const NllResult& r, const NllJob& job, const std::string& kind, const std::string& variance) {
+  nlohmann::json doc = to_json(r);
+  doc.update({{"command", "nll"}, {"trajectory", kind}, {"timesteps", job.trajectory}, {"variance", variance}});
+  return doc;
+}
+
+std::string nll_text(const NllResult& r, const std::string& kind, int64_t steps, const std::string& variance) {
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "%.4f +- %.4f bits/dim (prior %.4f, steps %.4f, decoder %.4f; K=%lld %s, %s variance, %lld images)\n",
+                r.bits_per_dim, r.std_err, r.prior, r.steps, r.decoder, static_cast<long long>(steps), kind.c_str(),
+                variance.c_str(), static_cast<long long>(r.count));
+  return line;
+}
+
+nlohmann::json gamma_forward_report(const Model& model, const GammaEstimation& job, double images_per_second) {
+  return {{"command", "estimate-gamma"},
+          {"mode", "forward-only"},
+          {"model", model.name()},
+          {"device", model.device().str()},
+          {"timesteps", job.timesteps.size()},
+          {"num_images", job.num_images},
+          {"batch", job.batch},
+          {"images_per_second", images_per_second}};
+}
+
+nlohmann::json gamma_report(const Model& model, const io::Dataset& data, const GammaEstimation& job,
+                            const GammaJobOptions& options, const GammaJobResult& r) {
+  nlohmann::json doc = {{"command", "estimate-gamma"},       {"model", model.name()},
+                        {"dataset", data.describe()},        {"out", r.path},
+                        {"timesteps", job.timesteps.size()}, {"num_images", job.num_images},
+                        {"resumed_timesteps", r.resumed}};
+  if (options.shard.sharded()) {
+    doc["shard"] = options.shard.to_json();
+    doc["image_range"] = {r.image_range.first, r.image_range.second};
+  } else {
+    doc["clipped"] = r.table->num_clipped();
+    doc["device"] = model.device().str();
+    doc["batch"] = job.batch;
+    // Steady-state rate: the first timestep computed (network warm-up) left out, as forward-only.
+    doc["images_per_second"] = r.images_per_second;
+  }
+  return doc;
 }
 
 }  // namespace scoreflow::jobs

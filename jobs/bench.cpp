@@ -7,9 +7,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <vector>
 
+#include "io/text.h"
 #include "scoreflow/cpu_fast_path.h"
+#include "scoreflow/error.h"
+#include "scoreflow/registry.h"
 
 namespace scoreflow::jobs {
 namespace {
@@ -21,6 +25,47 @@ void sync(const torch::Device& device) {
 double ms(double s) { return std::isnan(s) ? NAN : s * 1e3; }
 
 }  // namespace
+
+void BenchOptions::validate() const {
+  if (repeat < 1) fail(Field{"repeat"}, " must be >= 1, got ", repeat);
+  if (iterations < 1) fail(Field{"iterations"}, " must be >= 1, got ", iterations);
+}
+
+std::vector<int> parse_batch_sizes(const std::string& text) {
+  std::vector<int> batches;
+  for (const std::string& b : io::split(text, ',')) {
+    if (b.empty()) continue;
+    int v = 0;
+    try {
+      size_t pos = 0;
+      v = std::stoi(b, &pos);
+      if (pos != b.size()) v = 0;
+    } catch (const std::exception&) {
+    }
+    if (v < 1) fail(Field{"batch"}, " must be a list of integers >= 1, got '", text, "'");
+    batches.push_back(v);
+  }
+  if (batches.empty()) fail(Field{"batch"}, " must be a list of integers >= 1, got '", text, "'");
+  return batches;
+}
+
+std::vector<BenchCase> bench_cases(const std::string& samplers, const std::string& sampler_args,
+                                   const std::string& final, const std::vector<int>& batches, int nfe) {
+  std::vector<BenchCase> cases;
+  for (const std::string& name : io::split(samplers, ',')) {
+    if (name.empty()) continue;
+    for (int b : batches) {
+      BenchCase c{make_sampler(name, sampler_args), FinalStep::Zero, {}};
+      c.final = choose_final(final, *c.sampler, sampler_args);
+      c.sampler->steps_for_nfe(nfe, c.final);  // refuses an NFE too small for the method
+      c.job.seeds.resize(static_cast<size_t>(b));
+      std::iota(c.job.seeds.begin(), c.job.seeds.end(), uint64_t{0});
+      cases.push_back(std::move(c));
+    }
+  }
+  if (cases.empty()) fail(Field{"sampler"}, " names no sampler");
+  return cases;
+}
 
 double median_seconds(const torch::Device& device, int repeat, const std::function<void()>& fn) {
   fn();

@@ -229,4 +229,53 @@ CompareResult run_compare(std::shared_ptr<const Model> model, const ImageDecoder
   return res;
 }
 
+std::map<std::string, std::string> parse_named_sampler_args(const std::vector<std::string>& items) {
+  std::map<std::string, std::string> args;
+  for (const std::string& item : items) {
+    const size_t colon = item.find(':');
+    if (colon == std::string::npos || colon == 0)
+      fail(Field{"sampler_args"}, " '", item, "' must be NAME:k=v,... (e.g. amed:predictor=amed.pt)");
+    args[item.substr(0, colon)] = item.substr(colon + 1);
+  }
+  return args;
+}
+
+std::vector<int> nfe_budgets(const std::vector<double>& values) {
+  std::vector<int> budgets;
+  for (double v : values) {
+    if (v < 0 || v != std::floor(v)) fail(Field{"nfe"}, " values must be non-negative integers, got ", v);
+    budgets.push_back(static_cast<int>(v));
+  }
+  return budgets;
+}
+
+nlohmann::json to_json(const CompareResult& r, const CompareOptions& o) {
+  nlohmann::json cells = nlohmann::json::array();
+  for (size_t i = 0; i < r.cells.size(); ++i) {
+    const eval::SweepCell& cell = r.cells[i];
+    nlohmann::json j = {
+        {"sampler", cell.sampler}, {"nfe_budget", cell.nfe_budget}, {"final", final_step_name(r.finals[i])}};
+    if (!cell.schedule.empty()) j["schedule"] = cell.schedule;
+    if (cell.ok())
+      j.update(
+          {{"steps", cell.steps}, {"nfe_used", cell.nfe_used}, {"metric", cell.metric}, {"seconds", cell.seconds}});
+    else
+      j["error"] = cell.error;
+    cells.push_back(j);
+  }
+  return {{"command", "compare"},
+          {"metric", o.metric.metric},
+          {"metric_label", r.label},
+          {"num_samples", r.num_samples},
+          {"schedule", o.schedule},
+          {"schedules", r.schedules},
+          {"cells", cells},
+          {"outputs", {{"table", r.table_path}, {"csv", r.csv_path}, {"plot", r.plot_path}, {"grids", r.grids}}}};
+}
+
+std::string compare_text(const CompareResult& r, const CompareOptions& o) {
+  return r.label + "\n\n" + r.table + "\ntable " + r.table_path + ", CSV " + r.csv_path + ", plot " + r.plot_path +
+         (r.grids.empty() ? "" : ", grids in " + o.out_dir) + "\n";
+}
+
 }  // namespace scoreflow::jobs

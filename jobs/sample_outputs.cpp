@@ -1,5 +1,6 @@
 // A sampling job's files (scoreflow/jobs/sample.h): the chunk store it resumes from, per-seed
 // PNGs, the .npz and the grid, on one device or several.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -172,6 +173,40 @@ SampleJobResult run_sample_job(const Sampler& sampler, const std::vector<std::sh
   out.written.png_dir = o.png_dir;  // written chunk by chunk
   if (store) store->remove();
   return out;
+}
+
+nlohmann::json sample_report(const std::shared_ptr<const Model>& model, const Sampler& sampler, const SampleJob& job,
+                             const SampleJobOptions& o, const SampleJobResult& r) {
+  nlohmann::json outputs = nlohmann::json::object();
+  if (!r.written.npz.empty()) outputs["npz"] = r.written.npz;
+  if (!r.written.grid.empty()) outputs["grid"] = r.written.grid;
+  if (!r.written.png_dir.empty()) outputs["out_dir"] = r.written.png_dir;
+  const torch::Tensor s = r.result.samples.to(torch::kFloat64);
+  const bool any = s.numel() > 0;
+  const auto end = o.first_index + static_cast<int64_t>(job.seeds.size());
+  const double hi = job.guidance_hi;
+  return {{"command", "sample"},
+          {"model", model->name()},
+          {"model_summary", model->summary()},
+          {"sampler", sampler.name()},
+          {"steps", static_cast<int>(job.sigmas.size()) - 1},
+          {"nfe", r.result.nfe},
+          {"sigmas", job.sigmas},
+          {"num_samples", job.seeds.size()},
+          {"shard", o.shard.to_json()},
+          {"seed_range", {o.first_index, end}},
+          {"batch", job.batch},
+          {"dtype", o.settings.dtype},
+          {"class", o.settings.label},
+          {"guidance", job.guidance},
+          {"cond_rows", job.cond_rows},
+          {"guidance_interval", {job.guidance_lo, std::isinf(hi) ? nlohmann::json("inf") : nlohmann::json(hi)}},
+          {"guidance_rescale", job.guidance_rescale},
+          {"latent", o.decoder ? o.decoder->latent() : ImageDecoder::for_model(model).latent()},
+          {"sample_mean", any ? s.mean().item<double>() : 0.0},
+          {"sample_std", any ? s.std().item<double>() : 0.0},
+          {"resumed_samples", r.resumed},
+          {"outputs", outputs}};
 }
 
 }  // namespace scoreflow::jobs

@@ -1,6 +1,7 @@
 // What identifies a schedule search's run (its resume manifest): include/scoreflow/jobs.h; the
 // search as one call (scoreflow/search_job.h): GITS or LD3 over the chunk store, the schedule file.
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 #include <string>
 
@@ -249,6 +250,30 @@ io::Settings ld3_settings(const Model& model, const Ld3Student& student, const S
   const io::Settings conditioning = search_conditioning_settings(o.conditioning);
   s.insert(s.end(), conditioning.begin(), conditioning.end());
   return s;
+}
+
+nlohmann::json to_json(const ScheduleSearchResult& r, const ScheduleSearchOptions& o) {
+  nlohmann::json doc = {{"command", "search-schedule"},
+                        {"method", o.method},
+                        {"sampler", r.file.sampler},
+                        {"nfe", r.file.nfe},
+                        {"steps", r.steps},
+                        {"sigmas", r.sigmas},
+                        {"out", o.out}};
+  doc.update(r.details);
+  return doc;
+}
+
+std::string search_summary(const ScheduleSearchResult& r, const ScheduleSearchOptions& o) {
+  std::string grid;
+  for (double s : r.sigmas) grid += (grid.empty() ? "" : ", ") + std::to_string(s);
+  char tail[160];
+  if (o.method == "gits")
+    std::snprintf(tail, sizeof tail, "cost %.6g)", r.cost);
+  else
+    std::snprintf(tail, sizeof tail, "validation loss %.6g, initial %.6g, best at step %d)", r.cost,
+                  r.details.at("initial_valid_loss").get<double>(), r.details.at("best_iteration").get<int>());
+  return r.file.sampler + " NFE " + std::to_string(r.file.nfe) + ": sigmas " + grid + " (" + tail;
 }
 
 }  // namespace scoreflow::jobs

@@ -20,6 +20,9 @@ namespace {
 constexpr int64_t kMr = 4, kNr = 12;
 // Components per streamed block; sample rows per block at most (multiple of kNr).
 constexpr int64_t kComponentBlock = 128;
+// The LibTorch path: rows at least this long, and about this many [B, block] values per component
+// block (4 MB of float64; the block is a multiple of 128 components).
+constexpr int64_t kTorchMinDims = 32, kTorchBlockValues = int64_t{1} << 19;
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
@@ -86,32 +89,25 @@ Kernel pick_kernel() {
   return kernel_generic;
 }
 
-/// C[m×n] += A[m×k]·B[k×n] in float64, m a multiple of 4 and n of 12 (callers pad with zeros).
-/// `torch_mm`: through LibTorch's addmm (its BLAS; single-threaded inside the caller's parallel
-/// region), else the register-tiled kernel above.
+/// C[m×n] += A[m×k]·B[k×n] in float64 through the register-tiled kernel, m a multiple of 4 and n of
+/// 12 (callers pad with zeros).
 void gemm(int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b, int64_t ldb, double* c,
-          int64_t ldc, bool skip_zero, bool torch_mm) {
-  if (torch_mm) {
-    const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-    torch::Tensor cm = torch::from_blob(c, {m, n}, {ldc, 1}, opts);
-    cm.addmm_(torch::from_blob(const_cast<double*>(a), {m, k}, {lda, 1}, opts),
-              torch::from_blob(const_cast<double*>(b), {k, n}, {ldb, 1}, opts));
-    return;
-  }
+          int64_t ldc, bool skip_zero) {
   static const Kernel kernel = pick_kernel();
   for (int64_t j = 0; j < n; j += kNr)
     for (int64_t i = 0; i < m; i += kMr) kernel(k, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, skip_zero);
 }
 
-/// The products go through LibTorch when it has MKL (PyTorch's own LibTorch: `torch::mm` reached
-/// 107–412 GFLOP/s on a 16-core host, the kernel 5–15) and through the kernel otherwise (Debian's
-/// LibTorch calls reference BLAS, 0.4–1.7 GFLOP/s; docs/performance.md, "CPU: exact oracles").
-/// $SCOREFLOW_ORACLE_PRODUCTS=kernel|torch overrides it, for tests and benchmarks.
-bool products_through_torch() {
+/// Whole-batch products through LibTorch when it has MKL and the rows are long enough for the
+/// products to dominate (PyTorch's own LibTorch: `torch::mm` reached 107–460 GFLOP/s on a 16-core
+/// host, the kernel 5–15); the kernel otherwise (Debian's LibTorch calls reference BLAS, 0.4–1.7
+/// GFLOP/s; and at d = 2 a LibTorch call costs more than the whole kernel). docs/performance.md,
+/// "CPU: exact oracles". $SCOREFLOW_ORACLE_PRODUCTS=kernel|torch overrides it, for tests and benchmarks.
+bool products_through_torch(int64_t d) {
   const char* env = std::getenv("SCOREFLOW_ORACLE_PRODUCTS");
   if (env && std::string(env) == "torch") return true;
   if (env && std::string(env) == "kernel") return false;
-  return at::hasMKL();
+  return at::hasMKL() && d >= kTorchMinDims;
 }
 
 }  // namespace
@@ -123,7 +119,7 @@ IsotropicMixture::IsotropicMixture(const torch::Tensor& means, const torch::Tens
               "mixture: means must be [K, d] with K variances and K weights");
   k_ = mu.size(0);
   d_ = mu.size(1);
-  torch_mm_ = products_through_torch();
+  torch_mm_ = products_through_torch(d_);
   kpad_ = round_up(k_, kMr);
   dpad_ = round_up(d_, kNr);
   centre_ = mu.mean(0);
@@ -184,6 +180,10 @@ IsotropicMixture::Result IsotropicMixture::posterior(const torch::Tensor& x_in, 
   if (want_mean) out.mean = torch::empty({b, d_}, mean_type);
   if (want_resp) out.resp = torch::empty({b, k_}, torch::kFloat64);
   if (b == 0) return out;
+  if (torch_mm_) {
+    run_torch(x, sigma2, out);
+    return out;
+  }
   if (x.scalar_type() == torch::kFloat) {
     if (mean_type == torch::kFloat)
       run<float, float>(x, sigma2, out);
@@ -252,7 +252,7 @@ void IsotropicMixture::run(const torch::Tensor& x, const std::vector<double>& si
         const double* mk = means_.data() + k0 * dpad_;
         // Product 1: g = M_block · x_blockᵀ, [kw, bb].
         std::fill(g, g + kw * bb, 0.0);
-        gemm(kw, bb, d_, mk, dpad_, xt, bb, g, bb, false, torch_mm_);
+        gemm(kw, bb, d_, mk, dpad_, xt, bb, g, bb, false);
         for (int64_t r = 0; r < rows; ++r) {
           double* l = coef + r * kb;  // logits first, then the product-2 coefficients
           double block_max = kNegInf;
@@ -284,7 +284,7 @@ void IsotropicMixture::run(const torch::Tensor& x, const std::vector<double>& si
           m[r] = m_new;
         }
         // Product 2: acc += coef · M_block, [bb, dpad].
-        if (mean) gemm(bb, dpad_, kw, coef, kb, mk, dpad_, acc, dpad_, true, torch_mm_);
+        if (mean) gemm(bb, dpad_, kw, coef, kb, mk, dpad_, acc, dpad_, true);
       }
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t i = i0 + r;
@@ -304,6 +304,48 @@ void IsotropicMixture::run(const torch::Tensor& x, const std::vector<double>& si
       }
     }
   });
+}
+
+void IsotropicMixture::run_torch(const torch::Tensor& x, const std::vector<double>& sigma2, Result& out) const {
+  // The same streamed log-sum-exp as run(), over the whole batch at once: each component block is
+  // two large products through LibTorch's (multi-threaded) BLAS and a few element-wise passes over
+  // [B, block]; no [B, K, d] temporary.
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const int64_t b = x.size(0);
+  torch::Tensor xc = x.to(torch::kFloat64) - centre_;  // [B, d], centred
+  torch::Tensor xn = xc.square().sum(1, true);         // [B, 1]
+  torch::Tensor s2 =
+      sigma2.size() == 1 ? torch::full({b, 1}, sigma2[0], f64) : torch::tensor(sigma2, f64).reshape({b, 1});
+  auto row = [&](const std::vector<double>& v) {
+    return torch::from_blob(const_cast<double*>(v.data()), {1, k_}, f64);
+  };
+  const torch::Tensor means = torch::from_blob(const_cast<double*>(means_.data()), {k_, d_}, {dpad_, 1}, f64);
+  const torch::Tensor norm2 = row(norm2_), var = row(var_), log_weight = row(log_weight_);
+  const int64_t kb = std::max<int64_t>(kComponentBlock, kTorchBlockValues / b / kComponentBlock * kComponentBlock);
+  const double half_d = 0.5 * static_cast<double>(d_);
+  torch::Tensor m = torch::full({b, 1}, -std::numeric_limits<double>::infinity(), f64);
+  torch::Tensor s = torch::zeros({b, 1}, f64), a = torch::zeros({b, 1}, f64);
+  torch::Tensor acc = out.mean.defined() ? torch::zeros({b, d_}, f64) : torch::Tensor();
+  for (int64_t k0 = 0; k0 < k_; k0 += kb) {
+    const int64_t kw = std::min(kb, k_ - k0);
+    const torch::Tensor mk = means.narrow(0, k0, kw), vk = var.narrow(1, k0, kw);
+    torch::Tensor t = vk + s2;  // [B, kw] v_k + σ²
+    torch::Tensor l = torch::mm(xc, mk.t()).mul_(-2).add_(xn).add_(norm2.narrow(1, k0, kw)).clamp_min_(0);
+    l.div_(t).mul_(-0.5).add_(log_weight.narrow(1, k0, kw)).sub_(t.log().mul_(half_d));  // logits
+    if (out.resp.defined()) out.resp.narrow(1, k0, kw).copy_(l);
+    torch::Tensor m_new = torch::maximum(m, std::get<0>(l.max(1, true)));
+    torch::Tensor scale = (m - m_new).exp_();  // 0 on the first block
+    torch::Tensor e = l.sub_(m_new).exp_();
+    s.mul_(scale).add_(e.sum(1, true));
+    torch::Tensor r = e.div_(t);  // e / (v_k + σ²)
+    a.mul_(scale).add_((r * vk).sum(1, true));
+    if (acc.defined()) acc.mul_(scale).addmm_(r.mul_(s2), mk);
+    m = m_new;
+  }
+  out.log_norm.copy_((m + s.log()).reshape({b}));
+  if (acc.defined())  // E[x0|x] = Σ_k r_k (σ²/t_k μ_k + v_k/t_k x) in centred coordinates, plus the centre
+    out.mean.copy_(acc.div_(s).add_(xc.mul_(a.div(s))).add_(centre_));
+  if (out.resp.defined()) out.resp.sub_(out.log_norm.unsqueeze(1)).exp_();
 }
 
 }  // namespace scoreflow

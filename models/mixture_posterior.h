@@ -3,10 +3,10 @@
 // x = x0 + σ·n, as two matrix products per call: ‖x − μ_k‖² = ‖x‖² − 2 x·μ_k + ‖μ_k‖² (float64,
 // coordinates centred on the mean of the μ_k to limit cancellation) and the posterior mean
 // Σ_k r_k (σ²/(v_k+σ²) μ_k + v_k/(v_k+σ²) x) = (r ⊙ σ²/(v+σ²)) · M + (Σ_k r_k v_k/(v_k+σ²)) x.
-// Streams over components in blocks with a running log-sum-exp, so no [B, K, d] temporary exists;
-// at::parallel_for over sample blocks; the products through LibTorch where it has MKL, else a
-// register-tiled kernel. Serves builtin:gmm/ring8/gaussian (isotropic components) and
-// builtin:empirical (v_k = 0, π_k = 1/N). Only models/ includes this header.
+// Streams over components in blocks with a running log-sum-exp, so no [B, K, d] temporary exists.
+// Either the whole batch at once with the products through LibTorch (where it has MKL), or
+// at::parallel_for over sample blocks with a register-tiled kernel. Serves builtin:gmm/ring8/gaussian
+// (isotropic components) and builtin:empirical (v_k = 0, π_k = 1/N). Only models/ includes this header.
 #include <torch/torch.h>
 
 #include <vector>
@@ -37,12 +37,13 @@ class IsotropicMixture {
  private:
   template <typename In, typename Out>
   void run(const torch::Tensor& x, const std::vector<double>& sigma2, Result& out) const;
+  void run_torch(const torch::Tensor& x, const std::vector<double>& sigma2, Result& out) const;
   int64_t k_ = 0, d_ = 0, kpad_ = 0, dpad_ = 0;
   torch::Tensor centre_;                          // [d] mean of the μ_k
   std::vector<double> means_;                     // [kpad, dpad] centred μ_k, zero padded
   std::vector<double> norm2_, var_, log_weight_;  // [kpad]; padding has log weight −inf
   bool uniform_var_ = true;
-  bool torch_mm_ = false;  // the two products through LibTorch's BLAS (products_through_torch)
+  bool torch_mm_ = false;  // run_torch: whole-batch products through LibTorch (products_through_torch)
 };
 
 }  // namespace scoreflow

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +58,10 @@ struct AmedJobOptions {
   int64_t validation() const { return validate == -1 ? (restarts > 1 ? 1024 : 0) : validate; }
   /// The trajectories `conditioning` must cover: max(num_trajectories, validation()).
   int64_t trajectories() const { return std::max(num_trajectories, validation()); }
+  /// Checks what needs no model: restarts >= 1, validation() >= 0 and > 0 with restarts > 1, and
+  /// the outputs (out, table, log; io::check_outputs). Throws Error naming the field. (Not named
+  /// validate(): that is the validation count.)
+  void check() const;
 };
 
 /// One training run of a job: its seed, loss (summed over the steps) in the first and last batch,
@@ -89,5 +94,15 @@ io::Settings amed_restart_settings(const Model& model, const AmedTrainOptions& t
 /// Trains as `options` says and writes out (and table, log). Every option is checked before the
 /// first network call; errors name the field (steps, restarts, validate, table, ...).
 AmedJobResult train_amed_job(std::shared_ptr<const Model> model, const AmedJobOptions& options);
+
+/// Writes a table-mode predictor's per-step (r, s, c, a) as JSON to `out` (save_amed_table);
+/// `out_field` names `out` in messages.
+void write_amed_table(const std::string& predictor, const std::string& out, const std::string& out_field = "out");
+
+/// The job's summary as `scoreflow train-amed --json` prints it: the kept predictor's record
+/// (student, teacher, steps, final, M, afs, features, sigmas, scale_dir, scale_time), the NFE, the
+/// training options, the kept run's losses, seed and validation RMS (null when not measured),
+/// every restart and the files; the caller adds the model and its wall time.
+nlohmann::json to_json(const AmedJobResult& result, const AmedJobOptions& options);
 
 }  // namespace scoreflow::jobs

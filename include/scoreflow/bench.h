@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "scoreflow/jobs.h"
 #include "scoreflow/model.h"
@@ -24,7 +25,26 @@ struct BenchOptions {
   bool cuda_graph = false;     ///< also time both replayed from a CUDA graph
   std::string dtype = "fp32";  ///< fp32 | fp16 | bf16 (parse_inference_dtype)
   GridChoice grid;             ///< the σ grid's schedule, schedule_args and force (its steps come from nfe)
+  /// Checks repeat and iterations (>= 1); throws Error naming the field.
+  void validate() const;
 };
+
+/// The batch sizes of a comma list ("1,8,64": integers >= 1, at least one); throws Error naming
+/// the field batch and the text otherwise.
+std::vector<int> parse_batch_sizes(const std::string& text);
+
+/// One measurement to take: a sampler, its final step and a job whose seeds 0..batch-1 are the batch.
+struct BenchCase {
+  std::unique_ptr<Sampler> sampler;
+  FinalStep final = FinalStep::Zero;
+  SampleJob job;  ///< seeds only; the caller adds conditioning (guidance doubles the network batch)
+};
+
+/// Every (sampler, batch) pair, sampler-major: the samplers of a comma list made with
+/// `sampler_args`, each under `final` (choose_final) and checked to reach `nfe`. Throws Error
+/// naming the field (sampler when the list names none) before any measurement.
+std::vector<BenchCase> bench_cases(const std::string& samplers, const std::string& sampler_args,
+                                   const std::string& final, const std::vector<int>& batches, int nfe);
 
 /// One measurement: times in seconds per network call; NaN where not measured.
 struct BenchResult {

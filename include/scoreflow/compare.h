@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -79,5 +80,22 @@ struct CompareResult {
 /// sampler's minimum) reports its error in the cell.
 CompareResult run_compare(std::shared_ptr<const Model> model, const ImageDecoder& decoder,
                           const CompareOptions& options);
+
+/// Per-sampler options from items "NAME:k=v,..." (e.g. amed:predictor=amed.pt), by name; throws
+/// Error naming the field sampler_args and the item when one has no NAME: part.
+std::map<std::string, std::string> parse_named_sampler_args(const std::vector<std::string>& items);
+
+/// NFE budgets from numbers that must be non-negative integers; throws Error naming the field nfe
+/// and the value otherwise.
+std::vector<int> nfe_budgets(const std::vector<double>& values);
+
+/// The sweep's summary as `scoreflow compare --json` prints it (command, metric, metric_label,
+/// num_samples, schedule, schedules, one object per cell, output paths); the caller adds the model
+/// and its wall time.
+nlohmann::json to_json(const CompareResult& result, const CompareOptions& options);
+
+/// The text `scoreflow compare` prints: the metric's label, the markdown table and where the files
+/// went.
+std::string compare_text(const CompareResult& result, const CompareOptions& options);
 
 }  // namespace scoreflow::jobs

@@ -52,6 +52,12 @@ struct ScheduleSearchOptions {
 
   /// The samples the search draws (their conditioning): warmup, plus valid for LD3.
   int64_t samples() const { return method == "ld3" ? warmup + valid : warmup; }
+  /// Their seeds: seed, seed + 1, ... (samples() of them), the seeds `sample --seeds` gives them.
+  std::vector<uint64_t> sample_seeds() const {
+    std::vector<uint64_t> seeds;
+    for (int64_t k = 0; k < samples(); ++k) seeds.push_back(seed + static_cast<uint64_t>(k));
+    return seeds;
+  }
 };
 
 struct ScheduleSearchResult {
@@ -69,5 +75,14 @@ struct ScheduleSearchResult {
 /// of `out` (a killed search resumes; one made with other settings is refused naming the setting,
 /// unless overwrite) and writes the schedule file.
 ScheduleSearchResult search_schedule_job(std::shared_ptr<const Model> model, const ScheduleSearchOptions& options);
+
+/// The search's summary as `scoreflow search-schedule --json` prints it: command, method, sampler,
+/// nfe, steps, sigmas, out and the method's details; the caller adds the model, its conditioning
+/// and its wall time.
+nlohmann::json to_json(const ScheduleSearchResult& result, const ScheduleSearchOptions& options);
+
+/// One line on the grid found: "ipndm NFE 5: sigmas 80.000000, ..., 0.000000 (cost 0.0123)"; LD3
+/// gives its validation loss, the initial one and the best step instead of the cost.
+std::string search_summary(const ScheduleSearchResult& result, const ScheduleSearchOptions& options);
 
 }  // namespace scoreflow::jobs

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -91,5 +92,13 @@ void check_sample_outputs(const SampleOutputs& outputs, const ImageDecoder& deco
 /// than shards) writes an npz with no rows. Equal, sample for sample, to one uninterrupted run.
 SampleJobResult run_sample_job(const Sampler& sampler, const std::vector<std::shared_ptr<const Model>>& models,
                                const SampleJob& job, const SampleJobOptions& options);
+
+/// What a finished run_sample_job did, as `scoreflow sample --json` reports it: command, model,
+/// model_summary, sampler, steps, nfe, sigmas, num_samples, shard, seed_range (of all_seeds),
+/// batch, dtype, class, guidance, cond_rows, guidance_interval ("inf" for no upper end), guidance_rescale, latent,
+/// sample_mean and sample_std (0 with no samples), resumed_samples and the outputs written (npz,
+/// grid, out_dir). The caller adds how it chose the grid and the devices, and its times.
+nlohmann::json sample_report(const std::shared_ptr<const Model>& model, const Sampler& sampler, const SampleJob& job,
+                             const SampleJobOptions& options, const SampleJobResult& result);
 
 }  // namespace scoreflow::jobs
