@@ -10,6 +10,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/jobs.h"
 #include "scoreflow/jobs/sample.h"
+#include "scoreflow/model_info.h"
 
 namespace scoreflow::cli {
 
@@ -42,21 +43,7 @@ LoadOptions& cli_load_options() {
 }
 
 std::string cpu_path_text(const Model& model) {
-  if (model.name().rfind("builtin:", 0) == 0 || !model.device().is_cpu()) return "";
-  if (!cli_load_options().optimize) return "plain module (--no-optimize)";
-  const CpuOptimization c = cpu_optimization(model);
-  if (!c.active) return "plain module: " + c.note;
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "optimised for batches <= %d (%.2f s at load%s; probe difference %.2g", c.max_batch,
-                c.seconds, c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
-  std::string text = buf;
-  if (c.choice == "cached") text += "; batch limit timed at an earlier load";
-  if (c.plain_ms.size() == 2 && c.optimized_ms.size() == 2) {
-    std::snprintf(buf, sizeof buf, "; ms per call plain/optimised: %.3g/%.3g at batch 1, %.3g/%.3g at 8", c.plain_ms[0],
-                  c.optimized_ms[0], c.plain_ms[1], c.optimized_ms[1]);
-    text += buf;
-  }
-  return text + ")";
+  return cpu_path_note(model, cli_load_options(), "plain module (--no-optimize)");
 }
 
 Progress::Progress(std::string label, int64_t total, std::string unit)

@@ -1,14 +1,8 @@
 #include "cli/cond_options.h"
 
-#include <cerrno>
-#include <cmath>
 #include <cstdio>
-#include <cstdlib>
 
-#include "cli/list_arg.h"
-#include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
-#include "scoreflow/npy.h"
 
 namespace scoreflow::cli {
 
@@ -39,99 +33,18 @@ void DataCondOptions::add(CLI::App& app) {
 }
 
 ItemConditions DataCondOptions::resolve(const Model& model, int64_t items) const {
-  const std::map<std::string, torch::Tensor> none;
-  ItemConditions c = item_conditions(model, items, cond.empty() ? none : read_arrays(cond, "cond"),
-                                     uncond.empty() ? none : read_arrays(uncond, "uncond"));
+  ItemConditions c = item_conditions_from_files(model, items, cond, uncond);
   if (!c.empty()) std::fprintf(stderr, "note: %s\n", c.note(model).c_str());
   return c;
-}
-
-torch::Tensor class_labels(const std::string& label, const Model& model, const std::vector<uint64_t>& seeds) {
-  if (label.empty()) return {};
-  const int num_classes = model.metadata().num_classes;
-  if (num_classes == 0) fail("--class needs a class-conditional model; ", model.name(), " has num_classes 0");
-  std::vector<int64_t> labels;
-  for (uint64_t seed : seeds) {
-    if (label == "random") {
-      labels.push_back(static_cast<int64_t>(seed % static_cast<uint64_t>(num_classes)));
-    } else {
-      try {
-        size_t pos = 0;
-        labels.push_back(std::stoll(label, &pos));
-        if (pos != label.size()) throw std::invalid_argument("trailing");
-      } catch (const std::exception&) {
-        fail("--class '", label, "' is not an integer or 'random'");
-      }
-    }
-  }
-  return torch::tensor(labels, torch::kLong);
 }
 
 std::map<std::string, torch::Tensor> read_arrays(const std::string& path, const char* field) {
   return read_condition_arrays(path, field);
 }
 
-namespace {
-
-int64_t parse_row(const std::string& item) {
-  char* end = nullptr;
-  errno = 0;
-  const long long v = std::strtoll(item.c_str(), &end, 10);
-  if (item.empty() || *end != '\0' || errno != 0 || v < 0)
-    fail(Field{"cond_rows"}, " item '", item, "' is not a row index (a non-negative integer or a range a-b)");
-  return v;
-}
-
-std::vector<int64_t> parse_rows(const std::string& text) {
-  std::vector<int64_t> rows;
-  for (const std::string& item : split_commas(text)) {
-    const size_t dash = item.find('-', 1);
-    if (dash == std::string::npos) {
-      rows.push_back(parse_row(item));
-      continue;
-    }
-    const int64_t lo = parse_row(item.substr(0, dash)), hi = parse_row(item.substr(dash + 1));
-    if (hi < lo || hi - lo > 10000000) fail(Field{"cond_rows"}, " range '", item, "' must be a-b with a <= b");
-    for (int64_t r = lo; r <= hi; ++r) rows.push_back(r);
-  }
-  if (rows.empty()) fail(Field{"cond_rows"}, " '", text, "' gives no rows");
-  return rows;
-}
-
-}  // namespace
-
 void CondOptions::apply(const Model& model, SampleJob& job, int64_t total, int64_t begin, int64_t end) const {
-  const ModelMetadata& m = model.metadata();
-  if (!interval.empty()) {
-    const std::vector<std::string> parts = split_commas(interval);
-    double v[2] = {0, 0};
-    bool ok = parts.size() == 2;
-    for (size_t i = 0; ok && i < 2; ++i) {
-      char* e = nullptr;
-      v[i] = std::strtod(parts[i].c_str(), &e);
-      ok = *e == '\0' && std::isfinite(v[i]) ? true : (parts[i] == "inf" ? (v[i] = INFINITY, true) : false);
-    }
-    if (!ok) fail(Field{"guidance_interval"}, " '", interval, "' must be lo,hi (two numbers, hi may be inf)");
-    job.guidance_lo = v[0], job.guidance_hi = v[1];
-  }
-  job.guidance_rescale = rescale;
-  if (!cond_rows.empty() && cond.empty()) fail(Field{"cond_rows"}, " needs ", Field{"cond"});
-  if (!cond.empty()) {
-    job.cond = check_condition_tables(m.conditions, read_arrays(cond, "cond"), "cond");
-    std::vector<int64_t> explicit_rows;
-    if (!cond_rows.empty()) {
-      explicit_rows = parse_rows(cond_rows);
-      if (explicit_rows.size() == 1 && total > 1) explicit_rows.assign(static_cast<size_t>(total), explicit_rows[0]);
-    }
-    const std::vector<int64_t> rows = condition_rows(total, job.cond.rows, explicit_rows);
-    job.cond_rows.assign(rows.begin() + begin, rows.begin() + end);
-  }
-  if (!uncond.empty()) {
-    job.uncond = check_condition_tables(m.conditions, read_arrays(uncond, "uncond"), "uncond");
-    check_uncond_rows(job.cond, job.uncond);
-  }
   if (decode_batch < 1) fail(Field{"decode_batch"}, " must be >= 1, got ", decode_batch);
-  check_job_conditioning(model, job);
+  apply_condition_inputs(model, *this, job, total, begin, end);
 }
 
 ImageDecoder CondOptions::image_decoder(std::shared_ptr<const Model> model) const {
@@ -139,9 +52,6 @@ ImageDecoder CondOptions::image_decoder(std::shared_ptr<const Model> model) cons
   return ImageDecoder::for_model(model);
 }
 
-std::string CondOptions::fingerprint() const {
-  return (cond.empty() ? "-" : io::hash_file(cond)) + "|" + cond_rows + "|" +
-         (uncond.empty() ? "-" : io::hash_file(uncond)) + "|" + interval + "|" + std::to_string(rescale);
-}
+std::string CondOptions::fingerprint() const { return condition_inputs_fingerprint(*this); }
 
 }  // namespace scoreflow::cli

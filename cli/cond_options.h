@@ -1,26 +1,25 @@
 #pragma once
 // The conditioning, guidance and decoder flags shared by the sampling commands: --cond,
 // --cond-rows, --uncond, --guidance-interval, --guidance-rescale, --decoder, --decode-batch.
-// Parsing only: the checks and the work are the library's (scoreflow/conditioning.h, latent.h).
+// Parsing only: the checks and the work are the library's (scoreflow/condition_inputs.h, latent.h).
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "scoreflow/condition_inputs.h"
 #include "scoreflow/latent.h"
 #include "scoreflow/run.h"
 
 namespace scoreflow::cli {
 
-struct CondOptions {
-  std::string cond, cond_rows, uncond, interval, decoder;
-  double rescale = 0;
+/// The ConditionInputs fields (cond, cond_rows, uncond, interval, rescale) and the decoder's.
+struct CondOptions : ConditionInputs {
+  std::string decoder;
   int decode_batch = 16;
   /// The flags; `outputs` false leaves out --decoder/--decode-batch (commands that write no images).
   void add(CLI::App& app, bool outputs = true);
-  /// Reads --cond/--uncond and fills job.cond, job.uncond, job.cond_rows (the rows of samples
-  /// [begin, end) of `total`, rows counted over all seeds) and the interval/rescale; every check
-  /// runs here, before any network call.
+  /// apply_condition_inputs, after checking --decode-batch: every check before any network call.
   void apply(const Model& model, SampleJob& job, int64_t total, int64_t begin, int64_t end) const;
   /// The decoder for outputs: --decoder, else the model's own (or the identity).
   ImageDecoder image_decoder(std::shared_ptr<const Model> model) const;
@@ -37,9 +36,8 @@ struct DataCondOptions {
   ItemConditions resolve(const Model& model, int64_t items) const;
 };
 
-/// --class: `label` (an integer) for every seed, or "random" (seed mod num_classes); undefined when
-/// `label` is empty. Throws for a model without classes or a label that is not an integer.
-torch::Tensor class_labels(const std::string& label, const Model& model, const std::vector<uint64_t>& seeds);
+/// --class (field `label`): scoreflow::class_labels.
+using scoreflow::class_labels;
 
 /// An npz's arrays as tensors (name → tensor); `field` names the input in messages.
 std::map<std::string, torch::Tensor> read_arrays(const std::string& path, const char* field);

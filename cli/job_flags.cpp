@@ -11,22 +11,6 @@ jobs::Shard resolve_shard_flag(const std::string& flag) {
   return shard;
 }
 
-std::vector<std::string> parse_devices(const std::string& text) {
-  std::vector<std::string> out;
-  if (text.empty()) return out;
-  size_t at = 0;
-  for (;;) {
-    const size_t comma = text.find(',', at);
-    const std::string item = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-    if (item.empty()) fail("--devices '", text, "' has an empty entry; use e.g. cuda:0,cuda:1 or cpu,cpu");
-    parse_device(item);  // refuses unknown names and missing GPUs
-    out.push_back(item);
-    if (comma == std::string::npos) break;
-    at = comma + 1;
-  }
-  return out;
-}
-
 std::vector<std::shared_ptr<const Model>> open_on_devices(const ModelOptions& options,
                                                           const std::vector<std::string>& devices) {
   auto open = [&](const std::string& device) {

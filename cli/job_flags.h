@@ -9,14 +9,15 @@
 #include "cli/common.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/jobs.h"
+#include "scoreflow/jobs/sample.h"
 
 namespace scoreflow::cli {
 
 /// jobs::resolve_shard for --shard, with an explicit choice's source shown as "--shard".
 jobs::Shard resolve_shard_flag(const std::string& flag);
 
-/// "cuda:0,cuda:1" or "cpu,cpu" -> the list (each checked by parse_device); empty text -> {}.
-std::vector<std::string> parse_devices(const std::string& text);
+/// --devices (field `devices`): jobs::parse_devices.
+using jobs::parse_devices;
 
 /// The model opened once per entry of `devices` (once on options.device when `devices` is empty).
 std::vector<std::shared_ptr<const Model>> open_on_devices(const ModelOptions& options,

@@ -1,7 +1,6 @@
 #include "cli/sampling_flags.h"
 
 #include "cli/common.h"
-#include "cli/list_arg.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
@@ -53,48 +52,27 @@ bool SamplingFlags::grid_given() const {
          (schedule_args_option_ && schedule_args_option_->count() > 0);
 }
 
+jobs::SamplingChoice SamplingFlags::choice() const {
+  jobs::SamplingChoice c;
+  c.sampler = sampler, c.sampler_args = sampler_args, c.final = final, c.seeds = seeds;
+  c.label = label, c.init_noise = init_noise, c.guidance = guidance, c.cond = cond;
+  if (!sigmas.empty()) c.grid.sigmas = parse_double_list(sigmas, "--sigmas");
+  c.grid.trajectory = trajectory, c.grid.gamma = gamma, c.grid.schedule = schedule;
+  c.grid.schedule_args = schedule_args, c.grid.schedule_given = grid_given();
+  c.grid.steps = steps, c.grid.nfe = nfe, c.grid.force = force;
+  return c;
+}
+
 SampleJob SamplingFlags::conditioning(const Model& model, std::vector<uint64_t> seeds, bool unconditional,
                                       std::string* note) const {
-  SampleJob job;
-  job.seeds = std::move(seeds);
-  job.guidance = guidance;
-  job.labels = class_labels(label, model, job.seeds);
-  if (unconditional && cond.cond.empty()) {
-    const std::string text = use_unconditional_input(
-        model, job, cond.uncond.empty() ? std::map<std::string, torch::Tensor>{} : read_arrays(cond.uncond, "uncond"));
-    if (note) *note = text;
-  }
-  const auto n = static_cast<int64_t>(job.seeds.size());
-  cond.apply(model, job, n, 0, n);
-  return job;
+  if (cond.decode_batch < 1) fail(Field{"decode_batch"}, " must be >= 1, got ", cond.decode_batch);
+  return jobs::prepare_conditioning(choice(), model, std::move(seeds), unconditional, note);
 }
 
 PreparedJob SamplingFlags::build(const Model& model, int batch, const jobs::Shard* shard) const {
+  if (cond.decode_batch < 1) fail(Field{"decode_batch"}, " must be >= 1, got ", cond.decode_batch);
   PreparedJob p;
-  // --gamma feeds both the optimal trajectory and the Analytic-DPM samplers' gamma= arg.
-  p.sampler_args = sampler_args;
-  if (!gamma.empty() && (sampler == "analytic_ddpm" || sampler == "analytic_ddim") &&
-      p.sampler_args.find("gamma=") == std::string::npos)
-    p.sampler_args += (p.sampler_args.empty() ? "gamma=" : ",gamma=") + gamma;
-  p.sampler = make_sampler(sampler, p.sampler_args);
-  p.final = final_step_for(final, *p.sampler, p.sampler_args);
-  p.all_seeds = parse_seeds(seeds);
-  const int64_t total = static_cast<int64_t>(p.all_seeds.size());
-  p.end = total;
-  if (batch < 1) fail("--batch must be >= 1, got ", batch);
-  if (shard) std::tie(p.begin, p.end) = jobs::shard_range(total, batch, *shard);
-
-  jobs::GridChoice choice;
-  if (!sigmas.empty()) choice.sigmas = parse_double_list(sigmas, "--sigmas");
-  choice.trajectory = trajectory;
-  choice.gamma = gamma;
-  choice.schedule = schedule;
-  choice.schedule_args = schedule_args;
-  choice.schedule_given = grid_given();
-  choice.steps = steps;
-  choice.nfe = nfe;
-  choice.force = force;
-  p.grid = jobs::choose_grid(choice, model, *p.sampler, p.sampler_args, p.final);
+  static_cast<jobs::PreparedSampleJob&>(p) = jobs::prepare_sample_job(choice(), model, batch, shard);
   if (nfe != -1)
     p.note = p.sampler->name() + ": --nfe " + std::to_string(nfe) + " -> " + std::to_string(p.grid.nfe_steps) +
              " steps (" + std::to_string(p.sampler->nfe_for(p.grid.nfe_steps, p.final)) + " network calls, --final " +
@@ -102,19 +80,6 @@ PreparedJob SamplingFlags::build(const Model& model, int batch, const jobs::Shar
   else if (p.grid.source == "trained")
     p.note =
         sampler + ": the " + std::to_string(p.grid.sigmas.size() - 1) + "-step grid its predictor/table was trained on";
-
-  SampleJob& job = p.job;
-  job.sigmas = p.grid.sigmas;
-  job.final = p.final;
-  job.seeds.assign(p.all_seeds.begin() + p.begin, p.all_seeds.begin() + p.end);
-  job.batch = batch;
-  job.device = model.device();
-  job.labels = class_labels(label, model, job.seeds);
-  job.guidance = guidance;
-  // Conditioning and guidance inputs, checked here before any network call or output.
-  cond.apply(model, job, total, p.begin, p.end);
-  if (!init_noise.empty())
-    job.init_noise = load_init_noise(init_noise, total, model.metadata().shape).narrow(0, p.begin, p.end - p.begin);
   return p;
 }
 

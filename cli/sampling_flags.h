@@ -2,7 +2,7 @@
 // The flags every command that samples a model shares (sample, eval fid --model): sampler, grid,
 // final step, seeds, guidance and conditioning (and, for sample, explicit σ, a trajectory, --class
 // and --init-noise), registered once, and the SampleJob they make. The choices and checks are the
-// library's (jobs::choose_grid, load_init_noise, CondOptions' conditioning); this reads flags.
+// library's (jobs::prepare_sample_job, scoreflow/jobs/prepare.h); this reads flags.
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
@@ -10,18 +10,12 @@
 
 #include "cli/cond_options.h"
 #include "scoreflow/jobs.h"
+#include "scoreflow/jobs/prepare.h"
 
 namespace scoreflow::cli {
 
-/// What SamplingFlags::build made: the sampler and the job for seeds [begin, end) of all_seeds.
-struct PreparedJob {
-  std::unique_ptr<Sampler> sampler;
-  std::string sampler_args;  ///< as the sampler got them (--gamma added for the analytic samplers)
-  FinalStep final = FinalStep::Zero;
-  jobs::ChosenGrid grid;
-  std::vector<uint64_t> all_seeds;
-  int64_t begin = 0, end = 0;
-  SampleJob job;
+/// What SamplingFlags::build made: jobs::prepare_sample_job's sampler and job, and a note.
+struct PreparedJob : jobs::PreparedSampleJob {
   std::string note;  ///< how --nfe or an AMED file chose the grid, for stderr; "" when neither did
 };
 
@@ -44,15 +38,13 @@ struct SamplingFlags {
   enum Parts : unsigned { kConditioning = 1, kSampler = 2, kGrid = 4, kSampleOnly = 8, kAll = 15, kClass = 16 };
   /// Registers the `parts` flags, `default_seeds` the default of --seeds; `cond_outputs` as CondOptions::add.
   void add(CLI::App& app, unsigned parts, const std::string& default_seeds = "", bool cond_outputs = true);
-  /// The sampler and job on `model`: `shard`'s whole batches of `batch` seeds (all of them without
-  /// one), the grid (jobs::choose_grid), labels, guidance, conditioning and initial noise, every
-  /// input checked before any network call.
+  /// The flags as the library's plain settings (--sigmas parsed here).
+  jobs::SamplingChoice choice() const;
+  /// jobs::prepare_sample_job on `model` for `shard`'s whole batches of `batch` seeds, and the note.
   PreparedJob build(const Model& model, int batch, const jobs::Shard* shard = nullptr) const;
   /// --schedule or --schedule-args given (then no AMED file's own grid).
   bool grid_given() const;
-  /// The conditioning of samples with `seeds`, as build() gives a job: --class labels, guidance
-  /// and conditions, checked. `unconditional`: a conditional model given no --cond uses its
-  /// unconditional input (use_unconditional_input), the note on it in *note.
+  /// jobs::prepare_conditioning: the conditioning of samples with `seeds`, as build() gives a job.
   SampleJob conditioning(const Model& model, std::vector<uint64_t> seeds, bool unconditional = false,
                          std::string* note = nullptr) const;
 

@@ -1,6 +1,11 @@
 // One merge (scoreflow/jobs.h): the shard files of a job back into the file one run writes.
+#include "scoreflow/jobs/merge.h"
+
+#include <filesystem>
+
 #include "scoreflow/error.h"
 #include "scoreflow/features.h"
+#include "scoreflow/fingerprint.h"
 #include "scoreflow/jobs.h"
 #include "scoreflow/metrics.h"
 
@@ -130,6 +135,51 @@ nlohmann::json merge_shards(const ShardSet& set, const std::string& out) {
     return {{"timesteps", table.entries().size()}, {"clipped", table.num_clipped()}};
   }
   fail("'", set.paths[0], "' holds shards of kind '", kind, "'; this scoreflow merges samples, gamma and fid");
+}
+
+}  // namespace scoreflow::jobs
+
+namespace scoreflow::jobs {
+namespace {
+
+/// The FD of merged feature statistics `out` against `ref`, else the shards' recorded reference.
+void add_fd(MergeResult& r, const ShardSet& set, const std::string& out, std::string ref) {
+  if (ref.empty() && set.records[0].contains("ref")) {
+    const std::string path = set.records[0]["ref"].at("path").get<std::string>();
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec) && io::hash_file(path) == set.records[0]["ref"].at("hash").get<std::string>())
+      ref = path;
+    else
+      r.stale_ref = path;
+  }
+  if (ref.empty()) return;
+  const auto [mu, sigma] = eval::load_feature_stats(out);
+  const auto [ref_mu, ref_sigma] = eval::load_feature_stats(ref);
+  if (ref_mu.size(0) != mu.size(0))
+    fail("reference statistics ", ref, " have dimension ", ref_mu.size(0), " but the shards' features have ",
+         mu.size(0));
+  r.summary["reference"] = ref;
+  r.summary["fd"] = metrics::frechet_distance(mu, sigma, ref_mu, ref_sigma);
+}
+
+}  // namespace
+
+MergeResult merge_files(const std::vector<std::string>& inputs, const std::string& out, const std::string& ref) {
+  if (inputs.empty()) fail("no shard files to merge");
+  for (const std::string& in : inputs)
+    if (in == out) fail("the output '", out, "' is also an input");
+  const ShardSet set = read_shard_set(inputs);
+  const std::string kind = set.kind();
+  if (!ref.empty() && kind != "fid") fail(Field{"ref"}, " is for eval fid shards; these are ", kind, " shards");
+  MergeResult r;
+  r.summary = merge_shards(set, out);
+  if (kind == "fid") add_fd(r, set, out, ref);
+  r.summary.update({{"kind", kind},
+                    {"num_shards", set.records[0].at("num_shards")},
+                    {"total", set.records[0].at("total")},
+                    {"inputs", set.paths},
+                    {"out", out}});
+  return r;
 }
 
 }  // namespace scoreflow::jobs

@@ -8,6 +8,7 @@
 
 #include "io/fsutil.h"
 #include "scoreflow/args.h"
+#include "scoreflow/device.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fingerprint.h"
 #include "scoreflow/image.h"
@@ -24,6 +25,22 @@ std::string seed_name(uint64_t seed) {
 }
 
 }  // namespace
+
+std::vector<std::string> parse_devices(const std::string& text) {
+  std::vector<std::string> out;
+  if (text.empty()) return out;
+  size_t at = 0;
+  for (;;) {
+    const size_t comma = text.find(',', at);
+    const std::string item = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    if (item.empty()) fail(Field{"devices"}, " '", text, "' has an empty entry; use e.g. cuda:0,cuda:1 or cpu,cpu");
+    parse_device(item);  // refuses unknown names and missing GPUs
+    out.push_back(item);
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return out;
+}
 
 std::vector<std::shared_ptr<const Model>> open_on_devices(
     const std::function<std::shared_ptr<const Model>(const std::string& device)>& open,

@@ -18,6 +18,10 @@
 
 namespace scoreflow::jobs {
 
+/// "cuda:0,cuda:1" or "cpu,cpu" → the devices (each checked by parse_device); "" → {}. Throws Error
+/// naming the field devices for an empty entry.
+std::vector<std::string> parse_devices(const std::string& text);
+
 /// `open(device)` once per entry of `devices`, in order; once with `default_device` when `devices`
 /// is empty. The copies a multi-device job splits its work over (run_on_devices).
 std::vector<std::shared_ptr<const Model>> open_on_devices(

@@ -1,0 +1,124 @@
+// A model's information report (scoreflow/model_info.h): metadata and one dry forward.
+#include "scoreflow/model_info.h"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "scoreflow/latent.h"
+
+namespace scoreflow {
+namespace {
+
+std::string line(const char* key, const std::string& value) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%-12s ", key);
+  return buf + value + "\n";
+}
+
+std::string format(const char* fmt, double a, double b) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, fmt, a, b);
+  return buf;
+}
+
+}  // namespace
+
+ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::string& cpu_path_note) {
+  const ModelMetadata& m = model->metadata();
+  const NoiseSchedule& s = m.schedule;
+  // Dry forward at a mid-range σ: checks the signature and the output shape.
+  std::vector<int64_t> shape{2};
+  shape.insert(shape.end(), m.shape.begin(), m.shape.end());
+  const double sigma = std::sqrt(s.sigma_min() * s.sigma_max());
+  torch::Tensor x = torch::randn(shape).to(model->device()) * sigma;
+  // Conditioned models run on zero conditions (one row shared by the batch); a latent model's
+  // decoder runs once on the output.
+  Conditioning zeros;
+  nlohmann::json conditions = nlohmann::json::array();
+  for (const ConditionSpec& c : m.conditions) {
+    std::vector<int64_t> row{1};
+    row.insert(row.end(), c.shape.begin(), c.shape.end());
+    zeros.conds.push_back(torch::zeros(row, torch::TensorOptions().dtype(c.dtype).device(model->device())));
+    const char* dtype = c.dtype == torch::kLong ? "int64" : c.dtype == torch::kInt ? "int32" : "float32";
+    conditions.push_back({{"name", c.name}, {"shape", c.shape}, {"dtype", dtype}});
+  }
+  Denoiser denoise(model, zeros);
+  torch::Tensor d = denoise(x, sigma);
+  denoise.check_finite();
+  std::vector<int64_t> image_shape;
+  if (m.decoder) image_shape = ImageDecoder::for_model(model).images(d, 2)[0].sizes().vec();
+  std::ostringstream shape_text;
+  shape_text << c10::IntArrayRef(m.shape);
+
+  ModelInfo info;
+  nlohmann::json& doc = info.json;
+  doc = {{"model", model->name()},
+         {"summary", model->summary()},
+         {"prediction", prediction_name(m.prediction)},
+         {"schedule", s.describe()},
+         {"sigma_min", s.sigma_min()},
+         {"sigma_max", s.sigma_max()},
+         {"time_input", time_input_name(m.time_input)},
+         {"shape", m.shape},
+         {"data_range", {m.data_min, m.data_max}},
+         {"num_classes", m.num_classes},
+         {"head", head_name(m.head)},
+         {"features", m.features.empty() ? nlohmann::json() : nlohmann::json(m.features)},
+         {"conditions", conditions},
+         {"decoded_image_shape", image_shape.empty() ? nlohmann::json() : nlohmann::json(image_shape)},
+         {"dry_forward", {{"sigma", sigma}, {"output_shape", d.sizes().vec()}, {"ok", true}}}};
+  if (!m.json.empty()) doc["metadata"] = nlohmann::json::parse(m.json);
+  if (!cpu_path_note.empty()) {
+    const CpuOptimization c = cpu_optimization(*model);
+    doc["cpu_path"] = {{"optimized", c.active},         {"max_batch", c.max_batch},
+                       {"cache_hit", c.cache_hit},      {"cache_file", c.cache_file},
+                       {"load_seconds", c.seconds},     {"probe_rel_diff", c.probe_rel_diff},
+                       {"note", cpu_path_note},         {"choice", c.choice},
+                       {"choice_file", c.choice_file},  {"plain_ms", c.plain_ms},
+                       {"optimized_ms", c.optimized_ms}};
+  }
+
+  std::string& t = info.text;
+  t += line("model", model->name());
+  t += line("summary", model->summary());
+  t += line("prediction", prediction_name(m.prediction));
+  t += line("schedule", s.describe());
+  t += line("sigma range", format("%.6g .. %.6g", s.sigma_min(), s.sigma_max()));
+  t += line("time input", time_input_name(m.time_input));
+  t += line("shape", shape_text.str());
+  t += line("data range", format("[%g, %g]", m.data_min, m.data_max));
+  t += line("classes", std::to_string(m.num_classes));
+  t += line("head", head_name(m.head));
+  t += line("features", m.features.empty() ? "(none)" : m.features);
+  for (const auto& c : conditions)
+    t +=
+        line("condition", c["name"].get<std::string>() + " " + c["shape"].dump() + " " + c["dtype"].get<std::string>());
+  if (!image_shape.empty())
+    t += line("decoder", m.decoder->method + " -> images " + nlohmann::json(image_shape).dump() + " (dry decode ok)");
+  if (!cpu_path_note.empty()) t += line("cpu path", cpu_path_note);
+  char dry[64];
+  std::snprintf(dry, sizeof dry, "ok at sigma=%.4g, output ", sigma);
+  t += line("dry forward", dry + shape_text.str());
+  return info;
+}
+
+std::string cpu_path_note(const Model& model, const LoadOptions& load, const std::string& disabled) {
+  if (model.name().rfind("builtin:", 0) == 0 || !model.device().is_cpu()) return "";
+  if (!load.optimize) return disabled;
+  const CpuOptimization c = cpu_optimization(model);
+  if (!c.active) return "plain module: " + c.note;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "optimised for batches <= %d (%.2f s at load%s; probe difference %.2g", c.max_batch,
+                c.seconds, c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
+  std::string text = buf;
+  if (c.choice == "cached") text += "; batch limit timed at an earlier load";
+  if (c.plain_ms.size() == 2 && c.optimized_ms.size() == 2) {
+    std::snprintf(buf, sizeof buf, "; ms per call plain/optimised: %.3g/%.3g at batch 1, %.3g/%.3g at 8", c.plain_ms[0],
+                  c.optimized_ms[0], c.plain_ms[1], c.optimized_ms[1]);
+    text += buf;
+  }
+  return text + ")";
+}
+
+}  // namespace scoreflow
