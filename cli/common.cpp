@@ -72,10 +72,6 @@ void Progress::finish() {
   if (enabled_) std::fprintf(stderr, "\n");
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 namespace {
 std::map<CLI::App*, std::function<void()>>& actions() {
   static std::map<CLI::App*, std::function<void()>> table;
@@ -96,9 +92,5 @@ void print_json(const nlohmann::json& doc) { std::cout << doc.dump(2) << std::en
 const char* const kFinalHelp =
     "after the grid's last sigma: zero (append sigma = 0; each sampler's own step into 0), none (stop at the last "
     "sigma and return x there), denoise (return D(x, sigma_last), one more NFE); default zero, none for amed";
-
-FinalStep final_step_for(const std::string& flag_value, const Sampler& sampler, const std::string& sampler_args) {
-  return jobs::choose_final(flag_value, sampler, sampler_args);
-}
 
 }  // namespace scoreflow::cli

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "scoreflow/device.h"
+#include "scoreflow/jobs/clock.h"
 #include "scoreflow/model.h"
 #include "scoreflow/sampler.h"
 #include "scoreflow/seeds.h"
@@ -46,13 +47,10 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
-/// --final zero|none|denoise, or "" for the sampler's own default: jobs::choose_final.
-FinalStep final_step_for(const std::string& flag_value, const Sampler& sampler, const std::string& sampler_args);
 /// The help text of --final, the same for every command.
 extern const char* const kFinalHelp;
 
-/// Seconds since `start`.
-double seconds_since(std::chrono::steady_clock::time_point start);
+using jobs::seconds_since;
 
 inline constexpr const char* kForceHelp = "use a --schedule file:PATH made for another model anyway";
 

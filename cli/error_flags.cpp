@@ -1,91 +1,40 @@
 // Library field -> command-line flag, for error messages (docs/design.md §7).
 #include "cli/error_flags.h"
 
+#include <algorithm>
 #include <map>
+#include <string>
 
 namespace scoreflow::cli {
 
 std::string flag_for_field(const std::string& field) {
-  // Fields are the members of the library's job and option structs; flags are this CLI's names.
-  static const std::map<std::string, std::string> flags = {
-      {"M", "--M"},
-      {"ball", "--ball"},
-      {"batch", "--batch"},
-      {"coeff", "--coeff"},
-      {"cond", "--cond"},
-      {"cond_rows", "--cond-rows"},
-      {"data", "--data"},
-      {"data_range", "--data-range"},
-      {"decode_batch", "--decode-batch"},
-      {"decoder", "--decoder"},
-      {"device", "--device"},
-      {"devices", "--devices"},
-      {"dtype", "--dtype"},
-      {"features", "--features"},
-      {"final", "--final"},
-      {"force", "--force"},
-      {"forward_only", "--forward-only"},
-      {"gamma", "--gamma"},
-      {"guidance", "--guidance"},
-      {"guidance_interval", "--guidance-interval"},
-      {"guidance_rescale", "--guidance-rescale"},
-      {"init_noise", "--init-noise"},
-      {"iterations", "--iterations"},
-      {"kid", "--kid"},
-      {"label", "--class"},
-      {"lipschitz_points", "--points"},
-      {"log", "--log"},
-      {"lr", "--lr"},
-      {"meta", "--meta"},
-      {"meta_file", "--meta-file"},
-      {"method", "--method"},
-      {"metric", "--metric"},
-      {"model_samples", "--model"},
-      {"nfe", "--nfe"},
-      {"num_images", "--num-images"},
-      {"num_trajectories", "--num-trajectories"},
-      {"ode_steps", "--ode-steps"},
-      {"out_dir", "--out-dir"},
-      {"outputs.grid", "--out"},
-      {"outputs.npz", "--npz"},
-      {"outputs.png_dir", "--out-dir"},
-      {"outputs.result_only", "--json"},
-      {"overwrite", "--overwrite"},
-      {"ref", "--ref"},
-      {"ref_data", "--ref-data"},
-      {"repeat", "--repeat"},
-      {"restarts", "--restarts"},
-      {"sampler", "--sampler"},
-      {"sampler_args", "--sampler-args"},
-      {"samplers", "--samplers"},
-      {"samples_path", "--samples"},
-      {"save_stats", "--save-stats"},
-      {"scale_dir", "--scale-dir"},
-      {"scale_time", "--scale-time"},
-      {"schedule", "--schedule"},
-      {"schedule_args", "--schedule-args"},
-      {"schedules", "--schedules"},
-      {"seeds", "--seeds"},
-      {"shard", "--shard"},
-      {"shift_lr", "--shift-lr"},
-      {"sigmas", "--sigmas"},
-      {"steps", "--steps"},
-      {"student", "--student"},
-      {"table", "--table"},
-      {"teacher", "--teacher"},
-      {"teacher_batch", "--batch"},
-      {"timesteps", "--timesteps"},
-      {"train_batch", "--train-batch"},
-      {"train_samples", "--warmup"},
-      {"trajectory", "--trajectory"},
-      {"uncond", "--uncond"},
-      {"valid_samples", "--valid"},
-      {"validate", "--validate"},
-      {"validate_every", "--validate-every"},
-      {"variance", "--variance"},
-  };
-  auto it = flags.find(field);
-  return it == flags.end() ? std::string() : it->second;
+  // Fields are the members of the library's job and option structs; flags are this CLI's names. Most
+  // flags are their field's name with '-' for '_'; the others are listed.
+  static const std::string same =  // space-separated, with a space at both ends
+      " M ball batch coeff cond cond_rows data data_range decode_batch decoder device devices dtype "
+      " features final force forward_only gamma guidance guidance_interval guidance_rescale "
+      " init_noise iterations kid log lr meta meta_file method metric nfe num_images num_trajectories "
+      " ode_steps out_dir overwrite ref ref_data repeat restarts sampler sampler_args samplers "
+      " save_stats scale_dir scale_time schedule schedule_args schedules seeds shard shift_lr sigmas "
+      " steps student table teacher timesteps train_batch trajectory uncond validate validate_every "
+      " variance ";
+  static const std::map<std::string, std::string> renamed = {{"label", "--class"},
+                                                             {"lipschitz_points", "--points"},
+                                                             {"model_samples", "--model"},
+                                                             {"outputs.grid", "--out"},
+                                                             {"outputs.npz", "--npz"},
+                                                             {"outputs.png_dir", "--out-dir"},
+                                                             {"outputs.result_only", "--json"},
+                                                             {"samples_path", "--samples"},
+                                                             {"teacher_batch", "--batch"},
+                                                             {"train_samples", "--warmup"},
+                                                             {"valid_samples", "--valid"}};
+  if (auto it = renamed.find(field); it != renamed.end()) return it->second;
+  if (field.empty() || field.find(' ') != std::string::npos || same.find(" " + field + " ") == std::string::npos)
+    return {};
+  std::string flag = "--" + field;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
 }
 
 std::string flag_message(const Error& e) { return e.spelled(flag_for_field); }

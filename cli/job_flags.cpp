@@ -21,13 +21,6 @@ std::vector<std::shared_ptr<const Model>> open_on_devices(const ModelOptions& op
   return jobs::open_on_devices(open, devices, options.device);
 }
 
-std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings settings, bool overwrite,
-                                         const std::string& option) {
-  if (output.empty()) return std::nullopt;
-  return std::optional<io::ChunkStore>(std::in_place, jobs::chunk_folder(output), std::move(settings), overwrite,
-                                       option);
-}
-
 void note_resumed(const io::ChunkStore* store) {
   if (store) jobs::note_resumed(store->dir(), store->loaded(), "chunks");
 }

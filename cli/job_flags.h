@@ -23,11 +23,6 @@ using jobs::parse_devices;
 std::vector<std::shared_ptr<const Model>> open_on_devices(const ModelOptions& options,
                                                           const std::vector<std::string>& devices);
 
-/// The chunk store jobs::chunk_folder(output) for a command whose final output is `output`, or
-/// nothing when no output file is given (then nothing is kept). `option` names the flag, for messages.
-std::optional<io::ChunkStore> chunks_for(const std::string& output, io::Settings settings, bool overwrite,
-                                         const std::string& option);
-
 /// "note: resumed ...: N finished chunks reused" on stderr when the store loaded any.
 void note_resumed(const io::ChunkStore* store);
 

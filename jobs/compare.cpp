@@ -15,16 +15,13 @@
 #include "scoreflow/error.h"
 #include "scoreflow/image.h"
 #include "scoreflow/jobs.h"
+#include "scoreflow/jobs/clock.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/schedule_file.h"
 #include "scoreflow/sigmas.h"
 
 namespace scoreflow::jobs {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 /// "grid_euler_nfe5.png", with a schedule axis "grid_euler_kl_optimal_nfe5.png" (other characters → '_').
 std::string grid_file(const std::string& sampler, const std::string& schedule, int budget) {

@@ -7,13 +7,10 @@
 
 #include "io/fsutil.h"
 #include "scoreflow/error.h"
+#include "scoreflow/jobs/clock.h"
 
 namespace scoreflow::jobs {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 /// The chunk store of an evaluation whose report is output.out, or nothing without one.
 std::optional<io::ChunkStore> open_store(const EvalOutput& output, io::Settings settings) {

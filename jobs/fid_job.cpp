@@ -9,15 +9,12 @@
 #include "scoreflow/device.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fid.h"
+#include "scoreflow/jobs/clock.h"
 #include "scoreflow/jobs/eval.h"
 #include "scoreflow/sample_files.h"
 
 namespace scoreflow::jobs {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 /// Image rows and what identifies them.
 struct Rows {

@@ -63,6 +63,13 @@ TEST(Error, LibraryMessagesNameFieldsAndTheCliSpellsThemAsFlags) {
   EXPECT_EQ(scoreflow::cli::flag_for_field("num_images"), "--num-images");
   EXPECT_EQ(scoreflow::cli::flag_for_field("lipschitz_points"), "--points");
   EXPECT_EQ(scoreflow::cli::flag_for_field("no_such_field"), "");
+  // The rule (field with '-' for '_') covers only listed fields; renamed ones win; no partial matches.
+  EXPECT_EQ(scoreflow::cli::flag_for_field("M"), "--M");
+  EXPECT_EQ(scoreflow::cli::flag_for_field("variance"), "--variance");
+  EXPECT_EQ(scoreflow::cli::flag_for_field("teacher_batch"), "--batch");
+  EXPECT_EQ(scoreflow::cli::flag_for_field("outputs.npz"), "--npz");
+  for (const char* not_a_field : {"", " ", "dtype features", "guidance_", "out"})
+    EXPECT_EQ(scoreflow::cli::flag_for_field(not_a_field), "") << "'" << not_a_field << "'";
 }
 
 }  // namespace
