@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "models/amed_predictor.h"
+#include "samplers/amed_predictor.h"
 #include "samplers/amed_steps.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/error.h"
