@@ -10,8 +10,6 @@
 namespace scoreflow {
 namespace {
 
-using amed::Base;
-
 /// AMED-Solver and AMED-Plugin (Zhou et al., CVPR 2024, Alg. 1 and Sec. 4.3). Per interval
 /// σ → σ' between positive grid points: (r, c, a) from the predictor, its table, or fixed values;
 /// s = σ'^r σ^{1−r}; one model call at (x_mid, a·s); 2 NFE per interval, AFS saving the first.
@@ -47,14 +45,14 @@ class Amed : public Sampler {
     if (plugin && trained == "amed")
       fail(source_, " was trained for student 'amed' (AMED-Solver): field 'student' differs (use sampler amed)");
     if (plugin) {
-      base_ = amed::parse_base(args.get_string("base", trained.empty() ? "euler" : trained), "amed_plugin base");
-      if (base_ == Base::Amed)
+      base_ = &amed::find_base(args.get_string("base", trained.empty() ? "euler" : trained), "amed_plugin base");
+      if (base_->name() == "amed")
         fail("amed_plugin base must be euler, ipndm or dpmpp_2m; use sampler amed for AMED-Solver");
     } else {
-      base_ = Base::Amed;
+      base_ = &amed::find_base("amed", "amed base");
     }
-    if (record && record->student != amed::base_name(base_))
-      fail(source_, " was trained for student '", record->student, "', not '", amed::base_name(base_),
+    if (record && record->student != base_->name())
+      fail(source_, " was trained for student '", record->student, "', not '", base_->name(),
            "': field 'student' differs", plugin ? "" : " (use sampler amed_plugin)");
     afs_ = args.get_bool("afs", record ? record->afs : false);
     if (record && afs_ != record->afs)
@@ -67,8 +65,8 @@ class Amed : public Sampler {
   /// Base solvers keep their order on any refined grid; AMED-Solver's x + (σ' − σ)·d_mid is second
   /// order only at the λ-midpoint (r = 1/2, DPM-Solver-2). Learned c, a make it a per-grid method.
   int order() const override {
-    if (base_ == Base::Euler) return 1;
-    if (base_ == Base::Amed) return predictor_ || !table_.empty() || fixed_.r[0] != 0.5 ? 1 : 2;
+    if (base_->name() == "euler") return 1;
+    if (base_->name() == "amed") return predictor_ || !table_.empty() || fixed_.r[0] != 0.5 ? 1 : 2;
     return 2;
   }
   int min_steps() const override { return 2; }
@@ -108,7 +106,7 @@ class Amed : public Sampler {
       rows.assign(intervals, fixed_);
     }
     x = amed::solve(
-        base_, denoise, x, sigmas, intervals, afs_,
+        *base_, denoise, x, sigmas, intervals, afs_,
         [&](int i, const torch::Tensor& xi, double sigma, double sigma_next, bool analytic) {
           return rows.empty() ? feature_coefficients(denoise, xi, sigma, sigma_next, analytic) : rows[i];
         },
@@ -134,7 +132,7 @@ class Amed : public Sampler {
   }
 
   bool plugin_;
-  Base base_ = Base::Amed;
+  const amed::Base* base_ = nullptr;
   bool afs_ = false, denoise_to_zero_ = false;
   std::optional<FinalStep> trained_final_;
   std::shared_ptr<AmedPredictor> predictor_;

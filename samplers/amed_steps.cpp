@@ -3,25 +3,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "samplers/lincomb.h"
+#include "samplers/steps.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 
 namespace scoreflow::amed {
 namespace {
-
-/// iPNDM's Adams–Bashforth combination of d with the history (newest last), order 1–4.
-torch::Tensor adams_bashforth(const torch::Tensor& d, const std::vector<torch::Tensor>& h, int order) {
-  const size_t n = h.size();
-  switch (order) {
-    case 1:
-      return d;
-    case 2:
-      return (3 * d - h[n - 1]) / 2;
-    case 3:
-      return (23 * d - 16 * h[n - 1] + 5 * h[n - 2]) / 12;
-    default:
-      return (55 * d - 59 * h[n - 1] + 37 * h[n - 2] - 9 * h[n - 3]) / 24;
-  }
-}
 
 /// Elementwise over per-sample vectors where either may be a single broadcast value.
 template <typename F>
@@ -32,55 +20,128 @@ std::vector<double> zip(const std::vector<double>& u, const std::vector<double>&
   return out;
 }
 
-std::vector<double> map(const std::vector<double>& u, double (*f)(double)) {
-  std::vector<double> out(u.size());
-  for (size_t i = 0; i < u.size(); ++i) out[i] = f(u[i]);
-  return out;
-}
-
 torch::Tensor call(const Denoiser& denoise, const torch::Tensor& x, const std::vector<double>& sigma) {
   return sigma.size() == 1 ? denoise(x, sigma[0]) : denoise(x, sigma);
 }
 
-/// DPM-Solver++(2M) in σ-space (α = 1, λ = −log σ; Lu et al. 2022, Alg. 2) from σ to t with the
-/// data predictions x0 (at σ) and x0_prev (at σ_prev; undefined: first order):
-/// x_t = (t/σ)·x − expm1(−h)·((1 + 1/2r)·x0 − x0_prev/2r), r = h_prev/h. Returns (the (t/σ)·x
-/// part, the increment) so that the caller may scale the increment.
+/// AMED-Solver: Euler to s, then x' = x + c(σ' − σ)·d_mid, the mean direction over the interval.
+class AmedSolver : public Base {
+ public:
+  std::string name() const override { return "amed"; }
+
+ protected:
+  torch::Tensor to_mid(const torch::Tensor& x, const torch::Tensor& d, double sigma, const std::vector<double>&,
+                       const torch::Tensor& s, const History&) const override {
+    return steps::euler(x, sigma, s, d);
+  }
+  void to_next(Interval& step, const torch::Tensor& x, const torch::Tensor&, double sigma, double sigma_next,
+               const torch::Tensor&, const torch::Tensor&, const History&, bool) const override {
+    step.A = x;
+    step.B = (sigma_next - sigma) * step.d_mid;
+  }
+};
+
+/// AMED-Plugin on Euler: two Euler steps σ → s → σ', the second's increment scaled by c.
+class EulerBase : public Base {
+ public:
+  std::string name() const override { return "euler"; }
+
+ protected:
+  torch::Tensor to_mid(const torch::Tensor& x, const torch::Tensor& d, double sigma, const std::vector<double>&,
+                       const torch::Tensor& s, const History&) const override {
+    return steps::euler(x, sigma, s, d);
+  }
+  void to_next(Interval& step, const torch::Tensor&, const torch::Tensor&, double, double sigma_next,
+               const torch::Tensor& x_mid, const torch::Tensor& s, const History&, bool) const override {
+    step.A = x_mid;
+    step.B = (sigma_next - s) * step.d_mid;
+  }
+};
+
+/// AMED-Plugin on iPNDM: both sub-steps Adams–Bashforth (fixed weights, order ≤ 4) on the slopes at
+/// the previous intervals' σ and s.
+class IpndmBase : public Base {
+ public:
+  std::string name() const override { return "ipndm"; }
+  bool multistep() const override { return true; }
+  void push_history(History& history, const torch::Tensor&, const torch::Tensor& d, double,
+                    const Interval& step) const override {
+    steps::push_slope(history.d, d.detach(), 3);
+    steps::push_slope(history.d, step.d_mid.detach(), 3);
+  }
+
+ protected:
+  torch::Tensor to_mid(const torch::Tensor& x, const torch::Tensor& d, double sigma, const std::vector<double>&,
+                       const torch::Tensor& s, const History& history) const override {
+    std::deque<torch::Tensor> ds = history.d;
+    steps::push_slope(ds, d, 4);
+    return x + (s - sigma) * steps::adams_bashforth(steps::adams_bashforth_weights(ds.size()), ds);
+  }
+  void to_next(Interval& step, const torch::Tensor&, const torch::Tensor& d, double, double sigma_next,
+               const torch::Tensor& x_mid, const torch::Tensor& s, const History& history, bool) const override {
+    std::deque<torch::Tensor> ds = history.d;
+    steps::push_slope(ds, d, 3);
+    steps::push_slope(ds, step.d_mid, 4);
+    step.A = x_mid;
+    step.B = (sigma_next - s) * steps::adams_bashforth(steps::adams_bashforth_weights(ds.size()), ds);
+  }
+};
+
+/// steps::dpmpp_2m per sample from σ to t (vectors of size B or 1) with the data predictions x0 (at σ)
+/// and x0_prev (at σ_prev; undefined: first order). Returns (the (t/σ)·x part, the increment) so
+/// that the caller may scale the increment.
 std::pair<torch::Tensor, torch::Tensor> dpmpp_2m(const torch::Tensor& x, const std::vector<double>& sigma,
                                                  const std::vector<double>& t, const torch::Tensor& x0,
                                                  const torch::Tensor& x0_prev, const std::vector<double>& sigma_prev) {
-  const std::vector<double> h = zip(sigma, t, [](double s, double tt) { return std::log(s / tt); });
-  const std::vector<double> phi = map(h, [](double v) { return std::expm1(-v); });
-  torch::Tensor x0_eff = x0;
-  if (x0_prev.defined()) {
-    const std::vector<double> h_prev = zip(sigma_prev, sigma, [](double p, double s) { return std::log(p / s); });
-    const std::vector<double> k = zip(h_prev, h, [](double hp, double hh) { return 1 / (2 * (hp / hh)); });
-    x0_eff = (1 + column(k, x)) * x0 - column(k, x) * x0_prev;
+  const size_t n = std::max({sigma.size(), t.size(), x0_prev.defined() ? sigma_prev.size() : size_t(1)});
+  auto at = [](const std::vector<double>& v, size_t i) { return v[v.size() == 1 ? 0 : i]; };
+  std::vector<double> ratio(n), c0(n), c1(n);
+  for (size_t i = 0; i < n; ++i) {
+    const double r = x0_prev.defined() ? steps::dpmpp_ratio(at(sigma_prev, i), at(sigma, i), at(t, i)) : 0;
+    const steps::DpmppStep k = steps::dpmpp_2m(at(sigma, i), at(t, i), r);
+    ratio[i] = k.ratio, c0[i] = k.c0, c1[i] = k.c1;
   }
-  return {column(zip(t, sigma, [](double tt, double s) { return tt / s; }), x) * x, -column(phi, x) * x0_eff};
+  torch::Tensor increment = column(c0, x) * x0;
+  if (x0_prev.defined()) increment = increment + column(c1, x) * x0_prev;
+  return {column(ratio, x) * x, increment};
 }
+
+/// AMED-Plugin on DPM-Solver++(2M): both sub-steps data-prediction steps on the previous D; the
+/// solve's final sub-step is first order (lower_order_final).
+class DpmppBase : public Base {
+ public:
+  std::string name() const override { return "dpmpp_2m"; }
+  bool multistep() const override { return true; }
+  void push_history(History& history, const torch::Tensor&, const torch::Tensor&, double,
+                    const Interval& step) const override {
+    history.x0_prev = step.x0_mid.detach();
+    history.sigma_prev = step.s;
+  }
+
+ protected:
+  torch::Tensor to_mid(const torch::Tensor& x, const torch::Tensor& d, double sigma, const std::vector<double>& s,
+                       const torch::Tensor&, const History& history) const override {
+    auto [scaled, increment] = dpmpp_2m(x, {sigma}, s, x - sigma * d, history.x0_prev, history.sigma_prev);
+    return scaled + increment;
+  }
+  void to_next(Interval& step, const torch::Tensor& x, const torch::Tensor& d, double sigma, double sigma_next,
+               const torch::Tensor& x_mid, const torch::Tensor&, const History&, bool last) const override {
+    const torch::Tensor prev = last ? torch::Tensor() : x - sigma * d;
+    std::tie(step.A, step.B) = dpmpp_2m(x_mid, step.s, {sigma_next}, step.x0_mid, prev, {sigma});
+  }
+};
 
 }  // namespace
 
-Base parse_base(const std::string& name, const std::string& what) {
-  if (name == "amed") return Base::Amed;
-  if (name == "euler") return Base::Euler;
-  if (name == "ipndm") return Base::Ipndm;
-  if (name == "dpmpp_2m") return Base::DpmPP2M;
+const Base& find_base(const std::string& name, const std::string& what) {
+  static const AmedSolver amed;
+  static const EulerBase euler;
+  static const IpndmBase ipndm;
+  static const DpmppBase dpmpp;
+  for (const Base* base : {static_cast<const Base*>(&amed), static_cast<const Base*>(&euler),
+                           static_cast<const Base*>(&ipndm), static_cast<const Base*>(&dpmpp)})
+    if (base->name() == name) return *base;
   fail(what, " '", name, "' is unknown; valid: amed, euler, ipndm, dpmpp_2m");
-}
-
-std::string base_name(Base base) {
-  switch (base) {
-    case Base::Amed:
-      return "amed";
-    case Base::Euler:
-      return "euler";
-    case Base::Ipndm:
-      return "ipndm";
-    default:
-      return "dpmpp_2m";
-  }
 }
 
 torch::Tensor column(const std::vector<double>& values, const torch::Tensor& x) {
@@ -101,77 +162,27 @@ torch::Tensor first_derivative(const Denoiser& denoise, const torch::Tensor& x, 
   return to_d(x, sigma, denoise(x, sigma));
 }
 
-Interval interval(Base base, const Denoiser& denoise, const torch::Tensor& x, const torch::Tensor& d, double sigma,
-                  double sigma_next, const std::vector<double>& r, const std::vector<double>& a, const History& history,
-                  bool last) {
+Interval Base::interval(const Denoiser& denoise, const torch::Tensor& x, const torch::Tensor& d, double sigma,
+                        double sigma_next, const std::vector<double>& r, const std::vector<double>& a,
+                        const History& history, bool last) const {
   Interval out;
   // Intermediate point s = σ'^r σ^{1−r} (geometric, i.e. a fraction r of the step in λ).
   out.s.resize(r.size());
   for (size_t i = 0; i < r.size(); ++i) out.s[i] = std::pow(sigma_next, r[i]) * std::pow(sigma, 1 - r[i]);
-  const std::vector<double> sig{sigma}, sig_next{sigma_next};
   const std::vector<double> a_s = zip(a, out.s, [](double aa, double ss) { return aa * ss; });
   const torch::Tensor s = column(out.s, x);
-
-  // First sub-step σ → s with the base solver.
-  torch::Tensor x_mid;
-  if (base == Base::Ipndm) {
-    const int order = std::min<int>(4, static_cast<int>(history.d.size()) + 1);
-    x_mid = x + (s - sigma) * adams_bashforth(d, history.d, order);
-  } else if (base == Base::DpmPP2M) {
-    auto [scaled, increment] = dpmpp_2m(x, sig, out.s, x - sigma * d, history.x0_prev, history.sigma_prev);
-    x_mid = scaled + increment;
-  } else {
-    x_mid = x + (s - sigma) * d;
-  }
-  // The one model call: at the intermediate point, time input scaled by a.
+  // First sub-step σ → s with the base solver, then the one model call at the intermediate point,
+  // time input scaled by a, then the second sub-step to σ', its increment to be scaled by c.
+  const torch::Tensor x_mid = to_mid(x, d, sigma, out.s, s, history);
   out.x0_mid = call(denoise, x_mid, a_s);
   out.d_mid = (x_mid - out.x0_mid) / s;
-
-  // Second sub-step to σ', its increment to be scaled by c.
-  switch (base) {
-    case Base::Amed:  // x' = x + c(σ' − σ)·d_mid: the mean direction over the whole interval.
-      out.A = x;
-      out.B = (sigma_next - sigma) * out.d_mid;
-      break;
-    case Base::Euler:
-      out.A = x_mid;
-      out.B = (sigma_next - s) * out.d_mid;
-      break;
-    case Base::Ipndm: {
-      std::vector<torch::Tensor> h = history.d;
-      h.push_back(d);
-      if (h.size() > 3) h.erase(h.begin());
-      const int order = std::min<int>(4, static_cast<int>(h.size()) + 1);
-      out.A = x_mid;
-      out.B = (sigma_next - s) * adams_bashforth(out.d_mid, h, order);
-      break;
-    }
-    case Base::DpmPP2M: {
-      // lower_order_final: the solve's final sub-step is first order.
-      torch::Tensor prev = last ? torch::Tensor() : x - sigma * d;
-      auto [scaled, increment] = dpmpp_2m(x_mid, out.s, sig_next, out.x0_mid, prev, sig);
-      out.A = scaled;
-      out.B = increment;
-      break;
-    }
-  }
+  to_next(out, x, d, sigma, sigma_next, x_mid, s, history, last);
   return out;
 }
 
-void push_history(Base base, History& history, const torch::Tensor& x, const torch::Tensor& d, double sigma,
-                  const Interval& step) {
-  if (base == Base::Ipndm) {
-    for (const torch::Tensor& v : {d, step.d_mid}) {
-      history.d.push_back(v.detach());
-      if (history.d.size() > 3) history.d.erase(history.d.begin());
-    }
-  } else if (base == Base::DpmPP2M) {
-    history.x0_prev = step.x0_mid.detach();
-    history.sigma_prev = step.s;
-  }
-}
+void Base::push_history(History&, const torch::Tensor&, const torch::Tensor&, double, const Interval&) const {}
 
-torch::Tensor solve(Base base, const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas,
+torch::Tensor solve(const Base& base, const Denoiser& denoise, torch::Tensor x, const std::vector<double>& sigmas,
                     int intervals, bool afs, const CoefficientSource& coefficients,
                     const std::function<void(int, double)>& callback) {
   History history;
@@ -180,8 +191,8 @@ torch::Tensor solve(Base base, const Denoiser& denoise, torch::Tensor x, const s
     const bool analytic = afs && i == 0;
     torch::Tensor d = first_derivative(denoise, x, sigma, analytic);
     const AmedCoefficients k = coefficients(i, x, sigma, sigma_next, analytic);
-    Interval step = interval(base, denoise, x, d, sigma, sigma_next, k.r, k.a, history, i == intervals - 1);
-    push_history(base, history, x, d, sigma, step);
+    Interval step = base.interval(denoise, x, d, sigma, sigma_next, k.r, k.a, history, i == intervals - 1);
+    base.push_history(history, x, d, sigma, step);
     x = step.A + column(k.c, x) * step.B;
     if (callback) callback(i, sigma_next);
   }
@@ -192,30 +203,36 @@ std::vector<torch::Tensor> teacher_states(const std::string& teacher, const Deno
                                           const std::vector<double>& fine, int stride) {
   std::vector<torch::Tensor> states;
   const int n = static_cast<int>(fine.size()) - 1;
-  std::vector<torch::Tensor> d_hist;
+  if (teacher == "heun") {
+    // Single-step: the heun sampler itself (no churn) on each student interval's stretch of `fine`;
+    // σ' > 0 there, so every step is corrected.
+    const std::unique_ptr<Sampler> heun = detail::make_heun(HeunOptions());
+    NoiseSource unused({0});
+    for (int i = 0; i + stride <= n; i += stride) {
+      const std::vector<double> stretch(fine.begin() + i, fine.begin() + i + stride + 1);
+      x = heun->sample(denoise, x, stretch, unused, {});
+      states.push_back(x);
+    }
+    return states;
+  }
+  // Multistep: the samplers' loops (ipndm.cpp, dpmpp_multistep.cpp) with the same primitives, the
+  // state kept at every stride-th point.
+  if (teacher != "ipndm" && teacher != "dpmpp_2m")
+    fail("AMED teacher '", teacher, "' is unknown; valid: heun, ipndm, dpmpp_2m");
+  std::deque<torch::Tensor> ds;
   torch::Tensor x0_prev;
   for (int i = 0; i < n; ++i) {
     const double sigma = fine[i], sigma_next = fine[i + 1];
-    if (teacher == "heun") {
-      // Heun (EDM Alg. 2 without churn); σ' > 0 on the refined grid, so always corrected.
-      torch::Tensor d = to_d(x, sigma, denoise(x, sigma));
-      torch::Tensor x_euler = x + (sigma_next - sigma) * d;
-      torch::Tensor d_next = to_d(x_euler, sigma_next, denoise(x_euler, sigma_next));
-      x = x + (sigma_next - sigma) * 0.5 * (d + d_next);
-    } else if (teacher == "ipndm") {
-      torch::Tensor d = to_d(x, sigma, denoise(x, sigma));
-      x = x + (sigma_next - sigma) * adams_bashforth(d, d_hist, std::min<int>(4, static_cast<int>(d_hist.size()) + 1));
-      d_hist.push_back(d);
-      if (d_hist.size() > 3) d_hist.erase(d_hist.begin());
-    } else if (teacher == "dpmpp_2m") {
+    if (teacher == "ipndm") {
+      steps::push_slope(ds, to_d(x, sigma, denoise(x, sigma)), 4);
+      x = steps::adams_bashforth(x, sigma_next - sigma, steps::adams_bashforth_weights(ds.size()), ds);
+    } else {
       torch::Tensor x0 = denoise(x, sigma);
       const bool first_order = i == 0 || i == n - 1;  // warm-up and lower_order_final
-      auto [scaled, increment] =
-          dpmpp_2m(x, {sigma}, {sigma_next}, x0, first_order ? torch::Tensor() : x0_prev, {fine[std::max(i - 1, 0)]});
-      x = scaled + increment;
+      const steps::DpmppStep k =
+          steps::dpmpp_2m(sigma, sigma_next, first_order ? 0 : steps::dpmpp_ratio(fine[i - 1], sigma, sigma_next));
+      x = detail::lincomb({{k.ratio, x}, {k.c0, x0}, {k.c1, x0_prev}});
       x0_prev = x0;
-    } else {
-      fail("AMED teacher '", teacher, "' is unknown; valid: heun, ipndm, dpmpp_2m");
     }
     if ((i + 1) % stride == 0) states.push_back(x);
   }

@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "models/amed_predictor.h"
+#include "samplers/amed_predictor.h"
 #include "samplers/amed_steps.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/error.h"
@@ -45,7 +45,7 @@ namespace {
 /// gradients: x' = A(r, a) + c·B(r, a). The frozen network is not differentiated (TorchScript models
 /// run under NoGradGuard); ∂A/∂r, ∂B/∂r (and ∂/∂a when a is learned) come from a forward difference
 /// of the whole interval, one extra model call each, and enter as (r − sg(r))·∂A/∂r.
-torch::Tensor differentiable_step(amed::Base base, const Denoiser& denoise, const torch::Tensor& x,
+torch::Tensor differentiable_step(const amed::Base& base, const Denoiser& denoise, const torch::Tensor& x,
                                   const torch::Tensor& d, double sigma, double sigma_next, const torch::Tensor& r,
                                   const torch::Tensor& c, const torch::Tensor& a, bool learn_a,
                                   const amed::History& history, bool last, amed::Interval& step) {
@@ -59,7 +59,7 @@ torch::Tensor differentiable_step(amed::Base base, const Denoiser& denoise, cons
     return t.to(x.scalar_type()).reshape(shape);
   };
   const std::vector<double> r0 = host(r), a0 = host(a);
-  step = amed::interval(base, denoise, x, d, sigma, sigma_next, r0, a0, history, last);
+  step = base.interval(denoise, x, d, sigma, sigma_next, r0, a0, history, last);
   torch::Tensor A = step.A, B = step.B;
   constexpr double eps = 1e-3;
   std::vector<double> r1 = r0, sign(r0.size(), 1.0);
@@ -67,7 +67,7 @@ torch::Tensor differentiable_step(amed::Base base, const Denoiser& denoise, cons
     if (r0[i] + eps > 1) sign[i] = -1;  // stay inside [0, 1]
     r1[i] = r0[i] + sign[i] * eps;
   }
-  amed::Interval dr = amed::interval(base, denoise, x, d, sigma, sigma_next, r1, a0, history, last);
+  amed::Interval dr = base.interval(denoise, x, d, sigma, sigma_next, r1, a0, history, last);
   torch::Tensor k_r = amed::column(sign, x) / eps;
   torch::Tensor delta_r = col(r - r.detach());
   A = A + delta_r * (dr.A - step.A) * k_r;
@@ -75,7 +75,7 @@ torch::Tensor differentiable_step(amed::Base base, const Denoiser& denoise, cons
   if (learn_a) {
     std::vector<double> a1 = a0;
     for (double& v : a1) v += eps;
-    amed::Interval da = amed::interval(base, denoise, x, d, sigma, sigma_next, r0, a1, history, last);
+    amed::Interval da = base.interval(denoise, x, d, sigma, sigma_next, r0, a1, history, last);
     torch::Tensor delta_a = col(a - a.detach());
     A = A + delta_a * (da.A - step.A) / eps;
     B = B + delta_a * (da.B - step.B) / eps;
@@ -109,7 +109,7 @@ int positive_intervals(const std::vector<double>& sigmas) {
 AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOptions& o,
                          const AmedLossCallback& on_step) {
   check_amed_pair(o.student, o.teacher);
-  const amed::Base base = amed::parse_base(o.student, "student");
+  const amed::Base& base = amed::find_base(o.student, "student");
   if (o.M < 1) fail(Field{"M"}, " must be >= 1, got ", o.M);
   if (o.batch < 1) fail(Field{"batch"}, " must be >= 1, got ", o.batch);
   if (o.num_trajectories < 1) fail(Field{"num_trajectories"}, " must be >= 1, got ", o.num_trajectories);
@@ -189,8 +189,8 @@ AmedPredictor train_amed(std::shared_ptr<const Model> model, const AmedTrainOpti
         if (p.grad().defined()) p.grad().nan_to_num_(0, 1e5, -1e5);
       adam.step();
       if (on_step) on_step(bi, n, loss.item<double>());
-      amed::push_history(base, history, x, d, sigma, step);
-      x = amed::is_multistep(base) ? x_student.detach() : teacher[n];
+      base.push_history(history, x, d, sigma, step);
+      x = base.multistep() ? x_student.detach() : teacher[n];
     }
     denoise.check_finite();
   }
@@ -204,7 +204,7 @@ double amed_validation_rms(std::shared_ptr<const Model> model, const AmedTrainOp
                            const AmedPredictor& predictor, int64_t num, uint64_t seed) {
   if (num < 1) fail("validation needs at least 1 trajectory, got ", num);
   predictor.check_compatible(*model, o.sigmas);  // the same refusals as sampling with it
-  const amed::Base base = amed::parse_base(o.student, "student");
+  const amed::Base& base = amed::find_base(o.student, "student");
   const int intervals = positive_intervals(o.sigmas);
   const std::vector<double> fine = teacher_grid(o, intervals);
   const AmedRecord& record = predictor.record();

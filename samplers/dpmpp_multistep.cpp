@@ -3,6 +3,7 @@
 
 #include "samplers/common.h"
 #include "samplers/lincomb.h"
+#include "samplers/steps.h"
 #include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
@@ -62,16 +63,12 @@ class DpmppMultistep : public Sampler {
         const int total = m + denoise_to_zero_;
         order = detail::final_order(lower_order_final_, order, i, total);
         const double h = std::log(sigma / sigma_next);
-        const double phi_1 = std::expm1(-h);  // e^{−h} − 1, accurate for small h
         // x' = (σ'/σ)·x − φ₁·D̂ with D̂ a combination of the stored D's; its coefficients are worked
-        // out here in double and applied in one pass per tensor (detail::lincomb).
-        double c0 = -phi_1, c1 = 0, c2 = 0;
-        if (order == 2) {
-          // 2M: D̂ = D_i + (D_i − D_{i−1})/(2r).
-          const double r = (lambdas[0] - lambdas[1]) / h;
-          c0 -= phi_1 / (2 * r);
-          c1 = phi_1 / (2 * r);
-        } else if (order == 3) {
+        // out here in double and applied in one pass per tensor (detail::lincomb). Orders 1 and 2
+        // (D̂ = D_i + (D_i − D_{i−1})/(2r)) are steps::dpmpp_2m's.
+        const steps::DpmppStep k = steps::dpmpp_2m(sigma, sigma_next, order == 2 ? (lambdas[0] - lambdas[1]) / h : 0);
+        double c0 = k.c0, c1 = k.c1, c2 = 0;
+        if (order == 3) {
           // 3M: D1 ≈ h·dD/dλ, D2 from divided differences on the last three points:
           //   d1_0 = (D_i − D_{i−1})/r0, d1_1 = (D_{i−1} − D_{i−2})/r1,
           //   D1 = d1_0 + r0/(r0 + r1)·(d1_0 − d1_1), D2 = w·(d1_0 − d1_1),
@@ -80,6 +77,7 @@ class DpmppMultistep : public Sampler {
           // half of it (an O(h³) local error: second order on the Gaussian test).
           const double r0 = (lambdas[0] - lambdas[1]) / h, r1 = (lambdas[1] - lambdas[2]) / h;
           const double q = r0 / (r0 + r1), w = (taylor_d2_ ? 2 : 1) / (r0 + r1);
+          const double phi_1 = -k.c0;  // e^{−h} − 1
           const double phi_2 = phi_1 / h + 1, phi_3 = phi_2 / h - 0.5;
           const double u = phi_2 * (1 + q) - phi_3 * w;  // coefficient of d1_0
           const double v = -phi_2 * q + phi_3 * w;       // coefficient of d1_1
@@ -87,7 +85,7 @@ class DpmppMultistep : public Sampler {
           c1 = -u / r0 + v / r1;
           c2 = -v / r1;
         }
-        std::vector<detail::Term> terms{{sigma_next / sigma, x}, {c0, x0s[0]}};
+        std::vector<detail::Term> terms{{k.ratio, x}, {c0, x0s[0]}};
         if (order >= 2) terms.push_back({c1, x0s[1]});
         if (order >= 3) terms.push_back({c2, x0s[2]});
         x = detail::lincomb(terms);

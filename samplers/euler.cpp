@@ -1,4 +1,5 @@
 #include "samplers/common.h"
+#include "samplers/steps.h"
 #include "samplers/typed.h"
 #include "scoreflow/registry.h"
 
@@ -23,8 +24,7 @@ class Euler : public Sampler {
     for (int i = 0; i < m; ++i) {
       const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
       torch::Tensor d = to_d(x, sigma, model(x, sigma));
-      // Euler step.
-      x = x + (sigma_next - sigma) * d;
+      x = steps::euler(x, sigma, sigma_next, d);
       if (callback) callback(i, n, sigma_next);
     }
     if (denoise_to_zero_) {

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "samplers/common.h"
+#include "samplers/steps.h"
 #include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
@@ -42,11 +43,11 @@ class Heun : public Sampler {
       if (gamma > 0) x = x + std::sqrt(sigma_hat * sigma_hat - sigma * sigma) * s_noise_ * noise.randn_like(x);
       // Euler step.
       torch::Tensor d = to_d(x, sigma_hat, model(x, sigma_hat));
-      torch::Tensor x_next = x + (sigma_next - sigma_hat) * d;
+      torch::Tensor x_next = steps::euler(x, sigma_hat, sigma_next, d);
       // Apply 2nd order correction (not at σ_next = 0, where D is the answer).
       if (sigma_next != 0) {
         torch::Tensor d_next = to_d(x_next, sigma_next, model(x_next, sigma_next));
-        x_next = x + (sigma_next - sigma_hat) * 0.5 * (d + d_next);
+        x_next = steps::heun(x, sigma_hat, sigma_next, d, d_next);
       }
       x = x_next;
       if (callback) callback(i, n, sigma_next);

@@ -3,7 +3,7 @@
 #include <deque>
 
 #include "samplers/common.h"
-#include "samplers/lincomb.h"
+#include "samplers/steps.h"
 #include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
@@ -95,8 +95,6 @@ class Ipndm : public Sampler {
 
   torch::Tensor sample(const Denoiser& denoise, torch::Tensor x, const std::vector<double>& grid, NoiseSource&,
                        const StepCallback& callback) const override {
-    static const std::vector<std::vector<double>> kFixed = {
-        {1.0}, {3.0 / 2, -1.0 / 2}, {23.0 / 12, -16.0 / 12, 5.0 / 12}, {55.0 / 24, -59.0 / 24, 37.0 / 24, -9.0 / 24}};
     check_grid(*this, grid);
     const std::vector<double> sigmas = detail::solve_grid(grid, denoise_to_zero_);
     const int n = static_cast<int>(grid.size()) - 1, m = static_cast<int>(sigmas.size()) - 1;
@@ -105,16 +103,14 @@ class Ipndm : public Sampler {
     std::deque<double> nodes;      // the σ of each
     for (int i = 0; i < m; ++i) {
       const double sigma = sigmas[i], sigma_next = sigmas[i + 1];
-      ds.push_front(to_d(x, sigma, model(x, sigma)));
+      steps::push_slope(ds, to_d(x, sigma, model(x, sigma)), max_order_);
       nodes.push_front(sigma);
-      if (static_cast<int>(ds.size()) > max_order_) ds.pop_back(), nodes.pop_back();
+      if (static_cast<int>(nodes.size()) > max_order_) nodes.pop_back();
       // Adams–Bashforth step with as many past slopes as there are (warm-up).
-      const std::vector<double> w = !variable_ ? kFixed[ds.size() - 1]
+      const std::vector<double> w = !variable_ ? steps::adams_bashforth_weights(static_cast<int>(ds.size()))
                                     : exact_   ? variable_ab_weights(nodes, sigma_next)
                                                : deis_ab_weights(nodes, sigma_next);
-      std::vector<detail::Term> terms{{1.0, x}};
-      for (size_t j = 0; j < ds.size(); ++j) terms.push_back({(sigma_next - sigma) * w[j], ds[j]});
-      x = detail::lincomb(terms);
+      x = steps::adams_bashforth(x, sigma_next - sigma, w, ds);
       if (callback) callback(i, n, sigma_next);
     }
     if (denoise_to_zero_) {

@@ -2,8 +2,11 @@
 /// AMED (Zhou, Chen, Wang, Chen, "Fast ODE-based Sampling for Diffusion Models in Around 5 Steps",
 /// CVPR 2024): a tiny predictor g_φ gives, per step σ → σ', the intermediate point
 /// s = σ'^r σ^{1−r}, a direction scale c and a time scale a (docs/design.md §4). This header is the
-/// public face: the predictor file, its per-step table form, and training. The torch::nn network
-/// itself lives in models/amed_predictor.h so that only files that train it see <torch/torch.h>.
+/// public face: the predictor file, its per-step table form, and training. All of AMED lives next
+/// to each other in samplers/: amed_predictor.{h,cpp} (the torch::nn network, private so that only
+/// files that train or run it see <torch/torch.h>; its file and table formats), amed_train.cpp
+/// (training and validation), amed.cpp (the amed and amed_plugin samplers) and amed_steps.{h,cpp}
+/// (the bases and teachers, composed of the solvers' step primitives in samplers/steps.h).
 #include <torch/types.h>
 
 #include <functional>
@@ -64,7 +67,7 @@ class AmedPredictor {
 
   const AmedRecord& record() const { return record_; }
   AmedRecord& record() { return record_; }
-  /// The network (models/amed_predictor.h: AmedNet); opaque here.
+  /// The network (samplers/amed_predictor.h: AmedNet); opaque here.
   std::shared_ptr<void> net() const { return net_; }
   void to(torch::Device device);
 

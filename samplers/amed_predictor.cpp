@@ -1,4 +1,4 @@
-#include "models/amed_predictor.h"
+#include "samplers/amed_predictor.h"
 
 #include <cmath>
 #include <map>
