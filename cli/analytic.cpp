@@ -58,7 +58,7 @@ void register_estimate_gamma(CLI::App& app) {
     if (!devices.empty() && device_option->count() > 0) fail("give --device or --devices, not both");
     const std::vector<std::shared_ptr<const Model>> models = open_on_devices(model_opts, devices);
     const std::shared_ptr<const Model> model = models[0];
-    const analytic::DiscreteChain chain = chain_of(*model);
+    const DiscreteChain chain = chain_of(*model);
     auto data = data_opts.open(model);
     job.conditions = cond_opts.resolve(*model, job.num_images);
     job.timesteps = jobs::gamma_timesteps(chain, timesteps);
@@ -69,7 +69,7 @@ void register_estimate_gamma(CLI::App& app) {
       if (as_json) print_json(jobs::gamma_forward_report(*model, job, rate));
       return;
     }
-    const analytic::GammaMeta meta = jobs::gamma_job_meta(*model, *data, job, timesteps);
+    const GammaMeta meta = jobs::gamma_job_meta(*model, *data, job, timesteps);
     options.on_note = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
     if (options.shard.sharded()) io::check_writable(jobs::shard_path(out, options.shard, ".npz"));
     Progress progress("estimate-gamma", static_cast<int64_t>(job.timesteps.size()), "timesteps");

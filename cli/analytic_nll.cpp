@@ -12,9 +12,9 @@
 namespace scoreflow::cli {
 namespace {
 
-std::unique_ptr<analytic::GammaTable> load_gamma(const std::string& path, const Model& model) {
+std::unique_ptr<GammaTable> load_gamma(const std::string& path, const Model& model) {
   if (path.empty()) return nullptr;
-  return std::make_unique<analytic::GammaTable>(load_gamma_for(model, path));
+  return std::make_unique<GammaTable>(load_gamma_for(model, path));
 }
 
 }  // namespace
@@ -32,7 +32,7 @@ void register_trajectory(CLI::App& app) {
   sub->add_flag("--json", as_json, "print one JSON document");
   set_action(sub, [] {
     auto model = model_opts.open();
-    const analytic::DiscreteChain chain = chain_of(*model);
+    const DiscreteChain chain = chain_of(*model);
     auto gamma = load_gamma(gamma_path, *model);
     const nlohmann::json doc = jobs::trajectory_report(chain, kind, steps, gamma.get());
     if (as_json) return print_json(doc);
@@ -64,11 +64,11 @@ void register_nll(CLI::App& app) {
   set_action(sub, [] {
     auto start = std::chrono::steady_clock::now();
     auto model = model_opts.open();
-    const analytic::DiscreteChain chain = chain_of(*model);
+    const DiscreteChain chain = chain_of(*model);
     auto gamma = load_gamma(gamma_path, *model);
     auto data = data_opts.open(model);
     job.trajectory = make_trajectory(kind, chain, steps, gamma.get());
-    job.variance = analytic::parse_reverse_variance(variance);
+    job.variance = parse_reverse_variance(variance);
     job.clip_x0 = !no_clip;
     job.conditions = cond_opts.resolve(*model, job.num_images);
     Progress progress("nll", job.num_images, "images");

@@ -11,29 +11,29 @@
 
 namespace scoreflow {
 
-std::vector<int64_t> make_trajectory(const std::string& name, const analytic::DiscreteChain& chain, int64_t K,
-                                     const analytic::GammaTable* gamma) {
+std::vector<int64_t> make_trajectory(const std::string& name, const DiscreteChain& chain, int64_t K,
+                                     const GammaTable* gamma) {
   if (K < 2) fail("a trajectory needs at least 2 timesteps (K >= 2), got ", K);
   if (K > chain.num_steps()) fail("K = ", K, " is larger than the model's ", chain.num_steps(), " training timesteps");
   if (name == "optimal") {
     if (!gamma)
       fail(Field{"trajectory"}, " optimal needs a Gamma file (", Field{"gamma"},
            " FILE from scoreflow estimate-gamma)");
-    return analytic::optimal_trajectory(chain, *gamma, K);
+    return optimal_trajectory(chain, *gamma, K);
   }
-  if (name == "even" || name == "quadratic") return analytic::timesteps_by_name(name, chain.num_steps(), K);
+  if (name == "even" || name == "quadratic") return timesteps_by_name(name, chain.num_steps(), K);
   fail("unknown trajectory '", name, "'; valid: even, quadratic, optimal");
 }
 
-std::vector<double> trajectory_sigmas(const analytic::DiscreteChain& chain, const std::vector<int64_t>& trajectory) {
+std::vector<double> trajectory_sigmas(const DiscreteChain& chain, const std::vector<int64_t>& trajectory) {
   std::vector<double> sigmas;
   for (auto it = trajectory.rbegin(); it != trajectory.rend(); ++it) sigmas.push_back(chain.sigma(*it));
   sigmas.push_back(0.0);
   return sigmas;
 }
 
-std::vector<double> trajectory_grid(const std::string& name, const analytic::DiscreteChain& chain, int64_t steps,
-                                    const analytic::GammaTable* gamma, FinalStep final) {
+std::vector<double> trajectory_grid(const std::string& name, const DiscreteChain& chain, int64_t steps,
+                                    const GammaTable* gamma, FinalStep final) {
   if (final == FinalStep::Zero) return trajectory_sigmas(chain, make_trajectory(name, chain, steps, gamma));
   std::vector<double> sigmas = trajectory_sigmas(chain, make_trajectory(name, chain, steps + 1, gamma));
   sigmas.pop_back();
@@ -68,10 +68,9 @@ GammaBatch prepare_batch(const io::Dataset& data, const GammaEstimation& job, co
 
 }  // namespace
 
-void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job,
-                    analytic::GammaTable& table,
-                    const std::function<void(const analytic::GammaTable&, int64_t, double)>& on_timestep) {
-  const analytic::DiscreteChain chain = chain_of(model);
+void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job, GammaTable& table,
+                    const std::function<void(const GammaTable&, int64_t, double)>& on_timestep) {
+  const DiscreteChain chain = chain_of(model);
   if (job.num_images < 1) fail(Field{"num_images"}, " must be >= 1, got ", job.num_images);
   if (job.num_images > data.size())
     fail(Field{"num_images"}, " ", job.num_images, " is more than the dataset's ", data.size(), " items");
@@ -120,11 +119,11 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
     // One read-back per timestep (the only host sync), then batch by batch on the CPU in batch
     // order: the same arithmetic whatever the device, and what shard files replay exactly.
     const torch::Tensor all = torch::cat(p.norms).to(torch::kCPU);
-    analytic::GammaAccumulator acc;
+    GammaAccumulator acc;
     int64_t offset = 0;
     for (size_t k = 0; k < p.norms.size(); ++k) {
       const int64_t n = p.norms[k].size(0);
-      const analytic::GammaBatchStats stats = analytic::GammaBatchStats::of(all.narrow(0, offset, n));
+      const GammaBatchStats stats = GammaBatchStats::of(all.narrow(0, offset, n));
       offset += n;
       acc.add(stats);
       if (job.on_batch) job.on_batch(p.t, p.batches[k], stats);
@@ -161,7 +160,7 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
       denoised = denoise(x, sigma);
     }
     torch::Tensor eps_hat = (x - denoised) / sigma;
-    current.norms.push_back(analytic::per_sample_sq_norm(eps_hat));
+    current.norms.push_back(per_sample_sq_norm(eps_hat));
     current.batches.push_back(w.b);
     // Read the previous timestep back once this one's first call is queued.
     if (w.b == work.front().b) finish(pending);
@@ -172,7 +171,7 @@ void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEsti
 }
 
 double forward_throughput(const Model& model, const io::Dataset& data, const GammaEstimation& job) {
-  const analytic::DiscreteChain chain = chain_of(model);
+  const DiscreteChain chain = chain_of(model);
   if (job.timesteps.size() < 2) fail(Field{"forward_only"}, " needs at least 2 timesteps (the first one warms up)");
   if (job.num_images < 1 || job.num_images > data.size())
     fail(Field{"num_images"}, " must be in [1, ", data.size(), "], got ", job.num_images);

@@ -12,14 +12,14 @@
 
 namespace scoreflow {
 
-NllResult compute_nll(const Model& model, const io::Dataset& data, const analytic::GammaTable* gamma, const NllJob& job,
+NllResult compute_nll(const Model& model, const io::Dataset& data, const GammaTable* gamma, const NllJob& job,
                       const std::function<void(int64_t, int64_t)>& on_batch) {
-  const analytic::DiscreteChain chain = chain_of(model);
+  const DiscreteChain chain = chain_of(model);
   const ModelMetadata& meta = model.metadata();
   if (meta.data_min != -1 || meta.data_max != 1)
     fail("nll needs a model on data in [-1, 1] (the 256-bin decoder); ", model.name(), " has [", meta.data_min, ", ",
          meta.data_max, "]");
-  if (job.variance == analytic::ReverseVariance::analytic && !gamma)
+  if (job.variance == ReverseVariance::analytic && !gamma)
     fail(Field{"variance"}, " analytic needs ", Field{"gamma"}, " FILE");
   if (job.num_images < 1 || job.num_images > data.size())
     fail(Field{"num_images"}, " must be in [1, ", data.size(), "], got ", job.num_images);
@@ -27,12 +27,12 @@ NllResult compute_nll(const Model& model, const io::Dataset& data, const analyti
     fail("dataset items have shape ", c10::IntArrayRef(data.shape()), " but the model takes ",
          c10::IntArrayRef(meta.shape));
   const std::vector<int64_t>& traj = job.trajectory;
-  analytic::explicit_timesteps(traj, chain.num_steps());
-  const analytic::DataRange range{meta.data_min, meta.data_max};
-  analytic::GammaTable none(analytic::GammaMeta{}, chain.num_steps());
+  explicit_timesteps(traj, chain.num_steps());
+  const DataRange range{meta.data_min, meta.data_max};
+  GammaTable none(GammaMeta{}, chain.num_steps());
   NllResult r;
-  r.variances = analytic::trajectory_variances(chain, traj, job.variance, gamma ? *gamma : none, range);
-  const double dec_var = analytic::decoder_variance(chain);
+  r.variances = trajectory_variances(chain, traj, job.variance, gamma ? *gamma : none, range);
+  const double dec_var = decoder_variance(chain);
   const int64_t d = std::accumulate(meta.shape.begin(), meta.shape.end(), int64_t{1}, std::multiplies<int64_t>());
   const double to_bpd = 1.0 / (static_cast<double>(d) * std::log(2.0));
   torch::NoGradGuard no_grad;
@@ -55,18 +55,18 @@ NllResult compute_nll(const Model& model, const io::Dataset& data, const analyti
     auto per_image = [&](const torch::Tensor& nats) {
       return nats.to(torch::kCPU, torch::kFloat64).reshape({count, -1}).sum(1);
     };
-    torch::Tensor prior = per_image(analytic::prior_kl(chain, x0));
+    torch::Tensor prior = per_image(prior_kl(chain, x0));
     torch::Tensor total = prior.clone();
     prior_sum += prior.sum().item<double>();
     for (size_t k = 1; k < traj.size(); ++k) {
       const int64_t s = traj[k - 1], t = traj[k];
-      torch::Tensor kl = per_image(analytic::step_kl(chain, s, t, x0, x0_hat(denoise, x0, t, b), r.variances[k - 1]));
+      torch::Tensor kl = per_image(step_kl(chain, s, t, x0, x0_hat(denoise, x0, t, b), r.variances[k - 1]));
       step_sums[k - 1] += kl.sum().item<double>();
       total += kl;
     }
     torch::Tensor mean = x0_hat(denoise, x0, traj.front(), b);
-    torch::Tensor nll_dec = -per_image(analytic::discretized_gaussian_log_likelihood(
-        x0, mean, torch::full_like(mean, dec_var, torch::dtype(torch::kFloat64))));
+    torch::Tensor nll_dec = -per_image(
+        discretized_gaussian_log_likelihood(x0, mean, torch::full_like(mean, dec_var, torch::dtype(torch::kFloat64))));
     decoder_sum += nll_dec.sum().item<double>();
     totals.push_back(total + nll_dec);
     denoise.check_finite();

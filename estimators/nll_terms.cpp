@@ -5,7 +5,7 @@
 #include "scoreflow/analytic_dpm.h"
 #include "scoreflow/error.h"
 
-namespace scoreflow::analytic {
+namespace scoreflow {
 
 ReverseVariance parse_reverse_variance(const std::string& name) {
   if (name == "analytic") return ReverseVariance::analytic;
@@ -149,4 +149,4 @@ torch::Tensor bits_per_dim(const torch::Tensor& nats) {
   return nats.to(torch::kFloat64).flatten(1).sum(1) / (d * M_LN2);
 }
 
-}  // namespace scoreflow::analytic
+}  // namespace scoreflow

@@ -6,7 +6,7 @@
 #include "scoreflow/analytic_dpm.h"
 #include "scoreflow/error.h"
 
-namespace scoreflow::analytic {
+namespace scoreflow {
 
 namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -110,4 +110,4 @@ std::vector<int64_t> optimal_trajectory(const DiscreteChain& chain, const GammaT
   return least_cost_path(trajectory_cost(chain, gamma.dense()), K);
 }
 
-}  // namespace scoreflow::analytic
+}  // namespace scoreflow

@@ -9,7 +9,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/metrics.h"
 
-namespace scoreflow::metrics {
+namespace scoreflow::eval {
 namespace {
 
 // Relative tolerances: asymmetry and negative eigenvalues below these (times the largest
@@ -125,4 +125,4 @@ double gaussian_w2_squared_diagonal(const torch::Tensor& mu1, const torch::Tenso
   return ((m1 - m2).square().sum() + (v1.sqrt() - v2.sqrt()).square().sum()).item<double>();
 }
 
-}  // namespace scoreflow::metrics
+}  // namespace scoreflow::eval

@@ -9,7 +9,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/metrics.h"
 
-namespace scoreflow::metrics {
+namespace scoreflow::eval {
 namespace {
 
 // k(a, b) = (a·b / D + 1)³ for all row pairs: [m, n].
@@ -115,4 +115,4 @@ KidResult kernel_inception_distance(const torch::Tensor& x, const torch::Tensor&
   return summarize(mmds);
 }
 
-}  // namespace scoreflow::metrics
+}  // namespace scoreflow::eval

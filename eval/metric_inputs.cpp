@@ -2,7 +2,7 @@
 
 #include "scoreflow/error.h"
 
-namespace scoreflow::metrics::detail {
+namespace scoreflow::eval::detail {
 
 torch::Tensor as_double(const torch::Tensor& t, int64_t dims, const std::string& what, torch::Device device) {
   if (!t.defined()) fail(what, " is an undefined tensor");
@@ -37,4 +37,4 @@ Eigen::VectorXd to_eigen_vector(const torch::Tensor& t) {
   return Eigen::Map<const Eigen::VectorXd>(t.data_ptr<double>(), t.numel());
 }
 
-}  // namespace scoreflow::metrics::detail
+}  // namespace scoreflow::eval::detail

@@ -5,7 +5,7 @@
 #include <Eigen/Dense>
 #include <string>
 
-namespace scoreflow::metrics::detail {
+namespace scoreflow::eval::detail {
 
 /// Checks `t` is a floating [N, D] tensor and returns it detached as contiguous float64 on `device`.
 /// `what` names the argument in messages ("x", "features").
@@ -25,4 +25,4 @@ Eigen::MatrixXd to_eigen_matrix(const torch::Tensor& t);
 torch::Tensor from_eigen_matrix(const Eigen::MatrixXd& m);
 Eigen::VectorXd to_eigen_vector(const torch::Tensor& t);
 
-}  // namespace scoreflow::metrics::detail
+}  // namespace scoreflow::eval::detail

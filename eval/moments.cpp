@@ -4,7 +4,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/metrics.h"
 
-namespace scoreflow::metrics {
+namespace scoreflow::eval {
 
 void MomentAccumulator::add(const torch::Tensor& features, bool check_finite) {
   // The sums stay on the device of the first batch (a GPU's features are not copied back per
@@ -85,4 +85,4 @@ torch::Tensor MomentAccumulator::covariance() const {
   return 0.5 * (cov + cov.t());
 }
 
-}  // namespace scoreflow::metrics
+}  // namespace scoreflow::eval

@@ -37,10 +37,10 @@ class W2Metric : public SampleMetric {
   std::string label() const override { return label_; }
   double value(const torch::Tensor& samples) const override {
     const torch::Tensor x = rows_of(samples);
-    if (ref_rows_.defined()) return std::sqrt(metrics::sliced_w2_squared(x, ref_rows_));
-    metrics::MomentAccumulator acc;
+    if (ref_rows_.defined()) return std::sqrt(eval::sliced_w2_squared(x, ref_rows_));
+    eval::MomentAccumulator acc;
     acc.add(x);
-    return std::sqrt(std::max(0.0, metrics::gaussian_w2_squared(acc.mean(), acc.covariance(), mu_, cov_)));
+    return std::sqrt(std::max(0.0, eval::gaussian_w2_squared(acc.mean(), acc.covariance(), mu_, cov_)));
   }
 
  private:
@@ -64,7 +64,7 @@ class FdMetric : public SampleMetric {
       torch::Tensor rows = load_data_rows(o.ref_data, image);
       std::vector<int64_t> shape{rows.size(0)};
       shape.insert(shape.end(), image.shape.begin(), image.shape.end());
-      const metrics::MomentAccumulator acc =
+      const eval::MomentAccumulator acc =
           moments(rows.reshape(shape).to(torch::kFloat32), image.data_min, image.data_max);
       if (acc.count() < 2)
         fail(Field{"ref_data"}, " ", o.ref_data, " has ", acc.count(), " items; a covariance needs at least 2");
@@ -76,16 +76,16 @@ class FdMetric : public SampleMetric {
   std::string name() const override { return "fd"; }
   std::string label() const override { return label_; }
   double value(const torch::Tensor& samples) const override {
-    const metrics::MomentAccumulator acc =
+    const eval::MomentAccumulator acc =
         moments(decoder_.images(samples, decode_batch_), decoder_.image_min(), decoder_.image_max());
     if (acc.dim() != mu_.size(0))
       fail(Field{"ref"}, " statistics have dimension ", mu_.size(0), " but the features have ", acc.dim());
-    return metrics::frechet_distance(acc.mean(), acc.covariance(), mu_, cov_);
+    return eval::frechet_distance(acc.mean(), acc.covariance(), mu_, cov_);
   }
 
  private:
   /// Feature moments of x through eval fid's extraction, in one network call.
-  metrics::MomentAccumulator moments(const torch::Tensor& x, double lo, double hi) const {
+  eval::MomentAccumulator moments(const torch::Tensor& x, double lo, double hi) const {
     return extract_features(*features_, x, lo, hi, std::max<int64_t>(1, x.size(0)), false).moments;
   }
 

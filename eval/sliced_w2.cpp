@@ -9,7 +9,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/metrics.h"
 
-namespace scoreflow::metrics {
+namespace scoreflow::eval {
 namespace {
 
 // ∫₀¹ (F⁻¹(u) − G⁻¹(u))² du for sorted samples a (n values, quantile steps at i/n) and b (m values,
@@ -79,4 +79,4 @@ double sliced_w2_squared(const torch::Tensor& x, const torch::Tensor& y, const S
   return total / static_cast<double>(options.projections);
 }
 
-}  // namespace scoreflow::metrics
+}  // namespace scoreflow::eval

@@ -11,6 +11,7 @@
 #include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
 #include "scoreflow/latent.h"
+#include "scoreflow/model_data.h"
 #include "scoreflow/npy.h"
 #include "scoreflow/score_matching.h"
 
@@ -70,7 +71,7 @@ torch::Tensor load_data_rows(const std::string& path, const ModelMetadata& like,
     if (like.shape.size() != 3)
       fail("data '", path, "': an image dataset needs an image-shaped model [C, H, W]; this model's shape is ",
            sizes_text(like.shape), " (give a float .npy of points [N, ", d, "])");
-    auto dataset = io::open_dataset(path, io::dataset_options(like));  // shape, range and data_prep
+    auto dataset = io::open_dataset(path, dataset_options(like));  // shape, range and data_prep
     int64_t n = dataset->size();
     if (limit > 0) n = std::min(n, limit);
     rows = dataset->batch(0, n).reshape({n, d}).to(torch::kFloat64);

@@ -89,8 +89,8 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
   if (target.gaussian(&mu, &cov)) {
     torch::Tensor eye = torch::eye(d, torch::kFloat64);
     report.prior_w2 = std::sqrt(
-        std::max(0.0, metrics::gaussian_w2_squared(mu, cov + sigma_max * sigma_max * eye,
-                                                   torch::zeros({d}, torch::kFloat64), sigma_max * sigma_max * eye)));
+        std::max(0.0, eval::gaussian_w2_squared(mu, cov + sigma_max * sigma_max * eye,
+                                                torch::zeros({d}, torch::kFloat64), sigma_max * sigma_max * eye)));
     report.prior_w2_kind = "exact (Gaussian target)";
   } else {
     // Coupling (x0 + σε, σε): W2² ≤ E‖x0‖² = ‖μ‖² + tr Σ.
@@ -139,11 +139,11 @@ WBoundReport wasserstein_bound(std::shared_ptr<const Model> model, const ExactTa
     torch::Tensor model_mu = gauss->means()[0], model_cov = torch::diag(gauss->variances()[0]);
     if (target.gaussian(&mu, &cov)) {
       report.has_true_w2 = true;
-      report.true_w2 = std::sqrt(std::max(0.0, metrics::gaussian_w2_squared(model_mu, model_cov, mu, cov)));
+      report.true_w2 = std::sqrt(std::max(0.0, eval::gaussian_w2_squared(model_mu, model_cov, mu, cov)));
     } else {
       auto [m, c] = target.moments();
       report.has_gelbrich = true;
-      report.gelbrich_w2 = std::sqrt(std::max(0.0, metrics::gaussian_w2_squared(model_mu, model_cov, m, c)));
+      report.gelbrich_w2 = std::sqrt(std::max(0.0, eval::gaussian_w2_squared(model_mu, model_cov, m, c)));
     }
   }
   return report;

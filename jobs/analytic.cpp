@@ -7,7 +7,7 @@
 
 namespace scoreflow::jobs {
 
-std::vector<int64_t> gamma_timesteps(const analytic::DiscreteChain& chain, const std::string& timesteps) {
+std::vector<int64_t> gamma_timesteps(const DiscreteChain& chain, const std::string& timesteps) {
   const int64_t n = chain.num_steps();
   std::vector<int64_t> out;
   if (timesteps == "all") {
@@ -21,12 +21,12 @@ std::vector<int64_t> gamma_timesteps(const analytic::DiscreteChain& chain, const
     fail(Field{"timesteps"}, " '", timesteps, "' is not 'all' or a number");
   }
   if (k < 2 || k > n) fail(Field{"timesteps"}, " must be in [2, ", n, "], got ", k);
-  return analytic::even_timesteps(n, k);
+  return even_timesteps(n, k);
 }
 
-analytic::GammaMeta gamma_job_meta(const Model& model, const io::Dataset& data, const GammaEstimation& job,
-                                   const std::string& timesteps) {
-  analytic::GammaMeta meta = gamma_meta_for(model);
+GammaMeta gamma_job_meta(const Model& model, const io::Dataset& data, const GammaEstimation& job,
+                         const std::string& timesteps) {
+  GammaMeta meta = gamma_meta_for(model);
   meta.dataset = data.describe();
   meta.settings = {{"num_images", std::to_string(job.num_images)},
                    {"batch", std::to_string(job.batch)},
@@ -36,14 +36,14 @@ analytic::GammaMeta gamma_job_meta(const Model& model, const io::Dataset& data, 
   return meta;
 }
 
-nlohmann::json trajectory_report(const analytic::DiscreteChain& chain, const std::string& kind, int64_t steps,
-                                 const analytic::GammaTable* gamma) {
+nlohmann::json trajectory_report(const DiscreteChain& chain, const std::string& kind, int64_t steps,
+                                 const GammaTable* gamma) {
   const std::vector<int64_t> traj = make_trajectory(kind, chain, steps, gamma);
   nlohmann::json doc = {{"trajectory", kind}, {"steps", steps}, {"timesteps", traj}};
   if (gamma) {
-    const auto cost = analytic::trajectory_cost(chain, gamma->dense());
-    doc["cost"] = analytic::path_cost(cost, traj);
-    doc["even_cost"] = analytic::path_cost(cost, analytic::even_timesteps(chain.num_steps(), steps));
+    const auto cost = trajectory_cost(chain, gamma->dense());
+    doc["cost"] = path_cost(cost, traj);
+    doc["even_cost"] = path_cost(cost, even_timesteps(chain.num_steps(), steps));
   }
   return doc;
 }

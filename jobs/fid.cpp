@@ -106,18 +106,18 @@ FidReport fid_report(const FeatureNetworks& fx, const FidReference& ref, const t
   }
   report.mu = gen.moments.mean();
   report.sigma = gen.moments.covariance();
-  report.fd = metrics::frechet_distance(report.mu, report.sigma, ref.mu, ref.sigma);
+  report.fd = eval::frechet_distance(report.mu, report.sigma, ref.mu, ref.sigma);
   const torch::Tensor& ref_rows = ref.features.rows;
   if (options.kid) {
     if (!ref_rows.defined()) fail("KID needs the reference features: make the reference from rows, not statistics");
     report.kid_options = options.kid_options;
     report.kid_options.subset_size = std::min({options.kid_options.subset_size, gen.rows.size(0), ref_rows.size(0)});
-    report.kid = metrics::kernel_inception_distance(gen.rows, ref_rows, report.kid_options);
+    report.kid = eval::kernel_inception_distance(gen.rows, ref_rows, report.kid_options);
   }
   if (sliced && ref_rows.defined()) {
-    metrics::SlicedW2Options s;
+    eval::SlicedW2Options s;
     s.projections = options.projections;
-    report.sliced_w2_squared = metrics::sliced_w2_squared(gen.rows, ref_rows, s);
+    report.sliced_w2_squared = eval::sliced_w2_squared(gen.rows, ref_rows, s);
   }
   return report;
 }
@@ -137,7 +137,7 @@ nlohmann::json FidReport::to_json() const {
   return doc;
 }
 
-void write_fid_shard(const std::string& path, const metrics::MomentAccumulator& moments, const nlohmann::json& record) {
+void write_fid_shard(const std::string& path, const eval::MomentAccumulator& moments, const nlohmann::json& record) {
   const bool any = moments.count() > 0;
   auto or_empty = [&](const torch::Tensor& t) { return any ? t : torch::zeros({0}, torch::kFloat64); };
   io::write_npz(path, {{"count", io::from_tensor(torch::tensor({moments.count()}, torch::kLong))},

@@ -122,7 +122,7 @@ FidJobResult run_shard(const FidJob& job, double lo, double hi, std::chrono::ste
   }
   std::fprintf(stderr, "%s (from %s): rows %lld..%lld of %lld\n", shard.label().c_str(), shard.source.c_str(),
                static_cast<long long>(x.begin), static_cast<long long>(x.end) - 1, static_cast<long long>(x.total));
-  metrics::MomentAccumulator moments;
+  eval::MomentAccumulator moments;
   if (x.images.defined() && x.images.size(0) > 0)
     moments = extract_features(fx, x.images, x.lo, x.hi, job.fid.batch, false, x.begin).moments;
   nlohmann::json record = shard_record("fid", shard, settings, x.begin, x.end, x.total);

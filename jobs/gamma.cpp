@@ -16,7 +16,7 @@ namespace scoreflow::jobs {
 
 namespace {
 
-using GammaDone = std::function<void(int64_t t, const std::vector<analytic::GammaBatchStats>& batches)>;
+using GammaDone = std::function<void(int64_t t, const std::vector<GammaBatchStats>& batches)>;
 
 /// estimate_gamma_batches, calling `on_done(t, batches)` (one call at a time, any thread) once
 /// every device has finished timestep t, with all its batches in batch order.
@@ -42,14 +42,14 @@ GammaBatches run_batches(const std::vector<std::shared_ptr<const Model>>& models
     part.first_batch = first + b0;
     part.end_batch = first + b1;
     GammaBatches& mine = per_device[k];
-    part.on_batch = [&](int64_t t, int64_t, const analytic::GammaBatchStats& s) { mine[t].push_back(s); };
-    analytic::GammaTable scratch(gamma_meta_for(*models[k]), chain_of(*models[k]).num_steps());
-    estimate_gamma(*models[k], data, part, scratch, [&](const analytic::GammaTable&, int64_t t, double) {
+    part.on_batch = [&](int64_t t, int64_t, const GammaBatchStats& s) { mine[t].push_back(s); };
+    GammaTable scratch(gamma_meta_for(*models[k]), chain_of(*models[k]).num_steps());
+    estimate_gamma(*models[k], data, part, scratch, [&](const GammaTable&, int64_t t, double) {
       std::lock_guard<std::mutex> g(lock);
       if (++finished_by[t] < active || !on_done) return;
       // Every device's batches of t are in (on_batch precedes on_timestep); devices hold
       // consecutive batch runs, so device order is batch order.
-      std::vector<analytic::GammaBatchStats> all;
+      std::vector<GammaBatchStats> all;
       for (const GammaBatches& d : per_device) all.insert(all.end(), d.at(t).begin(), d.at(t).end());
       on_done(t, all);
     });
@@ -75,7 +75,7 @@ std::string chunk_name(int64_t t) {
 }
 
 /// A timestep's batches as [B, 3] float64 rows (count, Σv, M2): counts are exact in a double.
-io::NpyArray encode(const std::vector<analytic::GammaBatchStats>& batches) {
+io::NpyArray encode(const std::vector<GammaBatchStats>& batches) {
   torch::Tensor rows = torch::empty({static_cast<int64_t>(batches.size()), 3}, torch::kFloat64);
   auto r = rows.accessor<double, 2>();
   for (size_t b = 0; b < batches.size(); ++b) {
@@ -87,8 +87,8 @@ io::NpyArray encode(const std::vector<analytic::GammaBatchStats>& batches) {
   return io::from_tensor(rows);
 }
 
-std::vector<analytic::GammaBatchStats> decode(const torch::Tensor& rows) {
-  std::vector<analytic::GammaBatchStats> out;
+std::vector<GammaBatchStats> decode(const torch::Tensor& rows) {
+  std::vector<GammaBatchStats> out;
   auto r = rows.accessor<double, 2>();
   for (int64_t b = 0; b < rows.size(0); ++b) out.push_back({static_cast<int64_t>(r[b][0]), r[b][1], r[b][2]});
   return out;
@@ -122,9 +122,8 @@ void write_gamma_shard(const std::string& path, const nlohmann::json& record, co
 }
 
 /// The shard file of `batches` (images [begin, end) of `job`).
-void write_shard_file(const Model& model, const GammaEstimation& job, const analytic::GammaMeta& meta,
-                      const Shard& shard, int64_t begin, int64_t end, const GammaBatches& batches,
-                      const std::string& path) {
+void write_shard_file(const Model& model, const GammaEstimation& job, const GammaMeta& meta, const Shard& shard,
+                      int64_t begin, int64_t end, const GammaBatches& batches, const std::string& path) {
   // Everything a merge needs to write the unsharded file, and what must agree across shards.
   nlohmann::json record = shard_record("gamma", shard, gamma_settings(model, meta), begin, end, job.num_images);
   record["gamma_meta"] = {
@@ -134,7 +133,7 @@ void write_shard_file(const Model& model, const GammaEstimation& job, const anal
 }
 
 /// The settings of a job's chunk store: gamma_settings and the batch range it covers.
-io::Settings store_settings(const Model& model, const analytic::GammaMeta& meta, const GammaEstimation& part) {
+io::Settings store_settings(const Model& model, const GammaMeta& meta, const GammaEstimation& part) {
   io::Settings settings = gamma_settings(model, meta);
   const auto [first, end] = batch_range(part);
   settings.emplace_back("batches", std::to_string(first) + "-" + std::to_string(end));
@@ -155,20 +154,20 @@ void note_store(const GammaJobOptions& options, const io::ChunkStore& store, int
 
 GammaBatches estimate_gamma_batches(const std::vector<std::shared_ptr<const Model>>& models, const io::Dataset& data,
                                     const GammaEstimation& job, const std::function<void()>& on_timestep) {
-  return run_batches(models, data, job, [&](int64_t, const std::vector<analytic::GammaBatchStats>&) {
+  return run_batches(models, data, job, [&](int64_t, const std::vector<GammaBatchStats>&) {
     if (on_timestep) on_timestep();
   });
 }
 
-void replay_gamma(const GammaBatches& batches, analytic::GammaTable& table) {
+void replay_gamma(const GammaBatches& batches, GammaTable& table) {
   for (const auto& [t, list] : batches) {
-    analytic::GammaAccumulator acc;
+    GammaAccumulator acc;
     for (const auto& s : list) acc.add(s);
     if (acc.count() > 0) table.set(t, acc);
   }
 }
 
-io::Settings gamma_settings(const Model& model, const analytic::GammaMeta& meta) {
+io::Settings gamma_settings(const Model& model, const GammaMeta& meta) {
   io::Settings settings = model_settings(model);
   // Not the device: shards may run on different kinds.
   settings.erase(std::remove_if(settings.begin(), settings.end(), [](const auto& s) { return s.first == "device"; }),
@@ -208,7 +207,7 @@ GammaChunked estimate_gamma_chunked(const std::vector<std::shared_ptr<const Mode
   using clock = std::chrono::steady_clock;
   auto last = clock::now(), first_done = last;
   const GammaBatches fresh =
-      run_batches(models, data, todo, [&](int64_t t, const std::vector<analytic::GammaBatchStats>& batches) {
+      run_batches(models, data, todo, [&](int64_t t, const std::vector<GammaBatchStats>& batches) {
         if (options.store) options.store->save(chunk_name(t), encode(batches));
         const auto now = clock::now();
         const double secs = std::chrono::duration<double>(now - last).count();
@@ -226,8 +225,8 @@ GammaChunked estimate_gamma_chunked(const std::vector<std::shared_ptr<const Mode
 
 std::pair<int64_t, int64_t> estimate_gamma_shard(const std::vector<std::shared_ptr<const Model>>& models,
                                                  const io::Dataset& data, const GammaEstimation& job,
-                                                 const analytic::GammaMeta& meta, const Shard& shard,
-                                                 const std::string& path, const GammaChunkOptions& options) {
+                                                 const GammaMeta& meta, const Shard& shard, const std::string& path,
+                                                 const GammaChunkOptions& options) {
   check_job(job, data);
   const auto [begin, end] = shard_range(job.num_images, job.batch, shard);
   GammaEstimation part = job;
@@ -239,8 +238,7 @@ std::pair<int64_t, int64_t> estimate_gamma_shard(const std::vector<std::shared_p
 }
 
 GammaJobResult estimate_gamma_job(const std::vector<std::shared_ptr<const Model>>& models, const io::Dataset& data,
-                                  const GammaEstimation& job, const analytic::GammaMeta& meta,
-                                  const GammaJobOptions& options) {
+                                  const GammaEstimation& job, const GammaMeta& meta, const GammaJobOptions& options) {
   if (options.out.empty()) fail(options.out_option, " is required (the Gamma file to write)");
   check_job(job, data);
   const Model& model = *models.at(0);
@@ -270,13 +268,13 @@ GammaJobResult estimate_gamma_job(const std::vector<std::shared_ptr<const Model>
   }
   r.path = options.out;
   r.image_range = {0, job.num_images};
-  const analytic::DiscreteChain chain = chain_of(model);
-  analytic::GammaTable table(meta, chain.num_steps());
+  const DiscreteChain chain = chain_of(model);
+  GammaTable table(meta, chain.num_steps());
   GammaEstimation todo = job;
   if (std::filesystem::exists(options.out) && !options.overwrite) {
     // A finished run, or an interrupted one of a version that saved partial tables in the Γ file:
     // the same settings continue; anything else is refused, naming the setting.
-    analytic::GammaTable done = analytic::GammaTable::load(options.out, chain, gamma_meta_for(model));
+    GammaTable done = GammaTable::load(options.out, chain, gamma_meta_for(model));
     for (const auto& [key, value] : meta.settings) {
       auto it = done.meta().settings.find(key);
       if (it == done.meta().settings.end() || it->second != value)

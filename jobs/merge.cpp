@@ -49,11 +49,11 @@ nlohmann::json merge_samples(const ShardSet& set, const std::string& out) {
 }
 
 /// Γ: every shard's batch statistics replayed in batch order, as one run adds them.
-analytic::GammaTable merge_gamma(const ShardSet& set) {
+GammaTable merge_gamma(const ShardSet& set) {
   const auto& files = set.files;
   const auto& records = set.records;
   const auto& paths = set.paths;
-  analytic::GammaMeta meta;
+  GammaMeta meta;
   int64_t num_steps = 0;
   try {
     const nlohmann::json& m = records[0].at("gamma_meta");
@@ -86,7 +86,7 @@ analytic::GammaTable merge_gamma(const ShardSet& set) {
     for (int64_t r = 0; r < T; ++r) {
       int64_t row_images = 0;
       for (int64_t b = 0; b < B; ++b) {
-        analytic::GammaBatchStats s{pc[r * B + b], ps[r * B + b], pm[r * B + b]};
+        GammaBatchStats s{pc[r * B + b], ps[r * B + b], pm[r * B + b]};
         row_images += s.count;
         all[ts[r]].push_back(s);
       }
@@ -96,14 +96,14 @@ analytic::GammaTable merge_gamma(const ShardSet& set) {
     if (T > 0 && images != want)
       fail("'", paths[f], "' holds ", images, " images per timestep but its record says ", want);
   }
-  analytic::GammaTable table(meta, num_steps);
+  GammaTable table(meta, num_steps);
   replay_gamma(all, table);
   return table;
 }
 
 /// Feature statistics: the shards' moment sums merged in shard order; mu/sigma as one run saves them.
 nlohmann::json merge_fid(const ShardSet& set, const std::string& out) {
-  metrics::MomentAccumulator all;
+  eval::MomentAccumulator all;
   for (size_t f = 0; f < set.files.size(); ++f) {
     auto get = [&](const char* key) {
       auto it = set.files[f].find(key);
@@ -116,7 +116,7 @@ nlohmann::json merge_fid(const ShardSet& set, const std::string& out) {
     const int64_t n = count.to(torch::kLong).item<int64_t>();
     const int64_t want = set.records[f].at("end").get<int64_t>() - set.records[f].at("begin").get<int64_t>();
     if (n != want) fail("'", set.paths[f], "' holds ", n, " rows but its record says ", want);
-    all.merge(metrics::MomentAccumulator::from_sums(n, get("shift"), get("sum"), get("outer")));
+    all.merge(eval::MomentAccumulator::from_sums(n, get("shift"), get("sum"), get("outer")));
   }
   if (all.count() < 2) fail("the shards hold ", all.count(), " rows; a covariance needs at least 2");
   eval::save_feature_stats(out, all.mean(), all.covariance());
@@ -130,7 +130,7 @@ nlohmann::json merge_shards(const ShardSet& set, const std::string& out) {
   if (kind == "samples") return merge_samples(set, out);
   if (kind == "fid") return merge_fid(set, out);
   if (kind == "gamma") {
-    analytic::GammaTable table = merge_gamma(set);
+    GammaTable table = merge_gamma(set);
     table.save(out);
     return {{"timesteps", table.entries().size()}, {"clipped", table.num_clipped()}};
   }
@@ -159,7 +159,7 @@ void add_fd(MergeResult& r, const ShardSet& set, const std::string& out, std::st
     fail("reference statistics ", ref, " have dimension ", ref_mu.size(0), " but the shards' features have ",
          mu.size(0));
   r.summary["reference"] = ref;
-  r.summary["fd"] = metrics::frechet_distance(mu, sigma, ref_mu, ref_sigma);
+  r.summary["fd"] = eval::frechet_distance(mu, sigma, ref_mu, ref_sigma);
 }
 
 }  // namespace

@@ -25,8 +25,8 @@ ChosenGrid choose_grid(const GridChoice& choice, const Model& model, const Sampl
   int steps = choice.steps == -1 ? 0 : choice.steps;
   if (choice.nfe != -1) steps = grid.nfe_steps = sampler.steps_for_nfe(choice.nfe, final);
   if (!choice.trajectory.empty()) {
-    std::unique_ptr<analytic::GammaTable> gamma;
-    if (!choice.gamma.empty()) gamma = std::make_unique<analytic::GammaTable>(load_gamma_for(model, choice.gamma));
+    std::unique_ptr<GammaTable> gamma;
+    if (!choice.gamma.empty()) gamma = std::make_unique<GammaTable>(load_gamma_for(model, choice.gamma));
     grid.sigmas = trajectory_grid(choice.trajectory, chain_of(model), steps ? steps : 10, gamma.get(), final);
     grid.source = "trajectory";
   } else if (!choice.sigmas.empty()) {

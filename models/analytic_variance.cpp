@@ -6,7 +6,7 @@
 #include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
 
-namespace scoreflow::analytic {
+namespace scoreflow {
 
 namespace {
 
@@ -97,4 +97,4 @@ torch::Tensor npr_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t,
   return variance_from_cov(c, scale * g, range);
 }
 
-}  // namespace scoreflow::analytic
+}  // namespace scoreflow

@@ -6,7 +6,7 @@
 
 #include "scoreflow/error.h"
 
-namespace scoreflow::analytic {
+namespace scoreflow {
 
 DiscreteChain::DiscreteChain(const std::vector<double>& alphas_cumprod) {
   if (alphas_cumprod.empty()) fail("DiscreteChain: alphas_cumprod is empty");
@@ -147,15 +147,15 @@ std::vector<int64_t> timesteps_by_name(const std::string& name, int64_t N, int64
   fail("unknown trajectory '", name, "' (valid here: even, quadratic; optimal needs a Gamma table)");
 }
 
-}  // namespace scoreflow::analytic
+}  // namespace scoreflow
 
 namespace scoreflow {
 
-analytic::DiscreteChain chain_of(const Model& model) {
+DiscreteChain chain_of(const Model& model) {
   const NoiseSchedule& s = model.metadata().schedule;
   if (s.type() != ScheduleType::VpDiscrete)
     fail("Analytic-DPM needs a discrete VP model (schedule vp_discrete); ", model.name(), " has ", s.describe());
-  return analytic::DiscreteChain(s.alphas_cumprod());
+  return DiscreteChain(s.alphas_cumprod());
 }
 
 int64_t chain_timestep(const Model& model, double sigma) {

@@ -11,7 +11,7 @@
 
 #include "scoreflow/error.h"
 
-namespace scoreflow::analytic {
+namespace scoreflow {
 
 namespace {
 constexpr const char* kFormat = "scoreflow.gamma/1";
@@ -232,12 +232,12 @@ GammaTable GammaTable::load(const std::string& path, const DiscreteChain& chain,
   return from_json(text.str(), chain, expect, "'" + path + "'");
 }
 
-}  // namespace scoreflow::analytic
+}  // namespace scoreflow
 
 namespace scoreflow {
 
-analytic::GammaMeta gamma_meta_for(const Model& model) {
-  analytic::GammaMeta meta;
+GammaMeta gamma_meta_for(const Model& model) {
+  GammaMeta meta;
   meta.model = model.name();
   meta.schedule = model.metadata().schedule.describe();
   return meta;
@@ -251,11 +251,11 @@ GammaFile GammaFile::read(const std::string& path) {
   return GammaFile{path, text.str()};
 }
 
-analytic::GammaTable gamma_for_model(const Model& model, const GammaFile& file) {
-  return analytic::GammaTable::from_json(file.text, chain_of(model), gamma_meta_for(model), "'" + file.path + "'");
+GammaTable gamma_for_model(const Model& model, const GammaFile& file) {
+  return GammaTable::from_json(file.text, chain_of(model), gamma_meta_for(model), "'" + file.path + "'");
 }
 
-analytic::GammaTable load_gamma_for(const Model& model, const std::string& path) {
+GammaTable load_gamma_for(const Model& model, const std::string& path) {
   return gamma_for_model(model, GammaFile::read(path));
 }
 

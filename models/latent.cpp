@@ -13,6 +13,7 @@
 #include "models/sizes_text.h"
 #include "scoreflow/error.h"
 #include "scoreflow/image.h"
+#include "scoreflow/model_data.h"
 
 namespace scoreflow {
 
@@ -181,7 +182,7 @@ std::unique_ptr<io::Dataset> open_model_dataset(const std::string& path, std::sh
   const bool encode = !meta.encoder.empty();
   if (encode && options.encode_batch < 1) fail(Field{"encode_batch"}, " must be >= 1, got ", options.encode_batch);
   const ModelMetadata like = encode ? ImageDecoder::for_model(model).image_metadata(meta) : meta;
-  io::DatasetOptions o = io::dataset_options(like);  // shape, range and data_prep
+  io::DatasetOptions o = dataset_options(like);  // shape, range and data_prep
   o.resize = options.resize;
   o.skip_bad = options.skip_bad;
   std::unique_ptr<io::Dataset> data = io::open_dataset(path, o);

@@ -6,6 +6,7 @@
 #include "scoreflow/data.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
+#include "scoreflow/model_data.h"
 
 namespace scoreflow {
 namespace {
@@ -255,9 +256,8 @@ DecoderSpec decoder_from_json(const std::string& text, const std::string& field)
   return parse_decoder(parse_document(text, field), field);
 }
 
-namespace io {
-DatasetOptions dataset_options(const ModelMetadata& meta) {
-  DatasetOptions o;
+io::DatasetOptions dataset_options(const ModelMetadata& meta) {
+  io::DatasetOptions o;
   o.shape = meta.shape;
   o.lo = meta.data_min;
   o.hi = meta.data_max;
@@ -268,7 +268,6 @@ DatasetOptions dataset_options(const ModelMetadata& meta) {
   }
   return o;
 }
-}  // namespace io
 
 Prediction parse_prediction(const std::string& name) {
   if (name == "eps") return Prediction::Eps;

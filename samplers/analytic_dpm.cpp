@@ -73,11 +73,10 @@ class AnalyticDpm : public Sampler {
                        const StepCallback& callback) const override {
     check_grid(*this, sigmas);
     const Model& model = denoise.model();
-    const analytic::DiscreteChain chain = chain_of(model);
-    const analytic::DataRange range{model.metadata().data_min, model.metadata().data_max};
-    std::unique_ptr<analytic::GammaTable> gamma;
-    if (source_ == VarianceSource::Gamma)
-      gamma = std::make_unique<analytic::GammaTable>(gamma_for_model(model, gamma_file_));
+    const DiscreteChain chain = chain_of(model);
+    const DataRange range{model.metadata().data_min, model.metadata().data_max};
+    std::unique_ptr<GammaTable> gamma;
+    if (source_ == VarianceSource::Gamma) gamma = std::make_unique<GammaTable>(gamma_for_model(model, gamma_file_));
     if (source_ != VarianceSource::Gamma) {
       const Head want = source_ == VarianceSource::SecondMoment ? Head::Eps2 : Head::EpsC;
       if (model.metadata().head != want)
@@ -95,7 +94,7 @@ class AnalyticDpm : public Sampler {
       else
         std::tie(denoised, head) = denoise.with_head(x, sigmas[i]);
       const torch::Tensor x0 = clip_x0_ ? denoised.clamp(range.lo, range.hi) : denoised;
-      const analytic::StepCoefficients c = analytic::step_coefficients(chain, s, t, s == 0 ? 0.0 : eta_);
+      const StepCoefficients c = step_coefficients(chain, s, t, s == 0 ? 0.0 : eta_);
       // Mean of p(x_s|x_t) = coef_xt·x_t + γ·x̂0 with x_t = sqrt(ᾱ_t)·x (at s = 0 it is x̂0 itself:
       // ᾱ_0 = 1, β̄_0 = 0), plus the noise, all rescaled back to σ-space by 1/sqrt(ᾱ_s): one
       // combination with host coefficients (detail::lincomb).
@@ -112,16 +111,15 @@ class AnalyticDpm : public Sampler {
         // the step into 0, or the last step of a grid that stops at τ_1 (final none/denoise).
         const bool capped = y_ > 0 && (ts[n] == 0 ? i + 2 == n : i + 1 == n);
         if (source_ == VarianceSource::Gamma) {
-          double var =
-              analytic::analytic_variance(chain, s, t, gamma->eps(t), s == 0 ? 0.0 : eta_, range, clip_variance_);
-          if (capped) var = std::min(var, analytic::sigma2_clip_threshold(y_));
+          double var = analytic_variance(chain, s, t, gamma->eps(t), s == 0 ? 0.0 : eta_, range, clip_variance_);
+          if (capped) var = std::min(var, sigma2_clip_threshold(y_));
           terms.push_back({scale * std::sqrt(var), noise.randn_like(x)});
         } else {
           const torch::Tensor eps_hat = (x - denoised) / sigmas[i];
           torch::Tensor var = source_ == VarianceSource::SecondMoment
-                                  ? analytic::sn_dpm_variance(chain, s, t, head, eps_hat, s == 0 ? 0.0 : eta_, range)
-                                  : analytic::npr_dpm_variance(chain, s, t, head, s == 0 ? 0.0 : eta_, range);
-          if (capped) var = var.clamp_max(analytic::sigma2_clip_threshold(y_));
+                                  ? sn_dpm_variance(chain, s, t, head, eps_hat, s == 0 ? 0.0 : eta_, range)
+                                  : npr_dpm_variance(chain, s, t, head, s == 0 ? 0.0 : eta_, range);
+          if (capped) var = var.clamp_max(sigma2_clip_threshold(y_));
           terms.push_back({scale, var.sqrt().to(x.scalar_type()) * noise.randn_like(x)});
         }
       }

@@ -60,9 +60,8 @@ std::string gits_metric_name(GitsMetric metric) {
   return "?";
 }
 
-analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, const Sampler& student,
-                                          const Sampler& teacher, const GitsOptions& o, const GitsProgress& progress,
-                                          const io::Memo& memo) {
+StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, const Sampler& student, const Sampler& teacher,
+                                const GitsOptions& o, const GitsProgress& progress, const io::Memo& memo) {
   const std::vector<double>& c = o.candidates;
   check_candidates(c);
   if (student.stochastic() || teacher.stochastic())
@@ -131,14 +130,13 @@ analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, co
     for (int64_t k = 0; k < (M + 1) * (M + 1); ++k) sum[k] += b.data_ptr<double>()[k];
     if (progress) progress(end, o.warmup);
   }
-  analytic::StepCostMatrix cost(M + 1);
+  StepCostMatrix cost(M + 1);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = i + 1; j <= M; ++j) cost.set(i + 1, j + 1, sum[i * (M + 1) + j] / static_cast<double>(o.warmup));
   return cost;
 }
 
-GitsResult gits_select(const analytic::StepCostMatrix& cost, const std::vector<double>& candidates, int steps,
-                       double coeff) {
+GitsResult gits_select(const StepCostMatrix& cost, const std::vector<double>& candidates, int steps, double coeff) {
   const int64_t M = static_cast<int64_t>(candidates.size()) - 1;
   if (cost.num_steps() != M + 1) fail("GITS: cost matrix has ", cost.num_steps(), " nodes for ", M + 1, " candidates");
   if (steps < 1 || steps > M)

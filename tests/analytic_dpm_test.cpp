@@ -10,7 +10,7 @@
 #include "scoreflow/error.h"
 #include "tests/support/gaussian_oracle.h"
 
-namespace sa = scoreflow::analytic;
+namespace sa = scoreflow;
 using scoreflow::testing::DiagonalGaussian;
 
 namespace {

@@ -13,7 +13,7 @@
 #include "scoreflow/error.h"
 #include "tests/support/gaussian_oracle.h"
 
-namespace sa = scoreflow::analytic;
+namespace sa = scoreflow;
 
 namespace {
 

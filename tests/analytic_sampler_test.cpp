@@ -16,7 +16,7 @@
 #include "tests/support/gaussian_oracle.h"
 
 namespace sf = scoreflow;
-namespace an = scoreflow::analytic;
+namespace an = scoreflow;
 
 namespace {
 

@@ -11,6 +11,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/model.h"
+#include "scoreflow/model_data.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow {
@@ -31,7 +32,7 @@ std::string message_of(const std::function<void()>& f) {
 
 /// The data_prep of metadata `kMeta` with `overrides`.
 io::DataPrep prep(const std::vector<std::string>& overrides) {
-  return io::dataset_options(resolve_metadata(kMeta, "", overrides, "m")).prep;
+  return dataset_options(resolve_metadata(kMeta, "", overrides, "m")).prep;
 }
 
 TEST(DataPrep, MetadataFieldIsParsedAndRefusedByName) {
@@ -46,7 +47,7 @@ TEST(DataPrep, MetadataFieldIsParsedAndRefusedByName) {
   EXPECT_EQ(p.pad_value, -1);
   EXPECT_TRUE(prep({"data_prep.resize=center_crop"}).resize);
   EXPECT_TRUE(prep({}).empty());
-  EXPECT_EQ(io::dataset_options(resolve_metadata(kMeta, "", {}, "m")).shape, (std::vector<int64_t>{1, 6, 8}));
+  EXPECT_EQ(dataset_options(resolve_metadata(kMeta, "", {}, "m")).shape, (std::vector<int64_t>{1, 6, 8}));
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"data_prep=3", "'data_prep' must be an object"},
       {"data_prep.crop=1", "'data_prep.crop' is unknown"},
@@ -90,8 +91,8 @@ TEST_F(DataPrepIo, PaddingPutsExactlyThePadValueAtTheBorder) {
   const torch::Tensor raw = io::open_dataset(path("x-idx3-ubyte"), {})->batch(0, 3);  // [3, 1, 2, 4]
   for (const std::string& pad : {"2", "[1,3,0,4]"}) {
     ModelMetadata m = resolve_metadata(kMeta, "", {"data_prep.pad=" + pad, "data_prep.pad_value=-0.25"}, "m");
-    const auto ds = io::open_dataset(path("x-idx3-ubyte"), io::dataset_options(m));
-    const io::DataPrep p = io::dataset_options(m).prep;
+    const auto ds = io::open_dataset(path("x-idx3-ubyte"), dataset_options(m));
+    const io::DataPrep p = dataset_options(m).prep;
     EXPECT_EQ(ds->shape(), (std::vector<int64_t>{1, 6, 8})) << pad;
     EXPECT_NE(ds->describe().find("padded from 2x4 by data_prep"), std::string::npos) << ds->describe();
     const torch::Tensor x = ds->batch(0, 3);
@@ -107,7 +108,7 @@ TEST_F(DataPrepIo, PaddingPutsExactlyThePadValueAtTheBorder) {
   // Items already of the wanted shape (e.g. the model's own samples) are used as they are.
   testing_io::write_bytes(path("y-idx3-ubyte"), idx_bytes(2, 6, 8));
   ModelMetadata m = resolve_metadata(kMeta, "", {"data_prep.pad=2"}, "m");
-  EXPECT_TRUE(io::open_dataset(path("y-idx3-ubyte"), io::dataset_options(m))
+  EXPECT_TRUE(io::open_dataset(path("y-idx3-ubyte"), dataset_options(m))
                   ->batch(0, 2)
                   .equal(io::open_dataset(path("y-idx3-ubyte"), {})->batch(0, 2)));
 }
@@ -115,16 +116,16 @@ TEST_F(DataPrepIo, PaddingPutsExactlyThePadValueAtTheBorder) {
 TEST_F(DataPrepIo, MismatchNamesTheFieldAndNoResize) {
   testing_io::write_bytes(path("x-idx3-ubyte"), idx_bytes(1, 3, 4));
   const ModelMetadata plain = resolve_metadata(kMeta, "", {}, "m");
-  const std::string e = message_of([&] { io::open_dataset(path("x-idx3-ubyte"), io::dataset_options(plain)); });
+  const std::string e = message_of([&] { io::open_dataset(path("x-idx3-ubyte"), dataset_options(plain)); });
   EXPECT_NE(e.find("holds 1x3x4 items but 1x6x8 was asked for"), std::string::npos) << e;
   EXPECT_NE(e.find("metadata field 'data_prep'"), std::string::npos) << e;
   EXPECT_EQ(e.find("enable resize"), std::string::npos) << e;
   const ModelMetadata padded = resolve_metadata(kMeta, "", {"data_prep.pad=2"}, "m");
-  const std::string f = message_of([&] { io::open_dataset(path("x-idx3-ubyte"), io::dataset_options(padded)); });
+  const std::string f = message_of([&] { io::open_dataset(path("x-idx3-ubyte"), dataset_options(padded)); });
   EXPECT_NE(f.find(R"(data_prep {"pad": 2, "pad_value": -1} makes 2x4 items 6x8, not 3x4)"), std::string::npos) << f;
   // data_prep resize, as an explicit resize does, crops and resizes.
   const ModelMetadata resized = resolve_metadata(kMeta, "", {"data_prep.resize=center_crop"}, "m");
-  EXPECT_EQ(io::open_dataset(path("x-idx3-ubyte"), io::dataset_options(resized))->batch(0, 1).sizes(),
+  EXPECT_EQ(io::open_dataset(path("x-idx3-ubyte"), dataset_options(resized))->batch(0, 1).sizes(),
             (std::vector<int64_t>{1, 1, 6, 8}));
 }
 
@@ -135,8 +136,8 @@ TEST(DataPrepDemo, ShippedModelPadsTheShippedTestSetWithMinusOne) {
   if (!std::filesystem::exists(kTestSet)) GTEST_SKIP() << "apt-get install dataset-fashion-mnist";
   auto model = open_model(kDemo);
   const ModelMetadata& m = model->metadata();
-  EXPECT_EQ(io::dataset_options(m).prep.describe(), R"({"pad": 2, "pad_value": -1})");
-  const auto ds = io::open_dataset(kTestSet, io::dataset_options(m));
+  EXPECT_EQ(dataset_options(m).prep.describe(), R"({"pad": 2, "pad_value": -1})");
+  const auto ds = io::open_dataset(kTestSet, dataset_options(m));
   const torch::Tensor x = ds->batch(0, 4), raw = io::open_dataset(kTestSet, {})->batch(0, 4);
   ASSERT_EQ(x.sizes(), (std::vector<int64_t>{4, 1, 32, 32}));
   torch::Tensor border = torch::ones({32, 32}, torch::kBool);
@@ -150,7 +151,7 @@ TEST(DataPrepDemo, ShippedModelPadsTheShippedTestSetWithMinusOne) {
   job.timesteps = {1, 500, 1000};
   job.num_images = 8;
   job.batch = 8;
-  analytic::GammaTable table(gamma_meta_for(*model), chain_of(*model).num_steps());
+  GammaTable table(gamma_meta_for(*model), chain_of(*model).num_steps());
   estimate_gamma(*model, *ds, job, table);
   for (int64_t t : job.timesteps) {
     ASSERT_TRUE(table.has(t)) << t;

@@ -18,6 +18,7 @@
 #include "scoreflow/fingerprint.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/model.h"
+#include "scoreflow/model_data.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/sigmas.h"
 #include "support/jobs_test_util.h"
@@ -296,21 +297,21 @@ TEST(Jobs, GammaShardsAndDevicesMergeToTheUnshardedFileByteForByte) {
   const std::string data_path = dir + "/data.npy";
   torch::manual_seed(5);
   io::write_npy(data_path, io::from_tensor((0.2 + 0.3 * torch::randn({230, 1, 4, 4})).clamp(-1, 1)));
-  auto data = io::open_dataset(data_path, io::dataset_options(model->metadata()));
-  const analytic::DiscreteChain chain = chain_of(*model);
+  auto data = io::open_dataset(data_path, dataset_options(model->metadata()));
+  const DiscreteChain chain = chain_of(*model);
   GammaEstimation job;
-  job.timesteps = analytic::even_timesteps(chain.num_steps(), 6);
+  job.timesteps = even_timesteps(chain.num_steps(), 6);
   job.num_images = 230;
   job.batch = 40;
   job.seed = 3;
-  analytic::GammaMeta meta = gamma_meta_for(*model);
+  GammaMeta meta = gamma_meta_for(*model);
   meta.dataset = data->describe();
   meta.settings = {{"seed", "3"}};
-  analytic::GammaTable full(meta, chain.num_steps());
+  GammaTable full(meta, chain.num_steps());
   estimate_gamma(*model, *data, job, full);
   full.save(dir + "/full.json");
   // Two devices in one process.
-  analytic::GammaTable split(meta, chain.num_steps());
+  GammaTable split(meta, chain.num_steps());
   jobs::replay_gamma(jobs::estimate_gamma_batches(two, *data, job), split);
   split.save(dir + "/devices.json");
   EXPECT_EQ(slurp(dir + "/devices.json"), slurp(dir + "/full.json"));
@@ -329,7 +330,7 @@ TEST(Jobs, GammaShardsAndDevicesMergeToTheUnshardedFileByteForByte) {
   jobs::merge_shards(jobs::read_shard_set(paths), dir + "/merged.json");
   EXPECT_EQ(slurp(dir + "/merged.json"), slurp(dir + "/full.json")) << "merged Gamma differs from the unsharded one";
   // A shard of another seed does not mix in.
-  analytic::GammaMeta seven = meta;
+  GammaMeta seven = meta;
   seven.settings = {{"seed", "7"}};
   jobs::Shard one;
   one.index = 1;
@@ -346,12 +347,12 @@ struct GammaFixture {
   std::shared_ptr<const Model> model;
   std::unique_ptr<io::Dataset> data;
   GammaEstimation job;
-  analytic::GammaMeta meta;
+  GammaMeta meta;
   explicit GammaFixture(const std::string& dir) : model(open_model(spec)) {
     torch::manual_seed(5);
     io::write_npy(dir + "/data.npy", io::from_tensor((0.2 + 0.3 * torch::randn({230, 1, 4, 4})).clamp(-1, 1)));
-    data = io::open_dataset(dir + "/data.npy", io::dataset_options(model->metadata()));
-    job.timesteps = analytic::even_timesteps(chain_of(*model).num_steps(), 6);
+    data = io::open_dataset(dir + "/data.npy", dataset_options(model->metadata()));
+    job.timesteps = even_timesteps(chain_of(*model).num_steps(), 6);
     job.num_images = 230;
     job.batch = 40;
     job.seed = 3;
@@ -388,7 +389,7 @@ TEST(Jobs, GammaKilledAfterTwoTimestepsResumesToTheUninterruptedTableBitForBit) 
   EXPECT_EQ(whole.resumed, 0);
   EXPECT_FALSE(fs::exists(jobs::chunk_folder(dir + "/whole.json")));
   // The estimator's numbers are unchanged: the table estimate_gamma fills by itself.
-  analytic::GammaTable direct(f.meta, chain_of(*f.model).num_steps());
+  GammaTable direct(f.meta, chain_of(*f.model).num_steps());
   estimate_gamma(*f.model, *f.data, f.job, direct);
   direct.save(dir + "/direct.json");
   EXPECT_EQ(slurp(dir + "/whole.json"), slurp(dir + "/direct.json"));
@@ -413,7 +414,7 @@ TEST(Jobs, GammaKilledAfterTwoTimestepsResumesToTheUninterruptedTableBitForBit) 
   const std::string legacy = dir + "/legacy.json";
   GammaEstimation first_two = f.job;
   first_two.timesteps.resize(2);
-  analytic::GammaTable partial(f.meta, chain_of(*f.model).num_steps());
+  GammaTable partial(f.meta, chain_of(*f.model).num_steps());
   estimate_gamma(*f.model, *f.data, first_two, partial);
   partial.save(legacy);
   EXPECT_EQ(f.run({f.model}, legacy).resumed, 2);
@@ -478,7 +479,7 @@ TEST(Jobs, FeatureMomentShardsMergeToOnePass) {
     shard.index = i;
     shard.count = 3;
     const auto [begin, end] = jobs::shard_range(301, 50, shard);
-    metrics::MomentAccumulator m;
+    eval::MomentAccumulator m;
     m.add(x.narrow(0, begin, end - begin));
     paths.push_back(jobs::shard_path(dir + "/stats.npz", shard));
     io::write_npz(paths.back(),

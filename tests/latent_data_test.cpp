@@ -78,18 +78,18 @@ std::pair<std::string, torch::Tensor> images(const std::string& dir) {
 /// Γ at three timesteps over the six images in batches of 3, and each batch's statistics.
 struct GammaRun {
   std::vector<double> gamma;
-  std::vector<analytic::GammaBatchStats> batches;
+  std::vector<GammaBatchStats> batches;
 };
 GammaRun gamma_run(const std::shared_ptr<Model>& model, const io::Dataset& data, const ItemConditions& c) {
-  const analytic::DiscreteChain chain = chain_of(*model);
+  const DiscreteChain chain = chain_of(*model);
   GammaEstimation job;
   job.timesteps = {1, 500, 1000};
   job.num_images = 6;
   job.batch = 3;
   job.conditions = c;
   GammaRun r;
-  job.on_batch = [&](int64_t, int64_t, const analytic::GammaBatchStats& s) { r.batches.push_back(s); };
-  analytic::GammaTable table(gamma_meta_for(*model), chain.num_steps());
+  job.on_batch = [&](int64_t, int64_t, const GammaBatchStats& s) { r.batches.push_back(s); };
+  GammaTable table(gamma_meta_for(*model), chain.num_steps());
   estimate_gamma(*model, data, job, table);
   for (const auto& e : table.entries()) r.gamma.push_back(e.gamma);
   return r;

@@ -201,13 +201,13 @@ TEST(Gits, ResumedCostMatrixEqualsAnUninterruptedOne) {
   o.warmup = 40;
   o.batch = 8;
   auto student = make_sampler("ipndm"), teacher = make_sampler("heun");
-  const analytic::StepCostMatrix whole = gits_cost_matrix(model, *student, *teacher, o);
+  const StepCostMatrix whole = gits_cost_matrix(model, *student, *teacher, o);
   MapMemo memo;
   memo.limit = 2;
   EXPECT_THROW(gits_cost_matrix(model, *student, *teacher, o, {}, memo.memo()), Killed);
   memo.limit = -1;
   int64_t reported = 0;
-  const analytic::StepCostMatrix resumed = gits_cost_matrix(
+  const StepCostMatrix resumed = gits_cost_matrix(
       model, *student, *teacher, o, [&](int64_t done, int64_t) { reported = done; }, memo.memo());
   EXPECT_EQ(memo.loaded, 2);
   EXPECT_EQ(reported, o.warmup);

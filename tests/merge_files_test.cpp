@@ -42,7 +42,7 @@ class MergeFilesTest : public testing_io::TempDirTest {
       shard.index = i;
       shard.count = 3;
       const auto [begin, end] = jobs::shard_range(kItems, 10, shard);
-      metrics::MomentAccumulator m;
+      eval::MomentAccumulator m;
       m.add(x_.narrow(0, begin, end - begin));
       nlohmann::json record = jobs::shard_record("fid", shard, {{"features", "none"}}, begin, end, kItems);
       record["ref"] = {{"path", recorded_ref}, {"hash", io::hash_file(recorded_ref)}};

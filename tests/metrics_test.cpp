@@ -11,7 +11,7 @@
 
 #include "scoreflow/error.h"
 
-namespace sm = scoreflow::metrics;
+namespace sm = scoreflow::eval;
 
 namespace {
 

@@ -56,7 +56,7 @@ std::string scratch(const std::string& name) {
 /// The Γ table of refs.npz array `key` (Γ_t for t = 1..N) as a Γ file for `model`.
 std::string write_gamma(const Model& model, const io::NpyArray& values, const std::string& key) {
   const torch::Tensor g = io::to_tensor(values).to(torch::kFloat64).contiguous();
-  analytic::GammaTable table(gamma_meta_for(model), g.numel());
+  GammaTable table(gamma_meta_for(model), g.numel());
   for (int64_t t = 1; t <= g.numel(); ++t) table.set(t, g[t - 1].item<double>(), 0.0, 1);
   const std::string path = scratch(key + ".json");
   table.save(path);
@@ -232,22 +232,22 @@ TEST(PeerParity, AnalyticDpmTrajectoriesAreTheAuthors) {
   const nlohmann::json doc = load_cases();
   const auto arrays = io::read_npz(kDir + "refs.npz");
   auto model = open_model(kDir + "vp_discrete_eps.pt");
-  const analytic::DiscreteChain chain = chain_of(*model);
-  const analytic::GammaTable gamma = load_gamma_for(*model, write_gamma(*model, arrays.at("adpm.gamma"), "traj"));
-  const analytic::StepCostMatrix cost = analytic::trajectory_cost(chain, gamma.dense());
+  const DiscreteChain chain = chain_of(*model);
+  const GammaTable gamma = load_gamma_for(*model, write_gamma(*model, arrays.at("adpm.gamma"), "traj"));
+  const StepCostMatrix cost = trajectory_cost(chain, gamma.dense());
   int checked = 0;
   for (const auto& t : doc["analytic_dpm"]["trajectories"]) {
     const std::string type = t["type"];
     const int64_t N = t["N"], K = t["K"];
     const std::vector<int64_t> want = t["steps"];
     if (type == "linear") {
-      EXPECT_EQ(analytic::even_timesteps(N, K), want) << "K=" << K;
+      EXPECT_EQ(even_timesteps(N, K), want) << "K=" << K;
       ++checked;
     } else if (type == "dp_seg") {
       // Near-ties between paths through the first few timesteps (their costs differ at the 1e-12
       // level) are broken by round-off, differently in each code: the optimum is compared by cost.
-      const std::vector<int64_t> ours = analytic::optimal_trajectory(chain, gamma, K);
-      const double theirs_cost = analytic::path_cost(cost, want), ours_cost = analytic::path_cost(cost, ours);
+      const std::vector<int64_t> ours = optimal_trajectory(chain, gamma, K);
+      const double theirs_cost = path_cost(cost, want), ours_cost = path_cost(cost, ours);
       std::cout << "dp_seg K=" << K << ": cost " << std::setprecision(15) << theirs_cost << " (theirs), " << ours_cost
                 << " (ours)\n";
       EXPECT_NEAR(ours_cost, theirs_cost, 1e-10 * std::abs(theirs_cost)) << "K=" << K;
@@ -256,7 +256,7 @@ TEST(PeerParity, AnalyticDpmTrajectoriesAreTheAuthors) {
       ++checked;
     } else if (type == "quad_ddim") {
       EXPECT_LT(want.back(), N);  // theirs stops short of N
-      EXPECT_EQ(analytic::quadratic_timesteps(N, K).back(), N);
+      EXPECT_EQ(quadratic_timesteps(N, K).back(), N);
     }
   }
   EXPECT_GE(checked, 5);

@@ -202,12 +202,12 @@ TEST(JobChoices, DevicesFinalStepsAndGammaTimestepsAreRefusedNamingTheField) {
   }
 
   // A discrete VP chain of N steps: "all" is 1..N, "4" the four evenly spaced ones.
-  const analytic::DiscreteChain chain = chain_of(*open_model("builtin:gaussian:schedule=vp_discrete"));
+  const DiscreteChain chain = chain_of(*open_model("builtin:gaussian:schedule=vp_discrete"));
   const std::vector<int64_t> all = jobs::gamma_timesteps(chain, "all");
   ASSERT_EQ(all.size(), static_cast<size_t>(chain.num_steps()));
   EXPECT_EQ(all.front(), 1);
   EXPECT_EQ(all.back(), chain.num_steps());
-  EXPECT_EQ(jobs::gamma_timesteps(chain, "4"), analytic::even_timesteps(chain.num_steps(), 4));
+  EXPECT_EQ(jobs::gamma_timesteps(chain, "4"), even_timesteps(chain.num_steps(), 4));
   expect_error([&] { jobs::gamma_timesteps(chain, "1"); }, {"timesteps must be in [2, "});
   expect_error([&] { jobs::gamma_timesteps(chain, "some"); }, {"timesteps 'some' is not 'all' or a number"});
 }

@@ -188,8 +188,8 @@ TEST(TypedSamplers, TypedSamplersAreValues) {
 // two ways of building the same sampler).
 TEST(TypedSamplers, AnalyticSamplersMatchTheStringRegistry) {
   auto model = make_builtin("builtin:gaussian:shape=1x4x4,mean=0.2,std=0.3,schedule=vp_discrete");
-  const analytic::DiscreteChain chain = chain_of(*model);
-  analytic::GammaTable table(gamma_meta_for(*model), chain.num_steps());
+  const DiscreteChain chain = chain_of(*model);
+  GammaTable table(gamma_meta_for(*model), chain.num_steps());
   for (int64_t t = 1; t <= chain.num_steps(); ++t) table.set(t, 0.5 + 0.4 * t / chain.num_steps(), 0.0, 1);
   const std::string gamma = ::testing::TempDir() + "/typed_samplers_gamma.json";
   table.save(gamma);

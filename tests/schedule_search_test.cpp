@@ -51,7 +51,7 @@ TEST(Gits, DynamicProgrammeFindsTheBruteForceOptimum) {
   for (int64_t i = 0; i < M; ++i) candidates.push_back(std::pow(0.5, double(i)));
   candidates.push_back(0.0);
   for (int trial = 0; trial < 20; ++trial) {
-    analytic::StepCostMatrix cost(M + 1);
+    StepCostMatrix cost(M + 1);
     std::vector<double> c((M + 1) * (M + 1));
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = i + 1; j <= M; ++j) cost.set(i + 1, j + 1, c[i * (M + 1) + j] = u(rng) * (j - i));
@@ -90,7 +90,7 @@ TEST(Gits, OnTheExactGaussianOdeEulerCostsAndGridAreTheClosedForms) {
     return r(i) * std::abs(v / (r(i) * r(i)) - v / (r(i) * r(M - 1)));
   };
   auto student = make_sampler("euler"), teacher = make_sampler("heun");
-  const analytic::StepCostMatrix cost = gits_cost_matrix(model, *student, *teacher, o);
+  const StepCostMatrix cost = gits_cost_matrix(model, *student, *teacher, o);
   const double scale = cost(1, M + 1) / exact(0, M);  // E‖x_0 − μ‖/r_0
   double largest = 0;
   for (int64_t i = 0; i < M; ++i)
@@ -134,7 +134,7 @@ TEST(Gits, DeviationCostIsTheDistanceFromTheTeachersChord) {
   o.batch = 4;  // two batches, the second partial
   o.dtype = torch::kFloat64;
   auto euler = make_sampler("euler"), heun = make_sampler("heun");
-  const analytic::StepCostMatrix cost = gits_cost_matrix(model, *euler, *heun, o);
+  const StepCostMatrix cost = gits_cost_matrix(model, *euler, *heun, o);
   const auto& s = o.candidates;
   const int64_t M = static_cast<int64_t>(s.size()) - 1;
   // Independently: each sample's teacher trajectory, its Euler steps and the distances, in doubles.
@@ -171,7 +171,7 @@ TEST(Gits, DeviationCostIsTheDistanceFromTheTeachersChord) {
 
   auto gaussian = open_model("builtin:gaussian:shape=3,mean=0.3,std=0.5");
   o.candidates = make_sigmas("karras", 5, gaussian->metadata().schedule, KeyValueArgs(""));
-  const analytic::StepCostMatrix straight = gits_cost_matrix(gaussian, *euler, *heun, o);
+  const StepCostMatrix straight = gits_cost_matrix(gaussian, *euler, *heun, o);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = i + 1; j <= M; ++j) EXPECT_NEAR(straight(i + 1, j + 1), 0.0, 1e-9) << i << " -> " << j;
 }
@@ -186,6 +186,6 @@ TEST(Gits, MetricNamesAndBadWeightsAreRefused) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("lpips"), std::string::npos) << e.what();
   }
-  analytic::StepCostMatrix cost(4);
+  StepCostMatrix cost(4);
   EXPECT_THROW(gits_select(cost, {4, 2, 1, 0}, 2, 0.0), Error);
 }

@@ -113,7 +113,7 @@ class Counting : public Model {
   std::shared_ptr<const Model> inner_;
 };
 
-std::vector<double> entries(const analytic::StepCostMatrix& cost, int64_t nodes) {
+std::vector<double> entries(const StepCostMatrix& cost, int64_t nodes) {
   std::vector<double> out;
   for (int64_t i = 1; i < nodes; ++i)
     for (int64_t j = i + 1; j <= nodes; ++j) out.push_back(cost(i, j));

@@ -15,7 +15,7 @@
 #include "scoreflow/discrete_chain.h"
 #include "scoreflow/gamma_table.h"
 
-namespace scoreflow::analytic {
+namespace scoreflow {
 
 // ---- Optimal trajectory (Bao et al. 2022, §4) ----
 
@@ -84,4 +84,4 @@ torch::Tensor discretized_gaussian_log_likelihood(const torch::Tensor& x0, const
 /// [B, ...] element-wise nats → [B] bits/dim (sum / (d·ln 2)).
 torch::Tensor bits_per_dim(const torch::Tensor& nats);
 
-}  // namespace scoreflow::analytic
+}  // namespace scoreflow

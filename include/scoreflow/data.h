@@ -8,10 +8,6 @@
 #include <string>
 #include <vector>
 
-namespace scoreflow {
-struct ModelMetadata;
-}
-
 namespace scoreflow::io {
 
 /// How a model's training images were made from dataset items (the metadata field `data_prep`):
@@ -69,9 +65,5 @@ class Dataset {
 /// Channels follow options.shape[0]: 1->3 replicates, 3->1 is luminance 0.299R + 0.587G + 0.114B,
 /// 4->3 drops alpha; describe() says which conversion and resizing happened.
 std::unique_ptr<Dataset> open_dataset(const std::string& path, const DatasetOptions& options);
-
-/// What every dataset-reading command opens a dataset with for a model: its shape, data range and
-/// the metadata field `data_prep` (validated by resolve_metadata; models/metadata.cpp).
-DatasetOptions dataset_options(const ModelMetadata& meta);
 
 }  // namespace scoreflow::io

@@ -15,7 +15,7 @@
 
 #include "scoreflow/model.h"
 
-namespace scoreflow::analytic {
+namespace scoreflow {
 
 /// ᾱ_t, β̄_t = 1 − ᾱ_t and the skip quantities of the chain (docs/design.md §5). All in double;
 /// β_{t|s} = −expm1(log ᾱ_t − log ᾱ_s), so short skips keep their relative precision.
@@ -104,12 +104,12 @@ torch::Tensor sn_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t, 
 torch::Tensor npr_dpm_variance(const DiscreteChain& chain, int64_t s, int64_t t, const torch::Tensor& g, double eta,
                                const DataRange& range = {});
 
-}  // namespace scoreflow::analytic
+}  // namespace scoreflow
 
 namespace scoreflow {
 
 /// The chain of a vp_discrete model; throws naming the schedule otherwise.
-analytic::DiscreteChain chain_of(const Model& model);
+DiscreteChain chain_of(const Model& model);
 /// The chain timestep (1..N) of a σ on the model's discrete grid; 0 for σ = 0. Throws when σ is
 /// not one of the model's discrete noise levels.
 int64_t chain_timestep(const Model& model, double sigma);

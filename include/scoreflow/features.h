@@ -59,7 +59,7 @@ class FeatureExtractor {
 /// for KID and sliced W2), and the rate of extraction after the first batch (which also warms the
 /// network up).
 struct FeatureSet {
-  metrics::MomentAccumulator moments;
+  eval::MomentAccumulator moments;
   torch::Tensor rows;  ///< [N, D] float64 when kept, else undefined
   int64_t steady_rows = 0;
   double steady_seconds = 0;

@@ -45,10 +45,10 @@ eval::FeatureSet extract_features(const FeatureNetworks& fx, const torch::Tensor
 
 /// What an FD evaluation computes besides FD, and how.
 struct FidOptions {
-  int64_t batch = 64;               ///< rows per feature-network call
-  bool kid = false;                 ///< also KID (needs a reference made from rows)
-  metrics::KidOptions kid_options;  ///< subset_size is capped at both sets' sizes
-  int64_t projections = 256;        ///< sliced-W2 directions (with the identity features "none")
+  int64_t batch = 64;            ///< rows per feature-network call
+  bool kid = false;              ///< also KID (needs a reference made from rows)
+  eval::KidOptions kid_options;  ///< subset_size is capped at both sets' sizes
+  int64_t projections = 256;     ///< sliced-W2 directions (with the identity features "none")
 };
 
 /// The reference side: mu [D] and sigma [D, D], and, when made from rows, their features.
@@ -72,8 +72,8 @@ struct FidReport {
   std::string reference;
   int64_t feature_dim = 0, reference_count = 0, sample_count = 0;
   std::optional<double> fd;  ///< with samples
-  std::optional<metrics::KidResult> kid;
-  metrics::KidOptions kid_options;          ///< the subsets KID used
+  std::optional<eval::KidResult> kid;
+  eval::KidOptions kid_options;             ///< the subsets KID used
   std::optional<double> sliced_w2_squared;  ///< with "none" and a reference made from rows
   /// Feature-network adaptations and rank warnings (fewer rows than dimensions).
   std::vector<std::string> notes;
@@ -96,6 +96,6 @@ FidReport fid_report(const FeatureNetworks& fx, const FidReference& ref, const t
 
 /// Writes the feature-moment sums of one shard (count, shift, sum, outer and the shard record,
 /// jobs::shard_record of kind "fid") to `path`, for merge_shards.
-void write_fid_shard(const std::string& path, const metrics::MomentAccumulator& moments, const nlohmann::json& record);
+void write_fid_shard(const std::string& path, const eval::MomentAccumulator& moments, const nlohmann::json& record);
 
 }  // namespace scoreflow::jobs

@@ -18,15 +18,15 @@ namespace scoreflow {
 
 /// A K-point trajectory by name: "even", "quadratic" (from the chain alone) or "optimal" (the DP
 /// over Γ; needs `gamma`). Returns 1 = τ_1 < … < τ_K = N.
-std::vector<int64_t> make_trajectory(const std::string& name, const analytic::DiscreteChain& chain, int64_t K,
-                                     const analytic::GammaTable* gamma);
+std::vector<int64_t> make_trajectory(const std::string& name, const DiscreteChain& chain, int64_t K,
+                                     const GammaTable* gamma);
 /// The σ grid a sampler runs for a trajectory: σ(τ_K) > … > σ(τ_1), then 0.
-std::vector<double> trajectory_sigmas(const analytic::DiscreteChain& chain, const std::vector<int64_t>& trajectory);
+std::vector<double> trajectory_sigmas(const DiscreteChain& chain, const std::vector<int64_t>& trajectory);
 /// The grid of `steps` steps along trajectory `name` under `final` (docs/samplers.md "Final step"):
 /// zero is trajectory_sigmas of a K = steps trajectory; none and denoise take a K = steps + 1
 /// trajectory and stop at σ(τ_1), the smallest discrete noise level on it, instead of stepping to 0.
-std::vector<double> trajectory_grid(const std::string& name, const analytic::DiscreteChain& chain, int64_t steps,
-                                    const analytic::GammaTable* gamma, FinalStep final);
+std::vector<double> trajectory_grid(const std::string& name, const DiscreteChain& chain, int64_t steps,
+                                    const GammaTable* gamma, FinalStep final);
 
 struct GammaEstimation {
   std::vector<int64_t> timesteps;  ///< chain timesteps 1..N to estimate
@@ -42,15 +42,14 @@ struct GammaEstimation {
   /// or the one shared row. Empty for models without conditions.
   ItemConditions conditions;
   /// Called with each finished batch's statistics (timestep t, batch b), for shard files.
-  std::function<void(int64_t t, int64_t b, const analytic::GammaBatchStats&)> on_batch;
+  std::function<void(int64_t t, int64_t b, const GammaBatchStats&)> on_batch;
 };
 
 /// Estimates Γ for every timestep in `job.timesteps` that `table` does not hold yet (a timestep
 /// whose batch range is empty is left unset), calling
 /// `on_timestep(table, t, images_per_second)` after each finished timestep (for saving and progress).
-void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job,
-                    analytic::GammaTable& table,
-                    const std::function<void(const analytic::GammaTable&, int64_t, double)>& on_timestep = {});
+void estimate_gamma(const Model& model, const io::Dataset& data, const GammaEstimation& job, GammaTable& table,
+                    const std::function<void(const GammaTable&, int64_t, double)>& on_timestep = {});
 
 /// Images/s of the network calls alone that `estimate_gamma` makes for `job` (same batch sizes and
 /// σ's on one resident batch; no dataset reads, noise draws or read-backs), timed over every

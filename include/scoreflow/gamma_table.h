@@ -12,7 +12,7 @@
 #include "scoreflow/discrete_chain.h"
 #include "scoreflow/model.h"
 
-namespace scoreflow::analytic {
+namespace scoreflow {
 
 /// Where a Γ file came from. A loaded file must match the expected model and schedule (an empty
 /// expected field is not checked); the dataset is recorded only (Γ from the training set is meant
@@ -108,12 +108,12 @@ class GammaTable {
   std::vector<GammaEntry> entries_;  // index t; count == 0 means absent
 };
 
-}  // namespace scoreflow::analytic
+}  // namespace scoreflow
 
 namespace scoreflow {
 
 /// What a Γ file for `model` must record (model name and schedule).
-analytic::GammaMeta gamma_meta_for(const Model& model);
+GammaMeta gamma_meta_for(const Model& model);
 
 /// A Γ file's text, read once: a sampler reads it when it is built and checks it against the
 /// model it runs (`gamma_for_model`). Throws Error naming the path when it cannot be read.
@@ -123,8 +123,8 @@ struct GammaFile {
   static GammaFile read(const std::string& path);
 };
 /// The table in `file`, refused (naming the field) unless it was estimated for `model`.
-analytic::GammaTable gamma_for_model(const Model& model, const GammaFile& file);
+GammaTable gamma_for_model(const Model& model, const GammaFile& file);
 /// Reads and checks a Γ file for `model` in one go.
-analytic::GammaTable load_gamma_for(const Model& model, const std::string& path);
+GammaTable load_gamma_for(const Model& model, const std::string& path);
 
 }  // namespace scoreflow

@@ -232,7 +232,7 @@ nlohmann::json merge_shards(const ShardSet& set, const std::string& out);
 // ---- Γ estimation split over shards and devices -------------------------------------------------
 
 /// Per timestep, the statistics of the batches a run made, in batch order.
-using GammaBatches = std::map<int64_t, std::vector<analytic::GammaBatchStats>>;
+using GammaBatches = std::map<int64_t, std::vector<GammaBatchStats>>;
 
 /// Runs `job` (its first_batch/end_batch give the range) split over `models` (one per device) by
 /// split_over_workers; `on_timestep()` after each timestep, once every device has finished it (one
@@ -241,12 +241,12 @@ GammaBatches estimate_gamma_batches(const std::vector<std::shared_ptr<const Mode
                                     const GammaEstimation& job, const std::function<void()>& on_timestep = {});
 
 /// Replays `batches` into `table` as one run adds them (timesteps with no batch are left unset).
-void replay_gamma(const GammaBatches& batches, analytic::GammaTable& table);
+void replay_gamma(const GammaBatches& batches, GammaTable& table);
 
 /// What a Γ job's results depend on, for shard records and its chunk store: model_settings but the
 /// device (shards and resumes may run on other kinds, as merges always allowed), the schedule, the
 /// dataset and `meta.settings` (num_images, batch, seed, timesteps, conditions).
-io::Settings gamma_settings(const Model& model, const analytic::GammaMeta& meta);
+io::Settings gamma_settings(const Model& model, const GammaMeta& meta);
 
 struct GammaChunkOptions {
   /// Where finished timesteps are kept and found again (null: nothing kept). One chunk per
@@ -276,8 +276,8 @@ GammaChunked estimate_gamma_chunked(const std::vector<std::shared_ptr<const Mode
 /// batch_sum / batch_m2 [T, B]). Returns the image range [begin, end).
 std::pair<int64_t, int64_t> estimate_gamma_shard(const std::vector<std::shared_ptr<const Model>>& models,
                                                  const io::Dataset& data, const GammaEstimation& job,
-                                                 const analytic::GammaMeta& meta, const Shard& shard,
-                                                 const std::string& path, const GammaChunkOptions& options = {});
+                                                 const GammaMeta& meta, const Shard& shard, const std::string& path,
+                                                 const GammaChunkOptions& options = {});
 
 /// `scoreflow estimate-gamma` as a library call: the files, resume and shards around
 /// estimate_gamma_chunked.
@@ -301,7 +301,7 @@ struct GammaJobResult {
   std::pair<int64_t, int64_t> image_range{0, 0};  ///< images this run covers (a shard's share)
   int64_t resumed = 0;                            ///< timesteps taken from an earlier run
   double images_per_second = 0;                   ///< as GammaChunked
-  std::optional<analytic::GammaTable> table;      ///< unsharded: the table written to `out`
+  std::optional<GammaTable> table;                ///< unsharded: the table written to `out`
 };
 
 /// Estimates Γ for `job` (`meta` describes it in the file: gamma_meta_for, dataset, settings) and
@@ -311,7 +311,6 @@ struct GammaJobResult {
 /// tables there) counts as done for the timesteps it holds when its settings match, and is
 /// refused naming the setting otherwise.
 GammaJobResult estimate_gamma_job(const std::vector<std::shared_ptr<const Model>>& models, const io::Dataset& data,
-                                  const GammaEstimation& job, const analytic::GammaMeta& meta,
-                                  const GammaJobOptions& options);
+                                  const GammaEstimation& job, const GammaMeta& meta, const GammaJobOptions& options);
 
 }  // namespace scoreflow::jobs

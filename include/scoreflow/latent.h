@@ -61,7 +61,7 @@ struct ModelDataOptions {
 /// the file is opened at the decoder's image_shape and image_range with the model's data_prep, and
 /// each batch goes through the encoder method on the model's device, which returns latents in the
 /// network's own space (already scaled: diffusers' vae.encode(x).latent_dist.mean ·
-/// scaling_factor). Any other model reads its items directly (io::dataset_options of its metadata).
+/// scaling_factor). Any other model reads its items directly (dataset_options of its metadata).
 /// Throws Error naming the file, the field and the shapes.
 std::unique_ptr<io::Dataset> open_model_dataset(const std::string& path, std::shared_ptr<const Model> model,
                                                 const ModelDataOptions& options = {});

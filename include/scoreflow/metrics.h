@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-namespace scoreflow::metrics {
+namespace scoreflow::eval {
 
 /// Streaming, exactly mergeable mean and covariance of feature rows [N, D].
 /// Stores count, a fixed shift c (the mean of the first non-empty batch), Σ(x − c) [D] and
@@ -122,4 +122,4 @@ struct SlicedW2Options {
 /// estimates |c|²/D (E[(u·c)²] on the sphere). Meant for low-dimensional point sets.
 double sliced_w2_squared(const torch::Tensor& x, const torch::Tensor& y, const SlicedW2Options& options = {});
 
-}  // namespace scoreflow::metrics
+}  // namespace scoreflow::eval

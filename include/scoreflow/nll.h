@@ -15,7 +15,7 @@ namespace scoreflow {
 
 struct NllJob {
   std::vector<int64_t> trajectory;  ///< 1 = τ_1 < … < τ_K = N (chain timesteps)
-  analytic::ReverseVariance variance = analytic::ReverseVariance::analytic;
+  ReverseVariance variance = ReverseVariance::analytic;
   int64_t num_images = 1000;
   int batch = 100;
   uint64_t seed = 0;
@@ -34,7 +34,7 @@ struct NllResult {
 
 /// `gamma` may be null unless the variance is analytic. Data must lie on the 256-level grid of
 /// [−1, 1] (uint8 images scaled); `on_batch(done, total)` reports progress.
-NllResult compute_nll(const Model& model, const io::Dataset& data, const analytic::GammaTable* gamma, const NllJob& job,
+NllResult compute_nll(const Model& model, const io::Dataset& data, const GammaTable* gamma, const NllJob& job,
                       const std::function<void(int64_t, int64_t)>& on_batch = {});
 
 }  // namespace scoreflow

@@ -66,9 +66,9 @@ using GitsProgress = std::function<void(int64_t done, int64_t total)>;
 /// multistep method). Stored as StepCostMatrix nodes i + 1 → j + 1 (its nodes start at 1). Each
 /// warm-up batch's sums go through `memo` ("gits-batch-<first sample>"), so a run over the memo a killed
 /// run left redoes only the unfinished batches and returns exactly what an uninterrupted run returns.
-analytic::StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, const Sampler& student,
-                                          const Sampler& teacher, const GitsOptions& options,
-                                          const GitsProgress& progress = {}, const io::Memo& memo = {});
+StepCostMatrix gits_cost_matrix(std::shared_ptr<const Model> model, const Sampler& student, const Sampler& teacher,
+                                const GitsOptions& options, const GitsProgress& progress = {},
+                                const io::Memo& memo = {});
 
 struct GitsResult {
   std::vector<double> sigmas;    ///< the coarse grid σ_0 … 0 (options.steps intervals)
@@ -78,7 +78,7 @@ struct GitsResult {
 
 /// The coarse grid of `steps` intervals from candidate 0 to the final 0 with the least
 /// Σ_k coeff^k · cost(step k), by dynamic programming over (candidate, steps left) as the authors' `dp`.
-GitsResult gits_select(const analytic::StepCostMatrix& cost, const std::vector<double>& candidates, int steps,
+GitsResult gits_select(const StepCostMatrix& cost, const std::vector<double>& candidates, int steps,
                        double coeff = 1.0);
 
 /// gits_cost_matrix, then gits_select. Throws Error for a stochastic student or teacher, a candidate grid

@@ -33,6 +33,7 @@
 #include "scoreflow/ld3.h"
 #include "scoreflow/metrics.h"
 #include "scoreflow/model.h"
+#include "scoreflow/model_data.h"
 #include "scoreflow/model_info.h"
 #include "scoreflow/nll.h"
 #include "scoreflow/npy.h"
