@@ -7,8 +7,8 @@
 #include <optional>
 
 #include "cli/common.h"
-#include "cli/list_arg.h"
 #include "cli/sampling_flags.h"
+#include "io/text.h"
 #include "scoreflow/args.h"
 #include "scoreflow/error.h"
 
@@ -29,10 +29,10 @@ void run(Options& o) {
   auto start = std::chrono::steady_clock::now();
   auto model = o.model.open();
   jobs::CompareOptions& c = o.c;
-  c.samplers = split_commas(o.samplers);
+  c.samplers = io::split_list(o.samplers);
   c.sampler_args = jobs::parse_named_sampler_args(o.sampler_args);
   c.nfe = jobs::nfe_budgets(parse_double_list(o.nfe, "--nfe"));
-  c.schedules = split_commas(o.schedules);
+  c.schedules = io::split_list(o.schedules);
   if (!o.schedules.empty() && c.schedules.empty())
     fail("--schedules is empty; give e.g. karras,kl_optimal,file:g.json");
   c.schedule = o.s.schedule;

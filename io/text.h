@@ -2,6 +2,7 @@
 /// Splitting and trimming of the comma lists that flags and metadata strings carry ("0-63,70",
 /// "k=2,shape=2"). Private to the library: not installed (docs/design.md §1).
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace scoreflow::io {
@@ -23,6 +24,14 @@ inline std::vector<std::string> split(const std::string& s, char sep) {
     if (pos == std::string::npos) break;
     start = pos + 1;
   }
+  return out;
+}
+
+/// A comma-separated list ("euler,heun", "0,3,7"): its items, empty ones dropped.
+inline std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  for (std::string& item : split(s, ','))
+    if (!item.empty()) out.push_back(std::move(item));
   return out;
 }
 

@@ -6,20 +6,12 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "io/text.h"
 #include "scoreflow/error.h"
 #include "scoreflow/fingerprint.h"
 
 namespace scoreflow {
 namespace {
-
-std::vector<std::string> split_commas(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  std::stringstream ss(text);
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 int64_t parse_row(const std::string& item) {
   char* end = nullptr;
@@ -39,7 +31,7 @@ const std::map<std::string, torch::Tensor>& no_arrays() {
 
 std::vector<int64_t> parse_condition_rows(const std::string& text) {
   std::vector<int64_t> rows;
-  for (const std::string& item : split_commas(text)) {
+  for (const std::string& item : io::split_list(text)) {
     const size_t dash = item.find('-', 1);
     if (dash == std::string::npos) {
       rows.push_back(parse_row(item));
@@ -54,7 +46,7 @@ std::vector<int64_t> parse_condition_rows(const std::string& text) {
 }
 
 std::pair<double, double> parse_guidance_interval(const std::string& text) {
-  const std::vector<std::string> parts = split_commas(text);
+  const std::vector<std::string> parts = io::split_list(text);
   double v[2] = {0, 0};
   bool ok = parts.size() == 2;
   for (size_t i = 0; ok && i < 2; ++i) {

@@ -17,6 +17,7 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/sample_metric.h"
 #include "support/io_test_util.h"
+#include "support/jobs_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
@@ -25,23 +26,8 @@ namespace {
 
 const char* const kGauss = "builtin:gaussian:shape=2,mean=0.5,std=0.5";
 
-/// The Error `fn` throws (fails the test when it throws none).
-template <typename Fn>
-Error error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return Error("");
-}
-
-std::vector<std::string> field_names(const Error& e) {
-  std::vector<std::string> out;
-  for (const auto& f : e.fields()) out.push_back(f.name);
-  return out;
-}
+using testing_jobs::error_of;
+using testing_jobs::field_names;
 
 TEST(SampleMetric, FactoryNamesTheFieldAndTheValidValues) {
   auto model = open_model(kGauss);

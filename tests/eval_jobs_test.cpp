@@ -18,6 +18,7 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/sample_files.h"
 #include "support/io_test_util.h"
+#include "support/jobs_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
@@ -35,22 +36,8 @@ class EvalJobs : public testing_io::TempDirTest {
   }
 };
 
-template <typename Fn>
-Error error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return Error("");
-}
-
-std::vector<std::string> field_names(const Error& e) {
-  std::vector<std::string> out;
-  for (const auto& f : e.fields()) out.push_back(f.name);
-  return out;
-}
+using testing_jobs::error_of;
+using testing_jobs::field_names;
 
 /// A report as written, without its wall-clock fields (the only thing two identical runs differ in).
 std::string without_times(const std::string& path) {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/error.h"
@@ -27,6 +28,25 @@ inline void run_killed_after(const Sampler& sampler, const std::shared_ptr<const
   jobs::ChunkOptions o;
   o.store = &store;
   jobs::run_chunked(sampler, model, first, o);
+}
+
+/// The Error `fn` throws (a test failure when it throws none).
+template <typename Fn>
+Error error_of(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no Error thrown";
+  return Error("");
+}
+
+/// The names of the fields an Error names, in order.
+inline std::vector<std::string> field_names(const Error& e) {
+  std::vector<std::string> out;
+  for (const auto& f : e.fields()) out.push_back(f.name);
+  return out;
 }
 
 /// `call` throws an Error whose first field is `field` and whose message contains `message`.
