@@ -62,13 +62,8 @@ class Amed : public Sampler {
   }
 
   std::string name() const override { return plugin_ ? "amed_plugin" : "amed"; }
-  /// Base solvers keep their order on any refined grid; AMED-Solver's x + (σ' − σ)·d_mid is second
-  /// order only at the λ-midpoint (r = 1/2, DPM-Solver-2). Learned c, a make it a per-grid method.
-  int order() const override {
-    if (base_->name() == "euler") return 1;
-    if (base_->name() == "amed") return predictor_ || !table_.empty() || fixed_.r[0] != 0.5 ? 1 : 2;
-    return 2;
-  }
+  /// Base solvers keep their order on any refined grid; AMED-Solver's depends on r (amed::Base::order).
+  int order() const override { return base_->order(!predictor_ && table_.empty() && fixed_.r[0] == 0.5); }
   int min_steps() const override { return 2; }
   /// steps intervals ending at 0: steps − 1 AMED intervals of 2 NFE each, minus AFS, plus the optional D(x, σ_min).
   int64_t nfe(int steps) const override { return 2 * int64_t(steps - 1) - (afs_ ? 1 : 0) + (denoise_to_zero_ ? 1 : 0); }

@@ -28,6 +28,9 @@ torch::Tensor call(const Denoiser& denoise, const torch::Tensor& x, const std::v
 class AmedSolver : public Base {
  public:
   std::string name() const override { return "amed"; }
+  /// x + (σ' − σ)·d_mid is second order only at the λ-midpoint (r = 1/2, DPM-Solver-2); learned
+  /// c, a make it a per-grid method.
+  int order(bool midpoint) const override { return midpoint ? 2 : 1; }
 
  protected:
   torch::Tensor to_mid(const torch::Tensor& x, const torch::Tensor& d, double sigma, const std::vector<double>&,
@@ -45,6 +48,7 @@ class AmedSolver : public Base {
 class EulerBase : public Base {
  public:
   std::string name() const override { return "euler"; }
+  int order(bool) const override { return 1; }
 
  protected:
   torch::Tensor to_mid(const torch::Tensor& x, const torch::Tensor& d, double sigma, const std::vector<double>&,

@@ -42,6 +42,12 @@ class Base {
   virtual std::string name() const = 0;
   /// Multistep students continue from their own state; single-step ones restart from the teacher's.
   virtual bool multistep() const { return false; }
+  /// The order of the sampler built on this base; `midpoint`: a fixed r = 1/2 (no predictor or
+  /// table).
+  virtual int order(bool midpoint) const {
+    (void)midpoint;
+    return 2;
+  }
 
   /// One AMED interval σ → σ' from x with d = d(x, σ): s = σ'^r σ^{1−r}, one model call
   /// D(x_mid, a·s). `last`: the last interval of the solve (DPM-Solver++ lowers its order there).
