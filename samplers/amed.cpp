@@ -4,11 +4,23 @@
 #include <optional>
 
 #include "samplers/amed_steps.h"
+#include "samplers/common.h"
+#include "samplers/typed.h"
 #include "scoreflow/error.h"
 #include "scoreflow/registry.h"
 
 namespace scoreflow {
 namespace {
+
+/// AMED-Plugin's bases by name (amed::find_base; AMED-Solver's own step is the base "amed").
+const std::pair<AmedBase, const char*> kPluginBases[] = {
+    {AmedBase::Euler, "euler"}, {AmedBase::Ipndm, "ipndm"}, {AmedBase::Dpmpp2m, "dpmpp_2m"}};
+
+std::string base_name(AmedBase base) {
+  for (const auto& [value, name] : kPluginBases)
+    if (value == base) return name;
+  fail("amed_plugin: unknown base ", static_cast<int>(base));
+}
 
 /// AMED-Solver and AMED-Plugin (Zhou et al., CVPR 2024, Alg. 1 and Sec. 4.3). Per interval
 /// σ → σ' between positive grid points: (r, c, a) from the predictor, its table, or fixed values;
@@ -18,12 +30,13 @@ namespace {
 /// denoise_to_zero=true spends one NFE on x = D(x, σ_min).
 class Amed : public Sampler {
  public:
-  Amed(const KeyValueArgs& args, bool plugin) : plugin_(plugin) {
+  Amed(const AmedOptions& options, bool plugin) : plugin_(plugin) {
     const std::string who = plugin ? "amed_plugin" : "amed";
-    const std::string predictor = args.get_string("predictor", ""), table = args.get_string("table", "");
-    const bool fixed = args.has("r") || args.has("c") || args.has("a");
+    const std::string &predictor = options.predictor(), &table = options.table();
+    const bool fixed = options.r() || options.c() || options.a();
     if (int(!predictor.empty()) + int(!table.empty()) + int(fixed) != 1)
       fail(who, " needs exactly one of predictor=FILE (from scoreflow train-amed), table=FILE.json, or fixed r=,c=,a=");
+    if (!plugin && options.base()) fail("amed: base is an option of amed_plugin (AMED-Solver runs on no base solver)");
     std::optional<AmedRecord> record;
     if (!predictor.empty()) {
       predictor_ = std::make_shared<AmedPredictor>(AmedPredictor::load(predictor));
@@ -35,29 +48,25 @@ class Amed : public Sampler {
       table_ = loaded.second;
       source_ = "AMED table '" + table + "'";
     } else {
-      fixed_ = {{args.get_double("r", 0.5)}, {args.get_double("c", 1.0)}, {args.get_double("a", 1.0)}};
+      fixed_ = {{options.r().value_or(0.5)}, {options.c().value_or(1.0)}, {options.a().value_or(1.0)}};
       if (!(fixed_.r[0] >= 0 && fixed_.r[0] <= 1)) fail(who, ": r must be in [0, 1], got ", fixed_.r[0]);
       if (!(fixed_.c[0] > 0)) fail(who, ": c must be > 0, got ", fixed_.c[0]);
       if (!(fixed_.a[0] > 0)) fail(who, ": a must be > 0, got ", fixed_.a[0]);
     }
-    // The student a predictor was trained for fixes the base; base= may only repeat it.
+    // The student a predictor was trained for fixes the base; base may only repeat it.
     const std::string trained = record ? record->student : "";
     if (plugin && trained == "amed")
       fail(source_, " was trained for student 'amed' (AMED-Solver): field 'student' differs (use sampler amed)");
-    if (plugin) {
-      base_ = &amed::find_base(args.get_string("base", trained.empty() ? "euler" : trained), "amed_plugin base");
-      if (base_->name() == "amed")
-        fail("amed_plugin base must be euler, ipndm or dpmpp_2m; use sampler amed for AMED-Solver");
-    } else {
-      base_ = &amed::find_base("amed", "amed base");
-    }
+    std::string base = trained.empty() ? "euler" : trained;
+    if (options.base()) base = base_name(*options.base());
+    base_ = plugin ? &amed::find_base(base, "amed_plugin base") : &amed::find_base("amed", "amed base");
     if (record && record->student != base_->name())
       fail(source_, " was trained for student '", record->student, "', not '", base_->name(),
            "': field 'student' differs", plugin ? "" : " (use sampler amed_plugin)");
-    afs_ = args.get_bool("afs", record ? record->afs : false);
+    afs_ = options.afs().value_or(record ? record->afs : false);
     if (record && afs_ != record->afs)
       fail(source_, " was trained with afs=", record->afs ? "true" : "false", ": field 'afs' differs");
-    denoise_to_zero_ = args.get_bool("denoise_to_zero", false);
+    denoise_to_zero_ = options.denoise_to_zero();
     if (record) trained_final_ = record->final;
   }
 
@@ -139,7 +148,40 @@ class Amed : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_amed(const KeyValueArgs& args) { return std::make_unique<Amed>(args, false); }
-std::unique_ptr<Sampler> make_amed_plugin(const KeyValueArgs& args) { return std::make_unique<Amed>(args, true); }
+std::unique_ptr<Sampler> detail::make_amed(const AmedOptions& options) {
+  return std::make_unique<Amed>(options, false);
+}
+std::unique_ptr<Sampler> detail::make_amed_plugin(const AmedPluginOptions& options) {
+  return std::make_unique<Amed>(options, true);
+}
+
+namespace {
+
+/// The "k=v" options of amed and amed_plugin (which also takes base): a key not given stays unset.
+AmedOptions read_amed_options(const KeyValueArgs& args, bool plugin) {
+  AmedOptions options;
+  options.predictor(args.get_string("predictor", "")).table(args.get_string("table", ""));
+  if (args.has("r")) options.r(args.get_double("r", 0.5));
+  if (args.has("c")) options.c(args.get_double("c", 1.0));
+  if (args.has("a")) options.a(args.get_double("a", 1.0));
+  if (args.has("afs")) options.afs(detail::read_afs(args));
+  options.denoise_to_zero(detail::read_denoise_to_zero(args));
+  if (plugin && args.has("base")) {
+    const std::string name = amed::find_base(args.get_string("base", ""), "amed_plugin base").name();
+    if (name == "amed") fail("amed_plugin base must be euler, ipndm or dpmpp_2m; use sampler amed for AMED-Solver");
+    for (const auto& [value, base] : kPluginBases)
+      if (name == base) options.base(value);
+  }
+  return options;
+}
+
+}  // namespace
+
+std::unique_ptr<Sampler> make_amed(const KeyValueArgs& args) {
+  return detail::make_amed(read_amed_options(args, false));
+}
+std::unique_ptr<Sampler> make_amed_plugin(const KeyValueArgs& args) {
+  return detail::make_amed_plugin(read_amed_options(args, true));
+}
 
 }  // namespace scoreflow

@@ -23,5 +23,7 @@ AnalyticDdim::AnalyticDdim(const AnalyticDdimOptions& options)
     : TypedSampler(options, detail::make_analytic_ddim(options)) {}
 SnDpm::SnDpm(const SnDpmOptions& options) : TypedSampler(options, detail::make_sn_dpm(options)) {}
 NprDpm::NprDpm(const NprDpmOptions& options) : TypedSampler(options, detail::make_npr_dpm(options)) {}
+Amed::Amed(const AmedOptions& options) : TypedSampler(options, detail::make_amed(options)) {}
+AmedPlugin::AmedPlugin(const AmedPluginOptions& options) : TypedSampler(options, detail::make_amed_plugin(options)) {}
 
 }  // namespace scoreflow

@@ -24,5 +24,7 @@ std::unique_ptr<Sampler> make_analytic_ddpm(const AnalyticDdpmOptions& options);
 std::unique_ptr<Sampler> make_analytic_ddim(const AnalyticDdimOptions& options);
 std::unique_ptr<Sampler> make_sn_dpm(const SnDpmOptions& options);
 std::unique_ptr<Sampler> make_npr_dpm(const NprDpmOptions& options);
+std::unique_ptr<Sampler> make_amed(const AmedOptions& options);
+std::unique_ptr<Sampler> make_amed_plugin(const AmedPluginOptions& options);
 
 }  // namespace scoreflow::detail

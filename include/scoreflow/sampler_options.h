@@ -6,6 +6,7 @@
 #include <torch/arg.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 
 namespace scoreflow {
@@ -24,6 +25,8 @@ enum class IpndmWeights { Deis, Exact };
 enum class DeisVariant { Tab, Rhoab };
 /// The Analytic-DPM family's mean: the posterior mean from the clamped x̂0, or the network's ε̂.
 enum class AnalyticMean { Posterior, Eps };
+/// The solver AMED-Plugin runs on (string `base=euler|ipndm|dpmpp_2m`).
+enum class AmedBase { Euler, Ipndm, Dpmpp2m };
 
 /// `euler`.
 struct EulerOptions {
@@ -149,5 +152,21 @@ struct SnDpmOptions {
   TORCH_ARG(AnalyticMean, mean) = AnalyticMean::Posterior;
 };
 using NprDpmOptions = SnDpmOptions;
+
+/// `amed` and `amed_plugin` (base: the plugin's only). The per-interval (r, c, a) come from exactly
+/// one of: predictor (a file from `scoreflow train-amed`), table (its JSON table form), or fixed
+/// values (any of r, c, a set; the unset ones are 0.5, 1, 1). afs and base left unset are the file's
+/// record (else false and euler); set, they must agree with it.
+struct AmedOptions {
+  TORCH_ARG(std::string, predictor) = "";
+  TORCH_ARG(std::string, table) = "";
+  TORCH_ARG(std::optional<double>, r);
+  TORCH_ARG(std::optional<double>, c);
+  TORCH_ARG(std::optional<double>, a);
+  TORCH_ARG(std::optional<bool>, afs);
+  TORCH_ARG(bool, denoise_to_zero) = false;
+  TORCH_ARG(std::optional<AmedBase>, base);
+};
+using AmedPluginOptions = AmedOptions;
 
 }  // namespace scoreflow

@@ -123,4 +123,15 @@ class NprDpm : public TypedSampler<NprDpmOptions> {
   explicit NprDpm(const NprDpmOptions& options = {});
 };
 
+/// `amed`: AMED-Solver (Zhou et al. 2024), e.g. `Amed(AmedOptions().predictor("amed.pt"))`.
+class Amed : public TypedSampler<AmedOptions> {
+ public:
+  explicit Amed(const AmedOptions& options);
+};
+/// `amed_plugin`: AMED-Plugin on `base`, e.g. `AmedPlugin(AmedPluginOptions().r(0.4).base(AmedBase::Ipndm))`.
+class AmedPlugin : public TypedSampler<AmedPluginOptions> {
+ public:
+  explicit AmedPlugin(const AmedPluginOptions& options);
+};
+
 }  // namespace scoreflow
