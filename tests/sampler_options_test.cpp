@@ -5,9 +5,11 @@
 
 #include <functional>
 
+#include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/discrete_chain.h"
 #include "scoreflow/error.h"
+#include "scoreflow/fingerprint.h"
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/gamma_table.h"
 #include "scoreflow/registry.h"
@@ -83,12 +85,17 @@ const std::vector<TypedCase>& cases() {
   return list;
 }
 
+const char* const kGmm = "builtin:gmm:shape=1x4x4,k=3";
+
+std::vector<double> grid(const Model& model) {
+  return make_sigmas("karras", 6, model.metadata().schedule, KeyValueArgs(""), FinalStep::None);
+}
+
 // Samples of `sampler` from fixed noise on a 6-step grid ending at σ_min > 0 (where denoise_to_zero
 // changes the result), seeds 1..3 (the stochastic samplers draw from them).
 torch::Tensor run(const Sampler& sampler) {
-  auto model = make_builtin("builtin:gmm:shape=1x4x4,k=3");
-  const std::vector<double> sigmas =
-      make_sigmas("karras", 6, model->metadata().schedule, KeyValueArgs(""), FinalStep::None);
+  auto model = make_builtin(kGmm);
+  const std::vector<double> sigmas = grid(*model);
   torch::manual_seed(11);
   torch::Tensor x = torch::randn({3, 1, 4, 4}) * sigmas[0];
   NoiseSource noise({1, 2, 3});
@@ -236,4 +243,142 @@ TEST(TypedSamplers, AnalyticSamplersMatchTheStringRegistry) {
             message([] { make_sampler("sn_dpm", "sigma2_clip=-1"); }));
   EXPECT_EQ(message([] { AnalyticDdpm{AnalyticDdpmOptions()}; }), message([] { make_sampler("analytic_ddpm"); }));
   EXPECT_NE(message([] { AnalyticDdpm{AnalyticDdpmOptions()}; }).find("gamma"), std::string::npos);
+}
+
+namespace {
+
+// An AMED predictor file for run()'s model and grid, trained (as its record says) for `student` with
+// AFS, and a table file from another network: fresh weights from `seed` do, the comparison is between
+// two ways of building one sampler.
+struct AmedFiles {
+  std::string predictor, table;
+};
+AmedFiles amed_files(const std::string& student) {
+  auto model = make_builtin(kGmm);
+  AmedRecord record;
+  record.student = student;
+  record.teacher = student == "amed" || student == "euler" ? "heun" : student;
+  record.afs = true;
+  record.scale_time = 0.1;  // a ≠ 1 too
+  record.sigmas = grid(*model);
+  record.steps = static_cast<int>(record.sigmas.size()) - 1;
+  record.final = FinalStep::None;
+  record.schedule = model->metadata().schedule.describe();
+  record.model = model->name();
+  record.model_hash = model_fingerprint(*model);
+  const std::string dir = ::testing::TempDir() + "/typed_samplers_amed_" + student;
+  torch::manual_seed(21);
+  AmedPredictor(record).save(dir + ".pt");
+  torch::manual_seed(22);
+  save_amed_table(dir + ".json", record, AmedPredictor(record).table());
+  return {dir + ".pt", dir + ".json"};
+}
+
+}  // namespace
+
+// AMED-Solver and AMED-Plugin: fixed (r, c, a) with and without AFS, the plugin on each base, and
+// predictor and table files (afs and base left unset come from the file's record).
+TEST(TypedSamplers, AmedSamplersMatchTheStringRegistry) {
+  const AmedFiles solver = amed_files("amed"), plugin = amed_files("ipndm");
+  struct AmedCase {
+    std::string name, args;
+    std::function<std::unique_ptr<Sampler>()> make;
+  };
+  const std::vector<AmedCase> amed_cases = {
+      {"amed", "r=0.4", typed<Amed>(AmedOptions().r(0.4))},
+      {"amed", "c=1.05", typed<Amed>(AmedOptions().c(1.05))},
+      {"amed", "r=0.3,c=1.02,a=0.97,afs=true,denoise_to_zero=true",
+       typed<Amed>(AmedOptions().r(0.3).c(1.02).a(0.97).afs(true).denoise_to_zero(true))},
+      {"amed", "predictor=" + solver.predictor, typed<Amed>(AmedOptions().predictor(solver.predictor))},
+      {"amed", "table=" + solver.table + ",afs=true", typed<Amed>(AmedOptions().table(solver.table).afs(true))},
+      {"amed_plugin", "r=0.4", typed<AmedPlugin>(AmedPluginOptions().r(0.4))},
+      {"amed_plugin", "r=0.4,base=ipndm,afs=true",
+       typed<AmedPlugin>(AmedPluginOptions().r(0.4).base(AmedBase::Ipndm).afs(true))},
+      {"amed_plugin", "a=1.03,base=dpmpp_2m", typed<AmedPlugin>(AmedPluginOptions().a(1.03).base(AmedBase::Dpmpp2m))},
+      {"amed_plugin", "r=0.6,c=0.99,base=euler,afs=true",
+       typed<AmedPlugin>(AmedPluginOptions().r(0.6).c(0.99).base(AmedBase::Euler).afs(true))},
+      {"amed_plugin", "predictor=" + plugin.predictor,
+       typed<AmedPlugin>(AmedPluginOptions().predictor(plugin.predictor))},
+      {"amed_plugin", "table=" + plugin.table + ",base=ipndm",
+       typed<AmedPlugin>(AmedPluginOptions().table(plugin.table).base(AmedBase::Ipndm))},
+  };
+  std::vector<torch::Tensor> samples;
+  for (const AmedCase& c : amed_cases) {
+    SCOPED_TRACE(c.name + " '" + c.args + "'");
+    const std::unique_ptr<Sampler> from_text = make_sampler(c.name, c.args), from_options = c.make();
+    EXPECT_EQ(from_options->name(), c.name);
+    EXPECT_EQ(from_options->order(), from_text->order());
+    EXPECT_EQ(from_options->default_final(), from_text->default_final());
+    for (int steps : {2, 5, 12}) {
+      EXPECT_EQ(from_options->nfe(steps), from_text->nfe(steps));
+      EXPECT_EQ(from_options->nfe_above_zero(steps), from_text->nfe_above_zero(steps));
+    }
+    samples.push_back(run(*from_options));
+    EXPECT_TRUE(torch::equal(samples.back(), run(*from_text)));
+  }
+  // Every option reaches the method: no two lines sample alike.
+  for (size_t i = 0; i < samples.size(); ++i)
+    for (size_t j = i + 1; j < samples.size(); ++j)
+      EXPECT_FALSE(torch::equal(samples[i], samples[j])) << amed_cases[i].args << " vs " << amed_cases[j].args;
+  // Unset afs is the record's (AFS: 2·5 − 1 NFE on 6 steps), unset base the record's student; unset
+  // r, c, a are 1/2, 1, 1.
+  EXPECT_EQ(Amed(AmedOptions().predictor(solver.predictor)).nfe(6), 9);
+  EXPECT_EQ(AmedPlugin(AmedPluginOptions().r(0.4)).nfe(6), 10);
+  EXPECT_TRUE(torch::equal(run(AmedPlugin(AmedPluginOptions().predictor(plugin.predictor))),
+                           run(AmedPlugin(AmedPluginOptions().predictor(plugin.predictor).base(AmedBase::Ipndm)))));
+  EXPECT_TRUE(torch::equal(run(Amed(AmedOptions().a(1.0))), run(*make_sampler("amed", "r=0.5,c=1,a=1"))));
+  const AmedOptions unset;
+  EXPECT_FALSE(unset.r() || unset.c() || unset.a() || unset.afs() || unset.base());
+}
+
+TEST(TypedSamplers, AmedOptionsAreRefusedWithTheStringMessage) {
+  const AmedFiles files = amed_files("amed");
+  const std::vector<std::pair<std::function<void()>, std::pair<std::string, std::string>>> bad = {
+      {[] { Amed{AmedOptions()}; }, {"amed", ""}},
+      {[] { AmedPlugin{AmedPluginOptions().base(AmedBase::Ipndm)}; }, {"amed_plugin", "base=ipndm"}},
+      {[&] { Amed(AmedOptions().predictor(files.predictor).table(files.table)); },
+       {"amed", "predictor=" + files.predictor + ",table=" + files.table}},
+      {[&] { Amed(AmedOptions().predictor(files.predictor).r(0.5)); },
+       {"amed", "predictor=" + files.predictor + ",r=0.5"}},
+      {[&] { AmedPlugin(AmedPluginOptions().table(files.table).a(1.0)); },
+       {"amed_plugin", "table=" + files.table + ",a=1"}},
+      {[] { Amed(AmedOptions().r(1.5)); }, {"amed", "r=1.5"}},
+      {[] { Amed(AmedOptions().c(0)); }, {"amed", "c=0"}},
+      {[] { AmedPlugin(AmedPluginOptions().a(-1)); }, {"amed_plugin", "a=-1"}},
+      {[&] { Amed(AmedOptions().predictor(files.predictor).afs(false)); },
+       {"amed", "predictor=" + files.predictor + ",afs=false"}},
+      {[&] { AmedPlugin(AmedPluginOptions().predictor(files.predictor)); },
+       {"amed_plugin", "predictor=" + files.predictor}},
+      {[&] { AmedPlugin(AmedPluginOptions().table(files.table).base(AmedBase::Euler)); },
+       {"amed_plugin", "table=" + files.table + ",base=euler"}},
+  };
+  for (const auto& [fn, text] : bad) {
+    SCOPED_TRACE(text.first + " '" + text.second + "'");
+    const std::string from_options = message(fn);
+    EXPECT_EQ(from_options, message([&] { make_sampler(text.first, text.second); }));
+    EXPECT_NE(from_options, "(no error)");
+  }
+  // None or two of the coefficient sources: the message names all three.
+  for (const std::string& text : {message([] { Amed{AmedOptions()}; }),
+                                  message([&] { Amed(AmedOptions().predictor(files.predictor).table(files.table)); }),
+                                  message([&] { Amed(AmedOptions().table(files.table).r(0.5)); })}) {
+    EXPECT_EQ(text.rfind("amed needs exactly one of ", 0), 0u) << text;
+    for (const char* field : {"predictor=", "table=", "r=,c=,a="})
+      EXPECT_NE(text.find(field), std::string::npos) << text;
+  }
+  EXPECT_NE(message([] { Amed(AmedOptions().r(2)); }).find("r must be in [0, 1]"), std::string::npos);
+  EXPECT_NE(message([] { Amed(AmedOptions().c(-1)); }).find("c must be > 0"), std::string::npos);
+  EXPECT_NE(message([&] { Amed(AmedOptions().predictor(files.predictor).afs(false)); }).find("field 'afs' differs"),
+            std::string::npos);
+  EXPECT_NE(
+      message([&] { AmedPlugin(AmedPluginOptions().predictor(files.predictor)); }).find("field 'student' differs"),
+      std::string::npos);
+  // base belongs to the plugin: the string path does not know it for amed, the typed one refuses it.
+  EXPECT_NE(message([] { Amed(AmedOptions().r(0.5).base(AmedBase::Ipndm)); }).find("base"), std::string::npos);
+  EXPECT_NE(message([] { make_sampler("amed", "r=0.5,base=ipndm"); }).find("base"), std::string::npos);
+  // The names with no typed form are refused by the string path alone.
+  EXPECT_EQ(message([] { make_sampler("amed_plugin", "r=0.5,base=amed"); }),
+            "amed_plugin base must be euler, ipndm or dpmpp_2m; use sampler amed for AMED-Solver");
+  EXPECT_NE(message([] { make_sampler("amed_plugin", "r=0.5,base=heun"); }).find("valid: amed, euler, ipndm, dpmpp_2m"),
+            std::string::npos);
 }
