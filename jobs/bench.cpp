@@ -142,7 +142,9 @@ BenchResult bench_sampler(const std::shared_ptr<Model>& model, const Sampler& sa
   r.repeat = o.repeat;
   r.iterations = o.iterations;
   r.cuda_graph_requested = o.cuda_graph;
-  r.cpu_optimized = cpu_optimization(*model).active && r.batch <= cpu_optimization(*model).max_batch;
+  const CpuOptimization cpu = cpu_optimization(*model);
+  r.cpu_optimized = cpu.active && r.batch <= cpu.max_batch;
+  if (device.is_cpu() && model->name().rfind("builtin:", 0) != 0) r.cpu_module = r.cpu_optimized ? cpu.module : "plain";
   return r;
 }
 
@@ -182,6 +184,7 @@ nlohmann::json BenchResult::to_json() const {
           {"cuda_graph_requested", cuda_graph_requested},
           {"cuda_graph_note", cuda_graph_note},
           {"cpu_optimized", cpu_optimized},
+          {"cpu_module", cpu_module},
           {"network_ms", ms(network)},
           {"sampler_ms_per_call", ms(sampler_per_call)},
           {"sampler_overhead", overhead()},

@@ -10,11 +10,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "models/onednn_fusion.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/cpu_fast_path.h"
 #include "scoreflow/fingerprint.h"
 
 namespace scoreflow {
+
+bool cpu_fusion_available() { return detail::onednn_fusion_available(); }
 
 std::string default_model_cache_dir() {
   for (const char* var : {"SCOREFLOW_CACHE_DIR", "XDG_CACHE_HOME", "HOME"}) {
@@ -64,8 +67,8 @@ void save_quietly(const torch::jit::Module& m, const std::string& path) {
 
 }  // namespace
 
-torch::jit::Module optimize_for_cpu(const torch::jit::Module& module, const std::vector<std::string>& methods,
-                                    const std::string& cache_file, bool* cache_hit) {
+torch::jit::Module frozen_for_cpu(const torch::jit::Module& module, const std::vector<std::string>& methods,
+                                  const std::string& cache_file, bool* cache_hit) {
   *cache_hit = false;
   torch::jit::Module frozen;
   if (!cache_file.empty() && std::filesystem::exists(cache_file)) {
@@ -80,16 +83,29 @@ torch::jit::Module optimize_for_cpu(const torch::jit::Module& module, const std:
     frozen = torch::jit::freeze(module, keep);
     if (!cache_file.empty()) save_quietly(frozen, cache_file);
   }
+  return frozen;
+}
+
+torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods) {
   // A frozen module has no `training` attribute, so optimize_for_inference does not freeze it again
   // (which would drop the kept methods).
   return torch::jit::optimize_for_inference(frozen, std::vector<std::string>(methods.begin() + 1, methods.end()));
 }
 
 int choose_max_batch(const CpuChoice& timing) {
+  const std::vector<double>& fast = timing.module == "fused" ? timing.fused_ms : timing.optimized_ms;
   const auto faster = [&](size_t i) {
-    return i < timing.plain_ms.size() && i < timing.optimized_ms.size() && timing.optimized_ms[i] < timing.plain_ms[i];
+    return i < timing.plain_ms.size() && i < fast.size() && fast[i] < timing.plain_ms[i];
   };
   return !faster(0) ? 0 : faster(1) ? 8 : 1;
+}
+
+CpuChoice choose_cpu_module(CpuChoice timing) {
+  const bool fused = !timing.fused_ms.empty() &&
+                     (timing.optimized_ms.empty() || timing.fused_ms.front() < timing.optimized_ms.front());
+  timing.module = fused ? "fused" : "optimized";
+  timing.max_batch = choose_max_batch(timing);
+  return timing;
 }
 
 namespace {
@@ -124,7 +140,10 @@ std::optional<CpuChoice> read_cpu_choice(const std::string& file) {
     c.max_batch = doc.at("max_batch").get<int>();
     c.plain_ms = doc.at("plain_ms").get<std::vector<double>>();
     c.optimized_ms = doc.at("optimized_ms").get<std::vector<double>>();
-    if (c.max_batch < 0) return std::nullopt;
+    // Choices stored before the fused module existed chose the optimised one.
+    c.fused_ms = doc.value("fused_ms", std::vector<double>{});
+    c.module = doc.value("module", std::string("optimized"));
+    if (c.max_batch < 0 || (c.module != "optimized" && c.module != "fused")) return std::nullopt;
     return c;
   } catch (const std::exception&) {
     return std::nullopt;
@@ -142,6 +161,8 @@ CpuChoice store_cpu_choice(const std::string& file, const CpuChoice& choice) {
     out << nlohmann::json{{"max_batch", choice.max_batch},
                           {"plain_ms", choice.plain_ms},
                           {"optimized_ms", choice.optimized_ms},
+                          {"fused_ms", choice.fused_ms},
+                          {"module", choice.module},
                           {"cpu", cpu_model_name()}}
                .dump()
         << "\n";

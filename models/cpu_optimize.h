@@ -1,6 +1,6 @@
 #pragma once
-// The CPU fast path of a TorchScript network (docs/performance.md, "CPU"): the module frozen and
-// passed through optimize_for_inference, the frozen module cached on disk.
+// The CPU fast path of a TorchScript network (docs/performance.md, "CPU"): the module frozen (cached
+// on disk), then either passed through optimize_for_inference or run with oneDNN Graph fusion.
 #include <torch/script.h>
 
 #include <optional>
@@ -10,30 +10,42 @@
 namespace scoreflow {
 
 /// `module` (eval mode) frozen with `methods` kept (forward first; freezing drops every method it
-/// is not told to keep), then optimize_for_inference on each of them: oneDNN convolutions with
-/// prepacked weights and fused ops. The frozen module is read from `cache_file` when that file
-/// loads and has the methods, else frozen here and written there (atomically; a cache that cannot
-/// be written is skipped) — the oneDNN constants of the final module cannot be serialised, so
-/// optimize_for_inference runs at every load. `cache_hit` says which. Throws what LibTorch throws.
-torch::jit::Module optimize_for_cpu(const torch::jit::Module& module, const std::vector<std::string>& methods,
-                                    const std::string& cache_file, bool* cache_hit);
+/// is not told to keep): read from `cache_file` when that file loads and has the methods, else
+/// frozen here and written there (atomically; a cache that cannot be written is skipped).
+/// `cache_hit` says which. Every call gives a module of its own. Throws what LibTorch throws.
+torch::jit::Module frozen_for_cpu(const torch::jit::Module& module, const std::vector<std::string>& methods,
+                                  const std::string& cache_file, bool* cache_hit);
+
+/// `frozen` (frozen_for_cpu) through optimize_for_inference, on each of `methods`: oneDNN
+/// convolutions with prepacked weights and fused ops. Its oneDNN constants cannot be serialised, so
+/// this runs at every load. Changes and returns `frozen`.
+torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods);
 
 /// `dir`/<content hash>-<hash of the LibTorch version and methods>.frozen.pt, or "" when `dir` is
 /// "" or "none".
 std::string cpu_cache_file(const std::string& dir, const std::string& content_hash,
                            const std::vector<std::string>& methods);
 
-/// The CPU module chosen by timing at load (LoadOptions::kTimedChoice): the largest batch the
-/// optimised module serves (0, 1 or 8) and the milliseconds per call that decided it, plain and
-/// optimised at batch 1 and 8.
+/// The CPU module chosen by timing at load (LoadOptions::kTimedChoice): which accelerated module
+/// ("optimized" or "fused"), the largest batch it serves (0, 1 or 8) and the milliseconds per call
+/// that decided it, plain, optimised and fused at batch 1 and 8 (empty where a module was not built
+/// or not timed).
 struct CpuChoice {
   int max_batch = 0;
   std::vector<double> plain_ms, optimized_ms;
+  std::vector<double> fused_ms;
+  std::string module = "optimized";
 };
 
-/// The rule: the optimised module serves batch 1 when it was faster there, and up to batch 8 when it
-/// was faster at 8 too; larger batches always run the plain module.
+/// The rule: the accelerated module (`timing.module`) serves batch 1 when it was faster than the
+/// plain module there, and up to batch 8 when it was faster at 8 too; larger batches always run the
+/// plain module.
 int choose_max_batch(const CpuChoice& timing);
+
+/// The accelerated module of `timing`: the fused one when it was timed and was faster than the
+/// optimised one at batch 1 (or the optimised one was not timed), else the optimised one; and its
+/// batch limit by choose_max_batch.
+CpuChoice choose_cpu_module(CpuChoice timing);
 
 /// Where the choice for `frozen_cache_file` (cpu_cache_file) on `threads` threads of this machine's
 /// CPU model is kept: "" when there is no cache.

@@ -71,12 +71,19 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
   if (!m.json.empty()) doc["metadata"] = nlohmann::json::parse(m.json);
   if (!cpu_path_note.empty()) {
     const CpuOptimization c = cpu_optimization(*model);
-    doc["cpu_path"] = {{"optimized", c.active},         {"max_batch", c.max_batch},
-                       {"cache_hit", c.cache_hit},      {"cache_file", c.cache_file},
-                       {"load_seconds", c.seconds},     {"probe_rel_diff", c.probe_rel_diff},
-                       {"note", cpu_path_note},         {"choice", c.choice},
-                       {"choice_file", c.choice_file},  {"plain_ms", c.plain_ms},
-                       {"optimized_ms", c.optimized_ms}};
+    doc["cpu_path"] = {{"optimized", c.active},
+                       {"max_batch", c.max_batch},
+                       {"cache_hit", c.cache_hit},
+                       {"cache_file", c.cache_file},
+                       {"load_seconds", c.seconds},
+                       {"probe_rel_diff", c.probe_rel_diff},
+                       {"note", cpu_path_note},
+                       {"choice", c.choice},
+                       {"choice_file", c.choice_file},
+                       {"plain_ms", c.plain_ms},
+                       {"optimized_ms", c.optimized_ms},
+                       {"fused_ms", c.fused_ms},
+                       {"module", c.module}};
   }
 
   std::string& t = info.text;
@@ -108,16 +115,20 @@ std::string cpu_path_note(const Model& model, const LoadOptions& load, const std
   if (!load.optimize) return disabled;
   const CpuOptimization c = cpu_optimization(model);
   if (!c.active) return "plain module: " + c.note;
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "optimised for batches <= %d (%.2f s at load%s; probe difference %.2g", c.max_batch,
-                c.seconds, c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%s for batches <= %d (%.2f s at load%s; probe difference %.2g",
+                c.module == "fused" ? "fused (oneDNN Graph)" : "optimised", c.max_batch, c.seconds,
+                c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
   std::string text = buf;
-  if (c.choice == "cached") text += "; batch limit timed at an earlier load";
-  if (c.plain_ms.size() == 2 && c.optimized_ms.size() == 2) {
-    std::snprintf(buf, sizeof buf, "; ms per call plain/optimised: %.3g/%.3g at batch 1, %.3g/%.3g at 8", c.plain_ms[0],
-                  c.optimized_ms[0], c.plain_ms[1], c.optimized_ms[1]);
+  if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
+  const auto timing = [&](const char* name, const std::vector<double>& ms) {
+    if (c.plain_ms.size() != 2 || ms.size() != 2) return;
+    std::snprintf(buf, sizeof buf, "; ms per call plain/%s: %.3g/%.3g at batch 1, %.3g/%.3g at 8", name, c.plain_ms[0],
+                  ms[0], c.plain_ms[1], ms[1]);
     text += buf;
-  }
+  };
+  timing("optimised", c.optimized_ms);
+  timing("fused", c.fused_ms);
   return text + ")";
 }
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 
@@ -18,6 +19,7 @@
 #include "models/cpu_optimize.h"
 #include "models/cuda_graph.h"
 #include "models/network_model.h"
+#include "models/onednn_fusion.h"
 #include "models/sizes_text.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
@@ -117,15 +119,16 @@ class TorchScriptModel : public NetworkModel {
     module_.to(device);
     device_ = device;
     if (device.is_cuda() && cpu_.active) {
-      fast_ = torch::jit::Module();
+      candidates_.clear();
       cpu_.active = false;
       cpu_.note = "the model moved to " + device.str();
     }
   }
   const CpuOptimization& cpu_optimization() const { return cpu_; }
 
-  /// LoadOptions::optimize: builds the optimised module (models/cpu_optimize.h) and keeps it when one
-  /// probe batch through every kept method agrees with the plain module; otherwise one note on stderr.
+  /// LoadOptions::optimize: builds the accelerated module(s) (models/cpu_optimize.h) and keeps one
+  /// whose probe batch through every kept method agrees with the plain module; otherwise one note
+  /// on stderr.
   void enable_cpu_fast_path(const LoadOptions& load) {
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::string> methods{"forward"};
@@ -144,35 +147,86 @@ class TorchScriptModel : public NetworkModel {
         return;
       }
     }
-    try {
-      fast_ = optimize_for_cpu(module_, methods, cpu_.cache_file, &cpu_.cache_hit);
-      cpu_.probe_rel_diff = probe_difference(methods);
-      if (cpu_.probe_rel_diff < 0) {
+    // The modules to build: the stored choice's, the one asked for, or (timed, kBest) both where
+    // this LibTorch has oneDNN Graph fusion.
+    using Kind = LoadOptions::CpuModule;
+    std::vector<std::string> kinds;
+    if (stored)
+      kinds = {stored->module};
+    else if (load.cpu_module == Kind::kFused)
+      kinds = {"fused"};
+    else if (load.cpu_module == Kind::kBest && timed && cpu_fusion_available())
+      kinds = {"optimized", "fused"};
+    else
+      kinds = {"optimized"};
+    std::string note;
+    for (const std::string& kind : kinds) {
+      const std::string failed = build_candidate(kind, methods, load.probe_tolerance);
+      if (failed == "plain") {
         // The plain module itself fails or is not finite on the probe: its own calls will say so.
-        fast_ = torch::jit::Module();
+        candidates_.clear();
         cpu_.note = "the plain module fails on the probe batch; using it as it is";
         return;
       }
-      if (!(cpu_.probe_rel_diff <= load.probe_tolerance)) {
+      if (note.empty() && !failed.empty()) note = failed;
+    }
+    if (!candidates_.empty() && timed) {
+      stored ? use_choice(*stored, "cached") : choose_by_timing(methods);
+    } else if (!candidates_.empty()) {
+      cpu_.module = candidates_.front().kind;
+      cpu_.probe_rel_diff = candidates_.front().probe_rel_diff;
+    } else {
+      cpu_.note = note;
+    }
+    // Keep only the module that serves.
+    std::vector<Candidate> chosen;
+    for (Candidate& c : candidates_)
+      if (c.kind == cpu_.module && cpu_.note.empty()) chosen.push_back(std::move(c));
+    candidates_ = std::move(chosen);
+    cpu_.active = !candidates_.empty();
+    if (!cpu_.active && cpu_.choice.empty())
+      std::fprintf(stderr, "note: model '%s': %s\n", path_.c_str(), cpu_.note.c_str());
+    // else: slower here, a choice and not a failure, so no note on stderr
+    cpu_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  /// An accelerated CPU module and its probe difference from the plain module.
+  struct Candidate {
+    std::string kind;  ///< "optimized" or "fused"
+    torch::jit::Module module;
+    double probe_rel_diff = -1;
+  };
+
+  /// Builds the `kind` module and keeps it in candidates_ when its probe agrees with the plain
+  /// module; returns "" then, "plain" when the plain module fails on the probe, else the note.
+  std::string build_candidate(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
+    std::string problem;
+    try {
+      if (kind == "fused" && !cpu_fusion_available()) {
+        problem = "could not be built: this LibTorch has no oneDNN Graph fusion";
+      } else {
+        bool hit = false;
+        Candidate c{kind, frozen_for_cpu(module_, methods, cpu_.cache_file, &hit)};
+        cpu_.cache_hit = cpu_.cache_hit || hit;
+        if (kind == "optimized") c.module = optimize_for_cpu(c.module, methods);
+        c.probe_rel_diff = probe_difference(c, methods);
+        if (c.probe_rel_diff < 0) return "plain";
+        if (c.probe_rel_diff <= tolerance) {
+          candidates_.push_back(std::move(c));
+          return "";
+        }
         char buf[200];
         std::snprintf(buf, sizeof buf,
                       "differs from the plain module by %.3g (relative L2) on a probe batch, more than %g",
-                      cpu_.probe_rel_diff, load.probe_tolerance);
-        cpu_.note = buf;
+                      c.probe_rel_diff, tolerance);
+        problem = buf;
+        cpu_.probe_rel_diff = c.probe_rel_diff;
       }
     } catch (const std::exception& e) {
-      cpu_.note = "could not be built: " + first_line(e.what());
+      problem = "could not be built: " + first_line(e.what());
     }
-    if (cpu_.note.empty() && timed) stored ? use_choice(*stored, "cached") : choose_by_timing(methods);
-    cpu_.active = cpu_.note.empty();
-    if (!cpu_.active && !cpu_.choice.empty()) {
-      fast_ = torch::jit::Module();  // slower here: a choice, not a failure, so no note on stderr
-    } else if (!cpu_.active) {
-      fast_ = torch::jit::Module();
-      cpu_.note = "the optimised CPU module " + cpu_.note + "; using the plain module";
-      std::fprintf(stderr, "note: model '%s': %s\n", path_.c_str(), cpu_.note.c_str());
-    }
-    cpu_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return std::string(kind == "fused" ? "the fused" : "the optimised") + " CPU module " + problem +
+           "; using the plain module";
   }
 
   torch::Tensor stored_uncond(const std::string& name) const override {
@@ -344,12 +398,21 @@ class TorchScriptModel : public NetworkModel {
   /// Inference runs without autograd, except when the caller asks for gradients with respect to
   /// the input (x.requires_grad() with grad mode on: eval/ Jacobian-vector products).
 
-  /// The optimised module serves CPU float32 batches up to its size limit that need no gradients.
+  /// The accelerated module serves CPU float32 batches up to its size limit that need no gradients.
   bool use_fast(const std::vector<torch::jit::IValue>& in) const {
     if (!cpu_.active) return false;
     const torch::Tensor& x = in.front().toTensor();
     return x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.size(0) <= cpu_.max_batch &&
            !(torch::GradMode::is_enabled() && x.requires_grad());
+  }
+
+  /// `method` of candidate `c` on `in`; a fused module runs inside a fusion scope, so that the
+  /// graphs the profiling executor optimises during the call are fused.
+  static torch::jit::IValue run_candidate(const Candidate& c, const std::string& method,
+                                          std::vector<torch::jit::IValue>& in) {
+    std::optional<detail::OnednnFusionScope> scope;
+    if (c.kind == "fused") scope.emplace();
+    return const_cast<torch::jit::Module&>(c.module).get_method(method)(in);
   }
 
   /// The network's inputs for a fixed batch of `b` at σ = 1 (zero labels and conditions).
@@ -366,17 +429,19 @@ class TorchScriptModel : public NetworkModel {
     return in;
   }
 
-  /// LoadOptions::kTimedChoice: both modules timed at batch 1 (two warm-up calls, which let the
-  /// profiling executor specialise, then the median of three) and, when the optimised one won there,
-  /// at batch 8; the choice is stored for later loads (the first stored choice stays).
+  /// LoadOptions::kTimedChoice: the plain module and every candidate timed at batch 1 (two warm-up
+  /// calls, which let the profiling executor specialise and compile, then the median of three) and,
+  /// when a candidate won there, at batch 8; the faster candidate is chosen (choose_cpu_module) and
+  /// the choice stored for later loads (the first stored choice stays).
   void choose_by_timing(const std::vector<std::string>& methods) {
     torch::NoGradGuard no_grad;
-    auto ms_per_call = [&](torch::jit::Module& m, const std::vector<torch::jit::IValue>& in) {
+    auto ms_per_call = [&](const std::function<void(std::vector<torch::jit::IValue>&)>& run,
+                           const std::vector<torch::jit::IValue>& in) {
       std::vector<double> ms;
       for (int k = 0; k < 5; ++k) {
         std::vector<torch::jit::IValue> args = in;
         const auto t0 = std::chrono::steady_clock::now();
-        m.get_method(methods.front())(args);
+        run(args);
         ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       }
       std::sort(ms.begin() + 2, ms.end());
@@ -385,33 +450,42 @@ class TorchScriptModel : public NetworkModel {
     CpuChoice timed;
     for (int64_t b : {1, 8}) {
       const std::vector<torch::jit::IValue> in = probe_inputs(b);
-      timed.plain_ms.push_back(ms_per_call(module_, in));
-      timed.optimized_ms.push_back(ms_per_call(fast_, in));
-      if (timed.optimized_ms.back() >= timed.plain_ms.back()) break;  // lost at batch 1: batch 8 cannot help
+      timed.plain_ms.push_back(ms_per_call([&](auto& args) { module_.get_method(methods.front())(args); }, in));
+      bool won = false;
+      for (const Candidate& c : candidates_) {
+        const double ms = ms_per_call([&](auto& args) { run_candidate(c, methods.front(), args); }, in);
+        (c.kind == "fused" ? timed.fused_ms : timed.optimized_ms).push_back(ms);
+        won = won || ms < timed.plain_ms.back();
+      }
+      if (!won) break;  // all lost at batch 1: batch 8 cannot help
     }
-    timed.max_batch = choose_max_batch(timed);
-    use_choice(store_cpu_choice(cpu_.choice_file, timed), "timed");
+    use_choice(store_cpu_choice(cpu_.choice_file, choose_cpu_module(timed)), "timed");
   }
 
   /// Applies a timed or stored choice; one that keeps the plain module says why in the note.
   void use_choice(const CpuChoice& choice, const char* how) {
     cpu_.choice = how;
+    cpu_.module = choice.module;
     cpu_.max_batch = choice.max_batch;
     cpu_.plain_ms = choice.plain_ms;
     cpu_.optimized_ms = choice.optimized_ms;
+    cpu_.fused_ms = choice.fused_ms;
+    for (const Candidate& c : candidates_)
+      if (c.kind == choice.module) cpu_.probe_rel_diff = c.probe_rel_diff;
     if (cpu_.max_batch > 0) return;
+    const std::vector<double>& fast = choice.module == "fused" ? cpu_.fused_ms : cpu_.optimized_ms;
     char buf[240];
     std::snprintf(buf, sizeof buf,
-                  "the optimised CPU module is slower than the plain module at batch 1 here (%.3g vs %.3g ms per "
+                  "the %s CPU module is slower than the plain module at batch 1 here (%.3g vs %.3g ms per "
                   "call, timed at %s); using the plain module",
-                  cpu_.optimized_ms.empty() ? 0.0 : cpu_.optimized_ms[0],
+                  choice.module == "fused" ? "fused" : "optimised", fast.empty() ? 0.0 : fast[0],
                   cpu_.plain_ms.empty() ? 0.0 : cpu_.plain_ms[0], cpu_.choice == "cached" ? "an earlier load" : "load");
     cpu_.note = buf;
   }
 
-  /// Largest relative L2 difference between the optimised and the plain module over `methods`, on a
+  /// Largest relative L2 difference between candidate `c` and the plain module over `methods`, on a
   /// fixed batch of 2 at σ = 1; -1 when the plain module throws or gives non-finite values there.
-  double probe_difference(const std::vector<std::string>& methods) const {
+  double probe_difference(const Candidate& c, const std::vector<std::string>& methods) const {
     torch::NoGradGuard no_grad;
     std::vector<torch::jit::IValue> in = probe_inputs(2);
     double worst = 0;
@@ -423,7 +497,9 @@ class TorchScriptModel : public NetworkModel {
         return -1;
       }
       if (!plain.isTensor() || !torch::isfinite(plain.toTensor()).all().item<bool>()) return -1;
-      torch::jit::IValue fast = fast_.get_method(m)(in);
+      // A fused graph is compiled during the executor's first calls: compare what a later call gives.
+      torch::jit::IValue fast;
+      for (int k = 0; k < (c.kind == "fused" ? 3 : 1); ++k) fast = run_candidate(c, m, in);
       if (!fast.isTensor()) return INFINITY;
       const torch::Tensor p = plain.toTensor().to(torch::kFloat64), f = fast.toTensor().to(torch::kFloat64);
       if (p.sizes() != f.sizes()) return INFINITY;
@@ -435,7 +511,7 @@ class TorchScriptModel : public NetworkModel {
 
   torch::jit::IValue call(const std::string& method, std::vector<torch::jit::IValue>& in, double sigma) const {
     try {
-      if (use_fast(in)) return fast_.get_method(method)(in);
+      if (use_fast(in)) return run_candidate(candidates_.front(), method, in);
       return const_cast<torch::jit::Module&>(module_).get_method(method)(in);
     } catch (const c10::Error& e) {
       fail("model ", path_, ": ", method, "() failed at sigma=", sigma, ": ", first_line(e.what_without_backtrace()));
@@ -480,7 +556,7 @@ class TorchScriptModel : public NetworkModel {
   bool has_labels_ = false;
   mutable std::unique_ptr<GraphRunner> graph_;
   mutable std::string graph_failed_;
-  mutable torch::jit::Module fast_;  ///< the CPU fast path (cpu_.active), else empty
+  std::vector<Candidate> candidates_;  ///< the CPU fast path's module (cpu_.active), else empty
   CpuOptimization cpu_;
 };
 

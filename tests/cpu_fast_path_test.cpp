@@ -1,5 +1,6 @@
 // The CPU fast path of TorchScript networks (LoadOptions::optimize): the frozen, inference-optimised
-// module gives the plain module's outputs to 1e-4 relative on the same noise, keeps the methods
+// module (and the fused one, where LibTorch has oneDNN Graph fusion) gives the plain module's
+// outputs to 1e-4 relative on the same noise, keeps the methods
 // scoreflow calls (the SN-DPM head through forward, AMED features), is cached and reused, steps
 // aside when its probe disagrees, serves the batches that timing at load found it faster for (a choice
 // stored once per machine), and `--no-optimize` turns it off.
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "models/aoti_model.h"
@@ -166,6 +168,80 @@ TEST(CpuFastPath, BatchesAboveTheLimitRunThePlainModule) {
   EXPECT_TRUE(torch::equal(Denoiser(fast)(x, 0.5), Denoiser(plain)(x, 0.5)));  // batch 3 > 2
 }
 
+TEST(CpuFastPath, TheFusedModuleMatchesThePlainOneOrSaysWhyNot) {
+  // The fused module (oneDNN Graph) where this LibTorch has it: the plain module's samples to 1e-4
+  // on the same noise, the SN-DPM head and the features method kept. Without it (Debian's 1.13):
+  // one note naming the reason, and the plain module's bits.
+  const std::string path = head_and_features_model();
+  auto plain = open_model(path);
+  LoadOptions load = optimized(fresh_cache("fused"));
+  load.cpu_module = LoadOptions::CpuModule::kFused;
+  testing::internal::CaptureStderr();
+  auto fused = open_model(path, "", {}, torch::kCPU, load);
+  const std::string err = testing::internal::GetCapturedStderr();
+  const CpuOptimization c = cpu_optimization(*fused);
+  const torch::Tensor x = torch::randn({3, 1, 8, 8});
+  if (!cpu_fusion_available()) {
+    EXPECT_FALSE(c.active);
+    EXPECT_EQ(err,
+              "note: model '" + path +
+                  "': the fused CPU module could not be built: this LibTorch has no oneDNN Graph fusion; using the "
+                  "plain module\n");
+    EXPECT_TRUE(torch::equal(Denoiser(fused)(x, 0.7), Denoiser(plain)(x, 0.7)));
+    return;
+  }
+  ASSERT_TRUE(c.active) << c.note;
+  EXPECT_EQ(c.module, "fused");
+  EXPECT_TRUE(err.empty()) << err;
+  EXPECT_LE(c.probe_rel_diff, 1e-4);
+  for (int call = 0; call < 3; ++call) {  // the executor compiles the fused graph during the first calls
+    EXPECT_LE(rel_diff(Denoiser(fused)(x, 0.7), Denoiser(plain)(x, 0.7)), 1e-4) << call;
+    EXPECT_LE(rel_diff(fused->features(x, {0.7}, {}), plain->features(x, {0.7}, {})), 1e-4) << call;
+  }
+  auto sampler = make_sampler("dpmpp_2m");
+  SampleJob job;
+  job.sigmas = make_sigmas("karras", 6, plain->metadata().schedule, {});
+  job.seeds = {0, 1, 2};
+  job.batch = 3;
+  EXPECT_LE(rel_diff(run_sampler(*sampler, fused, job).samples, run_sampler(*sampler, plain, job).samples), 1e-4);
+}
+
+TEST(CpuFastPath, TheRulePicksTheFasterAcceleratedModule) {
+  // Fused faster than optimised at batch 1: the fused module, its limit from its own times.
+  CpuChoice both{-1, {10, 50}, {8, 60}, {5, 40}};
+  CpuChoice c = choose_cpu_module(both);
+  EXPECT_EQ(c.module, "fused");
+  EXPECT_EQ(c.max_batch, 8);
+  // Optimised faster: the optimised module, limited to batch 1 by its batch-8 time.
+  both.fused_ms = {9, 40};
+  c = choose_cpu_module(both);
+  EXPECT_EQ(c.module, "optimized");
+  EXPECT_EQ(c.max_batch, 1);
+  // Only one of them timed: that one, even when it loses to the plain module.
+  EXPECT_EQ(choose_cpu_module({-1, {10, 50}, {}, {12}}).module, "fused");
+  EXPECT_EQ(choose_cpu_module({-1, {10, 50}, {}, {12}}).max_batch, 0);
+  EXPECT_EQ(choose_cpu_module({-1, {10, 50}, {7, 60}, {}}).module, "optimized");
+  EXPECT_EQ(choose_cpu_module({-1, {10, 50}, {7, 60}, {}}).max_batch, 1);
+}
+
+TEST(CpuFastPath, AStoredChoiceKeepsItsModule) {
+  const std::string dir = fresh_cache("module"), file = dir + "/m.choice.json";
+  EXPECT_EQ(store_cpu_choice(file, {8, {2, 9}, {3, 10}, {1, 7}, "fused"}).module, "fused");
+  const std::optional<CpuChoice> read = read_cpu_choice(file);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->module, "fused");
+  EXPECT_EQ(read->fused_ms, (std::vector<double>{1, 7}));
+  EXPECT_EQ(read->optimized_ms, (std::vector<double>{3, 10}));
+  // A choice stored before the fused module existed chose the optimised one; an unknown module is
+  // no choice at all (timed again).
+  std::ofstream(file) << R"({"max_batch": 1, "plain_ms": [2, 9], "optimized_ms": [1, 10]})";
+  ASSERT_TRUE(read_cpu_choice(file).has_value());
+  EXPECT_EQ(read_cpu_choice(file)->module, "optimized");
+  EXPECT_TRUE(read_cpu_choice(file)->fused_ms.empty());
+  std::ofstream(file) << R"({"max_batch": 1, "plain_ms": [2], "optimized_ms": [1], "module": "turbo"})";
+  EXPECT_FALSE(read_cpu_choice(file).has_value());
+}
+
 TEST(CpuFastPath, TheRuleKeepsTheOptimisedModuleWhereItWasFaster) {
   EXPECT_EQ(choose_max_batch({-1, {10, 50}, {5, 40}}), 8);
   EXPECT_EQ(choose_max_batch({-1, {10, 50}, {5, 60}}), 1);
@@ -183,9 +259,13 @@ TEST(CpuFastPath, TheBatchLimitIsTimedOnceAndTheStoredChoiceDecides) {
   EXPECT_EQ(c1.choice, "timed");
   // Batch 8 is timed only when the optimised module won at batch 1.
   ASSERT_EQ(c1.plain_ms.size(), c1.optimized_ms.size());
-  ASSERT_EQ(c1.plain_ms.size(), c1.optimized_ms[0] < c1.plain_ms[0] ? 2u : 1u);
+  const bool won = c1.optimized_ms[0] < c1.plain_ms[0] || (!c1.fused_ms.empty() && c1.fused_ms[0] < c1.plain_ms[0]);
+  ASSERT_EQ(c1.plain_ms.size(), won ? 2u : 1u);
   for (size_t i = 0; i < c1.plain_ms.size(); ++i) EXPECT_TRUE(c1.plain_ms[i] > 0 && c1.optimized_ms[i] > 0);
-  EXPECT_EQ(c1.max_batch, choose_max_batch({-1, c1.plain_ms, c1.optimized_ms}));
+  EXPECT_EQ(c1.max_batch, choose_max_batch({-1, c1.plain_ms, c1.optimized_ms, c1.fused_ms, c1.module}));
+  // Both accelerated modules are timed where this LibTorch has oneDNN Graph fusion.
+  EXPECT_EQ(c1.fused_ms.size(), cpu_fusion_available() ? c1.plain_ms.size() : 0u);
+  EXPECT_EQ(c1.module, choose_cpu_module({-1, c1.plain_ms, c1.optimized_ms, c1.fused_ms}).module);
   EXPECT_EQ(c1.active, c1.max_batch > 0) << c1.note;
   ASSERT_TRUE(std::filesystem::exists(c1.choice_file));
   // A second load takes the stored choice and does not time again.

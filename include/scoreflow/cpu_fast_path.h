@@ -1,7 +1,8 @@
 #pragma once
 /// The CPU fast path of TorchScript networks (docs/performance.md, "CPU"): open_model with
-/// LoadOptions::optimize freezes the module and runs optimize_for_inference on it, checks it against
-/// the plain module on a probe batch, and caches the frozen module on disk.
+/// LoadOptions::optimize freezes the module and runs it through optimize_for_inference or with
+/// oneDNN Graph fusion, checks it against the plain module on a probe batch, and caches the frozen
+/// module on disk.
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,12 @@ struct LoadOptions {
   static constexpr int kTimedChoice = -1;
   int optimize_max_batch = 8;
   double probe_tolerance = 1e-4;
+  /// Which accelerated module: kOptimized, frozen + optimize_for_inference; kFused, frozen and run
+  /// with oneDNN Graph fusion (LibTorch builds that have it: PyTorch's own, not Debian's 1.13), whose
+  /// partitions are compiled during the first calls of each batch size; kBest, with kTimedChoice, the
+  /// faster of the two that build and pass the probe (timed at batch 1), otherwise kOptimized.
+  enum class CpuModule { kBest, kOptimized, kFused };
+  CpuModule cpu_module = CpuModule::kBest;
   /// Where the frozen module is cached, keyed by the model file's content hash (model_fingerprint),
   /// the LibTorch version and the kept methods; "" = default_model_cache_dir(), "none" = no cache.
   std::string cache_dir;
@@ -35,13 +42,18 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
                                   const std::vector<std::string>& overrides, torch::Device device,
                                   const LoadOptions& load);
 
+/// Whether this LibTorch can build the fused CPU module (oneDNN Graph fusion: PyTorch's own
+/// LibTorch builds have it, Debian's 1.13 does not).
+bool cpu_fusion_available();
+
 /// $SCOREFLOW_CACHE_DIR, else $XDG_CACHE_HOME/scoreflow, else $HOME/.cache/scoreflow ("" when none
 /// of them is set).
 std::string default_model_cache_dir();
 
 /// What the CPU fast path did when `model` was opened.
 struct CpuOptimization {
-  bool active = false;     ///< the optimised module serves batches <= max_batch
+  bool active = false;     ///< the accelerated module serves batches <= max_batch
+  std::string module;      ///< which one: "optimized" or "fused" ("" when none was built)
   bool cache_hit = false;  ///< the frozen module came from the cache
   int max_batch = 0;
   double seconds = 0;          ///< freezing (or loading it from the cache), optimize_for_inference, the probe
@@ -49,10 +61,11 @@ struct CpuOptimization {
   std::string cache_file;      ///< the cache file read or written ("" when none)
   std::string note;            ///< why it is not active, when it was asked for
   /// LoadOptions::kTimedChoice: "timed" (measured at this load) or "cached" (a stored choice), the
-  /// file that keeps it, and the ms per call plain and optimised at batch 1 and 8 behind it.
+  /// file that keeps it, and the ms per call plain, optimised and fused at batch 1 and 8 behind it
+  /// (empty for a module that was not built or not timed).
   std::string choice;
   std::string choice_file;
-  std::vector<double> plain_ms, optimized_ms;
+  std::vector<double> plain_ms, optimized_ms, fused_ms;
 };
 
 /// The fast path's state for a model from open_model (all fields default for builtins and models
