@@ -2,8 +2,9 @@
 # Issue #21's CPU measurements, side by side in one run: on the shipped demo model and on a deeper
 # EDM-style U-Net at 3x32x32 (random weights, written here by bench/make_edm_unet.py, not committed),
 # at batch 1, 8 and 64, Euler and DPM-Solver++(2M) at 10 NFE: `scoreflow bench` with the plain module
-# (--no-optimize) and with the optimised module at every batch (--optimize-max-batch 64), the Python
-# loop on the same file (bench/python_loop.py) plain and frozen + optimize_for_inference; ms per
+# (--no-optimize), with the optimised module and (PyTorch 2.x) the fused module at every batch
+# (--optimize-max-batch 1000000 --cpu-module optimized|fused), the Python loop on the same file
+# (bench/python_loop.py) plain, frozen + optimize_for_inference and frozen + oneDNN Graph fusion; ms per
 # network call, and the sampler's overhead over the network alone. ROUNDS repeats the whole set (the
 # variants interleaved in each round), to see how stable the ratios are on a shared machine.
 #   bash bench/cpu_performance.sh OUTDIR
@@ -28,6 +29,8 @@ MODELS=${MODELS:-demo unet}
 SAMPLERS=euler,dpmpp_2m
 mkdir -p "$OUTDIR"
 export SCOREFLOW_CACHE_DIR="$OUTDIR/cache"
+# oneDNN Graph fusion (the fused module and Python's --fuse) where this LibTorch has it.
+FUSED=$("$PY" -c "import torch; print(1 if torch.backends.mkldnn.is_available() and hasattr(torch.jit, 'enable_onednn_fusion') and torch.__version__ >= '2' else '')" 2>/dev/null || true)
 paths=()
 [[ " $MODELS " == *" demo "* ]] && paths+=(models/fashion_ddpm.pt)
 if [[ " $MODELS " == *" unet "* ]]; then
@@ -46,12 +49,17 @@ for round in $(seq 1 "$ROUNDS"); do
             --repeat "$REPEAT" --iterations "$ITER" --json)
     "$SF" "${common[@]}" --no-optimize | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow plain\",/" \
       >> "$OUTDIR/$tag.jsonl"
-    "$SF" "${common[@]}" --optimize-max-batch 1000000 | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow optimised\",/" \
-      >> "$OUTDIR/$tag.jsonl"
-    for opt in "" --optimize; do
+    "$SF" "${common[@]}" --optimize-max-batch 1000000 --cpu-module optimized \
+      | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow optimised\",/" >> "$OUTDIR/$tag.jsonl"
+    if [[ -n "$FUSED" ]]; then
+      "$SF" "${common[@]}" --optimize-max-batch 1000000 --cpu-module fused \
+        | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow fused\",/" >> "$OUTDIR/$tag.jsonl"
+    fi
+    for opt in "" --optimize ${FUSED:+--fuse}; do
       "$PY" bench/python_loop.py --model "$model" --device cpu --threads "$THREADS" --samplers "$SAMPLERS" \
         --batches "$BATCHES" --nfe 10 --repeat "$REPEAT" --iterations "$ITER" $opt \
-        | grep '"sampler"' | sed "s/^{/{\"round\":$round,\"variant\":\"python${opt:+ optimised}\",/" >> "$OUTDIR/$tag.jsonl"
+        | grep '"sampler"' | sed "s/^{/{\"round\":$round,\"variant\":\"python${opt:+ ${opt#--}}\",/" \
+        | sed 's/"python optimize"/"python optimised"/; s/"python fuse"/"python fused"/' >> "$OUTDIR/$tag.jsonl"
     done
   done
 done

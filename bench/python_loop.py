@@ -8,7 +8,9 @@ eager loop — what a k-diffusion-style Python sampler does. Prints one JSON lin
       --samplers euler,heun,dpmpp_2m --batches 1,2,4,8,64 --nfe 10
 
 `--optimize` runs the loop on `torch.jit.optimize_for_inference(torch.jit.freeze(module))` instead —
-what a careful Python user does on the CPU (issue #21; bench/cpu_performance.sh runs both).
+what a careful Python user does on the CPU (issue #21; bench/cpu_performance.sh runs both), and
+`--fuse` runs it on `torch.jit.freeze(module)` with `torch.jit.enable_onednn_fusion(True)` (oneDNN
+Graph fusion, PyTorch builds that have it).
 GPU peers (issue #19, bench/gpu_peers.sh; PyTorch 2.x): `--eager FILE.py:FUNC` runs the eager
 module FUNC(model_path) returns (the same weights as the file) instead of the TorchScript module, and
 `--mode` picks how the network is called: eager, cuda-graph (the network captured per batch shape
@@ -237,6 +239,7 @@ def main():
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--save", help="write the samples of the first sampler at the first batch to this .npy (checks)")
     p.add_argument("--optimize", action="store_true", help="freeze + optimize_for_inference the module first")
+    p.add_argument("--fuse", action="store_true", help="freeze the module and run it with oneDNN Graph fusion")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: PyTorch's own)")
     p.add_argument("--eager", metavar="FILE.py:FUNC", help="run FUNC(--model), an eager module, instead of the file")
     p.add_argument("--mode", default="eager",
@@ -253,6 +256,10 @@ def main():
         module = torch.jit.optimize_for_inference(torch.jit.freeze(module))
         print(json.dumps({"impl": "python-optimized", "optimize_seconds": time.perf_counter() - t0}), flush=True)
         impl = "python-optimized"
+    if args.fuse:
+        torch.jit.enable_onednn_fusion(True)
+        module = torch.jit.freeze(module)
+        impl = "python-fused"
     if args.eager:
         module = load_eager(args.eager, args.model).to(device).eval()
         impl = "python-eager-module"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Markdown tables from bench/cpu_performance.sh's OUTDIR/*.jsonl: ms per network call of every
-variant, the ratios of the Python loops to scoreflow's default path (the optimised module up to the
-batch limit the commands chose by timing at load, OUTDIR/TAG.choice.json, the plain one above), each
+variant, the ratios of the Python loops to scoreflow's default path (the accelerated module and batch
+limit the commands chose by timing at load, OUTDIR/TAG.choice.json, the plain one above), each
 ratio taken within one round and
 shown as its range over the rounds, and the sampler's overhead over the network alone.
 """
@@ -12,7 +12,8 @@ import os
 import sys
 
 DEFAULT_MAX_BATCH = 8  # the fixed limit before the choice was timed at load (no TAG.choice.json)
-VARIANTS = ["scoreflow plain", "scoreflow optimised", "python", "python optimised"]
+VARIANTS = ["scoreflow plain", "scoreflow optimised", "scoreflow fused", "python", "python optimised", "python fused"]
+FAST = ["scoreflow optimised", "scoreflow fused"]
 
 
 def per_call(row):
@@ -34,28 +35,31 @@ def main():
         rounds = sorted({r["round"] for r in rows})
         for r in rows:
             t[(r["sampler"], r["batch"])][(r["round"], r["variant"])] = r
-        max_batch, choice = DEFAULT_MAX_BATCH, os.path.join(outdir, tag + ".choice.json")
+        max_batch, module, choice = DEFAULT_MAX_BATCH, "optimized", os.path.join(outdir, tag + ".choice.json")
         if os.path.exists(choice):
-            max_batch = json.load(open(choice))["cpu_path"]["max_batch"]
+            cpu = json.load(open(choice))["cpu_path"]
+            max_batch, module = cpu["max_batch"], cpu.get("module") or "optimized"
+        fast = "scoreflow fused" if module == "fused" else "scoreflow optimised"
+        variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
+        pythons = [v for v in variants if v.startswith("python")]
         print(f"### {tag}\n")
-        print(f"scoreflow's default here: the optimised module for batches <= {max_batch}, the plain one above\n")
+        print(f"scoreflow's default here: the {fast.split()[1]} module for batches <= {max_batch}, the plain one above\n")
         print("ms per network call (mean over rounds " + ", ".join(map(str, rounds)) + "); ratios > 1: scoreflow's default faster\n")
-        print("| sampler | batch | scoreflow plain | scoreflow optimised | Python loop | Python frozen+optimised | "
-              "Python ÷ scoreflow default | Python optimised ÷ scoreflow default | optimised ÷ plain (scoreflow) |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| sampler | batch | " + " | ".join(variants) + " | " +
+              " | ".join(f"{v} ÷ scoreflow default" for v in pythons) + " | " +
+              " | ".join(f"{v.split()[1]} ÷ plain (scoreflow)" for v in variants if v in FAST) + " |")
+        print("|---|---:|" + "---:|" * (len(variants) + len(pythons) + len([v for v in variants if v in FAST])))
         for (sampler, batch), cell in sorted(t.items()):
-            ms = {v: [per_call(cell[(rd, v)]) for rd in rounds if (rd, v) in cell] for v in VARIANTS}
-            if any(not ms[v] for v in VARIANTS):
+            ms = {v: [per_call(cell[(rd, v)]) for rd in rounds if (rd, v) in cell] for v in variants}
+            if any(not ms[v] for v in variants):
                 continue
-            default = "scoreflow optimised" if batch <= max_batch else "scoreflow plain"
-            ratio = lambda v: [per_call(cell[(rd, v)]) / per_call(cell[(rd, default)]) for rd in rounds
-                               if (rd, v) in cell and (rd, default) in cell]
-            speed = [per_call(cell[(rd, "scoreflow plain")]) / per_call(cell[(rd, "scoreflow optimised")]) for rd in rounds
-                     if (rd, "scoreflow plain") in cell and (rd, "scoreflow optimised") in cell]
+            default = fast if batch <= max_batch else "scoreflow plain"
+            ratio = lambda v, base: [per_call(cell[(rd, v)]) / per_call(cell[(rd, base)]) for rd in rounds
+                                     if (rd, v) in cell and (rd, base) in cell]
             mean = lambda v: sum(ms[v]) / len(ms[v])
-            print(f"| {sampler} | {batch} | " + " | ".join(f"{mean(v):.1f}" for v in VARIANTS) +
-                  f" | {span(ratio('python'), '{:.2f}')}× | {span(ratio('python optimised'), '{:.2f}')}× | "
-                  f"{span(speed, '{:.2f}')}× |")
+            print(f"| {sampler} | {batch} | " + " | ".join(f"{mean(v):.1f}" for v in variants) + " | " +
+                  " | ".join(f"{span(ratio(v, default), '{:.2f}')}×" for v in pythons) + " | " +
+                  " | ".join(f"{span(ratio('scoreflow plain', v), '{:.2f}')}×" for v in variants if v in FAST) + " |")
         print()
         big = max(b for _, b in t)
         print(f"Sampler overhead over the network alone at batch {big} (scoreflow bench, per round):\n")
@@ -64,7 +68,7 @@ def main():
         for (sampler, batch), cell in sorted(t.items()):
             if batch != big:
                 continue
-            for v in ("scoreflow plain", "scoreflow optimised"):
+            for v in ["scoreflow plain"] + FAST:
                 rs = [cell[(rd, v)] for rd in rounds if (rd, v) in cell]
                 if rs:
                     print(f"| {sampler} | {v.split()[1]} | " + " / ".join(f"{r['network_ms']:.1f}" for r in rs) + " | " +

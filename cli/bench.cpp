@@ -19,19 +19,13 @@ struct BenchOptions {
   jobs::BenchOptions b;  // --nfe, --repeat, --iterations, --dtype, --cuda-graph
   bool json = false;
   int optimize_max_batch = LoadOptions::kTimedChoice;
-  std::string cpu_module = "best";
 };
 
 void run(BenchOptions& o) {
   o.b.validate();
   if (o.optimize_max_batch < LoadOptions::kTimedChoice)
     fail("--optimize-max-batch must be >= 0 (or -1: timed at load), got ", o.optimize_max_batch);
-  if (o.cpu_module != "best" && o.cpu_module != "optimized" && o.cpu_module != "fused")
-    fail("--cpu-module must be best, optimized or fused, got '", o.cpu_module, "'");
   cli_load_options().optimize_max_batch = o.optimize_max_batch;
-  cli_load_options().cpu_module = o.cpu_module == "fused"       ? LoadOptions::CpuModule::kFused
-                                  : o.cpu_module == "optimized" ? LoadOptions::CpuModule::kOptimized
-                                                                : LoadOptions::CpuModule::kBest;
   const torch::ScalarType dtype = parse_inference_dtype(o.b.dtype);
   // Everything is checked before the first (slow) measurement.
   const std::vector<int> batches = jobs::parse_batch_sizes(o.batches);
@@ -82,10 +76,6 @@ void register_bench(CLI::App& app) {
          "--optimize-max-batch", o.optimize_max_batch,
          "CPU: the largest batch the optimised module serves (to time it beyond the default; -1: chosen by timing "
          "at load, as every command does)")
-      ->capture_default_str();
-  sub->add_option("--cpu-module", o.cpu_module,
-                  "CPU: the accelerated module: optimized (frozen + optimize_for_inference), fused (frozen + oneDNN "
-                  "Graph fusion, where LibTorch has it) or best (the faster at load when timed, else optimized)")
       ->capture_default_str();
   sub->add_flag("--json", o.json, "print one JSON line per (sampler, batch) on stdout");
   set_action(sub, [] { run(o); });

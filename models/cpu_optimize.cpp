@@ -100,14 +100,6 @@ int choose_max_batch(const CpuChoice& timing) {
   return !faster(0) ? 0 : faster(1) ? 8 : 1;
 }
 
-CpuChoice choose_cpu_module(CpuChoice timing) {
-  const bool fused = !timing.fused_ms.empty() &&
-                     (timing.optimized_ms.empty() || timing.fused_ms.front() < timing.optimized_ms.front());
-  timing.module = fused ? "fused" : "optimized";
-  timing.max_batch = choose_max_batch(timing);
-  return timing;
-}
-
 namespace {
 
 /// The CPU's model name (Linux /proc/cpuinfo; "" elsewhere): a choice timed on one CPU says nothing
@@ -122,12 +114,12 @@ std::string cpu_model_name() {
 
 }  // namespace
 
-std::string cpu_choice_file(const std::string& frozen_cache_file, int threads) {
+std::string cpu_choice_file(const std::string& frozen_cache_file, int threads, const std::string& module) {
   if (frozen_cache_file.empty()) return "";
   const std::string stem = frozen_cache_file.substr(0, frozen_cache_file.rfind(".frozen.pt"));
   std::string cpu = io::hash_text(cpu_model_name() + "; threads " + std::to_string(threads));
   cpu = cpu.substr(cpu.find(':') + 1);
-  return stem + "-" + cpu + ".choice.json";
+  return stem + "-" + cpu + (module == "fused" ? "-fused" : "") + ".choice.json";
 }
 
 std::optional<CpuChoice> read_cpu_choice(const std::string& file) {

@@ -42,14 +42,9 @@ struct CpuChoice {
 /// plain module.
 int choose_max_batch(const CpuChoice& timing);
 
-/// The accelerated module of `timing`: the fused one when it was timed and was faster than the
-/// optimised one at batch 1 (or the optimised one was not timed), else the optimised one; and its
-/// batch limit by choose_max_batch.
-CpuChoice choose_cpu_module(CpuChoice timing);
-
-/// Where the choice for `frozen_cache_file` (cpu_cache_file) on `threads` threads of this machine's
-/// CPU model is kept: "" when there is no cache.
-std::string cpu_choice_file(const std::string& frozen_cache_file, int threads);
+/// Where the choice for `frozen_cache_file` (cpu_cache_file) and accelerated `module` ("optimized"
+/// or "fused") on `threads` threads of this machine's CPU model is kept: "" when there is no cache.
+std::string cpu_choice_file(const std::string& frozen_cache_file, int threads, const std::string& module = "optimized");
 
 /// The choice stored in `file`, or nothing when it is absent or unreadable.
 std::optional<CpuChoice> read_cpu_choice(const std::string& file);

@@ -119,16 +119,16 @@ class TorchScriptModel : public NetworkModel {
     module_.to(device);
     device_ = device;
     if (device.is_cuda() && cpu_.active) {
-      candidates_.clear();
+      fast_.reset();
       cpu_.active = false;
       cpu_.note = "the model moved to " + device.str();
     }
   }
   const CpuOptimization& cpu_optimization() const { return cpu_; }
 
-  /// LoadOptions::optimize: builds the accelerated module(s) (models/cpu_optimize.h) and keeps one
-  /// whose probe batch through every kept method agrees with the plain module; otherwise one note
-  /// on stderr.
+  /// LoadOptions::optimize: builds the accelerated module (models/cpu_optimize.h) and keeps it when
+  /// one probe batch through every kept method agrees with the plain module; otherwise one note on
+  /// stderr.
   void enable_cpu_fast_path(const LoadOptions& load) {
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::string> methods{"forward"};
@@ -137,82 +137,64 @@ class TorchScriptModel : public NetworkModel {
     cpu_.cache_file = cpu_cache_file(load.cache_dir.empty() ? default_model_cache_dir() : load.cache_dir,
                                      model_fingerprint(*this), methods);
     const bool timed = load.optimize_max_batch == LoadOptions::kTimedChoice;
+    const std::string kind = load.cpu_module == LoadOptions::CpuModule::kFused ? "fused" : "optimized";
     std::optional<CpuChoice> stored;
     if (timed) {
-      cpu_.choice_file = cpu_choice_file(cpu_.cache_file, at::get_num_threads());
+      cpu_.choice_file = cpu_choice_file(cpu_.cache_file, at::get_num_threads(), kind);
       stored = read_cpu_choice(cpu_.choice_file);
+      if (stored && stored->module != kind) stored.reset();
       if (stored && stored->max_batch == 0) {  // the plain module, decided earlier: nothing to build
         use_choice(*stored, "cached");
         cpu_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         return;
       }
     }
-    // The modules to build: the stored choice's, the one asked for, or (timed, kBest) both where
-    // this LibTorch has oneDNN Graph fusion.
-    using Kind = LoadOptions::CpuModule;
-    std::vector<std::string> kinds;
-    if (stored)
-      kinds = {stored->module};
-    else if (load.cpu_module == Kind::kFused)
-      kinds = {"fused"};
-    else if (load.cpu_module == Kind::kBest && timed && cpu_fusion_available())
-      kinds = {"optimized", "fused"};
-    else
-      kinds = {"optimized"};
-    std::string note;
-    for (const std::string& kind : kinds) {
-      const std::string failed = build_candidate(kind, methods, load.probe_tolerance);
-      if (failed == "plain") {
-        // The plain module itself fails or is not finite on the probe: its own calls will say so.
-        candidates_.clear();
-        cpu_.note = "the plain module fails on the probe batch; using it as it is";
-        return;
-      }
-      if (note.empty() && !failed.empty()) note = failed;
+    const std::string failed = build_fast_module(kind, methods, load.probe_tolerance);
+    if (failed == "plain") {
+      // The plain module itself fails or is not finite on the probe: its own calls will say so.
+      fast_.reset();
+      cpu_.note = "the plain module fails on the probe batch; using it as it is";
+      return;
     }
-    if (!candidates_.empty() && timed) {
+    if (fast_ && timed) {
       stored ? use_choice(*stored, "cached") : choose_by_timing(methods);
-    } else if (!candidates_.empty()) {
-      cpu_.module = candidates_.front().kind;
-      cpu_.probe_rel_diff = candidates_.front().probe_rel_diff;
+    } else if (fast_) {
+      cpu_.module = fast_->kind;
+      cpu_.probe_rel_diff = fast_->probe_rel_diff;
     } else {
-      cpu_.note = note;
+      cpu_.note = failed;
     }
-    // Keep only the module that serves.
-    std::vector<Candidate> chosen;
-    for (Candidate& c : candidates_)
-      if (c.kind == cpu_.module && cpu_.note.empty()) chosen.push_back(std::move(c));
-    candidates_ = std::move(chosen);
-    cpu_.active = !candidates_.empty();
+    if (!cpu_.note.empty()) fast_.reset();  // slower here, or not built
+    cpu_.active = fast_.has_value();
     if (!cpu_.active && cpu_.choice.empty())
       std::fprintf(stderr, "note: model '%s': %s\n", path_.c_str(), cpu_.note.c_str());
     // else: slower here, a choice and not a failure, so no note on stderr
     cpu_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
-  /// An accelerated CPU module and its probe difference from the plain module.
-  struct Candidate {
+  /// The accelerated CPU module and its probe difference from the plain module.
+  struct FastModule {
     std::string kind;  ///< "optimized" or "fused"
     torch::jit::Module module;
     double probe_rel_diff = -1;
   };
 
-  /// Builds the `kind` module and keeps it in candidates_ when its probe agrees with the plain
+  /// Builds the `kind` module and keeps it in fast_ when its probe agrees with the plain
   /// module; returns "" then, "plain" when the plain module fails on the probe, else the note.
-  std::string build_candidate(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
+  std::string build_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
     std::string problem;
     try {
       if (kind == "fused" && !cpu_fusion_available()) {
         problem = "could not be built: this LibTorch has no oneDNN Graph fusion";
       } else {
         bool hit = false;
-        Candidate c{kind, frozen_for_cpu(module_, methods, cpu_.cache_file, &hit)};
+        FastModule c{kind, frozen_for_cpu(module_, methods, cpu_.cache_file, &hit)};
         cpu_.cache_hit = cpu_.cache_hit || hit;
         if (kind == "optimized") c.module = optimize_for_cpu(c.module, methods);
         c.probe_rel_diff = probe_difference(c, methods);
         if (c.probe_rel_diff < 0) return "plain";
         if (c.probe_rel_diff <= tolerance) {
-          candidates_.push_back(std::move(c));
+          fast_ = std::move(c);
           return "";
         }
         char buf[200];
@@ -406,10 +388,10 @@ class TorchScriptModel : public NetworkModel {
            !(torch::GradMode::is_enabled() && x.requires_grad());
   }
 
-  /// `method` of candidate `c` on `in`; a fused module runs inside a fusion scope, so that the
+  /// `method` of the accelerated module `c` on `in`; a fused module runs inside a fusion scope, so that the
   /// graphs the profiling executor optimises during the call are fused.
-  static torch::jit::IValue run_candidate(const Candidate& c, const std::string& method,
-                                          std::vector<torch::jit::IValue>& in) {
+  static torch::jit::IValue run_fast(const FastModule& c, const std::string& method,
+                                     std::vector<torch::jit::IValue>& in) {
     std::optional<detail::OnednnFusionScope> scope;
     if (c.kind == "fused") scope.emplace();
     return const_cast<torch::jit::Module&>(c.module).get_method(method)(in);
@@ -429,10 +411,10 @@ class TorchScriptModel : public NetworkModel {
     return in;
   }
 
-  /// LoadOptions::kTimedChoice: the plain module and every candidate timed at batch 1 (two warm-up
+  /// LoadOptions::kTimedChoice: the plain and the accelerated module timed at batch 1 (two warm-up
   /// calls, which let the profiling executor specialise and compile, then the median of three) and,
-  /// when a candidate won there, at batch 8; the faster candidate is chosen (choose_cpu_module) and
-  /// the choice stored for later loads (the first stored choice stays).
+  /// when the accelerated one won there, at batch 8; the choice (choose_max_batch) is stored for
+  /// later loads (the first stored choice stays).
   void choose_by_timing(const std::vector<std::string>& methods) {
     torch::NoGradGuard no_grad;
     auto ms_per_call = [&](const std::function<void(std::vector<torch::jit::IValue>&)>& run,
@@ -451,15 +433,13 @@ class TorchScriptModel : public NetworkModel {
     for (int64_t b : {1, 8}) {
       const std::vector<torch::jit::IValue> in = probe_inputs(b);
       timed.plain_ms.push_back(ms_per_call([&](auto& args) { module_.get_method(methods.front())(args); }, in));
-      bool won = false;
-      for (const Candidate& c : candidates_) {
-        const double ms = ms_per_call([&](auto& args) { run_candidate(c, methods.front(), args); }, in);
-        (c.kind == "fused" ? timed.fused_ms : timed.optimized_ms).push_back(ms);
-        won = won || ms < timed.plain_ms.back();
-      }
-      if (!won) break;  // all lost at batch 1: batch 8 cannot help
+      const double ms = ms_per_call([&](auto& args) { run_fast(*fast_, methods.front(), args); }, in);
+      (fast_->kind == "fused" ? timed.fused_ms : timed.optimized_ms).push_back(ms);
+      if (!(ms < timed.plain_ms.back())) break;  // lost at batch 1: batch 8 cannot help
     }
-    use_choice(store_cpu_choice(cpu_.choice_file, choose_cpu_module(timed)), "timed");
+    timed.module = fast_->kind;
+    timed.max_batch = choose_max_batch(timed);
+    use_choice(store_cpu_choice(cpu_.choice_file, timed), "timed");
   }
 
   /// Applies a timed or stored choice; one that keeps the plain module says why in the note.
@@ -470,8 +450,7 @@ class TorchScriptModel : public NetworkModel {
     cpu_.plain_ms = choice.plain_ms;
     cpu_.optimized_ms = choice.optimized_ms;
     cpu_.fused_ms = choice.fused_ms;
-    for (const Candidate& c : candidates_)
-      if (c.kind == choice.module) cpu_.probe_rel_diff = c.probe_rel_diff;
+    if (fast_) cpu_.probe_rel_diff = fast_->probe_rel_diff;
     if (cpu_.max_batch > 0) return;
     const std::vector<double>& fast = choice.module == "fused" ? cpu_.fused_ms : cpu_.optimized_ms;
     char buf[240];
@@ -483,9 +462,9 @@ class TorchScriptModel : public NetworkModel {
     cpu_.note = buf;
   }
 
-  /// Largest relative L2 difference between candidate `c` and the plain module over `methods`, on a
+  /// Largest relative L2 difference between the accelerated module `c` and the plain module over `methods`, on a
   /// fixed batch of 2 at σ = 1; -1 when the plain module throws or gives non-finite values there.
-  double probe_difference(const Candidate& c, const std::vector<std::string>& methods) const {
+  double probe_difference(const FastModule& c, const std::vector<std::string>& methods) const {
     torch::NoGradGuard no_grad;
     std::vector<torch::jit::IValue> in = probe_inputs(2);
     double worst = 0;
@@ -499,7 +478,7 @@ class TorchScriptModel : public NetworkModel {
       if (!plain.isTensor() || !torch::isfinite(plain.toTensor()).all().item<bool>()) return -1;
       // A fused graph is compiled during the executor's first calls: compare what a later call gives.
       torch::jit::IValue fast;
-      for (int k = 0; k < (c.kind == "fused" ? 3 : 1); ++k) fast = run_candidate(c, m, in);
+      for (int k = 0; k < (c.kind == "fused" ? 3 : 1); ++k) fast = run_fast(c, m, in);
       if (!fast.isTensor()) return INFINITY;
       const torch::Tensor p = plain.toTensor().to(torch::kFloat64), f = fast.toTensor().to(torch::kFloat64);
       if (p.sizes() != f.sizes()) return INFINITY;
@@ -511,7 +490,7 @@ class TorchScriptModel : public NetworkModel {
 
   torch::jit::IValue call(const std::string& method, std::vector<torch::jit::IValue>& in, double sigma) const {
     try {
-      if (use_fast(in)) return run_candidate(candidates_.front(), method, in);
+      if (use_fast(in)) return run_fast(*fast_, method, in);
       return const_cast<torch::jit::Module&>(module_).get_method(method)(in);
     } catch (const c10::Error& e) {
       fail("model ", path_, ": ", method, "() failed at sigma=", sigma, ": ", first_line(e.what_without_backtrace()));
@@ -556,7 +535,7 @@ class TorchScriptModel : public NetworkModel {
   bool has_labels_ = false;
   mutable std::unique_ptr<GraphRunner> graph_;
   mutable std::string graph_failed_;
-  std::vector<Candidate> candidates_;  ///< the CPU fast path's module (cpu_.active), else empty
+  std::optional<FastModule> fast_;  ///< the CPU fast path's module (cpu_.active), else none
   CpuOptimization cpu_;
 };
 

@@ -206,24 +206,6 @@ TEST(CpuFastPath, TheFusedModuleMatchesThePlainOneOrSaysWhyNot) {
   EXPECT_LE(rel_diff(run_sampler(*sampler, fused, job).samples, run_sampler(*sampler, plain, job).samples), 1e-4);
 }
 
-TEST(CpuFastPath, TheRulePicksTheFasterAcceleratedModule) {
-  // Fused faster than optimised at batch 1: the fused module, its limit from its own times.
-  CpuChoice both{-1, {10, 50}, {8, 60}, {5, 40}};
-  CpuChoice c = choose_cpu_module(both);
-  EXPECT_EQ(c.module, "fused");
-  EXPECT_EQ(c.max_batch, 8);
-  // Optimised faster: the optimised module, limited to batch 1 by its batch-8 time.
-  both.fused_ms = {9, 40};
-  c = choose_cpu_module(both);
-  EXPECT_EQ(c.module, "optimized");
-  EXPECT_EQ(c.max_batch, 1);
-  // Only one of them timed: that one, even when it loses to the plain module.
-  EXPECT_EQ(choose_cpu_module({-1, {10, 50}, {}, {12}}).module, "fused");
-  EXPECT_EQ(choose_cpu_module({-1, {10, 50}, {}, {12}}).max_batch, 0);
-  EXPECT_EQ(choose_cpu_module({-1, {10, 50}, {7, 60}, {}}).module, "optimized");
-  EXPECT_EQ(choose_cpu_module({-1, {10, 50}, {7, 60}, {}}).max_batch, 1);
-}
-
 TEST(CpuFastPath, AStoredChoiceKeepsItsModule) {
   const std::string dir = fresh_cache("module"), file = dir + "/m.choice.json";
   EXPECT_EQ(store_cpu_choice(file, {8, {2, 9}, {3, 10}, {1, 7}, "fused"}).module, "fused");
@@ -248,6 +230,10 @@ TEST(CpuFastPath, TheRuleKeepsTheOptimisedModuleWhereItWasFaster) {
   EXPECT_EQ(choose_max_batch({-1, {10, 50}, {12, 40}}), 0);
   EXPECT_EQ(choose_max_batch({-1, {10, 50}, {10, 50}}), 0);  // a tie keeps the plain module
   EXPECT_EQ(choose_max_batch({-1, {}, {}}), 0);
+  // The fused module's limit comes from its own times.
+  EXPECT_EQ(choose_max_batch({-1, {10, 50}, {}, {5, 40}, "fused"}), 8);
+  EXPECT_EQ(choose_max_batch({-1, {10, 50}, {12, 40}, {5, 60}, "fused"}), 1);
+  EXPECT_EQ(choose_max_batch({-1, {10, 50}, {5, 40}, {12}, "fused"}), 0);
 }
 
 TEST(CpuFastPath, TheBatchLimitIsTimedOnceAndTheStoredChoiceDecides) {
@@ -259,13 +245,11 @@ TEST(CpuFastPath, TheBatchLimitIsTimedOnceAndTheStoredChoiceDecides) {
   EXPECT_EQ(c1.choice, "timed");
   // Batch 8 is timed only when the optimised module won at batch 1.
   ASSERT_EQ(c1.plain_ms.size(), c1.optimized_ms.size());
-  const bool won = c1.optimized_ms[0] < c1.plain_ms[0] || (!c1.fused_ms.empty() && c1.fused_ms[0] < c1.plain_ms[0]);
-  ASSERT_EQ(c1.plain_ms.size(), won ? 2u : 1u);
+  ASSERT_EQ(c1.plain_ms.size(), c1.optimized_ms[0] < c1.plain_ms[0] ? 2u : 1u);
   for (size_t i = 0; i < c1.plain_ms.size(); ++i) EXPECT_TRUE(c1.plain_ms[i] > 0 && c1.optimized_ms[i] > 0);
   EXPECT_EQ(c1.max_batch, choose_max_batch({-1, c1.plain_ms, c1.optimized_ms, c1.fused_ms, c1.module}));
-  // Both accelerated modules are timed where this LibTorch has oneDNN Graph fusion.
-  EXPECT_EQ(c1.fused_ms.size(), cpu_fusion_available() ? c1.plain_ms.size() : 0u);
-  EXPECT_EQ(c1.module, choose_cpu_module({-1, c1.plain_ms, c1.optimized_ms, c1.fused_ms}).module);
+  EXPECT_EQ(c1.module, "optimized");  // the default; the fused module only when asked for
+  EXPECT_TRUE(c1.fused_ms.empty());
   EXPECT_EQ(c1.active, c1.max_batch > 0) << c1.note;
   ASSERT_TRUE(std::filesystem::exists(c1.choice_file));
   // A second load takes the stored choice and does not time again.
@@ -310,8 +294,9 @@ TEST(CpuFastPath, TheFirstStoredChoiceStays) {
   EXPECT_EQ(read_cpu_choice(file)->optimized_ms, (std::vector<double>{1, 7}));
   std::ofstream(file) << "{not json";
   EXPECT_FALSE(read_cpu_choice(file).has_value());
-  // Another thread count or CPU keeps its own choice.
+  // Another thread count, CPU or accelerated module keeps its own choice.
   EXPECT_NE(cpu_choice_file(dir + "/a.frozen.pt", 1), cpu_choice_file(dir + "/a.frozen.pt", 2));
+  EXPECT_NE(cpu_choice_file(dir + "/a.frozen.pt", 1), cpu_choice_file(dir + "/a.frozen.pt", 1, "fused"));
   EXPECT_EQ(cpu_choice_file("", 1), "");
 }
 
@@ -336,6 +321,10 @@ TEST(CpuFastPath, CliTurnsItOnByDefaultAndOffWithNoOptimize) {
   doc = nlohmann::json::parse(off.out);
   EXPECT_FALSE(doc["cpu_path"]["optimized"].get<bool>());
   EXPECT_NE(doc["cpu_path"]["note"].get<std::string>().find("--no-optimize"), std::string::npos);
+  auto bad = testing_cli::run("info --json --cpu-module turbo " + model);
+  EXPECT_NE(bad.code, 0);
+  EXPECT_EQ(bad.err, "error: --cpu-module: must be optimized or fused, got 'turbo'\n");
+  EXPECT_TRUE(bad.out.empty()) << bad.out;
   unsetenv("SCOREFLOW_CACHE_DIR");
 }
 

@@ -26,12 +26,13 @@ struct LoadOptions {
   static constexpr int kTimedChoice = -1;
   int optimize_max_batch = 8;
   double probe_tolerance = 1e-4;
-  /// Which accelerated module: kOptimized, frozen + optimize_for_inference; kFused, frozen and run
-  /// with oneDNN Graph fusion (LibTorch builds that have it: PyTorch's own, not Debian's 1.13), whose
-  /// partitions are compiled during the first calls of each batch size; kBest, with kTimedChoice, the
-  /// faster of the two that build and pass the probe (timed at batch 1), otherwise kOptimized.
-  enum class CpuModule { kBest, kOptimized, kFused };
-  CpuModule cpu_module = CpuModule::kBest;
+  /// Which accelerated module: kOptimized, frozen + optimize_for_inference (the default); kFused,
+  /// frozen and run with oneDNN Graph fusion, in LibTorch builds that have it (PyTorch's own, not
+  /// Debian's 1.13). Fusion compiles the graph during the first calls of each batch size (about 30 s
+  /// for the demo model on a 16-core host) and refuses some graphs (PyTorch 2.11: a U-Net's list of
+  /// skip tensors), so it is only used when asked for (docs/performance.md, "CPU").
+  enum class CpuModule { kOptimized, kFused };
+  CpuModule cpu_module = CpuModule::kOptimized;
   /// Where the frozen module is cached, keyed by the model file's content hash (model_fingerprint),
   /// the LibTorch version and the kept methods; "" = default_model_cache_dir(), "none" = no cache.
   std::string cache_dir;
