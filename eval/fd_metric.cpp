@@ -2,6 +2,7 @@
 #include "scoreflow/fd_metric.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "scoreflow/error.h"
 

@@ -1,8 +1,6 @@
-// The Fréchet-distance pipeline (scoreflow/fid.h): feature extraction split over devices,
-// references, FD/KID/sliced W2, and fid shard files (docs/design.md §8).
+// The Fréchet-distance pipeline (scoreflow/fid.h): feature extraction and metric streams split
+// over devices, references, the FdMetric's report, and fid shard files (docs/design.md §8).
 #include "scoreflow/fid.h"
-
-#include <algorithm>
 
 #include "scoreflow/error.h"
 #include "scoreflow/jobs.h"
