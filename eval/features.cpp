@@ -180,6 +180,14 @@ FeatureSet extract_features(const FeatureExtractor& fx, const torch::Tensor& x, 
   return set;
 }
 
+void FeatureSet::merge(const FeatureSet& other) {
+  moments.merge(other.moments);
+  if (other.rows.defined())
+    rows = rows.defined() ? torch::cat({rows.to(torch::kCPU), other.rows.to(torch::kCPU)}) : other.rows.to(torch::kCPU);
+  steady_rows += other.steady_rows;
+  steady_seconds = std::max(steady_seconds, other.steady_seconds);
+}
+
 void save_feature_stats(const std::string& path, const torch::Tensor& mu, const torch::Tensor& sigma) {
   io::write_npz(path, {{"mu", io::from_tensor(mu.to(torch::kCPU, torch::kFloat64).contiguous())},
                        {"sigma", io::from_tensor(sigma.to(torch::kCPU, torch::kFloat64).contiguous())}});

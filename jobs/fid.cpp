@@ -1,8 +1,6 @@
-// The Fréchet-distance pipeline (scoreflow/fid.h): feature extraction split over devices,
-// references, FD/KID/sliced W2, and fid shard files (docs/design.md §8).
+// The Fréchet-distance pipeline (scoreflow/fid.h): feature extraction and metric streams split
+// over devices, references, the FdMetric's report, and fid shard files (docs/design.md §8).
 #include "scoreflow/fid.h"
-
-#include <algorithm>
 
 #include "scoreflow/error.h"
 #include "scoreflow/jobs.h"
@@ -18,19 +16,6 @@ void need_covariance(int64_t count, const std::string& what) {
 
 }  // namespace
 
-FeatureNetworks::FeatureNetworks(const std::string& path, const std::vector<torch::Device>& devices) {
-  if (devices.empty()) on_.push_back(std::make_unique<eval::FeatureExtractor>(path, torch::kCPU));
-  for (const torch::Device& d : devices) on_.push_back(std::make_unique<eval::FeatureExtractor>(path, d));
-}
-
-std::vector<std::string> FeatureNetworks::notes() const {
-  std::vector<std::string> all;
-  for (const auto& e : on_)
-    for (const std::string& n : e->notes())
-      if (std::find(all.begin(), all.end(), n) == all.end()) all.push_back(n);
-  return all;
-}
-
 eval::FeatureSet extract_features(const FeatureNetworks& fx, const torch::Tensor& x, double lo, double hi,
                                   int64_t batch, bool keep_rows, int64_t first_row) {
   const int64_t k_devices = fx.size();
@@ -41,15 +26,27 @@ eval::FeatureSet extract_features(const FeatureNetworks& fx, const torch::Tensor
         eval::extract_features(fx[k], x.narrow(0, begin, end - begin), lo, hi, batch, keep_rows, first_row + begin);
   });
   eval::FeatureSet set;
-  std::vector<torch::Tensor> kept;
-  for (eval::FeatureSet& part : parts) {
-    set.moments.merge(part.moments);
-    if (part.rows.defined()) kept.push_back(part.rows.to(torch::kCPU));
-    set.steady_rows += part.steady_rows;
-    set.steady_seconds = std::max(set.steady_seconds, part.steady_seconds);
-  }
-  if (keep_rows && !kept.empty()) set.rows = torch::cat(kept);
+  for (const eval::FeatureSet& part : parts) set.merge(part);
   return set;
+}
+
+std::unique_ptr<eval::MetricStream> stream_on_workers(const eval::SampleMetric& metric, const torch::Tensor& x,
+                                                      int64_t batch) {
+  const int64_t workers = metric.workers();
+  if (workers == 1) {
+    std::unique_ptr<eval::MetricStream> one = metric.start(0, 0);
+    one->add(x);
+    return one;
+  }
+  std::vector<std::unique_ptr<eval::MetricStream>> parts(static_cast<size_t>(workers));
+  split_over_workers(x.size(0), batch, workers, [&](int64_t k, int64_t begin, int64_t end) {
+    parts[k] = metric.start(k, begin);
+    parts[k]->add(x.narrow(0, begin, end - begin));
+  });
+  std::unique_ptr<eval::MetricStream> all = metric.start(0, 0);
+  for (const auto& part : parts)
+    if (part) all->merge(*part);
+  return all;
 }
 
 FidReference fid_reference_from_stats(const std::string& path) {
@@ -70,13 +67,15 @@ FidReference fid_reference_from_rows(const FeatureNetworks& fx, const torch::Ten
   return ref;
 }
 
-FidReport fid_report(const FeatureNetworks& fx, const FidReference& ref, const torch::Tensor& samples, double lo,
-                     double hi, const FidOptions& options) {
-  const bool sliced = fx.identity();
+FidReport fid_report(const eval::FdMetric& fd, const torch::Tensor& samples) {
+  const FeatureNetworks& fx = fd.networks();
+  const FidReference& ref = fd.reference();
   eval::FeatureSet gen;
+  eval::MetricResult result;
   if (samples.defined()) {
-    gen = extract_features(fx, samples, lo, hi, options.batch, options.kid || sliced);
-    need_covariance(gen.moments.count(), "samples");
+    const std::unique_ptr<eval::MetricStream> stream = stream_on_workers(fd, samples, fd.options().batch);
+    result = fd.result(*stream);  // checks the count and the dimension first
+    gen = eval::FeatureStream::of(*stream).features();
   }
   FidReport report;
   report.features = fx.path();
@@ -85,9 +84,6 @@ FidReport fid_report(const FeatureNetworks& fx, const FidReference& ref, const t
   report.sample_count = gen.moments.count();
   const int64_t dim = report.sample_count ? gen.moments.dim() : ref.mu.size(0);
   report.feature_dim = dim;
-  if (ref.mu.size(0) != dim)
-    fail("reference statistics ", ref.name, " have dimension ", ref.mu.size(0), " but the ",
-         sliced ? "samples" : "features of " + fx.path(), " have dimension ", dim);
   report.notes = fx.notes();
   auto rank_note = [&](int64_t n, const std::string& what) {
     if (n <= dim)
@@ -106,20 +102,21 @@ FidReport fid_report(const FeatureNetworks& fx, const FidReference& ref, const t
   }
   report.mu = gen.moments.mean();
   report.sigma = gen.moments.covariance();
-  report.fd = eval::frechet_distance(report.mu, report.sigma, ref.mu, ref.sigma);
-  const torch::Tensor& ref_rows = ref.features.rows;
-  if (options.kid) {
-    if (!ref_rows.defined()) fail("KID needs the reference features: make the reference from rows, not statistics");
-    report.kid_options = options.kid_options;
-    report.kid_options.subset_size = std::min({options.kid_options.subset_size, gen.rows.size(0), ref_rows.size(0)});
-    report.kid = eval::kernel_inception_distance(gen.rows, ref_rows, report.kid_options);
+  report.fd = result.value;
+  if (result.extra.count("kid_mean")) {
+    report.kid = eval::KidResult{result.extra.at("kid_mean"), result.extra.at("kid_std")};
+    report.kid_options = fd.options().kid_options;
+    report.kid_options.subset_size = static_cast<int64_t>(result.extra.at("kid_subset_size"));
   }
-  if (sliced && ref_rows.defined()) {
-    eval::SlicedW2Options s;
-    s.projections = options.projections;
-    report.sliced_w2_squared = eval::sliced_w2_squared(gen.rows, ref_rows, s);
-  }
+  if (result.extra.count("sliced_w2_squared")) report.sliced_w2_squared = result.extra.at("sliced_w2_squared");
   return report;
+}
+
+FidReport fid_report(const FeatureNetworks& fx, const FidReference& ref, const torch::Tensor& samples, double lo,
+                     double hi, const FidOptions& options) {
+  // Borrows fx for this call (the aliasing constructor owns nothing).
+  const std::shared_ptr<const FeatureNetworks> borrowed(std::shared_ptr<void>(), &fx);
+  return fid_report(eval::FdMetric(borrowed, ref, options, lo, hi), samples);
 }
 
 nlohmann::json FidReport::to_json() const {

@@ -170,19 +170,21 @@ FidJobResult fid_job(const FidJob& job) {
     fail(Field{"data_range"}, " must be lo,hi with hi > lo, got '", job.data_range, "'");
   const double lo = range[0], hi = range[1];
   if (job.shard.sharded()) return run_shard(job, lo, hi, start);
-  const FeatureNetworks fx = feature_networks(job);
-  const FidReference ref = job.ref.empty()
-                               ? fid_reference_from_rows(fx, io::load_sample_rows(job.ref_data, lo, hi, job.limit), lo,
-                                                         hi, job.ref_data, job.fid)
-                               : fid_reference_from_stats(job.ref);
+  const auto fx = std::make_shared<const FeatureNetworks>(feature_networks(job));
+  FidReference ref = job.ref.empty()
+                         ? fid_reference_from_rows(*fx, io::load_sample_rows(job.ref_data, lo, hi, job.limit), lo, hi,
+                                                   job.ref_data, job.fid)
+                         : fid_reference_from_stats(job.ref);
   std::optional<io::ChunkStore> store;  // output.out: its chunk folder, on one device or several
   Rows x;
   x.lo = lo, x.hi = hi;
   if (have_model) x = sample_images(job, nullptr, store);
   if (!job.samples_path.empty()) x.images = io::load_sample_rows(job.samples_path, lo, hi, 0);
   FidJobResult r;
-  r.identity = fx.identity();
-  r.metrics = fid_report(fx, ref, x.images, x.lo, x.hi, job.fid);
+  r.identity = fx->identity();
+  // The metric compare's fd is, fed by stream_on_workers over the feature devices.
+  const eval::FdMetric fd(fx, std::move(ref), job.fid, x.lo, x.hi);
+  r.metrics = fid_report(fd, x.images);
   nlohmann::json doc = r.metrics.to_json(), outputs = nlohmann::json::object();
   if (!job.save_stats.empty()) {
     eval::save_feature_stats(job.save_stats, r.metrics.mu, r.metrics.sigma);
@@ -193,7 +195,7 @@ FidJobResult fid_job(const FidJob& job) {
   if (!x.sampling.empty()) doc["sampling"] = x.sampling;
   // bench/feature_throughput.sh sets the samples' feature rate against the network's own.
   if (doc.contains("feature_images_per_second"))
-    doc["feature_device"] = job.devices.empty() ? fx.first().device().str() : join(job.devices, ",");
+    doc["feature_device"] = job.devices.empty() ? fx->first().device().str() : join(job.devices, ",");
   doc["wall_seconds"] = seconds_since(start);
   if (!job.output.out.empty()) io::write_file_atomic(job.output.out, doc.dump(2) + "\n");
   if (store) {

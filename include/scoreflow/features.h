@@ -63,6 +63,9 @@ struct FeatureSet {
   torch::Tensor rows;  ///< [N, D] float64 when kept, else undefined
   int64_t steady_rows = 0;
   double steady_seconds = 0;
+  /// Appends the features of later rows extracted beside these (another device): moments merged,
+  /// kept rows joined on the CPU, steady rows summed over the slower time.
+  void merge(const FeatureSet& other);
 };
 
 /// Features of x's rows [N, ...] (values in [lo, hi]), `batch` rows at a time. The rows stream to

@@ -1,7 +1,8 @@
 #pragma once
 /// The Fréchet-distance pipeline of `eval fid` as a library: feature networks on one device or
 /// several (the job layer's splitter, docs/design.md §8), a reference from a statistics file or
-/// from rows, FD (and KID, sliced W2) of sample rows against it, and the shard files that
+/// from rows, the report of the shared eval::FdMetric (scoreflow/fd_metric.h: FD, KID, sliced
+/// W2; compare's fd is the same class) on sample rows, and the shard files that
 /// `scoreflow merge` combines. Sample rows come from io::load_sample_rows (scoreflow/sample_files.h)
 /// or from a sampler (jobs::run_chunked, resumable through an io::ChunkStore).
 #include <torch/types.h>
@@ -13,28 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "scoreflow/fd_metric.h"
 #include "scoreflow/features.h"
 #include "scoreflow/metrics.h"
 
 namespace scoreflow::jobs {
 
-/// One copy of a feature network (or of "none") per device.
-class FeatureNetworks {
- public:
-  /// `devices` empty: one copy on the CPU.
-  FeatureNetworks(const std::string& path, const std::vector<torch::Device>& devices);
-  int64_t size() const { return static_cast<int64_t>(on_.size()); }
-  const eval::FeatureExtractor& operator[](int64_t k) const { return *on_.at(static_cast<size_t>(k)); }
-  const eval::FeatureExtractor& first() const { return *on_.front(); }
-  /// "none": the features are the flattened samples.
-  bool identity() const { return first().identity(); }
-  const std::string& path() const { return first().path(); }
-  /// Every copy's adaptation notes, each once, in order of first appearance.
-  std::vector<std::string> notes() const;
-
- private:
-  std::vector<std::unique_ptr<eval::FeatureExtractor>> on_;
-};
+using eval::FeatureNetworks;
+using eval::FidOptions;
+using eval::FidReference;
 
 /// eval::extract_features over the networks' devices, split by split_over_workers (device k takes
 /// the k-th contiguous run of whole batches, as shard k/K would). The moments are merged in device
@@ -43,21 +31,11 @@ class FeatureNetworks {
 eval::FeatureSet extract_features(const FeatureNetworks& fx, const torch::Tensor& x, double lo, double hi,
                                   int64_t batch, bool keep_rows, int64_t first_row = 0);
 
-/// What an FD evaluation computes besides FD, and how.
-struct FidOptions {
-  int64_t batch = 64;            ///< rows per feature-network call
-  bool kid = false;              ///< also KID (needs a reference made from rows)
-  eval::KidOptions kid_options;  ///< subset_size is capped at both sets' sizes
-  int64_t projections = 256;     ///< sliced-W2 directions (with the identity features "none")
-};
-
-/// The reference side: mu [D] and sigma [D, D], and, when made from rows, their features.
-struct FidReference {
-  std::string name;  ///< the statistics file or data set, as messages and reports name it
-  torch::Tensor mu, sigma;
-  eval::FeatureSet features;  ///< empty for a statistics file
-  int64_t count() const { return features.moments.count(); }
-};
+/// A stream of `metric` fed x [N, ...] split by split_over_workers over metric.workers() (worker
+/// k takes the k-th contiguous run of whole `batch`-row blocks, as shard k/K would), the workers'
+/// streams merged in worker order: one stream's result up to rounding.
+std::unique_ptr<eval::MetricStream> stream_on_workers(const eval::SampleMetric& metric, const torch::Tensor& x,
+                                                      int64_t batch);
 
 /// A reference from a pytorch-fid/ADM statistics .npz (eval::load_feature_stats).
 FidReference fid_reference_from_stats(const std::string& path);
@@ -87,10 +65,13 @@ struct FidReport {
   nlohmann::json to_json() const;
 };
 
-/// FD of the features of `samples` [N, ...] (values in [lo, hi]; undefined: none, and the report
-/// only describes the reference) against `ref`, with KID and sliced W2 as `options` and the
-/// features ask. Throws Error for fewer than 2 samples, NaN/Inf features (naming the row) or a
-/// feature dimension other than the reference's.
+/// The report of `fd` on `samples` [N, ...] (undefined: none, and the report only describes the
+/// reference): its result (FD, KID and sliced W2 as its options and features ask), fed through
+/// stream_on_workers, and what describes it. Throws Error for fewer than 2 samples, NaN/Inf
+/// features (naming the row) or a feature dimension other than the reference's.
+FidReport fid_report(const eval::FdMetric& fd, const torch::Tensor& samples);
+/// The same with the FdMetric of `fx` (which must outlive the call), `ref` and `options` on
+/// samples in [lo, hi].
 FidReport fid_report(const FeatureNetworks& fx, const FidReference& ref, const torch::Tensor& samples, double lo,
                      double hi, const FidOptions& options);
 

@@ -1,6 +1,10 @@
 #pragma once
-/// One number for a set of samples, as `scoreflow compare` reports it per cell: a typed metric
-/// interface with one implementation per metric, chosen by name once (make_sample_metric).
+/// The typed metric interface that `scoreflow compare` (one number per cell) and `eval fid` (FD
+/// with KID and sliced W2, streamed over devices; scoreflow/fd_metric.h) share: one
+/// implementation per metric, chosen by name once (make_sample_metric). A metric is fed samples
+/// batch by batch through a MetricStream (one per device or thread, merged in row order) and
+/// reports a MetricResult, its headline value and the named values it computes besides;
+/// value(samples) is the one-stream shorthand.
 /// - "w2": the 2-Wasserstein distance of the samples to the model's distribution: exact Bures W2
 ///   of the sample moments against a single-Gaussian model (builtin:gaussian), else sliced W2
 ///   against reference data.
@@ -13,6 +17,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +38,25 @@ struct SampleMetricOptions {
   int64_t decode_batch = 16;               ///< fd on a latent model: samples per decoder call
 };
 
+/// A metric's headline value and the named values it computes besides it.
+struct MetricResult {
+  double value = 0;
+  std::map<std::string, double> extra;  ///< e.g. fd: kid_mean, kid_std, kid_subset_size, sliced_w2_squared
+};
+
+/// What a metric has seen of one set of samples. Streams of one metric fed side by side (one per
+/// device or thread) are merged in row order; the result equals one stream fed every row.
+class MetricStream {
+ public:
+  virtual ~MetricStream() = default;
+  /// Adds samples [B, ...shape], the rows after those added so far.
+  virtual void add(const torch::Tensor& samples) = 0;
+  /// Appends the rows of `other`, a stream of the same metric that ran beside this one.
+  virtual void merge(const MetricStream& other) = 0;
+  /// Rows added so far.
+  virtual int64_t count() const = 0;
+};
+
 class SampleMetric {
  public:
   virtual ~SampleMetric() = default;
@@ -44,8 +68,16 @@ class SampleMetric {
   virtual bool needs_reference_samples() const { return false; }
   /// The converged reference run's samples [N, ...shape], in the seed order value() sees.
   virtual void set_reference_samples(const torch::Tensor& samples) { (void)samples; }
-  /// The metric of samples [N, ...shape] (the model's sample space and data range).
-  virtual double value(const torch::Tensor& samples) const = 0;
+  /// How many streams can run side by side (fd: one per feature-network device).
+  virtual int64_t workers() const { return 1; }
+  /// An empty stream on worker `worker` < workers(), whose first row is row `first_row` of the
+  /// whole set (messages name rows by it).
+  virtual std::unique_ptr<MetricStream> start(int64_t worker = 0, int64_t first_row = 0) const = 0;
+  /// The metric of the samples `stream` holds. Throws Error when they cannot give it.
+  virtual MetricResult result(const MetricStream& stream) const = 0;
+  /// The headline value of samples [N, ...shape] (the model's sample space and data range), all
+  /// added to one stream.
+  double value(const torch::Tensor& samples) const;
 };
 
 /// "fd", "w2", "ode-error".

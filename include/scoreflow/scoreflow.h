@@ -18,6 +18,7 @@
 #include "scoreflow/discrete_chain.h"
 #include "scoreflow/empirical.h"
 #include "scoreflow/error.h"
+#include "scoreflow/fd_metric.h"
 #include "scoreflow/features.h"
 #include "scoreflow/fid.h"
 #include "scoreflow/fingerprint.h"
