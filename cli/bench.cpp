@@ -23,8 +23,6 @@ struct BenchOptions {
 
 void run(BenchOptions& o) {
   o.b.validate();
-  if (o.optimize_max_batch < LoadOptions::kTimedChoice)
-    fail("--optimize-max-batch must be >= 0 (or -1: timed at load), got ", o.optimize_max_batch);
   cli_load_options().optimize_max_batch = o.optimize_max_batch;
   const torch::ScalarType dtype = parse_inference_dtype(o.b.dtype);
   // Everything is checked before the first (slow) measurement.

@@ -25,21 +25,17 @@ void ModelOptions::add(CLI::App& app, bool with_device) {
       "CPU: run the TorchScript network as loaded (default: frozen + optimize_for_inference, checked against the "
       "plain network at load and used for batches up to 1 or 8 where timing both at load found it faster; "
       "module and choice cached in $SCOREFLOW_CACHE_DIR or ~/.cache/scoreflow)");
-  app.add_option_function<std::string>(
-      "--cpu-module",
-      [](const std::string& v) {
-        if (v != "optimized" && v != "fused")
-          throw CLI::ValidationError("--cpu-module", "must be optimized or fused, got '" + v + "'");
-        cli_load_options().cpu_module =
-            v == "fused" ? LoadOptions::CpuModule::kFused : LoadOptions::CpuModule::kOptimized;
-      },
-      "CPU: the accelerated module: optimized (default; frozen + optimize_for_inference) or fused (frozen + oneDNN "
-      "Graph fusion where LibTorch has it; compiles for each batch size at first use, see docs/performance.md)");
+  app.add_option("--cpu-module", cpu_module,
+                 "CPU: the accelerated module: optimized (frozen + optimize_for_inference) or fused (frozen + oneDNN "
+                 "Graph fusion where LibTorch has it; compiles each batch size at first use, see docs/performance.md)")
+      ->capture_default_str();
 }
 
 std::shared_ptr<Model> ModelOptions::open() const {
   const torch::Device dev = parse_device(device);
-  return open_model(model, meta_file, meta, dev, cli_load_options());
+  LoadOptions load = cli_load_options();
+  load.cpu_module = parse_cpu_module(cpu_module);
+  return open_model(model, meta_file, meta, dev, load);
 }
 
 LoadOptions& cli_load_options() {

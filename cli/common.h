@@ -24,6 +24,7 @@ struct ModelOptions {
   std::vector<std::string> meta;
   std::string meta_file;
   std::string device = "cpu";
+  std::string cpu_module = "optimized";
   void add(CLI::App& app, bool with_device = true);
   std::shared_ptr<Model> open() const;
 };

@@ -13,9 +13,16 @@
 #include "models/onednn_fusion.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/cpu_fast_path.h"
+#include "scoreflow/error.h"
 #include "scoreflow/fingerprint.h"
 
 namespace scoreflow {
+
+LoadOptions::CpuModule parse_cpu_module(const std::string& name) {
+  if (name == "optimized") return LoadOptions::CpuModule::kOptimized;
+  if (name == "fused") return LoadOptions::CpuModule::kFused;
+  fail(Field{"cpu_module"}, " must be optimized or fused, got '", name, "'");
+}
 
 bool cpu_fusion_available() { return detail::onednn_fusion_available(); }
 

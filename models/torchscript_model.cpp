@@ -565,6 +565,8 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
 std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
                                   const std::vector<std::string>& overrides, torch::Device device,
                                   const LoadOptions& load) {
+  if (load.optimize_max_batch < LoadOptions::kTimedChoice)
+    fail(Field{"optimize_max_batch"}, " must be >= 0 (or -1: timed at load), got ", load.optimize_max_batch);
   if (spec.rfind("builtin:", 0) == 0) {
     if (!meta_file.empty() || !overrides.empty())
       fail("builtin models take no ", Field{"meta"}, "/", Field{"meta_file"},

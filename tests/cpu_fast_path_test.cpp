@@ -284,6 +284,24 @@ TEST(CpuFastPath, TheBatchLimitIsTimedOnceAndTheStoredChoiceDecides) {
   EXPECT_TRUE(cpu_optimization(*uncached).choice_file.empty());
 }
 
+TEST(CpuFastPath, BadLoadOptionsAreRefusedNamingTheField) {
+  LoadOptions load = optimized("none");
+  load.optimize_max_batch = -2;
+  try {
+    open_model(kFixtures + "/tiny_eps.pt", "", {}, torch::kCPU, load);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "optimize_max_batch must be >= 0 (or -1: timed at load), got -2");
+  }
+  try {
+    parse_cpu_module("turbo");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "cpu_module must be optimized or fused, got 'turbo'");
+  }
+  EXPECT_EQ(parse_cpu_module("fused"), LoadOptions::CpuModule::kFused);
+}
+
 TEST(CpuFastPath, TheFirstStoredChoiceStays) {
   const std::string dir = fresh_cache("first"), file = dir + "/m.choice.json";
   EXPECT_FALSE(read_cpu_choice(file).has_value());
@@ -323,7 +341,7 @@ TEST(CpuFastPath, CliTurnsItOnByDefaultAndOffWithNoOptimize) {
   EXPECT_NE(doc["cpu_path"]["note"].get<std::string>().find("--no-optimize"), std::string::npos);
   auto bad = testing_cli::run("info --json --cpu-module turbo " + model);
   EXPECT_NE(bad.code, 0);
-  EXPECT_EQ(bad.err, "error: --cpu-module: must be optimized or fused, got 'turbo'\n");
+  EXPECT_EQ(bad.err, "error: --cpu-module must be optimized or fused, got 'turbo'\n");
   EXPECT_TRUE(bad.out.empty()) << bad.out;
   unsetenv("SCOREFLOW_CACHE_DIR");
 }

@@ -43,6 +43,9 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
                                   const std::vector<std::string>& overrides, torch::Device device,
                                   const LoadOptions& load);
 
+/// LoadOptions::CpuModule by name, "optimized" or "fused"; throws Error naming field "cpu_module".
+LoadOptions::CpuModule parse_cpu_module(const std::string& name);
+
 /// Whether this LibTorch can build the fused CPU module (oneDNN Graph fusion: PyTorch's own
 /// LibTorch builds have it, Debian's 1.13 does not).
 bool cpu_fusion_available();
