@@ -8,6 +8,7 @@
 #include <random>
 
 #include "scoreflow/error.h"
+#include "tests/support/error_text.h"
 #include "tests/support/gaussian_oracle.h"
 
 namespace sa = scoreflow;
@@ -36,14 +37,7 @@ DiagonalGaussian some_diagonal_gaussian(int64_t d, uint32_t seed) {
   return g;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const scoreflow::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scoreflow::testing_support::error_of;
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 
 #include "scoreflow/analytic_dpm.h"
 #include "scoreflow/error.h"
+#include "tests/support/error_text.h"
 #include "tests/support/gaussian_oracle.h"
 
 namespace sa = scoreflow;
@@ -23,14 +24,7 @@ sa::DiscreteChain linear_chain(int64_t N) {
   return sa::DiscreteChain::from_betas(betas);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const scoreflow::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scoreflow::testing_support::error_of;
 
 /// Every K-point path 1 = τ_1 < … < τ_K = N, by recursion.
 void all_paths(int64_t N, int64_t K, std::vector<int64_t>& prefix, std::vector<std::vector<int64_t>>& out) {

@@ -12,6 +12,7 @@
 #include "scoreflow/gamma_estimation.h"
 #include "scoreflow/model.h"
 #include "scoreflow/model_data.h"
+#include "tests/support/error_text.h"
 #include "tests/support/io_test_util.h"
 
 namespace scoreflow {
@@ -21,14 +22,7 @@ using testing_io::expect_error;
 const std::string kMeta =
     R"({"prediction":"eps","schedule":{"type":"edm"},"time_input":"sigma","shape":[1,6,8],"data_range":[-1,1]})";
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using scoreflow::testing_support::error_of;
 
 /// The data_prep of metadata `kMeta` with `overrides`.
 io::DataPrep prep(const std::vector<std::string>& overrides) {
@@ -59,17 +53,17 @@ TEST(DataPrep, MetadataFieldIsParsedAndRefusedByName) {
       {"data_prep={}", "'data_prep' must be {"},
   };
   for (const auto& [override_, needle] : bad)
-    EXPECT_NE(message_of([&] { resolve_metadata(kMeta, "", {override_}, "m"); }).find(needle), std::string::npos)
-        << override_ << ": " << message_of([&] { resolve_metadata(kMeta, "", {override_}, "m"); });
-  EXPECT_NE(message_of([&] {
+    EXPECT_NE(error_of([&] { resolve_metadata(kMeta, "", {override_}, "m"); }).find(needle), std::string::npos)
+        << override_ << ": " << error_of([&] { resolve_metadata(kMeta, "", {override_}, "m"); });
+  EXPECT_NE(error_of([&] {
               resolve_metadata(kMeta, "", {"data_prep.pad=1", "data_prep.pad_value=2"}, "m");
             }).find("'data_prep.pad_value' 2 is outside data_range [-1, 1]"),
             std::string::npos);
-  EXPECT_NE(message_of([&] {
+  EXPECT_NE(error_of([&] {
               resolve_metadata(kMeta, "", {"data_prep.pad=1", "data_prep.resize=center_crop"}, "m");
             }).find("gives pad and resize"),
             std::string::npos);
-  EXPECT_NE(message_of([&] {
+  EXPECT_NE(error_of([&] {
               resolve_metadata(kMeta, "", {"shape=[2]", "data_prep.pad=1"}, "m");
             }).find("'data_prep' needs an image-shaped model"),
             std::string::npos);
@@ -116,12 +110,12 @@ TEST_F(DataPrepIo, PaddingPutsExactlyThePadValueAtTheBorder) {
 TEST_F(DataPrepIo, MismatchNamesTheFieldAndNoResize) {
   testing_io::write_bytes(path("x-idx3-ubyte"), idx_bytes(1, 3, 4));
   const ModelMetadata plain = resolve_metadata(kMeta, "", {}, "m");
-  const std::string e = message_of([&] { io::open_dataset(path("x-idx3-ubyte"), dataset_options(plain)); });
+  const std::string e = error_of([&] { io::open_dataset(path("x-idx3-ubyte"), dataset_options(plain)); });
   EXPECT_NE(e.find("holds 1x3x4 items but 1x6x8 was asked for"), std::string::npos) << e;
   EXPECT_NE(e.find("metadata field 'data_prep'"), std::string::npos) << e;
   EXPECT_EQ(e.find("enable resize"), std::string::npos) << e;
   const ModelMetadata padded = resolve_metadata(kMeta, "", {"data_prep.pad=2"}, "m");
-  const std::string f = message_of([&] { io::open_dataset(path("x-idx3-ubyte"), dataset_options(padded)); });
+  const std::string f = error_of([&] { io::open_dataset(path("x-idx3-ubyte"), dataset_options(padded)); });
   EXPECT_NE(f.find(R"(data_prep {"pad": 2, "pad_value": -1} makes 2x4 items 6x8, not 3x4)"), std::string::npos) << f;
   // data_prep resize, as an explicit resize does, crops and resizes.
   const ModelMetadata resized = resolve_metadata(kMeta, "", {"data_prep.resize=center_crop"}, "m");

@@ -15,6 +15,7 @@
 #include "scoreflow/sample_files.h"
 #include "scoreflow/sigmas.h"
 #include "support/jobs_test_util.h"
+#include "tests/support/error_text.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
@@ -29,15 +30,7 @@ std::string scratch() {
   return dir;
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scoreflow::testing_support::error_of;
 
 const jobs::FeatureNetworks& cpu_identity() {
   static const jobs::FeatureNetworks fx("none", {torch::kCPU});

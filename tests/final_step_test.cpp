@@ -11,19 +11,13 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/sigmas.h"
+#include "tests/support/error_text.h"
 
 using namespace scoreflow;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scoreflow::testing_support::error_of;
 
 }  // namespace
 

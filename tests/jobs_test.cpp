@@ -22,6 +22,7 @@
 #include "scoreflow/registry.h"
 #include "scoreflow/sigmas.h"
 #include "support/jobs_test_util.h"
+#include "tests/support/error_text.h"
 
 namespace fs = std::filesystem;
 using namespace scoreflow;
@@ -44,15 +45,7 @@ std::string slurp(const std::string& path) {
   return os.str();
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scoreflow::testing_support::error_of;
 
 // A stochastic sampler, so that every noise draw (not only the initial noise) must follow the seed.
 const char* const kGmm = "builtin:gmm:shape=1x6x6,k=3";

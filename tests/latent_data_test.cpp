@@ -21,6 +21,7 @@
 #include "scoreflow/wbound.h"
 #include "support/cli_run.h"
 #include "support/jobs_test_util.h"
+#include "tests/support/error_text.h"
 
 using namespace scoreflow;
 
@@ -28,17 +29,7 @@ namespace {
 
 using Arrays = std::map<std::string, torch::Tensor>;
 
-/// What `fn` throws (fails the test when it throws nothing).
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
+using scoreflow::testing_support::error_of;
 
 // A conditional latent model: latents [4, 2, 2], a scalar condition "pooled", discrete VP schedule,
 // x0 prediction F = 0.5·x_t + pooled; its stored unconditional pooled is 0.3. `encode` averages 2×2

@@ -15,6 +15,7 @@
 #include "scoreflow/run.h"
 #include "scoreflow/sampler.h"
 #include "tests/support/cli_run.h"
+#include "tests/support/error_text.h"
 
 namespace {
 
@@ -54,14 +55,7 @@ class BlowUp : public scoreflow::Sampler {
   bool two_stage_;
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const scoreflow::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scoreflow::testing_support::error_of;
 
 scoreflow::SampleJob job_on(const std::vector<double>& sigmas) {
   scoreflow::SampleJob job;

@@ -11,6 +11,7 @@
 #include "scoreflow/error.h"
 #include "scoreflow/sigmas.h"
 #include "tests/support/cli_run.h"
+#include "tests/support/error_text.h"
 
 using namespace scoreflow;
 using scoreflow::testing_cli::fresh_dir;
@@ -19,14 +20,7 @@ using scoreflow::testing_cli::run_cli;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using scoreflow::testing_support::error_of;
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
