@@ -7,14 +7,11 @@
 #include "scoreflow/error.h"
 
 namespace scoreflow::eval {
-namespace {
 
 void need_covariance(int64_t count, const std::string& what) {
   if (count < 2)
     fail("Frechet distance needs at least 2 ", what, " to estimate a covariance (it divides by N - 1); got ", count);
 }
-
-}  // namespace
 
 FeatureNetworks::FeatureNetworks(const std::string& path, const std::vector<torch::Device>& devices) {
   if (devices.empty()) on_.push_back(std::make_unique<FeatureExtractor>(path, torch::kCPU));

@@ -3,18 +3,13 @@
 #include "scoreflow/fid.h"
 
 #include "scoreflow/error.h"
+#include "scoreflow/fd_metric.h"
 #include "scoreflow/jobs.h"
 #include "scoreflow/npy.h"
 
 namespace scoreflow::jobs {
-namespace {
 
-void need_covariance(int64_t count, const std::string& what) {
-  if (count < 2)
-    fail("Frechet distance needs at least 2 ", what, " to estimate a covariance (it divides by N - 1); got ", count);
-}
-
-}  // namespace
+using eval::need_covariance;
 
 eval::FeatureSet extract_features(const FeatureNetworks& fx, const torch::Tensor& x, double lo, double hi,
                                   int64_t batch, bool keep_rows, int64_t first_row) {

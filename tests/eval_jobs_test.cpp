@@ -26,15 +26,7 @@ using testing_io::read_bytes;
 
 namespace {
 
-class EvalJobs : public testing_io::TempDirTest {
- protected:
-  /// [n, 2] float32 points written as .npy.
-  std::string points(const std::string& name, const torch::Tensor& rows) {
-    const std::string p = path(name);
-    io::write_npy(p, io::from_tensor(rows.to(torch::kFloat32).contiguous()));
-    return p;
-  }
-};
+class EvalJobs : public testing_io::PointsDirTest {};
 
 using testing_jobs::error_of;
 using testing_jobs::field_names;

@@ -20,15 +20,8 @@ using namespace scoreflow;
 
 namespace {
 
-class MetricStreams : public testing_io::TempDirTest {
+class MetricStreams : public testing_io::PointsDirTest {
  protected:
-  /// [n, 2] float32 points written as .npy.
-  std::string points(const std::string& name, const torch::Tensor& rows) {
-    const std::string p = path(name);
-    io::write_npy(p, io::from_tensor(rows.to(torch::kFloat32).contiguous()));
-    return p;
-  }
-
   /// `metric` of x [60, ...] fed as rows 0..24 and 25..39 to one stream and 40..59 to a second,
   /// merged into the first.
   static eval::MetricResult in_pieces(const eval::SampleMetric& metric, const torch::Tensor& x) {

@@ -102,4 +102,8 @@ class FdMetric : public SampleMetric {
   bool keep_rows_;  // KID or sliced W2 will need the samples' feature rows
 };
 
+/// Throws Error unless `count` >= 2: an FD covariance of `what` ("samples", "reference items")
+/// divides by N - 1.
+void need_covariance(int64_t count, const std::string& what);
+
 }  // namespace scoreflow::eval

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "scoreflow/error.h"
+#include "scoreflow/npy.h"
 
 namespace scoreflow::testing_io {
 
@@ -39,6 +40,16 @@ class TempDirTest : public ::testing::Test {
     return out;
   }
   std::filesystem::path dir_;
+};
+
+/// TempDirTest that also writes [n, d] point sets as float32 .npy files (the eval tests' data).
+class PointsDirTest : public TempDirTest {
+ protected:
+  std::string points(const std::string& name, const torch::Tensor& rows) {
+    const std::string p = path(name);
+    io::write_npy(p, io::from_tensor(rows.to(torch::kFloat32).contiguous()));
+    return p;
+  }
 };
 
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
