@@ -25,10 +25,9 @@ class SampleRows : public MetricStream {
     count_ += samples.size(0);
   }
   void merge(const MetricStream& other) override {
-    const auto* o = dynamic_cast<const SampleRows*>(&other);
-    if (!o) fail("internal: a metric was handed another metric's stream");
-    parts_.insert(parts_.end(), o->parts_.begin(), o->parts_.end());
-    count_ += o->count_;
+    const SampleRows& o = of(other);
+    parts_.insert(parts_.end(), o.parts_.begin(), o.parts_.end());
+    count_ += o.count_;
   }
   int64_t count() const override { return count_; }
   /// The rows as float64 [N, D].
