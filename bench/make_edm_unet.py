@@ -7,10 +7,17 @@ speed only, so the weights are random (seeded). EDM's CIFAR-10 network is --chan
 (about 56M parameters); the benchmark's default is smaller (see docs/performance.md, "CPU").
 
   /usr/bin/python3 bench/make_edm_unet.py --out /tmp/edm_unet.pt [--channels 128 --blocks 4]
+  # also the same network as an AOTInductor package for the CPU (PyTorch >= 2.6; scripts/export_pt2.py)
+  python3 bench/make_edm_unet.py --out /tmp/edm_unet.pt --out-pt2 /tmp/edm_unet.pt2 --device cpu
+
+The TorchScript file carries its size in a second extra file, edm_unet.json, so that `load_eager`
+(bench/python_loop.py --eager bench/make_edm_unet.py:load_eager) rebuilds the eager network from it.
 """
 import argparse
 import json
 import math
+import os
+import sys
 
 import torch
 import torch.nn as nn
@@ -93,11 +100,23 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
+def load_eager(pt_path):
+    """The eager U-Net with the size and weights of the TorchScript file `pt_path`."""
+    extra = {"edm_unet.json": ""}
+    scripted = torch.jit.load(pt_path, map_location="cpu", _extra_files=extra)
+    size = json.loads(extra["edm_unet.json"])
+    net = UNet(size["channels"], size["blocks"])
+    net.load_state_dict(scripted.state_dict())
+    return net.eval()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--channels", type=int, default=64)
     p.add_argument("--blocks", type=int, default=2)
+    p.add_argument("--out-pt2", help="also write the network as an AOTInductor package (PyTorch >= 2.6)")
+    p.add_argument("--device", default="cpu", help="the device the package is compiled for")
     args = p.parse_args()
     torch.manual_seed(0)
     net = UNet(args.channels, args.blocks).eval()
@@ -108,7 +127,13 @@ def main():
     meta = {"prediction": "x0", "schedule": {"type": "edm", "sigma_min": 0.002, "sigma_max": 80, "sigma_data": 0.5},
             "time_input": "edm_c_noise", "shape": [3, 32, 32], "data_range": [-1, 1],
             "description": f"EDM-style DDPM++ U-Net, random weights, channels {args.channels}, blocks {args.blocks}"}
-    torch.jit.save(torch.jit.script(net), args.out, _extra_files={"scoreflow.json": json.dumps(meta)})
+    size = {"channels": args.channels, "blocks": args.blocks}
+    torch.jit.save(torch.jit.script(net), args.out,
+                   _extra_files={"scoreflow.json": json.dumps(meta), "edm_unet.json": json.dumps(size)})
+    if args.out_pt2:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+        import export_pt2  # noqa: E402
+        export_pt2.export_pt2(net, meta, args.out_pt2, args.device)
     params = sum(p.numel() for p in net.parameters())
     print(json.dumps({"out": args.out, "parameters": params, "channels": args.channels, "blocks": args.blocks}))
 

@@ -14,7 +14,10 @@ Graph fusion, PyTorch builds that have it).
 GPU peers (issue #19, bench/gpu_peers.sh; PyTorch 2.x): `--eager FILE.py:FUNC` runs the eager
 module FUNC(model_path) returns (the same weights as the file) instead of the TorchScript module, and
 `--mode` picks how the network is called: eager, cuda-graph (the network captured per batch shape
-with torch.cuda.graphs and replayed), reduce-overhead or max-autotune-no-cudagraphs (torch.compile).
+with torch.cuda.graphs and replayed), compile (torch.compile's default mode, one graph per batch size,
+with Inductor's freezing on the CPU), reduce-overhead or max-autotune-no-cudagraphs. `--pt2 FILE` runs
+an AOTInductor package of the network (scripts/export_pt2.py) through torch._inductor.aoti_load_package:
+the same file scoreflow runs (issue #21's CPU packages).
 
 Supported metadata: prediction eps|x0|v, schedule vp_discrete (linear|scaled_linear betas) or edm,
 time_input index|sigma|continuous|scaled|edm_c_noise. (Enough for the shipped demo model and the
@@ -203,12 +206,20 @@ def network_for_mode(net, mode, device):
         if device.type != "cuda":
             sys.exit("error: --mode cuda-graph needs --device cuda")
         return GraphedNetwork(net)
+    if mode == "compile":  # the default mode; on the CPU with Inductor's freezing, as Intel's CPU guide advises
+        if not hasattr(torch, "compile"):
+            sys.exit(f"error: --mode compile needs torch.compile (PyTorch >= 2.0); this is torch {torch.__version__}")
+        torch._dynamo.config.cache_size_limit = 64
+        if device.type == "cpu":
+            torch._inductor.config.freezing = True
+        return torch.compile(net, dynamic=False)
     if mode in ("reduce-overhead", "max-autotune-no-cudagraphs"):
         if not hasattr(torch, "compile"):
             sys.exit(f"error: --mode {mode} needs torch.compile (PyTorch >= 2.0); this is torch {torch.__version__}")
         torch._dynamo.config.cache_size_limit = 64  # one graph per batch size
         return torch.compile(net, mode=mode, dynamic=False)
-    sys.exit(f"error: unknown --mode {mode}; valid: eager, cuda-graph, reduce-overhead, max-autotune-no-cudagraphs")
+    sys.exit(f"error: unknown --mode {mode}; valid: eager, cuda-graph, compile, reduce-overhead, "
+             "max-autotune-no-cudagraphs")
 
 
 def sync(device):
@@ -242,8 +253,11 @@ def main():
     p.add_argument("--fuse", action="store_true", help="freeze the module and run it with oneDNN Graph fusion")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: PyTorch's own)")
     p.add_argument("--eager", metavar="FILE.py:FUNC", help="run FUNC(--model), an eager module, instead of the file")
+    p.add_argument("--pt2", metavar="FILE", help="run this AOTInductor package of the same network (--model gives "
+                   "the metadata) through torch._inductor.aoti_load_package")
     p.add_argument("--mode", default="eager",
-                   help="eager | cuda-graph | reduce-overhead | max-autotune-no-cudagraphs (torch.compile)")
+                   help="eager | cuda-graph | compile | reduce-overhead | max-autotune-no-cudagraphs (torch.compile; "
+                   "compile is the default mode, with Inductor's freezing on the CPU)")
     args = p.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -263,6 +277,9 @@ def main():
     if args.eager:
         module = load_eager(args.eager, args.model).to(device).eval()
         impl = "python-eager-module"
+    if args.pt2:
+        module = torch._inductor.aoti_load_package(args.pt2)
+        impl = "python-pt2"
     if args.mode != "eager":
         module = network_for_mode(module, args.mode, device)
         impl += "-" + args.mode

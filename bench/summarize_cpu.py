@@ -12,8 +12,9 @@ import os
 import sys
 
 DEFAULT_MAX_BATCH = 8  # the fixed limit before the choice was timed at load (no TAG.choice.json)
-VARIANTS = ["scoreflow plain", "scoreflow optimised", "scoreflow fused", "python", "python optimised", "python fused"]
-FAST = ["scoreflow optimised", "scoreflow fused"]
+VARIANTS = ["scoreflow plain", "scoreflow optimised", "scoreflow fused", "scoreflow pt2", "python", "python optimised",
+            "python fused", "python pt2", "python compiled"]
+FAST = ["scoreflow optimised", "scoreflow fused", "scoreflow pt2"]
 
 
 def per_call(row):
@@ -23,6 +24,10 @@ def per_call(row):
 def span(values, fmt):
     lo, hi = min(values), max(values)
     return fmt.format(lo) if abs(hi - lo) < 1e-12 else fmt.format(lo) + "–" + fmt.format(hi)
+
+
+def fmt_ratio(values):
+    return f"{span(values, '{:.2f}')}×" if values else "–"
 
 
 def main():
@@ -51,16 +56,31 @@ def main():
         print("|---|---:|" + "---:|" * (len(variants) + len(pythons) + len([v for v in variants if v in FAST])))
         for (sampler, batch), cell in sorted(t.items()):
             ms = {v: [per_call(cell[(rd, v)]) for rd in rounds if (rd, v) in cell] for v in variants}
-            if any(not ms[v] for v in variants):
+            if not ms.get("scoreflow plain"):
                 continue
             default = fast if batch <= max_batch else "scoreflow plain"
             ratio = lambda v, base: [per_call(cell[(rd, v)]) / per_call(cell[(rd, base)]) for rd in rounds
                                      if (rd, v) in cell and (rd, base) in cell]
-            mean = lambda v: sum(ms[v]) / len(ms[v])
+            mean = lambda v: sum(ms[v]) / len(ms[v]) if ms[v] else float("nan")
             print(f"| {sampler} | {batch} | " + " | ".join(f"{mean(v):.1f}" for v in variants) + " | " +
-                  " | ".join(f"{span(ratio(v, default), '{:.2f}')}×" for v in pythons) + " | " +
-                  " | ".join(f"{span(ratio('scoreflow plain', v), '{:.2f}')}×" for v in variants if v in FAST) + " |")
+                  " | ".join(fmt_ratio(ratio(v, default)) for v in pythons) + " | " +
+                  " | ".join(fmt_ratio(ratio('scoreflow plain', v)) for v in variants if v in FAST) + " |")
         print()
+        if "scoreflow pt2" in variants:
+            print("The CPU package (scoreflow pt2) against the Python loops, ratios > 1: the package in scoreflow faster\n")
+            print("| sampler | batch | scoreflow pt2 | " + " | ".join(f"{v} ÷ scoreflow pt2" for v in pythons) + " |")
+            print("|---|---:|---:|" + "---:|" * len(pythons))
+            for (sampler, batch), cell in sorted(t.items()):
+                rs = [per_call(cell[(rd, "scoreflow pt2")]) for rd in rounds if (rd, "scoreflow pt2") in cell]
+                if not rs:
+                    continue
+                cols = []
+                for v in pythons:
+                    r = [per_call(cell[(rd, v)]) / per_call(cell[(rd, "scoreflow pt2")]) for rd in rounds
+                         if (rd, v) in cell and (rd, "scoreflow pt2") in cell]
+                    cols.append(f"{span(r, '{:.2f}')}×" if r else "–")
+                print(f"| {sampler} | {batch} | {sum(rs) / len(rs):.1f} | " + " | ".join(cols) + " |")
+            print()
         big = max(b for _, b in t)
         print(f"Sampler overhead over the network alone at batch {big} (scoreflow bench, per round):\n")
         print("| sampler | module | network alone (ms) | sampler (ms per call) | overhead |")

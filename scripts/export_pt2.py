@@ -97,10 +97,13 @@ def ldm_eager(pt_path: str):
     return den.eval(), meta, uncond
 
 
-def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batch: int = 1024, uncond=None):
+def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batch: int = 1024, uncond=None,
+               freeze: str = "auto"):
     """Exports `net` (eval mode, forward(x, t[, y], cond...)) to the package `out` plus the sidecar
     `out`.json, reloads it and checks D against the eager module. `uncond` (name -> tensor), for a
-    metadata "uncond": "stored", goes to `out`.uncond.npz. Returns the path."""
+    metadata "uncond": "stored", goes to `out`.uncond.npz. `freeze` ("auto": on for the CPU, "on",
+    "off") compiles with Inductor's freezing: the weights become constants, so convolutions and linear
+    layers run oneDNN kernels on weights packed once at compile time. Returns the path."""
     require_torch()
     from torch.export import Dim, export  # noqa: E402
 
@@ -133,12 +136,15 @@ def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batc
     with torch.no_grad():
         program = export(net, args, dynamic_shapes=dynamic)
     meta_json = json.dumps(meta)
-    for configs in ({"aot_inductor.metadata": {"scoreflow.json": meta_json}}, {}):
+    if freeze not in ("auto", "on", "off"):
+        sx.die(f"--freeze must be auto, on or off, got '{freeze}'")
+    base = {"freezing": True} if freeze == "on" or (freeze == "auto" and dev.type == "cpu") else {}
+    for configs in ({**base, "aot_inductor.metadata": {"scoreflow.json": meta_json}}, base):
         try:
             path = torch._inductor.aoti_compile_and_package(program, package_path=out, inductor_configs=configs)
             break
         except Exception as e:  # an older 2.x without aot_inductor.metadata: the sidecar carries it
-            if not configs:
+            if "aot_inductor.metadata" not in configs:
                 raise
             print(f"note: the package's own metadata is not supported here ({str(e).splitlines()[0][:120]}); "
                   f"the metadata goes into {out}.json alone", file=sys.stderr)
@@ -224,6 +230,8 @@ def main():
     p.add_argument("--out", required=True, help="the package to write (.pt2)")
     p.add_argument("--device", default="cuda", help="cpu or cuda: the device the package is compiled for")
     p.add_argument("--max-batch", type=int, default=1024, help="largest batch the package accepts")
+    p.add_argument("--freeze", default="auto", help="auto (on for --device cpu), on or off: compile with Inductor's "
+                   "freezing (weights as constants, oneDNN kernels on prepacked weights)")
     args = p.parse_args()
     require_torch()
     if not args.out.endswith(".pt2"):
@@ -242,7 +250,7 @@ def main():
         net = sx.import_class(args.module)(**json.loads(args.kwargs))
         if args.state_dict:
             sx.load_weights(net, sx.load_state_dict(args.state_dict), args.state_dict)
-    path = export_pt2(net, meta, args.out, args.device, args.max_batch, uncond)
+    path = export_pt2(net, meta, args.out, args.device, args.max_batch, uncond, args.freeze)
     print(f"exported {path} (+ {args.out}.json) for {args.device}, batch 1..{args.max_batch}")
 
 
