@@ -82,6 +82,10 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     py=("$PY" bench/python_loop.py --model "$model" --device cpu --threads "$THREADS" --samplers "$SAMPLERS"
         --batches "$BATCHES" --nfe 10 --repeat "$REPEAT" --iterations "$ITER")
+    for opt in "" --optimize ${FUSED:+--fuse}; do
+      "${py[@]}" $opt | grep '"sampler"' | sed "s/^{/{\"round\":$round,\"variant\":\"python${opt:+ ${opt#--}}\",/" \
+        | sed 's/"python optimize"/"python optimised"/; s/"python fuse"/"python fused"/' >> "$OUTDIR/$tag.jsonl"
+    done
     if [[ -n "${PACKAGE[$tag]:-}" ]]; then
       "${py[@]}" --pt2 "${PACKAGE[$tag]}" | grep '"sampler"' \
         | sed "s/^{/{\"round\":$round,\"variant\":\"python pt2\",/" >> "$OUTDIR/$tag.jsonl" \
@@ -92,10 +96,6 @@ for round in $(seq 1 "$ROUNDS"); do
         | sed "s/^{/{\"round\":$round,\"variant\":\"python compiled\",/" >> "$OUTDIR/$tag.jsonl" \
         || echo "note: the Python loop on torch.compile of $tag failed" >&2
     fi
-    for opt in "" --optimize ${FUSED:+--fuse}; do
-      "${py[@]}" $opt | grep '"sampler"' | sed "s/^{/{\"round\":$round,\"variant\":\"python${opt:+ ${opt#--}}\",/" \
-        | sed 's/"python optimize"/"python optimised"/; s/"python fuse"/"python fused"/' >> "$OUTDIR/$tag.jsonl"
-    done
   done
 done
 { date -u +%FT%TZ; uptime; } >> "$OUTDIR/machine.txt"
