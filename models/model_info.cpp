@@ -114,6 +114,8 @@ std::string cpu_path_note(const Model& model, const LoadOptions& load, const std
   if (model.name().rfind("builtin:", 0) == 0 || !model.device().is_cpu()) return "";
   if (!load.optimize) return disabled;
   const CpuOptimization c = cpu_optimization(model);
+  // No note: not a TorchScript network (a compiled .pt2 package), which the CPU fast path leaves as it is.
+  if (!c.active && c.note.empty()) return "";
   if (!c.active) return "plain module: " + c.note;
   char buf[200];
   std::snprintf(buf, sizeof buf, "%s for batches <= %d (%.2f s at load%s; probe difference %.2g",
