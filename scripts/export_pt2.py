@@ -13,7 +13,9 @@ TorchScript archive: scoreflow sample --decoder MODEL.pt), and a stored uncondit
 own metadata (key "scoreflow.json") when this PyTorch accepts it, and always into the sidecar file
 OUT.json next to it (keep the two together). After writing, the package is reloaded and scoreflow's
 D(x, sigma) from it is compared with D from the eager module at three sigmas (scripts/scoreflow_export.py);
-on a mismatch both files are deleted and the script exits with one `error:` line.
+on a mismatch both files are deleted and the script exits with one `error:` line. If torch's own package
+loader crashes during that reload (seen with PyTorch 2.11), the package is kept with a `warning:` that it
+is unchecked. `--device cpu` compiles with Inductor's freezing by default (--freeze).
 
   # the shipped demo model: its eager architecture (scripts/train_demo.py) with the weights and
   # metadata of the TorchScript file
@@ -161,14 +163,19 @@ def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batc
                                "--device", str(dev)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     finally:
         os.remove(cases_path)
+    if proc.returncode < 0:
+        # torch's own Python package loader crashed (seen on PyTorch 2.11, CPU and CUDA) while
+        # scoreflow's C++ loader runs the same file: keep the package and say it is unchecked.
+        print(f"warning: the self-check could not run: torch's package loader crashed with signal {-proc.returncode} "
+              f"reloading {path}; the package is kept unchecked; compare `scoreflow sample` on it with the "
+              f"TorchScript file before use", file=sys.stderr)
+        return path
     if proc.returncode != 0:
         for p in (out, out + ".json", out + ".uncond.npz"):
             if os.path.exists(p):
                 os.remove(p)
         lines = proc.stdout.strip().splitlines()
         why = lines[-1] if lines else f"exit status {proc.returncode}"
-        if proc.returncode < 0:
-            why = f"the reload crashed with signal {-proc.returncode}"
         sx.die(f"export self-check failed: {why.removeprefix('error: ')}")
     return path
 
