@@ -17,8 +17,9 @@
 # warm-up run makes the TorchScript profiling executor optimise before timing),
 # DEEP (64,2: channels and blocks per level of the U-Net; EDM's CIFAR-10 network is 128,4), MODELS
 # ("demo unet", or one of them, to split the run), PT2 and COMPILE (1 or 0; see above), FUSED (empty:
-# skip the fused variants, whose oneDNN Graph compile takes ~30 s per batch size). OUTDIR/TAG.choice.json keeps the module choice the
-# commands make by default on this machine (timed at load; `scoreflow info`).
+# skip the fused variants, whose oneDNN Graph compile takes ~30 s per batch size).
+# OUTDIR/TAG.choice.json keeps the module choice the commands make by default on this machine (timed
+# at load; `scoreflow info`).
 # Writes OUTDIR/*.jsonl and OUTDIR/cpu_performance.md (bench/summarize_cpu.py).
 set -euo pipefail
 OUTDIR=${1:?usage: cpu_performance.sh OUTDIR}

@@ -48,7 +48,10 @@ def main():
         variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
         pythons = [v for v in variants if v.startswith("python")]
         print(f"### {tag}\n")
-        print(f"scoreflow's default here: the {fast.split()[1]} module for batches <= {max_batch}, the plain one above\n")
+        if max_batch > 0:
+            print(f"scoreflow's default here: the {fast.split()[1]} module for batches <= {max_batch}, the plain one above\n")
+        else:
+            print("scoreflow's default here: the plain module at every batch (the accelerated one lost the timing at load)\n")
         print("ms per network call (mean over rounds " + ", ".join(map(str, rounds)) + "); ratios > 1: scoreflow's default faster\n")
         print("| sampler | batch | " + " | ".join(variants) + " | " +
               " | ".join(f"{v} ÷ scoreflow default" for v in pythons) + " | " +
@@ -78,7 +81,7 @@ def main():
                 for v in pythons:
                     r = [per_call(cell[(rd, v)]) / per_call(cell[(rd, "scoreflow pt2")]) for rd in rounds
                          if (rd, v) in cell and (rd, "scoreflow pt2") in cell]
-                    cols.append(f"{span(r, '{:.2f}')}×" if r else "–")
+                    cols.append(fmt_ratio(r))
                 print(f"| {sampler} | {batch} | {sum(rs) / len(rs):.1f} | " + " | ".join(cols) + " |")
             print()
         big = max(b for _, b in t)
