@@ -144,7 +144,7 @@ BenchResult bench_sampler(const std::shared_ptr<Model>& model, const Sampler& sa
   r.cuda_graph_requested = o.cuda_graph;
   const CpuOptimization cpu = cpu_optimization(*model);
   r.cpu_optimized = cpu.active && r.batch <= cpu.max_batch;
-  if (device.is_cpu() && model->name().rfind("builtin:", 0) != 0) r.cpu_module = r.cpu_optimized ? cpu.module : "plain";
+  if (has_cpu_fast_path(*model)) r.cpu_module = r.cpu_optimized ? cpu.module : "plain";
   return r;
 }
 

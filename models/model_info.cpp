@@ -111,11 +111,9 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
 }
 
 std::string cpu_path_note(const Model& model, const LoadOptions& load, const std::string& disabled) {
-  if (model.name().rfind("builtin:", 0) == 0 || !model.device().is_cpu()) return "";
+  if (!has_cpu_fast_path(model)) return "";
   if (!load.optimize) return disabled;
   const CpuOptimization c = cpu_optimization(model);
-  // No note: not a TorchScript network (a compiled .pt2 package), which the CPU fast path leaves as it is.
-  if (!c.active && c.note.empty()) return "";
   if (!c.active) return "plain module: " + c.note;
   char buf[200];
   std::snprintf(buf, sizeof buf, "%s for batches <= %d (%.2f s at load%s; probe difference %.2g",

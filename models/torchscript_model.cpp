@@ -557,6 +557,10 @@ CpuOptimization cpu_optimization(const Model& model) {
   return ts ? ts->cpu_optimization() : CpuOptimization{};
 }
 
+bool has_cpu_fast_path(const Model& model) {
+  return dynamic_cast<const TorchScriptModel*>(&model) != nullptr && model.device().is_cpu();
+}
+
 std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
                                   const std::vector<std::string>& overrides, torch::Device device) {
   return open_model(spec, meta_file, overrides, device, LoadOptions{});

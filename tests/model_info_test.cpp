@@ -59,6 +59,7 @@ TEST(ModelInfo, BuiltinReportsItsMetadataAndADryForward) {
   LoadOptions load;
   load.optimize = true;
   EXPECT_EQ(cpu_path_note(*model, load), "");
+  EXPECT_FALSE(has_cpu_fast_path(*model));
 }
 
 TEST_F(ModelInfoTest, ConditionsAndTheDecoderAreListedAndRunOnce) {
@@ -91,6 +92,7 @@ TEST_F(ModelInfoTest, ConditionsAndTheDecoderAreListedAndRunOnce) {
   EXPECT_EQ(text_line(info.text, "decoder"), "decoder      decode -> images [3,4,4] (dry decode ok)");
   EXPECT_EQ(text_line(info.text, "cpu path"), "cpu path     plain module (test)");
   // Opened without the fast path: the caller's sentence for that.
+  EXPECT_TRUE(has_cpu_fast_path(*model));
   EXPECT_EQ(cpu_path_note(*model, plain, "off by request"), "off by request");
 }
 

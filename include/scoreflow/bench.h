@@ -49,7 +49,8 @@ std::vector<BenchCase> bench_cases(const std::string& samplers, const std::strin
 /// One measurement: times in seconds per network call; NaN where not measured.
 struct BenchResult {
   std::string model, sampler, sampler_args, device, dtype, cuda_graph_note;
-  std::string cpu_module;  ///< the CPU module that ran this batch: "plain", "optimized" or "fused" ("" off the CPU)
+  std::string cpu_module;  ///< the CPU module that ran this batch: "plain", "optimized" or "fused" ("" where
+                           ///< the fast path does not act: off the CPU, builtins, .pt2 packages)
   int batch = 0, steps = 0, repeat = 0, iterations = 0;
   int64_t nfe = 0;
   FinalStep final = FinalStep::Zero;

@@ -72,8 +72,12 @@ struct CpuOptimization {
   std::vector<double> plain_ms, optimized_ms, fused_ms;
 };
 
-/// The fast path's state for a model from open_model (all fields default for builtins and models
-/// opened without LoadOptions::optimize).
+/// The fast path's state for a model from open_model (all fields default for models it does not
+/// act on and models opened without LoadOptions::optimize).
 CpuOptimization cpu_optimization(const Model& model);
+
+/// Whether the fast path acts on `model`: a TorchScript network on the CPU. Builtins and compiled
+/// .pt2 packages run as they are.
+bool has_cpu_fast_path(const Model& model);
 
 }  // namespace scoreflow

@@ -24,8 +24,9 @@ struct ModelInfo {
 /// it out.
 ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::string& cpu_path_note = "");
 
-/// One line saying which module runs `model` on the CPU as opened with `load`: "" for builtins and
-/// CUDA models, `disabled` when the load did not ask for the fast path (LoadOptions::optimize off).
+/// One line saying which module runs `model` on the CPU as opened with `load`: "" where the fast
+/// path does not act (has_cpu_fast_path: builtins, .pt2 packages, CUDA models), `disabled` when the load did not ask
+/// for the fast path (LoadOptions::optimize off).
 std::string cpu_path_note(const Model& model, const LoadOptions& load,
                           const std::string& disabled = "plain module (LoadOptions::optimize off)");
 
