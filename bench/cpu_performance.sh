@@ -50,12 +50,12 @@ if [[ " $MODELS " == *" demo "* ]]; then
   fi
 fi
 if [[ " $MODELS " == *" unet "* ]]; then
-  "$PY" bench/make_edm_unet.py --out "$OUTDIR/edm_unet.pt" --channels "${DEEP%,*}" --blocks "${DEEP#*,}" \
-    > "$OUTDIR/edm_unet.json"
-  if [[ "$PT2" == 1 ]]; then
-    "$PY" bench/make_edm_unet.py --out "$OUTDIR/edm_unet.pt" --channels "${DEEP%,*}" --blocks "${DEEP#*,}" \
-      --out-pt2 "$OUTDIR/edm_unet.pt2" --device cpu > "$OUTDIR/export_unet.log" 2>&1 \
-      && PACKAGE[edm_unet]=$OUTDIR/edm_unet.pt2
+  unet=("$PY" bench/make_edm_unet.py --out "$OUTDIR/edm_unet.pt" --channels "${DEEP%,*}" --blocks "${DEEP#*,}")
+  if [[ "$PT2" == 1 ]] && "${unet[@]}" --out-pt2 "$OUTDIR/edm_unet.pt2" --device cpu > "$OUTDIR/edm_unet.json" \
+    2> "$OUTDIR/export_unet.log"; then
+    PACKAGE[edm_unet]=$OUTDIR/edm_unet.pt2
+  else  # no package: the TorchScript file alone
+    "${unet[@]}" > "$OUTDIR/edm_unet.json"
   fi
   paths+=("$OUTDIR/edm_unet.pt")
   EAGER[edm_unet]=bench/make_edm_unet.py:load_eager

@@ -206,18 +206,13 @@ def network_for_mode(net, mode, device):
         if device.type != "cuda":
             sys.exit("error: --mode cuda-graph needs --device cuda")
         return GraphedNetwork(net)
-    if mode == "compile":  # the default mode; on the CPU with Inductor's freezing, as Intel's CPU guide advises
-        if not hasattr(torch, "compile"):
-            sys.exit(f"error: --mode compile needs torch.compile (PyTorch >= 2.0); this is torch {torch.__version__}")
-        torch._dynamo.config.cache_size_limit = 64
-        if device.type == "cpu":
-            torch._inductor.config.freezing = True
-        return torch.compile(net, dynamic=False)
-    if mode in ("reduce-overhead", "max-autotune-no-cudagraphs"):
+    if mode in ("compile", "reduce-overhead", "max-autotune-no-cudagraphs"):
         if not hasattr(torch, "compile"):
             sys.exit(f"error: --mode {mode} needs torch.compile (PyTorch >= 2.0); this is torch {torch.__version__}")
         torch._dynamo.config.cache_size_limit = 64  # one graph per batch size
-        return torch.compile(net, mode=mode, dynamic=False)
+        if mode == "compile" and device.type == "cpu":  # the default mode with freezing, as Intel's CPU guide advises
+            torch._inductor.config.freezing = True
+        return torch.compile(net, mode=None if mode == "compile" else mode, dynamic=False)
     sys.exit(f"error: unknown --mode {mode}; valid: eager, cuda-graph, compile, reduce-overhead, "
              "max-autotune-no-cudagraphs")
 

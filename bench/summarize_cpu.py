@@ -26,6 +26,11 @@ def span(values, fmt):
     return fmt.format(lo) if abs(hi - lo) < 1e-12 else fmt.format(lo) + "–" + fmt.format(hi)
 
 
+def ratios(cell, rounds, v, base):
+    """v's time over base's in each round that has both."""
+    return [per_call(cell[(rd, v)]) / per_call(cell[(rd, base)]) for rd in rounds if (rd, v) in cell and (rd, base) in cell]
+
+
 def fmt_ratio(values):
     return f"{span(values, '{:.2f}')}×" if values else "–"
 
@@ -62,8 +67,7 @@ def main():
             if not ms.get("scoreflow plain"):
                 continue
             default = fast if batch <= max_batch else "scoreflow plain"
-            ratio = lambda v, base: [per_call(cell[(rd, v)]) / per_call(cell[(rd, base)]) for rd in rounds
-                                     if (rd, v) in cell and (rd, base) in cell]
+            ratio = lambda v, base: ratios(cell, rounds, v, base)
             mean = lambda v: sum(ms[v]) / len(ms[v]) if ms[v] else float("nan")
             print(f"| {sampler} | {batch} | " + " | ".join(f"{mean(v):.1f}" for v in variants) + " | " +
                   " | ".join(fmt_ratio(ratio(v, default)) for v in pythons) + " | " +
@@ -77,11 +81,7 @@ def main():
                 rs = [per_call(cell[(rd, "scoreflow pt2")]) for rd in rounds if (rd, "scoreflow pt2") in cell]
                 if not rs:
                     continue
-                cols = []
-                for v in pythons:
-                    r = [per_call(cell[(rd, v)]) / per_call(cell[(rd, "scoreflow pt2")]) for rd in rounds
-                         if (rd, v) in cell and (rd, "scoreflow pt2") in cell]
-                    cols.append(fmt_ratio(r))
+                cols = [fmt_ratio(ratios(cell, rounds, v, "scoreflow pt2")) for v in pythons]
                 print(f"| {sampler} | {batch} | {sum(rs) / len(rs):.1f} | " + " | ".join(cols) + " |")
             print()
         big = max(b for _, b in t)
