@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Markdown tables from bench/cpu_performance.sh's OUTDIR/*.jsonl: ms per network call of every
-variant, the ratios of the Python loops to scoreflow's default path (the accelerated module and batch
-limit the commands chose by timing at load, OUTDIR/TAG.choice.json, the plain one above), each
+variant, the ratios of the Python loops to scoreflow's default path (the "scoreflow default" rows
+where the run has them: the commands without flags; else the accelerated module and batch limit
+the commands chose by timing at load, OUTDIR/TAG.choice.json, the plain one above), each
 ratio taken within one round and
 shown as its range over the rounds, and the sampler's overhead over the network alone.
 """
@@ -12,9 +13,9 @@ import os
 import sys
 
 DEFAULT_MAX_BATCH = 8  # the fixed limit before the choice was timed at load (no TAG.choice.json)
-VARIANTS = ["scoreflow plain", "scoreflow optimised", "scoreflow fused", "scoreflow pt2", "python", "python optimised",
-            "python fused", "python pt2", "python compiled"]
-FAST = ["scoreflow optimised", "scoreflow fused", "scoreflow pt2"]
+VARIANTS = ["scoreflow plain", "scoreflow optimised", "scoreflow default", "scoreflow fused", "scoreflow pt2", "python",
+            "python optimised", "python fused", "python pt2", "python compiled"]
+FAST = ["scoreflow optimised", "scoreflow default", "scoreflow fused", "scoreflow pt2"]
 
 
 def per_call(row):
@@ -53,7 +54,9 @@ def main():
         variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
         pythons = [v for v in variants if v.startswith("python")]
         print(f"### {tag}\n")
-        if max_batch > 0:
+        if any(r["variant"] == "scoreflow default" for r in rows):
+            print("scoreflow's default here: the commands without flags (scoreflow default)\n")
+        elif max_batch > 0:
             print(f"scoreflow's default here: the {fast.split()[1]} module for batches <= {max_batch}, the plain one above\n")
         else:
             print("scoreflow's default here: the plain module at every batch (the accelerated one lost the timing at load)\n")
@@ -67,6 +70,8 @@ def main():
             if not ms.get("scoreflow plain"):
                 continue
             default = fast if batch <= max_batch else "scoreflow plain"
+            if ms.get("scoreflow default"):
+                default = "scoreflow default"
             ratio = lambda v, base: ratios(cell, rounds, v, base)
             mean = lambda v: sum(ms[v]) / len(ms[v]) if ms[v] else float("nan")
             print(f"| {sampler} | {batch} | " + " | ".join(f"{mean(v):.1f}" for v in variants) + " | " +

@@ -29,12 +29,14 @@ void ModelOptions::add(CLI::App& app, bool with_device) {
                  "CPU: the accelerated module: optimized (frozen + optimize_for_inference) or fused (frozen + oneDNN "
                  "Graph fusion where LibTorch has it; compiles each batch size at first use, see docs/performance.md)")
       ->capture_default_str();
+  app.add_option("--cpu-teams", cpu_teams, "CPU: split a batch over N thread teams at once (0: automatic, 1: off)");
 }
 
 std::shared_ptr<Model> ModelOptions::open() const {
   const torch::Device dev = parse_device(device);
   LoadOptions load = cli_load_options();
   load.cpu_module = parse_cpu_module(cpu_module);
+  load.cpu_teams = cpu_teams;
   return open_model(model, meta_file, meta, dev, load);
 }
 
@@ -78,12 +80,10 @@ void Progress::finish() {
   if (enabled_) std::fprintf(stderr, "\n");
 }
 
-namespace {
-std::map<CLI::App*, std::function<void()>>& actions() {
+static std::map<CLI::App*, std::function<void()>>& actions() {
   static std::map<CLI::App*, std::function<void()>> table;
   return table;
 }
-}  // namespace
 
 void set_action(CLI::App* sub, std::function<void()> action) { actions()[sub] = std::move(action); }
 

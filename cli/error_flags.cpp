@@ -11,8 +11,8 @@ std::string flag_for_field(const std::string& field) {
   // Fields are the members of the library's job and option structs; flags are this CLI's names. Most
   // flags are their field's name with '-' for '_'; the others are listed.
   static const std::string same =  // space-separated, with a space at both ends
-      " M ball batch coeff cond cond_rows cpu_module data data_range decode_batch decoder device devices dtype "
-      " features final force forward_only gamma guidance guidance_interval guidance_rescale "
+      " M ball batch coeff cond cond_rows cpu_module cpu_teams data data_range decode_batch decoder device devices "
+      " dtype features final force forward_only gamma guidance guidance_interval guidance_rescale "
       " init_noise iterations kid log lr meta meta_file method metric nfe num_images num_trajectories "
       " ode_steps optimize_max_batch out_dir overwrite ref ref_data repeat restarts sampler sampler_args samplers "
       " save_stats scale_dir scale_time schedule schedule_args schedules seeds shard shift_lr sigmas "

@@ -1,6 +1,8 @@
 // A model's information report (scoreflow/model_info.h): metadata and one dry forward.
 #include "scoreflow/model_info.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -83,7 +85,8 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
                        {"plain_ms", c.plain_ms},
                        {"optimized_ms", c.optimized_ms},
                        {"fused_ms", c.fused_ms},
-                       {"module", c.module}};
+                       {"module", c.module},
+                       {"teams", cpu_team_limit(*model)}};
   }
 
   std::string& t = info.text;
@@ -110,8 +113,10 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
   return info;
 }
 
-std::string cpu_path_note(const Model& model, const LoadOptions& load, const std::string& disabled) {
-  if (!has_cpu_fast_path(model)) return "";
+namespace {
+
+/// Which TorchScript module serves the CPU: cpu_path_note without the thread teams.
+std::string cpu_module_note(const Model& model, const LoadOptions& load, const std::string& disabled) {
   if (!load.optimize) return disabled;
   const CpuOptimization c = cpu_optimization(model);
   if (!c.active) return "plain module: " + c.note;
@@ -130,6 +135,18 @@ std::string cpu_path_note(const Model& model, const LoadOptions& load, const std
   timing("optimised", c.optimized_ms);
   timing("fused", c.fused_ms);
   return text + ")";
+}
+
+}  // namespace
+
+std::string cpu_path_note(const Model& model, const LoadOptions& load, const std::string& disabled) {
+  if (!has_cpu_fast_path(model)) return "";
+  std::string text = cpu_module_note(model, load, disabled);
+  const int teams = cpu_team_limit(model);
+  if (teams > 1)
+    text += "; batches of 2 or more rows split over up to " + std::to_string(teams) + " thread teams of " +
+            std::to_string(at::get_num_threads() / teams) + " threads";
+  return text;
 }
 
 }  // namespace scoreflow

@@ -12,11 +12,13 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <sstream>
 
 #include "models/aoti_model.h"
 #include "models/cpu_optimize.h"
+#include "models/cpu_teams.h"
 #include "models/cuda_graph.h"
 #include "models/network_model.h"
 #include "models/onednn_fusion.h"
@@ -125,6 +127,7 @@ class TorchScriptModel : public NetworkModel {
     }
   }
   const CpuOptimization& cpu_optimization() const { return cpu_; }
+  void set_cpu_teams(int option) { cpu_.cpu_teams = option; }
 
   /// LoadOptions::optimize: builds the accelerated module (models/cpu_optimize.h) and keeps it when
   /// one probe batch through every kept method agrees with the plain module; otherwise one note on
@@ -489,6 +492,47 @@ class TorchScriptModel : public NetworkModel {
   }
 
   torch::jit::IValue call(const std::string& method, std::vector<torch::jit::IValue>& in, double sigma) const {
+    const int threads = at::get_num_threads();
+    const int teams = method == "forward" && splits_over_teams(in)
+                          ? detail::cpu_team_count(in.front().toTensor().size(0), threads, cpu_.cpu_teams)
+                          : 1;
+    if (teams > 1) return call_on_teams(method, in, sigma, teams, threads);
+    return call_whole(method, in, sigma);
+  }
+
+  /// Whether a call may be split over thread teams (LoadOptions::cpu_teams): CPU input, no gradient
+  /// wanted, and not the fused module (whose graphs are compiled during its first calls).
+  bool splits_over_teams(const std::vector<torch::jit::IValue>& in) const {
+    if (cpu_.cpu_teams == 1 || !in.front().isTensor()) return false;
+    const torch::Tensor& x = in.front().toTensor();
+    if (!x.device().is_cpu() || x.dim() == 0 || (torch::GradMode::is_enabled() && x.requires_grad())) return false;
+    return !(cpu_.active && fast_ && fast_->kind == "fused");
+  }
+
+  /// `method` on `teams` contiguous parts of the batch at once (detail::run_on_cpu_teams); inputs
+  /// with the batch's rows are split, others passed whole; the parts' outputs are joined in order.
+  torch::jit::IValue call_on_teams(const std::string& method, const std::vector<torch::jit::IValue>& in, double sigma,
+                                   int teams, int threads) const {
+    const int64_t b = in.front().toTensor().size(0);
+    std::vector<torch::jit::IValue> results(static_cast<size_t>(teams));
+    detail::run_on_cpu_teams(teams, threads, [&](int k) {
+      const int64_t begin = b * k / teams, end = b * (k + 1) / teams;
+      std::vector<torch::jit::IValue> part;
+      for (const torch::jit::IValue& v : in) {
+        const bool rows = v.isTensor() && v.toTensor().dim() > 0 && v.toTensor().size(0) == b;
+        part.push_back(rows ? torch::jit::IValue(v.toTensor().narrow(0, begin, end - begin)) : v);
+      }
+      results[k] = call_whole(method, part, sigma);
+    });
+    std::vector<torch::Tensor> outs;
+    for (const torch::jit::IValue& r : results) {
+      if (!r.isTensor()) return r;  // the caller refuses it by its kind
+      outs.push_back(r.toTensor());
+    }
+    return torch::cat(outs, 0);
+  }
+
+  torch::jit::IValue call_whole(const std::string& method, std::vector<torch::jit::IValue>& in, double sigma) const {
     try {
       if (use_fast(in)) return run_fast(*fast_, method, in);
       return const_cast<torch::jit::Module&>(module_).get_method(method)(in);
@@ -561,6 +605,13 @@ bool has_cpu_fast_path(const Model& model) {
   return dynamic_cast<const TorchScriptModel*>(&model) != nullptr && model.device().is_cpu();
 }
 
+int cpu_team_limit(const Model& model) {
+  if (!has_cpu_fast_path(model)) return 1;
+  const CpuOptimization c = cpu_optimization(model);
+  if (c.active && c.module == "fused") return 1;  // the fused module runs whole
+  return detail::cpu_team_count(std::numeric_limits<int64_t>::max(), at::get_num_threads(), c.cpu_teams);
+}
+
 std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
                                   const std::vector<std::string>& overrides, torch::Device device) {
   return open_model(spec, meta_file, overrides, device, LoadOptions{});
@@ -571,6 +622,7 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
                                   const LoadOptions& load) {
   if (load.optimize_max_batch < LoadOptions::kTimedChoice)
     fail(Field{"optimize_max_batch"}, " must be >= 0 (or -1: timed at load), got ", load.optimize_max_batch);
+  if (load.cpu_teams < 0) fail(Field{"cpu_teams"}, " must be >= 0 (0: automatic, 1: off), got ", load.cpu_teams);
   if (spec.rfind("builtin:", 0) == 0) {
     if (!meta_file.empty() || !overrides.empty())
       fail("builtin models take no ", Field{"meta"}, "/", Field{"meta_file"},
@@ -621,6 +673,7 @@ std::shared_ptr<Model> open_model(const std::string& spec, const std::string& me
     throw e.prefixed("model '" + spec + "': ");
   }
   auto model = std::make_shared<TorchScriptModel>(spec, std::move(module), std::move(meta), device);
+  if (device.is_cpu()) model->set_cpu_teams(load.cpu_teams);
   if (load.optimize && device.is_cpu()) model->enable_cpu_fast_path(load);
   return model;
 }

@@ -6,20 +6,26 @@
 // stored once per machine), and `--no-optimize` turns it off.
 #include "scoreflow/cpu_fast_path.h"
 
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
 #include <torch/version.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
+#include <thread>
 
 #include "models/aoti_model.h"
 #include "models/cpu_optimize.h"
+#include "models/cpu_teams.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
 #include "scoreflow/registry.h"
@@ -300,6 +306,121 @@ TEST(CpuFastPath, BadLoadOptionsAreRefusedNamingTheField) {
     EXPECT_EQ(std::string(e.what()), "cpu_module must be optimized or fused, got 'turbo'");
   }
   EXPECT_EQ(parse_cpu_module("fused"), LoadOptions::CpuModule::kFused);
+  LoadOptions teams;
+  teams.cpu_teams = -1;
+  try {
+    open_model(kFixtures + "/tiny_eps.pt", "", {}, torch::kCPU, teams);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "cpu_teams must be >= 0 (0: automatic, 1: off), got -1");
+  }
+  auto bad = testing_cli::run("info --cpu-teams -1 --model " + kFixtures + "/tiny_eps.pt");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_EQ(bad.err, "error: --cpu-teams must be >= 0 (0: automatic, 1: off), got -1\n");
+  EXPECT_TRUE(bad.out.empty()) << bad.out;
+}
+
+// Thread teams (LoadOptions::cpu_teams): a batch split into contiguous parts run at once, each
+// with a share of the intra-op threads.
+TEST(CpuTeams, TheRuleKeepsAtLeastFourThreadsPerTeamWhenAutomatic) {
+  using scoreflow::detail::cpu_team_count;
+  EXPECT_EQ(cpu_team_count(8, 16, 0), 4);
+  EXPECT_EQ(cpu_team_count(3, 16, 0), 3);
+  EXPECT_EQ(cpu_team_count(1, 16, 0), 1);
+  EXPECT_EQ(cpu_team_count(8, 8, 0), 2);
+  EXPECT_EQ(cpu_team_count(8, 7, 0), 1);  // off below 8 threads
+  EXPECT_EQ(cpu_team_count(64, 2, 0), 1);
+  EXPECT_EQ(cpu_team_count(8, 16, 1), 1);  // 1: off
+  EXPECT_EQ(cpu_team_count(8, 16, 3), 3);  // N: at most N, batch rows and threads
+  EXPECT_EQ(cpu_team_count(2, 16, 3), 2);
+  EXPECT_EQ(cpu_team_count(8, 2, 3), 2);
+}
+
+TEST(CpuTeams, PartsRunAtOnceWithTheirShareOfThreadsAndErrorsComeBack) {
+  const int caller = at::get_num_threads();
+  std::atomic<int> arrived{0};
+  std::vector<int> threads(3, 0), saw(3, 0);
+  scoreflow::detail::run_on_cpu_teams(3, 12, [&](int k) {
+    threads[k] = at::get_num_threads();
+    ++arrived;
+    // Every part waits for the others: only concurrent parts all see 3.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (arrived.load() < 3 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    saw[k] = arrived.load();
+  });
+  EXPECT_EQ(saw, std::vector<int>({3, 3, 3}));
+  EXPECT_EQ(threads, std::vector<int>({4, 4, 4}));  // 12 threads over 3 teams
+  EXPECT_EQ(at::get_num_threads(), caller);         // the caller's own count is kept
+  std::vector<int> ran(3, 0);
+  try {
+    scoreflow::detail::run_on_cpu_teams(3, 12, [&](int k) {
+      ran[k] = 1;
+      if (k == 1) throw std::runtime_error("part 1 failed");
+    });
+    ADD_FAILURE() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "part 1 failed");
+  }
+  EXPECT_EQ(ran, std::vector<int>({1, 1, 1}));  // the other parts still ran to the end
+}
+
+/// Sets LibTorch's thread count for one test and gives the old one back.
+struct ThreadCount {
+  explicit ThreadCount(int n) : old(at::get_num_threads()) { at::set_num_threads(n); }
+  ~ThreadCount() { at::set_num_threads(old); }
+  int old;
+};
+
+TEST(CpuTeams, ACallOfSevenRowsRunsAsThreeContiguousParts) {
+  // forward returns the number of rows it was given, so each part's rows carry their part's size.
+  torch::jit::Module m("RowCount");
+  m.define(R"(
+def forward(self, x, t):
+    return x * 0.0 + float(x.size(0)) + 0.0 * t.view(-1, 1, 1, 1)
+)");
+  const std::string path = ::testing::TempDir() + "/cpu_row_count_" + std::to_string(getpid()) + ".pt";
+  m.save(path, {{"scoreflow.json", R"({"prediction":"x0","schedule":{"type":"edm"},"time_input":"sigma",
+      "shape":[1,2,2]})"}});
+  ThreadCount four(4);
+  LoadOptions three;
+  three.cpu_teams = 3;
+  auto model = open_model(path, "", {}, torch::kCPU, three);
+  EXPECT_EQ(cpu_team_limit(*model), 3);
+  const torch::Tensor d = model->denoise(torch::zeros({7, 1, 2, 2}), {1.0}, {});
+  const torch::Tensor rows = d.flatten(1).select(1, 0).to(torch::kFloat64);
+  EXPECT_TRUE(torch::equal(rows, torch::tensor({2., 2., 2., 2., 3., 3., 3.}, torch::kFloat64))) << rows;
+  EXPECT_EQ(model->denoise(torch::zeros({1, 1, 2, 2}), {1.0}, {}).flatten()[0].item<double>(), 1.0);  // one row: whole
+  LoadOptions off;
+  off.cpu_teams = 1;
+  EXPECT_EQ(open_model(path, "", {}, torch::kCPU, off)
+                ->denoise(torch::zeros({7, 1, 2, 2}), {1.0}, {})
+                .flatten()[0]
+                .item<double>(),
+            7.0);
+}
+
+TEST(CpuTeams, SplitCallsGiveTheWholeCallsOutputs) {
+  ThreadCount four(4);
+  const std::string path = kFixtures + "/tiny_eps.pt";
+  LoadOptions one, three;
+  one.cpu_teams = 1;
+  three.cpu_teams = 3;
+  auto whole = open_model(path, "", {}, torch::kCPU, one);
+  auto split = open_model(path, "", {}, torch::kCPU, three);
+  EXPECT_EQ(cpu_team_limit(*whole), 1);
+  EXPECT_EQ(cpu_team_limit(*split), 3);
+  torch::manual_seed(5);
+  const torch::Tensor x = torch::randn({7, 1, 8, 8}) * 2;
+  std::vector<double> sigmas;  // one sigma per row: the time input is split with the rows
+  for (int i = 0; i < 7; ++i) sigmas.push_back(0.3 + 0.5 * i);
+  EXPECT_LE(rel_diff(split->denoise(x, sigmas, {}), whole->denoise(x, sigmas, {})), 1e-6);
+  EXPECT_LE(rel_diff(split->denoise(x, {1.5}, {}), whole->denoise(x, {1.5}, {})), 1e-6);
+  auto sampler = make_sampler("dpmpp_2m");
+  SampleJob job;
+  job.sigmas = make_sigmas("karras", 6, whole->metadata().schedule, {});
+  job.seeds = {0, 1, 2, 3, 4};
+  job.batch = 5;
+  EXPECT_LE(rel_diff(run_sampler(*sampler, split, job).samples, run_sampler(*sampler, whole, job).samples), 1e-5);
 }
 
 TEST(CpuFastPath, TheFirstStoredChoiceStays) {

@@ -36,6 +36,12 @@ struct LoadOptions {
   /// Where the frozen module is cached, keyed by the model file's content hash (model_fingerprint),
   /// the LibTorch version and the kept methods; "" = default_model_cache_dir(), "none" = no cache.
   std::string cache_dir;
+  /// Batch rows split over concurrent thread teams (CPU TorchScript networks, any module; not
+  /// the fused module, not .pt2 packages, not calls that need gradients): a call of B >= 2 rows
+  /// runs as K contiguous parts at once, each on its own thread with T / K intra-op threads (T:
+  /// at::get_num_threads()). 0 = automatic, K = min(B, T / 4) (off below 8 threads); 1 = off;
+  /// N = min(B, N, T). Outputs equal the unsplit call's to float rounding (docs/performance.md, "CPU").
+  int cpu_teams = 0;
 };
 
 /// open_model (model.h) with load options.
@@ -70,6 +76,7 @@ struct CpuOptimization {
   std::string choice;
   std::string choice_file;
   std::vector<double> plain_ms, optimized_ms, fused_ms;
+  int cpu_teams = 1;  ///< LoadOptions::cpu_teams as the model was opened with (1 for other devices)
 };
 
 /// The fast path's state for a model from open_model (all fields default for models it does not
@@ -79,5 +86,9 @@ CpuOptimization cpu_optimization(const Model& model);
 /// Whether the fast path acts on `model`: a TorchScript network on the CPU. Builtins and compiled
 /// .pt2 packages run as they are.
 bool has_cpu_fast_path(const Model& model);
+
+/// The most thread teams a call of `model` is split over at the current thread count
+/// (LoadOptions::cpu_teams; 1: calls are not split).
+int cpu_team_limit(const Model& model);
 
 }  // namespace scoreflow

@@ -1,0 +1,23 @@
+#pragma once
+// Batch rows split over concurrent CPU thread teams (docs/performance.md, "CPU: thread teams"):
+// at batch 1-8 one network call on all cores leaves most of them waiting at each layer's join, while
+// a few calls on contiguous parts of the batch, each with a share of the cores, keep them busy.
+#include <cstdint>
+#include <functional>
+
+namespace scoreflow::detail {
+
+/// How many teams a CPU call of `batch` rows runs as with `threads` intra-op threads. `option` is
+/// LoadOptions::cpu_teams: 1 = one team (no split); N > 1 = min(batch, N, threads); 0 = automatic,
+/// min(batch, threads / 4) and at least 1, so that each team keeps at least 4 threads (one team on
+/// machines with fewer than 8 threads).
+int cpu_team_count(int64_t batch, int threads, int option);
+
+/// Runs part(0), ..., part(teams - 1) concurrently and returns when all have finished: part k on
+/// the k-th worker of a pool of `teams` persistent threads, each with threads / teams intra-op
+/// threads (a pool is made once per (teams, threads) and kept for the process). The caller's
+/// thread-local state (grad mode, inference mode) is passed to the workers. The first exception a
+/// part throws is rethrown after all parts have finished.
+void run_on_cpu_teams(int teams, int threads, const std::function<void(int)>& part);
+
+}  // namespace scoreflow::detail
