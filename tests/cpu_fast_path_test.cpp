@@ -415,6 +415,11 @@ TEST(CpuTeams, SplitCallsGiveTheWholeCallsOutputs) {
   for (int i = 0; i < 7; ++i) sigmas.push_back(0.3 + 0.5 * i);
   EXPECT_LE(rel_diff(split->denoise(x, sigmas, {}), whole->denoise(x, sigmas, {})), 1e-6);
   EXPECT_LE(rel_diff(split->denoise(x, {1.5}, {}), whole->denoise(x, {1.5}, {})), 1e-6);
+  LoadOptions fast_split = optimized(fresh_cache("teams"));  // the optimised module, in parts
+  fast_split.cpu_teams = 3;
+  auto fast = open_model(path, "", {}, torch::kCPU, fast_split);
+  ASSERT_TRUE(cpu_optimization(*fast).active) << cpu_optimization(*fast).note;
+  EXPECT_LE(rel_diff(fast->denoise(x, sigmas, {}), whole->denoise(x, sigmas, {})), 1e-4);
   auto sampler = make_sampler("dpmpp_2m");
   SampleJob job;
   job.sigmas = make_sigmas("karras", 6, whole->metadata().schedule, {});
