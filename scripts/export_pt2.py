@@ -15,7 +15,8 @@ OUT.json next to it (keep the two together). After writing, the package is reloa
 D(x, sigma) from it is compared with D from the eager module at three sigmas (scripts/scoreflow_export.py);
 on a mismatch both files are deleted and the script exits with one `error:` line. If torch's own package
 loader crashes during that reload (seen with PyTorch 2.11), the package is kept with a `warning:` that it
-is unchecked. `--device cpu` compiles with Inductor's freezing by default (--freeze).
+is unchecked. `--device cpu` compiles with Inductor's freezing by default (--freeze), and with the
+thread count of the process that runs the package rather than of this one.
 
   # the shipped demo model: its eager architecture (scripts/train_demo.py) with the weights and
   # metadata of the TorchScript file
@@ -141,6 +142,11 @@ def export_pt2(net: torch.nn.Module, meta: dict, out: str, device: str, max_batc
     if freeze not in ("auto", "on", "off"):
         sx.die(f"--freeze must be auto, on or off, got '{freeze}'")
     base = {"freezing": True} if freeze == "on" or (freeze == "auto" and dev.type == "cpu") else {}
+    if dev.type == "cpu" and hasattr(torch._inductor.config.cpp, "dynamic_threads"):
+        # The generated loops take the thread count of the process that runs them, not of this one: a
+        # 16-thread package run with 8 threads took 3.8-6.5x as long with the count fixed and 1.4-1.5x with
+        # it taken at run time, and as long as the fixed one at 16 (PyTorch 2.11; docs/performance.md).
+        base["cpp.dynamic_threads"] = True
     for configs in ({**base, "aot_inductor.metadata": {"scoreflow.json": meta_json}}, base):
         try:
             path = torch._inductor.aoti_compile_and_package(program, package_path=out, inductor_configs=configs)
