@@ -2,9 +2,9 @@
 # Issue #21's CPU measurements, side by side in one run: on the shipped demo model and on a deeper
 # EDM-style U-Net at 3x32x32 (random weights, written here by bench/make_edm_unet.py, not committed),
 # at batch 1, 8 and 64, Euler and DPM-Solver++(2M) at 10 NFE: `scoreflow bench` with the plain module
-# (--no-optimize) and with the optimised module at every batch (--optimize-max-batch 1000000), both
-# as one call on all threads (--cpu-teams 1), as the commands run by default (the module timed at
-# load, batches split over thread teams), and (PyTorch 2.x) the fused module, the Python loop on the same file
+# (--no-optimize), with the optimised module at every batch (--optimize-max-batch 1000000), as the
+# commands run by default (the module timed at load), with the plain module's calls split over thread
+# teams (--cpu-teams 0) and (PyTorch 2.x) with the fused module; the Python loop on the same file
 # (bench/python_loop.py) plain, frozen + optimize_for_inference and frozen + oneDNN Graph fusion; ms per
 # network call, and the sampler's overhead over the network alone. Where PYTHON has PyTorch >= 2.6
 # (PT2=1, the default there), also the network as a CPU AOTInductor package (scripts/export_pt2.py
@@ -75,6 +75,8 @@ for round in $(seq 1 "$ROUNDS"); do
     "$SF" "${common[@]}" --optimize-max-batch 1000000 --cpu-module optimized --cpu-teams 1 \
       | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow optimised\",/" >> "$OUTDIR/$tag.jsonl"
     "$SF" "${common[@]}" | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow default\",/" >> "$OUTDIR/$tag.jsonl"
+    "$SF" "${common[@]}" --no-optimize --cpu-teams 0 \
+      | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow teams\",/" >> "$OUTDIR/$tag.jsonl"
     if [[ -n "$FUSED" ]]; then
       "$SF" "${common[@]}" --optimize-max-batch 1000000 --cpu-module fused \
         | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow fused\",/" >> "$OUTDIR/$tag.jsonl"

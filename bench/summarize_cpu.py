@@ -13,9 +13,9 @@ import os
 import sys
 
 DEFAULT_MAX_BATCH = 8  # the fixed limit before the choice was timed at load (no TAG.choice.json)
-VARIANTS = ["scoreflow plain", "scoreflow optimised", "scoreflow default", "scoreflow fused", "scoreflow pt2", "python",
-            "python optimised", "python fused", "python pt2", "python compiled"]
-FAST = ["scoreflow optimised", "scoreflow default", "scoreflow fused", "scoreflow pt2"]
+VARIANTS = ["scoreflow plain", "scoreflow optimised", "scoreflow default", "scoreflow teams", "scoreflow fused",
+            "scoreflow pt2", "python", "python optimised", "python fused", "python pt2", "python compiled"]
+FAST = ["scoreflow optimised", "scoreflow default", "scoreflow teams", "scoreflow fused", "scoreflow pt2"]
 
 
 def per_call(row):

@@ -29,7 +29,7 @@ void ModelOptions::add(CLI::App& app, bool with_device) {
                  "CPU: the accelerated module: optimized (frozen + optimize_for_inference) or fused (frozen + oneDNN "
                  "Graph fusion where LibTorch has it; compiles each batch size at first use, see docs/performance.md)")
       ->capture_default_str();
-  app.add_option("--cpu-teams", cpu_teams, "CPU: split a batch over N thread teams at once (0: automatic, 1: off)");
+  app.add_option("--cpu-teams", cpu_teams, "CPU: split a batch over N thread teams at once (1: off; 0: automatic)");
 }
 
 std::shared_ptr<Model> ModelOptions::open() const {

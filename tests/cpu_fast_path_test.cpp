@@ -334,6 +334,7 @@ TEST(CpuTeams, TheRuleKeepsAtLeastFourThreadsPerTeamWhenAutomatic) {
   EXPECT_EQ(cpu_team_count(8, 16, 3), 3);  // N: at most N, batch rows and threads
   EXPECT_EQ(cpu_team_count(2, 16, 3), 2);
   EXPECT_EQ(cpu_team_count(8, 2, 3), 2);
+  EXPECT_EQ(LoadOptions().cpu_teams, 1);  // off unless asked for (docs/performance.md, "CPU")
 }
 
 TEST(CpuTeams, PartsRunAtOnceWithTheirShareOfThreadsAndErrorsComeBack) {
