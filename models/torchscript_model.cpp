@@ -128,6 +128,12 @@ class TorchScriptModel : public NetworkModel {
   }
   const CpuOptimization& cpu_optimization() const { return cpu_; }
   void set_cpu_teams(int option) { cpu_.cpu_teams = option; }
+  /// The most teams a call is split over at the current thread count (1: not split): the fused
+  /// module, whose graphs are compiled during its first calls, always runs whole.
+  int team_limit(int64_t batch = std::numeric_limits<int64_t>::max()) const {
+    if (cpu_.active && fast_ && fast_->kind == "fused") return 1;
+    return detail::cpu_team_count(batch, at::get_num_threads(), cpu_.cpu_teams);
+  }
 
   /// LoadOptions::optimize: builds the accelerated module (models/cpu_optimize.h) and keeps it when
   /// one probe batch through every kept method agrees with the plain module; otherwise one note on
@@ -492,21 +498,17 @@ class TorchScriptModel : public NetworkModel {
   }
 
   torch::jit::IValue call(const std::string& method, std::vector<torch::jit::IValue>& in, double sigma) const {
-    const int threads = at::get_num_threads();
-    const int teams = method == "forward" && splits_over_teams(in)
-                          ? detail::cpu_team_count(in.front().toTensor().size(0), threads, cpu_.cpu_teams)
-                          : 1;
-    if (teams > 1) return call_on_teams(method, in, sigma, teams, threads);
+    const int teams = method == "forward" && splits_over_teams(in) ? team_limit(in.front().toTensor().size(0)) : 1;
+    if (teams > 1) return call_on_teams(method, in, sigma, teams, at::get_num_threads());
     return call_whole(method, in, sigma);
   }
 
-  /// Whether a call may be split over thread teams (LoadOptions::cpu_teams): CPU input, no gradient
-  /// wanted, and not the fused module (whose graphs are compiled during its first calls).
+  /// Whether a call may be split over thread teams (LoadOptions::cpu_teams): CPU input and no
+  /// gradient wanted.
   bool splits_over_teams(const std::vector<torch::jit::IValue>& in) const {
     if (cpu_.cpu_teams == 1 || !in.front().isTensor()) return false;
     const torch::Tensor& x = in.front().toTensor();
-    if (!x.device().is_cpu() || x.dim() == 0 || (torch::GradMode::is_enabled() && x.requires_grad())) return false;
-    return !(cpu_.active && fast_ && fast_->kind == "fused");
+    return x.device().is_cpu() && x.dim() > 0 && !(torch::GradMode::is_enabled() && x.requires_grad());
   }
 
   /// `method` on `teams` contiguous parts of the batch at once (detail::run_on_cpu_teams); inputs
@@ -606,10 +608,8 @@ bool has_cpu_fast_path(const Model& model) {
 }
 
 int cpu_team_limit(const Model& model) {
-  if (!has_cpu_fast_path(model)) return 1;
-  const CpuOptimization c = cpu_optimization(model);
-  if (c.active && c.module == "fused") return 1;  // the fused module runs whole
-  return detail::cpu_team_count(std::numeric_limits<int64_t>::max(), at::get_num_threads(), c.cpu_teams);
+  const auto* ts = dynamic_cast<const TorchScriptModel*>(&model);
+  return ts && model.device().is_cpu() ? ts->team_limit() : 1;
 }
 
 std::shared_ptr<Model> open_model(const std::string& spec, const std::string& meta_file,
