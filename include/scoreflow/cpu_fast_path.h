@@ -41,9 +41,9 @@ struct LoadOptions {
   /// runs as K contiguous parts at once, each on its own thread with T / K intra-op threads (T:
   /// at::get_num_threads()). 1 = off (the default); 0 = automatic, K = min(B, T / 4) (off below 8
   /// threads); N = min(B, N, T). Outputs equal the unsplit call's to float rounding. Off by default
-  /// because the measured gain is uneven (docs/performance.md, "CPU"): 1.5-1.75x at batch 64 on 16
-  /// cores, within noise at batch 8, and once the teams' threads exist, later calls of one row in the
-  /// same process ran up to 1.7x slower.
+  /// because the measured gain is uneven (docs/performance.md, "CPU"): at batch 64 on 16 cores
+  /// 1.5-1.75x in three rounds of four, within noise at batch 8, and once the teams' threads exist,
+  /// later calls of one row in the same process ran up to 1.7x slower.
   int cpu_teams = 1;
 };
 
