@@ -32,6 +32,7 @@
 #include "scoreflow/run.h"
 #include "scoreflow/sigmas.h"
 #include "tests/support/cli_run.h"
+#include "tests/support/error_text.h"
 
 using namespace scoreflow;
 
@@ -291,30 +292,19 @@ TEST(CpuFastPath, TheBatchLimitIsTimedOnceAndTheStoredChoiceDecides) {
 }
 
 TEST(CpuFastPath, BadLoadOptionsAreRefusedNamingTheField) {
+  using testing_support::error_of;
+  const std::string path = kFixtures + "/tiny_eps.pt";
   LoadOptions load = optimized("none");
   load.optimize_max_batch = -2;
-  try {
-    open_model(kFixtures + "/tiny_eps.pt", "", {}, torch::kCPU, load);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "optimize_max_batch must be >= 0 (or -1: timed at load), got -2");
-  }
-  try {
-    parse_cpu_module("turbo");
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "cpu_module must be optimized or fused, got 'turbo'");
-  }
+  EXPECT_EQ(error_of([&] { open_model(path, "", {}, torch::kCPU, load); }),
+            "optimize_max_batch must be >= 0 (or -1: timed at load), got -2");
+  EXPECT_EQ(error_of([] { parse_cpu_module("turbo"); }), "cpu_module must be optimized or fused, got 'turbo'");
   EXPECT_EQ(parse_cpu_module("fused"), LoadOptions::CpuModule::kFused);
   LoadOptions teams;
   teams.cpu_teams = -1;
-  try {
-    open_model(kFixtures + "/tiny_eps.pt", "", {}, torch::kCPU, teams);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), "cpu_teams must be >= 0 (0: automatic, 1: off), got -1");
-  }
-  auto bad = testing_cli::run("info --cpu-teams -1 --model " + kFixtures + "/tiny_eps.pt");
+  EXPECT_EQ(error_of([&] { open_model(path, "", {}, torch::kCPU, teams); }),
+            "cpu_teams must be >= 0 (0: automatic, 1: off), got -1");
+  auto bad = testing_cli::run("info --cpu-teams -1 --model " + path);
   EXPECT_NE(bad.code, 0);
   EXPECT_EQ(bad.err, "error: --cpu-teams must be >= 0 (0: automatic, 1: off), got -1\n");
   EXPECT_TRUE(bad.out.empty()) << bad.out;
