@@ -53,9 +53,10 @@ class TeamPool {
 
  private:
   void work(int k, int threads_each) {
+    // One worker at a time: at::set_num_threads also writes process-wide state.
+    std::unique_lock<std::mutex> lock(mutex_);
     at::get_num_threads();  // ATen's per-thread first-use set-up, which would otherwise undo the next line
     at::set_num_threads(threads_each);
-    std::unique_lock<std::mutex> lock(mutex_);
     ++started_;
     done_.notify_all();
     uint64_t seen = 0;

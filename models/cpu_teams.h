@@ -1,7 +1,7 @@
 #pragma once
-// Batch rows split over concurrent CPU thread teams (docs/performance.md, "CPU: thread teams"):
-// at batch 1-8 one network call on all cores leaves most of them waiting at each layer's join, while
-// a few calls on contiguous parts of the batch, each with a share of the cores, keep them busy.
+// Batch rows split over concurrent CPU thread teams (LoadOptions::cpu_teams; docs/performance.md,
+// "CPU", session 16): a few calls on contiguous parts of the batch, each with a share of the cores,
+// instead of one call whose small layers leave most cores waiting at each parallel region's end.
 #include <cstdint>
 #include <functional>
 
