@@ -36,6 +36,16 @@ class TeamPool {
     at::set_num_threads(caller_threads);
   }
 
+  /// Stops the workers and waits for them; each worker's OpenMP threads end with it.
+  ~TeamPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& w : workers_) w.join();
+  }
+
   void run(const std::function<void(int)>& part) {
     std::lock_guard<std::mutex> one_job(run_mutex_);  // callers on other threads wait their turn
     std::unique_lock<std::mutex> lock(mutex_);
@@ -60,8 +70,9 @@ class TeamPool {
     ++started_;
     done_.notify_all();
     uint64_t seen = 0;
-    for (;;) {  // the pool lives as long as the process
-      wake_.wait(lock, [&] { return generation_ != seen; });
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
       seen = generation_;
       const std::function<void(int)>& part = *part_;
       const at::ThreadLocalState state = state_;
@@ -87,24 +98,44 @@ class TeamPool {
   std::vector<std::exception_ptr> errors_;
   uint64_t generation_ = 0;
   int pending_ = 0, started_ = 0;
+  bool stop_ = false;
 };
+
+std::mutex pools_mutex;
+// Pools by (teams, threads each); shared so that a pool released while a call runs on it lives
+// until that call ends. Never destroyed itself, as it may be used until the process ends.
+auto* const pools = new std::map<std::pair<int, int>, std::shared_ptr<TeamPool>>();
 
 }  // namespace
 
 void run_on_cpu_teams(int teams, int threads, const std::function<void(int)>& part) {
   if (teams <= 1) return part(0);
-  static std::mutex pools_mutex;
-  // Never destroyed: the workers wait on their pool until the process ends.
-  static auto* pools = new std::map<std::pair<int, int>, std::unique_ptr<TeamPool>>();
-  TeamPool* pool = nullptr;
+  std::shared_ptr<TeamPool> pool;
   {
     std::lock_guard<std::mutex> lock(pools_mutex);
     const int each = std::max(1, threads / teams);
-    std::unique_ptr<TeamPool>& slot = (*pools)[{teams, each}];
-    if (!slot) slot = std::make_unique<TeamPool>(teams, each);
-    pool = slot.get();
+    std::shared_ptr<TeamPool>& slot = (*pools)[{teams, each}];
+    if (!slot) slot = std::make_shared<TeamPool>(teams, each);
+    pool = slot;
   }
   pool->run(part);
+}
+
+void release_cpu_teams() {
+  std::map<std::pair<int, int>, std::shared_ptr<TeamPool>> released;
+  {
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    if (pools->empty()) return;
+    released.swap(*pools);
+  }
+  // The pools end here (or with the last call still running on one), outside the lock.
+}
+
+int cpu_team_workers() {
+  std::lock_guard<std::mutex> lock(pools_mutex);
+  int n = 0;
+  for (const auto& [key, pool] : *pools) n += key.first;
+  return n;
 }
 
 }  // namespace scoreflow::detail

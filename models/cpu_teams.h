@@ -14,10 +14,19 @@ namespace scoreflow::detail {
 int cpu_team_count(int64_t batch, int threads, int option);
 
 /// Runs part(0), ..., part(teams - 1) concurrently and returns when all have finished: part k on
-/// the k-th worker of a pool of `teams` persistent threads, each with threads / teams intra-op
-/// threads (a pool is made once per (teams, threads) and kept for the process). The caller's
+/// the k-th worker of a pool of `teams` threads, each with threads / teams intra-op threads (a pool
+/// is made once per (teams, threads) and kept until release_cpu_teams). The caller's
 /// thread-local state (grad mode, inference mode) is passed to the workers. The first exception a
 /// part throws is rethrown after all parts have finished.
 void run_on_cpu_teams(int teams, int threads, const std::function<void(int)>& part);
+
+/// Ends every pool's workers, and with them their OpenMP threads (a pool still running a call ends
+/// when that call returns). While they exist the process holds more OpenMP threads than cores, and
+/// libgomp then shortens the spin-wait of every parallel region, which slowed one-row calls by
+/// 1.5-1.7x (docs/performance.md, "CPU", session 17); calls that run whole release them.
+void release_cpu_teams();
+
+/// How many team workers exist now (tests).
+int cpu_team_workers();
 
 }  // namespace scoreflow::detail

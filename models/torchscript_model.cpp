@@ -500,6 +500,8 @@ class TorchScriptModel : public NetworkModel {
   torch::jit::IValue call(const std::string& method, std::vector<torch::jit::IValue>& in, double sigma) const {
     const int teams = method == "forward" && splits_over_teams(in) ? team_limit(in.front().toTensor().size(0)) : 1;
     if (teams > 1) return call_on_teams(method, in, sigma, teams, at::get_num_threads());
+    // Idle team workers slow a whole call's parallel regions (detail::release_cpu_teams).
+    if (cpu_.cpu_teams != 1 && method == "forward") detail::release_cpu_teams();
     return call_whole(method, in, sigma);
   }
 

@@ -380,7 +380,12 @@ def forward(self, x, t):
   const torch::Tensor d = model->denoise(torch::zeros({7, 1, 2, 2}), {1.0}, {});
   const torch::Tensor rows = d.flatten(1).select(1, 0).to(torch::kFloat64);
   EXPECT_TRUE(torch::equal(rows, torch::tensor({2., 2., 2., 2., 3., 3., 3.}, torch::kFloat64))) << rows;
+  EXPECT_GE(scoreflow::detail::cpu_team_workers(), 3);
   EXPECT_EQ(model->denoise(torch::zeros({1, 1, 2, 2}), {1.0}, {}).flatten()[0].item<double>(), 1.0);  // one row: whole
+  EXPECT_EQ(scoreflow::detail::cpu_team_workers(), 0);  // and the idle workers are ended
+  const torch::Tensor again = model->denoise(torch::zeros({4, 1, 2, 2}), {1.0}, {}).flatten(1).select(1, 0);
+  EXPECT_TRUE(torch::equal(again.to(torch::kFloat64), torch::tensor({1., 1., 2., 2.}, torch::kFloat64))) << again;
+  EXPECT_EQ(scoreflow::detail::cpu_team_workers(), 3);
   LoadOptions off;
   off.cpu_teams = 1;
   EXPECT_EQ(open_model(path, "", {}, torch::kCPU, off)
