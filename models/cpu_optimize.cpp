@@ -1,6 +1,9 @@
 #include "models/cpu_optimize.h"
 
+#include <ATen/ATen.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/passes/subgraph_rewrite.h>
+#include <torch/library.h>
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -93,10 +96,53 @@ torch::jit::Module frozen_for_cpu(const torch::jit::Module& module, const std::v
   return frozen;
 }
 
+namespace detail {
+
+torch::Tensor bmm_onednn(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!at::hasMKLDNN() || a.dim() != 3 || b.dim() != 3 || !a.device().is_cpu() || !b.device().is_cpu() ||
+      a.scalar_type() != torch::kFloat32 || b.scalar_type() != torch::kFloat32 || a.size(0) != b.size(0) ||
+      a.size(2) != b.size(1) || a.numel() == 0 || b.numel() == 0 || a.requires_grad() || b.requires_grad())
+    return at::bmm(a, b);
+  const int64_t rows = a.size(0), n = a.size(1), k = a.size(2), m = b.size(2);
+  torch::Tensor out = at::empty({rows, n, m}, a.options());
+  for (int64_t r = 0; r < rows; ++r) {
+    // out[r] = a[r] b[r]: b[r] is a k-channel image of m x 1 pixels, a[r] the n x k weights of a 1x1
+    // convolution over it.
+    const torch::Tensor x = b.select(0, r).contiguous().view({1, k, m, 1});
+    const torch::Tensor w = a.select(0, r).contiguous().view({n, k, 1, 1});
+    out.select(0, r).copy_(at::mkldnn_convolution(x, w, c10::nullopt, {0, 0}, {1, 1}, {1, 1}, 1).view({n, m}));
+  }
+  return out;
+}
+
+torch::Tensor matmul_onednn(const torch::Tensor& a, const torch::Tensor& b) {
+  return a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) ? bmm_onednn(a, b) : at::matmul(a, b);
+}
+
+bool routes_bmm_through_onednn() { return at::hasMKLDNN() && !at::hasMKL(); }
+
+}  // namespace detail
+
+TORCH_LIBRARY(scoreflow, m) {
+  m.def("bmm_onednn(Tensor a, Tensor b) -> Tensor", &detail::bmm_onednn);
+  m.def("matmul_onednn(Tensor a, Tensor b) -> Tensor", &detail::matmul_onednn);
+}
+
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods) {
   // A frozen module has no `training` attribute, so optimize_for_inference does not freeze it again
   // (which would drop the kept methods).
-  return torch::jit::optimize_for_inference(frozen, std::vector<std::string>(methods.begin() + 1, methods.end()));
+  frozen = torch::jit::optimize_for_inference(frozen, std::vector<std::string>(methods.begin() + 1, methods.end()));
+  if (detail::routes_bmm_through_onednn()) {
+    torch::jit::SubgraphRewriter bmm;
+    for (const std::string op : {"bmm", "matmul"})
+      bmm.RegisterRewritePattern("graph(%a, %b):\n  %r = aten::" + op + "(%a, %b)\n  return (%r)\n",
+                                 "graph(%a, %b):\n  %r = scoreflow::" + op + "_onednn(%a, %b)\n  return (%r)\n");
+    for (const std::string& name : methods) {
+      std::shared_ptr<torch::jit::Graph> graph = frozen.get_method(name).graph();
+      bmm.runOnGraph(graph);
+    }
+  }
+  return frozen;
 }
 
 int choose_max_batch(const CpuChoice& timing) {

@@ -17,9 +17,27 @@ torch::jit::Module frozen_for_cpu(const torch::jit::Module& module, const std::v
                                   const std::string& cache_file, bool* cache_hit);
 
 /// `frozen` (frozen_for_cpu) through optimize_for_inference, on each of `methods`: oneDNN
-/// convolutions with prepacked weights and fused ops. Its oneDNN constants cannot be serialised, so
-/// this runs at every load. Changes and returns `frozen`.
+/// convolutions with prepacked weights and fused ops; where LibTorch has oneDNN but not MKL (Debian's
+/// LibTorch, whose BLAS is the reference one), batched products (aten::bmm, aten::matmul) also run
+/// on oneDNN (detail::bmm_onednn). Its oneDNN constants cannot be serialised, so this runs at every load.
+/// Changes and returns `frozen`.
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods);
+
+namespace detail {
+
+/// torch.bmm(a, b) for float CPU tensors as one 1x1 oneDNN convolution per batch row, which runs at
+/// 20x the reference BLAS's speed on attention-sized products (docs/performance.md, "CPU", session
+/// 17); any other input goes to at::bmm. The TorchScript operator scoreflow::bmm_onednn.
+torch::Tensor bmm_onednn(const torch::Tensor& a, const torch::Tensor& b);
+
+/// torch.matmul(a, b): bmm_onednn for two 3-D tensors with the same batch, at::matmul otherwise
+/// (scoreflow::matmul_onednn).
+torch::Tensor matmul_onednn(const torch::Tensor& a, const torch::Tensor& b);
+
+/// Whether optimize_for_cpu routes aten::bmm and aten::matmul through these with this LibTorch.
+bool routes_bmm_through_onednn();
+
+}  // namespace detail
 
 /// `dir`/<content hash>-<hash of the LibTorch version and methods>.frozen.pt, or "" when `dir` is
 /// "" or "none".

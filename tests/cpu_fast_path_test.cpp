@@ -310,6 +310,52 @@ TEST(CpuFastPath, BadLoadOptionsAreRefusedNamingTheField) {
   EXPECT_TRUE(bad.out.empty()) << bad.out;
 }
 
+// Batched products on oneDNN (optimize_for_cpu where LibTorch has no MKL): the reference BLAS of
+// Debian's LibTorch ran attention's products at 3-6 GFLOP/s.
+TEST(CpuFastPath, BatchedProductsOnOneDnnEqualTheBlasOnes) {
+  using scoreflow::detail::bmm_onednn;
+  using scoreflow::detail::matmul_onednn;
+  torch::manual_seed(3);
+  const torch::Tensor a = torch::randn({3, 5, 7}), b = torch::randn({3, 7, 4});
+  const torch::Tensor exact = torch::bmm(a.to(torch::kFloat64), b.to(torch::kFloat64));
+  EXPECT_LE(rel_diff(bmm_onednn(a, b), exact), 1e-6);
+  EXPECT_EQ(bmm_onednn(a, b).sizes(), (std::vector<int64_t>{3, 5, 4}));
+  const torch::Tensor at = torch::randn({3, 7, 5}).transpose(1, 2), bt = torch::randn({3, 4, 7}).transpose(1, 2);
+  EXPECT_LE(rel_diff(bmm_onednn(at, bt), torch::bmm(at.to(torch::kFloat64), bt.to(torch::kFloat64))), 1e-6);
+  EXPECT_LE(rel_diff(matmul_onednn(a, b), exact), 1e-6);
+  // Other inputs take LibTorch's own products: float64, gradients, empty batches, other ranks.
+  EXPECT_TRUE(torch::equal(bmm_onednn(a.to(torch::kFloat64), b.to(torch::kFloat64)), exact));
+  const torch::Tensor w = a.clone().requires_grad_(true);
+  bmm_onednn(w, b).sum().backward();
+  EXPECT_LE(rel_diff(w.grad(), b.sum(2).unsqueeze(1).expand({3, 5, 7})), 1e-6);
+  EXPECT_EQ(bmm_onednn(torch::zeros({0, 5, 7}), torch::zeros({0, 7, 4})).sizes(), (std::vector<int64_t>{0, 5, 4}));
+  const torch::Tensor m2 = torch::randn({5, 7}), v4 = torch::randn({2, 3, 7, 4});
+  EXPECT_TRUE(torch::equal(matmul_onednn(m2, v4), torch::matmul(m2, v4)));
+  EXPECT_THROW(bmm_onednn(a, torch::randn({3, 6, 4})), c10::Error);  // LibTorch's own shape error
+
+  // A network with attention-like products, through optimize_for_cpu: the products are rerouted
+  // where this LibTorch has no MKL, and the outputs stay the plain module's.
+  torch::jit::Module m("Attention");
+  m.define(R"(
+def forward(self, x):
+    q = x.flatten(2)
+    w = torch.softmax(torch.bmm(q.transpose(1, 2), q), dim=2)
+    return torch.matmul(q, w.transpose(1, 2)).view(x.shape)
+)");
+  m.eval();
+  bool hit = true;
+  torch::jit::Module fast = optimize_for_cpu(frozen_for_cpu(m, {"forward"}, "", &hit), {"forward"});
+  std::ostringstream graph;
+  graph << *fast.get_method("forward").graph();
+  const bool routed = scoreflow::detail::routes_bmm_through_onednn();
+  EXPECT_EQ(routed, at::hasMKLDNN() && !at::hasMKL());
+  EXPECT_EQ(graph.str().find("scoreflow::bmm_onednn") != std::string::npos, routed) << graph.str();
+  EXPECT_EQ(graph.str().find("scoreflow::matmul_onednn") != std::string::npos, routed) << graph.str();
+  const torch::Tensor x = torch::randn({2, 4, 6, 6});
+  torch::NoGradGuard no_grad;
+  EXPECT_LE(rel_diff(fast.forward({x}).toTensor(), m.forward({x}).toTensor()), 1e-5);
+}
+
 // Thread teams (LoadOptions::cpu_teams): a batch split into contiguous parts run at once, each
 // with a share of the intra-op threads.
 TEST(CpuTeams, TheRuleKeepsAtLeastFourThreadsPerTeamWhenAutomatic) {
