@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "models/onednn_fusion.h"
 #include "scoreflow/checkpoint.h"
@@ -119,6 +120,52 @@ torch::Tensor matmul_onednn(const torch::Tensor& a, const torch::Tensor& b) {
   return a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) ? bmm_onednn(a, b) : at::matmul(a, b);
 }
 
+torch::Tensor baddbmm_onednn(const torch::Tensor& self, const torch::Tensor& a, const torch::Tensor& b,
+                             const c10::Scalar& beta, const c10::Scalar& alpha) {
+  torch::Tensor r = bmm_onednn(a, b);
+  if (alpha.toDouble() != 1) r.mul_(alpha);
+  if (beta.toDouble() != 0) r.add_(self, beta);  // beta = 0 ignores `self`, NaN included, as baddbmm does
+  return r;
+}
+
+torch::Tensor einsum_onednn(const std::string& equation, const std::vector<torch::Tensor>& operands) {
+  const auto whole = [&] { return at::einsum(equation, operands); };
+  std::string eq;
+  for (char c : equation)
+    if (c != ' ') eq += c;
+  const size_t comma = eq.find(','), arrow = eq.find("->");
+  if (operands.size() != 2 || comma == std::string::npos || arrow == std::string::npos || arrow < comma) return whole();
+  const std::string in_a = eq.substr(0, comma), in_b = eq.substr(comma + 1, arrow - comma - 1),
+                    out = eq.substr(arrow + 2);
+  if (in_a.size() != 3 || in_b.size() != 3 || out.size() != 3 || operands[0].dim() != 3 || operands[1].dim() != 3)
+    return whole();
+  // A batched product: one letter in all three terms (the batch), one in both inputs only (summed),
+  // and one of each input's own letters kept in the output.
+  char batch = 0, sum = 0, row = 0, col = 0;
+  const auto in = [](const std::string& term, char c) { return term.find(c) != std::string::npos; };
+  for (char c : in_a) {
+    if (in(in_b, c) && in(out, c)) batch = c;
+    if (in(in_b, c) && !in(out, c)) sum = c;
+    if (!in(in_b, c) && in(out, c)) row = c;
+  }
+  for (char c : in_b)
+    if (!in(in_a, c) && in(out, c)) col = c;
+  const std::string bik{batch, row, col};
+  if (!batch || !sum || !row || !col || std::string(out).find_first_not_of(bik) != std::string::npos ||
+      std::set<char>(in_a.begin(), in_a.end()).size() != 3 || std::set<char>(in_b.begin(), in_b.end()).size() != 3 ||
+      std::set<char>(out.begin(), out.end()).size() != 3)
+    return whole();
+  const auto order = [](const std::string& term, const std::string& letters) {
+    std::vector<int64_t> dims;
+    for (char c : letters) dims.push_back(static_cast<int64_t>(term.find(c)));
+    return dims;
+  };
+  const torch::Tensor a = operands[0].permute(order(in_a, {batch, row, sum}));
+  const torch::Tensor b = operands[1].permute(order(in_b, {batch, sum, col}));
+  if (a.size(0) != b.size(0) || a.size(2) != b.size(1)) return whole();  // broadcasting, or einsum's own error
+  return bmm_onednn(a, b).permute(order(bik, out));
+}
+
 bool routes_bmm_through_onednn() { return at::hasMKLDNN() && !at::hasMKL(); }
 
 }  // namespace detail
@@ -126,6 +173,9 @@ bool routes_bmm_through_onednn() { return at::hasMKLDNN() && !at::hasMKL(); }
 TORCH_LIBRARY(scoreflow, m) {
   m.def("bmm_onednn(Tensor a, Tensor b) -> Tensor", &detail::bmm_onednn);
   m.def("matmul_onednn(Tensor a, Tensor b) -> Tensor", &detail::matmul_onednn);
+  m.def("baddbmm_onednn(Tensor self, Tensor a, Tensor b, Scalar beta, Scalar alpha) -> Tensor",
+        &detail::baddbmm_onednn);
+  m.def("einsum_onednn(str equation, Tensor[] tensors) -> Tensor", &detail::einsum_onednn);
 }
 
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods) {
@@ -134,9 +184,16 @@ torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector
   frozen = torch::jit::optimize_for_inference(frozen, std::vector<std::string>(methods.begin() + 1, methods.end()));
   if (detail::routes_bmm_through_onednn()) {
     torch::jit::SubgraphRewriter bmm;
-    for (const std::string op : {"bmm", "matmul"})
-      bmm.RegisterRewritePattern("graph(%a, %b):\n  %r = aten::" + op + "(%a, %b)\n  return (%r)\n",
-                                 "graph(%a, %b):\n  %r = scoreflow::" + op + "_onednn(%a, %b)\n  return (%r)\n");
+    const auto route = [&](const std::string& args, const std::string& op, const std::string& kept) {
+      bmm.RegisterRewritePattern(
+          "graph(" + args + "):\n  %r = aten::" + op + "(" + args + ")\n  return (%r)\n",
+          "graph(" + args + "):\n  %r = scoreflow::" + op + "_onednn(" + kept + ")\n  return (%r)\n");
+    };
+    route("%a, %b", "bmm", "%a, %b");
+    route("%a, %b", "matmul", "%a, %b");
+    route("%s, %a, %b, %beta, %alpha", "baddbmm", "%s, %a, %b, %beta, %alpha");
+    route("%e, %t", "einsum", "%e, %t");
+    route("%e, %t, %path", "einsum", "%e, %t");  // PyTorch 2's einsum also takes a contraction path
     for (const std::string& name : methods) {
       std::shared_ptr<torch::jit::Graph> graph = frozen.get_method(name).graph();
       bmm.runOnGraph(graph);

@@ -18,9 +18,9 @@ torch::jit::Module frozen_for_cpu(const torch::jit::Module& module, const std::v
 
 /// `frozen` (frozen_for_cpu) through optimize_for_inference, on each of `methods`: oneDNN
 /// convolutions with prepacked weights and fused ops; where LibTorch has oneDNN but not MKL (Debian's
-/// LibTorch, whose BLAS is the reference one), batched products (aten::bmm, aten::matmul) also run
-/// on oneDNN (detail::bmm_onednn). Its oneDNN constants cannot be serialised, so this runs at every load.
-/// Changes and returns `frozen`.
+/// LibTorch, whose BLAS is the reference one), batched products (aten::bmm, matmul, baddbmm and
+/// einsum) also run on oneDNN (detail::bmm_onednn). Its oneDNN constants cannot be serialised, so this runs at every
+/// load. Changes and returns `frozen`.
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods);
 
 namespace detail {
@@ -34,7 +34,18 @@ torch::Tensor bmm_onednn(const torch::Tensor& a, const torch::Tensor& b);
 /// (scoreflow::matmul_onednn).
 torch::Tensor matmul_onednn(const torch::Tensor& a, const torch::Tensor& b);
 
-/// Whether optimize_for_cpu routes aten::bmm and aten::matmul through these with this LibTorch.
+/// torch.baddbmm(self, a, b, beta=beta, alpha=alpha) through bmm_onednn (scoreflow::baddbmm_onednn;
+/// the attention scores of diffusers' networks).
+torch::Tensor baddbmm_onednn(const torch::Tensor& self, const torch::Tensor& a, const torch::Tensor& b,
+                             const c10::Scalar& beta, const c10::Scalar& alpha);
+
+/// torch.einsum(equation, operands) through bmm_onednn where it is a batched product of two 3-D
+/// operands, in any letter order ("ncq,nck->nqk", EDM's attention); at::einsum otherwise
+/// (scoreflow::einsum_onednn).
+torch::Tensor einsum_onednn(const std::string& equation, const std::vector<torch::Tensor>& operands);
+
+/// Whether optimize_for_cpu routes aten::bmm, matmul, baddbmm and einsum through these with this
+/// LibTorch.
 bool routes_bmm_through_onednn();
 
 }  // namespace detail

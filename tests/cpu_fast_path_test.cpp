@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -323,15 +324,34 @@ TEST(CpuFastPath, BatchedProductsOnOneDnnEqualTheBlasOnes) {
   const torch::Tensor at = torch::randn({3, 7, 5}).transpose(1, 2), bt = torch::randn({3, 4, 7}).transpose(1, 2);
   EXPECT_LE(rel_diff(bmm_onednn(at, bt), torch::bmm(at.to(torch::kFloat64), bt.to(torch::kFloat64))), 1e-6);
   EXPECT_LE(rel_diff(matmul_onednn(a, b), exact), 1e-6);
+  const torch::Tensor m2 = torch::randn({5, 7}), v4 = torch::randn({2, 3, 7, 4});
   // Other inputs take LibTorch's own products: float64, gradients, empty batches, other ranks.
   EXPECT_TRUE(torch::equal(bmm_onednn(a.to(torch::kFloat64), b.to(torch::kFloat64)), exact));
   const torch::Tensor w = a.clone().requires_grad_(true);
   bmm_onednn(w, b).sum().backward();
   EXPECT_LE(rel_diff(w.grad(), b.sum(2).unsqueeze(1).expand({3, 5, 7})), 1e-6);
   EXPECT_EQ(bmm_onednn(torch::zeros({0, 5, 7}), torch::zeros({0, 7, 4})).sizes(), (std::vector<int64_t>{0, 5, 4}));
-  const torch::Tensor m2 = torch::randn({5, 7}), v4 = torch::randn({2, 3, 7, 4});
   EXPECT_TRUE(torch::equal(matmul_onednn(m2, v4), torch::matmul(m2, v4)));
   EXPECT_THROW(bmm_onednn(a, torch::randn({3, 6, 4})), c10::Error);  // LibTorch's own shape error
+  // baddbmm: beta = 0 ignores the added tensor, NaN included, as torch.baddbmm does.
+  const torch::Tensor nan = torch::full({3, 5, 4}, NAN), c = torch::randn({3, 5, 4});
+  EXPECT_LE(rel_diff(scoreflow::detail::baddbmm_onednn(nan, a, b, 0, 0.5), exact * 0.5), 1e-6);
+  EXPECT_LE(rel_diff(scoreflow::detail::baddbmm_onednn(c, a, b, 2, 3), torch::baddbmm(c, a, b, 2, 3)), 1e-6);
+  // einsum: batched products in any letter order (EDM's attention), LibTorch's einsum otherwise.
+  using scoreflow::detail::einsum_onednn;
+  const torch::Tensor q = torch::randn({2, 6, 9}), k = torch::randn({2, 6, 8}), wq = torch::randn({2, 9, 8});
+  for (const std::string& eq : {"ncq,nck->nqk", "ncq, nck -> nkq", "nqk,nck->ncq", "ncq,nck->qnk"}) {
+    const bool second = eq.rfind("nqk", 0) == 0;
+    const std::vector<torch::Tensor> ops =
+        second ? std::vector<torch::Tensor>{wq, k} : std::vector<torch::Tensor>{q, k};
+    std::vector<torch::Tensor> ops64;
+    for (const torch::Tensor& t : ops) ops64.push_back(t.to(torch::kFloat64));
+    EXPECT_LE(rel_diff(einsum_onednn(eq, ops), torch::einsum(eq, ops64)), 1e-6) << eq;
+  }
+  const torch::Tensor one = torch::randn({1, 6, 9});  // a broadcast batch: LibTorch's einsum
+  EXPECT_TRUE(torch::equal(einsum_onednn("ncq,nck->nqk", {one, k}), torch::einsum("ncq,nck->nqk", {one, k})));
+  EXPECT_TRUE(torch::equal(einsum_onednn("ij,jk->ik", {m2, m2.t()}), torch::einsum("ij,jk->ik", {m2, m2.t()})));
+  EXPECT_TRUE(torch::equal(einsum_onednn("bii->bi", {torch::ones({2, 3, 3})}), torch::ones({2, 3})));
 
   // A network with attention-like products, through optimize_for_cpu: the products are rerouted
   // where this LibTorch has no MKL, and the outputs stay the plain module's.
@@ -340,7 +360,9 @@ TEST(CpuFastPath, BatchedProductsOnOneDnnEqualTheBlasOnes) {
 def forward(self, x):
     q = x.flatten(2)
     w = torch.softmax(torch.bmm(q.transpose(1, 2), q), dim=2)
-    return torch.matmul(q, w.transpose(1, 2)).view(x.shape)
+    s = torch.softmax(torch.einsum('ncq,nck->nqk', q, q), dim=2)
+    e = torch.baddbmm(torch.empty_like(w), q.transpose(1, 2), q, beta=0.0, alpha=0.5)
+    return (torch.matmul(q, w.transpose(1, 2)) + torch.bmm(q, s) + torch.bmm(q, e)).view(x.shape)
 )");
   m.eval();
   bool hit = true;
@@ -349,8 +371,8 @@ def forward(self, x):
   graph << *fast.get_method("forward").graph();
   const bool routed = scoreflow::detail::routes_bmm_through_onednn();
   EXPECT_EQ(routed, at::hasMKLDNN() && !at::hasMKL());
-  EXPECT_EQ(graph.str().find("scoreflow::bmm_onednn") != std::string::npos, routed) << graph.str();
-  EXPECT_EQ(graph.str().find("scoreflow::matmul_onednn") != std::string::npos, routed) << graph.str();
+  for (const std::string op : {"bmm", "matmul", "einsum", "baddbmm"})
+    EXPECT_EQ(graph.str().find("scoreflow::" + op + "_onednn") != std::string::npos, routed) << op << graph.str();
   const torch::Tensor x = torch::randn({2, 4, 6, 6});
   torch::NoGradGuard no_grad;
   EXPECT_LE(rel_diff(fast.forward({x}).toTensor(), m.forward({x}).toTensor()), 1e-5);
