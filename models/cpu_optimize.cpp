@@ -207,7 +207,7 @@ int choose_max_batch(const CpuChoice& timing) {
   const auto faster = [&](size_t i) {
     return i < timing.plain_ms.size() && i < fast.size() && fast[i] < timing.plain_ms[i];
   };
-  return !faster(0) ? 0 : faster(1) ? 8 : 1;
+  return !faster(0) ? 0 : !faster(1) ? 1 : faster(2) ? CpuOptimization::kEveryBatch : 8;
 }
 
 namespace {

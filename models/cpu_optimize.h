@@ -56,9 +56,9 @@ std::string cpu_cache_file(const std::string& dir, const std::string& content_ha
                            const std::vector<std::string>& methods);
 
 /// The CPU module chosen by timing at load (LoadOptions::kTimedChoice): which accelerated module
-/// ("optimized" or "fused"), the largest batch it serves (0, 1 or 8) and the milliseconds per call
-/// that decided it, plain, optimised and fused at batch 1 and 8 (empty where a module was not built
-/// or not timed).
+/// ("optimized" or "fused"), the largest batch it serves (0, 1, 8 or CpuOptimization::kEveryBatch)
+/// and the milliseconds per call that decided it, plain, optimised and fused at batch 1, 8 and 16
+/// (shorter where a module lost at a smaller batch; empty where it was not built).
 struct CpuChoice {
   int max_batch = 0;
   std::vector<double> plain_ms, optimized_ms;
@@ -67,8 +67,9 @@ struct CpuChoice {
 };
 
 /// The rule: the accelerated module (`timing.module`) serves batch 1 when it was faster than the
-/// plain module there, and up to batch 8 when it was faster at 8 too; larger batches always run the
-/// plain module.
+/// plain module there, up to batch 8 when it was faster at 8 too, and every batch when it was also
+/// faster at 16 (a network whose attention products it moves to oneDNN; docs/performance.md, "CPU",
+/// session 17).
 int choose_max_batch(const CpuChoice& timing);
 
 /// Where the choice for `frozen_cache_file` (cpu_cache_file) and accelerated `module` ("optimized"

@@ -121,16 +121,23 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
   const CpuOptimization c = cpu_optimization(model);
   if (!c.active) return "plain module: " + c.note;
   char buf[200];
-  std::snprintf(buf, sizeof buf, "%s for batches <= %d (%.2f s at load%s; probe difference %.2g",
-                c.module == "fused" ? "fused (oneDNN Graph)" : "optimised", c.max_batch, c.seconds,
+  const std::string batches =
+      c.max_batch == CpuOptimization::kEveryBatch ? "every batch" : "batches <= " + std::to_string(c.max_batch);
+  std::snprintf(buf, sizeof buf, "%s for %s (%.2f s at load%s; probe difference %.2g",
+                c.module == "fused" ? "fused (oneDNN Graph)" : "optimised", batches.c_str(), c.seconds,
                 c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
   std::string text = buf;
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
-    if (c.plain_ms.size() != 2 || ms.size() != 2) return;
-    std::snprintf(buf, sizeof buf, "; ms per call plain/%s: %.3g/%.3g at batch 1, %.3g/%.3g at 8", name, c.plain_ms[0],
-                  ms[0], c.plain_ms[1], ms[1]);
-    text += buf;
+    if (ms.empty() || c.plain_ms.size() != ms.size()) return;
+    text += std::string("; ms per call plain/") + name + ":";
+    for (size_t i = 0; i < ms.size() && i < 3; ++i) {
+      std::snprintf(buf, sizeof buf, "%s %.3g/%.3g at %s%d", i ? "," : "", c.plain_ms[i], ms[i], i ? "" : "batch ",
+                    i == 0   ? 1
+                    : i == 1 ? 8
+                             : 16);
+      text += buf;
+    }
   };
   timing("optimised", c.optimized_ms);
   timing("fused", c.fused_ms);

@@ -422,7 +422,7 @@ class TorchScriptModel : public NetworkModel {
 
   /// LoadOptions::kTimedChoice: the plain and the accelerated module timed at batch 1 (two warm-up
   /// calls, which let the profiling executor specialise and compile, then the median of three) and,
-  /// when the accelerated one won there, at batch 8; the choice (choose_max_batch) is stored for
+  /// while the accelerated one wins, at batch 8 and 16; the choice (choose_max_batch) is stored for
   /// later loads (the first stored choice stays).
   void choose_by_timing(const std::vector<std::string>& methods) {
     torch::NoGradGuard no_grad;
@@ -439,12 +439,12 @@ class TorchScriptModel : public NetworkModel {
       return ms[3];
     };
     CpuChoice timed;
-    for (int64_t b : {1, 8}) {
+    for (int64_t b : {1, 8, 16}) {
       const std::vector<torch::jit::IValue> in = probe_inputs(b);
       timed.plain_ms.push_back(ms_per_call([&](auto& args) { module_.get_method(methods.front())(args); }, in));
       const double ms = ms_per_call([&](auto& args) { run_fast(*fast_, methods.front(), args); }, in);
       (fast_->kind == "fused" ? timed.fused_ms : timed.optimized_ms).push_back(ms);
-      if (!(ms < timed.plain_ms.back())) break;  // lost at batch 1: batch 8 cannot help
+      if (!(ms < timed.plain_ms.back())) break;  // lost here: a larger batch cannot help
     }
     timed.module = fast_->kind;
     timed.max_batch = choose_max_batch(timed);

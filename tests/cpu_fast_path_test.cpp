@@ -238,6 +238,10 @@ TEST(CpuFastPath, TheRuleKeepsTheOptimisedModuleWhereItWasFaster) {
   EXPECT_EQ(choose_max_batch({-1, {10, 50}, {12, 40}}), 0);
   EXPECT_EQ(choose_max_batch({-1, {10, 50}, {10, 50}}), 0);  // a tie keeps the plain module
   EXPECT_EQ(choose_max_batch({-1, {}, {}}), 0);
+  // Faster at 16 as well: every batch (a network whose attention products moved to oneDNN).
+  EXPECT_EQ(choose_max_batch({-1, {10, 50, 100}, {5, 40, 90}}), CpuOptimization::kEveryBatch);
+  EXPECT_EQ(choose_max_batch({-1, {10, 50, 100}, {5, 40, 110}}), 8);
+  EXPECT_EQ(choose_max_batch({-1, {10, 50, 100}, {5, 60, 90}}), 1);  // lost at 8: 16 is not looked at
   // The fused module's limit comes from its own times.
   EXPECT_EQ(choose_max_batch({-1, {10, 50}, {}, {5, 40}, "fused"}), 8);
   EXPECT_EQ(choose_max_batch({-1, {10, 50}, {12, 40}, {5, 60}, "fused"}), 1);

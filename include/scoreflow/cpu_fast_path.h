@@ -20,8 +20,8 @@ struct LoadOptions {
   /// one-line note on stderr when the two differ by more than `probe_tolerance` (relative L2).
   /// Ignored on CUDA and for builtin models.
   bool optimize = false;
-  /// kTimedChoice: both modules are timed at load at batch 1 and 8 on this machine and thread count
-  /// (cpu_optimize.h, choose_max_batch), and the choice is kept in the cache folder, so that every
+  /// kTimedChoice: both modules are timed at load at batch 1, 8 and 16 on this machine and thread
+  /// count (cpu_optimize.h, choose_max_batch), and the choice is kept in the cache folder, so that every
   /// later load on this machine uses the same module without timing again.
   static constexpr int kTimedChoice = -1;
   int optimize_max_batch = 8;
@@ -65,17 +65,18 @@ std::string default_model_cache_dir();
 
 /// What the CPU fast path did when `model` was opened.
 struct CpuOptimization {
-  bool active = false;     ///< the accelerated module serves batches <= max_batch
-  std::string module;      ///< which one: "optimized" or "fused" ("" when none was built)
-  bool cache_hit = false;  ///< the frozen module came from the cache
+  bool active = false;                         ///< the accelerated module serves batches <= max_batch
+  std::string module;                          ///< which one: "optimized" or "fused" ("" when none was built)
+  bool cache_hit = false;                      ///< the frozen module came from the cache
+  static constexpr int kEveryBatch = 1 << 30;  ///< max_batch when it serves every batch size
   int max_batch = 0;
   double seconds = 0;          ///< freezing (or loading it from the cache), optimize_for_inference, the probe
   double probe_rel_diff = -1;  ///< relative L2 difference on the probe batch (-1: no probe)
   std::string cache_file;      ///< the cache file read or written ("" when none)
   std::string note;            ///< why it is not active, when it was asked for
   /// LoadOptions::kTimedChoice: "timed" (measured at this load) or "cached" (a stored choice), the
-  /// file that keeps it, and the ms per call plain, optimised and fused at batch 1 and 8 behind it
-  /// (empty for a module that was not built or not timed).
+  /// file that keeps it, and the ms per call plain, optimised and fused at batch 1, 8 and 16 behind
+  /// it (shorter where the accelerated module lost at a smaller batch; empty where it was not built).
   std::string choice;
   std::string choice_file;
   std::vector<double> plain_ms, optimized_ms, fused_ms;
