@@ -17,10 +17,10 @@ torch::jit::Module frozen_for_cpu(const torch::jit::Module& module, const std::v
                                   const std::string& cache_file, bool* cache_hit);
 
 /// `frozen` (frozen_for_cpu) through optimize_for_inference, on each of `methods`: oneDNN
-/// convolutions with prepacked weights and fused ops; where LibTorch has oneDNN but not MKL (Debian's
-/// LibTorch, whose BLAS is the reference one), batched products (aten::bmm, matmul, baddbmm and
-/// einsum) also run on oneDNN (detail::bmm_onednn). Its oneDNN constants cannot be serialised, so this runs at every
-/// load. Changes and returns `frozen`.
+/// convolutions with prepacked weights and fused ops; where LibTorch has oneDNN but not MKL
+/// (Debian's LibTorch, whose BLAS is the reference one), batched products (aten::bmm, matmul,
+/// baddbmm and einsum) also run on oneDNN (detail::bmm_onednn). Its oneDNN constants cannot be
+/// serialised, so this runs at every load. Changes and returns `frozen`.
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods);
 
 namespace detail {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <sstream>
 
 #include "scoreflow/latent.h"
@@ -131,11 +132,9 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
     if (ms.empty() || c.plain_ms.size() != ms.size()) return;
     text += std::string("; ms per call plain/") + name + ":";
-    for (size_t i = 0; i < ms.size() && i < 3; ++i) {
+    for (size_t i = 0; i < ms.size() && i < std::size(CpuOptimization::kTimedBatches); ++i) {
       std::snprintf(buf, sizeof buf, "%s %.3g/%.3g at %s%d", i ? "," : "", c.plain_ms[i], ms[i], i ? "" : "batch ",
-                    i == 0   ? 1
-                    : i == 1 ? 8
-                             : 16);
+                    CpuOptimization::kTimedBatches[i]);
       text += buf;
     }
   };

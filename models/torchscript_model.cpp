@@ -439,7 +439,7 @@ class TorchScriptModel : public NetworkModel {
       return ms[3];
     };
     CpuChoice timed;
-    for (int64_t b : {1, 8, 16}) {
+    for (int64_t b : CpuOptimization::kTimedBatches) {
       const std::vector<torch::jit::IValue> in = probe_inputs(b);
       timed.plain_ms.push_back(ms_per_call([&](auto& args) { module_.get_method(methods.front())(args); }, in));
       const double ms = ms_per_call([&](auto& args) { run_fast(*fast_, methods.front(), args); }, in);

@@ -65,10 +65,11 @@ std::string default_model_cache_dir();
 
 /// What the CPU fast path did when `model` was opened.
 struct CpuOptimization {
-  bool active = false;                         ///< the accelerated module serves batches <= max_batch
-  std::string module;                          ///< which one: "optimized" or "fused" ("" when none was built)
-  bool cache_hit = false;                      ///< the frozen module came from the cache
-  static constexpr int kEveryBatch = 1 << 30;  ///< max_batch when it serves every batch size
+  bool active = false;                                ///< the accelerated module serves batches <= max_batch
+  std::string module;                                 ///< which one: "optimized" or "fused" ("" when none was built)
+  bool cache_hit = false;                             ///< the frozen module came from the cache
+  static constexpr int kEveryBatch = 1 << 30;         ///< max_batch when it serves every batch size
+  static constexpr int kTimedBatches[] = {1, 8, 16};  ///< where LoadOptions::kTimedChoice times both
   int max_batch = 0;
   double seconds = 0;          ///< freezing (or loading it from the cache), optimize_for_inference, the probe
   double probe_rel_diff = -1;  ///< relative L2 difference on the probe batch (-1: no probe)
