@@ -27,7 +27,8 @@ namespace detail {
 
 /// torch.bmm(a, b) for float CPU tensors as one 1x1 oneDNN convolution per batch row, which runs at
 /// 20x the reference BLAS's speed on attention-sized products (docs/performance.md, "CPU", session
-/// 17); any other input goes to at::bmm. The TorchScript operator scoreflow::bmm_onednn.
+/// 17); products of fewer than 2^17 multiply-adds per row and any other input go to at::bmm. The
+/// TorchScript operator scoreflow::bmm_onednn.
 torch::Tensor bmm_onednn(const torch::Tensor& a, const torch::Tensor& b);
 
 /// torch.matmul(a, b): bmm_onednn for two 3-D tensors with the same batch, at::matmul otherwise

@@ -321,29 +321,33 @@ TEST(CpuFastPath, BatchedProductsOnOneDnnEqualTheBlasOnes) {
   using scoreflow::detail::bmm_onednn;
   using scoreflow::detail::matmul_onednn;
   torch::manual_seed(3);
-  const torch::Tensor a = torch::randn({3, 5, 7}), b = torch::randn({3, 7, 4});
+  // 64 x 48 x 48 multiply-adds per row: enough for oneDNN.
+  const torch::Tensor a = torch::randn({3, 64, 48}), b = torch::randn({3, 48, 48});
   const torch::Tensor exact = torch::bmm(a.to(torch::kFloat64), b.to(torch::kFloat64));
   EXPECT_LE(rel_diff(bmm_onednn(a, b), exact), 1e-6);
-  EXPECT_EQ(bmm_onednn(a, b).sizes(), (std::vector<int64_t>{3, 5, 4}));
-  const torch::Tensor at = torch::randn({3, 7, 5}).transpose(1, 2), bt = torch::randn({3, 4, 7}).transpose(1, 2);
+  EXPECT_EQ(bmm_onednn(a, b).sizes(), (std::vector<int64_t>{3, 64, 48}));
+  const torch::Tensor at = torch::randn({3, 48, 64}).transpose(1, 2), bt = torch::randn({3, 48, 48}).transpose(1, 2);
   EXPECT_LE(rel_diff(bmm_onednn(at, bt), torch::bmm(at.to(torch::kFloat64), bt.to(torch::kFloat64))), 1e-6);
   EXPECT_LE(rel_diff(matmul_onednn(a, b), exact), 1e-6);
   const torch::Tensor m2 = torch::randn({5, 7}), v4 = torch::randn({2, 3, 7, 4});
   // Other inputs take LibTorch's own products: float64, gradients, empty batches, other ranks.
   EXPECT_TRUE(torch::equal(bmm_onednn(a.to(torch::kFloat64), b.to(torch::kFloat64)), exact));
+  const torch::Tensor small_a = torch::randn({3, 5, 7}), small_b = torch::randn({3, 7, 4});
+  EXPECT_TRUE(torch::equal(bmm_onednn(small_a, small_b), torch::bmm(small_a, small_b)));
   const torch::Tensor w = a.clone().requires_grad_(true);
   bmm_onednn(w, b).sum().backward();
-  EXPECT_LE(rel_diff(w.grad(), b.sum(2).unsqueeze(1).expand({3, 5, 7})), 1e-6);
-  EXPECT_EQ(bmm_onednn(torch::zeros({0, 5, 7}), torch::zeros({0, 7, 4})).sizes(), (std::vector<int64_t>{0, 5, 4}));
+  EXPECT_LE(rel_diff(w.grad(), b.sum(2).unsqueeze(1).expand({3, 64, 48})), 1e-6);
+  EXPECT_EQ(bmm_onednn(torch::zeros({0, 64, 48}), torch::zeros({0, 48, 48})).sizes(),
+            (std::vector<int64_t>{0, 64, 48}));
   EXPECT_TRUE(torch::equal(matmul_onednn(m2, v4), torch::matmul(m2, v4)));
-  EXPECT_THROW(bmm_onednn(a, torch::randn({3, 6, 4})), c10::Error);  // LibTorch's own shape error
+  EXPECT_THROW(bmm_onednn(a, torch::randn({3, 6, 48})), c10::Error);  // LibTorch's own shape error
   // baddbmm: beta = 0 ignores the added tensor, NaN included, as torch.baddbmm does.
-  const torch::Tensor nan = torch::full({3, 5, 4}, NAN), c = torch::randn({3, 5, 4});
+  const torch::Tensor nan = torch::full({3, 64, 48}, NAN), c = torch::randn({3, 64, 48});
   EXPECT_LE(rel_diff(scoreflow::detail::baddbmm_onednn(nan, a, b, 0, 0.5), exact * 0.5), 1e-6);
   EXPECT_LE(rel_diff(scoreflow::detail::baddbmm_onednn(c, a, b, 2, 3), torch::baddbmm(c, a, b, 2, 3)), 1e-6);
   // einsum: batched products in any letter order (EDM's attention), LibTorch's einsum otherwise.
   using scoreflow::detail::einsum_onednn;
-  const torch::Tensor q = torch::randn({2, 6, 9}), k = torch::randn({2, 6, 8}), wq = torch::randn({2, 9, 8});
+  const torch::Tensor q = torch::randn({2, 64, 48}), k = torch::randn({2, 64, 64}), wq = torch::randn({2, 48, 64});
   for (const std::string& eq : {"ncq,nck->nqk", "ncq, nck -> nkq", "nqk,nck->ncq", "ncq,nck->qnk"}) {
     const bool second = eq.rfind("nqk", 0) == 0;
     const std::vector<torch::Tensor> ops =
@@ -352,7 +356,7 @@ TEST(CpuFastPath, BatchedProductsOnOneDnnEqualTheBlasOnes) {
     for (const torch::Tensor& t : ops) ops64.push_back(t.to(torch::kFloat64));
     EXPECT_LE(rel_diff(einsum_onednn(eq, ops), torch::einsum(eq, ops64)), 1e-6) << eq;
   }
-  const torch::Tensor one = torch::randn({1, 6, 9});  // a broadcast batch: LibTorch's einsum
+  const torch::Tensor one = torch::randn({1, 64, 48});  // a broadcast batch: LibTorch's einsum
   EXPECT_TRUE(torch::equal(einsum_onednn("ncq,nck->nqk", {one, k}), torch::einsum("ncq,nck->nqk", {one, k})));
   EXPECT_TRUE(torch::equal(einsum_onednn("ij,jk->ik", {m2, m2.t()}), torch::einsum("ij,jk->ik", {m2, m2.t()})));
   EXPECT_TRUE(torch::equal(einsum_onednn("bii->bi", {torch::ones({2, 3, 3})}), torch::ones({2, 3})));
@@ -377,7 +381,7 @@ def forward(self, x):
   EXPECT_EQ(routed, at::hasMKLDNN() && !at::hasMKL());
   for (const std::string op : {"bmm", "matmul", "einsum", "baddbmm"})
     EXPECT_EQ(graph.str().find("scoreflow::" + op + "_onednn") != std::string::npos, routed) << op << graph.str();
-  const torch::Tensor x = torch::randn({2, 4, 6, 6});
+  const torch::Tensor x = torch::randn({2, 64, 8, 8});  // 64 x 64 x 64 products
   torch::NoGradGuard no_grad;
   EXPECT_LE(rel_diff(fast.forward({x}).toTensor(), m.forward({x}).toTensor()), 1e-5);
 }
