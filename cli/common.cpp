@@ -23,13 +23,13 @@ void ModelOptions::add(CLI::App& app, bool with_device) {
   app.add_flag_callback(
       "--no-optimize", [] { cli_load_options().optimize = false; },
       "CPU: run the TorchScript network as loaded (default: frozen + optimize_for_inference, checked against the "
-      "plain network at load and used for batches up to 1 or 8 where timing both at load found it faster; "
+      "plain network at load and used for batches up to 1, 8 or all where timing both at load found it faster; "
       "module and choice cached in $SCOREFLOW_CACHE_DIR or ~/.cache/scoreflow)");
   app.add_option("--cpu-module", cpu_module,
                  "CPU: the accelerated module: optimized (frozen + optimize_for_inference) or fused (frozen + oneDNN "
                  "Graph fusion where LibTorch has it; compiles each batch size at first use, see docs/performance.md)")
       ->capture_default_str();
-  app.add_option("--cpu-teams", cpu_teams, "CPU: split a batch over N thread teams at once (1: off; 0: automatic)");
+  app.add_option("--cpu-teams", cpu_teams, "CPU: split a call over N thread teams (0: automatic, 32+ rows; 1: off)");
 }
 
 std::shared_ptr<Model> ModelOptions::open() const {

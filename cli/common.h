@@ -25,7 +25,7 @@ struct ModelOptions {
   std::string meta_file;
   std::string device = "cpu";
   std::string cpu_module = "optimized";
-  int cpu_teams = 1;
+  int cpu_teams = 0;
   void add(CLI::App& app, bool with_device = true);
   std::shared_ptr<Model> open() const;
 };

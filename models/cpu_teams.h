@@ -8,10 +8,11 @@
 namespace scoreflow::detail {
 
 /// How many teams a CPU call of `batch` rows runs as with `threads` intra-op threads. `option` is
-/// LoadOptions::cpu_teams: 1 = one team (no split); N > 1 = min(batch, N, threads); 0 = automatic,
-/// min(batch, threads / 4) and at least 1, so that each team keeps at least 4 threads (one team on
-/// machines with fewer than 8 threads).
+/// LoadOptions::cpu_teams: 1 = one team (no split); N > 1 = min(batch, N, threads); 0 = automatic:
+/// min(batch, threads / 4) for calls of at least kAutoTeamsMinBatch rows, else 1, so that each team
+/// keeps at least 4 threads (one team on machines with fewer than 8 threads).
 int cpu_team_count(int64_t batch, int threads, int option);
+constexpr int64_t kAutoTeamsMinBatch = 32;
 
 /// Runs part(0), ..., part(teams - 1) concurrently and returns when all have finished: part k on
 /// the k-th worker of a pool of `teams` threads, each with threads / teams intra-op threads (a pool

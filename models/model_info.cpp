@@ -8,6 +8,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "models/cpu_teams.h"
 #include "scoreflow/latent.h"
 
 namespace scoreflow {
@@ -149,9 +150,10 @@ std::string cpu_path_note(const Model& model, const LoadOptions& load, const std
   if (!has_cpu_fast_path(model)) return "";
   std::string text = cpu_module_note(model, load, disabled);
   const int teams = cpu_team_limit(model);
+  const int64_t rows = cpu_optimization(model).cpu_teams == 0 ? detail::kAutoTeamsMinBatch : 2;
   if (teams > 1)
-    text += "; batches of 2 or more rows split over up to " + std::to_string(teams) + " thread teams of " +
-            std::to_string(at::get_num_threads() / teams) + " threads";
+    text += "; calls of " + std::to_string(rows) + " or more rows split over up to " + std::to_string(teams) +
+            " thread teams of " + std::to_string(at::get_num_threads() / teams) + " threads";
   return text;
 }
 

@@ -390,17 +390,19 @@ def forward(self, x):
 // with a share of the intra-op threads.
 TEST(CpuTeams, TheRuleKeepsAtLeastFourThreadsPerTeamWhenAutomatic) {
   using scoreflow::detail::cpu_team_count;
-  EXPECT_EQ(cpu_team_count(8, 16, 0), 4);
-  EXPECT_EQ(cpu_team_count(3, 16, 0), 3);
+  EXPECT_EQ(cpu_team_count(64, 16, 0), 4);
+  EXPECT_EQ(cpu_team_count(32, 16, 0), 4);
+  EXPECT_EQ(cpu_team_count(31, 16, 0), 1);  // smaller calls: one team
+  EXPECT_EQ(cpu_team_count(8, 16, 0), 1);
   EXPECT_EQ(cpu_team_count(1, 16, 0), 1);
-  EXPECT_EQ(cpu_team_count(8, 8, 0), 2);
-  EXPECT_EQ(cpu_team_count(8, 7, 0), 1);  // off below 8 threads
+  EXPECT_EQ(cpu_team_count(64, 8, 0), 2);
+  EXPECT_EQ(cpu_team_count(64, 7, 0), 1);  // off below 8 threads
   EXPECT_EQ(cpu_team_count(64, 2, 0), 1);
   EXPECT_EQ(cpu_team_count(8, 16, 1), 1);  // 1: off
   EXPECT_EQ(cpu_team_count(8, 16, 3), 3);  // N: at most N, batch rows and threads
   EXPECT_EQ(cpu_team_count(2, 16, 3), 2);
   EXPECT_EQ(cpu_team_count(8, 2, 3), 2);
-  EXPECT_EQ(LoadOptions().cpu_teams, 1);  // off unless asked for (docs/performance.md, "CPU")
+  EXPECT_EQ(LoadOptions().cpu_teams, 0);  // automatic by default (docs/performance.md, "CPU", session 17)
 }
 
 TEST(CpuTeams, PartsRunAtOnceWithTheirShareOfThreadsAndErrorsComeBack) {

@@ -39,12 +39,12 @@ struct LoadOptions {
   /// Batch rows split over concurrent thread teams (CPU TorchScript networks, any module; not
   /// the fused module, not .pt2 packages, not calls that need gradients): a call of B >= 2 rows
   /// runs as K contiguous parts at once, each on its own thread with T / K intra-op threads (T:
-  /// at::get_num_threads()). 1 = off (the default); 0 = automatic, K = min(B, T / 4) (off below 8
-  /// threads); N = min(B, N, T). Outputs equal the unsplit call's to float rounding. Off by default
-  /// because the measured gain is uneven (docs/performance.md, "CPU"): at batch 64 on 16 cores
-  /// 1.5-1.75x in three rounds of four, within noise at batch 8, and once the teams' threads exist,
-  /// later calls of one row in the same process ran up to 1.7x slower.
-  int cpu_teams = 1;
+  /// at::get_num_threads()). 0 = automatic (the default): K = min(B, T / 4) for calls of at least
+  /// 32 rows, so off below 8 threads and for smaller batches, where it was measured to gain nothing
+  /// or to lose (docs/performance.md, "CPU", session 17: 16 cores, 1.22-1.91x per call at batch 64,
+  /// 0.88-1.26x at 32, 0.76-1.28x at 2-16); 1 = off; N = min(B, N, T). Outputs equal the unsplit
+  /// call's to float rounding.
+  int cpu_teams = 0;
 };
 
 /// open_model (model.h) with load options.
