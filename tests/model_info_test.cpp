@@ -2,6 +2,7 @@
 // against the metadata the fixtures declare, the dry forward and decode, and the CPU path line.
 #include "scoreflow/model_info.h"
 
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
@@ -76,6 +77,7 @@ TEST_F(ModelInfoTest, ConditionsAndTheDecoderAreListedAndRunOnce) {
            R"("conditions":[{"name":"pooled","shape":[]},{"name":"ids","shape":[5],"dtype":"int64"}],)"
            R"("decoder":{"method":"decode","scale":0.5,"image_shape":[3,4,4],"image_range":[-1,1]}})");
   LoadOptions plain;
+  plain.cpu_teams = 1;  // the module's note alone (the teams' part is checked below)
   std::shared_ptr<const Model> model = open_model(file, "", {}, torch::kCPU, plain);
   const ModelInfo info = model_info(model, "plain module (test)");
   const nlohmann::json& j = info.json;
@@ -94,6 +96,12 @@ TEST_F(ModelInfoTest, ConditionsAndTheDecoderAreListedAndRunOnce) {
   // Opened without the fast path: the caller's sentence for that.
   EXPECT_TRUE(has_cpu_fast_path(*model));
   EXPECT_EQ(cpu_path_note(*model, plain, "off by request"), "off by request");
+  // Automatic thread teams (the default) on 16 threads: calls of 32 or more rows, 4 teams of 4.
+  const int threads = at::get_num_threads();
+  at::set_num_threads(16);
+  const std::string teams = cpu_path_note(*open_model(file, "", {}, torch::kCPU, LoadOptions()), plain, "off");
+  at::set_num_threads(threads);
+  EXPECT_EQ(teams, "off; calls of 32 or more rows split over up to 4 thread teams of 4 threads");
 }
 
 TEST_F(ModelInfoTest, ANonFiniteDryForwardIsRefused) {
