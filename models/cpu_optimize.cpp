@@ -156,7 +156,7 @@ torch::Tensor einsum_onednn(const std::string& equation, const std::vector<torch
   for (char c : in_b)
     if (!in(in_a, c) && in(out, c)) col = c;
   const std::string bik{batch, row, col};
-  if (!batch || !sum || !row || !col || std::string(out).find_first_not_of(bik) != std::string::npos ||
+  if (!batch || !sum || !row || !col || out.find_first_not_of(bik) != std::string::npos ||
       std::set<char>(in_a.begin(), in_a.end()).size() != 3 || std::set<char>(in_b.begin(), in_b.end()).size() != 3 ||
       std::set<char>(out.begin(), out.end()).size() != 3)
     return whole();

@@ -16,7 +16,7 @@
 namespace scoreflow::detail {
 
 int cpu_team_count(int64_t batch, int threads, int option) {
-  if (option == 0 && batch < kAutoTeamsMinBatch) return 1;
+  if (option == 1 || batch < cpu_team_min_rows(option)) return 1;
   const int64_t most = option == 0 ? threads / 4 : std::min(option, threads);
   return static_cast<int>(std::max<int64_t>(1, std::min(batch, most)));
 }

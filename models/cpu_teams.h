@@ -14,6 +14,9 @@ namespace scoreflow::detail {
 int cpu_team_count(int64_t batch, int threads, int option);
 constexpr int64_t kAutoTeamsMinBatch = 32;
 
+/// The fewest rows a call needs to be split under `option` (LoadOptions::cpu_teams, not 1).
+inline int64_t cpu_team_min_rows(int option) { return option == 0 ? kAutoTeamsMinBatch : 2; }
+
 /// Runs part(0), ..., part(teams - 1) concurrently and returns when all have finished: part k on
 /// the k-th worker of a pool of `teams` threads, each with threads / teams intra-op threads (a pool
 /// is made once per (teams, threads) and kept until release_cpu_teams). The caller's

@@ -150,10 +150,10 @@ std::string cpu_path_note(const Model& model, const LoadOptions& load, const std
   if (!has_cpu_fast_path(model)) return "";
   std::string text = cpu_module_note(model, load, disabled);
   const int teams = cpu_team_limit(model);
-  const int64_t rows = cpu_optimization(model).cpu_teams == 0 ? detail::kAutoTeamsMinBatch : 2;
   if (teams > 1)
-    text += "; calls of " + std::to_string(rows) + " or more rows split over up to " + std::to_string(teams) +
-            " thread teams of " + std::to_string(at::get_num_threads() / teams) + " threads";
+    text += "; calls of " + std::to_string(detail::cpu_team_min_rows(cpu_optimization(model).cpu_teams)) +
+            " or more rows split over up to " + std::to_string(teams) + " thread teams of " +
+            std::to_string(at::get_num_threads() / teams) + " threads";
   return text;
 }
 

@@ -2,7 +2,6 @@
 // against the metadata the fixtures declare, the dry forward and decode, and the CPU path line.
 #include "scoreflow/model_info.h"
 
-#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
@@ -10,6 +9,7 @@
 
 #include "scoreflow/error.h"
 #include "support/io_test_util.h"
+#include "tests/support/thread_count.h"
 
 using namespace scoreflow;
 
@@ -97,11 +97,9 @@ TEST_F(ModelInfoTest, ConditionsAndTheDecoderAreListedAndRunOnce) {
   EXPECT_TRUE(has_cpu_fast_path(*model));
   EXPECT_EQ(cpu_path_note(*model, plain, "off by request"), "off by request");
   // Automatic thread teams (the default) on 16 threads: calls of 32 or more rows, 4 teams of 4.
-  const int threads = at::get_num_threads();
-  at::set_num_threads(16);
-  const std::string teams = cpu_path_note(*open_model(file, "", {}, torch::kCPU, LoadOptions()), plain, "off");
-  at::set_num_threads(threads);
-  EXPECT_EQ(teams, "off; calls of 32 or more rows split over up to 4 thread teams of 4 threads");
+  const testing_support::ThreadCount sixteen(16);
+  EXPECT_EQ(cpu_path_note(*open_model(file, "", {}, torch::kCPU, LoadOptions()), plain, "off"),
+            "off; calls of 32 or more rows split over up to 4 thread teams of 4 threads");
 }
 
 TEST_F(ModelInfoTest, ANonFiniteDryForwardIsRefused) {
