@@ -15,6 +15,7 @@
 #include <set>
 
 #include "models/onednn_fusion.h"
+#include "models/winograd_conv.h"
 #include "scoreflow/checkpoint.h"
 #include "scoreflow/cpu_fast_path.h"
 #include "scoreflow/error.h"
@@ -184,6 +185,11 @@ TORCH_LIBRARY(scoreflow, m) {
 }
 
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods) {
+  // 3x3 convolutions first: optimize_for_inference would turn them into prepacked oneDNN direct ones.
+  for (const std::string& name : methods) {
+    std::shared_ptr<torch::jit::Graph> graph = frozen.get_method(name).graph();
+    detail::route_convolutions_through_winograd(graph);
+  }
   // A frozen module has no `training` attribute, so optimize_for_inference does not freeze it again
   // (which would drop the kept methods).
   frozen = torch::jit::optimize_for_inference(frozen, std::vector<std::string>(methods.begin() + 1, methods.end()));

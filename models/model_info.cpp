@@ -88,7 +88,8 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
                        {"optimized_ms", c.optimized_ms},
                        {"fused_ms", c.fused_ms},
                        {"module", c.module},
-                       {"teams", cpu_team_limit(*model)}};
+                       {"teams", cpu_team_limit(*model)},
+                       {"winograd_convolutions", c.winograd_convolutions}};
   }
 
   std::string& t = info.text;
@@ -129,6 +130,8 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
                 c.module == "fused" ? "fused (oneDNN Graph)" : "optimised", batches.c_str(), c.seconds,
                 c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
   std::string text = buf;
+  if (c.module == "optimized" && c.winograd_convolutions > 0)
+    text += "; " + std::to_string(c.winograd_convolutions) + " 3x3 convolutions as oneDNN Winograd ones";
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
     if (ms.empty() || c.plain_ms.size() != ms.size()) return;

@@ -23,6 +23,7 @@
 #include "models/network_model.h"
 #include "models/onednn_fusion.h"
 #include "models/sizes_text.h"
+#include "models/winograd_conv.h"
 #include "scoreflow/amed.h"
 #include "scoreflow/builtin.h"
 #include "scoreflow/cpu_fast_path.h"
@@ -203,6 +204,7 @@ class TorchScriptModel : public NetworkModel {
         c.probe_rel_diff = probe_difference(c, methods);
         if (c.probe_rel_diff < 0) return "plain";
         if (c.probe_rel_diff <= tolerance) {
+          cpu_.winograd_convolutions = detail::count_winograd_convolutions(*c.module.get_method("forward").graph());
           fast_ = std::move(c);
           return "";
         }

@@ -4,7 +4,7 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 PACKAGES=(build-essential cmake ninja-build ccache libtorch-dev libeigen3-dev libstb-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev libboost-math-dev libgtest-dev python3-torch python3-numpy python3-scipy
+          nlohmann-json3-dev zlib1g-dev libboost-math-dev libdnnl-dev libgtest-dev python3-torch python3-numpy python3-scipy
           dataset-fashion-mnist)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -27,8 +27,10 @@
 #include "models/aoti_model.h"
 #include "models/cpu_optimize.h"
 #include "models/cpu_teams.h"
+#include "models/winograd_conv.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
+#include "scoreflow/model_info.h"
 #include "scoreflow/registry.h"
 #include "scoreflow/run.h"
 #include "scoreflow/sigmas.h"
@@ -86,6 +88,20 @@ def forward(self, x, t):
   return path;
 }
 
+/// Whether this CPU has the AVX-512 subsets oneDNN's Winograd kernels need (Linux /proc/cpuinfo).
+bool has_avx512_core() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    line += " ";
+    for (const char* flag : {" avx512f ", " avx512bw ", " avx512vl ", " avx512dq "})
+      if (line.find(flag) == std::string::npos) return false;
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 TEST(CpuFastPath, SamplesMatchThePlainModuleOnTheSameNoise) {
@@ -110,9 +126,17 @@ TEST(CpuFastPath, SamplesMatchThePlainModuleOnTheSameNoise) {
 TEST(CpuFastPath, KeepsTheHeadAndTheFeaturesMethod) {
   const std::string path = head_and_features_model();
   auto plain = open_model(path);
-  auto fast = open_model(path, "", {}, torch::kCPU, optimized(fresh_cache("head")));
+  const LoadOptions load = optimized(fresh_cache("head"));
+  auto fast = open_model(path, "", {}, torch::kCPU, load);
   ASSERT_TRUE(cpu_optimization(*fast).active) << cpu_optimization(*fast).note;
   ASSERT_TRUE(fast->has_features());
+  // Both 3x3 convolutions of forward (one through features) are Winograd calls where this build
+  // has them (4 and 1 channels: at run time they are at::conv2d's), and info says so.
+  const bool winograd = scoreflow::detail::winograd_available();
+  EXPECT_EQ(cpu_optimization(*fast).winograd_convolutions, winograd ? 2 : 0);
+  EXPECT_EQ(cpu_path_note(*fast, load, "").find("; 2 3x3 convolutions as oneDNN Winograd ones") != std::string::npos,
+            winograd)
+      << cpu_path_note(*fast, load, "");
   torch::manual_seed(0);
   const torch::Tensor x = torch::randn({3, 1, 8, 8});
   for (double sigma : {0.1, 1.0, 20.0}) {
@@ -385,6 +409,97 @@ def forward(self, x):
   const torch::Tensor x = torch::randn({2, 64, 8, 8});  // 64 x 64 x 64 products
   torch::NoGradGuard no_grad;
   EXPECT_LE(rel_diff(fast.forward({x}).toTensor(), m.forward({x}).toTensor()), 1e-5);
+}
+
+// 3x3 convolutions through oneDNN's Winograd kernels (optimize_for_cpu where LibTorch links the
+// shared oneDNN): the same convolution as LibTorch's to float32 rounding, weights transformed once per
+// weight tensor, and everything Winograd cannot take left to at::conv2d.
+TEST(CpuFastPath, WinogradConvolutionsEqualTheDirectOnes) {
+  using scoreflow::detail::conv2d_winograd;
+  using scoreflow::detail::winograd_runs;
+  torch::manual_seed(5);
+  // 32 -> 48 channels: channel counts oneDNN blocks by 16, as in the demo model (48, 96, 144, 192).
+  const torch::Tensor x = torch::randn({2, 32, 12, 10}), w = torch::randn({48, 32, 3, 3}) * 0.1, b = torch::randn({48});
+  const auto exact = [&](const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias, int64_t pad) {
+    return torch::conv2d(x.to(torch::kFloat64), weight.to(torch::kFloat64),
+                         bias ? c10::optional<torch::Tensor>(bias->to(torch::kFloat64)) : c10::nullopt, 1, pad);
+  };
+  // Where this build and CPU have the kernel it runs (and then rounds differently from the direct
+  // convolution); elsewhere the call is at::conv2d's.
+  const bool runs = winograd_runs(x, w, b, {1, 1});
+  if (scoreflow::detail::winograd_available() && has_avx512_core()) EXPECT_TRUE(runs);
+  for (const int64_t pad : {1, 0}) {
+    for (const bool with_bias : {true, false}) {
+      const c10::optional<torch::Tensor> bias = with_bias ? c10::optional<torch::Tensor>(b) : c10::nullopt;
+      const torch::Tensor got = conv2d_winograd(x, w, bias, {pad});
+      EXPECT_EQ(got.sizes(), exact(w, bias, pad).sizes());
+      EXPECT_LE(rel_diff(got, exact(w, bias, pad)), 1e-5) << pad << with_bias;
+      EXPECT_EQ(torch::equal(got, torch::conv2d(x, w, bias, 1, pad)), !runs) << pad << with_bias;
+    }
+  }
+  // The transformed weights follow the tensor: changed in place, or another tensor of the same shape.
+  const torch::Tensor w2 = w.clone();
+  EXPECT_LE(rel_diff(conv2d_winograd(x, w2, b, {1, 1}), exact(w, b, 1)), 1e-5);
+  w2.mul_(-2);
+  EXPECT_LE(rel_diff(conv2d_winograd(x, w2, b, {1, 1}), exact(w * -2, b, 1)), 1e-5);
+  const torch::Tensor w3 = torch::randn({48, 32, 3, 3});
+  EXPECT_LE(rel_diff(conv2d_winograd(x, w3, b, {1, 1}), exact(w3, b, 1)), 1e-5);
+  // Calls from several threads at once.
+  std::vector<torch::Tensor> outs(4);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < outs.size(); ++i)
+    threads.emplace_back([&, i] { outs[i] = conv2d_winograd(x, i % 2 ? w3 : w, b, {1, 1}); });
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < outs.size(); ++i) EXPECT_LE(rel_diff(outs[i], exact(i % 2 ? w3 : w, b, 1)), 1e-5) << i;
+  // What Winograd does not take is at::conv2d's, exactly: float64, gradients, other kernel sizes,
+  // and at::conv2d's own error for mismatched channels.
+  EXPECT_FALSE(winograd_runs(x.to(torch::kFloat64), w.to(torch::kFloat64), b.to(torch::kFloat64), {1, 1}));
+  EXPECT_TRUE(torch::equal(conv2d_winograd(x.to(torch::kFloat64), w.to(torch::kFloat64), c10::nullopt, {1}),
+                           torch::conv2d(x.to(torch::kFloat64), w.to(torch::kFloat64), {}, 1, 1)));
+  const torch::Tensor wg = w.clone().requires_grad_(true);
+  EXPECT_FALSE(winograd_runs(x, wg, b, {1, 1}));
+  conv2d_winograd(x, wg, b, {1, 1}).sum().backward();
+  EXPECT_TRUE(wg.grad().defined());
+  const torch::Tensor w5 = torch::randn({48, 32, 5, 5});
+  EXPECT_FALSE(winograd_runs(x, w5, b, {2, 2}));
+  EXPECT_TRUE(torch::equal(conv2d_winograd(x, w5, b, {2}), torch::conv2d(x, w5, b, 1, 2)));
+  EXPECT_THROW(conv2d_winograd(x, torch::randn({48, 16, 3, 3}), b, {1}), c10::Error);
+
+  // In a network, through optimize_for_cpu: only the 3x3, stride-1, one-group convolution is routed.
+  torch::jit::Module m("Convs");
+  m.register_parameter("w", w, false);
+  m.register_parameter("b", b, false);
+  m.register_parameter("strided", torch::randn({48, 48, 3, 3}) * 0.05, false);
+  m.register_parameter("grouped", torch::randn({48, 24, 3, 3}) * 0.05, false);
+  m.register_parameter("point", torch::randn({32, 48, 1, 1}) * 0.1, false);
+  m.define(R"(
+def forward(self, x):
+    h = torch.silu(torch.conv2d(x, self.w, self.b, [1, 1], [1, 1]))
+    h = h + torch.conv2d(h, self.grouped, None, [1, 1], [1, 1], [1, 1], 2)
+    s = torch.conv2d(h, self.strided, None, [2, 2], [1, 1])
+    return torch.conv2d(h, self.point), s
+)");
+  m.eval();
+  // Also on a frozen module read back from the cache, whose constant lists are lists of constants.
+  const std::string cache = fresh_cache("winograd") + "/convs.frozen.pt";
+  bool hit = true;
+  torch::jit::Module frozen = frozen_for_cpu(m, {"forward"}, cache, &hit);
+  EXPECT_FALSE(hit);
+  for (const torch::jit::Module& f : {frozen, frozen_for_cpu(m, {"forward"}, cache, &hit)}) {
+    std::shared_ptr<torch::jit::Graph> graph = f.get_method("forward").graph()->copy();
+    EXPECT_EQ(scoreflow::detail::route_convolutions_through_winograd(graph),
+              scoreflow::detail::winograd_available() ? 1 : 0);
+  }
+  EXPECT_TRUE(hit);
+  torch::jit::Module fast = optimize_for_cpu(frozen, {"forward"});
+  std::ostringstream text;
+  text << *fast.get_method("forward").graph();
+  EXPECT_EQ(text.str().find("scoreflow::conv2d_winograd") != std::string::npos, scoreflow::detail::winograd_available())
+      << text.str();
+  torch::NoGradGuard no_grad;
+  const auto got = fast.forward({x}).toTuple(), want = m.forward({x}).toTuple();
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_LE(rel_diff(got->elements()[i].toTensor(), want->elements()[i].toTensor()), 1e-5) << i;
 }
 
 // Thread teams (LoadOptions::cpu_teams): a batch split into contiguous parts run at once, each

@@ -82,6 +82,9 @@ struct CpuOptimization {
   std::string choice_file;
   std::vector<double> plain_ms, optimized_ms, fused_ms;
   int cpu_teams = 1;  ///< LoadOptions::cpu_teams as the model was opened with (1 for other devices)
+  /// 3x3 convolutions of the optimised module's forward that run as oneDNN Winograd convolutions
+  /// (builds where LibTorch links the shared oneDNN; docs/performance.md, "CPU", session 18).
+  int winograd_convolutions = 0;
 };
 
 /// The fast path's state for a model from open_model (all fields default for models it does not

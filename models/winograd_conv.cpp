@@ -1,0 +1,292 @@
+#include "models/winograd_conv.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/ir/ir.h>
+#include <torch/library.h>
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#ifdef SCOREFLOW_WITH_DNNL
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace scoreflow::detail {
+
+namespace {
+
+torch::Tensor conv2d_direct(const torch::Tensor& input, const torch::Tensor& weight,
+                            const c10::optional<torch::Tensor>& bias, const std::vector<int64_t>& padding) {
+  return at::conv2d(input, weight, bias, {1, 1}, padding, {1, 1}, 1);
+}
+
+#ifdef SCOREFLOW_WITH_DNNL
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+/// One Winograd convolution for one input shape: the primitive, the reorders between PyTorch's
+/// NCHW tensors and the primitive's blocked layouts (empty where none is needed) and the weights in
+/// the primitive's layout. `ok` is false where oneDNN has no Winograd kernel for the shape.
+struct Kernel {
+  bool ok = false;
+  dnnl::convolution_forward conv;
+  dnnl::memory::desc src_md, dst_md, plain_src_md, plain_dst_md;
+  dnnl::reorder to_src, from_dst;
+  bool reorder_src = false, reorder_dst = false;
+  dnnl::memory weights;
+  dnnl::memory::desc scratchpad_md, bias_md;
+};
+
+/// The kernels of one weight tensor. `owner` keeps the tensor's address from being reused while the
+/// entry exists (a weak reference), so a dead tensor's entry is never taken for a new one's.
+struct WeightKernels {
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> owner{
+      c10::intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>()};
+  uint32_t version = 0;
+  std::map<std::array<int64_t, 7>, std::shared_ptr<const Kernel>> kernels;
+  std::vector<dnnl::memory> transformed;  // the weights in each layout a kernel asked for, shared
+};
+
+std::mutex cache_mutex;
+std::unordered_map<const c10::TensorImpl*, WeightKernels> cache;
+
+std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const std::array<int64_t, 7>& key,
+                                           std::vector<dnnl::memory>& transformed) {
+  using dnnl::memory;
+  const auto [n, c, h, w, o, ph, pw] = key;
+  const bool has_bias = o < 0;
+  const int64_t out_c = has_bias ? -o : o;
+  const memory::dims src_dims{n, c, h, w}, wei_dims{out_c, c, 3, 3}, dst_dims{n, out_c, h + 2 * ph - 2, w + 2 * pw - 2};
+  const auto any = [](const memory::dims& d) {
+    return memory::desc(d, memory::data_type::f32, memory::format_tag::any);
+  };
+  auto kernel = std::make_shared<Kernel>();
+  try {
+    const memory::desc bias_md =
+        has_bias ? memory::desc({out_c}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
+    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
+                                               dnnl::algorithm::convolution_winograd, any(src_dims), any(wei_dims),
+                                               bias_md, any(dst_dims), {1, 1}, {ph, pw}, {ph, pw});
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // one scratchpad per call: calls may overlap
+    const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
+    kernel->conv = dnnl::convolution_forward(pd);
+    kernel->src_md = pd.src_desc();
+    kernel->dst_md = pd.dst_desc();
+    kernel->plain_src_md = memory::desc(src_dims, memory::data_type::f32, memory::format_tag::nchw);
+    kernel->plain_dst_md = memory::desc(dst_dims, memory::data_type::f32, memory::format_tag::nchw);
+    kernel->reorder_src = kernel->src_md != kernel->plain_src_md;
+    kernel->reorder_dst = kernel->dst_md != kernel->plain_dst_md;
+    if (kernel->reorder_src)
+      kernel->to_src = dnnl::reorder(
+          dnnl::reorder::primitive_desc(cpu_engine(), kernel->plain_src_md, cpu_engine(), kernel->src_md));
+    if (kernel->reorder_dst)
+      kernel->from_dst = dnnl::reorder(
+          dnnl::reorder::primitive_desc(cpu_engine(), kernel->dst_md, cpu_engine(), kernel->plain_dst_md));
+    kernel->scratchpad_md = pd.scratchpad_desc();
+    kernel->bias_md = bias_md;
+    // The weights in the kernel's layout, transformed once per layout.
+    for (const memory& t : transformed)
+      if (t.get_desc() == pd.weights_desc()) kernel->weights = t;
+    if (!kernel->weights) {
+      const torch::Tensor plain_weight = weight.contiguous();
+      memory plain(memory::desc(wei_dims, memory::data_type::f32, memory::format_tag::oihw), cpu_engine(),
+                   plain_weight.data_ptr());
+      kernel->weights = memory(pd.weights_desc(), cpu_engine());
+      dnnl::stream stream(cpu_engine());
+      dnnl::reorder(plain, kernel->weights).execute(stream, plain, kernel->weights);
+      stream.wait();
+      transformed.push_back(kernel->weights);
+    }
+    kernel->ok = true;
+  } catch (const dnnl::error&) {
+    kernel->ok = false;  // no Winograd kernel for this shape on this CPU
+  }
+  return kernel;
+}
+
+std::shared_ptr<const Kernel> kernel_for(const torch::Tensor& weight, const std::array<int64_t, 7>& key) {
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  c10::TensorImpl* impl = weight.unsafeGetTensorImpl();
+  auto it = cache.find(impl);
+  if (it == cache.end() || it->second.owner.expired() || it->second.version != weight._version()) {
+    for (auto e = cache.begin(); e != cache.end();)  // the entries of tensors that have died
+      e = e->second.owner.expired() ? cache.erase(e) : std::next(e);
+    WeightKernels fresh;
+    fresh.owner = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(weight.getIntrusivePtr());
+    fresh.version = weight._version();
+    it = cache.insert_or_assign(impl, std::move(fresh)).first;
+  }
+  std::shared_ptr<const Kernel>& kernel = it->second.kernels[key];
+  if (!kernel) kernel = build_kernel(weight, key, it->second.transformed);
+  return kernel;
+}
+
+#endif  // SCOREFLOW_WITH_DNNL
+
+}  // namespace
+
+bool winograd_available() {
+#ifdef SCOREFLOW_WITH_DNNL
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace {
+
+#ifdef SCOREFLOW_WITH_DNNL
+/// The Winograd kernel for this call, or nullptr where it goes to at::conv2d.
+std::shared_ptr<const Kernel> usable_kernel(const torch::Tensor& input, const torch::Tensor& weight,
+                                            const c10::optional<torch::Tensor>& bias,
+                                            const std::vector<int64_t>& padding) {
+  const bool has_bias = bias.has_value() && bias->defined();
+  const auto is_cpu_float = [](const torch::Tensor& t) {
+    return t.device().is_cpu() && t.layout() == torch::kStrided && t.scalar_type() == torch::kFloat32 &&
+           !t.requires_grad();
+  };
+  if (padding.size() != 2 || padding[0] < 0 || padding[1] < 0 || input.dim() != 4 || weight.dim() != 4 ||
+      weight.size(2) != 3 || weight.size(3) != 3 || input.size(1) != weight.size(1) || input.numel() == 0 ||
+      weight.numel() == 0 || !is_cpu_float(input) || !is_cpu_float(weight) ||
+      (has_bias && (!is_cpu_float(*bias) || bias->dim() != 1 || bias->size(0) != weight.size(0))) ||
+      input.size(2) + 2 * padding[0] < 3 || input.size(3) + 2 * padding[1] < 3)
+    return nullptr;
+  // The output channels carry the bias flag in their sign.
+  const std::array<int64_t, 7> key{
+      input.size(0), input.size(1), input.size(2), input.size(3), has_bias ? -weight.size(0) : weight.size(0),
+      padding[0],    padding[1]};
+  std::shared_ptr<const Kernel> k = kernel_for(weight, key);
+  return k->ok ? k : nullptr;
+}
+#endif
+
+std::vector<int64_t> both_sides(std::vector<int64_t> padding) {
+  if (padding.size() == 1) padding.push_back(padding[0]);
+  return padding;
+}
+
+}  // namespace
+
+bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
+                   const std::vector<int64_t>& padding) {
+#ifdef SCOREFLOW_WITH_DNNL
+  return usable_kernel(input, weight, bias, both_sides(padding)) != nullptr;
+#else
+  return false;
+#endif
+}
+
+torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
+                              const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding) {
+  padding = both_sides(std::move(padding));
+#ifdef SCOREFLOW_WITH_DNNL
+  const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, padding);
+  if (!k) return conv2d_direct(input, weight, bias, padding);
+  const torch::Tensor x = input.contiguous();
+  const torch::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : torch::Tensor();
+  const auto& dims = k->plain_dst_md.dims();
+  torch::Tensor out = at::empty({dims[0], dims[1], dims[2], dims[3]}, x.options());
+  const auto bytes = [&](size_t n) { return at::empty({static_cast<int64_t>(n)}, x.options().dtype(torch::kUInt8)); };
+  const torch::Tensor scratch = bytes(k->scratchpad_md.get_size());
+  const torch::Tensor src_tmp = k->reorder_src ? bytes(k->src_md.get_size()) : torch::Tensor();
+  const torch::Tensor dst_tmp = k->reorder_dst ? bytes(k->dst_md.get_size()) : torch::Tensor();
+
+  const dnnl::engine& engine = cpu_engine();
+  dnnl::stream stream(engine);
+  dnnl::memory plain_src(k->plain_src_md, engine, x.data_ptr()), plain_dst(k->plain_dst_md, engine, out.data_ptr());
+  dnnl::memory src = k->reorder_src ? dnnl::memory(k->src_md, engine, src_tmp.data_ptr()) : plain_src;
+  dnnl::memory dst = k->reorder_dst ? dnnl::memory(k->dst_md, engine, dst_tmp.data_ptr()) : plain_dst;
+  if (k->reorder_src) k->to_src.execute(stream, plain_src, src);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, k->weights}, {DNNL_ARG_DST, dst}};
+  if (k->scratchpad_md.get_size() > 0)
+    args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(k->scratchpad_md, engine, scratch.data_ptr()));
+  if (b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(k->bias_md, engine, b.data_ptr()));
+  k->conv.execute(stream, args);
+  if (k->reorder_dst) k->from_dst.execute(stream, dst, plain_dst);
+  stream.wait();
+  return out;
+#else
+  return conv2d_direct(input, weight, bias, padding);
+#endif
+}
+
+TORCH_LIBRARY_FRAGMENT(scoreflow, m) {
+  m.def("conv2d_winograd(Tensor input, Tensor weight, Tensor? bias, int[] padding) -> Tensor", &conv2d_winograd);
+}
+
+namespace {
+
+/// The nodes of `kind` in `graph`, nested blocks included.
+std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Graph& graph, const char* kind) {
+  const c10::Symbol symbol = c10::Symbol::fromQualString(kind);
+  std::vector<torch::jit::Node*> found;
+  std::vector<torch::jit::Block*> blocks{graph.block()};
+  while (!blocks.empty()) {
+    torch::jit::Block* block = blocks.back();
+    blocks.pop_back();
+    for (torch::jit::Node* node : block->nodes()) {
+      for (torch::jit::Block* inner : node->blocks()) blocks.push_back(inner);
+      if (node->kind() == symbol) found.push_back(node);
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+int count_winograd_convolutions(torch::jit::Graph& graph) {
+  return static_cast<int>(nodes_of_kind(graph, "scoreflow::conv2d_winograd").size());
+}
+
+int route_convolutions_through_winograd(std::shared_ptr<torch::jit::Graph>& graph) {
+  if (!winograd_available()) return 0;
+  using torch::jit::Node;
+  std::vector<Node*> convs;
+  for (Node* node : nodes_of_kind(*graph, "aten::conv2d"))
+    if (node->inputs().size() == 7) convs.push_back(node);
+  // A constant int list, also as a list of constants (how a frozen module read back from a file has them).
+  const auto ints = [](torch::jit::Value* v) -> c10::optional<std::vector<int64_t>> {
+    if (v->node()->kind() == c10::Symbol::fromQualString("prim::ListConstruct")) {
+      std::vector<int64_t> items;
+      for (torch::jit::Value* item : v->node()->inputs()) {
+        const c10::optional<c10::IValue> iv = torch::jit::toIValue(item);
+        if (!iv || !iv->isInt()) return c10::nullopt;
+        items.push_back(iv->toInt());
+      }
+      return items;
+    }
+    const c10::optional<c10::IValue> iv = torch::jit::toIValue(v);
+    if (!iv || !iv->isIntList()) return c10::nullopt;
+    return iv->toIntVector();
+  };
+  int routed = 0;
+  for (Node* conv : convs) {
+    const c10::optional<c10::IValue> weight = torch::jit::toIValue(conv->input(1));
+    const c10::optional<c10::IValue> groups = torch::jit::toIValue(conv->input(6));
+    const auto stride = ints(conv->input(3)), padding = ints(conv->input(4)), dilation = ints(conv->input(5));
+    const auto ones = [](const c10::optional<std::vector<int64_t>>& v) {
+      return v && !v->empty() && std::all_of(v->begin(), v->end(), [](int64_t x) { return x == 1; });
+    };
+    if (!weight || !weight->isTensor() || weight->toTensor().dim() != 4 || weight->toTensor().size(2) != 3 ||
+        weight->toTensor().size(3) != 3 || weight->toTensor().scalar_type() != torch::kFloat32 || !groups ||
+        !groups->isInt() || groups->toInt() != 1 || !ones(stride) || !ones(dilation) || !padding)
+      continue;
+    Node* fast = graph->create(c10::Symbol::fromQualString("scoreflow::conv2d_winograd"),
+                               {conv->input(0), conv->input(1), conv->input(2), conv->input(4)}, 1);
+    fast->insertBefore(conv);
+    fast->output()->setType(conv->output()->type());
+    conv->output()->replaceAllUsesWith(fast->output());
+    conv->destroy();
+    ++routed;
+  }
+  return routed;
+}
+
+}  // namespace scoreflow::detail

@@ -1,0 +1,38 @@
+#pragma once
+// 3x3 convolutions through oneDNN's Winograd kernels (docs/performance.md, "CPU", session 18): the
+// same convolution with about a quarter of the multiply-adds, for the optimised CPU module.
+// PyTorch's own convolutions always take oneDNN's direct algorithm, so scoreflow calls oneDNN itself.
+// Built where LibTorch links the shared oneDNN library (Debian's LibTorch) and its headers are
+// installed (libdnnl-dev), so that both use one copy of it; elsewhere winograd_available() is false.
+#include <torch/script.h>
+
+#include <memory>
+#include <vector>
+
+namespace scoreflow::detail {
+
+/// Whether this build has the Winograd convolution (and optimize_for_cpu uses it).
+bool winograd_available();
+
+/// torch.conv2d(input, weight, bias, stride=1, padding=padding, dilation=1, groups=1) for a 3x3
+/// `weight`, through oneDNN's Winograd algorithm: its float32 rounding differs from the direct
+/// convolution's by about 1e-6 of the output's scale. Transformed weights are kept per weight tensor
+/// (and per oneDNN layout) while that tensor lives. Any input oneDNN has no Winograd kernel for
+/// (a CPU without AVX-512, channel counts it does not block, float64, gradients) goes to at::conv2d.
+/// The TorchScript operator scoreflow::conv2d_winograd.
+torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
+                              const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding);
+
+/// Whether conv2d_winograd(input, weight, bias, padding) takes oneDNN's Winograd kernel (and not
+/// at::conv2d) on this machine.
+bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
+                   const std::vector<int64_t>& padding);
+
+/// Rewrites, in `graph`, every aten::conv2d with a constant 3x3 weight, stride 1, dilation 1 and one
+/// group into scoreflow::conv2d_winograd; returns how many. Does nothing without winograd_available().
+int route_convolutions_through_winograd(std::shared_ptr<torch::jit::Graph>& graph);
+
+/// How many scoreflow::conv2d_winograd calls `graph` holds.
+int count_winograd_convolutions(torch::jit::Graph& graph);
+
+}  // namespace scoreflow::detail
