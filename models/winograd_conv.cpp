@@ -5,6 +5,7 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <mutex>
@@ -193,10 +194,17 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
   const torch::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : torch::Tensor();
   const auto& dims = k->plain_dst_md.dims();
   torch::Tensor out = at::empty({dims[0], dims[1], dims[2], dims[3]}, x.options());
-  const auto bytes = [&](size_t n) { return at::empty({static_cast<int64_t>(n)}, x.options().dtype(torch::kUInt8)); };
-  const torch::Tensor scratch = bytes(k->scratchpad_md.get_size());
-  const torch::Tensor src_tmp = k->reorder_src ? bytes(k->src_md.get_size()) : torch::Tensor();
-  const torch::Tensor dst_tmp = k->reorder_dst ? bytes(k->dst_md.get_size()) : torch::Tensor();
+  // The scratchpad and the blocked copies of input and output live in buffers of the calling thread,
+  // kept from call to call: fresh pages on every call (large allocations are new mappings) cost as much
+  // as a small convolution. Calls at once come from different threads, so they never share one.
+  thread_local torch::Tensor scratch, src_tmp, dst_tmp;
+  const auto at_least = [](torch::Tensor& buffer, size_t n) {
+    if (!buffer.defined() || static_cast<size_t>(buffer.numel()) < n)
+      buffer = at::empty({static_cast<int64_t>(std::max<size_t>(n, 1))}, torch::TensorOptions(torch::kUInt8));
+  };
+  at_least(scratch, k->scratchpad_md.get_size());
+  if (k->reorder_src) at_least(src_tmp, k->src_md.get_size());
+  if (k->reorder_dst) at_least(dst_tmp, k->dst_md.get_size());
 
   const dnnl::engine& engine = cpu_engine();
   dnnl::stream stream(engine);
