@@ -131,7 +131,7 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
                 c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
   std::string text = buf;
   if (c.module == "optimized" && c.winograd_convolutions > 0)
-    text += "; " + std::to_string(c.winograd_convolutions) + " 3x3 convolutions as oneDNN Winograd ones";
+    text += "; " + std::to_string(c.winograd_convolutions) + " 3x3 convolutions routed to oneDNN Winograd";
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
     if (ms.empty() || c.plain_ms.size() != ms.size()) return;

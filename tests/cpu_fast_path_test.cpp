@@ -134,7 +134,7 @@ TEST(CpuFastPath, KeepsTheHeadAndTheFeaturesMethod) {
   // has them (4 and 1 channels: at run time they are at::conv2d's), and info says so.
   const bool winograd = scoreflow::detail::winograd_available();
   EXPECT_EQ(cpu_optimization(*fast).winograd_convolutions, winograd ? 2 : 0);
-  EXPECT_EQ(cpu_path_note(*fast, load, "").find("; 2 3x3 convolutions as oneDNN Winograd ones") != std::string::npos,
+  EXPECT_EQ(cpu_path_note(*fast, load, "").find("; 2 3x3 convolutions routed to oneDNN Winograd") != std::string::npos,
             winograd)
       << cpu_path_note(*fast, load, "");
   torch::manual_seed(0);
