@@ -82,8 +82,9 @@ struct CpuOptimization {
   std::string choice_file;
   std::vector<double> plain_ms, optimized_ms, fused_ms;
   int cpu_teams = 1;  ///< LoadOptions::cpu_teams as the model was opened with (1 for other devices)
-  /// 3x3 convolutions of the optimised module's forward that run as oneDNN Winograd convolutions
-  /// (builds where LibTorch links the shared oneDNN; docs/performance.md, "CPU", session 18).
+  /// 3x3 convolutions of the optimised module's forward routed to oneDNN's Winograd kernels (builds
+  /// where LibTorch links the shared oneDNN; a shape oneDNN has no kernel for runs at::conv2d;
+  /// docs/performance.md, "CPU", session 18).
   int winograd_convolutions = 0;
 };
 
