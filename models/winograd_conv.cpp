@@ -288,8 +288,7 @@ int route_convolutions_through_winograd(std::shared_ptr<torch::jit::Graph>& grap
       continue;
     Node* fast = graph->create(c10::Symbol::fromQualString("scoreflow::conv2d_winograd"),
                                {conv->input(0), conv->input(1), conv->input(2), conv->input(4)}, 1);
-    fast->insertBefore(conv);
-    fast->output()->setType(conv->output()->type());
+    fast->insertBefore(conv);  // its output is a Tensor, the type a new node's outputs have
     conv->output()->replaceAllUsesWith(fast->output());
     conv->destroy();
     ++routed;

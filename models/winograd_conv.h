@@ -17,9 +17,10 @@ bool winograd_available();
 /// torch.conv2d(input, weight, bias, stride=1, padding=padding, dilation=1, groups=1) for a 3x3
 /// `weight`, through oneDNN's Winograd algorithm: its float32 rounding differs from the direct
 /// convolution's by about 1e-6 of the output's scale. Transformed weights are kept per weight tensor
-/// (and per oneDNN layout) while that tensor lives. Any input oneDNN has no Winograd kernel for
-/// (a CPU without AVX-512, channel counts it does not block, float64, gradients) goes to at::conv2d.
-/// The TorchScript operator scoreflow::conv2d_winograd.
+/// (and per oneDNN layout) while that tensor lives; those of a tensor that has died are freed when the
+/// next new weight tensor comes (a module's are all built in its first calls). Any input oneDNN has no Winograd kernel
+/// for (a CPU without AVX-512, channel counts it does not block, float64, gradients) goes to at::conv2d. The
+/// TorchScript operator scoreflow::conv2d_winograd.
 torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
                               const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding);
 
