@@ -207,7 +207,7 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
   if (k->reorder_dst) at_least(dst_tmp, k->dst_md.get_size());
 
   const dnnl::engine& engine = cpu_engine();
-  dnnl::stream stream(engine);
+  thread_local dnnl::stream stream(engine);  // a CPU stream holds no state between calls; one per thread
   dnnl::memory plain_src(k->plain_src_md, engine, x.data_ptr()), plain_dst(k->plain_dst_md, engine, out.data_ptr());
   dnnl::memory src = k->reorder_src ? dnnl::memory(k->src_md, engine, src_tmp.data_ptr()) : plain_src;
   dnnl::memory dst = k->reorder_dst ? dnnl::memory(k->dst_md, engine, dst_tmp.data_ptr()) : plain_dst;
