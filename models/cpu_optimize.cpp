@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "models/group_norm_silu.h"
 #include "models/onednn_fusion.h"
 #include "models/winograd_conv.h"
 #include "scoreflow/checkpoint.h"
@@ -172,6 +173,21 @@ torch::Tensor einsum_onednn(const std::string& equation, const std::vector<torch
   return bmm_onednn(a, b).permute(order(bik, out));
 }
 
+std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Graph& graph, const char* kind) {
+  const c10::Symbol symbol = c10::Symbol::fromQualString(kind);
+  std::vector<torch::jit::Node*> found;
+  std::vector<torch::jit::Block*> blocks{graph.block()};
+  while (!blocks.empty()) {
+    torch::jit::Block* block = blocks.back();
+    blocks.pop_back();
+    for (torch::jit::Node* node : block->nodes()) {
+      for (torch::jit::Block* inner : node->blocks()) blocks.push_back(inner);
+      if (node->kind() == symbol) found.push_back(node);
+    }
+  }
+  return found;
+}
+
 bool routes_bmm_through_onednn() { return at::hasMKLDNN() && !at::hasMKL(); }
 
 }  // namespace detail
@@ -186,9 +202,11 @@ TORCH_LIBRARY(scoreflow, m) {
 
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods) {
   // 3x3 convolutions first: optimize_for_inference would turn them into prepacked oneDNN direct ones.
+  // Then each group normalisation that only feeds SiLU becomes one fused operator.
   for (const std::string& name : methods) {
     std::shared_ptr<torch::jit::Graph> graph = frozen.get_method(name).graph();
     detail::route_convolutions_through_winograd(graph);
+    detail::fuse_group_norm_silu(graph);
   }
   // A frozen module has no `training` attribute, so optimize_for_inference does not freeze it again
   // (which would drop the kept methods).

@@ -45,6 +45,9 @@ torch::Tensor baddbmm_onednn(const torch::Tensor& self, const torch::Tensor& a, 
 /// (scoreflow::einsum_onednn).
 torch::Tensor einsum_onednn(const std::string& equation, const std::vector<torch::Tensor>& operands);
 
+/// The nodes of `kind` ("aten::conv2d") in `graph`, nested blocks included.
+std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Graph& graph, const char* kind);
+
 /// Whether optimize_for_cpu routes aten::bmm, matmul, baddbmm and einsum through these with this
 /// LibTorch.
 bool routes_bmm_through_onednn();

@@ -20,6 +20,7 @@
 #include "models/cpu_optimize.h"
 #include "models/cpu_teams.h"
 #include "models/cuda_graph.h"
+#include "models/group_norm_silu.h"
 #include "models/network_model.h"
 #include "models/onednn_fusion.h"
 #include "models/sizes_text.h"
@@ -204,7 +205,9 @@ class TorchScriptModel : public NetworkModel {
         c.probe_rel_diff = probe_difference(c, methods);
         if (c.probe_rel_diff < 0) return "plain";
         if (c.probe_rel_diff <= tolerance) {
-          cpu_.winograd_convolutions = detail::count_winograd_convolutions(*c.module.get_method("forward").graph());
+          torch::jit::Graph& graph = *c.module.get_method("forward").graph();
+          cpu_.winograd_convolutions = detail::count_winograd_convolutions(graph);
+          cpu_.fused_group_norms = detail::count_group_norm_silu(graph);
           fast_ = std::move(c);
           return "";
         }

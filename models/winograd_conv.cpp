@@ -11,6 +11,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "models/cpu_optimize.h"
+
 #ifdef SCOREFLOW_WITH_DNNL
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
@@ -228,26 +230,6 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
 TORCH_LIBRARY_FRAGMENT(scoreflow, m) {
   m.def("conv2d_winograd(Tensor input, Tensor weight, Tensor? bias, int[] padding) -> Tensor", &conv2d_winograd);
 }
-
-namespace {
-
-/// The nodes of `kind` in `graph`, nested blocks included.
-std::vector<torch::jit::Node*> nodes_of_kind(torch::jit::Graph& graph, const char* kind) {
-  const c10::Symbol symbol = c10::Symbol::fromQualString(kind);
-  std::vector<torch::jit::Node*> found;
-  std::vector<torch::jit::Block*> blocks{graph.block()};
-  while (!blocks.empty()) {
-    torch::jit::Block* block = blocks.back();
-    blocks.pop_back();
-    for (torch::jit::Node* node : block->nodes()) {
-      for (torch::jit::Block* inner : node->blocks()) blocks.push_back(inner);
-      if (node->kind() == symbol) found.push_back(node);
-    }
-  }
-  return found;
-}
-
-}  // namespace
 
 int count_winograd_convolutions(torch::jit::Graph& graph) {
   return static_cast<int>(nodes_of_kind(graph, "scoreflow::conv2d_winograd").size());

@@ -27,6 +27,7 @@
 #include "models/aoti_model.h"
 #include "models/cpu_optimize.h"
 #include "models/cpu_teams.h"
+#include "models/group_norm_silu.h"
 #include "models/winograd_conv.h"
 #include "scoreflow/error.h"
 #include "scoreflow/model.h"
@@ -73,7 +74,7 @@ std::string head_and_features_model() {
   m.register_parameter("w2", torch::randn({2, 4, 3, 3}) * 0.3, false);
   m.define(R"(
 def features(self, x, t):
-    return torch.silu(torch.conv2d(x, self.w, self.b, [1, 1], [1, 1]))
+    return torch.silu(torch.group_norm(torch.conv2d(x, self.w, self.b, [1, 1], [1, 1]), 2, None, None, 1e-5))
 
 def forward(self, x, t):
     h = self.features(x, t) * (1.0 + t / 1000.0).view(-1, 1, 1, 1)
@@ -131,12 +132,14 @@ TEST(CpuFastPath, KeepsTheHeadAndTheFeaturesMethod) {
   ASSERT_TRUE(cpu_optimization(*fast).active) << cpu_optimization(*fast).note;
   ASSERT_TRUE(fast->has_features());
   // Both 3x3 convolutions of forward (one through features) are Winograd calls where this build
-  // has them (4 and 1 channels: at run time they are at::conv2d's), and info says so.
+  // has them (4 and 1 channels: at run time they are at::conv2d's), the group norm before SiLU is
+  // fused with it, and info says so.
   const bool winograd = scoreflow::detail::winograd_available();
   EXPECT_EQ(cpu_optimization(*fast).winograd_convolutions, winograd ? 2 : 0);
-  EXPECT_EQ(cpu_path_note(*fast, load, "").find("; 2 3x3 convolutions routed to oneDNN Winograd") != std::string::npos,
-            winograd)
-      << cpu_path_note(*fast, load, "");
+  EXPECT_EQ(cpu_optimization(*fast).fused_group_norms, 1);
+  const std::string note = cpu_path_note(*fast, load, "");
+  EXPECT_EQ(note.find("; 2 3x3 convolutions routed to oneDNN Winograd") != std::string::npos, winograd) << note;
+  EXPECT_NE(note.find("; 1 group norms fused with SiLU"), std::string::npos) << note;
   torch::manual_seed(0);
   const torch::Tensor x = torch::randn({3, 1, 8, 8});
   for (double sigma : {0.1, 1.0, 20.0}) {
@@ -504,6 +507,96 @@ def forward(self, x):
   const auto got = fast.forward({x}).toTuple(), want = m.forward({x}).toTuple();
   for (size_t i = 0; i < 2; ++i)
     EXPECT_LE(rel_diff(got->elements()[i].toTensor(), want->elements()[i].toTensor()), 1e-5) << i;
+}
+
+// Group normalisation and SiLU in one pass (optimize_for_cpu): LibTorch's two operators' values to
+// float rounding, in double where the statistics need it, on every thread count; what it does not
+// take is LibTorch's, exactly.
+TEST(CpuFastPath, GroupNormSiluEqualsTheTwoOperators) {
+  using scoreflow::detail::group_norm_silu;
+  const auto reference = [](const torch::Tensor& x, int64_t groups, const torch::Tensor& w, const torch::Tensor& b) {
+    const auto d = [](const torch::Tensor& t) {
+      return t.defined() ? c10::optional<torch::Tensor>(t.to(torch::kFloat64)) : c10::nullopt;
+    };
+    return torch::silu(torch::group_norm(x.to(torch::kFloat64), groups, d(w), d(b), 1e-5));
+  };
+  torch::manual_seed(11);
+  struct Case {
+    std::vector<int64_t> shape;
+    int64_t groups;
+    bool affine;
+    double scale, offset;
+  };
+  // Group sizes below, at and between multiples of 16 (the kernel's lanes), 3-D input, no affine
+  // parameters, values where exp(-v) leaves the float range, and a mean 1e4 standard deviations from zero.
+  for (const Case& c : std::vector<Case>{{{2, 32, 12, 10}, 8, true, 1, 0},
+                                         {{3, 6, 7}, 3, false, 1, 0},
+                                         {{1, 16, 3, 3}, 16, true, 1, 0},
+                                         {{2, 12, 9, 11}, 4, true, 1, 0},
+                                         {{2, 8, 5, 5}, 2, true, 300, 0},
+                                         {{2, 8, 6, 6}, 4, true, 1, 1e4}}) {
+    const torch::Tensor x = torch::randn(c.shape) * c.scale + c.offset;
+    const torch::Tensor w = c.affine ? torch::randn({c.shape[1]}) * 40 : torch::Tensor();
+    const torch::Tensor b = c.affine ? torch::randn({c.shape[1]}) : torch::Tensor();
+    const auto opt = [](const torch::Tensor& t) {
+      return t.defined() ? c10::optional<torch::Tensor>(t) : c10::nullopt;
+    };
+    torch::Tensor one;
+    {
+      ThreadCount threads(1);
+      one = group_norm_silu(x, c.groups, opt(w), opt(b), 1e-5);
+    }
+    ThreadCount threads(4);
+    const torch::Tensor got = group_norm_silu(x, c.groups, opt(w), opt(b), 1e-5);
+    const torch::Tensor want = reference(x, c.groups, w, b);
+    EXPECT_EQ(got.sizes(), x.sizes());
+    EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+    EXPECT_LE(rel_diff(got, want), 1e-6) << c.shape << c.scale << c.offset;
+    EXPECT_LE((got.to(torch::kFloat64) - want).abs().max().item<double>(), 2e-6 * want.abs().max().item<double>())
+        << c.shape << c.scale << c.offset;
+    EXPECT_TRUE(torch::equal(got, one)) << "thread count changed the result for " << c.shape;
+  }
+  const torch::Tensor x = torch::randn({2, 8, 5, 4}), w = torch::randn({8}), b = torch::randn({8});
+  // A non-contiguous input; NaN stays NaN.
+  const torch::Tensor xt = torch::randn({2, 5, 4, 8}).permute({0, 3, 1, 2});
+  EXPECT_LE(rel_diff(group_norm_silu(xt, 4, w, b, 1e-5), reference(xt, 4, w, b)), 1e-6);
+  torch::Tensor with_nan = x.clone();
+  with_nan[1][3][2][1] = std::nan("");
+  const torch::Tensor nan_out = group_norm_silu(with_nan, 4, w, b, 1e-5);
+  EXPECT_TRUE(torch::isnan(nan_out[1][2]).all().item<bool>());
+  EXPECT_FALSE(torch::isnan(nan_out[0]).any().item<bool>());
+  // LibTorch's own operators: float64, gradients, and LibTorch's error for groups that do not divide
+  // the channels.
+  const torch::Tensor x64 = x.to(torch::kFloat64), w64 = w.to(torch::kFloat64), b64 = b.to(torch::kFloat64);
+  EXPECT_TRUE(
+      torch::equal(group_norm_silu(x64, 4, w64, b64, 1e-5), torch::silu(torch::group_norm(x64, 4, w64, b64, 1e-5))));
+  const torch::Tensor xg = x.clone().requires_grad_(true);
+  group_norm_silu(xg, 4, w, b, 1e-5).sum().backward();
+  EXPECT_TRUE(xg.grad().defined());
+  EXPECT_THROW(group_norm_silu(x, 3, w, b, 1e-5), c10::Error);
+
+  // In a network, through optimize_for_cpu: a group norm whose only use is SiLU (or in-place SiLU) is
+  // fused; one whose output is also used elsewhere is not.
+  torch::jit::Module m("Norms");
+  m.register_parameter("w", w, false);
+  m.register_parameter("b", b, false);
+  m.define(R"(
+def forward(self, x):
+    h = torch.silu(torch.group_norm(x, 4, self.w, self.b, 1e-5))
+    g = torch.group_norm(h, 2, None, None, 1e-5).silu_()
+    n = torch.group_norm(g, 4, self.w, self.b, 1e-5)
+    return torch.silu(n) + n
+)");
+  m.eval();
+  bool hit = true;
+  torch::jit::Module frozen = frozen_for_cpu(m, {"forward"}, "", &hit);
+  std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph()->copy();
+  EXPECT_EQ(scoreflow::detail::fuse_group_norm_silu(graph), 2) << *graph;
+  EXPECT_EQ(scoreflow::detail::count_group_norm_silu(*graph), 2);
+  torch::jit::Module fast = optimize_for_cpu(frozen, {"forward"});
+  EXPECT_EQ(scoreflow::detail::count_group_norm_silu(*fast.get_method("forward").graph()), 2);
+  torch::NoGradGuard no_grad;
+  EXPECT_LE(rel_diff(fast.forward({x}).toTensor(), m.forward({x}).toTensor()), 1e-6);
 }
 
 // Thread teams (LoadOptions::cpu_teams): a batch split into contiguous parts run at once, each

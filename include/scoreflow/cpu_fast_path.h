@@ -86,6 +86,9 @@ struct CpuOptimization {
   /// where LibTorch links the shared oneDNN; a shape oneDNN has no kernel for runs at::conv2d;
   /// docs/performance.md, "CPU", session 18).
   int winograd_convolutions = 0;
+  /// Group normalisations of the optimised module's forward that only feed SiLU, fused with it into
+  /// one pass (docs/performance.md, "CPU", session 19).
+  int fused_group_norms = 0;
 };
 
 /// The fast path's state for a model from open_model (all fields default for models it does not

@@ -1,0 +1,31 @@
+#pragma once
+// Group normalisation followed by SiLU as one pass over the tensor, for the optimised CPU module
+// (docs/performance.md, "CPU", session 19). Every ResNet block of a DDPM/EDM U-Net normalises and
+// then applies SiLU; LibTorch runs them as two operators, and Debian's LibTorch runs SiLU's
+// exponential one element at a time (about 0.5 ns per element on the development machine, ten times
+// an addition). Here the normalisation's affine map and SiLU are applied in one vectorised loop.
+#include <torch/script.h>
+
+#include <memory>
+
+namespace scoreflow::detail {
+
+/// torch.nn.functional.silu(torch.group_norm(input, groups, weight, bias, eps)) for a float32 CPU
+/// `input` of shape [N, C, ...]: group statistics in double (one pass over each group, about its first
+/// element), then per element the affine map, taken about the float nearest the group's mean (so a
+/// mean far from zero costs no precision), and SiLU, whose exponential is good to about one unit in
+/// the last place: the result equals LibTorch's to float rounding (about 1e-7 relative), on any
+/// thread count. Other dtypes and devices, and calls that need gradients, go to LibTorch's two
+/// operators. Throws what torch.group_norm throws for bad shapes. The TorchScript operator
+/// scoreflow::group_norm_silu.
+torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const c10::optional<torch::Tensor>& weight,
+                              const c10::optional<torch::Tensor>& bias, double eps);
+
+/// Rewrites, in `graph`, every aten::group_norm whose only use is an aten::silu (or silu_) into
+/// scoreflow::group_norm_silu; returns how many.
+int fuse_group_norm_silu(std::shared_ptr<torch::jit::Graph>& graph);
+
+/// How many scoreflow::group_norm_silu calls `graph` holds.
+int count_group_norm_silu(torch::jit::Graph& graph);
+
+}  // namespace scoreflow::detail
