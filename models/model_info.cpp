@@ -90,6 +90,7 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
                        {"module", c.module},
                        {"teams", cpu_team_limit(*model)},
                        {"winograd_convolutions", c.winograd_convolutions},
+                       {"pointwise_convolutions", c.pointwise_convolutions},
                        {"fused_group_norms", c.fused_group_norms}};
   }
 
@@ -133,6 +134,8 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
   std::string text = buf;
   if (c.module == "optimized" && c.winograd_convolutions > 0)
     text += "; " + std::to_string(c.winograd_convolutions) + " 3x3 convolutions routed to oneDNN Winograd";
+  if (c.module == "optimized" && c.pointwise_convolutions > 0)
+    text += "; " + std::to_string(c.pointwise_convolutions) + " 1x1 convolutions run by oneDNN on NCHW";
   if (c.module == "optimized" && c.fused_group_norms > 0)
     text += "; " + std::to_string(c.fused_group_norms) + " group norms fused with SiLU";
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";

@@ -207,6 +207,7 @@ class TorchScriptModel : public NetworkModel {
         if (c.probe_rel_diff <= tolerance) {
           torch::jit::Graph& graph = *c.module.get_method("forward").graph();
           cpu_.winograd_convolutions = detail::count_winograd_convolutions(graph);
+          cpu_.pointwise_convolutions = detail::count_pointwise_convolutions(graph);
           cpu_.fused_group_norms = detail::count_group_norm_silu(graph);
           fast_ = std::move(c);
           return "";

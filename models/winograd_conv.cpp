@@ -64,18 +64,26 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
   using dnnl::memory;
   const auto [n, c, h, w, o, ph, pw] = key;
   const bool has_bias = o < 0;
-  const int64_t out_c = has_bias ? -o : o;
-  const memory::dims src_dims{n, c, h, w}, wei_dims{out_c, c, 3, 3}, dst_dims{n, out_c, h + 2 * ph - 2, w + 2 * pw - 2};
-  const auto any = [](const memory::dims& d) {
+  const int64_t out_c = has_bias ? -o : o, kh = weight.size(2), kw = weight.size(3);
+  const memory::dims src_dims{n, c, h, w}, wei_dims{out_c, c, kh, kw},
+      dst_dims{n, out_c, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1};
+  // 3x3: Winograd in the layouts oneDNN picks. 1x1: the direct convolution on the NCHW tensors
+  // themselves, which oneDNN runs as matrix products with no reorder of input or output.
+  const bool pointwise = kh == 1 && kw == 1;
+  const auto any = [pointwise](const memory::dims& d) {
+    return memory::desc(d, memory::data_type::f32, pointwise ? memory::format_tag::nchw : memory::format_tag::any);
+  };
+  const auto any_weights = [](const memory::dims& d) {
     return memory::desc(d, memory::data_type::f32, memory::format_tag::any);
   };
   auto kernel = std::make_shared<Kernel>();
   try {
     const memory::desc bias_md =
         has_bias ? memory::desc({out_c}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
-    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference,
-                                               dnnl::algorithm::convolution_winograd, any(src_dims), any(wei_dims),
-                                               bias_md, any(dst_dims), {1, 1}, {ph, pw}, {ph, pw});
+    const dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference,
+        pointwise ? dnnl::algorithm::convolution_direct : dnnl::algorithm::convolution_winograd, any(src_dims),
+        any_weights(wei_dims), bias_md, any(dst_dims), {1, 1}, {ph, pw}, {ph, pw});
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // one scratchpad per call: calls may overlap
     const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
@@ -109,7 +117,7 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
     }
     kernel->ok = true;
   } catch (const dnnl::error&) {
-    kernel->ok = false;  // no Winograd kernel for this shape on this CPU
+    kernel->ok = false;  // no kernel for this shape on this CPU
   }
   return kernel;
 }
@@ -146,20 +154,22 @@ bool winograd_available() {
 namespace {
 
 #ifdef SCOREFLOW_WITH_DNNL
-/// The Winograd kernel for this call, or nullptr where it goes to at::conv2d.
+/// The kernel for this call of a `size` x `size` convolution (3: Winograd, 1: pointwise), or nullptr
+/// where it goes to at::conv2d.
 std::shared_ptr<const Kernel> usable_kernel(const torch::Tensor& input, const torch::Tensor& weight,
                                             const c10::optional<torch::Tensor>& bias,
-                                            const std::vector<int64_t>& padding) {
+                                            const std::vector<int64_t>& padding, int64_t size) {
   const bool has_bias = bias.has_value() && bias->defined();
   const auto is_cpu_float = [](const torch::Tensor& t) {
     return t.device().is_cpu() && t.layout() == torch::kStrided && t.scalar_type() == torch::kFloat32 &&
            !t.requires_grad();
   };
-  if (padding.size() != 2 || padding[0] < 0 || padding[1] < 0 || input.dim() != 4 || weight.dim() != 4 ||
-      weight.size(2) != 3 || weight.size(3) != 3 || input.size(1) != weight.size(1) || input.numel() == 0 ||
-      weight.numel() == 0 || !is_cpu_float(input) || !is_cpu_float(weight) ||
+  if (padding.size() != 2 || padding[0] < 0 || padding[1] < 0 || (size == 1 && (padding[0] || padding[1])) ||
+      input.dim() != 4 || weight.dim() != 4 || weight.size(2) != size || weight.size(3) != size ||
+      input.size(1) != weight.size(1) || input.numel() == 0 || weight.numel() == 0 || !is_cpu_float(input) ||
+      !is_cpu_float(weight) ||
       (has_bias && (!is_cpu_float(*bias) || bias->dim() != 1 || bias->size(0) != weight.size(0))) ||
-      input.size(2) + 2 * padding[0] < 3 || input.size(3) + 2 * padding[1] < 3)
+      input.size(2) + 2 * padding[0] < size || input.size(3) + 2 * padding[1] < size)
     return nullptr;
   // The output channels carry the bias flag in their sign.
   const std::array<int64_t, 7> key{
@@ -180,18 +190,17 @@ std::vector<int64_t> both_sides(std::vector<int64_t> padding) {
 bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
                    const std::vector<int64_t>& padding) {
 #ifdef SCOREFLOW_WITH_DNNL
-  return usable_kernel(input, weight, bias, both_sides(padding)) != nullptr;
+  return usable_kernel(input, weight, bias, both_sides(padding), 3) != nullptr;
 #else
   return false;
 #endif
 }
 
-torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
-                              const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding) {
-  padding = both_sides(std::move(padding));
+namespace {
+
 #ifdef SCOREFLOW_WITH_DNNL
-  const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, padding);
-  if (!k) return conv2d_direct(input, weight, bias, padding);
+/// Runs kernel `k` on `input` and `bias`.
+torch::Tensor run_kernel(const Kernel* k, const torch::Tensor& input, const c10::optional<torch::Tensor>& bias) {
   const torch::Tensor x = input.contiguous();
   const torch::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : torch::Tensor();
   const auto& dims = k->plain_dst_md.dims();
@@ -222,20 +231,52 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
   if (k->reorder_dst) k->from_dst.execute(stream, dst, plain_dst);
   stream.wait();
   return out;
-#else
-  return conv2d_direct(input, weight, bias, padding);
+}
 #endif
+
+}  // namespace
+
+torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
+                              const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding) {
+  padding = both_sides(std::move(padding));
+#ifdef SCOREFLOW_WITH_DNNL
+  if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, padding, 3))
+    return run_kernel(k.get(), input, bias);
+#endif
+  return conv2d_direct(input, weight, bias, padding);
+}
+
+bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias) {
+#ifdef SCOREFLOW_WITH_DNNL
+  return usable_kernel(input, weight, bias, {0, 0}, 1) != nullptr;
+#else
+  return false;
+#endif
+}
+
+torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& weight,
+                               const c10::optional<torch::Tensor>& bias) {
+#ifdef SCOREFLOW_WITH_DNNL
+  if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, {0, 0}, 1))
+    return run_kernel(k.get(), input, bias);
+#endif
+  return conv2d_direct(input, weight, bias, {0, 0});
 }
 
 TORCH_LIBRARY_FRAGMENT(scoreflow, m) {
   m.def("conv2d_winograd(Tensor input, Tensor weight, Tensor? bias, int[] padding) -> Tensor", &conv2d_winograd);
+  m.def("conv2d_pointwise(Tensor input, Tensor weight, Tensor? bias) -> Tensor", &conv2d_pointwise);
 }
 
 int count_winograd_convolutions(torch::jit::Graph& graph) {
   return static_cast<int>(nodes_of_kind(graph, "scoreflow::conv2d_winograd").size());
 }
 
-int route_convolutions_through_winograd(std::shared_ptr<torch::jit::Graph>& graph) {
+int count_pointwise_convolutions(torch::jit::Graph& graph) {
+  return static_cast<int>(nodes_of_kind(graph, "scoreflow::conv2d_pointwise").size());
+}
+
+int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph) {
   if (!winograd_available()) return 0;
   using torch::jit::Node;
   std::vector<Node*> convs;
@@ -264,12 +305,21 @@ int route_convolutions_through_winograd(std::shared_ptr<torch::jit::Graph>& grap
     const auto ones = [](const c10::optional<std::vector<int64_t>>& v) {
       return v && !v->empty() && std::all_of(v->begin(), v->end(), [](int64_t x) { return x == 1; });
     };
-    if (!weight || !weight->isTensor() || weight->toTensor().dim() != 4 || weight->toTensor().size(2) != 3 ||
-        weight->toTensor().size(3) != 3 || weight->toTensor().scalar_type() != torch::kFloat32 || !groups ||
-        !groups->isInt() || groups->toInt() != 1 || !ones(stride) || !ones(dilation) || !padding)
+    if (!weight || !weight->isTensor() || weight->toTensor().dim() != 4 ||
+        weight->toTensor().scalar_type() != torch::kFloat32 || !groups || !groups->isInt() || groups->toInt() != 1 ||
+        !ones(stride) || !ones(dilation) || !padding)
       continue;
-    Node* fast = graph->create(c10::Symbol::fromQualString("scoreflow::conv2d_winograd"),
-                               {conv->input(0), conv->input(1), conv->input(2), conv->input(4)}, 1);
+    const int64_t kh = weight->toTensor().size(2), kw = weight->toTensor().size(3);
+    const bool unpadded = std::all_of(padding->begin(), padding->end(), [](int64_t p) { return p == 0; });
+    Node* fast = nullptr;
+    if (kh == 3 && kw == 3)
+      fast = graph->create(c10::Symbol::fromQualString("scoreflow::conv2d_winograd"),
+                           {conv->input(0), conv->input(1), conv->input(2), conv->input(4)}, 1);
+    else if (kh == 1 && kw == 1 && unpadded)
+      fast = graph->create(c10::Symbol::fromQualString("scoreflow::conv2d_pointwise"),
+                           {conv->input(0), conv->input(1), conv->input(2)}, 1);
+    else
+      continue;
     fast->insertBefore(conv);  // its output is a Tensor, the type a new node's outputs have
     conv->output()->replaceAllUsesWith(fast->output());
     conv->destroy();

@@ -2,6 +2,8 @@
 // 3x3 convolutions through oneDNN's Winograd kernels (docs/performance.md, "CPU", session 18): the
 // same convolution with about a quarter of the multiply-adds, for the optimised CPU module.
 // PyTorch's own convolutions always take oneDNN's direct algorithm, so scoreflow calls oneDNN itself.
+// 1x1 convolutions go to oneDNN directly on the NCHW tensors (session 19): as matrix products, without
+// the conversions to and from oneDNN's blocked layout that optimize_for_inference puts around them.
 // Built where LibTorch links the shared oneDNN library (Debian's LibTorch) and its headers are
 // installed (libdnnl-dev), so that both use one copy of it; elsewhere winograd_available() is false.
 #include <torch/script.h>
@@ -29,11 +31,25 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
 bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
                    const std::vector<int64_t>& padding);
 
-/// Rewrites, in `graph`, every aten::conv2d with a constant 3x3 weight, stride 1, dilation 1 and one
-/// group into scoreflow::conv2d_winograd; returns how many. Does nothing without winograd_available().
-int route_convolutions_through_winograd(std::shared_ptr<torch::jit::Graph>& graph);
+/// torch.conv2d(input, weight, bias) for a 1x1 `weight` (stride 1, no padding, one group) through
+/// oneDNN's direct convolution on the NCHW tensors (a matrix product per sample), with the weights
+/// kept as conv2d_winograd keeps them; about 1e-7 of the output's scale from at::conv2d. What it does
+/// not take goes to at::conv2d, as there. The TorchScript operator scoreflow::conv2d_pointwise.
+torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& weight,
+                               const c10::optional<torch::Tensor>& bias);
+
+/// Whether conv2d_pointwise(input, weight, bias) takes oneDNN's kernel on this machine.
+bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias);
+
+/// Rewrites, in `graph`, every aten::conv2d with a constant float weight, stride 1, dilation 1 and one
+/// group: 3x3 ones into scoreflow::conv2d_winograd, unpadded 1x1 ones into scoreflow::conv2d_pointwise;
+/// returns how many. Does nothing without winograd_available().
+int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph);
 
 /// How many scoreflow::conv2d_winograd calls `graph` holds.
 int count_winograd_convolutions(torch::jit::Graph& graph);
+
+/// How many scoreflow::conv2d_pointwise calls `graph` holds.
+int count_pointwise_convolutions(torch::jit::Graph& graph);
 
 }  // namespace scoreflow::detail

@@ -472,19 +472,21 @@ TEST(CpuFastPath, WinogradConvolutionsEqualTheDirectOnes) {
   EXPECT_TRUE(torch::equal(conv2d_winograd(x, w5, b, {2}), torch::conv2d(x, w5, b, 1, 2)));
   EXPECT_THROW(conv2d_winograd(x, torch::randn({48, 16, 3, 3}), b, {1}), c10::Error);
 
-  // In a network, through optimize_for_cpu: only the 3x3, stride-1, one-group convolution is routed.
+  // In a network, through optimize_for_cpu: only the 3x3, stride-1, one-group convolution is routed
+  // to Winograd, and the unpadded 1x1 one to conv2d_pointwise.
   torch::jit::Module m("Convs");
   m.register_parameter("w", w, false);
   m.register_parameter("b", b, false);
   m.register_parameter("strided", torch::randn({48, 48, 3, 3}) * 0.05, false);
   m.register_parameter("grouped", torch::randn({48, 24, 3, 3}) * 0.05, false);
   m.register_parameter("point", torch::randn({32, 48, 1, 1}) * 0.1, false);
+  m.register_parameter("point2", torch::randn({48, 48, 1, 1}) * 0.1, false);
   m.define(R"(
 def forward(self, x):
     h = torch.silu(torch.conv2d(x, self.w, self.b, [1, 1], [1, 1]))
     h = h + torch.conv2d(h, self.grouped, None, [1, 1], [1, 1], [1, 1], 2)
-    s = torch.conv2d(h, self.strided, None, [2, 2], [1, 1])
-    return torch.conv2d(h, self.point), s
+    s = torch.conv2d(h, self.strided, None, [2, 2], [1, 1]) + torch.conv2d(h, self.point2, None, [2, 2])
+    return torch.conv2d(h, self.point) + torch.conv2d(h, self.point, None, [1, 1], [1, 1])[:, :, 1:-1, 1:-1], s
 )");
   m.eval();
   // Also on a frozen module read back from the cache, whose constant lists are lists of constants.
@@ -494,19 +496,65 @@ def forward(self, x):
   EXPECT_FALSE(hit);
   for (const torch::jit::Module& f : {frozen, frozen_for_cpu(m, {"forward"}, cache, &hit)}) {
     std::shared_ptr<torch::jit::Graph> graph = f.get_method("forward").graph()->copy();
-    EXPECT_EQ(scoreflow::detail::route_convolutions_through_winograd(graph),
-              scoreflow::detail::winograd_available() ? 1 : 0);
+    EXPECT_EQ(scoreflow::detail::route_convolutions_through_onednn(graph),
+              scoreflow::detail::winograd_available() ? 2 : 0);
   }
   EXPECT_TRUE(hit);
   torch::jit::Module fast = optimize_for_cpu(frozen, {"forward"});
   std::ostringstream text;
   text << *fast.get_method("forward").graph();
-  EXPECT_EQ(text.str().find("scoreflow::conv2d_winograd") != std::string::npos, scoreflow::detail::winograd_available())
-      << text.str();
+  const int routed = scoreflow::detail::winograd_available() ? 1 : 0;
+  EXPECT_EQ(scoreflow::detail::count_winograd_convolutions(*fast.get_method("forward").graph()), routed) << text.str();
+  EXPECT_EQ(scoreflow::detail::count_pointwise_convolutions(*fast.get_method("forward").graph()), routed) << text.str();
   torch::NoGradGuard no_grad;
   const auto got = fast.forward({x}).toTuple(), want = m.forward({x}).toTuple();
   for (size_t i = 0; i < 2; ++i)
     EXPECT_LE(rel_diff(got->elements()[i].toTensor(), want->elements()[i].toTensor()), 1e-5) << i;
+}
+
+// 1x1 convolutions through oneDNN on the NCHW tensors: at::conv2d's values to float rounding, and
+// what oneDNN does not take is at::conv2d's, exactly.
+TEST(CpuFastPath, PointwiseConvolutionsEqualTheDirectOnes) {
+  using scoreflow::detail::conv2d_pointwise;
+  using scoreflow::detail::pointwise_runs;
+  torch::manual_seed(7);
+  // Channel counts that are and are not multiples of 16, a 1x1 image, biased and not.
+  for (const auto& [shape, out] : std::vector<std::pair<std::vector<int64_t>, int64_t>>{
+           {{2, 48, 12, 10}, 96}, {{3, 5, 7, 4}, 3}, {{1, 16, 1, 1}, 32}}) {
+    const torch::Tensor x = torch::randn(shape), w = torch::randn({out, shape[1], 1, 1}), b = torch::randn({out});
+    for (const bool with_bias : {true, false}) {
+      const c10::optional<torch::Tensor> bias = with_bias ? c10::optional<torch::Tensor>(b) : c10::nullopt;
+      const torch::Tensor want =
+          torch::conv2d(x.to(torch::kFloat64), w.to(torch::kFloat64),
+                        with_bias ? c10::optional<torch::Tensor>(b.to(torch::kFloat64)) : c10::nullopt);
+      const torch::Tensor got = conv2d_pointwise(x, w, bias);
+      EXPECT_EQ(got.sizes(), want.sizes());
+      EXPECT_LE(rel_diff(got, want), 1e-6) << shape << with_bias;
+      if (scoreflow::detail::winograd_available()) EXPECT_TRUE(pointwise_runs(x, w, bias)) << shape;
+    }
+  }
+  // A non-contiguous input, and calls from several threads at once with two weights.
+  const torch::Tensor x = torch::randn({2, 6, 5, 48}).permute({0, 3, 1, 2});
+  const torch::Tensor w = torch::randn({32, 48, 1, 1}), w2 = torch::randn({32, 48, 1, 1}), b = torch::randn({32});
+  EXPECT_LE(rel_diff(conv2d_pointwise(x, w, b), torch::conv2d(x, w, b)), 1e-6);
+  std::vector<torch::Tensor> outs(4);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < outs.size(); ++i)
+    threads.emplace_back([&, i] { outs[i] = conv2d_pointwise(x, i % 2 ? w2 : w, b); });
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < outs.size(); ++i) EXPECT_LE(rel_diff(outs[i], torch::conv2d(x, i % 2 ? w2 : w, b)), 1e-6) << i;
+  // float64, gradients and a 3x3 weight are at::conv2d's; so is its error for mismatched channels.
+  const torch::Tensor x64 = x.to(torch::kFloat64), w64 = w.to(torch::kFloat64);
+  EXPECT_FALSE(pointwise_runs(x64, w64, c10::nullopt));
+  EXPECT_TRUE(torch::equal(conv2d_pointwise(x64, w64, c10::nullopt), torch::conv2d(x64, w64)));
+  const torch::Tensor wg = w.clone().requires_grad_(true);
+  EXPECT_FALSE(pointwise_runs(x, wg, b));
+  conv2d_pointwise(x, wg, b).sum().backward();
+  EXPECT_TRUE(wg.grad().defined());
+  const torch::Tensor w3 = torch::randn({32, 48, 3, 3});
+  EXPECT_FALSE(pointwise_runs(x, w3, b));
+  EXPECT_TRUE(torch::equal(conv2d_pointwise(x, w3, b), torch::conv2d(x, w3, b)));
+  EXPECT_THROW(conv2d_pointwise(x, torch::randn({32, 16, 1, 1}), b), c10::Error);
 }
 
 // Group normalisation and SiLU in one pass (optimize_for_cpu): LibTorch's two operators' values to

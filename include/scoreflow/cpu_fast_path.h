@@ -86,6 +86,9 @@ struct CpuOptimization {
   /// where LibTorch links the shared oneDNN; a shape oneDNN has no kernel for runs at::conv2d;
   /// docs/performance.md, "CPU", session 18).
   int winograd_convolutions = 0;
+  /// 1x1 convolutions of the optimised module's forward run by oneDNN on the NCHW tensors (same
+  /// builds; session 19).
+  int pointwise_convolutions = 0;
   /// Group normalisations of the optimised module's forward that only feed SiLU, fused with it into
   /// one pass (docs/performance.md, "CPU", session 19).
   int fused_group_norms = 0;
