@@ -138,12 +138,12 @@ torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const 
     for (int64_t task = begin; task < end; ++task) {
       const float* gx = xp + task * group_size;
       float* gy = op + task * group_size;
+      // One pass, about the group's first element: a value of the group, so the squares lose nothing
+      // to cancellation unless the mean lies thousands of standard deviations away from it.
       double sum = 0, squares = 0;
-      group_sums(gx, group_size, 0.0, &sum, &squares);
-      const double mean = sum / static_cast<double>(group_size);
-      group_sums(gx, group_size, mean, &sum, &squares);  // centred: no cancellation in the variance
-      const double variance =
-          std::max(0.0, squares / static_cast<double>(group_size) - (sum / group_size) * (sum / group_size));
+      group_sums(gx, group_size, gx[0], &sum, &squares);
+      const double shift = sum / static_cast<double>(group_size), mean = gx[0] + shift;
+      const double variance = std::max(0.0, squares / static_cast<double>(group_size) - shift * shift);
       const double rstd = 1.0 / std::sqrt(variance + eps);
       // x - mean as (x - m) - (mean - m), m the float nearest the mean: x - m is exact for the elements
       // near the mean, so a mean far from zero costs no precision (x * a + s would cancel).
