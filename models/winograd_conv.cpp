@@ -70,10 +70,10 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
   // 3x3: Winograd in the layouts oneDNN picks. 1x1: the direct convolution on the NCHW tensors
   // themselves, which oneDNN runs as matrix products with no reorder of input or output.
   const bool pointwise = kh == 1 && kw == 1;
-  const auto any = [pointwise](const memory::dims& d) {
+  const auto activation = [pointwise](const memory::dims& d) {
     return memory::desc(d, memory::data_type::f32, pointwise ? memory::format_tag::nchw : memory::format_tag::any);
   };
-  const auto any_weights = [](const memory::dims& d) {
+  const auto any = [](const memory::dims& d) {
     return memory::desc(d, memory::data_type::f32, memory::format_tag::any);
   };
   auto kernel = std::make_shared<Kernel>();
@@ -82,8 +82,8 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
         has_bias ? memory::desc({out_c}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
     const dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference,
-        pointwise ? dnnl::algorithm::convolution_direct : dnnl::algorithm::convolution_winograd, any(src_dims),
-        any_weights(wei_dims), bias_md, any(dst_dims), {1, 1}, {ph, pw}, {ph, pw});
+        pointwise ? dnnl::algorithm::convolution_direct : dnnl::algorithm::convolution_winograd, activation(src_dims),
+        any(wei_dims), bias_md, activation(dst_dims), {1, 1}, {ph, pw}, {ph, pw});
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // one scratchpad per call: calls may overlap
     const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());

@@ -13,7 +13,7 @@
 
 namespace scoreflow::detail {
 
-/// Whether this build has the Winograd convolution (and optimize_for_cpu uses it).
+/// Whether this build has the Winograd and pointwise convolutions (and optimize_for_cpu uses them).
 bool winograd_available();
 
 /// torch.conv2d(input, weight, bias, stride=1, padding=padding, dilation=1, groups=1) for a 3x3
