@@ -9,6 +9,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "models/cpu_optimize.h"
@@ -164,6 +167,16 @@ torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const 
 TORCH_LIBRARY_FRAGMENT(scoreflow, m) {
   m.def("group_norm_silu(Tensor input, int groups, Tensor? weight, Tensor? bias, float eps) -> Tensor",
         &group_norm_silu);
+}
+
+int parallel_for_threads(int64_t tasks) {
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  at::parallel_for(0, tasks, 1, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(mutex);
+    threads.insert(std::this_thread::get_id());
+  });
+  return static_cast<int>(threads.size());
 }
 
 int count_group_norm_silu(torch::jit::Graph& graph) {

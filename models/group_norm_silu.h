@@ -28,4 +28,9 @@ int fuse_group_norm_silu(std::shared_ptr<torch::jit::Graph>& graph);
 /// How many scoreflow::group_norm_silu calls `graph` holds.
 int count_group_norm_silu(torch::jit::Graph& graph);
 
+/// How many threads at::parallel_for spreads `tasks` one-element tasks over when called from this
+/// file, which is compiled like every library file that calls it: 1 where the build compiled them
+/// without OpenMP (at::parallel_for then runs the whole range on the calling thread; CMakeLists.txt).
+int parallel_for_threads(int64_t tasks);
+
 }  // namespace scoreflow::detail

@@ -647,6 +647,20 @@ def forward(self, x):
   EXPECT_LE(rel_diff(fast.forward({x}).toTensor(), m.forward({x}).toTensor()), 1e-6);
 }
 
+// The library's parallel loops (the fused group norm, the exact oracles' kernel) use every intra-op
+// thread: at::parallel_for only does so in files compiled with OpenMP, which CMakeLists.txt arranges
+// for GCC (the oracles' kernel ran on one thread for six sessions before this was noticed).
+TEST(CpuFastPath, TheLibrarysParallelLoopsUseTheIntraOpThreads) {
+#if defined(__GNUC__) && !defined(__clang__)
+  ThreadCount threads(2);
+  EXPECT_EQ(scoreflow::detail::parallel_for_threads(8), 2);
+  ThreadCount one(1);
+  EXPECT_EQ(scoreflow::detail::parallel_for_threads(8), 1);
+#else
+  GTEST_SKIP() << "OpenMP is arranged for GCC builds only";
+#endif
+}
+
 // Thread teams (LoadOptions::cpu_teams): a batch split into contiguous parts run at once, each
 // with a share of the intra-op threads.
 TEST(CpuTeams, TheRuleKeepsAtLeastFourThreadsPerTeamWhenAutomatic) {
