@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iterator>
 #include <sstream>
+#include <utility>
 
 #include "models/cpu_teams.h"
 #include "scoreflow/latent.h"
@@ -132,12 +133,13 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
                 c.module == "fused" ? "fused (oneDNN Graph)" : "optimised", batches.c_str(), c.seconds,
                 c.cache_hit ? ", frozen module from the cache" : "", c.probe_rel_diff);
   std::string text = buf;
-  if (c.module == "optimized" && c.winograd_convolutions > 0)
-    text += "; " + std::to_string(c.winograd_convolutions) + " 3x3 convolutions routed to oneDNN Winograd";
-  if (c.module == "optimized" && c.pointwise_convolutions > 0)
-    text += "; " + std::to_string(c.pointwise_convolutions) + " 1x1 convolutions run by oneDNN on NCHW";
-  if (c.module == "optimized" && c.fused_group_norms > 0)
-    text += "; " + std::to_string(c.fused_group_norms) + " group norms fused with SiLU";
+  // What optimize_for_cpu rewrote, where it rewrote anything.
+  const std::pair<int, const char*> rewritten[] = {
+      {c.winograd_convolutions, "3x3 convolutions routed to oneDNN Winograd"},
+      {c.pointwise_convolutions, "1x1 convolutions run by oneDNN on NCHW"},
+      {c.fused_group_norms, "group norms fused with SiLU"}};
+  for (const auto& [count, what] : rewritten)
+    if (c.module == "optimized" && count > 0) text += "; " + std::to_string(count) + " " + what;
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
     if (ms.empty() || c.plain_ms.size() != ms.size()) return;
