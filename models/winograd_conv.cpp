@@ -9,6 +9,7 @@
 #include <array>
 #include <map>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "models/cpu_optimize.h"
@@ -44,6 +45,7 @@ struct Kernel {
   bool reorder_src = false, reorder_dst = false;
   dnnl::memory weights;
   dnnl::memory::desc scratchpad_md, bias_md;
+  std::string name;  // oneDNN's name of the implementation
 };
 
 /// The kernels of one weight tensor. `owner` keeps the tensor's address from being reused while the
@@ -67,9 +69,11 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
   const int64_t out_c = has_bias ? -o : o, kh = weight.size(2), kw = weight.size(3);
   const memory::dims src_dims{n, c, h, w}, wei_dims{out_c, c, kh, kw},
       dst_dims{n, out_c, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1};
-  // 3x3: Winograd in the layouts oneDNN picks. 1x1: the direct convolution on the NCHW tensors
-  // themselves, which oneDNN runs as matrix products with no reorder of input or output.
-  const bool pointwise = kh == 1 && kw == 1;
+  // 3x3: Winograd in the layouts oneDNN picks; with fewer than 16 input channels (a network's first
+  // layer) the direct algorithm, as Winograd pads the channels to 16 (the demo model's 1 -> 48 layer
+  // took twice as long). 1x1: the direct convolution on the NCHW tensors themselves, which oneDNN runs
+  // as matrix products with no reorder of input or output.
+  const bool pointwise = kh == 1 && kw == 1, direct = pointwise || c < 16;
   const auto activation = [pointwise](const memory::dims& d) {
     return memory::desc(d, memory::data_type::f32, pointwise ? memory::format_tag::nchw : memory::format_tag::any);
   };
@@ -82,12 +86,13 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
         has_bias ? memory::desc({out_c}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
     const dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference,
-        pointwise ? dnnl::algorithm::convolution_direct : dnnl::algorithm::convolution_winograd, activation(src_dims),
+        direct ? dnnl::algorithm::convolution_direct : dnnl::algorithm::convolution_winograd, activation(src_dims),
         any(wei_dims), bias_md, activation(dst_dims), {1, 1}, {ph, pw}, {ph, pw});
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // one scratchpad per call: calls may overlap
     const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
     kernel->conv = dnnl::convolution_forward(pd);
+    kernel->name = pd.impl_info_str();
     kernel->src_md = pd.src_desc();
     kernel->dst_md = pd.dst_desc();
     kernel->plain_src_md = memory::desc(src_dims, memory::data_type::f32, memory::format_tag::nchw);
@@ -194,6 +199,15 @@ bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, cons
 #else
   return false;
 #endif
+}
+
+std::string winograd_kernel(const torch::Tensor& input, const torch::Tensor& weight,
+                            const c10::optional<torch::Tensor>& bias, const std::vector<int64_t>& padding) {
+#ifdef SCOREFLOW_WITH_DNNL
+  if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, both_sides(padding), 3))
+    return k->name;
+#endif
+  return {};
 }
 
 namespace {

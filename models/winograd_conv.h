@@ -9,6 +9,7 @@
 #include <torch/script.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace scoreflow::detail {
@@ -17,7 +18,8 @@ namespace scoreflow::detail {
 bool winograd_available();
 
 /// torch.conv2d(input, weight, bias, stride=1, padding=padding, dilation=1, groups=1) for a 3x3
-/// `weight`, through oneDNN's Winograd algorithm: its float32 rounding differs from the direct
+/// `weight`, through oneDNN's Winograd algorithm (with fewer than 16 input channels, which Winograd would
+/// pad to 16, oneDNN's direct algorithm): its float32 rounding differs from the direct
 /// convolution's by about 1e-6 of the output's scale. Transformed weights are kept per weight tensor
 /// (and per oneDNN layout) while that tensor lives; those of a tensor that has died are freed when the
 /// next new weight tensor comes (a module's are all built in its first calls). Any input oneDNN has no Winograd kernel
@@ -30,6 +32,11 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
 /// at::conv2d) on this machine.
 bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
                    const std::vector<int64_t>& padding);
+
+/// oneDNN's name of the kernel conv2d_winograd(input, weight, bias, padding) runs (a Winograd one, or a
+/// direct one for fewer than 16 input channels); empty where the call goes to at::conv2d.
+std::string winograd_kernel(const torch::Tensor& input, const torch::Tensor& weight,
+                            const c10::optional<torch::Tensor>& bias, const std::vector<int64_t>& padding);
 
 /// torch.conv2d(input, weight, bias) for a 1x1 `weight` (stride 1, no padding, one group) through
 /// oneDNN's direct convolution on the NCHW tensors (a matrix product per sample), with the weights

@@ -471,6 +471,19 @@ TEST(CpuFastPath, WinogradConvolutionsEqualTheDirectOnes) {
   EXPECT_FALSE(winograd_runs(x, w5, b, {2, 2}));
   EXPECT_TRUE(torch::equal(conv2d_winograd(x, w5, b, {2}), torch::conv2d(x, w5, b, 1, 2)));
   EXPECT_THROW(conv2d_winograd(x, torch::randn({48, 16, 3, 3}), b, {1}), c10::Error);
+  // The kernel: Winograd, and the direct algorithm for one input channel (Winograd would pad it to 16).
+  if (scoreflow::detail::winograd_available() && has_avx512_core()) {
+    EXPECT_NE(scoreflow::detail::winograd_kernel(x, w, b, {1, 1}).find("wino"), std::string::npos);
+    const torch::Tensor x1 = torch::randn({2, 1, 28, 28}), w1 = torch::randn({48, 1, 3, 3});
+    const std::string first = scoreflow::detail::winograd_kernel(x1, w1, b, {1, 1});
+    EXPECT_FALSE(first.empty());
+    EXPECT_EQ(first.find("wino"), std::string::npos) << first;
+    EXPECT_LE(rel_diff(conv2d_winograd(x1, w1, b, {1}),
+                       torch::conv2d(x1.to(torch::kFloat64), w1.to(torch::kFloat64), b.to(torch::kFloat64), 1, 1)),
+              1e-6);
+  }
+  EXPECT_TRUE(
+      scoreflow::detail::winograd_kernel(x.to(torch::kFloat64), w.to(torch::kFloat64), c10::nullopt, {1, 1}).empty());
 
   // In a network, through optimize_for_cpu: only the 3x3, stride-1, one-group convolution is routed
   // to Winograd, and the unpadded 1x1 one to conv2d_pointwise.
