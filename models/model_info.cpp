@@ -138,8 +138,9 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
       {c.winograd_convolutions, "3x3 convolutions routed to oneDNN Winograd"},
       {c.pointwise_convolutions, "1x1 convolutions run by oneDNN on NCHW"},
       {c.fused_group_norms, "group norms fused with SiLU"}};
-  for (const auto& [count, what] : rewritten)
-    if (c.module == "optimized" && count > 0) text += "; " + std::to_string(count) + " " + what;
+  if (c.module == "optimized")
+    for (const auto& [count, what] : rewritten)
+      if (count > 0) text += "; " + std::to_string(count) + " " + what;
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
     if (ms.empty() || c.plain_ms.size() != ms.size()) return;

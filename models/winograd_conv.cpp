@@ -192,15 +192,6 @@ std::vector<int64_t> both_sides(std::vector<int64_t> padding) {
 
 }  // namespace
 
-bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
-                   const std::vector<int64_t>& padding) {
-#ifdef SCOREFLOW_WITH_DNNL
-  return usable_kernel(input, weight, bias, both_sides(padding), 3) != nullptr;
-#else
-  return false;
-#endif
-}
-
 std::string winograd_kernel(const torch::Tensor& input, const torch::Tensor& weight,
                             const c10::optional<torch::Tensor>& bias, const std::vector<int64_t>& padding) {
 #ifdef SCOREFLOW_WITH_DNNL
@@ -208,6 +199,11 @@ std::string winograd_kernel(const torch::Tensor& input, const torch::Tensor& wei
     return k->name;
 #endif
   return {};
+}
+
+bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
+                   const std::vector<int64_t>& padding) {
+  return !winograd_kernel(input, weight, bias, padding).empty();  // oneDNN names every implementation
 }
 
 namespace {
