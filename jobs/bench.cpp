@@ -95,7 +95,9 @@ BenchResult bench_sampler(const std::shared_ptr<Model>& model, const Sampler& sa
   r.steps = sampler.steps_for_nfe(o.nfe, final);
   r.nfe = sampler.nfe_for(r.steps, final);
   const torch::Tensor x0 = (NoiseSource(job.seeds).randn(model->metadata().shape) * sigmas.front()).to(device);
-  const double sigma_mid = sigmas[sigmas.size() / 2];
+  // The network alone at a noise level the sampler evaluates: never the grid's last one, which may be
+  // 0 (one step: [sigma_max, 0]) and which a discrete-time network cannot take.
+  const double sigma_mid = sigmas[(sigmas.size() - 1) / 2];
   const Conditioning conditioning = batch_conditioning(job, 0, r.batch, device);
   torch::NoGradGuard no_grad;
   auto sample_once = [&]() {

@@ -52,4 +52,21 @@ TEST(BenchJob, ReportsTheSamplersNfeAndStepsAndLeavesGraphFieldsUnmeasured) {
   EXPECT_THROW(jobs::bench_sampler(model, *heun, "", FinalStep::Zero, job, o), Error);
 }
 
+// One step ([sigma_max, 0]) on a discrete-time network, which refuses sigma = 0: the network alone is
+// timed at a level the sampler evaluates, not at the grid's final 0.
+TEST(BenchJob, OneStepTimesTheNetworkAtANoiseLevelTheSamplerUses) {
+  auto model = open_model(std::string(SCOREFLOW_FIXTURE_DIR) + "/tiny_eps.pt");
+  SampleJob job;
+  job.seeds = {0};
+  jobs::BenchOptions o;
+  o.repeat = 1;
+  o.iterations = 1;
+  o.nfe = 1;
+  auto euler = make_sampler("euler");
+  const jobs::BenchResult r = jobs::bench_sampler(model, *euler, "", FinalStep::Zero, job, o);
+  EXPECT_EQ(r.steps, 1);
+  EXPECT_EQ(r.nfe, 1);
+  EXPECT_GT(r.network, 0);
+}
+
 }  // namespace
