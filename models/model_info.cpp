@@ -92,7 +92,8 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
                        {"teams", cpu_team_limit(*model)},
                        {"winograd_convolutions", c.winograd_convolutions},
                        {"pointwise_convolutions", c.pointwise_convolutions},
-                       {"fused_group_norms", c.fused_group_norms}};
+                       {"fused_group_norms", c.fused_group_norms},
+                       {"onednn_convolutions_off", c.onednn_convolutions_off}};
   }
 
   std::string& t = info.text;
@@ -141,6 +142,8 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
   if (c.module == "optimized")
     for (const auto& [count, what] : rewritten)
       if (count > 0) text += "; " + std::to_string(count) + " " + what;
+  if (!c.onednn_convolutions_off.empty())
+    text += "; without oneDNN's Winograd and 1x1 convolutions, as the module with them " + c.onednn_convolutions_off;
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
     if (ms.empty() || c.plain_ms.size() != ms.size()) return;

@@ -191,39 +191,52 @@ class TorchScriptModel : public NetworkModel {
   };
 
   /// Builds the `kind` module and keeps it in fast_ when its probe agrees with the plain
-  /// module; returns "" then, "plain" when the plain module fails on the probe, else the note.
+  /// module; returns "" then, "plain" when the plain module fails on the probe, else the note. An
+  /// optimised module that fails with oneDNN's Winograd and 1x1 convolutions is built again without
+  /// them (Debian's oneDNN 2.6 failed inside PyTorch 2.11's LibTorch: docs/performance.md, "CPU",
+  /// session 21); cpu_.onednn_convolutions_off then says why.
   std::string build_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
-    std::string problem;
-    try {
-      if (kind == "fused" && !cpu_fusion_available()) {
-        problem = "could not be built: this LibTorch has no oneDNN Graph fusion";
-      } else {
-        bool hit = false;
-        FastModule c{kind, frozen_for_cpu(module_, methods, cpu_.cache_file, &hit)};
-        cpu_.cache_hit = cpu_.cache_hit || hit;
-        if (kind == "optimized") c.module = optimize_for_cpu(c.module, methods);
-        c.probe_rel_diff = probe_difference(c, methods);
-        if (c.probe_rel_diff < 0) return "plain";
-        if (c.probe_rel_diff <= tolerance) {
-          torch::jit::Graph& graph = *c.module.get_method("forward").graph();
-          cpu_.winograd_convolutions = detail::count_winograd_convolutions(graph);
-          cpu_.pointwise_convolutions = detail::count_pointwise_convolutions(graph);
-          cpu_.fused_group_norms = detail::count_group_norm_silu(graph);
-          fast_ = std::move(c);
-          return "";
-        }
-        char buf[200];
-        std::snprintf(buf, sizeof buf,
-                      "differs from the plain module by %.3g (relative L2) on a probe batch, more than %g",
-                      c.probe_rel_diff, tolerance);
-        problem = buf;
-        cpu_.probe_rel_diff = c.probe_rel_diff;
-      }
-    } catch (const std::exception& e) {
-      problem = "could not be built: " + first_line(e.what());
+    const bool onednn = kind == "optimized" && detail::winograd_available();
+    std::string problem = try_fast_module(kind, methods, tolerance, onednn);
+    if (!problem.empty() && problem != "plain" && onednn) {
+      const std::string with_onednn = problem;
+      problem = try_fast_module(kind, methods, tolerance, false);
+      if (problem.empty()) cpu_.onednn_convolutions_off = with_onednn;
     }
+    if (problem.empty() || problem == "plain") return problem;
     return std::string(kind == "fused" ? "the fused" : "the optimised") + " CPU module " + problem +
            "; using the plain module";
+  }
+
+  /// One try of build_fast_module: "", "plain", or what went wrong.
+  std::string try_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance,
+                              bool onednn_convolutions) {
+    try {
+      if (kind == "fused" && !cpu_fusion_available())
+        return "could not be built: this LibTorch has no oneDNN Graph fusion";
+      bool hit = false;
+      FastModule c{kind, frozen_for_cpu(module_, methods, cpu_.cache_file, &hit)};
+      cpu_.cache_hit = cpu_.cache_hit || hit;
+      if (kind == "optimized") c.module = optimize_for_cpu(c.module, methods, onednn_convolutions);
+      c.probe_rel_diff = probe_difference(c, methods);
+      if (c.probe_rel_diff < 0) return "plain";
+      if (c.probe_rel_diff <= tolerance) {
+        torch::jit::Graph& graph = *c.module.get_method("forward").graph();
+        cpu_.winograd_convolutions = detail::count_winograd_convolutions(graph);
+        cpu_.pointwise_convolutions = detail::count_pointwise_convolutions(graph);
+        cpu_.fused_group_norms = detail::count_group_norm_silu(graph);
+        fast_ = std::move(c);
+        return "";
+      }
+      cpu_.probe_rel_diff = c.probe_rel_diff;
+      char buf[200];
+      std::snprintf(buf, sizeof buf,
+                    "differs from the plain module by %.3g (relative L2) on a probe batch, more than %g",
+                    c.probe_rel_diff, tolerance);
+      return buf;
+    } catch (const std::exception& e) {
+      return "could not be built: " + first_line(e.what());
+    }
   }
 
   torch::Tensor stored_uncond(const std::string& name) const override {

@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 
@@ -246,8 +248,19 @@ torch::Tensor run_kernel(const Kernel* k, const torch::Tensor& input, const c10:
 
 }  // namespace
 
+namespace {
+std::atomic<bool> failing_for_testing{false};
+
+void maybe_fail_for_testing() {
+  if (failing_for_testing.load()) throw std::runtime_error("could not execute a primitive (made to fail for a test)");
+}
+}  // namespace
+
+void fail_onednn_convolutions_for_testing(bool fail) { failing_for_testing = fail; }
+
 torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
                               const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding) {
+  maybe_fail_for_testing();
   padding = both_sides(std::move(padding));
 #ifdef SCOREFLOW_WITH_DNNL
   if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, padding, 3))
@@ -266,6 +279,7 @@ bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, con
 
 torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& weight,
                                const c10::optional<torch::Tensor>& bias) {
+  maybe_fail_for_testing();
 #ifdef SCOREFLOW_WITH_DNNL
   if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, {0, 0}, 1))
     return run_kernel(k.get(), input, bias);

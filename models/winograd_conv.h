@@ -28,6 +28,11 @@ bool winograd_available();
 torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
                               const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding);
 
+/// For tests: while set, conv2d_winograd and conv2d_pointwise throw as oneDNN did inside PyTorch 2.11's
+/// LibTorch ("could not execute a primitive"), to check that the optimised module is then built
+/// without them.
+void fail_onednn_convolutions_for_testing(bool fail);
+
 /// Whether conv2d_winograd(input, weight, bias, padding) takes oneDNN's Winograd kernel (and not
 /// at::conv2d) on this machine.
 bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,

@@ -153,6 +153,39 @@ TEST(CpuFastPath, KeepsTheHeadAndTheFeaturesMethod) {
   }
 }
 
+// Where the module with oneDNN's own convolutions fails (Debian's oneDNN 2.6 inside PyTorch 2.11's
+// LibTorch: "could not execute a primitive"), the optimised module is built again without them, keeps
+// the group norm + SiLU fusion, gives the plain module's values, and says why.
+TEST(CpuFastPath, AModuleWhoseOneDnnConvolutionsFailIsBuiltWithoutThem) {
+  if (!scoreflow::detail::winograd_available()) GTEST_SKIP() << "this build has no oneDNN convolutions";
+  const std::string path = head_and_features_model();
+  auto plain = open_model(path);
+  const LoadOptions load = optimized(fresh_cache("onednn_off"));
+  scoreflow::detail::fail_onednn_convolutions_for_testing(true);
+  auto fast = open_model(path, "", {}, torch::kCPU, load);
+  scoreflow::detail::fail_onednn_convolutions_for_testing(false);
+  const CpuOptimization c = cpu_optimization(*fast);
+  ASSERT_TRUE(c.active) << c.note;
+  EXPECT_EQ(c.winograd_convolutions, 0);
+  EXPECT_EQ(c.fused_group_norms, 1);
+  EXPECT_NE(c.onednn_convolutions_off.find("could not be built: "), std::string::npos) << c.onednn_convolutions_off;
+  EXPECT_NE(c.onednn_convolutions_off.find("could not execute a primitive (made to fail for a test)"),
+            std::string::npos)
+      << c.onednn_convolutions_off;
+  const std::string note = cpu_path_note(*fast, load, "");
+  EXPECT_NE(note.find("; without oneDNN's Winograd and 1x1 convolutions, as the module with them could not be built"),
+            std::string::npos)
+      << note;
+  torch::manual_seed(0);
+  const torch::Tensor x = torch::randn({3, 1, 8, 8});
+  const std::vector<double> sigmas{0.5, 0.5, 0.5};
+  EXPECT_LE(rel_diff(fast->denoise(x, sigmas, {}), plain->denoise(x, sigmas, {})), 1e-5);
+  // Where they work, the same load keeps them.
+  auto again = open_model(path, "", {}, torch::kCPU, optimized(fresh_cache("onednn_on")));
+  EXPECT_EQ(cpu_optimization(*again).onednn_convolutions_off, "");
+  EXPECT_EQ(cpu_optimization(*again).winograd_convolutions, 2);
+}
+
 TEST(CpuFastPath, TheFrozenModuleIsCachedAndReused) {
   const std::string path = head_and_features_model(), cache = fresh_cache("reuse");
   auto first = open_model(path, "", {}, torch::kCPU, optimized(cache));

@@ -92,6 +92,10 @@ struct CpuOptimization {
   /// Group normalisations of the optimised module's forward that only feed SiLU, fused with it into
   /// one pass (docs/performance.md, "CPU", session 19).
   int fused_group_norms = 0;
+  /// Why the optimised module runs without oneDNN's Winograd and 1x1 convolutions although the build
+  /// has them: the module with them failed to build or on the probe, and the one without them did not
+  /// (session 21: Debian's oneDNN 2.6 inside PyTorch 2.11's LibTorch); "" otherwise.
+  std::string onednn_convolutions_off;
 };
 
 /// The fast path's state for a model from open_model (all fields default for models it does not
