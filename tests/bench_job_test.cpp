@@ -14,6 +14,22 @@ using namespace scoreflow;
 
 namespace {
 
+/// Samples 0 .. n - 1.
+SampleJob seeds(int n) {
+  SampleJob job;
+  for (int i = 0; i < n; ++i) job.seeds.push_back(i);
+  return job;
+}
+
+/// One timed run of `iterations` network calls at an NFE budget of `nfe`.
+jobs::BenchOptions one_run(int nfe, int iterations) {
+  jobs::BenchOptions o;
+  o.repeat = 1;
+  o.iterations = iterations;
+  o.nfe = nfe;
+  return o;
+}
+
 TEST(BenchJob, MedianSecondsWarmsUpOnceThenTimesRepeatRuns) {
   int calls = 0;
   const double s = jobs::median_seconds(torch::kCPU, 3, [&] { ++calls; });
@@ -23,15 +39,10 @@ TEST(BenchJob, MedianSecondsWarmsUpOnceThenTimesRepeatRuns) {
 
 TEST(BenchJob, ReportsTheSamplersNfeAndStepsAndLeavesGraphFieldsUnmeasured) {
   auto model = open_model("builtin:gmm:shape=1x2x2,k=2");
-  SampleJob job;
-  job.seeds = {0, 1};
-  jobs::BenchOptions o;
-  o.repeat = 1;
-  o.iterations = 2;
   // Heun on a grid ending in 0 makes 2N − 1 calls in N steps: a budget of 4 gives 2 steps, 3 calls.
-  o.nfe = 4;
+  jobs::BenchOptions o = one_run(4, 2);
   auto heun = make_sampler("heun");
-  const jobs::BenchResult r = jobs::bench_sampler(model, *heun, "", FinalStep::Zero, job, o);
+  const jobs::BenchResult r = jobs::bench_sampler(model, *heun, "", FinalStep::Zero, seeds(2), o);
   EXPECT_EQ(r.steps, 2);
   EXPECT_EQ(r.nfe, 3);
   EXPECT_EQ(r.batch, 2);
@@ -49,21 +60,15 @@ TEST(BenchJob, ReportsTheSamplersNfeAndStepsAndLeavesGraphFieldsUnmeasured) {
   EXPECT_DOUBLE_EQ(j["network_ms"].get<double>(), r.network * 1e3);
   // A budget below the method's minimum is refused naming it.
   o.nfe = 0;
-  EXPECT_THROW(jobs::bench_sampler(model, *heun, "", FinalStep::Zero, job, o), Error);
+  EXPECT_THROW(jobs::bench_sampler(model, *heun, "", FinalStep::Zero, seeds(2), o), Error);
 }
 
 // One step ([sigma_max, 0]) on a discrete-time network, which refuses sigma = 0: the network alone is
 // timed at a level the sampler evaluates, not at the grid's final 0.
 TEST(BenchJob, OneStepTimesTheNetworkAtANoiseLevelTheSamplerUses) {
   auto model = open_model(std::string(SCOREFLOW_FIXTURE_DIR) + "/tiny_eps.pt");
-  SampleJob job;
-  job.seeds = {0};
-  jobs::BenchOptions o;
-  o.repeat = 1;
-  o.iterations = 1;
-  o.nfe = 1;
   auto euler = make_sampler("euler");
-  const jobs::BenchResult r = jobs::bench_sampler(model, *euler, "", FinalStep::Zero, job, o);
+  const jobs::BenchResult r = jobs::bench_sampler(model, *euler, "", FinalStep::Zero, seeds(1), one_run(1, 1));
   EXPECT_EQ(r.steps, 1);
   EXPECT_EQ(r.nfe, 1);
   EXPECT_GT(r.network, 0);
