@@ -246,14 +246,12 @@ torch::Tensor run_kernel(const Kernel* k, const torch::Tensor& input, const c10:
 }
 #endif
 
-}  // namespace
-
-namespace {
 std::atomic<bool> failing_for_testing{false};
 
 void maybe_fail_for_testing() {
   if (failing_for_testing.load()) throw std::runtime_error("could not execute a primitive (made to fail for a test)");
 }
+
 }  // namespace
 
 void fail_onednn_convolutions_for_testing(bool fail) { failing_for_testing = fail; }

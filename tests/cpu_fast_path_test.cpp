@@ -161,9 +161,14 @@ TEST(CpuFastPath, AModuleWhoseOneDnnConvolutionsFailIsBuiltWithoutThem) {
   const std::string path = head_and_features_model();
   auto plain = open_model(path);
   const LoadOptions load = optimized(fresh_cache("onednn_off"));
-  scoreflow::detail::fail_onednn_convolutions_for_testing(true);
-  auto fast = open_model(path, "", {}, torch::kCPU, load);
-  scoreflow::detail::fail_onednn_convolutions_for_testing(false);
+  std::shared_ptr<Model> fast;
+  {
+    struct Failing {  // set for this load only, also if it throws
+      Failing() { scoreflow::detail::fail_onednn_convolutions_for_testing(true); }
+      ~Failing() { scoreflow::detail::fail_onednn_convolutions_for_testing(false); }
+    } failing;
+    fast = open_model(path, "", {}, torch::kCPU, load);
+  }
   const CpuOptimization c = cpu_optimization(*fast);
   ASSERT_TRUE(c.active) << c.note;
   EXPECT_EQ(c.winograd_convolutions, 0);
