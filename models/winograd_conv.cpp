@@ -210,9 +210,25 @@ bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, cons
 
 namespace {
 
+std::atomic<bool> failing_for_testing{false};
+constexpr const char* kMadeToFail = "could not execute a primitive (made to fail for a test)";
+
+/// Throws as oneDNN did inside PyTorch 2.11's LibTorch while fail_onednn_convolutions_for_testing is set.
+void maybe_fail_for_testing() {
+  if (failing_for_testing.load()) throw std::runtime_error(kMadeToFail);
+}
+
 #ifdef SCOREFLOW_WITH_DNNL
-/// Runs kernel `k` on `input` and `bias`.
-torch::Tensor run_kernel(const Kernel* k, const torch::Tensor& input, const c10::optional<torch::Tensor>& bias) {
+/// "[2, 48, 32, 32]": a shape as messages print it.
+std::string dims_text(const dnnl::memory::dims& dims) {
+  std::string text = "[";
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + "]";
+}
+
+/// Runs kernel `k` on `input` and `bias`; `step` names what it is doing, for run_kernel's message.
+torch::Tensor run_kernel_unchecked(const Kernel* k, const torch::Tensor& input,
+                                   const c10::optional<torch::Tensor>& bias, const char*& step) {
   const torch::Tensor x = input.contiguous();
   const torch::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : torch::Tensor();
   const auto& dims = k->plain_dst_md.dims();
@@ -234,23 +250,35 @@ torch::Tensor run_kernel(const Kernel* k, const torch::Tensor& input, const c10:
   dnnl::memory plain_src(k->plain_src_md, engine, x.data_ptr()), plain_dst(k->plain_dst_md, engine, out.data_ptr());
   dnnl::memory src = k->reorder_src ? dnnl::memory(k->src_md, engine, src_tmp.data_ptr()) : plain_src;
   dnnl::memory dst = k->reorder_dst ? dnnl::memory(k->dst_md, engine, dst_tmp.data_ptr()) : plain_dst;
+  step = "reordering its input";
   if (k->reorder_src) k->to_src.execute(stream, plain_src, src);
+  step = "running it";
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, k->weights}, {DNNL_ARG_DST, dst}};
   if (k->scratchpad_md.get_size() > 0)
     args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(k->scratchpad_md, engine, scratch.data_ptr()));
   if (b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(k->bias_md, engine, b.data_ptr()));
+  if (failing_for_testing.load()) throw dnnl::error(dnnl_runtime_error, kMadeToFail);
   k->conv.execute(stream, args);
+  step = "reordering its output";
   if (k->reorder_dst) k->from_dst.execute(stream, dst, plain_dst);
+  step = "waiting for the stream";
   stream.wait();
   return out;
 }
-#endif
 
-std::atomic<bool> failing_for_testing{false};
-
-void maybe_fail_for_testing() {
-  if (failing_for_testing.load()) throw std::runtime_error("could not execute a primitive (made to fail for a test)");
+/// Runs kernel `k` on `input` and `bias`. A oneDNN failure is rethrown naming the step, the kernel,
+/// the shapes and oneDNN's status, so that a note on a machine where it fails says which convolution did.
+torch::Tensor run_kernel(const Kernel* k, const torch::Tensor& input, const c10::optional<torch::Tensor>& bias) {
+  const char* step = "setting up its memory";
+  try {
+    return run_kernel_unchecked(k, input, bias, step);
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error("oneDNN's convolution " + k->name + " from " + dims_text(k->plain_src_md.dims()) + " to " +
+                             dims_text(k->plain_dst_md.dims()) + " failed " + step + ": " + e.what() + " (status " +
+                             std::to_string(static_cast<int>(e.status)) + ")");
+  }
 }
+#endif
 
 }  // namespace
 
@@ -258,12 +286,12 @@ void fail_onednn_convolutions_for_testing(bool fail) { failing_for_testing = fai
 
 torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
                               const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding) {
-  maybe_fail_for_testing();
   padding = both_sides(std::move(padding));
 #ifdef SCOREFLOW_WITH_DNNL
   if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, padding, 3))
     return run_kernel(k.get(), input, bias);
 #endif
+  maybe_fail_for_testing();
   return conv2d_direct(input, weight, bias, padding);
 }
 
@@ -277,11 +305,11 @@ bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, con
 
 torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& weight,
                                const c10::optional<torch::Tensor>& bias) {
-  maybe_fail_for_testing();
 #ifdef SCOREFLOW_WITH_DNNL
   if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, {0, 0}, 1))
     return run_kernel(k.get(), input, bias);
 #endif
+  maybe_fail_for_testing();
   return conv2d_direct(input, weight, bias, {0, 0});
 }
 

@@ -30,7 +30,9 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
 
 /// For tests: while set, conv2d_winograd and conv2d_pointwise throw as oneDNN did inside PyTorch 2.11's
 /// LibTorch ("could not execute a primitive"), to check that the optimised module is then built
-/// without them.
+/// without them: where a kernel runs, oneDNN's error comes from running the convolution and is reported
+/// as a real one is (naming the kernel, shapes and status); elsewhere the call throws instead of
+/// at::conv2d.
 void fail_onednn_convolutions_for_testing(bool fail);
 
 /// Whether conv2d_winograd(input, weight, bias, padding) takes oneDNN's Winograd kernel (and not

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -103,6 +104,14 @@ bool has_avx512_core() {
   return false;
 }
 
+/// While it lives, scoreflow's oneDNN convolutions fail as they did inside PyTorch 2.11's LibTorch.
+struct FailingOneDnnConvolutions {
+  FailingOneDnnConvolutions() { scoreflow::detail::fail_onednn_convolutions_for_testing(true); }
+  ~FailingOneDnnConvolutions() { scoreflow::detail::fail_onednn_convolutions_for_testing(false); }
+  FailingOneDnnConvolutions(const FailingOneDnnConvolutions&) = delete;
+  FailingOneDnnConvolutions& operator=(const FailingOneDnnConvolutions&) = delete;
+};
+
 }  // namespace
 
 TEST(CpuFastPath, SamplesMatchThePlainModuleOnTheSameNoise) {
@@ -163,10 +172,7 @@ TEST(CpuFastPath, AModuleWhoseOneDnnConvolutionsFailIsBuiltWithoutThem) {
   const LoadOptions load = optimized(fresh_cache("onednn_off"));
   std::shared_ptr<Model> fast;
   {
-    struct Failing {  // set for this load only, also if it throws
-      Failing() { scoreflow::detail::fail_onednn_convolutions_for_testing(true); }
-      ~Failing() { scoreflow::detail::fail_onednn_convolutions_for_testing(false); }
-    } failing;
+    const FailingOneDnnConvolutions failing;  // for this load only, also if it throws
     fast = open_model(path, "", {}, torch::kCPU, load);
   }
   const CpuOptimization c = cpu_optimization(*fast);
@@ -189,6 +195,41 @@ TEST(CpuFastPath, AModuleWhoseOneDnnConvolutionsFailIsBuiltWithoutThem) {
   auto again = open_model(path, "", {}, torch::kCPU, optimized(fresh_cache("onednn_on")));
   EXPECT_EQ(cpu_optimization(*again).onednn_convolutions_off, "");
   EXPECT_EQ(cpu_optimization(*again).winograd_convolutions, 2);
+}
+
+// A oneDNN convolution that fails says which one it was, at which step and with which status: on a
+// machine where the module with them cannot be built, the note then names the convolution.
+TEST(CpuFastPath, AFailingOneDnnConvolutionNamesItself) {
+  using scoreflow::detail::conv2d_pointwise;
+  using scoreflow::detail::conv2d_winograd;
+  if (!scoreflow::detail::winograd_available() || !has_avx512_core())
+    GTEST_SKIP() << "this build or CPU has no oneDNN Winograd kernel";
+  torch::manual_seed(2);
+  const torch::Tensor x = torch::randn({2, 32, 12, 10}), w3 = torch::randn({48, 32, 3, 3}),
+                      w1 = torch::randn({48, 32, 1, 1}), b = torch::randn({48});
+  const std::string kernel = scoreflow::detail::winograd_kernel(x, w3, b, {1, 1});
+  ASSERT_FALSE(kernel.empty());
+  ASSERT_TRUE(scoreflow::detail::pointwise_runs(x, w1, b));
+  const std::string failure =
+      " from [2, 32, 12, 10] to [2, 48, 12, 10] failed running it: could not execute a primitive (made to fail "
+      "for a test) (status 5)";
+  const FailingOneDnnConvolutions failing;
+  const auto message = [](const std::function<void()>& call) -> std::string {
+    try {
+      call();
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_EQ(message([&] { conv2d_winograd(x, w3, b, {1}); }), "oneDNN's convolution " + kernel + failure);
+  const std::string pointwise = message([&] { conv2d_pointwise(x, w1, b); });
+  EXPECT_EQ(pointwise.rfind("oneDNN's convolution ", 0), 0u) << pointwise;
+  EXPECT_NE(pointwise.find(" from [2, 32, 12, 10] to [2, 48, 12, 10] failed running it: "), std::string::npos)
+      << pointwise;
+  // A call that goes to at::conv2d (float64) fails before it, with the bare message.
+  EXPECT_EQ(message([&] { conv2d_winograd(x.to(torch::kFloat64), w3.to(torch::kFloat64), c10::nullopt, {1}); }),
+            "could not execute a primitive (made to fail for a test)");
 }
 
 TEST(CpuFastPath, TheFrozenModuleIsCachedAndReused) {
