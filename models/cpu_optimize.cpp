@@ -201,13 +201,13 @@ TORCH_LIBRARY(scoreflow, m) {
 }
 
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods,
-                                    bool onednn_convolutions) {
+                                    detail::OneDnnConvolutions onednn_convolutions) {
   // 3x3 and 1x1 convolutions first: optimize_for_inference would turn them into prepacked oneDNN
   // direct ones in the blocked layout.
   // Then each group normalisation that only feeds SiLU becomes one fused operator.
   for (const std::string& name : methods) {
     std::shared_ptr<torch::jit::Graph> graph = frozen.get_method(name).graph();
-    if (onednn_convolutions) detail::route_convolutions_through_onednn(graph);
+    detail::route_convolutions_through_onednn(graph, onednn_convolutions);
     detail::fuse_group_norm_silu(graph);
   }
   // A frozen module has no `training` attribute, so optimize_for_inference does not freeze it again

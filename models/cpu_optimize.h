@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "models/winograd_conv.h"
+
 namespace scoreflow {
 
 /// `module` (eval mode) frozen with `methods` kept (forward first; freezing drops every method it
@@ -20,11 +22,11 @@ torch::jit::Module frozen_for_cpu(const torch::jit::Module& module, const std::v
 /// convolutions with prepacked weights and fused ops; where LibTorch has oneDNN but not MKL
 /// (Debian's LibTorch, whose BLAS is the reference one), batched products (aten::bmm, matmul,
 /// baddbmm and einsum) also run on oneDNN (detail::bmm_onednn). Its oneDNN constants cannot be
-/// serialised, so this runs at every load. With `onednn_convolutions`, 3x3 and 1x1 convolutions go to
-/// oneDNN's Winograd and NCHW kernels first, in builds that have them (models/winograd_conv.h).
+/// serialised, so this runs at every load. The 3x3 and 1x1 convolutions `onednn_convolutions` names go
+/// to oneDNN's Winograd and NCHW kernels first, in builds that have them (models/winograd_conv.h).
 /// Changes and returns `frozen`.
 torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector<std::string>& methods,
-                                    bool onednn_convolutions = true);
+                                    detail::OneDnnConvolutions onednn_convolutions = {});
 
 namespace detail {
 

@@ -93,7 +93,8 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
                        {"winograd_convolutions", c.winograd_convolutions},
                        {"pointwise_convolutions", c.pointwise_convolutions},
                        {"fused_group_norms", c.fused_group_norms},
-                       {"onednn_convolutions_off", c.onednn_convolutions_off}};
+                       {"onednn_convolutions_off", c.onednn_convolutions_off},
+                       {"onednn_convolutions_dropped", c.onednn_convolutions_dropped}};
   }
 
   std::string& t = info.text;
@@ -143,7 +144,8 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
     for (const auto& [count, what] : rewritten)
       if (count > 0) text += "; " + std::to_string(count) + " " + what;
   if (!c.onednn_convolutions_off.empty())
-    text += "; without oneDNN's Winograd and 1x1 convolutions, as the module with them " + c.onednn_convolutions_off;
+    text += "; without oneDNN's " + c.onednn_convolutions_dropped + " convolutions, as the module with all of them " +
+            c.onednn_convolutions_off;
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
     if (ms.empty() || c.plain_ms.size() != ms.size()) return;

@@ -192,16 +192,27 @@ class TorchScriptModel : public NetworkModel {
 
   /// Builds the `kind` module and keeps it in fast_ when its probe agrees with the plain
   /// module; returns "" then, "plain" when the plain module fails on the probe, else the note. An
-  /// optimised module that fails with oneDNN's Winograd and 1x1 convolutions is built again without
-  /// them (Debian's oneDNN 2.6 failed inside PyTorch 2.11's LibTorch: docs/performance.md, "CPU",
-  /// session 21); cpu_.onednn_convolutions_off then says why.
+  /// optimised module that fails with oneDNN's Winograd and 1x1 convolutions is built again with
+  /// fewer of them: without the 1x1 ones, then without the Winograd ones, then without both (on the
+  /// 16-core host, Debian's oneDNN 2.6 failed inside PyTorch 2.11's LibTorch on a 1x1 convolution:
+  /// docs/performance.md, "CPU", sessions 21-22); cpu_.onednn_convolutions_off then says why, and
+  /// cpu_.onednn_convolutions_dropped which.
   std::string build_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
     const bool onednn = kind == "optimized" && detail::winograd_available();
-    std::string problem = try_fast_module(kind, methods, tolerance, onednn);
+    const detail::OneDnnConvolutions all{onednn, onednn};
+    std::string problem = try_fast_module(kind, methods, tolerance, all);
     if (!problem.empty() && problem != "plain" && onednn) {
-      const std::string with_onednn = problem;
-      problem = try_fast_module(kind, methods, tolerance, false);
-      if (problem.empty()) cpu_.onednn_convolutions_off = with_onednn;
+      const std::string with_all = problem;
+      const std::pair<detail::OneDnnConvolutions, const char*> fewer[] = {
+          {{true, false}, "1x1"}, {{false, true}, "Winograd"}, {{false, false}, "Winograd and 1x1"}};
+      for (const auto& [routes, dropped] : fewer) {
+        problem = try_fast_module(kind, methods, tolerance, routes);
+        if (problem.empty()) {
+          cpu_.onednn_convolutions_off = with_all;
+          cpu_.onednn_convolutions_dropped = dropped;
+          break;
+        }
+      }
     }
     if (problem.empty() || problem == "plain") return problem;
     return std::string(kind == "fused" ? "the fused" : "the optimised") + " CPU module " + problem +
@@ -210,7 +221,7 @@ class TorchScriptModel : public NetworkModel {
 
   /// One try of build_fast_module: "", "plain", or what went wrong.
   std::string try_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance,
-                              bool onednn_convolutions) {
+                              detail::OneDnnConvolutions onednn_convolutions) {
     try {
       if (kind == "fused" && !cpu_fusion_available())
         return "could not be built: this LibTorch has no oneDNN Graph fusion";

@@ -41,6 +41,7 @@ const dnnl::engine& cpu_engine() {
 /// the primitive's layout. `ok` is false where oneDNN has no Winograd kernel for the shape.
 struct Kernel {
   bool ok = false;
+  bool pointwise = false;  // a 1x1 kernel (conv2d_pointwise's)
   dnnl::convolution_forward conv;
   dnnl::memory::desc src_md, dst_md, plain_src_md, plain_dst_md;
   dnnl::reorder to_src, from_dst;
@@ -83,6 +84,7 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
     return memory::desc(d, memory::data_type::f32, memory::format_tag::any);
   };
   auto kernel = std::make_shared<Kernel>();
+  kernel->pointwise = pointwise;
   try {
     const memory::desc bias_md =
         has_bias ? memory::desc({out_c}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
@@ -210,12 +212,14 @@ bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, cons
 
 namespace {
 
-std::atomic<bool> failing_for_testing{false};
+std::atomic<bool> failing_winograd{false}, failing_pointwise{false};
 constexpr const char* kMadeToFail = "could not execute a primitive (made to fail for a test)";
 
-/// Throws as oneDNN did inside PyTorch 2.11's LibTorch while fail_onednn_convolutions_for_testing is set.
-void maybe_fail_for_testing() {
-  if (failing_for_testing.load()) throw std::runtime_error(kMadeToFail);
+bool failing_for_testing(bool pointwise) { return (pointwise ? failing_pointwise : failing_winograd).load(); }
+
+/// Throws as oneDNN did inside PyTorch 2.11's LibTorch while fail_onednn_convolutions_for_testing says so.
+void maybe_fail_for_testing(bool pointwise) {
+  if (failing_for_testing(pointwise)) throw std::runtime_error(kMadeToFail);
 }
 
 #ifdef SCOREFLOW_WITH_DNNL
@@ -257,7 +261,7 @@ torch::Tensor run_kernel_unchecked(const Kernel* k, const torch::Tensor& input,
   if (k->scratchpad_md.get_size() > 0)
     args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(k->scratchpad_md, engine, scratch.data_ptr()));
   if (b.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory(k->bias_md, engine, b.data_ptr()));
-  if (failing_for_testing.load()) throw dnnl::error(dnnl_runtime_error, kMadeToFail);
+  if (failing_for_testing(k->pointwise)) throw dnnl::error(dnnl_runtime_error, kMadeToFail);
   k->conv.execute(stream, args);
   step = "reordering its output";
   if (k->reorder_dst) k->from_dst.execute(stream, dst, plain_dst);
@@ -282,7 +286,10 @@ torch::Tensor run_kernel(const Kernel* k, const torch::Tensor& input, const c10:
 
 }  // namespace
 
-void fail_onednn_convolutions_for_testing(bool fail) { failing_for_testing = fail; }
+void fail_onednn_convolutions_for_testing(bool winograd, bool pointwise) {
+  failing_winograd = winograd;
+  failing_pointwise = pointwise;
+}
 
 torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
                               const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding) {
@@ -291,7 +298,7 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
   if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, padding, 3))
     return run_kernel(k.get(), input, bias);
 #endif
-  maybe_fail_for_testing();
+  maybe_fail_for_testing(false);
   return conv2d_direct(input, weight, bias, padding);
 }
 
@@ -309,7 +316,7 @@ torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& 
   if (const std::shared_ptr<const Kernel> k = usable_kernel(input, weight, bias, {0, 0}, 1))
     return run_kernel(k.get(), input, bias);
 #endif
-  maybe_fail_for_testing();
+  maybe_fail_for_testing(true);
   return conv2d_direct(input, weight, bias, {0, 0});
 }
 
@@ -326,7 +333,7 @@ int count_pointwise_convolutions(torch::jit::Graph& graph) {
   return static_cast<int>(nodes_of_kind(graph, "scoreflow::conv2d_pointwise").size());
 }
 
-int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph) {
+int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes) {
   if (!winograd_available()) return 0;
   using torch::jit::Node;
   std::vector<Node*> convs;
@@ -362,10 +369,10 @@ int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph)
     const int64_t kh = weight->toTensor().size(2), kw = weight->toTensor().size(3);
     const bool unpadded = std::all_of(padding->begin(), padding->end(), [](int64_t p) { return p == 0; });
     Node* fast = nullptr;
-    if (kh == 3 && kw == 3)
+    if (kh == 3 && kw == 3 && routes.winograd)
       fast = graph->create(c10::Symbol::fromQualString("scoreflow::conv2d_winograd"),
                            {conv->input(0), conv->input(1), conv->input(2), conv->input(4)}, 1);
-    else if (kh == 1 && kw == 1 && unpadded)
+    else if (kh == 1 && kw == 1 && unpadded && routes.pointwise)
       fast = graph->create(c10::Symbol::fromQualString("scoreflow::conv2d_pointwise"),
                            {conv->input(0), conv->input(1), conv->input(2)}, 1);
     else

@@ -28,12 +28,12 @@ bool winograd_available();
 torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
                               const c10::optional<torch::Tensor>& bias, std::vector<int64_t> padding);
 
-/// For tests: while set, conv2d_winograd and conv2d_pointwise throw as oneDNN did inside PyTorch 2.11's
-/// LibTorch ("could not execute a primitive"), to check that the optimised module is then built
-/// without them: where a kernel runs, oneDNN's error comes from running the convolution and is reported
-/// as a real one is (naming the kernel, shapes and status); elsewhere the call throws instead of
-/// at::conv2d.
-void fail_onednn_convolutions_for_testing(bool fail);
+/// For tests: while set, conv2d_winograd (`winograd`) and conv2d_pointwise (`pointwise`) throw as oneDNN
+/// did inside PyTorch 2.11's LibTorch ("could not execute a primitive"), to check that the optimised
+/// module is then built without them: where a kernel runs, oneDNN's error comes from running the
+/// convolution and is reported as a real one is (naming the kernel, shapes and status); elsewhere the
+/// call throws instead of at::conv2d.
+void fail_onednn_convolutions_for_testing(bool winograd, bool pointwise);
 
 /// Whether conv2d_winograd(input, weight, bias, padding) takes oneDNN's Winograd kernel (and not
 /// at::conv2d) on this machine.
@@ -55,10 +55,16 @@ torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& 
 /// Whether conv2d_pointwise(input, weight, bias) takes oneDNN's kernel on this machine.
 bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias);
 
+/// Which convolutions route_convolutions_through_onednn rewrites.
+struct OneDnnConvolutions {
+  bool winograd = true;   ///< 3x3 ones, into scoreflow::conv2d_winograd
+  bool pointwise = true;  ///< unpadded 1x1 ones, into scoreflow::conv2d_pointwise
+};
+
 /// Rewrites, in `graph`, every aten::conv2d with a constant float weight, stride 1, dilation 1 and one
-/// group: 3x3 ones into scoreflow::conv2d_winograd, unpadded 1x1 ones into scoreflow::conv2d_pointwise;
-/// returns how many. Does nothing without winograd_available().
-int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph);
+/// group that `routes` names: 3x3 ones into scoreflow::conv2d_winograd, unpadded 1x1 ones into
+/// scoreflow::conv2d_pointwise; returns how many. Does nothing without winograd_available().
+int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes = {});
 
 /// How many scoreflow::conv2d_winograd calls `graph` holds.
 int count_winograd_convolutions(torch::jit::Graph& graph);

@@ -104,10 +104,13 @@ bool has_avx512_core() {
   return false;
 }
 
-/// While it lives, scoreflow's oneDNN convolutions fail as they did inside PyTorch 2.11's LibTorch.
+/// While it lives, scoreflow's oneDNN convolutions (the 3x3 ones, the 1x1 ones) fail as they did inside
+/// PyTorch 2.11's LibTorch.
 struct FailingOneDnnConvolutions {
-  FailingOneDnnConvolutions() { scoreflow::detail::fail_onednn_convolutions_for_testing(true); }
-  ~FailingOneDnnConvolutions() { scoreflow::detail::fail_onednn_convolutions_for_testing(false); }
+  explicit FailingOneDnnConvolutions(bool winograd = true, bool pointwise = true) {
+    scoreflow::detail::fail_onednn_convolutions_for_testing(winograd, pointwise);
+  }
+  ~FailingOneDnnConvolutions() { scoreflow::detail::fail_onednn_convolutions_for_testing(false, false); }
   FailingOneDnnConvolutions(const FailingOneDnnConvolutions&) = delete;
   FailingOneDnnConvolutions& operator=(const FailingOneDnnConvolutions&) = delete;
 };
@@ -184,7 +187,8 @@ TEST(CpuFastPath, AModuleWhoseOneDnnConvolutionsFailIsBuiltWithoutThem) {
             std::string::npos)
       << c.onednn_convolutions_off;
   const std::string note = cpu_path_note(*fast, load, "");
-  EXPECT_NE(note.find("; without oneDNN's Winograd and 1x1 convolutions, as the module with them could not be built"),
+  EXPECT_EQ(c.onednn_convolutions_dropped, "Winograd");  // it has no 1x1 convolution
+  EXPECT_NE(note.find("; without oneDNN's Winograd convolutions, as the module with all of them could not be built"),
             std::string::npos)
       << note;
   torch::manual_seed(0);
@@ -194,7 +198,60 @@ TEST(CpuFastPath, AModuleWhoseOneDnnConvolutionsFailIsBuiltWithoutThem) {
   // Where they work, the same load keeps them.
   auto again = open_model(path, "", {}, torch::kCPU, optimized(fresh_cache("onednn_on")));
   EXPECT_EQ(cpu_optimization(*again).onednn_convolutions_off, "");
+  EXPECT_EQ(cpu_optimization(*again).onednn_convolutions_dropped, "");
   EXPECT_EQ(cpu_optimization(*again).winograd_convolutions, 2);
+}
+
+// Where only one kind of oneDNN convolution fails (on the 16-core host: the 1x1 ones), the optimised
+// module keeps the other kind, and says which it dropped.
+TEST(CpuFastPath, AFailingKindOfOneDnnConvolutionIsDroppedAndTheOtherKept) {
+  if (!scoreflow::detail::winograd_available()) GTEST_SKIP() << "this build has no oneDNN convolutions";
+  torch::jit::Module m("Mixed");
+  torch::manual_seed(4);
+  m.register_parameter("w1", torch::randn({4, 1, 3, 3}) * 0.4, false);
+  m.register_parameter("p", torch::randn({4, 4, 1, 1}) * 0.4, false);
+  m.register_parameter("w2", torch::randn({1, 4, 3, 3}) * 0.3, false);
+  m.define(R"(
+def forward(self, x, t):
+    h = torch.conv2d(torch.conv2d(x, self.w1, None, [1, 1], [1, 1]), self.p)
+    return torch.conv2d(torch.tanh(h), self.w2, None, [1, 1], [1, 1]) * (1.0 + t / 1000.0).view(-1, 1, 1, 1)
+)");
+  m.eval();
+  const std::string path = ::testing::TempDir() + "/cpu_mixed_convs_" + std::to_string(getpid()) + ".pt";
+  m.save(path, {{"scoreflow.json", R"({"prediction":"eps","schedule":{"type":"vp_discrete","betas":"linear",
+      "beta_start":1e-4,"beta_end":0.02,"num_train_steps":1000},"time_input":"index","shape":[1,8,8]})"}});
+  auto plain = open_model(path);
+  torch::manual_seed(0);
+  const torch::Tensor x = torch::randn({2, 1, 8, 8});
+  const std::vector<double> sigmas{0.5, 2.0};
+  struct Case {
+    bool winograd_fails, pointwise_fails;
+    const char* dropped;
+    int winograd, pointwise;
+  };
+  for (const Case& k : {Case{false, true, "1x1", 2, 0}, Case{true, false, "Winograd", 0, 1},
+                        Case{true, true, "Winograd and 1x1", 0, 0}, Case{false, false, "", 2, 1}}) {
+    const LoadOptions load = optimized(fresh_cache(std::string("mixed_") + k.dropped[0]));
+    std::shared_ptr<Model> fast;
+    {
+      const FailingOneDnnConvolutions failing(k.winograd_fails, k.pointwise_fails);
+      fast = open_model(path, "", {}, torch::kCPU, load);
+    }
+    const CpuOptimization c = cpu_optimization(*fast);
+    ASSERT_TRUE(c.active) << c.note;
+    EXPECT_EQ(c.onednn_convolutions_dropped, k.dropped);
+    EXPECT_EQ(c.winograd_convolutions, k.winograd) << k.dropped;
+    EXPECT_EQ(c.pointwise_convolutions, k.pointwise) << k.dropped;
+    const std::string note = cpu_path_note(*fast, load, "");
+    if (*k.dropped)
+      EXPECT_NE(note.find(std::string("; without oneDNN's ") + k.dropped +
+                          " convolutions, as the module with all of them could not be built: "),
+                std::string::npos)
+          << note;
+    else
+      EXPECT_EQ(note.find("without oneDNN's"), std::string::npos) << note;
+    EXPECT_LE(rel_diff(fast->denoise(x, sigmas, {}), plain->denoise(x, sigmas, {})), 1e-5) << k.dropped;
+  }
 }
 
 // A oneDNN convolution that fails says which one it was, at which step and with which status: on a

@@ -92,10 +92,13 @@ struct CpuOptimization {
   /// Group normalisations of the optimised module's forward that only feed SiLU, fused with it into
   /// one pass (docs/performance.md, "CPU", session 19).
   int fused_group_norms = 0;
-  /// Why the optimised module runs without oneDNN's Winograd and 1x1 convolutions although the build
-  /// has them: the module with them failed to build or on the probe, and the one without them did not
-  /// (session 21: Debian's oneDNN 2.6 inside PyTorch 2.11's LibTorch); "" otherwise.
+  /// Why the optimised module runs without some of oneDNN's Winograd and 1x1 convolutions although the
+  /// build has them: the module with all of them failed to build or on the probe, and the one without
+  /// `onednn_convolutions_dropped` did not (sessions 21-22: Debian's oneDNN 2.6 inside PyTorch 2.11's
+  /// LibTorch); "" otherwise.
   std::string onednn_convolutions_off;
+  /// Which of them it runs without: "1x1", "Winograd" or "Winograd and 1x1" ("" when none).
+  std::string onednn_convolutions_dropped;
 };
 
 /// The fast path's state for a model from open_model (all fields default for models it does not
