@@ -64,6 +64,18 @@ struct WeightKernels {
 std::mutex cache_mutex;
 std::unordered_map<const c10::TensorImpl*, WeightKernels> cache;
 
+/// Whether oneDNN's float32 matrix products run in this process: its x64:gemm:jit 1x1 convolution
+/// calls them, and their kernels are generated at the first product. Checked once, from the first
+/// thread that asks, with a 2x2 product.
+bool gemm_works() {
+  static const bool works = [] {
+    const float a[4] = {1, 2, 3, 4}, b[4] = {1, 0, 0, 1};
+    float c[4] = {0, 0, 0, 0};
+    return dnnl_sgemm('N', 'N', 2, 2, 2, 1.f, a, 2, b, 2, 0.f, c, 2) == dnnl_success && c[0] == 1 && c[3] == 4;
+  }();
+  return works;
+}
+
 std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const std::array<int64_t, 7>& key,
                                            std::vector<dnnl::memory>& transformed) {
   using dnnl::memory;
@@ -85,6 +97,7 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
   };
   auto kernel = std::make_shared<Kernel>();
   kernel->pointwise = pointwise;
+  if (pointwise && !gemm_works()) return kernel;  // not ok: at::conv2d's
   try {
     const memory::desc bias_md =
         has_bias ? memory::desc({out_c}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
@@ -302,6 +315,14 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
   return conv2d_direct(input, weight, bias, padding);
 }
 
+bool pointwise_available() {
+#ifdef SCOREFLOW_WITH_DNNL
+  return gemm_works();
+#else
+  return false;
+#endif
+}
+
 bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias) {
 #ifdef SCOREFLOW_WITH_DNNL
   return usable_kernel(input, weight, bias, {0, 0}, 1) != nullptr;
@@ -335,6 +356,7 @@ int count_pointwise_convolutions(torch::jit::Graph& graph) {
 
 int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes) {
   if (!winograd_available()) return 0;
+  routes.pointwise = routes.pointwise && pointwise_available();
   using torch::jit::Node;
   std::vector<Node*> convs;
   for (Node* node : nodes_of_kind(*graph, "aten::conv2d"))

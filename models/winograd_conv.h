@@ -52,6 +52,11 @@ std::string winograd_kernel(const torch::Tensor& input, const torch::Tensor& wei
 torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& weight,
                                const c10::optional<torch::Tensor>& bias);
 
+/// Whether this build has the pointwise convolutions and oneDNN's float32 matrix products, which they
+/// run on, work in this process (checked once). Where they do not, route_convolutions_through_onednn
+/// leaves 1x1 convolutions alone and conv2d_pointwise is at::conv2d.
+bool pointwise_available();
+
 /// Whether conv2d_pointwise(input, weight, bias) takes oneDNN's kernel on this machine.
 bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias);
 
@@ -63,7 +68,8 @@ struct OneDnnConvolutions {
 
 /// Rewrites, in `graph`, every aten::conv2d with a constant float weight, stride 1, dilation 1 and one
 /// group that `routes` names: 3x3 ones into scoreflow::conv2d_winograd, unpadded 1x1 ones into
-/// scoreflow::conv2d_pointwise; returns how many. Does nothing without winograd_available().
+/// scoreflow::conv2d_pointwise (only where pointwise_available()); returns how many. Does nothing
+/// without winograd_available().
 int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes = {});
 
 /// How many scoreflow::conv2d_winograd calls `graph` holds.
