@@ -225,7 +225,7 @@ bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, cons
 
 namespace {
 
-std::atomic<bool> failing_winograd{false}, failing_pointwise{false};
+std::atomic<bool> failing_winograd{false}, failing_pointwise{false}, failing_products{false};
 constexpr const char* kMadeToFail = "could not execute a primitive (made to fail for a test)";
 
 bool failing_for_testing(bool pointwise) { return (pointwise ? failing_pointwise : failing_winograd).load(); }
@@ -299,9 +299,10 @@ torch::Tensor run_kernel(const Kernel* k, const torch::Tensor& input, const c10:
 
 }  // namespace
 
-void fail_onednn_convolutions_for_testing(bool winograd, bool pointwise) {
+void fail_onednn_convolutions_for_testing(bool winograd, bool pointwise, bool products) {
   failing_winograd = winograd;
   failing_pointwise = pointwise;
+  failing_products = products;
 }
 
 torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& weight,
@@ -317,7 +318,7 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
 
 bool pointwise_available() {
 #ifdef SCOREFLOW_WITH_DNNL
-  return gemm_works();
+  return gemm_works() && !failing_products.load();
 #else
   return false;
 #endif

@@ -32,8 +32,9 @@ torch::Tensor conv2d_winograd(const torch::Tensor& input, const torch::Tensor& w
 /// did inside PyTorch 2.11's LibTorch ("could not execute a primitive"), to check that the optimised
 /// module is then built without them: where a kernel runs, oneDNN's error comes from running the
 /// convolution and is reported as a real one is (naming the kernel, shapes and status); elsewhere the
-/// call throws instead of at::conv2d.
-void fail_onednn_convolutions_for_testing(bool winograd, bool pointwise);
+/// call throws instead of at::conv2d. With `products`, pointwise_available() says oneDNN's products
+/// do not run, as on the 16-core host.
+void fail_onednn_convolutions_for_testing(bool winograd, bool pointwise, bool products = false);
 
 /// Whether conv2d_winograd(input, weight, bias, padding) takes oneDNN's Winograd kernel (and not
 /// at::conv2d) on this machine.
