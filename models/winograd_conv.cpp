@@ -38,7 +38,8 @@ const dnnl::engine& cpu_engine() {
 
 /// One Winograd convolution for one input shape: the primitive, the reorders between PyTorch's
 /// NCHW tensors and the primitive's blocked layouts (empty where none is needed) and the weights in
-/// the primitive's layout. `ok` is false where oneDNN has no Winograd kernel for the shape.
+/// the primitive's layout. `ok` is false where oneDNN has no kernel for the shape (or, for a 1x1 one,
+/// where its matrix products do not run: gemm_works).
 struct Kernel {
   bool ok = false;
   bool pointwise = false;  // a 1x1 kernel (conv2d_pointwise's)
