@@ -198,10 +198,8 @@ class TorchScriptModel : public NetworkModel {
   /// docs/performance.md, "CPU", sessions 21-22); cpu_.onednn_convolutions_off then says why, and
   /// cpu_.onednn_convolutions_dropped which.
   std::string build_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
-    const bool onednn = kind == "optimized" && detail::winograd_available();
-    const detail::OneDnnConvolutions all{onednn, onednn};
-    std::string problem = try_fast_module(kind, methods, tolerance, all);
-    if (!problem.empty() && problem != "plain" && onednn) {
+    std::string problem = try_fast_module(kind, methods, tolerance, {});  // every kind this build has
+    if (!problem.empty() && problem != "plain" && kind == "optimized" && detail::winograd_available()) {
       const std::string with_all = problem;
       const std::pair<detail::OneDnnConvolutions, const char*> fewer[] = {
           {{true, false}, "1x1"}, {{false, true}, "Winograd"}, {{false, false}, "Winograd and 1x1"}};
