@@ -92,6 +92,7 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
                        {"teams", cpu_team_limit(*model)},
                        {"winograd_convolutions", c.winograd_convolutions},
                        {"pointwise_convolutions", c.pointwise_convolutions},
+                       {"pointwise_products", c.pointwise_products},
                        {"fused_group_norms", c.fused_group_norms},
                        {"onednn_convolutions_off", c.onednn_convolutions_off},
                        {"onednn_convolutions_dropped", c.onednn_convolutions_dropped}};
@@ -138,7 +139,10 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
   // What optimize_for_cpu rewrote, where it rewrote anything.
   const std::pair<int, const char*> rewritten[] = {
       {c.winograd_convolutions, "3x3 convolutions routed to oneDNN Winograd"},
-      {c.pointwise_convolutions, "1x1 convolutions run by oneDNN on NCHW"},
+      {c.pointwise_convolutions,
+       c.pointwise_products == "LibTorch"
+           ? "1x1 convolutions run as LibTorch's batched products on NCHW (oneDNN's do not run here)"
+           : "1x1 convolutions run by oneDNN on NCHW"},
       {c.fused_group_norms, "group norms fused with SiLU"}};
   if (c.module == "optimized")
     for (const auto& [count, what] : rewritten)

@@ -233,6 +233,9 @@ class TorchScriptModel : public NetworkModel {
         torch::jit::Graph& graph = *c.module.get_method("forward").graph();
         cpu_.winograd_convolutions = detail::count_winograd_convolutions(graph);
         cpu_.pointwise_convolutions = detail::count_pointwise_convolutions(graph);
+        cpu_.pointwise_products = cpu_.pointwise_convolutions == 0 ? ""
+                                  : detail::pointwise_available()  ? "oneDNN"
+                                                                   : "LibTorch";
         cpu_.fused_group_norms = detail::count_group_norm_silu(graph);
         fast_ = std::move(c);
         return "";

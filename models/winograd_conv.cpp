@@ -192,7 +192,8 @@ std::shared_ptr<const Kernel> usable_kernel(const torch::Tensor& input, const to
       input.size(1) != weight.size(1) || input.numel() == 0 || weight.numel() == 0 || !is_cpu_float(input) ||
       !is_cpu_float(weight) ||
       (has_bias && (!is_cpu_float(*bias) || bias->dim() != 1 || bias->size(0) != weight.size(0))) ||
-      input.size(2) + 2 * padding[0] < size || input.size(3) + 2 * padding[1] < size)
+      input.size(2) + 2 * padding[0] < size || input.size(3) + 2 * padding[1] < size ||
+      (size == 1 && !pointwise_available()))
     return nullptr;
   // The output channels carry the bias flag in their sign.
   const std::array<int64_t, 7> key{
@@ -226,7 +227,8 @@ bool winograd_runs(const torch::Tensor& input, const torch::Tensor& weight, cons
 
 namespace {
 
-std::atomic<bool> failing_winograd{false}, failing_pointwise{false}, failing_products{false};
+std::atomic<bool> failing_winograd{false}, failing_pointwise{false}, failing_products{false},
+    assuming_fast_libtorch_products{false};
 constexpr const char* kMadeToFail = "could not execute a primitive (made to fail for a test)";
 
 bool failing_for_testing(bool pointwise) { return (pointwise ? failing_pointwise : failing_winograd).load(); }
@@ -325,6 +327,40 @@ bool pointwise_available() {
 #endif
 }
 
+bool libtorch_products_fast() { return at::hasMKL() || assuming_fast_libtorch_products.load(); }
+
+void assume_fast_libtorch_products_for_testing(bool fast) { assuming_fast_libtorch_products = fast; }
+
+namespace {
+
+/// Whether conv2d_pointwise_products takes these arguments (else they go to at::conv2d).
+bool pointwise_products_take(const torch::Tensor& input, const torch::Tensor& weight,
+                             const c10::optional<torch::Tensor>& bias) {
+  const auto plain = [](const torch::Tensor& t) {  // as usable_kernel takes them
+    return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.layout() == torch::kStrided &&
+           !t.requires_grad();
+  };
+  return plain(input) && plain(weight) && input.dim() == 4 && input.numel() > 0 && weight.dim() == 4 &&
+         weight.size(1) == input.size(1) && weight.size(2) == 1 && weight.size(3) == 1 &&
+         (!bias || !bias->defined() || (plain(*bias) && bias->dim() == 1 && bias->size(0) == weight.size(0)));
+}
+
+}  // namespace
+
+torch::Tensor conv2d_pointwise_products(const torch::Tensor& input, const torch::Tensor& weight,
+                                        const c10::optional<torch::Tensor>& bias) {
+  if (!pointwise_products_take(input, weight, bias)) return conv2d_direct(input, weight, bias, {0, 0});
+  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3), o = weight.size(0);
+  // Each sample's output is the [o, c] weight matrix times its [c, h*w] pixels: one batched product
+  // over the samples, the weight repeated by a zero stride, the bias (a zero-stride [n, o, h*w] view)
+  // added by the product itself.
+  const torch::Tensor x = input.contiguous().view({n, c, h * w});
+  const torch::Tensor m = weight.reshape({o, c}).expand({n, o, c});
+  const torch::Tensor y =
+      bias && bias->defined() ? at::baddbmm(bias->view({1, o, 1}).expand({n, o, h * w}), m, x) : at::bmm(m, x);
+  return y.view({n, o, h, w});
+}
+
 bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias) {
 #ifdef SCOREFLOW_WITH_DNNL
   return usable_kernel(input, weight, bias, {0, 0}, 1) != nullptr;
@@ -340,6 +376,7 @@ torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& 
     return run_kernel(k.get(), input, bias);
 #endif
   maybe_fail_for_testing(true);
+  if (!pointwise_available() && libtorch_products_fast()) return conv2d_pointwise_products(input, weight, bias);
   return conv2d_direct(input, weight, bias, {0, 0});
 }
 
@@ -358,7 +395,7 @@ int count_pointwise_convolutions(torch::jit::Graph& graph) {
 
 int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes) {
   if (!winograd_available()) return 0;
-  routes.pointwise = routes.pointwise && pointwise_available();
+  routes.pointwise = routes.pointwise && (pointwise_available() || libtorch_products_fast());
   using torch::jit::Node;
   std::vector<Node*> convs;
   for (Node* node : nodes_of_kind(*graph, "aten::conv2d"))

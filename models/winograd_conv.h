@@ -3,7 +3,8 @@
 // same convolution with about a quarter of the multiply-adds, for the optimised CPU module.
 // PyTorch's own convolutions always take oneDNN's direct algorithm, so scoreflow calls oneDNN itself.
 // 1x1 convolutions go to oneDNN directly on the NCHW tensors (session 19): as matrix products, without
-// the conversions to and from oneDNN's blocked layout that optimize_for_inference puts around them.
+// the conversions to and from oneDNN's blocked layout that optimize_for_inference puts around them;
+// where oneDNN's products do not run (inside PyTorch's own LibTorch, session 23), to LibTorch's.
 // Built where LibTorch links the shared oneDNN library (Debian's LibTorch) and its headers are
 // installed (libdnnl-dev), so that both use one copy of it; elsewhere winograd_available() is false.
 #include <torch/script.h>
@@ -48,15 +49,34 @@ std::string winograd_kernel(const torch::Tensor& input, const torch::Tensor& wei
 
 /// torch.conv2d(input, weight, bias) for a 1x1 `weight` (stride 1, no padding, one group) through
 /// oneDNN's direct convolution on the NCHW tensors (a matrix product per sample), with the weights
-/// kept as conv2d_winograd keeps them; about 1e-7 of the output's scale from at::conv2d. What it does
-/// not take goes to at::conv2d, as there. The TorchScript operator scoreflow::conv2d_pointwise.
+/// kept as conv2d_winograd keeps them; about 1e-7 of the output's scale from at::conv2d. Where
+/// oneDNN's products do not run (pointwise_available() is false) and LibTorch's are fast
+/// (libtorch_products_fast()), conv2d_pointwise_products. What neither takes goes to at::conv2d, as
+/// there. The TorchScript operator scoreflow::conv2d_pointwise.
 torch::Tensor conv2d_pointwise(const torch::Tensor& input, const torch::Tensor& weight,
                                const c10::optional<torch::Tensor>& bias);
 
 /// Whether this build has the pointwise convolutions and oneDNN's float32 matrix products, which they
-/// run on, work in this process (checked once). Where they do not, route_convolutions_through_onednn
-/// leaves 1x1 convolutions alone and conv2d_pointwise is at::conv2d.
+/// run on, work in this process (checked once). Inside PyTorch's own LibTorch they do not: libtorch_cpu
+/// exports oneDNN 3.x template instances under the names Debian's oneDNN 2.x library calls its own by,
+/// among them the once-only set-up of its product kernels, and the loader binds those calls to
+/// LibTorch's copies (docs/performance.md, "CPU", session 23).
 bool pointwise_available();
+
+/// Whether LibTorch's own float32 matrix products are fast on this build (it has MKL; Debian's LibTorch
+/// has the reference BLAS). Where they are and oneDNN's do not run, 1x1 convolutions still go to
+/// conv2d_pointwise, which runs them as conv2d_pointwise_products.
+bool libtorch_products_fast();
+
+/// For tests: while set, libtorch_products_fast() is true whatever the BLAS.
+void assume_fast_libtorch_products_for_testing(bool fast);
+
+/// torch.conv2d(input, weight, bias) for a 1x1 `weight` as one batched matrix product of LibTorch's
+/// (at::baddbmm) on the NCHW tensors: the [O, C] weight times each sample's [C, H*W] pixels, the bias
+/// added by the product, no layout conversion. About 1e-7 of the output's scale from at::conv2d. Float32
+/// CPU tensors without gradients only; anything else goes to at::conv2d.
+torch::Tensor conv2d_pointwise_products(const torch::Tensor& input, const torch::Tensor& weight,
+                                        const c10::optional<torch::Tensor>& bias);
 
 /// Whether conv2d_pointwise(input, weight, bias) takes oneDNN's kernel on this machine.
 bool pointwise_runs(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias);
@@ -69,8 +89,8 @@ struct OneDnnConvolutions {
 
 /// Rewrites, in `graph`, every aten::conv2d with a constant float weight, stride 1, dilation 1 and one
 /// group that `routes` names: 3x3 ones into scoreflow::conv2d_winograd, unpadded 1x1 ones into
-/// scoreflow::conv2d_pointwise (only where pointwise_available()); returns how many. Does nothing
-/// without winograd_available().
+/// scoreflow::conv2d_pointwise (only where pointwise_available() or libtorch_products_fast()); returns
+/// how many. Does nothing without winograd_available().
 int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes = {});
 
 /// How many scoreflow::conv2d_winograd calls `graph` holds.

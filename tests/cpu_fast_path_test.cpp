@@ -107,10 +107,15 @@ bool has_avx512_core() {
 /// While it lives, scoreflow's oneDNN convolutions (the 3x3 ones, the 1x1 ones) fail as they did inside
 /// PyTorch 2.11's LibTorch.
 struct FailingOneDnnConvolutions {
-  explicit FailingOneDnnConvolutions(bool winograd = true, bool pointwise = true, bool products = false) {
+  explicit FailingOneDnnConvolutions(bool winograd = true, bool pointwise = true, bool products = false,
+                                     bool fast_libtorch_products = false) {
     scoreflow::detail::fail_onednn_convolutions_for_testing(winograd, pointwise, products);
+    scoreflow::detail::assume_fast_libtorch_products_for_testing(fast_libtorch_products);
   }
-  ~FailingOneDnnConvolutions() { scoreflow::detail::fail_onednn_convolutions_for_testing(false, false); }
+  ~FailingOneDnnConvolutions() {
+    scoreflow::detail::fail_onednn_convolutions_for_testing(false, false);
+    scoreflow::detail::assume_fast_libtorch_products_for_testing(false);
+  }
   FailingOneDnnConvolutions(const FailingOneDnnConvolutions&) = delete;
   FailingOneDnnConvolutions& operator=(const FailingOneDnnConvolutions&) = delete;
 };
@@ -225,21 +230,27 @@ def forward(self, x, t):
   const torch::Tensor x = torch::randn({2, 1, 8, 8});
   const std::vector<double> sigmas{0.5, 2.0};
   struct Case {
-    bool winograd_fails, pointwise_fails, products_fail;
+    bool winograd_fails, pointwise_fails, products_fail, fast_libtorch_products;
     const char* dropped;
     int winograd, pointwise;
+    const char* products;
   };
-  // Where oneDNN's products do not run at all, the 1x1 convolutions are never routed: nothing to drop.
-  const Case cases[] = {{false, true, false, "1x1", 2, 0},
-                        {true, false, false, "Winograd", 0, 1},
-                        {true, true, false, "Winograd and 1x1", 0, 0},
-                        {false, false, false, "", 2, 1},
-                        {false, false, true, "", 2, 0}};
+  // Where oneDNN's products do not run at all (PyTorch's own LibTorch), the 1x1 convolutions run as
+  // LibTorch's products where those are fast (MKL), and are left to at::conv2d where they are not
+  // (Debian's reference BLAS): nothing to drop either way.
+  const bool mkl = at::hasMKL();
+  const Case cases[] = {{false, true, false, false, "1x1", 2, 0, ""},
+                        {true, false, false, false, "Winograd", 0, 1, "oneDNN"},
+                        {true, true, false, false, "Winograd and 1x1", 0, 0, ""},
+                        {false, false, false, false, "", 2, 1, "oneDNN"},
+                        {false, false, true, false, "", 2, mkl ? 1 : 0, mkl ? "LibTorch" : ""},
+                        {false, false, true, true, "", 2, 1, "LibTorch"}};
   for (const Case& k : cases) {
     const LoadOptions load = optimized(fresh_cache("mixed_" + std::to_string(&k - cases)));
     std::shared_ptr<Model> fast;
     {
-      const FailingOneDnnConvolutions failing(k.winograd_fails, k.pointwise_fails, k.products_fail);
+      const FailingOneDnnConvolutions failing(k.winograd_fails, k.pointwise_fails, k.products_fail,
+                                              k.fast_libtorch_products);
       fast = open_model(path, "", {}, torch::kCPU, load);
     }
     const CpuOptimization c = cpu_optimization(*fast);
@@ -247,7 +258,12 @@ def forward(self, x, t):
     EXPECT_EQ(c.onednn_convolutions_dropped, k.dropped);
     EXPECT_EQ(c.winograd_convolutions, k.winograd) << k.dropped;
     EXPECT_EQ(c.pointwise_convolutions, k.pointwise) << k.dropped;
+    EXPECT_EQ(c.pointwise_products, k.products) << k.dropped;
     const std::string note = cpu_path_note(*fast, load, "");
+    if (std::string(k.products) == "LibTorch")
+      EXPECT_NE(note.find("1 1x1 convolutions run as LibTorch's batched products on NCHW (oneDNN's do not run here)"),
+                std::string::npos)
+          << note;
     if (*k.dropped)
       EXPECT_NE(note.find(std::string("; without oneDNN's ") + k.dropped +
                           " convolutions, as the module with all of them could not be built: "),
@@ -709,6 +725,44 @@ TEST(CpuFastPath, PointwiseConvolutionsEqualTheDirectOnes) {
   EXPECT_FALSE(pointwise_runs(x, w3, b));
   EXPECT_TRUE(torch::equal(conv2d_pointwise(x, w3, b), torch::conv2d(x, w3, b)));
   EXPECT_THROW(conv2d_pointwise(x, torch::randn({32, 16, 1, 1}), b), c10::Error);
+}
+
+// 1x1 convolutions as one batched product of LibTorch's (where oneDNN's products do not run): the
+// direct convolution's values to float rounding; what it does not take is at::conv2d's, exactly.
+TEST(CpuFastPath, PointwiseConvolutionsAsLibTorchProductsEqualTheDirectOnes) {
+  using scoreflow::detail::conv2d_pointwise_products;
+  torch::manual_seed(8);
+  for (const auto& [shape, out] : std::vector<std::pair<std::vector<int64_t>, int64_t>>{
+           {{2, 48, 12, 10}, 96}, {{3, 5, 7, 4}, 3}, {{1, 16, 1, 1}, 32}}) {
+    const torch::Tensor x = torch::randn(shape), w = torch::randn({out, shape[1], 1, 1}), b = torch::randn({out});
+    for (const bool with_bias : {true, false}) {
+      const c10::optional<torch::Tensor> bias = with_bias ? c10::optional<torch::Tensor>(b) : c10::nullopt;
+      const torch::Tensor want =
+          torch::conv2d(x.to(torch::kFloat64), w.to(torch::kFloat64),
+                        with_bias ? c10::optional<torch::Tensor>(b.to(torch::kFloat64)) : c10::nullopt);
+      const torch::Tensor got = conv2d_pointwise_products(x, w, bias);
+      EXPECT_EQ(got.sizes(), want.sizes());
+      EXPECT_LE(rel_diff(got, want), 1e-6) << shape << with_bias;
+    }
+  }
+  const torch::Tensor x = torch::randn({2, 6, 5, 48}).permute({0, 3, 1, 2});  // not contiguous
+  const torch::Tensor w = torch::randn({32, 48, 1, 1}), b = torch::randn({32});
+  EXPECT_LE(rel_diff(conv2d_pointwise_products(x, w, b), torch::conv2d(x, w, b)), 1e-6);
+  // float64, gradients, a 3x3 weight and mismatched channels are at::conv2d's.
+  const torch::Tensor x64 = x.to(torch::kFloat64), w64 = w.to(torch::kFloat64);
+  EXPECT_TRUE(torch::equal(conv2d_pointwise_products(x64, w64, c10::nullopt), torch::conv2d(x64, w64)));
+  const torch::Tensor wg = w.clone().requires_grad_(true);
+  conv2d_pointwise_products(x, wg, b).sum().backward();
+  EXPECT_TRUE(wg.grad().defined());
+  const torch::Tensor w3 = torch::randn({32, 48, 3, 3});
+  EXPECT_TRUE(torch::equal(conv2d_pointwise_products(x, w3, b), torch::conv2d(x, w3, b)));
+  EXPECT_THROW(conv2d_pointwise_products(x, torch::randn({32, 16, 1, 1}), b), c10::Error);
+  // conv2d_pointwise takes this route where oneDNN's products do not run and LibTorch's are fast.
+  if (!scoreflow::detail::winograd_available()) return;
+  const FailingOneDnnConvolutions products_fail(false, false, true, true);
+  EXPECT_FALSE(scoreflow::detail::pointwise_available());
+  EXPECT_FALSE(scoreflow::detail::pointwise_runs(x, w, b));
+  EXPECT_TRUE(torch::equal(scoreflow::detail::conv2d_pointwise(x, w, b), conv2d_pointwise_products(x, w, b)));
 }
 
 // Group normalisation and SiLU in one pass (optimize_for_cpu): LibTorch's two operators' values to

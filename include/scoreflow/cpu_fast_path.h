@@ -86,9 +86,11 @@ struct CpuOptimization {
   /// where LibTorch links the shared oneDNN; a shape oneDNN has no kernel for runs at::conv2d;
   /// docs/performance.md, "CPU", session 18).
   int winograd_convolutions = 0;
-  /// 1x1 convolutions of the optimised module's forward run by oneDNN on the NCHW tensors (same
-  /// builds; session 19).
+  /// 1x1 convolutions of the optimised module's forward run as matrix products on the NCHW tensors
+  /// (same builds; session 19), and whose products: "oneDNN", or "LibTorch" where oneDNN's do not run
+  /// and LibTorch has MKL (PyTorch's own LibTorch; session 23). "" when there are none.
   int pointwise_convolutions = 0;
+  std::string pointwise_products;
   /// Group normalisations of the optimised module's forward that only feed SiLU, fused with it into
   /// one pass (docs/performance.md, "CPU", session 19).
   int fused_group_norms = 0;
