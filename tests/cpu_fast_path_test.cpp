@@ -682,13 +682,16 @@ def forward(self, x):
     EXPECT_LE(rel_diff(got->elements()[i].toTensor(), want->elements()[i].toTensor()), 1e-5) << i;
 }
 
-// 1x1 convolutions through oneDNN on the NCHW tensors: at::conv2d's values to float rounding, and
-// what oneDNN does not take is at::conv2d's, exactly.
-TEST(CpuFastPath, PointwiseConvolutionsEqualTheDirectOnes) {
-  using scoreflow::detail::conv2d_pointwise;
-  using scoreflow::detail::pointwise_runs;
-  torch::manual_seed(7);
-  // Channel counts that are and are not multiples of 16, a 1x1 image, biased and not.
+namespace {
+
+using PointwiseConvolution =
+    std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const c10::optional<torch::Tensor>&)>;
+
+// `conv` against float64 conv2d on channel counts that are and are not multiples of 16 and a 1x1
+// image, biased and not; `each` sees every case's arguments.
+void expect_pointwise_values(const PointwiseConvolution& conv,
+                             const std::function<void(const torch::Tensor&, const torch::Tensor&,
+                                                      const c10::optional<torch::Tensor>&)>& each = {}) {
   for (const auto& [shape, out] : std::vector<std::pair<std::vector<int64_t>, int64_t>>{
            {{2, 48, 12, 10}, 96}, {{3, 5, 7, 4}, 3}, {{1, 16, 1, 1}, 32}}) {
     const torch::Tensor x = torch::randn(shape), w = torch::randn({out, shape[1], 1, 1}), b = torch::randn({out});
@@ -697,12 +700,41 @@ TEST(CpuFastPath, PointwiseConvolutionsEqualTheDirectOnes) {
       const torch::Tensor want =
           torch::conv2d(x.to(torch::kFloat64), w.to(torch::kFloat64),
                         with_bias ? c10::optional<torch::Tensor>(b.to(torch::kFloat64)) : c10::nullopt);
-      const torch::Tensor got = conv2d_pointwise(x, w, bias);
+      const torch::Tensor got = conv(x, w, bias);
       EXPECT_EQ(got.sizes(), want.sizes());
       EXPECT_LE(rel_diff(got, want), 1e-6) << shape << with_bias;
-      if (scoreflow::detail::winograd_available()) EXPECT_TRUE(pointwise_runs(x, w, bias)) << shape;
+      if (each) each(x, w, bias);
     }
   }
+}
+
+// What a 1x1 route does not take is at::conv2d's, exactly: float64, gradients, a 3x3 weight; so is
+// at::conv2d's error for mismatched channels. `x`: float32 with 48 channels, `w` [32, 48, 1, 1].
+void expect_others_are_conv2d(const PointwiseConvolution& conv, const torch::Tensor& x, const torch::Tensor& w,
+                              const torch::Tensor& b) {
+  const torch::Tensor x64 = x.to(torch::kFloat64), w64 = w.to(torch::kFloat64);
+  EXPECT_TRUE(torch::equal(conv(x64, w64, c10::nullopt), torch::conv2d(x64, w64)));
+  const torch::Tensor wg = w.clone().requires_grad_(true);
+  conv(x, wg, b).sum().backward();
+  EXPECT_TRUE(wg.grad().defined());
+  const torch::Tensor w3 = torch::randn({32, 48, 3, 3});
+  EXPECT_TRUE(torch::equal(conv(x, w3, b), torch::conv2d(x, w3, b)));
+  EXPECT_THROW(conv(x, torch::randn({32, 16, 1, 1}), b), c10::Error);
+}
+
+}  // namespace
+
+// 1x1 convolutions through oneDNN on the NCHW tensors: at::conv2d's values to float rounding, and
+// what oneDNN does not take is at::conv2d's, exactly.
+TEST(CpuFastPath, PointwiseConvolutionsEqualTheDirectOnes) {
+  using scoreflow::detail::conv2d_pointwise;
+  using scoreflow::detail::pointwise_runs;
+  torch::manual_seed(7);
+  expect_pointwise_values(conv2d_pointwise,
+                          [](const torch::Tensor& x, const torch::Tensor& w, const c10::optional<torch::Tensor>& bias) {
+                            if (scoreflow::detail::winograd_available())
+                              EXPECT_TRUE(pointwise_runs(x, w, bias)) << x.sizes();
+                          });
   // A non-contiguous input, and calls from several threads at once with two weights.
   const torch::Tensor x = torch::randn({2, 6, 5, 48}).permute({0, 3, 1, 2});
   const torch::Tensor w = torch::randn({32, 48, 1, 1}), w2 = torch::randn({32, 48, 1, 1}), b = torch::randn({32});
@@ -713,18 +745,10 @@ TEST(CpuFastPath, PointwiseConvolutionsEqualTheDirectOnes) {
     threads.emplace_back([&, i] { outs[i] = conv2d_pointwise(x, i % 2 ? w2 : w, b); });
   for (std::thread& t : threads) t.join();
   for (size_t i = 0; i < outs.size(); ++i) EXPECT_LE(rel_diff(outs[i], torch::conv2d(x, i % 2 ? w2 : w, b)), 1e-6) << i;
-  // float64, gradients and a 3x3 weight are at::conv2d's; so is its error for mismatched channels.
-  const torch::Tensor x64 = x.to(torch::kFloat64), w64 = w.to(torch::kFloat64);
-  EXPECT_FALSE(pointwise_runs(x64, w64, c10::nullopt));
-  EXPECT_TRUE(torch::equal(conv2d_pointwise(x64, w64, c10::nullopt), torch::conv2d(x64, w64)));
-  const torch::Tensor wg = w.clone().requires_grad_(true);
-  EXPECT_FALSE(pointwise_runs(x, wg, b));
-  conv2d_pointwise(x, wg, b).sum().backward();
-  EXPECT_TRUE(wg.grad().defined());
-  const torch::Tensor w3 = torch::randn({32, 48, 3, 3});
-  EXPECT_FALSE(pointwise_runs(x, w3, b));
-  EXPECT_TRUE(torch::equal(conv2d_pointwise(x, w3, b), torch::conv2d(x, w3, b)));
-  EXPECT_THROW(conv2d_pointwise(x, torch::randn({32, 16, 1, 1}), b), c10::Error);
+  EXPECT_FALSE(pointwise_runs(x.to(torch::kFloat64), w.to(torch::kFloat64), c10::nullopt));
+  EXPECT_FALSE(pointwise_runs(x, w.clone().requires_grad_(true), b));
+  EXPECT_FALSE(pointwise_runs(x, torch::randn({32, 48, 3, 3}), b));
+  expect_others_are_conv2d(conv2d_pointwise, x, w, b);
 }
 
 // 1x1 convolutions as one batched product of LibTorch's (where oneDNN's products do not run): the
@@ -732,31 +756,11 @@ TEST(CpuFastPath, PointwiseConvolutionsEqualTheDirectOnes) {
 TEST(CpuFastPath, PointwiseConvolutionsAsLibTorchProductsEqualTheDirectOnes) {
   using scoreflow::detail::conv2d_pointwise_products;
   torch::manual_seed(8);
-  for (const auto& [shape, out] : std::vector<std::pair<std::vector<int64_t>, int64_t>>{
-           {{2, 48, 12, 10}, 96}, {{3, 5, 7, 4}, 3}, {{1, 16, 1, 1}, 32}}) {
-    const torch::Tensor x = torch::randn(shape), w = torch::randn({out, shape[1], 1, 1}), b = torch::randn({out});
-    for (const bool with_bias : {true, false}) {
-      const c10::optional<torch::Tensor> bias = with_bias ? c10::optional<torch::Tensor>(b) : c10::nullopt;
-      const torch::Tensor want =
-          torch::conv2d(x.to(torch::kFloat64), w.to(torch::kFloat64),
-                        with_bias ? c10::optional<torch::Tensor>(b.to(torch::kFloat64)) : c10::nullopt);
-      const torch::Tensor got = conv2d_pointwise_products(x, w, bias);
-      EXPECT_EQ(got.sizes(), want.sizes());
-      EXPECT_LE(rel_diff(got, want), 1e-6) << shape << with_bias;
-    }
-  }
+  expect_pointwise_values(conv2d_pointwise_products);
   const torch::Tensor x = torch::randn({2, 6, 5, 48}).permute({0, 3, 1, 2});  // not contiguous
   const torch::Tensor w = torch::randn({32, 48, 1, 1}), b = torch::randn({32});
   EXPECT_LE(rel_diff(conv2d_pointwise_products(x, w, b), torch::conv2d(x, w, b)), 1e-6);
-  // float64, gradients, a 3x3 weight and mismatched channels are at::conv2d's.
-  const torch::Tensor x64 = x.to(torch::kFloat64), w64 = w.to(torch::kFloat64);
-  EXPECT_TRUE(torch::equal(conv2d_pointwise_products(x64, w64, c10::nullopt), torch::conv2d(x64, w64)));
-  const torch::Tensor wg = w.clone().requires_grad_(true);
-  conv2d_pointwise_products(x, wg, b).sum().backward();
-  EXPECT_TRUE(wg.grad().defined());
-  const torch::Tensor w3 = torch::randn({32, 48, 3, 3});
-  EXPECT_TRUE(torch::equal(conv2d_pointwise_products(x, w3, b), torch::conv2d(x, w3, b)));
-  EXPECT_THROW(conv2d_pointwise_products(x, torch::randn({32, 16, 1, 1}), b), c10::Error);
+  expect_others_are_conv2d(conv2d_pointwise_products, x, w, b);
   // conv2d_pointwise takes this route where oneDNN's products do not run and LibTorch's are fast.
   if (!scoreflow::detail::winograd_available()) return;
   const FailingOneDnnConvolutions products_fail(false, false, true, true);
