@@ -29,6 +29,24 @@ torch::Tensor conv2d_direct(const torch::Tensor& input, const torch::Tensor& wei
   return at::conv2d(input, weight, bias, {1, 1}, padding, {1, 1}, 1);
 }
 
+/// Whether a `size` x `size` convolution with `padding` (one value per side) can leave at::conv2d:
+/// float32 strided CPU tensors without gradients, matching shapes, a non-empty input and output. The
+/// oneDNN kernels and conv2d_pointwise_products take the same arguments.
+bool takes_float_conv(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
+                      const std::vector<int64_t>& padding, int64_t size) {
+  const auto is_cpu_float = [](const torch::Tensor& t) {
+    return t.device().is_cpu() && t.layout() == torch::kStrided && t.scalar_type() == torch::kFloat32 &&
+           !t.requires_grad();
+  };
+  const bool has_bias = bias.has_value() && bias->defined();
+  return padding.size() == 2 && padding[0] >= 0 && padding[1] >= 0 && (size != 1 || (!padding[0] && !padding[1])) &&
+         input.dim() == 4 && weight.dim() == 4 && weight.size(2) == size && weight.size(3) == size &&
+         input.size(1) == weight.size(1) && input.numel() > 0 && weight.numel() > 0 && is_cpu_float(input) &&
+         is_cpu_float(weight) &&
+         (!has_bias || (is_cpu_float(*bias) && bias->dim() == 1 && bias->size(0) == weight.size(0))) &&
+         input.size(2) + 2 * padding[0] >= size && input.size(3) + 2 * padding[1] >= size;
+}
+
 #ifdef SCOREFLOW_WITH_DNNL
 
 const dnnl::engine& cpu_engine() {
@@ -38,8 +56,8 @@ const dnnl::engine& cpu_engine() {
 
 /// One Winograd convolution for one input shape: the primitive, the reorders between PyTorch's
 /// NCHW tensors and the primitive's blocked layouts (empty where none is needed) and the weights in
-/// the primitive's layout. `ok` is false where oneDNN has no kernel for the shape (or, for a 1x1 one,
-/// where its matrix products do not run: gemm_works).
+/// the primitive's layout. `ok` is false where oneDNN has no kernel for the shape (a 1x1 one is not
+/// built at all where its matrix products do not run: usable_kernel asks pointwise_available first).
 struct Kernel {
   bool ok = false;
   bool pointwise = false;  // a 1x1 kernel (conv2d_pointwise's)
@@ -98,7 +116,6 @@ std::shared_ptr<const Kernel> build_kernel(const torch::Tensor& weight, const st
   };
   auto kernel = std::make_shared<Kernel>();
   kernel->pointwise = pointwise;
-  if (pointwise && !gemm_works()) return kernel;  // not ok: at::conv2d's
   try {
     const memory::desc bias_md =
         has_bias ? memory::desc({out_c}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
@@ -182,19 +199,8 @@ namespace {
 std::shared_ptr<const Kernel> usable_kernel(const torch::Tensor& input, const torch::Tensor& weight,
                                             const c10::optional<torch::Tensor>& bias,
                                             const std::vector<int64_t>& padding, int64_t size) {
+  if (!takes_float_conv(input, weight, bias, padding, size) || (size == 1 && !pointwise_available())) return nullptr;
   const bool has_bias = bias.has_value() && bias->defined();
-  const auto is_cpu_float = [](const torch::Tensor& t) {
-    return t.device().is_cpu() && t.layout() == torch::kStrided && t.scalar_type() == torch::kFloat32 &&
-           !t.requires_grad();
-  };
-  if (padding.size() != 2 || padding[0] < 0 || padding[1] < 0 || (size == 1 && (padding[0] || padding[1])) ||
-      input.dim() != 4 || weight.dim() != 4 || weight.size(2) != size || weight.size(3) != size ||
-      input.size(1) != weight.size(1) || input.numel() == 0 || weight.numel() == 0 || !is_cpu_float(input) ||
-      !is_cpu_float(weight) ||
-      (has_bias && (!is_cpu_float(*bias) || bias->dim() != 1 || bias->size(0) != weight.size(0))) ||
-      input.size(2) + 2 * padding[0] < size || input.size(3) + 2 * padding[1] < size ||
-      (size == 1 && !pointwise_available()))
-    return nullptr;
   // The output channels carry the bias flag in their sign.
   const std::array<int64_t, 7> key{
       input.size(0), input.size(1), input.size(2), input.size(3), has_bias ? -weight.size(0) : weight.size(0),
@@ -331,25 +337,9 @@ bool libtorch_products_fast() { return at::hasMKL() || assuming_fast_libtorch_pr
 
 void assume_fast_libtorch_products_for_testing(bool fast) { assuming_fast_libtorch_products = fast; }
 
-namespace {
-
-/// Whether conv2d_pointwise_products takes these arguments (else they go to at::conv2d).
-bool pointwise_products_take(const torch::Tensor& input, const torch::Tensor& weight,
-                             const c10::optional<torch::Tensor>& bias) {
-  const auto plain = [](const torch::Tensor& t) {  // as usable_kernel takes them
-    return t.defined() && t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.layout() == torch::kStrided &&
-           !t.requires_grad();
-  };
-  return plain(input) && plain(weight) && input.dim() == 4 && input.numel() > 0 && weight.dim() == 4 &&
-         weight.size(1) == input.size(1) && weight.size(2) == 1 && weight.size(3) == 1 &&
-         (!bias || !bias->defined() || (plain(*bias) && bias->dim() == 1 && bias->size(0) == weight.size(0)));
-}
-
-}  // namespace
-
 torch::Tensor conv2d_pointwise_products(const torch::Tensor& input, const torch::Tensor& weight,
                                         const c10::optional<torch::Tensor>& bias) {
-  if (!pointwise_products_take(input, weight, bias)) return conv2d_direct(input, weight, bias, {0, 0});
+  if (!takes_float_conv(input, weight, bias, {0, 0}, 1)) return conv2d_direct(input, weight, bias, {0, 0});
   const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3), o = weight.size(0);
   // Each sample's output is the [o, c] weight matrix times its [c, h*w] pixels: one batched product
   // over the samples, the weight repeated by a zero stride, the bias (a zero-stride [n, o, h*w] view)
