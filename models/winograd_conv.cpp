@@ -384,8 +384,10 @@ int count_pointwise_convolutions(torch::jit::Graph& graph) {
 }
 
 int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes) {
-  if (!winograd_available()) return 0;
+  // Without oneDNN in the build, only the 1x1 convolutions, as LibTorch's products.
+  routes.winograd = routes.winograd && winograd_available();
   routes.pointwise = routes.pointwise && (pointwise_available() || libtorch_products_fast());
+  if (!routes.winograd && !routes.pointwise) return 0;
   using torch::jit::Node;
   std::vector<Node*> convs;
   for (Node* node : nodes_of_kind(*graph, "aten::conv2d"))

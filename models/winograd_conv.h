@@ -6,7 +6,8 @@
 // the conversions to and from oneDNN's blocked layout that optimize_for_inference puts around them;
 // where oneDNN's products do not run (inside PyTorch's own LibTorch, session 23), to LibTorch's.
 // Built where LibTorch links the shared oneDNN library (Debian's LibTorch) and its headers are
-// installed (libdnnl-dev), so that both use one copy of it; elsewhere winograd_available() is false.
+// installed (libdnnl-dev), so that both use one copy of it; elsewhere winograd_available() is false
+// and only the route of 1x1 convolutions to LibTorch's products is left.
 #include <torch/script.h>
 
 #include <memory>
@@ -15,7 +16,9 @@
 
 namespace scoreflow::detail {
 
-/// Whether this build has the Winograd and pointwise convolutions (and optimize_for_cpu uses them).
+/// Whether this build has oneDNN's Winograd and pointwise convolutions (and optimize_for_cpu uses
+/// them). Without them it still routes 1x1 convolutions to conv2d_pointwise where
+/// libtorch_products_fast().
 bool winograd_available();
 
 /// torch.conv2d(input, weight, bias, stride=1, padding=padding, dilation=1, groups=1) for a 3x3
@@ -90,7 +93,7 @@ struct OneDnnConvolutions {
 /// Rewrites, in `graph`, every aten::conv2d with a constant float weight, stride 1, dilation 1 and one
 /// group that `routes` names: 3x3 ones into scoreflow::conv2d_winograd, unpadded 1x1 ones into
 /// scoreflow::conv2d_pointwise (only where pointwise_available() or libtorch_products_fast()); returns
-/// how many. Does nothing without winograd_available().
+/// how many. Without winograd_available() only the 1x1 ones (which then run as LibTorch's products).
 int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes = {});
 
 /// How many scoreflow::conv2d_winograd calls `graph` holds.

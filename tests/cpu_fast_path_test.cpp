@@ -660,22 +660,26 @@ def forward(self, x):
 )");
   m.eval();
   // Also on a frozen module read back from the cache, whose constant lists are lists of constants.
+  // The 1x1 one goes to conv2d_pointwise also in a build without oneDNN, where LibTorch's products are
+  // fast (MKL).
+  const int winograd = scoreflow::detail::winograd_available() ? 1 : 0;
+  const int pointwise = scoreflow::detail::pointwise_available() || at::hasMKL() ? 1 : 0;
   const std::string cache = fresh_cache("winograd") + "/convs.frozen.pt";
   bool hit = true;
   torch::jit::Module frozen = frozen_for_cpu(m, {"forward"}, cache, &hit);
   EXPECT_FALSE(hit);
   for (const torch::jit::Module& f : {frozen, frozen_for_cpu(m, {"forward"}, cache, &hit)}) {
     std::shared_ptr<torch::jit::Graph> graph = f.get_method("forward").graph()->copy();
-    EXPECT_EQ(scoreflow::detail::route_convolutions_through_onednn(graph),
-              scoreflow::detail::winograd_available() ? 2 : 0);
+    EXPECT_EQ(scoreflow::detail::route_convolutions_through_onednn(graph), winograd + pointwise);
   }
   EXPECT_TRUE(hit);
   torch::jit::Module fast = optimize_for_cpu(frozen, {"forward"});
   std::ostringstream text;
   text << *fast.get_method("forward").graph();
-  const int routed = scoreflow::detail::winograd_available() ? 1 : 0;
-  EXPECT_EQ(scoreflow::detail::count_winograd_convolutions(*fast.get_method("forward").graph()), routed) << text.str();
-  EXPECT_EQ(scoreflow::detail::count_pointwise_convolutions(*fast.get_method("forward").graph()), routed) << text.str();
+  EXPECT_EQ(scoreflow::detail::count_winograd_convolutions(*fast.get_method("forward").graph()), winograd)
+      << text.str();
+  EXPECT_EQ(scoreflow::detail::count_pointwise_convolutions(*fast.get_method("forward").graph()), pointwise)
+      << text.str();
   torch::NoGradGuard no_grad;
   const auto got = fast.forward({x}).toTuple(), want = m.forward({x}).toTuple();
   for (size_t i = 0; i < 2; ++i)
@@ -761,8 +765,8 @@ TEST(CpuFastPath, PointwiseConvolutionsAsLibTorchProductsEqualTheDirectOnes) {
   const torch::Tensor w = torch::randn({32, 48, 1, 1}), b = torch::randn({32});
   EXPECT_LE(rel_diff(conv2d_pointwise_products(x, w, b), torch::conv2d(x, w, b)), 1e-6);
   expect_others_are_conv2d(conv2d_pointwise_products, x, w, b);
-  // conv2d_pointwise takes this route where oneDNN's products do not run and LibTorch's are fast.
-  if (!scoreflow::detail::winograd_available()) return;
+  // conv2d_pointwise takes this route where oneDNN's products do not run (or the build has no oneDNN)
+  // and LibTorch's are fast.
   const FailingOneDnnConvolutions products_fail(false, false, true, true);
   EXPECT_FALSE(scoreflow::detail::pointwise_available());
   EXPECT_FALSE(scoreflow::detail::pointwise_runs(x, w, b));
