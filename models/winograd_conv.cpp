@@ -199,7 +199,8 @@ namespace {
 std::shared_ptr<const Kernel> usable_kernel(const torch::Tensor& input, const torch::Tensor& weight,
                                             const c10::optional<torch::Tensor>& bias,
                                             const std::vector<int64_t>& padding, int64_t size) {
-  if (!takes_float_conv(input, weight, bias, padding, size) || (size == 1 && !pointwise_available())) return nullptr;
+  // The products check first: where it fails, conv2d_pointwise checks the arguments for its own route.
+  if ((size == 1 && !pointwise_available()) || !takes_float_conv(input, weight, bias, padding, size)) return nullptr;
   const bool has_bias = bias.has_value() && bias->defined();
   // The output channels carry the bias flag in their sign.
   const std::array<int64_t, 7> key{
