@@ -147,9 +147,14 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
   if (c.module == "optimized")
     for (const auto& [count, what] : rewritten)
       if (count > 0) text += "; " + std::to_string(count) + " " + what;
-  if (!c.onednn_convolutions_off.empty())
-    text += "; without oneDNN's " + c.onednn_convolutions_dropped + " convolutions, as the module with all of them " +
-            c.onednn_convolutions_off;
+  if (!c.onednn_convolutions_off.empty()) {
+    // The 1x1 ones are oneDNN's, or LibTorch's products where oneDNN's do not run (or the build has none).
+    const std::string& d = c.onednn_convolutions_dropped;
+    const std::string what = c.dropped_pointwise_products != "LibTorch" ? "oneDNN's " + d + " convolutions"
+                             : d == "1x1"                               ? "the 1x1 convolutions as LibTorch's products"
+                                          : "oneDNN's Winograd convolutions and the 1x1 ones as LibTorch's products";
+    text += "; without " + what + ", as the module with all of them " + c.onednn_convolutions_off;
+  }
   if (c.choice == "cached") text += "; module and batch limit timed at an earlier load";
   const auto timing = [&](const char* name, const std::vector<double>& ms) {
     if (ms.empty() || c.plain_ms.size() != ms.size()) return;

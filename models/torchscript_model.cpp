@@ -192,22 +192,33 @@ class TorchScriptModel : public NetworkModel {
 
   /// Builds the `kind` module and keeps it in fast_ when its probe agrees with the plain
   /// module; returns "" then, "plain" when the plain module fails on the probe, else the note. An
-  /// optimised module that fails with oneDNN's Winograd and 1x1 convolutions is built again with
-  /// fewer of them: without the 1x1 ones, then without the Winograd ones, then without both (on the
-  /// 16-core host, Debian's oneDNN 2.6 failed inside PyTorch 2.11's LibTorch on a 1x1 convolution:
-  /// docs/performance.md, "CPU", sessions 21-22); cpu_.onednn_convolutions_off then says why, and
-  /// cpu_.onednn_convolutions_dropped which.
+  /// optimised module that fails with its routed convolutions (oneDNN's Winograd ones, the 1x1 ones
+  /// through oneDNN or LibTorch's products) is built again with fewer of them: without the 1x1 ones,
+  /// then without the Winograd ones, then without both, skipping the tries that route what an earlier
+  /// one did (a kind this build does not route; on the 16-core host, Debian's oneDNN 2.6 failed inside
+  /// PyTorch 2.11's LibTorch on a 1x1 convolution: docs/performance.md, "CPU", sessions 21-22);
+  /// cpu_.onednn_convolutions_off then says why, and cpu_.onednn_convolutions_dropped which.
   std::string build_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
-    std::string problem = try_fast_module(kind, methods, tolerance, {});  // every kind this build has
-    if (!problem.empty() && problem != "plain" && kind == "optimized" && detail::winograd_available()) {
+    std::string problem = try_fast_module(kind, methods, tolerance, {});  // every kind this build routes
+    // What this build routes (route_convolutions_through_onednn's own test), read before the tries.
+    const bool winograd = detail::winograd_available();
+    const bool pointwise = detail::pointwise_available() || detail::libtorch_products_fast();
+    const char* products = detail::pointwise_available() ? "oneDNN" : "LibTorch";
+    if (!problem.empty() && problem != "plain" && kind == "optimized" && (winograd || pointwise)) {
       const std::string with_all = problem;
-      const std::pair<detail::OneDnnConvolutions, const char*> fewer[] = {
-          {{true, false}, "1x1"}, {{false, true}, "Winograd"}, {{false, false}, "Winograd and 1x1"}};
-      for (const auto& [routes, dropped] : fewer) {
-        problem = try_fast_module(kind, methods, tolerance, routes);
+      std::vector<std::pair<bool, bool>> tried{{winograd, pointwise}};
+      for (const auto& [keep_winograd, keep_pointwise] : {std::pair{true, false}, {false, true}, {false, false}}) {
+        const std::pair<bool, bool> routed{keep_winograd && winograd, keep_pointwise && pointwise};
+        if (std::find(tried.begin(), tried.end(), routed) != tried.end()) continue;
+        tried.push_back(routed);
+        problem = try_fast_module(kind, methods, tolerance, {routed.first, routed.second});
         if (problem.empty()) {
+          const bool no_winograd = winograd && !routed.first, no_pointwise = pointwise && !routed.second;
           cpu_.onednn_convolutions_off = with_all;
-          cpu_.onednn_convolutions_dropped = dropped;
+          cpu_.onednn_convolutions_dropped = no_winograd && no_pointwise ? "Winograd and 1x1"
+                                             : no_winograd               ? "Winograd"
+                                                                         : "1x1";
+          if (no_pointwise) cpu_.dropped_pointwise_products = products;
           break;
         }
       }

@@ -94,13 +94,16 @@ struct CpuOptimization {
   /// Group normalisations of the optimised module's forward that only feed SiLU, fused with it into
   /// one pass (docs/performance.md, "CPU", session 19).
   int fused_group_norms = 0;
-  /// Why the optimised module runs without some of oneDNN's Winograd and 1x1 convolutions although the
-  /// build has them: the module with all of them failed to build or on the probe, and the one without
-  /// `onednn_convolutions_dropped` did not (sessions 21-22: Debian's oneDNN 2.6 inside PyTorch 2.11's
-  /// LibTorch); "" otherwise.
+  /// Why the optimised module runs without some of the convolutions it routes (oneDNN's Winograd ones,
+  /// the 1x1 ones) although the build routes them: the module with all of them failed to build or on
+  /// the probe, and the one without `onednn_convolutions_dropped` did not (sessions 21-22: Debian's
+  /// oneDNN 2.6 inside PyTorch 2.11's LibTorch); "" otherwise.
   std::string onednn_convolutions_off;
   /// Which of them it runs without: "1x1", "Winograd" or "Winograd and 1x1" ("" when none).
   std::string onednn_convolutions_dropped;
+  /// Where the dropped ones include the 1x1 ones, whose products those were: "oneDNN" or "LibTorch"
+  /// (as `pointwise_products`); "" otherwise.
+  std::string dropped_pointwise_products;
 };
 
 /// The fast path's state for a model from open_model (all fields default for models it does not
