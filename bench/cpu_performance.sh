@@ -18,7 +18,8 @@
 # warm-up run makes the TorchScript profiling executor optimise before timing),
 # DEEP (64,2: channels and blocks per level of the U-Net; EDM's CIFAR-10 network is 128,4), MODELS
 # ("demo unet", or one of them, to split the run), PT2 and COMPILE (1 or 0; see above), FUSED (empty:
-# skip the fused variants, whose oneDNN Graph compile takes ~30 s per batch size).
+# skip the fused variants, whose oneDNN Graph compile takes ~30 s per batch size), TEAMS (1; 0 skips the
+# thread-team variant, to fit more rounds of the others in a limited run).
 # OUTDIR/TAG.choice.json keeps the module choice the commands make by default on this machine (timed
 # at load; `scoreflow info`).
 # Writes OUTDIR/*.jsonl and OUTDIR/cpu_performance.md (bench/summarize_cpu.py).
@@ -33,6 +34,7 @@ REPEAT=${REPEAT:-1}
 ITER=${ITER:-3}
 DEEP=${DEEP:-64,2}
 MODELS=${MODELS:-demo unet}
+TEAMS=${TEAMS:-1}
 SAMPLERS=euler,dpmpp_2m
 PT2=${PT2:-$("$PY" -c "import torch; v = tuple(int(p) for p in torch.__version__.split('+')[0].split('.')[:2]); print(1 if v >= (2, 6) else 0)" 2>/dev/null || echo 0)}
 COMPILE=${COMPILE:-$PT2}
@@ -75,8 +77,10 @@ for round in $(seq 1 "$ROUNDS"); do
     "$SF" "${common[@]}" --optimize-max-batch 1000000 --cpu-module optimized --cpu-teams 1 \
       | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow optimised\",/" >> "$OUTDIR/$tag.jsonl"
     "$SF" "${common[@]}" | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow default\",/" >> "$OUTDIR/$tag.jsonl"
-    "$SF" "${common[@]}" --no-optimize --cpu-teams 0 \
-      | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow teams\",/" >> "$OUTDIR/$tag.jsonl"
+    if [[ "$TEAMS" == 1 ]]; then
+      "$SF" "${common[@]}" --no-optimize --cpu-teams 0 \
+        | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow teams\",/" >> "$OUTDIR/$tag.jsonl"
+    fi
     if [[ -n "$FUSED" ]]; then
       "$SF" "${common[@]}" --optimize-max-batch 1000000 --cpu-module fused \
         | sed "s/^{/{\"round\":$round,\"variant\":\"scoreflow fused\",/" >> "$OUTDIR/$tag.jsonl"

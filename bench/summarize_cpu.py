@@ -2,9 +2,9 @@
 """Markdown tables from bench/cpu_performance.sh's OUTDIR/*.jsonl: ms per network call of every
 variant, the ratios of the Python loops to scoreflow's default path (the "scoreflow default" rows
 where the run has them: the commands without flags; else the accelerated module and batch limit
-the commands chose by timing at load, OUTDIR/TAG.choice.json, the plain one above), each
-ratio taken within one round and
-shown as its range over the rounds, and the sampler's overhead over the network alone.
+the commands chose by timing at load, OUTDIR/TAG.choice.json, the plain one above), each ratio taken
+within one round and shown as its range over the rounds (from three rounds on, their median first),
+and the sampler's overhead over the network alone.
 """
 import collections
 import glob
@@ -33,7 +33,14 @@ def ratios(cell, rounds, v, base):
 
 
 def fmt_ratio(values):
-    return f"{span(values, '{:.2f}')}×" if values else "–"
+    """The range over the rounds; from three rounds on, their median first."""
+    if not values:
+        return "–"
+    if len(values) < 3:
+        return f"{span(values, '{:.2f}')}×"
+    v = sorted(values)
+    median = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    return f"{median:.2f}× ({span(values, '{:.2f}')})"
 
 
 def main():
