@@ -199,11 +199,11 @@ class TorchScriptModel : public NetworkModel {
   /// PyTorch 2.11's LibTorch on a 1x1 convolution: docs/performance.md, "CPU", sessions 21-22);
   /// cpu_.onednn_convolutions_off then says why, and cpu_.onednn_convolutions_dropped which.
   std::string build_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
-    std::string problem = try_fast_module(kind, methods, tolerance, {});  // every kind this build routes
     // What this build routes (route_convolutions_through_onednn's own test), read before the tries.
     const bool winograd = detail::winograd_available();
     const bool pointwise = detail::pointwise_available() || detail::libtorch_products_fast();
     const char* products = detail::pointwise_available() ? "oneDNN" : "LibTorch";
+    std::string problem = try_fast_module(kind, methods, tolerance, {});  // every kind this build routes
     if (!problem.empty() && problem != "plain" && kind == "optimized" && (winograd || pointwise)) {
       const std::string with_all = problem;
       std::vector<std::pair<bool, bool>> tried{{winograd, pointwise}};
