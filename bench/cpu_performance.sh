@@ -11,7 +11,8 @@
 # --device cpu, Inductor's freezing on): `scoreflow bench` on the package, the Python loop on the same
 # package, and the Python loop on torch.compile of the eager network (COMPILE=1; the default mode with
 # freezing, one graph per batch size: what a careful PyTorch 2 user does). ROUNDS repeats the whole set (the
-# variants interleaved in each round), to see how stable the ratios are on a shared machine.
+# variants interleaved in each round; the samplers' order reversed in even rounds), to see how stable
+# the ratios are on a shared machine.
 #   bash bench/cpu_performance.sh OUTDIR
 # Knobs (environment): BUILD (build), PYTHON (/usr/bin/python3), THREADS (all cores), ROUNDS (2),
 # BATCHES (1,8,64), REPEAT (1) and ITER (3): timed runs and network-alone calls per run (the
@@ -35,7 +36,6 @@ ITER=${ITER:-3}
 DEEP=${DEEP:-64,2}
 MODELS=${MODELS:-demo unet}
 TEAMS=${TEAMS:-1}
-SAMPLERS=euler,dpmpp_2m
 PT2=${PT2:-$("$PY" -c "import torch; v = tuple(int(p) for p in torch.__version__.split('+')[0].split('.')[:2]); print(1 if v >= (2, 6) else 0)" 2>/dev/null || echo 0)}
 COMPILE=${COMPILE:-$PT2}
 mkdir -p "$OUTDIR"
@@ -68,6 +68,11 @@ for model in "${paths[@]}"; do
 done
 { date -u +%FT%TZ; nproc; grep -m1 'model name' /proc/cpuinfo; uptime; } > "$OUTDIR/machine.txt"
 for round in $(seq 1 "$ROUNDS"); do
+  # Every program times its samplers in turn in one process; on the 16-core host the plain module's
+  # first sampler ran 1.25-1.5x slower at batch 1-4 than its second (docs/performance.md, "CPU",
+  # session 25), so even rounds take them in the other order.
+  SAMPLERS=euler,dpmpp_2m
+  (( round % 2 == 0 )) && SAMPLERS=dpmpp_2m,euler
   for model in "${paths[@]}"; do
     tag=$(basename "$model" .pt)
     timing=(--batch "$BATCHES" --nfe 10 --sampler "$SAMPLERS" --repeat "$REPEAT" --iterations "$ITER" --json)
