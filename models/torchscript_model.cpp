@@ -199,10 +199,9 @@ class TorchScriptModel : public NetworkModel {
   /// PyTorch 2.11's LibTorch on a 1x1 convolution: docs/performance.md, "CPU", sessions 21-22);
   /// cpu_.onednn_convolutions_off then says why, and cpu_.onednn_convolutions_dropped which.
   std::string build_fast_module(const std::string& kind, const std::vector<std::string>& methods, double tolerance) {
-    // What this build routes (route_convolutions_through_onednn's own test), read before the tries.
-    const bool winograd = detail::winograd_available();
-    const bool pointwise = detail::pointwise_available() || detail::libtorch_products_fast();
-    const char* products = detail::pointwise_available() ? "oneDNN" : "LibTorch";
+    // What this build routes, read before the tries.
+    const auto [winograd, pointwise] = detail::routable_convolutions();
+    const char* products = detail::pointwise_products();
     std::string problem = try_fast_module(kind, methods, tolerance, {});  // every kind this build routes
     if (!problem.empty() && problem != "plain" && kind == "optimized" && (winograd || pointwise)) {
       const std::string with_all = problem;
@@ -244,9 +243,7 @@ class TorchScriptModel : public NetworkModel {
         torch::jit::Graph& graph = *c.module.get_method("forward").graph();
         cpu_.winograd_convolutions = detail::count_winograd_convolutions(graph);
         cpu_.pointwise_convolutions = detail::count_pointwise_convolutions(graph);
-        cpu_.pointwise_products = cpu_.pointwise_convolutions == 0 ? ""
-                                  : detail::pointwise_available()  ? "oneDNN"
-                                                                   : "LibTorch";
+        cpu_.pointwise_products = cpu_.pointwise_convolutions == 0 ? "" : detail::pointwise_products();
         cpu_.fused_group_norms = detail::count_group_norm_silu(graph);
         fast_ = std::move(c);
         return "";

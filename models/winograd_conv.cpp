@@ -384,10 +384,17 @@ int count_pointwise_convolutions(torch::jit::Graph& graph) {
   return static_cast<int>(nodes_of_kind(graph, "scoreflow::conv2d_pointwise").size());
 }
 
+const char* pointwise_products() {
+  return pointwise_available() ? "oneDNN" : libtorch_products_fast() ? "LibTorch" : "";
+}
+
+OneDnnConvolutions routable_convolutions() { return {winograd_available(), *pointwise_products() != '\0'}; }
+
 int route_convolutions_through_onednn(std::shared_ptr<torch::jit::Graph>& graph, OneDnnConvolutions routes) {
   // Without oneDNN in the build, only the 1x1 convolutions, as LibTorch's products.
-  routes.winograd = routes.winograd && winograd_available();
-  routes.pointwise = routes.pointwise && (pointwise_available() || libtorch_products_fast());
+  const OneDnnConvolutions routable = routable_convolutions();
+  routes.winograd = routes.winograd && routable.winograd;
+  routes.pointwise = routes.pointwise && routable.pointwise;
   if (!routes.winograd && !routes.pointwise) return 0;
   using torch::jit::Node;
   std::vector<Node*> convs;

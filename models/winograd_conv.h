@@ -90,6 +90,14 @@ struct OneDnnConvolutions {
   bool pointwise = true;  ///< unpadded 1x1 ones, into scoreflow::conv2d_pointwise
 };
 
+/// The kinds of convolution route_convolutions_through_onednn routes in this build and process:
+/// Winograd ones where winograd_available(), 1x1 ones where pointwise_products() is not "".
+OneDnnConvolutions routable_convolutions();
+
+/// Whose products conv2d_pointwise runs a 1x1 convolution on: "oneDNN" where pointwise_available(),
+/// else "LibTorch" where libtorch_products_fast(), else "" (it is left to at::conv2d, so not routed).
+const char* pointwise_products();
+
 /// Rewrites, in `graph`, every aten::conv2d with a constant float weight, stride 1, dilation 1 and one
 /// group that `routes` names: 3x3 ones into scoreflow::conv2d_winograd, unpadded 1x1 ones into
 /// scoreflow::conv2d_pointwise (only where pointwise_available() or libtorch_products_fast()); returns
