@@ -10,6 +10,7 @@ import collections
 import glob
 import json
 import os
+import statistics
 import sys
 
 DEFAULT_MAX_BATCH = 8  # the fixed limit before the choice was timed at load (no TAG.choice.json)
@@ -38,9 +39,7 @@ def fmt_ratio(values):
         return "–"
     if len(values) < 3:
         return f"{span(values, '{:.2f}')}×"
-    v = sorted(values)
-    median = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-    return f"{median:.2f}× ({span(values, '{:.2f}')})"
+    return f"{statistics.median(values):.2f}× ({span(values, '{:.2f}')})"
 
 
 def main():
