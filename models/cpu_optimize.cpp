@@ -204,10 +204,12 @@ torch::jit::Module optimize_for_cpu(torch::jit::Module frozen, const std::vector
                                     detail::OneDnnConvolutions onednn_convolutions) {
   // 3x3 and 1x1 convolutions first: optimize_for_inference would turn them into prepacked oneDNN
   // direct ones in the blocked layout.
-  // Then each group normalisation that only feeds SiLU becomes one fused operator.
+  // Then each group normalisation that only feeds SiLU becomes one fused operator, with the addition
+  // before it where it has one, and each sum only scaled by a constant becomes one operator.
   for (const std::string& name : methods) {
     std::shared_ptr<torch::jit::Graph> graph = frozen.get_method(name).graph();
     detail::route_convolutions_through_onednn(graph, onednn_convolutions);
+    detail::fuse_additions(graph);
     detail::fuse_group_norm_silu(graph);
   }
   // A frozen module has no `training` attribute, so optimize_for_inference does not freeze it again

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/library.h>
 
@@ -111,20 +112,19 @@ torch::Tensor unfused(const torch::Tensor& input, int64_t groups, const c10::opt
   return at::silu(at::group_norm(input, groups, weight, bias, eps));
 }
 
-}  // namespace
+/// y[i] = (a[i] + b[i]) / d, or * d, for i < n, in float like LibTorch's two operators.
+SCOREFLOW_VECTOR_CLONES
+void add_then_scale(const float* a, const float* b, float* y, int64_t n, float d, bool divide) {
+  if (divide)
+    for (int64_t i = 0; i < n; ++i) y[i] = (a[i] + b[i]) / d;
+  else
+    for (int64_t i = 0; i < n; ++i) y[i] = (a[i] + b[i]) * d;
+}
 
-torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const c10::optional<torch::Tensor>& weight,
-                              const c10::optional<torch::Tensor>& bias, double eps) {
-  const auto usable = [&](const c10::optional<torch::Tensor>& p) {
-    return !p || !p->defined() ||
-           (p->device().is_cpu() && p->scalar_type() == torch::kFloat32 && p->dim() == 1 &&
-            p->size(0) == input.size(1) && !p->requires_grad());
-  };
-  if (!input.device().is_cpu() || input.scalar_type() != torch::kFloat32 || input.dim() < 2 || groups <= 0 ||
-      input.size(1) % groups != 0 || input.numel() == 0 || (torch::GradMode::is_enabled() && input.requires_grad()) ||
-      !usable(weight) || !usable(bias))
-    return unfused(input, groups, weight, bias, eps);
-
+/// The fused kernel for a float32 CPU `input` [N, C, ...], after `input + shift` where `shift` is
+/// defined: one value per sample (or one for all samples) and channel, `shift_rows` rows of C.
+torch::Tensor fused(const torch::Tensor& input, const float* shift, int64_t shift_rows, int64_t groups,
+                    const c10::optional<torch::Tensor>& weight, const c10::optional<torch::Tensor>& bias, double eps) {
   const torch::Tensor x = input.contiguous();
   const int64_t n = x.size(0), channels = x.size(1), per_channel = x.numel() / (n * channels);
   const int64_t per_group = channels / groups, group_size = per_group * per_channel;
@@ -141,21 +141,36 @@ torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const 
     for (int64_t task = begin; task < end; ++task) {
       const float* gx = xp + task * group_size;
       float* gy = op + task * group_size;
+      const int64_t first_channel = (task % groups) * per_group;
+      // The channels' shifts (zero without one): the group holds x + shift[channel].
+      const float* row = shift ? shift + (shift_rows == 1 ? 0 : task / groups) * channels : nullptr;
+      const auto shift_of = [&](int64_t c) { return row ? static_cast<double>(row[first_channel + c]) : 0.0; };
       // One pass, about the group's first element: a value of the group, so the squares lose nothing
       // to cancellation unless the mean lies thousands of standard deviations away from it.
+      const double centre = gx[0] + shift_of(0);
       double sum = 0, squares = 0;
-      group_sums(gx, group_size, gx[0], &sum, &squares);
-      const double shift = sum / static_cast<double>(group_size), mean = gx[0] + shift;
-      const double variance = std::max(0.0, squares / static_cast<double>(group_size) - shift * shift);
+      if (!row) {
+        group_sums(gx, group_size, centre, &sum, &squares);
+      } else {
+        for (int64_t c = 0; c < per_group; ++c) {  // x + s - centre as x - (centre - s), in double
+          double s = 0, q = 0;
+          group_sums(gx + c * per_channel, per_channel, centre - shift_of(c), &s, &q);
+          sum += s;
+          squares += q;
+        }
+      }
+      const double offset = sum / static_cast<double>(group_size), mean = centre + offset;
+      const double variance = std::max(0.0, squares / static_cast<double>(group_size) - offset * offset);
       const double rstd = 1.0 / std::sqrt(variance + eps);
-      // x - mean as (x - m) - (mean - m), m the float nearest the mean: x - m is exact for the elements
-      // near the mean, so a mean far from zero costs no precision (x * a + s would cancel).
-      const float m = static_cast<float>(mean);
-      const int64_t first_channel = (task % groups) * per_group;
       for (int64_t c = 0; c < per_group; ++c) {
         const int64_t channel = first_channel + c;
+        // x + shift - mean as (x - m) - (mean - shift - m), m the float nearest mean - shift: x - m is
+        // exact for the elements near the mean, so a mean far from zero costs no precision (x * a + s
+        // would cancel).
+        const double centred = mean - shift_of(c);
+        const float m = static_cast<float>(centred);
         const double a = rstd * (wp ? wp[channel] : 1.0f);
-        const double s = (bp ? bp[channel] : 0.0f) - (mean - m) * a;
+        const double s = (bp ? bp[channel] : 0.0f) - (centred - m) * a;
         affine_silu(gx + c * per_channel, gy + c * per_channel, per_channel, m, static_cast<float>(a),
                     static_cast<float>(s));
       }
@@ -164,9 +179,66 @@ torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const 
   return out;
 }
 
+/// Whether the fused kernel takes `input` and the normalisation's parameters.
+bool fusable(const torch::Tensor& input, int64_t groups, const c10::optional<torch::Tensor>& weight,
+             const c10::optional<torch::Tensor>& bias) {
+  const auto usable = [&](const c10::optional<torch::Tensor>& p) {
+    return !p || !p->defined() ||
+           (p->device().is_cpu() && p->scalar_type() == torch::kFloat32 && p->dim() == 1 &&
+            p->size(0) == input.size(1) && !p->requires_grad());
+  };
+  return input.device().is_cpu() && input.scalar_type() == torch::kFloat32 && input.dim() >= 2 && groups > 0 &&
+         input.size(1) % groups == 0 && input.numel() > 0 &&
+         !(torch::GradMode::is_enabled() && input.requires_grad()) && usable(weight) && usable(bias);
+}
+
+}  // namespace
+
+torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const c10::optional<torch::Tensor>& weight,
+                              const c10::optional<torch::Tensor>& bias, double eps) {
+  if (!fusable(input, groups, weight, bias)) return unfused(input, groups, weight, bias, eps);
+  return fused(input, nullptr, 0, groups, weight, bias, eps);
+}
+
+torch::Tensor add_group_norm_silu(const torch::Tensor& input, const torch::Tensor& shift, int64_t groups,
+                                  const c10::optional<torch::Tensor>& weight, const c10::optional<torch::Tensor>& bias,
+                                  double eps) {
+  // The kernel takes a shift of [N or 1, C, 1, ...] that broadcasts into the input without enlarging it.
+  bool per_channel = fusable(input, groups, weight, bias) && shift.device().is_cpu() &&
+                     shift.scalar_type() == torch::kFloat32 && shift.dim() == input.dim() &&
+                     (shift.size(0) == 1 || shift.size(0) == input.size(0)) && shift.size(1) == input.size(1) &&
+                     !(torch::GradMode::is_enabled() && shift.requires_grad());
+  for (int64_t d = 2; per_channel && d < shift.dim(); ++d) per_channel = shift.size(d) == 1;
+  if (!per_channel) return unfused(at::add(input, shift), groups, weight, bias, eps);
+  const torch::Tensor rows = shift.reshape({shift.size(0), shift.size(1)}).contiguous();
+  return fused(input, rows.data_ptr<float>(), rows.size(0), groups, weight, bias, eps);
+}
+
+torch::Tensor add_scale(const torch::Tensor& self, const torch::Tensor& other, const at::Scalar& scale, bool divide) {
+  if (!self.device().is_cpu() || self.scalar_type() != torch::kFloat32 || !other.device().is_cpu() ||
+      other.scalar_type() != torch::kFloat32 || self.sizes() != other.sizes() || !self.is_contiguous() ||
+      !other.is_contiguous() || !(scale.isFloatingPoint() || scale.isIntegral(false)) ||
+      (torch::GradMode::is_enabled() && (self.requires_grad() || other.requires_grad())))
+    return divide ? at::div(at::add(self, other), scale) : at::mul(at::add(self, other), scale);
+  torch::Tensor out = at::empty_like(self);
+  const float* a = self.data_ptr<float>();
+  const float* b = other.data_ptr<float>();
+  float* y = out.data_ptr<float>();
+  const float d = static_cast<float>(scale.toDouble());
+  at::parallel_for(0, self.numel(), int64_t{1} << 15, [&](int64_t begin, int64_t end) {
+    add_then_scale(a + begin, b + begin, y + begin, end - begin, d, divide);
+  });
+  return out;
+}
+
 TORCH_LIBRARY_FRAGMENT(scoreflow, m) {
   m.def("group_norm_silu(Tensor input, int groups, Tensor? weight, Tensor? bias, float eps) -> Tensor",
         &group_norm_silu);
+  m.def(
+      "add_group_norm_silu(Tensor input, Tensor shift, int groups, Tensor? weight, Tensor? bias, float eps) -> "
+      "Tensor",
+      &add_group_norm_silu);
+  m.def("add_scale(Tensor self, Tensor other, Scalar scale, bool divide) -> Tensor", &add_scale);
 }
 
 int parallel_for_threads(int64_t tasks) {
@@ -180,7 +252,85 @@ int parallel_for_threads(int64_t tasks) {
 }
 
 int count_group_norm_silu(torch::jit::Graph& graph) {
-  return static_cast<int>(nodes_of_kind(graph, "scoreflow::group_norm_silu").size());
+  return static_cast<int>(nodes_of_kind(graph, "scoreflow::group_norm_silu").size() +
+                          nodes_of_kind(graph, "scoreflow::add_group_norm_silu").size());
+}
+
+namespace {
+
+/// Whether `value` is a constant of `value` 1 (an addition's alpha).
+bool is_constant_one(torch::jit::Value* value) {
+  const c10::optional<c10::IValue> v = torch::jit::toIValue(value);
+  return v && ((v->isInt() && v->toInt() == 1) || (v->isDouble() && v->toDouble() == 1.0));
+}
+
+/// The aten::add(Tensor, Tensor, 1) that produces `value`, or nullptr.
+torch::jit::Node* tensor_addition(torch::jit::Value* value) {
+  torch::jit::Node* add = value->node();
+  if (add->kind() != c10::Symbol::fromQualString("aten::add") || add->inputs().size() != 3) return nullptr;
+  const auto tensor = [](torch::jit::Value* v) { return v->type()->cast<c10::TensorType>() != nullptr; };
+  return tensor(add->input(0)) && tensor(add->input(1)) && is_constant_one(add->input(2)) ? add : nullptr;
+}
+
+}  // namespace
+
+int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph) {
+  using torch::jit::Node;
+  int fused = 0;
+  // silu(group_norm(a + b)): the addition goes into the fused operator, which sits where the addition
+  // was, so that the shape checks torch.nn.functional.group_norm makes on the sum (aten::size) read its
+  // output, which has the same shape.
+  const c10::Symbol silu = c10::Symbol::fromQualString("aten::silu"),
+                    silu_ = c10::Symbol::fromQualString("aten::silu_"),
+                    size = c10::Symbol::fromQualString("aten::size");
+  for (Node* norm : nodes_of_kind(*graph, "aten::group_norm")) {
+    if (norm->inputs().size() != 6 || norm->output()->uses().size() != 1) continue;
+    Node* act = norm->output()->uses()[0].user;
+    if ((act->kind() != silu && act->kind() != silu_) || act->inputs().size() != 1) continue;
+    Node* add = tensor_addition(norm->input(0));
+    if (!add || add->owningBlock() != norm->owningBlock()) continue;
+    bool only_sizes = true;
+    for (const torch::jit::Use& use : add->output()->uses())
+      only_sizes = only_sizes && (use.user == norm || use.user->kind() == size);
+    bool constants = true;
+    for (size_t i = 1; i < 5; ++i) constants = constants && norm->input(i)->node()->kind() == c10::prim::Constant;
+    if (!only_sizes || !constants) continue;
+    Node* node = graph->create(
+        c10::Symbol::fromQualString("scoreflow::add_group_norm_silu"),
+        {add->input(0), add->input(1), norm->input(1), norm->input(2), norm->input(3), norm->input(4)}, 1);
+    node->insertAfter(add);
+    act->output()->replaceAllUsesWith(node->output());
+    act->destroy();
+    norm->destroy();
+    add->output()->replaceAllUsesWith(node->output());  // what is left: the shape checks
+    add->destroy();
+    ++fused;
+  }
+  // (a + b) / c and (a + b) * c for a constant number c: one pass instead of two.
+  for (const char* kind : {"aten::div", "aten::mul"}) {
+    for (Node* scale : nodes_of_kind(*graph, kind)) {
+      if (scale->inputs().size() != 2 || scale->input(1)->node()->kind() != c10::prim::Constant) continue;
+      const c10::TypePtr type = scale->input(1)->type();
+      if (type->kind() != c10::TypeKind::FloatType && type->kind() != c10::TypeKind::IntType) continue;
+      Node* add = tensor_addition(scale->input(0));
+      if (!add || add->output()->uses().size() != 1) continue;
+      torch::jit::WithInsertPoint guard(scale);
+      torch::jit::Value* divide = graph->insertConstant(std::string(kind) == "aten::div");
+      Node* node = graph->create(c10::Symbol::fromQualString("scoreflow::add_scale"),
+                                 {add->input(0), add->input(1), scale->input(1), divide}, 1);
+      node->insertBefore(scale);
+      scale->output()->replaceAllUsesWith(node->output());
+      scale->destroy();
+      add->destroy();
+      ++fused;
+    }
+  }
+  return fused;
+}
+
+int count_fused_additions(torch::jit::Graph& graph) {
+  return static_cast<int>(nodes_of_kind(graph, "scoreflow::add_group_norm_silu").size() +
+                          nodes_of_kind(graph, "scoreflow::add_scale").size());
 }
 
 int fuse_group_norm_silu(std::shared_ptr<torch::jit::Graph>& graph) {

@@ -21,11 +21,35 @@ namespace scoreflow::detail {
 torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const c10::optional<torch::Tensor>& weight,
                               const c10::optional<torch::Tensor>& bias, double eps);
 
+/// silu(group_norm(input + shift)), `shift` one value per sample (or one for all) and channel ([N or 1,
+/// C, 1, ...], the time embedding a DDPM/EDM residual block adds before its second normalisation): the
+/// fused kernel above with the addition folded into its passes, the group statistics taken of the sum
+/// in double. Other shifts (and what group_norm_silu leaves to LibTorch) go to LibTorch's three
+/// operators. The TorchScript operator scoreflow::add_group_norm_silu.
+torch::Tensor add_group_norm_silu(const torch::Tensor& input, const torch::Tensor& shift, int64_t groups,
+                                  const c10::optional<torch::Tensor>& weight, const c10::optional<torch::Tensor>& bias,
+                                  double eps);
+
+/// (self + other) / scale, or * scale where `divide` is false, in one pass for float32 CPU tensors of
+/// one shape, both contiguous (the residual sum an EDM/DDPM++ block scales by 1/sqrt(2)); otherwise
+/// LibTorch's two operators. Computed in float as they compute it. The TorchScript operator
+/// scoreflow::add_scale.
+torch::Tensor add_scale(const torch::Tensor& self, const torch::Tensor& other, const at::Scalar& scale, bool divide);
+
+/// Rewrites, in `graph`, each aten::add(a, b, 1) of two tensors that feeds only a group norm that only
+/// feeds SiLU (besides the shape checks torch.nn.functional.group_norm makes) into
+/// scoreflow::add_group_norm_silu, and each that only feeds a division or multiplication by a constant
+/// number into scoreflow::add_scale; returns how many. Run before fuse_group_norm_silu.
+int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph);
+
+/// How many scoreflow::add_group_norm_silu and scoreflow::add_scale calls `graph` holds.
+int count_fused_additions(torch::jit::Graph& graph);
+
 /// Rewrites, in `graph`, every aten::group_norm whose only use is an aten::silu (or silu_) into
 /// scoreflow::group_norm_silu; returns how many.
 int fuse_group_norm_silu(std::shared_ptr<torch::jit::Graph>& graph);
 
-/// How many scoreflow::group_norm_silu calls `graph` holds.
+/// How many scoreflow::group_norm_silu and scoreflow::add_group_norm_silu calls `graph` holds.
 int count_group_norm_silu(torch::jit::Graph& graph);
 
 /// How many threads at::parallel_for spreads `tasks` one-element tasks over when called from this

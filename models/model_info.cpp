@@ -94,6 +94,7 @@ ModelInfo model_info(const std::shared_ptr<const Model>& model, const std::strin
                        {"pointwise_convolutions", c.pointwise_convolutions},
                        {"pointwise_products", c.pointwise_products},
                        {"fused_group_norms", c.fused_group_norms},
+                       {"fused_additions", c.fused_additions},
                        {"onednn_convolutions_off", c.onednn_convolutions_off},
                        {"onednn_convolutions_dropped", c.onednn_convolutions_dropped}};
   }
@@ -143,7 +144,8 @@ std::string cpu_module_note(const Model& model, const LoadOptions& load, const s
        c.pointwise_products == "LibTorch"
            ? "1x1 convolutions run as LibTorch's batched products on NCHW (oneDNN's do not run here)"
            : "1x1 convolutions run by oneDNN on NCHW"},
-      {c.fused_group_norms, "group norms fused with SiLU"}};
+      {c.fused_group_norms, "group norms fused with SiLU"},
+      {c.fused_additions, "additions fused with the operator after them"}};
   if (c.module == "optimized")
     for (const auto& [count, what] : rewritten)
       if (count > 0) text += "; " + std::to_string(count) + " " + what;

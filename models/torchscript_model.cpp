@@ -245,6 +245,7 @@ class TorchScriptModel : public NetworkModel {
         cpu_.pointwise_convolutions = detail::count_pointwise_convolutions(graph);
         cpu_.pointwise_products = cpu_.pointwise_convolutions == 0 ? "" : detail::pointwise_products();
         cpu_.fused_group_norms = detail::count_group_norm_silu(graph);
+        cpu_.fused_additions = detail::count_fused_additions(graph);
         fast_ = std::move(c);
         return "";
       }

@@ -873,6 +873,106 @@ def forward(self, x):
   EXPECT_LE(rel_diff(fast.forward({x}).toTensor(), m.forward({x}).toTensor()), 1e-6);
 }
 
+// The additions fused into the operator after them (optimize_for_cpu): the time embedding added before
+// a group norm + SiLU, and a residual sum scaled by a constant. LibTorch's values to float rounding
+// (the statistics of the sum in double), on every thread count; what the kernels do not take is
+// LibTorch's, exactly; the rewrite leaves additions with other uses alone.
+TEST(CpuFastPath, AdditionsFuseWithTheOperatorAfterThem) {
+  using scoreflow::detail::add_group_norm_silu;
+  using scoreflow::detail::add_scale;
+  torch::manual_seed(12);
+  const torch::Tensor w = torch::randn({8}) * 3, b = torch::randn({8});
+  const auto reference = [&](const torch::Tensor& x, const torch::Tensor& shift, int64_t groups) {
+    return torch::silu(torch::group_norm(x.to(torch::kFloat64) + shift.to(torch::kFloat64), groups,
+                                         w.to(torch::kFloat64), b.to(torch::kFloat64), 1e-5));
+  };
+  // A shift per sample and channel, one for all samples, a 3-D input, and a sum whose mean lies 1e4
+  // standard deviations from zero while the input's does not (the shift carries it).
+  struct Case {
+    std::vector<int64_t> shape, shift;
+    double shift_scale;
+  };
+  for (const Case& c : std::vector<Case>{{{3, 8, 9, 7}, {3, 8, 1, 1}, 1},
+                                         {{2, 8, 5, 6}, {1, 8, 1, 1}, 1},
+                                         {{2, 8, 17}, {2, 8, 1}, 1},
+                                         {{2, 8, 6, 6}, {2, 8, 1, 1}, 1e4}}) {
+    const torch::Tensor x = torch::randn(c.shape), shift = torch::randn(c.shift) * c.shift_scale;
+    torch::Tensor one;
+    {
+      ThreadCount threads(1);
+      one = add_group_norm_silu(x, shift, 4, w, b, 1e-5);
+    }
+    ThreadCount threads(4);
+    const torch::Tensor got = add_group_norm_silu(x, shift, 4, w, b, 1e-5);
+    const torch::Tensor want = reference(x, shift, 4);
+    EXPECT_EQ(got.sizes(), x.sizes());
+    EXPECT_LE(rel_diff(got, want), 1e-6) << c.shape << c.shift;
+    EXPECT_LE((got.to(torch::kFloat64) - want).abs().max().item<double>(), 2e-6 * want.abs().max().item<double>())
+        << c.shape << c.shift;
+    EXPECT_TRUE(torch::equal(got, one)) << "thread count changed the result for " << c.shape;
+  }
+  // A shift of the input's own shape, and one that enlarges it: LibTorch's three operators.
+  const torch::Tensor x = torch::randn({2, 8, 4, 4});
+  for (const torch::Tensor& shift :
+       {torch::randn({2, 8, 4, 4}), torch::randn({2, 8, 1, 4}), torch::randn({2, 8, 1, 1})}) {
+    const torch::Tensor input = shift.size(3) == 1 ? x.slice(0, 0, 1) : x;
+    EXPECT_TRUE(torch::equal(add_group_norm_silu(input, shift, 4, w, b, 1e-5),
+                             torch::silu(torch::group_norm(input + shift, 4, w, b, 1e-5))))
+        << shift.sizes();
+  }
+
+  // (a + b) / c and (a + b) * c: LibTorch's values to float rounding; mixed shapes, dtypes and
+  // strides are LibTorch's own.
+  const torch::Tensor a = torch::randn({2, 8, 33, 7}), a2 = torch::randn({2, 8, 33, 7});
+  EXPECT_LE(rel_diff(add_scale(a, a2, std::sqrt(2.0), true), (a + a2) / std::sqrt(2.0)), 1e-7);
+  EXPECT_LE(rel_diff(add_scale(a, a2, 0.25, false), (a + a2) * 0.25), 1e-7);
+  EXPECT_LE(rel_diff(add_scale(a, a2, 3, true), (a + a2) / 3), 1e-7);
+  const torch::Tensor row = torch::randn({7}), at = a.transpose(2, 3), a64 = a.to(torch::kFloat64);
+  EXPECT_TRUE(torch::equal(add_scale(a, row, 2.0, true), (a + row) / 2.0));
+  EXPECT_TRUE(torch::equal(add_scale(at, at, 2.0, false), (at + at) * 2.0));
+  EXPECT_TRUE(torch::equal(add_scale(a64, a64, 3, true), (a64 + a64) / 3));
+
+  // In a network, through optimize_for_cpu.
+  torch::jit::Module m("Additions");
+  m.register_parameter("w", w, false);
+  m.register_parameter("b", b, false);
+  m.define(R"(
+def forward(self, x, e):
+    h = torch.silu(torch.group_norm(x + e[:, :, None, None], 4, self.w, self.b, 1e-5))
+    g = h + e[:, :, None, None]
+    assert g.size(0) * g.size(1) // 8 * g.size(2) * g.size(3) != 1, "one value per group"
+    h = torch.silu(torch.group_norm(g, 8, self.w, self.b, 1e-5))
+    s = (x + h) / 1.4142135623730951
+    t = (s + h) * 0.5
+    u = x + t
+    k = torch.silu(torch.group_norm(u, 4, self.w, self.b, 1e-5)) + u
+    return (k + x) / 2 + (t + s) * x
+)");
+  m.eval();
+  bool hit = true;
+  torch::jit::Module frozen = frozen_for_cpu(m, {"forward"}, "", &hit);
+  std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph()->copy();
+  // Fused: both additions before a group norm + SiLU (the second one's sum also read by a shape check
+  // like torch.nn.functional.group_norm's), the scaled sums s, t and (k + x) / 2. Left alone: u (also used elsewhere),
+  // and (t + s) * x (a tensor factor).
+  EXPECT_EQ(scoreflow::detail::fuse_additions(graph), 5) << *graph;
+  EXPECT_EQ(scoreflow::detail::count_fused_additions(*graph), 5);
+  EXPECT_EQ(scoreflow::detail::fuse_group_norm_silu(graph), 1) << *graph;
+  EXPECT_EQ(scoreflow::detail::count_group_norm_silu(*graph), 3);
+  torch::jit::Module fast = optimize_for_cpu(frozen, {"forward"});
+  EXPECT_EQ(scoreflow::detail::count_fused_additions(*fast.get_method("forward").graph()), 5);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor input = torch::randn({3, 8, 6, 5}), e = torch::randn({3, 8});
+  EXPECT_LE(rel_diff(fast.forward({input, e}).toTensor(), m.forward({input, e}).toTensor()), 1e-6);
+  // The shape check still runs on the sum: one value per group is refused.
+  try {
+    fast.forward({torch::randn({1, 8, 1, 1}), torch::randn({1, 8})});
+    ADD_FAILURE() << "one value per group was not refused";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("one value per group"), std::string::npos) << e.what();
+  }
+}
+
 // The library's parallel loops (the fused group norm, the exact oracles' kernel) use every intra-op
 // thread: at::parallel_for only does so in files compiled with OpenMP, which CMakeLists.txt arranges
 // for GCC (the oracles' kernel ran on one thread for six sessions before this was noticed).

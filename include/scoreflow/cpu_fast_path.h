@@ -92,8 +92,13 @@ struct CpuOptimization {
   int pointwise_convolutions = 0;
   std::string pointwise_products;
   /// Group normalisations of the optimised module's forward that only feed SiLU, fused with it into
-  /// one pass (docs/performance.md, "CPU", session 19).
+  /// one pass (docs/performance.md, "CPU", session 19); with those that also take the addition before
+  /// them.
   int fused_group_norms = 0;
+  /// Additions of two tensors of the optimised module's forward fused into the operator after them: a
+  /// group norm + SiLU (the time embedding a residual block adds before it), or a scaling by a
+  /// constant (the residual sum scaled by 1/sqrt(2)); docs/performance.md, "CPU", session 26.
+  int fused_additions = 0;
   /// Why the optimised module runs without some of the convolutions it routes (oneDNN's Winograd ones,
   /// the 1x1 ones) although the build routes them: the module with all of them failed to build or on
   /// the probe, and the one without `onednn_convolutions_dropped` did not (sessions 21-22: Debian's
