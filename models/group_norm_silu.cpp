@@ -282,7 +282,7 @@ int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph) {
   // output, which has the same shape.
   const c10::Symbol silu = c10::Symbol::fromQualString("aten::silu"),
                     silu_ = c10::Symbol::fromQualString("aten::silu_"),
-                    size = c10::Symbol::fromQualString("aten::size");
+                    size = c10::Symbol::fromQualString("aten::size"), dim = c10::Symbol::fromQualString("aten::dim");
   for (Node* norm : nodes_of_kind(*graph, "aten::group_norm")) {
     if (norm->inputs().size() != 6 || norm->output()->uses().size() != 1) continue;
     Node* act = norm->output()->uses()[0].user;
@@ -291,7 +291,7 @@ int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph) {
     if (!add || add->owningBlock() != norm->owningBlock()) continue;
     bool only_sizes = true;
     for (const torch::jit::Use& use : add->output()->uses())
-      only_sizes = only_sizes && (use.user == norm || use.user->kind() == size);
+      only_sizes = only_sizes && (use.user == norm || use.user->kind() == size || use.user->kind() == dim);
     bool constants = true;
     for (size_t i = 1; i < 5; ++i) constants = constants && norm->input(i)->node()->kind() == c10::prim::Constant;
     if (!only_sizes || !constants) continue;

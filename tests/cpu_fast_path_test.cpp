@@ -940,6 +940,7 @@ TEST(CpuFastPath, AdditionsFuseWithTheOperatorAfterThem) {
 def forward(self, x, e):
     h = torch.silu(torch.group_norm(x + e[:, :, None, None], 4, self.w, self.b, 1e-5))
     g = h + e[:, :, None, None]
+    assert g.dim() >= 2, "a group norm needs two dimensions"
     assert g.size(0) * g.size(1) // 8 * g.size(2) * g.size(3) != 1, "one value per group"
     h = torch.silu(torch.group_norm(g, 8, self.w, self.b, 1e-5))
     s = (x + h) / 1.4142135623730951
@@ -952,9 +953,9 @@ def forward(self, x, e):
   bool hit = true;
   torch::jit::Module frozen = frozen_for_cpu(m, {"forward"}, "", &hit);
   std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph()->copy();
-  // Fused: both additions before a group norm + SiLU (the second one's sum also read by a shape check
-  // like torch.nn.functional.group_norm's), the scaled sums s, t and (k + x) / 2. Left alone: u (also used elsewhere),
-  // and (t + s) * x (a tensor factor).
+  // Fused: both additions before a group norm + SiLU (the second one's sum also read by shape checks
+  // like those torch.nn.functional.group_norm scripts: aten::dim in PyTorch 2, aten::size), the scaled sums s, t and (k
+  // + x) / 2. Left alone: u (also used elsewhere), and (t + s) * x (a tensor factor).
   EXPECT_EQ(scoreflow::detail::fuse_additions(graph), 5) << *graph;
   EXPECT_EQ(scoreflow::detail::count_fused_additions(*graph), 5);
   EXPECT_EQ(scoreflow::detail::fuse_group_norm_silu(graph), 1) << *graph;
