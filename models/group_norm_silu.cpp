@@ -203,15 +203,21 @@ torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const 
 torch::Tensor add_group_norm_silu(const torch::Tensor& input, const torch::Tensor& shift, int64_t groups,
                                   const c10::optional<torch::Tensor>& weight, const c10::optional<torch::Tensor>& bias,
                                   double eps) {
-  // The kernel takes a shift of [N or 1, C, 1, ...] that broadcasts into the input without enlarging it.
-  bool per_channel = fusable(input, groups, weight, bias) && shift.device().is_cpu() &&
-                     shift.scalar_type() == torch::kFloat32 && shift.dim() == input.dim() &&
-                     (shift.size(0) == 1 || shift.size(0) == input.size(0)) && shift.size(1) == input.size(1) &&
-                     !(torch::GradMode::is_enabled() && shift.requires_grad());
-  for (int64_t d = 2; per_channel && d < shift.dim(); ++d) per_channel = shift.size(d) == 1;
-  if (!per_channel) return unfused(at::add(input, shift), groups, weight, bias, eps);
-  const torch::Tensor rows = shift.reshape({shift.size(0), shift.size(1)}).contiguous();
-  return fused(input, rows.data_ptr<float>(), rows.size(0), groups, weight, bias, eps);
+  // The kernel takes a shift of [N or 1, C, 1, ...] that broadcasts into the input without enlarging it,
+  // on either side of the addition.
+  const auto per_channel = [&](const torch::Tensor& x, const torch::Tensor& s) {
+    bool ok = fusable(x, groups, weight, bias) && s.device().is_cpu() && s.scalar_type() == torch::kFloat32 &&
+              s.dim() == x.dim() && (s.size(0) == 1 || s.size(0) == x.size(0)) && s.size(1) == x.size(1) &&
+              !(torch::GradMode::is_enabled() && s.requires_grad());
+    for (int64_t d = 2; ok && d < s.dim(); ++d) ok = s.size(d) == 1;
+    return ok;
+  };
+  const bool swapped = !per_channel(input, shift) && per_channel(shift, input);
+  const torch::Tensor& x = swapped ? shift : input;
+  const torch::Tensor& s = swapped ? input : shift;
+  if (!swapped && !per_channel(input, shift)) return unfused(at::add(input, shift), groups, weight, bias, eps);
+  const torch::Tensor rows = s.reshape({s.size(0), s.size(1)}).contiguous();
+  return fused(x, rows.data_ptr<float>(), rows.size(0), groups, weight, bias, eps);
 }
 
 torch::Tensor add_scale(const torch::Tensor& self, const torch::Tensor& other, const at::Scalar& scale, bool divide) {
@@ -264,12 +270,36 @@ bool is_constant_one(torch::jit::Value* value) {
   return v && ((v->isInt() && v->toInt() == 1) || (v->isDouble() && v->toDouble() == 1.0));
 }
 
-/// The aten::add(Tensor, Tensor, 1) that produces `value`, or nullptr.
+/// Whether `node` only reads its tensor's shape, dtype or device, which an in-place addition of a
+/// per-channel shift does not change and a fused operator's output shares.
+bool reads_metadata(const torch::jit::Node* node) {
+  static const std::set<std::string> readers = {"aten::size", "aten::dim", "prim::dtype", "prim::device"};
+  return readers.count(node->kind().toQualString()) > 0;
+}
+
+/// Whether `value` is a tensor that a convolution or linear layer made and that nothing but `user`
+/// reads, except for its metadata: an in-place addition to it by `user` is seen by no other value (EDM
+/// writes `x.add_(...)` on a convolution's output, after reading its dtype).
+bool private_result(torch::jit::Value* value, const torch::jit::Node* user) {
+  static const std::set<std::string> makers = {
+      "aten::conv2d", "aten::convolution",          "aten::_convolution",
+      "aten::linear", "scoreflow::conv2d_winograd", "scoreflow::conv2d_pointwise"};
+  if (makers.count(value->node()->kind().toQualString()) == 0) return false;
+  for (const torch::jit::Use& use : value->uses())
+    if (use.user != user && !reads_metadata(use.user)) return false;
+  return true;
+}
+
+/// The aten::add(Tensor, Tensor, 1) that produces `value`, or an aten::add_ whose mutation nothing else
+/// sees; nullptr otherwise.
 torch::jit::Node* tensor_addition(torch::jit::Value* value) {
   torch::jit::Node* add = value->node();
-  if (add->kind() != c10::Symbol::fromQualString("aten::add") || add->inputs().size() != 3) return nullptr;
+  const bool in_place = add->kind() == c10::Symbol::fromQualString("aten::add_");
+  if ((add->kind() != c10::Symbol::fromQualString("aten::add") && !in_place) || add->inputs().size() != 3)
+    return nullptr;
   const auto tensor = [](torch::jit::Value* v) { return v->type()->cast<c10::TensorType>() != nullptr; };
-  return tensor(add->input(0)) && tensor(add->input(1)) && is_constant_one(add->input(2)) ? add : nullptr;
+  if (!tensor(add->input(0)) || !tensor(add->input(1)) || !is_constant_one(add->input(2))) return nullptr;
+  return !in_place || private_result(add->input(0), add) ? add : nullptr;
 }
 
 }  // namespace
@@ -278,11 +308,10 @@ int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph) {
   using torch::jit::Node;
   int fused = 0;
   // silu(group_norm(a + b)): the addition goes into the fused operator, which sits where the addition
-  // was, so that the shape checks torch.nn.functional.group_norm makes on the sum (aten::size) read its
-  // output, which has the same shape.
+  // was, so that what else reads the sum's metadata (the shape checks torch.nn.functional.group_norm
+  // scripts: aten::size, and aten::dim in PyTorch 2) reads its output, of the same shape and dtype.
   const c10::Symbol silu = c10::Symbol::fromQualString("aten::silu"),
-                    silu_ = c10::Symbol::fromQualString("aten::silu_"),
-                    size = c10::Symbol::fromQualString("aten::size"), dim = c10::Symbol::fromQualString("aten::dim");
+                    silu_ = c10::Symbol::fromQualString("aten::silu_");
   for (Node* norm : nodes_of_kind(*graph, "aten::group_norm")) {
     if (norm->inputs().size() != 6 || norm->output()->uses().size() != 1) continue;
     Node* act = norm->output()->uses()[0].user;
@@ -291,7 +320,7 @@ int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph) {
     if (!add || add->owningBlock() != norm->owningBlock()) continue;
     bool only_sizes = true;
     for (const torch::jit::Use& use : add->output()->uses())
-      only_sizes = only_sizes && (use.user == norm || use.user->kind() == size || use.user->kind() == dim);
+      only_sizes = only_sizes && (use.user == norm || reads_metadata(use.user));
     bool constants = true;
     for (size_t i = 1; i < 5; ++i) constants = constants && norm->input(i)->node()->kind() == c10::prim::Constant;
     if (!only_sizes || !constants) continue;
@@ -302,7 +331,7 @@ int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph) {
     act->output()->replaceAllUsesWith(node->output());
     act->destroy();
     norm->destroy();
-    add->output()->replaceAllUsesWith(node->output());  // what is left: the shape checks
+    add->output()->replaceAllUsesWith(node->output());  // what is left: the metadata reads
     add->destroy();
     ++fused;
   }

@@ -21,8 +21,9 @@ namespace scoreflow::detail {
 torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const c10::optional<torch::Tensor>& weight,
                               const c10::optional<torch::Tensor>& bias, double eps);
 
-/// silu(group_norm(input + shift)), `shift` one value per sample (or one for all) and channel ([N or 1,
-/// C, 1, ...], the time embedding a DDPM/EDM residual block adds before its second normalisation): the
+/// silu(group_norm(input + shift)), `shift` (or `input`: the sum is the same) one value per sample (or
+/// one for all) and channel ([N or 1, C, 1, ...], the time embedding a DDPM/EDM residual block adds
+/// before its second normalisation): the
 /// fused kernel above with the addition folded into its passes, the group statistics taken of the sum
 /// in double. Other shifts (and what group_norm_silu leaves to LibTorch) go to LibTorch's three
 /// operators. The TorchScript operator scoreflow::add_group_norm_silu.
@@ -36,7 +37,8 @@ torch::Tensor add_group_norm_silu(const torch::Tensor& input, const torch::Tenso
 /// scoreflow::add_scale.
 torch::Tensor add_scale(const torch::Tensor& self, const torch::Tensor& other, const at::Scalar& scale, bool divide);
 
-/// Rewrites, in `graph`, each aten::add(a, b, 1) of two tensors that feeds only a group norm that only
+/// Rewrites, in `graph`, each aten::add(a, b, 1) of two tensors (or aten::add_ on a convolution's or
+/// linear layer's output that nothing else reads, as EDM writes it) that feeds only a group norm that only
 /// feeds SiLU (besides the shape checks torch.nn.functional.group_norm makes) into
 /// scoreflow::add_group_norm_silu, and each that only feeds a division or multiplication by a constant
 /// number into scoreflow::add_scale; returns how many. Run before fuse_group_norm_silu.

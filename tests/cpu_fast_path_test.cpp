@@ -910,6 +910,7 @@ TEST(CpuFastPath, AdditionsFuseWithTheOperatorAfterThem) {
     EXPECT_LE((got.to(torch::kFloat64) - want).abs().max().item<double>(), 2e-6 * want.abs().max().item<double>())
         << c.shape << c.shift;
     EXPECT_TRUE(torch::equal(got, one)) << "thread count changed the result for " << c.shape;
+    EXPECT_TRUE(torch::equal(add_group_norm_silu(shift, x, 4, w, b, 1e-5), got)) << "the shift on the left";
   }
   // A shift of the input's own shape, and one that enlarges it: LibTorch's three operators.
   const torch::Tensor x = torch::randn({2, 8, 4, 4});
@@ -936,6 +937,7 @@ TEST(CpuFastPath, AdditionsFuseWithTheOperatorAfterThem) {
   torch::jit::Module m("Additions");
   m.register_parameter("w", w, false);
   m.register_parameter("b", b, false);
+  m.register_parameter("k", torch::randn({8, 8, 3, 3}) * 0.1, false);
   m.define(R"(
 def forward(self, x, e):
     h = torch.silu(torch.group_norm(x + e[:, :, None, None], 4, self.w, self.b, 1e-5))
@@ -943,28 +945,36 @@ def forward(self, x, e):
     assert g.dim() >= 2, "a group norm needs two dimensions"
     assert g.size(0) * g.size(1) // 8 * g.size(2) * g.size(3) != 1, "one value per group"
     h = torch.silu(torch.group_norm(g, 8, self.w, self.b, 1e-5))
+    c = torch.conv2d(h, self.k, None, 1, 1)
+    c = torch.silu(torch.group_norm(c.add_(e[:, :, None, None].to(c.dtype)), 4, self.w, self.b, 1e-5))
+    d = torch.silu(torch.group_norm(e[:, :, None, None] + c, 4, self.w, self.b, 1e-5))
+    v = x[:, 0:8]
+    q = torch.silu(torch.group_norm(v.add_(e[:, :, None, None]), 4, self.w, self.b, 1e-5))
     s = (x + h) / 1.4142135623730951
     t = (s + h) * 0.5
     u = x + t
     k = torch.silu(torch.group_norm(u, 4, self.w, self.b, 1e-5)) + u
-    return (k + x) / 2 + (t + s) * x
+    return (k + x) / 2 + (t + s) * x + d + q
 )");
   m.eval();
   bool hit = true;
   torch::jit::Module frozen = frozen_for_cpu(m, {"forward"}, "", &hit);
   std::shared_ptr<torch::jit::Graph> graph = frozen.get_method("forward").graph()->copy();
-  // Fused: both additions before a group norm + SiLU (the second one's sum also read by shape checks
-  // like those torch.nn.functional.group_norm scripts: aten::dim in PyTorch 2, aten::size), the scaled sums s, t and (k
-  // + x) / 2. Left alone: u (also used elsewhere), and (t + s) * x (a tensor factor).
-  EXPECT_EQ(scoreflow::detail::fuse_additions(graph), 5) << *graph;
-  EXPECT_EQ(scoreflow::detail::count_fused_additions(*graph), 5);
-  EXPECT_EQ(scoreflow::detail::fuse_group_norm_silu(graph), 1) << *graph;
-  EXPECT_EQ(scoreflow::detail::count_group_norm_silu(*graph), 3);
+  // Fused: the additions before a group norm + SiLU (the second one's sum also read by shape checks
+  // like those torch.nn.functional.group_norm scripts: aten::dim in PyTorch 2, aten::size; the third
+  // in place on a convolution's output, whose dtype it reads first, as EDM does; the fourth with the
+  // shift on the left), and the scaled sums s, t and (k + x) / 2. Left alone: the in-place addition
+  // to v, a view of x whose change s reads; u, also used elsewhere; and (t + s) * x, a tensor factor.
+  EXPECT_EQ(scoreflow::detail::nodes_of_kind(*graph, "aten::add_").size(), 2u) << *graph;
+  EXPECT_EQ(scoreflow::detail::fuse_additions(graph), 7) << *graph;
+  EXPECT_EQ(scoreflow::detail::count_fused_additions(*graph), 7);
+  EXPECT_EQ(scoreflow::detail::fuse_group_norm_silu(graph), 2) << *graph;
+  EXPECT_EQ(scoreflow::detail::count_group_norm_silu(*graph), 6);
   torch::jit::Module fast = optimize_for_cpu(frozen, {"forward"});
-  EXPECT_EQ(scoreflow::detail::count_fused_additions(*fast.get_method("forward").graph()), 5);
+  EXPECT_EQ(scoreflow::detail::count_fused_additions(*fast.get_method("forward").graph()), 7);
   torch::NoGradGuard no_grad;
   const torch::Tensor input = torch::randn({3, 8, 6, 5}), e = torch::randn({3, 8});
-  EXPECT_LE(rel_diff(fast.forward({input, e}).toTensor(), m.forward({input, e}).toTensor()), 1e-6);
+  EXPECT_LE(rel_diff(fast.forward({input.clone(), e}).toTensor(), m.forward({input.clone(), e}).toTensor()), 1e-6);
   // The shape check still runs on the sum: one value per group is refused.
   try {
     fast.forward({torch::randn({1, 8, 1, 1}), torch::randn({1, 8})});
