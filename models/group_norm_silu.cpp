@@ -264,7 +264,7 @@ int count_group_norm_silu(torch::jit::Graph& graph) {
 
 namespace {
 
-/// Whether `value` is a constant of `value` 1 (an addition's alpha).
+/// Whether `value` is the constant 1 (an addition's alpha).
 bool is_constant_one(torch::jit::Value* value) {
   const c10::optional<c10::IValue> v = torch::jit::toIValue(value);
   return v && ((v->isInt() && v->toInt() == 1) || (v->isDouble() && v->toDouble() == 1.0));
@@ -318,12 +318,12 @@ int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph) {
     if ((act->kind() != silu && act->kind() != silu_) || act->inputs().size() != 1) continue;
     Node* add = tensor_addition(norm->input(0));
     if (!add || add->owningBlock() != norm->owningBlock()) continue;
-    bool only_sizes = true;
+    bool only_metadata = true;
     for (const torch::jit::Use& use : add->output()->uses())
-      only_sizes = only_sizes && (use.user == norm || reads_metadata(use.user));
+      only_metadata = only_metadata && (use.user == norm || reads_metadata(use.user));
     bool constants = true;
     for (size_t i = 1; i < 5; ++i) constants = constants && norm->input(i)->node()->kind() == c10::prim::Constant;
-    if (!only_sizes || !constants) continue;
+    if (!only_metadata || !constants) continue;
     Node* node = graph->create(
         c10::Symbol::fromQualString("scoreflow::add_group_norm_silu"),
         {add->input(0), add->input(1), norm->input(1), norm->input(2), norm->input(3), norm->input(4)}, 1);

@@ -23,10 +23,9 @@ torch::Tensor group_norm_silu(const torch::Tensor& input, int64_t groups, const 
 
 /// silu(group_norm(input + shift)), `shift` (or `input`: the sum is the same) one value per sample (or
 /// one for all) and channel ([N or 1, C, 1, ...], the time embedding a DDPM/EDM residual block adds
-/// before its second normalisation): the
-/// fused kernel above with the addition folded into its passes, the group statistics taken of the sum
-/// in double. Other shifts (and what group_norm_silu leaves to LibTorch) go to LibTorch's three
-/// operators. The TorchScript operator scoreflow::add_group_norm_silu.
+/// before its second normalisation): the fused kernel above with the addition folded into its passes,
+/// the group statistics taken of the sum in double. Other shifts (and what group_norm_silu leaves to
+/// LibTorch) go to LibTorch's three operators. The TorchScript operator scoreflow::add_group_norm_silu.
 torch::Tensor add_group_norm_silu(const torch::Tensor& input, const torch::Tensor& shift, int64_t groups,
                                   const c10::optional<torch::Tensor>& weight, const c10::optional<torch::Tensor>& bias,
                                   double eps);
@@ -38,10 +37,11 @@ torch::Tensor add_group_norm_silu(const torch::Tensor& input, const torch::Tenso
 torch::Tensor add_scale(const torch::Tensor& self, const torch::Tensor& other, const at::Scalar& scale, bool divide);
 
 /// Rewrites, in `graph`, each aten::add(a, b, 1) of two tensors (or aten::add_ on a convolution's or
-/// linear layer's output that nothing else reads, as EDM writes it) that feeds only a group norm that only
-/// feeds SiLU (besides the shape checks torch.nn.functional.group_norm makes) into
-/// scoreflow::add_group_norm_silu, and each that only feeds a division or multiplication by a constant
-/// number into scoreflow::add_scale; returns how many. Run before fuse_group_norm_silu.
+/// linear layer's output that nothing else reads but for its metadata, as EDM writes it) that feeds
+/// only a group norm that only feeds SiLU (besides reads of the sum's shape, dtype or device, such as
+/// the checks torch.nn.functional.group_norm scripts) into scoreflow::add_group_norm_silu, and each
+/// that only feeds a division or multiplication by a constant number into scoreflow::add_scale; returns
+/// how many. Run before fuse_group_norm_silu.
 int fuse_additions(std::shared_ptr<torch::jit::Graph>& graph);
 
 /// How many scoreflow::add_group_norm_silu and scoreflow::add_scale calls `graph` holds.
