@@ -212,10 +212,10 @@ torch::Tensor add_group_norm_silu(const torch::Tensor& input, const torch::Tenso
     for (int64_t d = 2; ok && d < s.dim(); ++d) ok = s.size(d) == 1;
     return ok;
   };
-  const bool swapped = !per_channel(input, shift) && per_channel(shift, input);
+  const bool direct = per_channel(input, shift), swapped = !direct && per_channel(shift, input);
+  if (!direct && !swapped) return unfused(at::add(input, shift), groups, weight, bias, eps);
   const torch::Tensor& x = swapped ? shift : input;
   const torch::Tensor& s = swapped ? input : shift;
-  if (!swapped && !per_channel(input, shift)) return unfused(at::add(input, shift), groups, weight, bias, eps);
   const torch::Tensor rows = s.reshape({s.size(0), s.size(1)}).contiguous();
   return fused(x, rows.data_ptr<float>(), rows.size(0), groups, weight, bias, eps);
 }
